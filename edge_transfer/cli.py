@@ -1,0 +1,87 @@
+"""The ``edge-transfer`` command line: one module per command under ``edge_transfer.commands``.
+
+Each command module defines ``add_parser(subparsers)``, which registers its arguments and
+``set_defaults(handler=run)``; ``run(args) -> int`` does the work and imports heavy
+libraries (TensorFlow) only inside, so ``edge-transfer --help`` stays light.
+
+Error contract: a :class:`~edge_transfer.errors.UserError` prints one line and exits 2;
+any other failure exits 1 with a short hint, and the traceback only under ``--debug``.
+
+>>> main(["devices", "--help"])                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edge_transfer import __version__
+from edge_transfer.errors import EdgeTransferError, UserError
+
+# Command modules, in the order `--help` lists them.
+COMMANDS = (
+    "pretrain",
+    "finetune",
+)
+
+
+class _ArgumentError(UserError):
+    """argparse's own complaints, routed through the one error contract."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _ArgumentError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edge-transfer",
+        description=(
+            "Transfer learning that ends on a device: pretrain a feature extractor, fine-tune it "
+            "on your small dataset, quantize and export to TFLite / ONNX, and validate the "
+            "result on the device it will run on."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for name in COMMANDS:
+        importlib.import_module(f"edge_transfer.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except EdgeTransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if debug:
+            raise
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "rerun with --debug for the traceback, and report it if it persists",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

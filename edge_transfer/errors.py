@@ -1,0 +1,51 @@
+"""The error types of edge-transfer, in one small tree.
+
+    EdgeTransferError        anything this tool raises on purpose (exit code 1)
+    └── UserError            input the user can fix: the CLI prints one line, exit code 2
+        ├── DataError        datasets, images, .npz files, class selections, splits
+        ├── ModelError       model files, backbones, run directories
+        ├── ExportError      a format or precision that cannot be produced as asked
+        ├── BundleError      deploy bundles: manifest, sha256, archive entries
+        └── DeviceError      device profiles, SSH and emulated devices
+
+Every message names the problem and how to fix it:
+
+>>> raise DataError("digits:7-3 is a reversed range; write digits:3-7")
+Traceback (most recent call last):
+...
+edge_transfer.errors.DataError: digits:7-3 is a reversed range; write digits:3-7
+"""
+
+from __future__ import annotations
+
+
+class EdgeTransferError(Exception):
+    """Base class of every error this tool raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(EdgeTransferError):
+    """Bad input that the user can fix; the CLI prints the message alone and exits 2."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A dataset, image, .npz file, class selection or split that cannot be used."""
+
+
+class ModelError(UserError):
+    """A model file, backbone or run directory that cannot be used."""
+
+
+class ExportError(UserError):
+    """A format, precision or option that cannot be produced as asked."""
+
+
+class BundleError(UserError):
+    """A deploy bundle that is malformed, tampered with or unsafe."""
+
+
+class DeviceError(UserError):
+    """A device profile, or a device that cannot be reached or used."""

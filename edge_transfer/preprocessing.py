@@ -1,0 +1,158 @@
+"""The preprocessing record that travels with every model (numpy + Pillow only).
+
+Training, export checks and the device all call :meth:`Preprocessing.apply`, so
+the same pixels reach the model everywhere.
+
+>>> import numpy as np
+>>> pre = Preprocessing(height=16, width=16, channels=3, mean=(127.5,), std=(127.5,))
+>>> pre.apply(np.zeros((2, 8, 8, 1), np.uint8)).shape
+(2, 16, 16, 3)
+>>> Preprocessing.from_dict(pre.to_dict()) == pre
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edge_transfer.errors import DataError, ModelError
+
+ChannelOrder = Literal["rgb", "bgr"]
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize to ``height`` x ``width``, convert to ``channels``, then ``(pixel - mean) / std``.
+
+    Pixels come in as 0..255. ``mean`` and ``std`` hold one value for all channels
+    or one per channel; ``channel_order="bgr"`` flips RGB to BGR (Caffe-style models).
+    """
+
+    height: int
+    width: int
+    channels: int = 1
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (255.0,)
+    channel_order: ChannelOrder = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ModelError(f"input size {self.height}x{self.width} must be positive")
+        if self.channels not in (1, 3):
+            raise ModelError(f"channels must be 1 or 3, not {self.channels}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) not in (1, self.channels):
+                raise ModelError(f"{name} needs 1 or {self.channels} values, got {len(values)}")
+        if any(s == 0 for s in self.std):
+            raise ModelError("std must not contain 0")
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ModelError(f"channel_order must be 'rgb' or 'bgr', not {self.channel_order!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        try:
+            return cls(
+                height=int(data["height"]),
+                width=int(data["width"]),
+                channels=int(data["channels"]),
+                mean=tuple(float(v) for v in data["mean"]),
+                std=tuple(float(v) for v in data["std"]),
+                channel_order=data.get("channel_order", "rgb"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"malformed preprocessing record ({exc}): {data!r}") from exc
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Preprocessing:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read preprocessing record {path}: {exc}") from exc
+
+    def to_pixels(self, images: np.ndarray) -> np.ndarray:
+        """Resize and convert channels only: uint8 (N, height, width, channels)."""
+        batch = as_uint8_batch(images)
+        if batch.shape[1:3] != (self.height, self.width):
+            batch = resize_batch(batch, self.height, self.width)
+        return convert_channels(batch, self.channels)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """``(pixel - mean) / std`` on pixels already of the model's size: float32."""
+        x = pixels.astype(np.float32)
+        if self.channel_order == "bgr":
+            x = x[..., ::-1]
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return (x - mean) / std
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """0..255 images of any size, (N, H, W), (N, H, W, C) -> float32 model input."""
+        return self.normalize(self.to_pixels(images))
+
+
+def as_uint8_batch(images: np.ndarray) -> np.ndarray:
+    """A batch of 0..255 pixels as uint8 (N, H, W, C); floats are rounded, never rescaled."""
+    array = np.asarray(images)
+    if array.ndim == 3:
+        array = array[..., np.newaxis]
+    if array.ndim != 4:
+        raise DataError(
+            f"images must be (N, H, W) or (N, H, W, C), got shape {array.shape}; "
+            "add a batch axis for a single image"
+        )
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_:
+        raise DataError(f"images must be numeric pixels 0..255, got dtype {array.dtype}")
+    if array.size and not np.all(np.isfinite(array)):
+        raise DataError("images contain NaN or Inf; clean the data before using it")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise DataError(
+            f"pixel values must lie in 0..255, got {array.min()}..{array.max()}; "
+            "scale the images to 0..255 first"
+        )
+    return np.rint(array).astype(np.uint8)
+
+
+def resize_batch(batch: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of uint8 (N, H, W, C), channel by channel with Pillow."""
+    from PIL import Image
+
+    out = np.empty((batch.shape[0], height, width, batch.shape[3]), dtype=np.uint8)
+    for i, image in enumerate(batch):
+        for c in range(batch.shape[3]):
+            plane = Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L")
+            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.BILINEAR))
+    return out
+
+
+def convert_channels(batch: np.ndarray, channels: int) -> np.ndarray:
+    """Gray <-> RGB (RGBA loses alpha) on uint8 (N, H, W, C)."""
+    have = batch.shape[3]
+    if have == 4:
+        batch, have = batch[..., :3], 3
+    if have == channels:
+        return batch
+    if have == 1 and channels == 3:
+        return np.repeat(batch, 3, axis=3)
+    if have == 3 and channels == 1:
+        gray = batch.astype(np.float32) @ _LUMA
+        return np.rint(gray)[..., np.newaxis].clip(0, 255).astype(np.uint8)
+    raise DataError(f"cannot convert images with {have} channels to {channels}")

@@ -1,0 +1,132 @@
+"""The run directory that ``finetune`` writes and every later step reads.
+
+    RUN/model.keras          tf_keras model: float32 input (N, H, W, C) already preprocessed,
+                             softmax probabilities (N, classes) out
+    RUN/labels.txt           one class name per line, in output order
+    RUN/preprocessing.json   :class:`~edge_transfer.preprocessing.Preprocessing`
+    RUN/run.json             command, every argument, versions, seed, data spec + fingerprint
+    RUN/metrics.json         test_accuracy, val_accuracy, ... (fractions in [0, 1])
+    RUN/history.json         per-epoch training history of each stage
+
+``run.json["data"]`` holds what reproduces the splits: ``spec``, ``seed``, ``val_fraction``,
+``test_fraction``, ``shots``, ``fingerprint``.
+
+>>> run = Run.open("runs/target")                        # doctest: +SKIP
+>>> run.labels, run.preprocessing.input_shape            # doctest: +SKIP
+(('5', '6', '7', '8', '9'), (16, 16, 1))
+>>> x, y = run.split_arrays("val")                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer.data import Splits, load_dataset, split_dataset
+from edge_transfer.errors import DataError, ModelError
+from edge_transfer.preprocessing import Preprocessing
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+PREPROCESSING_FILE = "preprocessing.json"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name, then rename it into place (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path} is missing") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished fine-tuning run directory."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelError(
+                f"{path} is not a run directory; create one with `edge-transfer finetune`"
+            )
+        missing = [f for f in (MODEL_FILE, LABELS_FILE, PREPROCESSING_FILE, RUN_FILE)
+                   if not (path / f).is_file()]
+        if missing:
+            raise ModelError(
+                f"{path} is not a finished run: missing {', '.join(missing)}; "
+                "run `edge-transfer finetune --out` to create it"
+            )
+        return cls(path)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @cached_property
+    def labels(self) -> tuple[str, ...]:
+        return tuple((self.path / LABELS_FILE).read_text().splitlines())
+
+    @cached_property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.load(self.path / PREPROCESSING_FILE)
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        return read_json(self.path / RUN_FILE)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        path = self.path / METRICS_FILE
+        return read_json(path) if path.is_file() else {}
+
+    @property
+    def data_fingerprint(self) -> str:
+        return str(self.info["data"]["fingerprint"])
+
+    @cached_property
+    def splits(self) -> Splits:
+        """The run's own train/val/test splits, rebuilt from the data spec and seed."""
+        data = self.info["data"]
+        pre = self.preprocessing
+        dataset = load_dataset(data["spec"], image_size=(pre.height, pre.width),
+                               skip_bad_files=bool(data.get("skip_bad_files", False)))
+        if dataset.fingerprint() != data["fingerprint"]:
+            raise DataError(
+                f"the data at {data['spec']} changed since this run was trained "
+                f"(fingerprint {dataset.fingerprint()} != {data['fingerprint']}); "
+                "train again, or restore the original data"
+            )
+        return split_dataset(dataset, seed=int(data["seed"]),
+                             val_fraction=float(data["val_fraction"]),
+                             test_fraction=float(data["test_fraction"]),
+                             shots=data.get("shots"))
+
+    def split_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A split as model input (float32, preprocessed) and integer labels."""
+        split = self.splits.get(name)
+        return self.preprocessing.apply(split.x), split.y
+
+    def load_model(self) -> Any:
+        """The tf_keras model (imports TensorFlow)."""
+        from edge_transfer.models import load_keras_model
+
+        return load_keras_model(self.model_path)
