@@ -1,0 +1,151 @@
+"""The two native runtimes behind :class:`~edge_transfer.runtime.EdgeModel`, one class each.
+
+Each backend loads one model file, describes its single input and output as
+:class:`TensorInfo`, and runs a batch of raw (already quantized) input. LiteRT and
+ONNX Runtime are imported here, lazily, only when a file of their format is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_transfer.errors import ModelError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output: name, dtype and, for int8/uint8 tensors, scale and zero point."""
+
+    name: str
+    dtype: np.dtype
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """float32 -> this tensor's integer dtype, rounded and clipped (vectorised)."""
+        if self.scale is None:
+            return x if x.dtype == self.dtype else x.astype(self.dtype)
+        limits = np.iinfo(self.dtype)
+        q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
+        return np.clip(q, limits.min, limits.max).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """This tensor's integers -> float32."""
+        if self.scale is None:
+            return q if q.dtype == np.float32 else q.astype(np.float32)
+        return (q.astype(np.float32) - np.float32(self.zero_point or 0)) * np.float32(self.scale)
+
+
+class Backend(Protocol):
+    runtime: str
+    input: TensorInfo
+    output: TensorInfo
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and scale:
+        return TensorInfo(detail["name"], dtype, float(scale), int(zero_point))
+    return TensorInfo(detail["name"], dtype)
+
+
+class LiteRTBackend:
+    """A .tflite file on ``ai_edge_litert.interpreter.Interpreter``."""
+
+    runtime = "litert"
+
+    def __init__(self, data: bytes, threads: int | None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_content=data, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"LiteRT cannot load this model: {exc}") from exc
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"expected a classifier with 1 input and 1 output, found {len(inputs)} and "
+                f"{len(outputs)}; export it with `edge-transfer export`"
+            )
+        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        self.input, self.output = _tensor_info(inputs[0]), _tensor_info(outputs[0])
+        self._batch = int(inputs[0]["shape"][0])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self._batch:
+            self.interpreter.resize_tensor_input(self._in, list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self.interpreter.set_tensor(self._in, batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out)
+
+
+class OnnxBackend:
+    """An .onnx file on ``onnxruntime.InferenceSession`` (CPU), dynamic batch axis."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, data: bytes, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelError(f"ONNX Runtime cannot load this model: {exc}") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"expected a classifier with 1 input and 1 output, found {len(inputs)} and "
+                f"{len(outputs)}; export it with `edge-transfer export`"
+            )
+        self.input = TensorInfo(inputs[0].name, _onnx_dtype(inputs[0].type))
+        self.output = TensorInfo(outputs[0].name, _onnx_dtype(outputs[0].type))
+        self._out_names = [outputs[0].name]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self._out_names, {self.input.name: batch})[0]
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+               "tensor(float16)": np.float16}
+
+
+def _onnx_dtype(name: str) -> np.dtype:
+    if name not in _ONNX_TYPES:
+        raise ModelError(f"unsupported ONNX tensor type {name}; export a float32 model")
+    return np.dtype(_ONNX_TYPES[name])
+
+
+def read_model_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path} does not exist; check the path") from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    if not data:
+        raise ModelError(f"{path} is empty; copy the model file again")
+    return data
