@@ -1,0 +1,14 @@
+"""Devices: profiles (TOML data files) and the ways to reach a device (local process, SSH).
+
+>>> from devices import list_profiles, load_profile
+>>> len(list_profiles()) >= 6
+True
+>>> validate_bundle("bundles/target", device="ssh://pi@raspberrypi.local",
+...                 profile="raspberry-pi-5")                      # doctest: +SKIP
+"""
+
+from devices.checks import budget_checks
+from devices.profile import DeviceProfile, list_profiles, load_profile
+from devices.validate import validate_bundle
+
+__all__ = ["DeviceProfile", "budget_checks", "list_profiles", "load_profile", "validate_bundle"]

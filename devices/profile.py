@@ -1,0 +1,145 @@
+"""Device profiles: what a target runs and the budgets a model must fit, as TOML data files.
+
+The built-in profiles live in ``devices/profiles/*.toml``; a user's own file works the same::
+
+    name = "my-board"
+    arch = "aarch64"
+    runtime = "tflite"                  # preferred: tflite or onnx
+    formats = ["tflite"]                # optional, default: both
+    precisions = ["int8"]               # fp32 fp16 dynamic int8 int16x8
+    threads = 4
+    ram_mb = 1024
+    storage_mb = 256
+    latency_budget_ms = 15.0
+    accuracy_tolerance = 0.005          # optional, default: the bundle's
+
+>>> load_profile("coral-dev-board").precisions
+('int8',)
+>>> "generic-x86-64" in list_profiles()
+True
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edge_transfer.errors import DeviceError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FORMATS = ("tflite", "onnx")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One target device: architecture, runtime, what it runs, and its budgets."""
+
+    name: str
+    arch: str
+    runtime: str
+    precisions: tuple[str, ...]
+    threads: int
+    ram_mb: float
+    storage_mb: float
+    latency_budget_ms: float
+    formats: tuple[str, ...] = FORMATS
+    accuracy_tolerance: float | None = None
+    description: str = ""
+    source: str = ""
+
+    def cannot_run(self, fmt: str, precision: str) -> str | None:
+        """Why this device cannot run a ``fmt`` model of ``precision``, or None if it can."""
+        if fmt not in self.formats:
+            return f"{self.name} does not run {fmt} models (runs {', '.join(self.formats)})"
+        if precision not in self.precisions:
+            return (f"{self.name} does not run {precision} models "
+                    f"(runs {', '.join(self.precisions)})")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+
+def list_profiles() -> list[str]:
+    """Names of the built-in profiles, sorted."""
+    folder = resources.files("devices").joinpath("profiles")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A built-in profile by name, or a TOML file of the same fields."""
+    text = str(name_or_path)
+    if text in list_profiles():
+        source = resources.files("devices").joinpath(f"profiles/{text}.toml")
+        return _parse(source.read_text(), f"built-in profile {text}")
+    path = Path(text)
+    if not path.is_file():
+        raise DeviceError(f"unknown device profile {text!r}; use one of "
+                          f"{', '.join(list_profiles())} or a .toml file")
+    try:
+        content = path.read_text()
+    except OSError as exc:
+        raise DeviceError(f"cannot read profile {path}: {exc}") from exc
+    return _parse(content, str(path))
+
+
+_REQUIRED = {"name": str, "arch": str, "runtime": str, "precisions": list, "threads": int,
+             "ram_mb": (int, float), "storage_mb": (int, float),
+             "latency_budget_ms": (int, float)}
+_OPTIONAL = {"formats": list, "accuracy_tolerance": (int, float), "description": str}
+
+
+def _parse(content: str, source: str) -> DeviceProfile:
+    try:
+        data = tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise DeviceError(f"{source} is not valid TOML: {exc}") from exc
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+        if key not in data:
+            if key in _REQUIRED:
+                raise DeviceError(f"{source}: field {key!r} is missing; add it (see "
+                                  "`edge-transfer devices` for examples)")
+            continue
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DeviceError(f"{source}: field {key!r} has the wrong type "
+                              f"({type(value).__name__}: {value!r})")
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise DeviceError(f"{source}: unknown field(s) {', '.join(unknown)}; remove them")
+    formats = tuple(data.get("formats", FORMATS))
+    precisions = tuple(data["precisions"])
+    _check_choice(source, "runtime", [data["runtime"]], FORMATS)
+    _check_choice(source, "formats", formats, FORMATS)
+    _check_choice(source, "precisions", precisions, PRECISIONS)
+    for key in ("threads", "ram_mb", "storage_mb", "latency_budget_ms"):
+        if data[key] <= 0:
+            raise DeviceError(f"{source}: field {key!r} must be positive, got {data[key]}")
+    tolerance = data.get("accuracy_tolerance")
+    if tolerance is not None and not 0 <= tolerance < 1:
+        raise DeviceError(f"{source}: field 'accuracy_tolerance' is a fraction in [0, 1), "
+                          f"got {tolerance}")
+    return DeviceProfile(
+        name=data["name"], arch=data["arch"], runtime=data["runtime"], precisions=precisions,
+        threads=data["threads"], ram_mb=float(data["ram_mb"]),
+        storage_mb=float(data["storage_mb"]),
+        latency_budget_ms=float(data["latency_budget_ms"]), formats=formats,
+        accuracy_tolerance=None if tolerance is None else float(tolerance),
+        description=data.get("description", ""), source=source,
+    )
+
+
+def _check_choice(source: str, key: str, values: Any, allowed: tuple[str, ...]) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise DeviceError(f"{source}: field {key!r} has {bad or 'no values'}; "
+                          f"choose from {', '.join(allowed)}")

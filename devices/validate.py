@@ -1,0 +1,260 @@
+"""Validate a bundle on a device and return the validation JSON (schema_version 1).
+
+Devices:
+
+- ``"local"``: this machine; every artifact runs in its own child process (``python -m
+  edge_transfer validate --device self --artifact NAME``) with the profile's threads, so a
+  crash in a native runtime becomes a failed row, and peak memory is that model's own.
+- ``"self"``: in this very process (what the child runs).
+- ``"ssh://user@host[:port]"``: copy the bundle, run ``edge-transfer validate --device
+  local`` on the device, bring the JSON back (see :mod:`devices.ssh`).
+
+>>> result = validate_bundle("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
+>>> [(a["name"], a["status"]) for a in result["artifacts"]]               # doctest: +SKIP
+[('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.checks import budget_checks
+from devices.profile import DeviceProfile, load_profile
+from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
+from edge_transfer.errors import DataError, DeviceError, UserError
+
+SCHEMA_VERSION = 1
+ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}
+
+
+def machine_arch() -> str:
+    machine = platform.machine().lower()
+    return ARCH_ALIASES.get(machine, machine)
+
+
+def validate_bundle(
+    bundle_dir: str | Path,
+    device: str = "local",
+    profile: str | Path | DeviceProfile | None = None,
+    threads: int | None = None,
+    data: str | None = None,
+    *,
+    artifacts: Sequence[str] = (),
+    remote_command: str = "edge-transfer",
+    ssh_options: Sequence[str] = (),
+    identity: str | None = None,
+    connect_timeout: int = 10,
+    timeout: float = 1800,
+) -> dict[str, Any]:
+    """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget."""
+    if threads is not None and threads < 1:
+        raise DeviceError(f"--threads must be at least 1, got {threads}")
+    if device.startswith("ssh://"):
+        return _validate_ssh(Path(bundle_dir), device, profile, threads, data, artifacts,
+                             remote_command, ssh_options, identity, connect_timeout, timeout)
+    if device not in ("local", "self"):
+        raise DeviceError(f"unknown device {device!r}; use local or ssh://user@host[:port]")
+    resolved = _resolve_profile(profile)
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
+        bundle = open_bundle(bundle_dir, extract_to=tmp)  # every sha256, before anything runs
+        chosen = [bundle.artifact(name) for name in artifacts] or list(bundle.artifacts)
+        if device == "self":
+            rows = [_validate_here(bundle, a, resolved, threads, data) for a in chosen]
+        else:
+            rows = [_validate_child(bundle, a, profile, resolved, threads, data, timeout)
+                    for a in chosen]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "device": {"name": device, "profile": resolved.name if resolved else None,
+                   "arch": machine_arch(),
+                   "emulated": bool(resolved and resolved.arch != machine_arch())},
+        "bundle": str(bundle_dir),
+        "data_fingerprint": bundle.data_fingerprint,
+        "data": data,
+        "artifacts": rows,
+    }
+
+
+def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:
+    if isinstance(profile, DeviceProfile):
+        return profile
+    if profile is not None:
+        return load_profile(profile)
+    default = DEFAULT_PROFILES.get(machine_arch())
+    return load_profile(default) if default else None
+
+
+def _base_row(bundle: Bundle, artifact: BundleArtifact) -> dict[str, Any]:
+    return {"name": artifact.name, "format": artifact.format, "precision": artifact.precision,
+            "file": artifact.file, "status": "failed", "reason": None, "bytes": artifact.bytes,
+            "samples": 0, "accuracy": None,
+            "workstation_accuracy": artifact.workstation_accuracy,
+            "per_class_accuracy": None, "confusion_matrix": None, "latency_ms": None,
+            "throughput_fps": None, "peak_memory_mb": None, "checks": []}
+
+
+def _skipped(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    row.update(status="skipped", reason=reason,
+               checks=[{"name": n, "status": "skip", "value": None, "limit": None,
+                        "detail": reason} for n in ("storage", "memory", "latency", "accuracy")])
+    return row
+
+
+def _validate_here(
+    bundle: Bundle, artifact: BundleArtifact, profile: DeviceProfile | None,
+    threads: int | None, data: str | None,
+) -> dict[str, Any]:
+    """Load and evaluate one artifact in this process."""
+    from edge_transfer.runtime import EdgeModel
+
+    row = _base_row(bundle, artifact)
+    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    if reason:
+        return _skipped(row, reason)
+    x, y = _validation_data(bundle, data)
+    try:
+        model = EdgeModel.load(bundle.artifact_path(artifact),
+                               threads=threads or (profile.threads if profile else None))
+        evaluation = model.evaluate(x, y)
+    except UserError as exc:
+        row["reason"] = str(exc)
+        return row
+    row.update(evaluation.to_dict(), status="ok")
+    tolerance = bundle.tolerance
+    if profile and profile.accuracy_tolerance is not None:
+        tolerance = profile.accuracy_tolerance
+    emulated = bool(profile and profile.arch != machine_arch())
+    other_data = (f"validated on {data}, not the bundle's validation sample the workstation "
+                  "accuracy was measured on") if data else None
+    row["checks"] = budget_checks(row, profile, tolerance, emulated, other_data)
+    return row
+
+
+def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.ndarray]:
+    if data is None:
+        return bundle.validation_arrays()
+    from edge_transfer.data import load_dataset
+
+    pre = bundle.preprocessing
+    dataset = load_dataset(data, image_size=(pre.height, pre.width))
+    unknown = [n for n in dataset.class_names if n not in bundle.labels]
+    if unknown:
+        raise DataError(f"{data} has classes {unknown} the model does not know; its classes "
+                        f"are {', '.join(bundle.labels)}")
+    remap = np.array([bundle.labels.index(n) for n in dataset.class_names])
+    return dataset.x, remap[dataset.y]
+
+
+def _validate_child(
+    bundle: Bundle, artifact: BundleArtifact, profile_arg: Any,
+    profile: DeviceProfile | None, threads: int | None, data: str | None, timeout: float,
+) -> dict[str, Any]:
+    """One artifact in a child process; a crash or hang becomes a failed row."""
+    row = _base_row(bundle, artifact)
+    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    if reason:
+        return _skipped(row, reason)
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
+        out = Path(tmp) / "row.json"
+        command = [sys.executable, "-m", "edge_transfer", "validate", str(bundle.path),
+                   "--device", "self", "--artifact", artifact.name, "--json", str(out)]
+        if profile is not None:
+            source = profile_arg if isinstance(profile_arg, (str, Path)) else None
+            if source is None:
+                source = _write_profile(profile, Path(tmp))
+            command += ["--profile", str(source)]
+        if threads is not None:
+            command += ["--threads", str(threads)]
+        if data is not None:
+            command += ["--data", data]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  env=_child_env(), stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            row["reason"] = f"the runtime did not finish within {timeout:.0f} s (killed)"
+            return row
+        if out.is_file():
+            result = json.loads(out.read_text())
+            return result["artifacts"][0]
+    row["reason"] = _death(proc)
+    if proc.returncode == 2:  # a UserError in the child: the same one-line message
+        raise UserError(row["reason"])
+    return row
+
+
+def _death(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("INFO:")]
+    last = lines[-1] if lines else "no output"
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        return (f"the runtime process crashed ({name}) while running this model; the file may "
+                "be damaged or use an op this runtime cannot run: export it again")
+    return last.removeprefix("error: ")
+
+
+def _child_env() -> dict[str, str]:
+    """This interpreter's environment, with the edge_transfer it imported first on the path."""
+    import edge_transfer
+
+    root = str(Path(edge_transfer.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+def _write_profile(profile: DeviceProfile, folder: Path) -> Path:
+    lines = []
+    for key, value in profile.to_dict().items():
+        if key == "source" or value is None:
+            continue
+        lines.append(f"{key} = {json.dumps(value)}")
+    path = folder / f"{profile.name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _validate_ssh(
+    bundle_dir: Path, device: str, profile: str | Path | DeviceProfile | None,
+    threads: int | None, data: str | None, artifacts: Sequence[str], remote_command: str,
+    ssh_options: Sequence[str], identity: str | None, connect_timeout: int, timeout: float,
+) -> dict[str, Any]:
+    from devices.ssh import SSHTarget, validate_over_ssh
+
+    target = SSHTarget.parse(device, ssh_options, identity, connect_timeout)
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
+        bundle = open_bundle(bundle_dir, extract_to=Path(tmp) / "bundle")  # verify before sending
+        files: list[Path] = []
+        args: list[str] = []
+        if isinstance(profile, DeviceProfile):
+            files.append(_write_profile(profile, Path(tmp)))
+        elif profile is not None and Path(profile).is_file():
+            files.append(Path(profile))
+        if files:
+            args += ["--profile", "{remote}/" + files[0].name]
+        elif profile is not None:
+            args += ["--profile", str(load_profile(profile).name)]
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        if data is not None:
+            if Path(data).exists():
+                files.append(Path(data))
+                args += ["--data", "{remote}/" + Path(data).name]
+            else:
+                args += ["--data", data]
+        for name in artifacts:
+            args += ["--artifact", name]
+        result = validate_over_ssh(target, bundle.path, remote_command, args, files, timeout)
+    result["device"]["name"] = target.url
+    result["bundle"] = str(bundle_dir)
+    return result

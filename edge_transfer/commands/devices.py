@@ -1,0 +1,40 @@
+"""``edge-transfer devices``: the built-in device profiles as a table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "devices", help="list the device profiles",
+        description="List the built-in device profiles (devices/profiles/*.toml). Pass a name "
+                    "or your own .toml file to `edge-transfer validate --profile`.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from devices import list_profiles, load_profile
+
+    profiles = [load_profile(name) for name in list_profiles()]
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return 0
+    table = Table(title="Device profiles")
+    for column in ("Profile", "Arch", "Runtime", "Formats", "Precisions", "Threads", "RAM MB",
+                   "Storage MB", "Latency ms", "Tolerance"):
+        table.add_column(column)
+    for p in profiles:
+        tolerance = "bundle" if p.accuracy_tolerance is None else f"{p.accuracy_tolerance:g}"
+        table.add_row(p.name, p.arch, p.runtime, " ".join(p.formats), " ".join(p.precisions),
+                      str(p.threads), f"{p.ram_mb:g}", f"{p.storage_mb:g}",
+                      f"{p.latency_budget_ms:g}", tolerance)
+    Console(width=160).print(table)
+    return 0

@@ -1,0 +1,54 @@
+"""``edge-transfer predict MODEL IMAGE...``: top-k labels of images with an exported model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="classify images with a .tflite / .onnx model (no TensorFlow)",
+        description="Classify image files with a model exported by edge-transfer; the labels "
+                    "and preprocessing are read from inside the model file.",
+    )
+    parser.add_argument("model", help="a .tflite or .onnx file made by `edge-transfer export`")
+    parser.add_argument("images", nargs="+", help="image files (.png, .jpg, .bmp)")
+    parser.add_argument("--top-k", type=int, default=1, help="labels per image (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from edge_transfer.data import read_image
+    from edge_transfer.errors import DataError
+    from edge_transfer.runtime import EdgeModel
+
+    if args.top_k < 1:
+        raise DataError("--top-k must be at least 1")
+    model = EdgeModel.load(args.model, threads=args.threads)
+    pre = model.preprocessing
+    images = np.stack([pre.to_pixels(read_image(Path(p), (pre.height, pre.width))[None])[0]
+                       for p in args.images])
+    top = model.predict(images, top_k=args.top_k).top()
+    if args.json:
+        print(json.dumps([{"image": path, "top": [{"label": label, "probability": prob}
+                                                  for label, prob in row]}
+                          for path, row in zip(args.images, top, strict=True)], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{Path(args.model).name} ({model.runtime})")
+    table.add_column("Image")
+    for k in range(len(top[0])):
+        table.add_column(f"#{k + 1}")
+    for path, row in zip(args.images, top, strict=True):
+        table.add_row(path, *[f"{label} {prob:.3f}" for label, prob in row])
+    Console(width=160).print(table)
+    return 0

@@ -1,0 +1,110 @@
+"""``edge-transfer validate BUNDLE``: run every model of a bundle on a device, check budgets.
+
+Exit code 0 when every artifact ran and no check failed, 1 when one did, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="validate a bundle on a device (local or ssh://) against a profile",
+        description="Check every sha256 of a bundle, run each model on the device with its "
+                    "validation sample (or --data), and compare size, peak memory, latency and "
+                    "accuracy with the device profile's budgets and the workstation's accuracy.",
+    )
+    parser.add_argument("bundle", help="bundle folder or .tar.gz (`edge-transfer bundle`)")
+    parser.add_argument("--data", default=None,
+                        help="data spec to validate on instead of the bundle's sample")
+    parser.add_argument("--device", default="local",
+                        help="local (default, a child process per model), self (this "
+                             "process) or ssh://user@host[:port]")
+    parser.add_argument("--profile", default=None,
+                        help="device profile name (`edge-transfer devices`) or .toml file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="runtime threads (default: the profile's)")
+    parser.add_argument("--json", default=None, metavar="OUT",
+                        help="write the validation JSON to OUT (- for stdout)")
+    parser.add_argument("--artifact", action="append", default=[], metavar="NAME",
+                        help="validate only this artifact (repeatable)")
+    ssh = parser.add_argument_group("ssh devices")
+    ssh.add_argument("--remote-command", default="edge-transfer",
+                     help="how to start edge-transfer on the device (default: edge-transfer)")
+    ssh.add_argument("--ssh-option", action="append", default=[], metavar="OPTION",
+                     help="extra ssh -o option, e.g. Port=2222 (repeatable)")
+    ssh.add_argument("--identity", default=None, help="ssh identity (private key) file")
+    ssh.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from devices import validate_bundle
+    from edge_transfer.runs import write_json
+
+    result = validate_bundle(
+        args.bundle, device=args.device, profile=args.profile, threads=args.threads,
+        data=args.data, artifacts=args.artifact, remote_command=args.remote_command,
+        ssh_options=args.ssh_option, identity=args.identity,
+        connect_timeout=args.connect_timeout,
+    )
+    if args.json == "-":
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif args.json:
+        write_json(Path(args.json), result)
+    print_table(result, stderr=args.json == "-")
+    failed = failures(result)
+    if failed:
+        print(f"validation failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """``name`` of failed artifacts and ``name:check`` of failed checks."""
+    out = []
+    for row in result["artifacts"]:
+        if row["status"] == "failed":
+            out.append(row["name"])
+        out += [f"{row['name']}:{c['name']}" for c in row["checks"] if c["status"] == "fail"]
+    return out
+
+
+def print_table(result: dict[str, Any], stderr: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    device = result["device"]
+    title = (f"{result['bundle']} on {device['name']} ({device['arch']}, profile "
+             f"{device['profile']}{', emulated' if device['emulated'] else ''})")
+    table = Table(title=title)
+    for column in ("Artifact", "Status", "Size KB", "Accuracy", "Workstation", "p50 ms",
+                   "p90 ms", "FPS", "Peak MB", "storage", "memory", "latency", "accuracy",
+                   "Reason"):
+        table.add_column(column)
+    marks = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
+    for row in result["artifacts"]:
+        checks = {c["name"]: marks[c["status"]] for c in row["checks"]}
+        ok = row["status"] == "ok"
+        table.add_row(
+            row["name"], row["status"], f"{row['bytes'] / 1024:.1f}",
+            f"{row['accuracy']:.4f}" if ok else "-",
+            _fmt(row.get("workstation_accuracy"), ".4f"),
+            f"{row['latency_ms']['p50']:.3f}" if ok else "-",
+            f"{row['latency_ms']['p90']:.3f}" if ok else "-",
+            f"{row['throughput_fps']:.0f}" if ok else "-",
+            f"{row['peak_memory_mb']:.0f}" if ok else "-",
+            *[checks.get(n, "-") for n in ("storage", "memory", "latency", "accuracy")],
+            row["reason"] or "",
+        )
+    Console(width=200, stderr=stderr).print(table)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
