@@ -155,3 +155,12 @@ def export_folder(run_dir: Path) -> Path:
         "float_accuracy": float_accuracy, "artifacts": artifacts,
     })
     return out
+
+
+@functools.cache
+def bundle_folder(run_dir: Path) -> Path:
+    """``create_bundle`` of the exported run, once per session (tests that tamper copy it)."""
+    from edge_transfer.bundle import create_bundle
+
+    export_folder(run_dir)
+    return create_bundle(run_dir, run_dir.parent / f"{run_dir.name}-bundle")

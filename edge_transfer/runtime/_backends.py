@@ -72,7 +72,8 @@ class LiteRTBackend:
             self.interpreter = Interpreter(model_content=data, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"LiteRT cannot load this model: {exc}") from exc
+            raise ModelError(f"LiteRT cannot load this model ({exc}); the file is damaged or "
+                             "not a .tflite: copy or export it again") from exc
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -111,7 +112,8 @@ class OnnxBackend:
                 data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelError(f"ONNX Runtime cannot load this model: {exc}") from exc
+            raise ModelError(f"ONNX Runtime cannot load this model ({exc}); the file is damaged "
+                             "or not an .onnx: copy or export it again") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
