@@ -101,8 +101,8 @@ class EdgeModel:
         try:
             if suffix == ".tflite":
                 _check_tflite_header(data)
+                backend: Backend = LiteRTBackend(data, threads)  # verifies the flatbuffer
                 metadata = read_from_tflite(data)
-                backend: Backend = LiteRTBackend(data, threads)
             else:
                 onnx = OnnxBackend(data, threads)
                 metadata = read_from_onnx_map(onnx.metadata())

@@ -1,0 +1,170 @@
+"""Device profiles and local validation: budgets as rows, a crashing runtime cannot kill us."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from runtime_export import bundle_folder
+
+from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
+from edge_transfer.errors import DeviceError
+
+SIX = ["android-arm64-phone", "coral-dev-board", "generic-x86-64", "jetson-orin-nano",
+       "raspberry-pi-4", "raspberry-pi-5"]
+ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples", "accuracy",
+            "workstation_accuracy", "per_class_accuracy", "confusion_matrix", "latency_ms",
+            "throughput_fps", "peak_memory_mb", "checks"}
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_run: Path) -> Path:
+    return bundle_folder(digits_run)
+
+
+def write_profile(path: Path, **changes: object) -> Path:
+    fields = {"name": "tiny-board", "arch": "x86_64", "runtime": "tflite",
+              "precisions": ["fp32", "int8"], "threads": 1, "ram_mb": 4096, "storage_mb": 1,
+              "latency_budget_ms": 100.0, **changes}
+    path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items()
+                            if v is not None))
+    return path
+
+
+def test_devices_cli_lists_the_six_profiles() -> None:
+    assert list_profiles() == SIX
+    proc = run_cli("devices")
+    assert proc.returncode == 0, proc.stderr
+    assert all(name in proc.stdout for name in SIX)
+    profiles = json.loads(run_cli("devices", "--json").stdout)
+    coral = next(p for p in profiles if p["name"] == "coral-dev-board")
+    assert coral["precisions"] == ["int8"] and coral["formats"] == ["tflite"]
+    for name in SIX:
+        profile = load_profile(name)
+        assert profile.threads >= 1 and profile.ram_mb > 0 and profile.latency_budget_ms > 0
+
+
+def test_user_profile_files_and_their_errors(tmp_path: Path) -> None:
+    profile = load_profile(write_profile(tmp_path / "mine.toml"))
+    assert isinstance(profile, DeviceProfile) and profile.storage_mb == 1.0
+    assert profile.cannot_run("onnx", "fp16") is not None
+    assert profile.cannot_run("tflite", "int8") is None
+    cases = {"ram_mb": ("missing", None), "threads": ("wrong type", "four"),
+             "precisions": ("choose from", ["int4"]), "latency_budget_ms": ("positive", 0)}
+    for field, (message, value) in cases.items():
+        with pytest.raises(DeviceError, match=rf"'{field}'.*{message}|{message}.*'{field}'"):
+            load_profile(write_profile(tmp_path / f"{field}.toml", **{field: value}))
+    with pytest.raises(DeviceError, match="unknown field.*colour"):
+        load_profile(write_profile(tmp_path / "extra.toml", colour="red"))
+    (tmp_path / "broken.toml").write_text("name = \n")
+    with pytest.raises(DeviceError, match="not valid TOML"):
+        load_profile(tmp_path / "broken.toml")
+    with pytest.raises(DeviceError, match="unknown device profile 'raspberry-pi-9'"):
+        load_profile("raspberry-pi-9")
+
+
+def test_local_validation_reproduces_workstation_accuracy(digits_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "validation.json"
+    proc = run_cli("validate", str(digits_bundle), "--device", "local", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["schema_version"] == 1
+    assert result["device"] == {"name": "local", "profile": "generic-x86-64",
+                                "arch": "x86_64", "emulated": False}
+    assert len(result["artifacts"]) == 4
+    for row in result["artifacts"]:
+        assert ROW_KEYS <= set(row), row["name"]
+        assert row["status"] == "ok", row
+        assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.005, row["name"]
+        assert row["samples"] == sum(map(sum, row["confusion_matrix"]))
+        assert {c["name"]: c["status"] for c in row["checks"]} == {
+            "storage": "pass", "memory": "pass", "latency": "pass", "accuracy": "pass"}
+    assert "tflite-int8" in proc.stdout and "pass" in proc.stdout
+
+
+def test_budgets_fail_and_unrunnable_precisions_skip(digits_bundle: Path,
+                                                     tmp_path: Path) -> None:
+    tight = write_profile(tmp_path / "tight.toml", storage_mb=0.03, ram_mb=1,
+                          latency_budget_ms=0.000001, accuracy_tolerance=0.0,
+                          formats=["tflite"])
+    result = validate_bundle(digits_bundle, device="self", profile=tight)
+    rows = {r["name"]: r for r in result["artifacts"]}
+    checks = {c["name"]: c for c in rows["tflite-fp32"]["checks"]}
+    assert checks["storage"]["status"] == "fail" and checks["storage"]["limit"] == 0.03
+    assert checks["memory"]["status"] == "fail" and checks["latency"]["status"] == "fail"
+    assert checks["accuracy"]["status"] == "pass"  # same runtime, same sample: exact
+    int8 = {c["name"]: c["status"] for c in rows["tflite-int8"]["checks"]}
+    assert int8["storage"] == "pass"  # 20 KB < 30 KB
+    assert rows["onnx-fp32"]["status"] == "skipped"
+    assert "does not run onnx" in rows["onnx-fp32"]["reason"]
+    proc = run_cli("validate", str(digits_bundle), "--profile", str(tight),
+                   "--artifact", "tflite-fp32")
+    assert proc.returncode == 1 and "tflite-fp32:storage" in proc.stderr
+    coral = validate_bundle(digits_bundle, device="self", profile="coral-dev-board")
+    assert coral["device"]["emulated"] is True
+    statuses = {r["name"]: r["status"] for r in coral["artifacts"]}
+    assert statuses == {"tflite-fp32": "skipped", "tflite-int8": "ok",
+                        "onnx-fp32": "skipped", "onnx-int8": "skipped"}
+    latency = next(c for c in coral["artifacts"][1]["checks"] if c["name"] == "latency")
+    assert latency["status"] == "skip" and "another architecture" in latency["detail"]
+
+
+def rehash(bundle: Path, file: str) -> None:
+    """Update the manifest as a (buggy) exporter would have: the sha256 then matches."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        if artifact["file"] == file:
+            data = (bundle / file).read_bytes()
+            artifact["sha256"], artifact["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip"])
+def test_damaged_model_is_a_failed_row_and_the_caller_lives(
+    digits_bundle: Path, tmp_path: Path, damage: str
+) -> None:
+    bundle = Path(shutil.copytree(digits_bundle, tmp_path / "bundle"))
+    for file in ("model-fp32.tflite", "model-fp32.onnx"):
+        data = bytearray((bundle / file).read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 3]
+        else:
+            for i in range(0, len(data), 97):
+                data[i] ^= 0xFF
+        (bundle / file).write_bytes(bytes(data))
+        rehash(bundle, file)
+    result = validate_bundle(bundle, device="local",
+                             artifacts=["tflite-fp32", "onnx-fp32", "tflite-int8"])
+    rows = {r["name"]: r for r in result["artifacts"]}
+    for name in ("tflite-fp32", "onnx-fp32"):
+        assert rows[name]["status"] == "failed"
+        assert "again" in rows[name]["reason"], rows[name]["reason"]
+    assert rows["tflite-int8"]["status"] == "ok"
+
+
+def test_a_crashing_runtime_process_becomes_a_failed_row(
+    digits_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crash = tmp_path / "segfaulting-python"
+    crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crash))
+    result = validate_bundle(digits_bundle, device="local", artifacts=["onnx-int8"])
+    (row,) = result["artifacts"]
+    assert row["status"] == "failed" and "crashed (SIGSEGV)" in row["reason"]
+    assert row["name"] == "onnx-int8" and row["workstation_accuracy"] is not None
+
+
+def test_bad_device_and_threads_are_user_errors(digits_bundle: Path) -> None:
+    with pytest.raises(DeviceError, match="unknown device 'usb'"):
+        validate_bundle(digits_bundle, device="usb")
+    with pytest.raises(DeviceError, match="at least 1"):
+        validate_bundle(digits_bundle, threads=0)
+    proc = run_cli("validate", str(digits_bundle), "--device", "ssh://bad host")
+    assert proc.returncode == 2 and "bad" in proc.stderr
