@@ -54,10 +54,7 @@ class SSHTarget:
         if not _HOST.match(host) or (user is not None and not _USER.match(user)):
             raise DeviceError(f"bad host or user name in {url!r}")
         for option in options:
-            if re.sub(r"\s", "", option).lower() in ("stricthostkeychecking=no",
-                                                      "stricthostkeychecking=off"):
-                raise DeviceError("refusing to turn host-key checking off; add the device's key "
-                                  "to known_hosts (ssh-keyscan, after checking it) instead")
+            _check_option(option)
         return cls(host, user, port, tuple(options), identity, connect_timeout)
 
     @property
@@ -128,6 +125,16 @@ class SSHTarget:
         return last
 
 
+def _check_option(option: str) -> None:
+    """``Key=value`` / ``Key value`` for ssh -o; host-key checking cannot be turned off."""
+    key, value = ([*re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1), ""])[:2]
+    if not re.fullmatch(r"[A-Za-z]+", key):
+        raise DeviceError(f"bad ssh option {option!r}; write it as Key=value, e.g. Port=2222")
+    if key.lower() == "stricthostkeychecking" and value.lower() in ("no", "off"):
+        raise DeviceError("refusing to turn host-key checking off; add the device's key "
+                          "to known_hosts (ssh-keyscan, after checking it) instead")
+
+
 def validate_over_ssh(
     target: SSHTarget,
     bundle_dir: Path,
@@ -161,6 +168,7 @@ def validate_over_ssh(
             try:
                 return json.loads(local.read_text())
             except json.JSONDecodeError as exc:
-                raise DeviceError(f"{target.url} returned malformed validation JSON: {exc}") from exc
+                raise DeviceError(f"{target.url} returned malformed validation JSON: "
+                                  f"{exc}") from exc
     finally:
         target.ssh(["rm", "-rf", "--", remote_dir], timeout=60)

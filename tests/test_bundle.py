@@ -120,7 +120,7 @@ def test_tar_links_are_refused(digits_bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no links"):
         open_bundle(archive, extract_to=tmp_path / "out")
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")
-    with pytest.raises(BundleError, match="not a readable .tar.gz"):
+    with pytest.raises(BundleError, match=r"not a readable \.tar\.gz"):
         open_bundle(tmp_path / "junk.tar.gz", extract_to=tmp_path / "out2")
 
 
@@ -140,13 +140,13 @@ def test_bundle_refuses_bad_exports_and_busy_folders(digits_run: Path, tmp_path:
     (fake / "export.json").write_text(json.dumps(export))
     with pytest.raises(BundleError, match="no artifact with status ok"):
         create_bundle(digits_run, tmp_path / "b1", export_dir=fake)
-    with pytest.raises(BundleError, match="export.json is missing"):
+    with pytest.raises(BundleError, match=r"export\.json is missing"):
         create_bundle(digits_run, tmp_path / "b2", export_dir=tmp_path / "nothing")
     shutil.copy(export_dir / "model-fp32.tflite", fake / "model-fp32.tflite")
     (fake / "model-fp32.tflite").write_bytes(b"changed")
     export["artifacts"][0]["status"] = "ok"
     (fake / "export.json").write_text(json.dumps(export))
-    with pytest.raises(BundleError, match="changed since export.json"):
+    with pytest.raises(BundleError, match=r"changed since export\.json"):
         create_bundle(digits_run, tmp_path / "b3", export_dir=fake)
     assert not (tmp_path / "b3").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b")]  # staging removed

@@ -59,7 +59,7 @@ def test_user_profile_files_and_their_errors(tmp_path: Path) -> None:
     for field, (message, value) in cases.items():
         with pytest.raises(DeviceError, match=rf"'{field}'.*{message}|{message}.*'{field}'"):
             load_profile(write_profile(tmp_path / f"{field}.toml", **{field: value}))
-    with pytest.raises(DeviceError, match="unknown field.*colour"):
+    with pytest.raises(DeviceError, match=r"unknown field.*colour"):
         load_profile(write_profile(tmp_path / "extra.toml", colour="red"))
     (tmp_path / "broken.toml").write_text("name = \n")
     with pytest.raises(DeviceError, match="not valid TOML"):
@@ -79,7 +79,7 @@ def test_local_validation_reproduces_workstation_accuracy(digits_bundle: Path,
                                 "arch": "x86_64", "emulated": False}
     assert len(result["artifacts"]) == 4
     for row in result["artifacts"]:
-        assert ROW_KEYS <= set(row), row["name"]
+        assert set(row) >= ROW_KEYS, row["name"]
         assert row["status"] == "ok", row
         assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.005, row["name"]
         assert row["samples"] == sum(map(sum, row["confusion_matrix"]))

@@ -145,7 +145,7 @@ def test_damaged_model_files_raise_model_error(digits_export: Path, tmp_path: Pa
         with pytest.raises(ModelError, match=r"damaged|empty|truncated") as info:
             EdgeModel.load(path)
         assert str(path) in str(info.value)
-    with pytest.raises(ModelError, match="expected .tflite or .onnx"):
+    with pytest.raises(ModelError, match=r"expected \.tflite or \.onnx"):
         EdgeModel.load(tmp_path / "model.pb")
     with pytest.raises(ModelError, match="does not exist"):
         EdgeModel.load(tmp_path / "missing.tflite")
