@@ -92,10 +92,14 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     return _parse(content, str(path))
 
 
-_REQUIRED = {"name": str, "arch": str, "runtime": str, "precisions": list, "threads": int,
-             "ram_mb": (int, float), "storage_mb": (int, float),
-             "latency_budget_ms": (int, float)}
-_OPTIONAL = {"formats": list, "accuracy_tolerance": (int, float), "description": str}
+_Kind = type | tuple[type, ...]
+_REQUIRED: dict[str, _Kind] = {
+    "name": str, "arch": str, "runtime": str, "precisions": list, "threads": int,
+    "ram_mb": (int, float), "storage_mb": (int, float), "latency_budget_ms": (int, float),
+}
+_OPTIONAL: dict[str, _Kind] = {
+    "formats": list, "accuracy_tolerance": (int, float), "description": str,
+}
 
 
 def _parse(content: str, source: str) -> DeviceProfile:

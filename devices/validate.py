@@ -242,8 +242,8 @@ def _validate_ssh(
             files.append(Path(profile))
         if files:
             args += ["--profile", "{remote}/" + files[0].name]
-        elif profile is not None:
-            args += ["--profile", str(load_profile(profile).name)]
+        elif isinstance(profile, (str, Path)):
+            args += ["--profile", load_profile(profile).name]
         if threads is not None:
             args += ["--threads", str(threads)]
         if data is not None:
