@@ -14,6 +14,8 @@ from conftest import REPO_ROOT, run_cli
 from runtime_export import export_folder
 
 from edge_transfer.errors import ModelError
+from edge_transfer.metadata import ModelMetadata
+from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
 from edge_transfer.runtime import EdgeModel
 from edge_transfer.runtime._backends import TensorInfo
@@ -173,3 +175,19 @@ def test_predict_cli_top_k_and_damaged_file(digits_export: Path, digits_run: Pat
     proc = run_cli("predict", str(damaged), str(paths[0]))
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("pre", [
+    Preprocessing(8, 8, 1),
+    Preprocessing(8, 8, 3, mean=(10.0, 20.0, 30.0), std=(2.0, 3.0, 4.0), channel_order="bgr"),
+    Preprocessing(6, 6, 3, mean=(127.5,), std=(127.5,)),
+])
+def test_prepare_equals_quantized_preprocessing(digits_export: Path, pre: Preprocessing) -> None:
+    """The lookup-table fast path is exactly ``quantize(Preprocessing.apply(images))``."""
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3)).astype(np.uint8)
+    for file in ("model-int8.tflite", "model-fp32.onnx"):
+        loaded = EdgeModel.load(digits_export / file)
+        model = EdgeModel(loaded.path, loaded.backend, ModelMetadata(("a", "b"), pre))
+        expected = model.backend.input.quantize(pre.apply(images))
+        assert np.array_equal(model.prepare(images), expected)
+        assert model.prepare(images).dtype == model.backend.input.dtype

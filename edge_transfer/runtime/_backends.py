@@ -35,7 +35,9 @@ class TensorInfo:
             return x if x.dtype == self.dtype else x.astype(self.dtype)
         limits = np.iinfo(self.dtype)
         q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
-        return np.clip(q, limits.min, limits.max).astype(self.dtype)
+        np.maximum(q, limits.min, out=q)
+        np.minimum(q, limits.max, out=q)
+        return q.astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """This tensor's integers -> float32."""
