@@ -70,6 +70,8 @@ def validate_bundle(
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
         bundle = open_bundle(bundle_dir, extract_to=tmp)  # every sha256, before anything runs
         chosen = [bundle.artifact(name) for name in artifacts] or list(bundle.artifacts)
+        if device == "local" and data is not None:
+            _validation_data(bundle, data)  # a bad --data fails here, once, not per child
         if device == "self":
             rows = [_validate_here(bundle, a, resolved, threads, data) for a in chosen]
         else:

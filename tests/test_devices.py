@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 from runtime_export import bundle_folder
@@ -168,3 +169,23 @@ def test_bad_device_and_threads_are_user_errors(digits_bundle: Path) -> None:
         validate_bundle(digits_bundle, threads=0)
     proc = run_cli("validate", str(digits_bundle), "--device", "ssh://bad host")
     assert proc.returncode == 2 and "bad" in proc.stderr
+
+
+def test_validate_on_the_users_own_data(digits_bundle: Path, digits_run: Path,
+                                        tmp_path: Path) -> None:
+    from edge_transfer.runs import Run
+
+    val = Run.open(digits_run).splits.val
+    order = [4, 3, 2, 1, 0]  # class names in another order: mapped by name, not by index
+    names = np.array(["9", "8", "7", "6", "5"])
+    np.savez(tmp_path / "mine.npz", x=val.x, y=np.array(order)[val.y], class_names=names)
+    result = validate_bundle(digits_bundle, device="self", data=str(tmp_path / "mine.npz"),
+                             artifacts=["tflite-fp32"])
+    (row,) = result["artifacts"]
+    assert row["status"] == "ok" and row["samples"] == len(val.y) and row["accuracy"] > 0.9
+    accuracy = next(c for c in row["checks"] if c["name"] == "accuracy")
+    assert accuracy["status"] == "skip" and "not the bundle's validation sample" in accuracy[
+        "detail"]
+    np.savez(tmp_path / "other.npz", x=val.x, y=val.y, class_names=np.array(list("abcde")))
+    proc = run_cli("validate", str(digits_bundle), "--data", str(tmp_path / "other.npz"))
+    assert proc.returncode == 2 and "does not know" in proc.stderr

@@ -108,7 +108,7 @@ class OnnxBackend:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"]
@@ -123,6 +123,9 @@ class OnnxBackend:
                 f"{len(outputs)}; export it with `edge-transfer export`"
             )
         self.input = TensorInfo(inputs[0].name, _onnx_dtype(inputs[0].type))
+        if self.input.dtype.kind in "iu":
+            raise ModelError(f"the ONNX input is {self.input.dtype} without quantization "
+                             "parameters; export the ONNX model with float input (QDQ inside)")
         self.output = TensorInfo(outputs[0].name, _onnx_dtype(outputs[0].type))
         self._out_names = [outputs[0].name]
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -93,19 +94,24 @@ class EdgeModel:
         self.labels = metadata.labels
         self.preprocessing: Preprocessing = metadata.preprocessing
         self.format = FORMATS[path.suffix.lower()]
+        self.threads: int | None = None
         self._lut = _input_table(self.preprocessing, backend.input)
         self._uniform = bool(np.all(self._lut == self._lut[:, :1]))
         self._channels = np.arange(self.preprocessing.channels)
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> EdgeModel:
-        """Load a .tflite or .onnx exported by edge-transfer (labels and preprocessing inside)."""
+        """Load a .tflite or .onnx exported by edge-transfer (labels and preprocessing inside).
+
+        ``threads`` is the runtime's thread count (default: every core of this machine).
+        """
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in FORMATS:
             raise ModelError(f"{path}: unknown model type {suffix!r}; expected .tflite or .onnx")
         if threads is not None and threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")
+        threads = threads or os.cpu_count() or 1
         data = read_model_bytes(path)
         try:
             if suffix == ".tflite":
@@ -119,6 +125,7 @@ class EdgeModel:
         except ModelError as exc:
             raise ModelError(f"{path}: {exc}") from exc
         model = cls(path, backend, metadata)
+        model.threads = threads
         model._check_output(len(metadata.labels))
         return model
 
