@@ -191,3 +191,17 @@ def test_prepare_equals_quantized_preprocessing(digits_export: Path, pre: Prepro
         expected = model.backend.input.quantize(pre.apply(images))
         assert np.array_equal(model.prepare(images), expected)
         assert model.prepare(images).dtype == model.backend.input.dtype
+
+
+def test_onnx_with_a_fixed_batch_of_one_runs_image_by_image(digits_export: Path,
+                                                            digits_run: Path,
+                                                            tmp_path: Path) -> None:
+    import onnx
+
+    proto = onnx.load(str(digits_export / "model-fp32.onnx"))
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(proto, str(tmp_path / "fixed.onnx"))
+    x = Run.open(digits_run).splits.test.x[:10]
+    fixed = EdgeModel.load(tmp_path / "fixed.onnx").predict(x).probabilities
+    dynamic = EdgeModel.load(digits_export / "model-fp32.onnx").predict(x).probabilities
+    assert np.allclose(fixed, dynamic, atol=1e-6)

@@ -128,9 +128,17 @@ class OnnxBackend:
                              "parameters; export the ONNX model with float input (QDQ inside)")
         self.output = TensorInfo(outputs[0].name, _onnx_dtype(outputs[0].type))
         self._out_names = [outputs[0].name]
+        first = inputs[0].shape[0] if inputs[0].shape else None
+        self._fixed = first if isinstance(first, int) and first > 0 else None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(self._out_names, {self.input.name: batch})[0]
+        if self._fixed is None or len(batch) == self._fixed:
+            return self.session.run(self._out_names, {self.input.name: batch})[0]
+        if self._fixed != 1:
+            raise ModelError(f"this ONNX model takes batches of exactly {self._fixed}; export "
+                             "it with a dynamic batch axis")
+        return np.concatenate([self.session.run(self._out_names, {self.input.name: x[None]})[0]
+                               for x in batch])
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
