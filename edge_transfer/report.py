@@ -222,7 +222,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   f"| transfer gain | {_pts(transfer['transfer_gain'])} |",
                   f"| source accuracy before | {_pct(transfer['source_accuracy_before'])} |",
                   f"| source accuracy after | {_pct(transfer['source_accuracy_after'])} |",
-                  f"| forgetting | {_pts(transfer['forgetting'])} |", ""]
+                  f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", ""]
     lines += ["## Artifacts", "", _table(report["artifacts"]), ""]
     failed = [r for r in report["artifacts"] if r["status"] != "ok"]
     if failed:
@@ -293,10 +293,11 @@ def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
         mine = [r for r in rows if r["format"] == fmt]
         ax.scatter([r["bytes"] / 1024 for r in mine], [r[key] for r in mine], marker=marker,
                    color=colour, s=50, label=fmt, zorder=3)
-    for r in rows:
-        ax.annotate(r["name"], (r["bytes"] / 1024, r[key]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
     points = [(r["bytes"] / 1024, r[key]) for r in rows]
+    log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
+    for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
+        ax.annotate(r["name"], point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
+                    fontsize=7)
     front = [points[i] for i in pareto_front(points)]
     if front:
         ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
@@ -304,8 +305,9 @@ def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
     if report.get("float_accuracy") is not None:
         ax.axhline(report["float_accuracy"], linestyle=":", color="black", linewidth=1,
                    label="float model (workstation)")
-    if points and max(p[0] for p in points) > 8 * min(p[0] for p in points):
+    if log_x:
         ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.25)
     ax.set_xlabel("file size (KiB)")
     ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'})")
     ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
@@ -313,6 +315,24 @@ def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
     if rows:
         ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)
+
+
+def _label_lifts(points: Sequence[tuple[float, float]], log_x: bool) -> list[int]:
+    """How many label lines up each point's label goes, so that close labels do not overlap."""
+    import math
+
+    if not points:
+        return []
+    xs = [math.log10(p[0]) if log_x else p[0] for p in points]
+    ys = [p[1] for p in points]
+    span_x = (max(xs) - min(xs)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    lifts: list[int] = []
+    for i in range(len(points)):
+        taken = {lifts[j] for j in range(i)
+                 if abs(xs[i] - xs[j]) / span_x < 0.25 and abs(ys[i] - ys[j]) / span_y < 0.06}
+        lifts.append(next(k for k in range(len(points)) if k not in taken))
+    return lifts
 
 
 def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
