@@ -282,12 +282,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
     """Accuracy against file size per artifact, one marker/colour per format, Pareto front."""
-    plt = _pyplot()
     rows = [r for r in report["artifacts"] if r["bytes"] is not None]
     device = any(r["device_accuracy"] is not None for r in rows)
     key = "device_accuracy" if device else "workstation_accuracy"
     rows = [r for r in rows if r[key] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure((7, 4.5))
+    ax = fig.subplots()
     styles = _styles(sorted({str(r["format"]) for r in rows}))
     for fmt, (marker, colour) in styles.items():
         mine = [r for r in rows if r["format"] == fmt]
@@ -339,8 +339,8 @@ def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path:
     """Confusion matrices side by side (rows: true class, columns: predicted)."""
     import numpy as np
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(pair), figsize=(4.2 * len(pair), 4))
+    fig = _figure((4.2 * len(pair), 4))
+    axes = fig.subplots(1, len(pair))
     for ax, (name, matrix) in zip(np.atleast_1d(axes), pair, strict=True):
         m = np.asarray(matrix)
         ax.imshow(m, cmap="Blues")
@@ -377,20 +377,20 @@ def _styles(formats: Sequence[str]) -> dict[str, tuple[str, str]]:
     return {f: _STYLE.get(f) or next(extra) for f in formats}
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure drawn by Agg, without pyplot (no global backend switched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
     fig.savefig(tmp, format="png", dpi=120)
-    _pyplot().close(fig)
     tmp.replace(path)
 
 
