@@ -78,6 +78,19 @@ def test_demo_config_keys_are_options_of_the_installed_commands() -> None:
                     "/tmp/demo-out/validation.json", "--out", "/tmp/demo-out/report"]
 
 
+def test_demo_dry_run_lists_its_steps(tmp_path: Path, capsys) -> None:
+    parser = build_parser()
+    installed = {name for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+                 for name in a.choices}
+    missing = sorted({"pretrain", "finetune", "export", "bundle", "validate"} - installed)
+    if missing:
+        pytest.skip(f"commands {', '.join(missing)} are not on this branch yet")
+    assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines] == ["pretrain", "finetune", "export", "bundle",
+                                                   "validate", "report"]
+
+
 def test_dry_run_prints_commands_in_step_order(project: Path, capsys) -> None:
     assert main(["run", str(project / "pipeline.toml"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -108,6 +121,12 @@ def test_real_dispatch_report_then_check(project: Path, tmp_path_factory, monkey
     assert main(["run", str(project / "pipeline.toml"), "--only", "check"]) == 1
     out = capsys.readouterr().out
     assert "onnx-int8" in out and "check: exit code 1" in out and "report:" not in out
+
+    # bad input inside a step: the pipeline stops with the step's exit code 2 and its message
+    (project / "baseline.json").write_text(json.dumps({**report, "data_fingerprint": "0ther"}))
+    assert main(["run", str(project / "pipeline.toml"), "--only", "check"]) == 2
+    captured = capsys.readouterr()
+    assert "[1/1] check failed" in captured.out and "--allow-different-data" in captured.err
 
 
 def test_only_and_skip(project: Path, capsys) -> None:
