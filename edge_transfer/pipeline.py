@@ -9,8 +9,10 @@ and its positional arguments by their name in ``--help`` (``run = "{out}/target"
 become comma-joined values (or several values where the option takes several), ``true``/
 ``false`` put a flag in or leave it out, and ``skip = true`` skips the step. ``[pipeline]``
 holds ``out``, the work folder; ``{out}`` in any value stands for it. Relative paths are taken
-from the TOML file's folder: the ones an option declares as a path, and any value naming a file
-or folder that exists there.
+from the TOML file's folder: values of options that hold paths (typed ``Path``, or named
+``--out``, ``--json``, ``run``, ...: see :func:`takes_path`), and any other value naming a file
+or folder that exists there (``data = "photos"``; ``data = "digits:5-9"`` stays as it is).
+An option given several times (``action="append"``) takes a list: one option per item.
 
 The runner builds each step's argv and hands it to the CLI's own parser
 (:func:`edge_transfer.cli.build_parser`), so a pipeline file means exactly what the same command
@@ -43,6 +45,8 @@ else:  # pragma: no cover
 STEPS = ("pretrain", "finetune", "export", "bundle", "validate", "report", "check")
 PIPELINE_TABLE = "pipeline"
 PIPELINE_KEYS = ("out",)
+# Option names (argparse dest words) that always hold a path, even when not typed as a Path.
+_PATH_WORDS = frozenset({"dir", "file", "path", "folder", "out", "json", "run", "bundle"})
 Scalar = str | int | float | bool
 Value = Scalar | tuple[Scalar, ...]
 
@@ -205,11 +209,22 @@ def _option_args(pipeline: Pipeline, step: Step, key: str, value: Value,
     if isinstance(value, bool):
         raise UserError(f"{pipeline.path}: [{step.name}] {key} takes a value, not "
                         f"{str(value).lower()}; see `edge-transfer {step.name} --help`")
+    if isinstance(action, argparse._AppendAction) and isinstance(value, tuple):
+        return [arg for item in value for arg in (f"--{key}", *_values(pipeline, item, action))]
     return [f"--{key}", *_values(pipeline, value, action)]
 
 
+def takes_path(action: argparse.Action) -> bool:
+    """Whether an option names a file or folder: typed as a Path, or called so (``--out``)."""
+    if isinstance(action.type, type) and issubclass(action.type, PurePath):
+        return True
+    if action.choices is not None:
+        return False
+    return bool(set(action.dest.lower().split("_")) & _PATH_WORDS)
+
+
 def _values(pipeline: Pipeline, value: Value, action: argparse.Action) -> list[str]:
-    is_path = isinstance(action.type, type) and issubclass(action.type, PurePath)
+    is_path = takes_path(action)
     items = list(value) if isinstance(value, tuple) else [value]
     texts = [pipeline.expand(str(v), is_path) if isinstance(v, str) else _text(v) for v in items]
     several = action.nargs in ("+", "*", argparse.REMAINDER) or isinstance(action.nargs, int)

@@ -157,6 +157,9 @@ def _fake_export_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--images", nargs="+")
+    p.add_argument("--artifact", action="append", default=[])
+    p.add_argument("--export-dir")
+    p.add_argument("--backbone", metavar="NAME|RUN|FILE")
     return parser
 
 
@@ -165,11 +168,15 @@ def test_values_become_argv(tmp_path: Path) -> None:
     pipe = load_pipeline(_toml(tmp_path, 'out = "w"'))
     step = Step("export", (("run", "{out}/target"), ("formats", ("tflite", "onnx")),
                            ("qat", True), ("calibration-samples", 200), ("out", "exports"),
-                           ("cache", False), ("images", ("photos", "digits:5-9"))))
+                           ("cache", False), ("images", ("photos", "digits:5-9")),
+                           ("artifact", ("tflite-int8", "onnx-int8")), ("export-dir", "ex"),
+                           ("backbone", "small-cnn")))
     assert step_argv(pipe, step, _fake_export_parser()) == [
         "export", f"{tmp_path / 'w'}/target", "--formats", "tflite,onnx", "--qat",
         "--calibration-samples", "200", "--out", str(tmp_path / "exports"), "--no-cache",
-        "--images", str(tmp_path / "photos"), "digits:5-9"]
+        "--images", str(tmp_path / "photos"), "digits:5-9",
+        "--artifact", "tflite-int8", "--artifact", "onnx-int8",
+        "--export-dir", str(tmp_path / "ex"), "--backbone", "small-cnn"]
     assert step_argv(pipe, Step("export", (("run", "r"), ("qat", False))),
                      _fake_export_parser()) == ["export", str(tmp_path / "r")]
 
