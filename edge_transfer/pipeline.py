@@ -110,6 +110,9 @@ def load_pipeline(path: str | Path, out: str | Path | None = None) -> Pipeline:
                         "(`edge-transfer demo` shows a working one)") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path} is not valid TOML: {exc}; fix that line") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read pipeline file {path}: {exc}; give a readable .toml file"
+                        ) from exc
     unknown = [k for k in data if k not in (PIPELINE_TABLE, *STEPS)]
     if unknown:
         raise UserError(f"{path}: unknown step [{unknown[0]}]"
@@ -273,6 +276,8 @@ def run_pipeline(
 
         parser = build_parser()
     steps = select_steps(pipeline, only, skip)
+    if pipeline.out.exists() and not pipeline.out.is_dir():
+        raise UserError(f"the work folder {pipeline.out} is a file; set another out")
     planned = [(step, step_argv(pipeline, step, parser)) for step in steps]
     parsed = [_parse(parser, pipeline, step, argv) for step, argv in planned]
     results: list[StepResult] = []

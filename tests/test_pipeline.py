@@ -192,6 +192,8 @@ def test_values_become_argv(tmp_path: Path) -> None:
     ('[pipeline]\nout = "w"\n[check]\nreport = "r.json"\n', "required: --baseline"),
     ('[pipeline]\nwork = "w"\n', "[pipeline] has no key 'work'"),
     ('[check]\nreport = "r.json"\n', "no work folder"),
+    ('[pipeline]\nout = "p.toml"\n[check]\nreport = "r.json"\nbaseline = "b.json"\n',
+     "is a file"),
 ])
 def test_bad_config_names_line_or_key(tmp_path: Path, capsys, text: str, message: str) -> None:
     toml = tmp_path / "p.toml"
