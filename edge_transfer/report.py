@@ -17,8 +17,13 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
      "artifacts": [{"name", "format", "precision", "qat", "sparsity", "status", "reason",
                     "export_status", "device_status", "file", "bytes", "gzip_bytes",
                     "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
-                    "delta_vs_float", "device_gap", "latency_p50_ms", "fps",
-                    "peak_memory_mb", "checks": {"storage": "pass", ...}}]}
+                    "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
+                    "latency_p50_ms", "fps", "peak_memory_mb",
+                    "checks": {"storage": "pass", ...}}]}
+
+``workstation_accuracy`` is export.json's (the run's validation split); ``delta_vs_float`` is
+it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
+``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
 
 A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
 
@@ -170,6 +175,9 @@ def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
     work_acc = _num(art.get("accuracy")) if export_ok else None
     dev_ok = dev is not None and device_status == "ok"
     dev_acc = _num(dev.get("accuracy")) if dev_ok and dev else None
+    # The device's accuracy is held to the workstation's on the same sample (the bundle's
+    # validation sample), which need not be the split export.json measured on.
+    ref_acc = _num(dev.get("workstation_accuracy")) if dev_ok and dev else None
     latency = (dev.get("latency_ms") or {}) if dev_ok and dev else {}
     return {
         "name": art["name"], "format": art.get("format"), "precision": art.get("precision"),
@@ -182,8 +190,10 @@ def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
         "ratio_to_fp32": None,
         "workstation_accuracy": work_acc,
         "device_accuracy": dev_acc,
+        "device_samples": dev.get("samples") if dev_ok and dev else None,
+        "reference_accuracy": ref_acc,
         "delta_vs_float": _diff(work_acc, _num(float_accuracy)),
-        "device_gap": _diff(dev_acc, work_acc),
+        "device_gap": _diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
         "latency_p50_ms": _num(latency.get("p50")),
         "fps": _num(dev.get("throughput_fps")) if dev_ok and dev else None,
         "peak_memory_mb": _num(dev.get("peak_memory_mb")) if dev_ok and dev else None,
@@ -241,7 +251,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
                  "acc. workstation", "acc. device", "Δ vs float", "p50 ms", "FPS",
-                 "peak MB", "budgets")
+                 "peak MB", "device gap", "budgets")
 
 
 def table_cells(row: Mapping[str, Any]) -> list[str]:
@@ -253,6 +263,7 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         _pct(row.get("workstation_accuracy")), _pct(row.get("device_accuracy")),
         _pts(row.get("delta_vs_float")), _fmt(row.get("latency_p50_ms"), "{:.3f}"),
         _fmt(row.get("fps"), "{:.0f}"), _fmt(row.get("peak_memory_mb"), "{:.1f}"),
+        _pts(row.get("device_gap")),
         ", ".join(f"{k} {v}" for k, v in checks.items()) or MISSING,
     ]
 

@@ -14,7 +14,8 @@ from edge_transfer.report import build_report, pareto_front
 from tests.conftest import run_cli
 
 FIGURES = ("bytes", "gzip_bytes", "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
-           "delta_vs_float", "device_gap", "latency_p50_ms", "fps", "peak_memory_mb")
+           "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
+           "latency_p50_ms", "fps", "peak_memory_mb")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,22 @@ def test_without_validation_or_transfer_figures_they_are_missing(tmp_path: Path)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Transfer" not in md and "device: not validated" in md
     Image.open(tmp_path / "out" / "accuracy_vs_size.png").verify()
+
+
+def test_device_gap_is_taken_on_the_device_sample(tmp_path: Path) -> None:
+    """The bundle's sample is not export.json's split: the gap compares like with like."""
+    run, validation = write_inputs(tmp_path)
+    data = json.loads(validation.read_text())
+    for art in data["artifacts"]:
+        art |= {"samples": 225, "workstation_accuracy": 214 / 225, "accuracy": 214 / 225}
+    data["artifacts"][1]["accuracy"] = 212 / 225
+    validation.write_text(json.dumps(data))
+    rows = json.loads(build_report(run, tmp_path / "out", validation_json=validation)
+                      .read_text())["artifacts"]
+    assert rows[0]["workstation_accuracy"] == pytest.approx(131 / 134)
+    assert rows[0]["reference_accuracy"] == pytest.approx(214 / 225)
+    assert rows[0]["device_gap"] == 0.0 and rows[0]["device_samples"] == 225
+    assert rows[1]["device_gap"] == pytest.approx(-2 / 225, abs=1e-6)
 
 
 def test_export_of_other_data_is_refused(tmp_path: Path) -> None:
