@@ -313,7 +313,7 @@ def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
     if front:
         ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
                 label="Pareto front", zorder=2)
-    if report.get("float_accuracy") is not None:
+    if not device and report.get("float_accuracy") is not None:  # same split as the points
         ax.axhline(report["float_accuracy"], linestyle=":", color="black", linewidth=1,
                    label="float model (workstation)")
     if log_x:
@@ -324,7 +324,7 @@ def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
     ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
     ax.grid(True, alpha=0.3)
     if rows:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
     _save(fig, path)
 
 
