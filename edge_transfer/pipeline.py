@@ -8,7 +8,8 @@ A step's keys are exactly the long options of that command (``shots = 10`` is ``
 and its positional arguments by their name in ``--help`` (``run = "{out}/target"``). Lists
 become comma-joined values (or several values where the option takes several), ``true``/
 ``false`` put a flag in or leave it out, and ``skip = true`` skips the step. ``[pipeline]``
-holds ``out``, the work folder; ``{out}`` in any value stands for it. Relative paths are taken
+holds ``out``, the work folder (``{out}`` in any value stands for it), and ``keep-going``
+(go on after a step that exits 1, see :func:`run_pipeline`). Relative paths are taken
 from the TOML file's folder: values of options that hold paths (typed ``Path``, or named
 ``--out``, ``--json``, ``run``, ...: see :func:`takes_path`), and any other value naming a file
 or folder that exists there (``data = "photos"``; ``data = "digits:5-9"`` stays as it is).
@@ -35,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
-from edge_transfer.errors import UserError
+from edge_transfer.errors import EdgeTransferError, UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,7 +45,7 @@ else:  # pragma: no cover
 
 STEPS = ("pretrain", "finetune", "export", "bundle", "validate", "report", "check")
 PIPELINE_TABLE = "pipeline"
-PIPELINE_KEYS = ("out",)
+PIPELINE_KEYS = ("out", "keep-going")
 # Option names (argparse dest words) that always hold a path, even when not typed as a Path.
 _PATH_WORDS = frozenset({"dir", "file", "path", "folder", "out", "json", "run", "bundle"})
 Scalar = str | int | float | bool
@@ -70,6 +71,7 @@ class Pipeline:
     path: Path
     out: Path
     steps: tuple[Step, ...]
+    keep_going: bool = False    # go on after a step that failed with exit code 1
 
     @property
     def folder(self) -> Path:
@@ -132,7 +134,11 @@ def load_pipeline(path: str | Path, out: str | Path | None = None) -> Pipeline:
     else:
         raise UserError(f"{path}: no work folder; set out = \"DIR\" in [{PIPELINE_TABLE}] "
                         "or pass --out DIR")
-    return Pipeline(path, work, steps)
+    keep_going = settings.get("keep-going", False)
+    if not isinstance(keep_going, bool):
+        raise UserError(f"{path}: [{PIPELINE_TABLE}] keep-going = {keep_going!r}; "
+                        "write keep-going = true or false")
+    return Pipeline(path, work, steps, keep_going)
 
 
 def _table(value: Any, name: str, path: Path) -> dict[str, Any]:
@@ -269,7 +275,10 @@ def run_pipeline(
     """Run the selected steps in order through the CLI's parser; stop at the first failure.
 
     Every step's argv is built and parsed before the first one runs, so a typo in the last
-    table fails before an hour of training. ``dry_run`` prints the commands only.
+    table fails before an hour of training. ``dry_run`` prints the commands only. With
+    ``keep_going`` a step that fails with exit code 1 (e.g. an export with one failed variant,
+    its record written) does not stop the later steps (the report then shows the failure);
+    bad input (a UserError, exit code 2) always stops.
     """
     if parser is None:
         from edge_transfer.cli import build_parser
@@ -290,6 +299,12 @@ def run_pipeline(
         start = time.perf_counter()
         try:
             code = int(args.handler(args) or 0)
+        except EdgeTransferError as exc:
+            if isinstance(exc, UserError) or not pipeline.keep_going:
+                echo(f"[{i}/{len(planned)}] {step.name} failed")
+                raise
+            echo(f"error: {exc}")
+            code = exc.exit_code
         except Exception:
             echo(f"[{i}/{len(planned)}] {step.name} failed")
             raise
@@ -297,7 +312,7 @@ def run_pipeline(
         results.append(StepResult(step.name, tuple(argv), code, seconds))
         echo(f"[{i}/{len(planned)}] {step.name}: "
              f"{'done' if code == 0 else f'exit code {code}'} in {seconds:.1f} s")
-        if code != 0:
+        if code != 0 and not (pipeline.keep_going and code == 1):
             break
     return results
 

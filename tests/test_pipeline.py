@@ -12,6 +12,7 @@ import pytest
 from report_inputs import edited, write_inputs
 
 from edge_transfer.cli import build_parser, main
+from edge_transfer.errors import EdgeTransferError, UserError
 from edge_transfer.pipeline import Step, load_pipeline, run_pipeline, step_argv
 
 DEMO = Path(str(files("edge_transfer").joinpath("configs/demo.toml")))
@@ -59,7 +60,7 @@ def test_demo_config_is_the_documented_recipe() -> None:
     assert finetune.get("source-data") == "digits:0-4"
     assert export.get("formats") == ("tflite", "onnx") and export.get("qat") is True
     assert set(export.get("precision")) == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
-    assert pipe.step("validate").get("device") == "local"
+    assert pipe.step("validate").get("device") == "local" and pipe.keep_going
 
 
 def test_demo_config_keys_are_options_of_the_installed_commands() -> None:
@@ -207,3 +208,41 @@ def _toml(folder: Path, body: str) -> Path:
     path = folder / "p.toml"
     path.write_text(f"[pipeline]\n{body}\n")
     return path
+
+
+def _steps_parser(calls: list[str], export_error: Exception) -> argparse.ArgumentParser:
+    """`export` fails as given, `report` records that it ran (their real modules come later)."""
+    def export(args: argparse.Namespace) -> int:
+        calls.append("export")
+        raise export_error
+
+    def report(args: argparse.Namespace) -> int:
+        calls.append("report")
+        return 0
+
+    parser = argparse.ArgumentParser(prog="edge-transfer")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("export").set_defaults(handler=export)
+    sub.add_parser("report").set_defaults(handler=report)
+    return parser
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_keep_going_after_a_partly_failed_step(tmp_path: Path, keep_going: bool) -> None:
+    toml = _toml(tmp_path, f'out = "w"\nkeep-going = {str(keep_going).lower()}\n[export]\n'
+                           "[report]\n")
+    pipe = load_pipeline(toml)
+    calls: list[str] = []
+    failed = EdgeTransferError("1 variant(s) failed: tflite-int8-qat")
+    if keep_going:
+        results = run_pipeline(pipe, parser=_steps_parser(calls, failed), echo=lambda s: None)
+        assert [(r.name, r.exit_code) for r in results] == [("export", 1), ("report", 0)]
+    else:
+        with pytest.raises(EdgeTransferError):
+            run_pipeline(pipe, parser=_steps_parser(calls, failed), echo=lambda s: None)
+        assert calls == ["export"]
+    calls.clear()
+    with pytest.raises(UserError):  # bad input stops the pipeline, keep-going or not
+        run_pipeline(pipe, parser=_steps_parser(calls, UserError("no such run")),
+                     echo=lambda s: None)
+    assert calls == ["export"]

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
         results = run_pipeline(pipeline, dry_run=args.dry_run)
     code = next((r.exit_code for r in results if r.exit_code), 0)
     report = pipeline.step("report")
-    if code == 0 and not args.dry_run and report is not None:
+    if not args.dry_run and report is not None:
         folder = Path(pipeline.expand(str(report.get("out")), is_path=True))
-        print(f"report: {folder / 'report.md'}  (report.json, accuracy_vs_size.png beside it)")
+        if (folder / "report.md").is_file():
+            print(f"report: {folder / 'report.md'}  (report.json, accuracy_vs_size.png "
+                  "beside it)")
     return code
