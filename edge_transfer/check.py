@@ -233,7 +233,7 @@ def markdown_summary(result: CheckResult, tolerances: Tolerances) -> str:
     if result.regressions:
         lines += ["| artifact | criterion | baseline | now | what |", "|---|---|---|---|---|"]
         lines += [f"| {f.artifact} | {f.criterion} | {_cell(f.baseline)} | {_cell(f.current)} "
-                  f"| {f.message} |" for f in result.regressions]
+                  f"| {f.message.replace('|', '/')} |" for f in result.regressions]
         lines.append("")
     return "\n".join(lines)
 
