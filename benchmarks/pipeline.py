@@ -1,0 +1,55 @@
+"""Seconds of each step of a pipeline (default: the shipped demo), and its report table, to JSON.
+
+    python benchmarks/pipeline.py [--config PIPELINE.toml] [--out DIR] [--json OUT]
+
+Writes benchmarks/results/pipeline.json: {"config", "out", "steps": [{"name", "seconds",
+"exit_code"}], "total_seconds", "report": [accuracy-vs-size rows of report.json] | null}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+from edge_transfer.pipeline import load_pipeline, run_pipeline
+from edge_transfer.runs import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ("name", "status", "bytes", "ratio_to_fp32", "workstation_accuracy",
+           "device_accuracy", "delta_vs_float", "latency_p50_ms", "fps")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path,
+                    default=Path(str(files("edge_transfer").joinpath("configs/demo.toml"))))
+    ap.add_argument("--out", type=Path, help="work folder (default: a temporary folder)")
+    ap.add_argument("--json", type=Path, default=RESULTS / "pipeline.json")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-bench-") as tmp:
+        pipeline = load_pipeline(args.config, out=args.out or Path(tmp) / "work")
+        results = run_pipeline(pipeline)
+        report_step = pipeline.step("report")
+        report_path = (Path(pipeline.expand(str(report_step.get("out")), is_path=True))
+                       / "report.json") if report_step and report_step.get("out") else None
+        report = (json.loads(report_path.read_text())
+                  if report_path and report_path.is_file() else None)
+    rows = [{k: r[k] for k in COLUMNS} for r in report["artifacts"]] if report else None
+    out = {"config": str(args.config), "machine": platform.machine(),
+           "steps": [{"name": r.name, "seconds": round(r.seconds, 2), "exit_code": r.exit_code}
+                     for r in results],
+           "total_seconds": round(sum(r.seconds for r in results), 2),
+           "transfer": report["transfer"] if report else None, "report": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.json, out)
+    for step in out["steps"]:
+        print(f"{step['name']:>10}: {step['seconds']:7.1f} s (exit {step['exit_code']})")
+    print(f"{'total':>10}: {out['total_seconds']:7.1f} s -> {args.json}")
+
+
+if __name__ == "__main__":
+    main()

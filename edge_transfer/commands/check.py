@@ -1,0 +1,62 @@
+"""``edge-transfer check REPORT --baseline BASELINE``: the regression gate for CI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "check", help="compare a report with a baseline; exit 1 on a regression",
+        description="Compare REPORT with BASELINE row by row (artifact name). Exit 0 when all "
+                    "holds, 1 when an artifact lost accuracy, grew, drifted on the device, "
+                    "failed or disappeared, 2 on bad input.",
+    )
+    p.add_argument("report", type=Path, metavar="REPORT", help="report.json to check")
+    p.add_argument("--baseline", type=Path, required=True, metavar="BASELINE",
+                   help="the report.json to hold it to")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.01, metavar="FRACTION",
+                   help="accuracy may drop this much, absolute (default 0.01 = 1 point)")
+    p.add_argument("--max-size-growth", type=float, default=0.05, metavar="FRACTION",
+                   help="a file may grow this much, relative (default 0.05 = 5%%)")
+    p.add_argument("--max-device-gap", type=float, default=0.005, metavar="FRACTION",
+                   help="device accuracy may differ from the workstation's this much "
+                        "(default 0.005)")
+    p.add_argument("--allow-different-data", action="store_true",
+                   help="compare reports whose data fingerprints differ")
+    p.add_argument("--junit", type=Path, metavar="OUT.xml", help="also write JUnit XML")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge_transfer import check as gate
+
+    tolerances = gate.Tolerances(args.max_accuracy_drop, args.max_size_growth,
+                                 args.max_device_gap, args.allow_different_data)
+    result = gate.check(gate.load_report(args.report), gate.load_report(args.baseline),
+                        tolerances)
+    console = Console()
+    if result.data_fingerprint != result.baseline_fingerprint:
+        console.print(f"[yellow]comparing different data[/yellow] ({result.data_fingerprint} "
+                      f"vs baseline {result.baseline_fingerprint})")
+    if result.regressions:
+        table = Table("artifact", "criterion", "baseline", "now", "change", "limit",
+                      title="regressions", title_style="bold red")
+        for cells in gate.criteria_table(result.regressions):
+            table.add_row(*cells[:-1])
+        console.print(table)
+        for f in result.regressions:
+            console.print(f"[red]REGRESSION[/red] {f.message}", soft_wrap=True)
+    if args.junit:
+        gate.write_junit(result, args.junit)
+    gate.append_step_summary(result, tolerances)
+    checked = sum(f.verdict != "skip" for f in result.findings)
+    verdict = ("[green]all holds[/green]" if result.ok
+               else f"[red]{len(result.regressions)} regression(s)[/red]")
+    console.print(f"{verdict}: {checked} checks on {len(result.artifacts)} artifacts "
+                  f"against {args.baseline}", soft_wrap=True)
+    return 0 if result.ok else 1

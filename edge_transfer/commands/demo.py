@@ -1,0 +1,39 @@
+"""``edge-transfer demo``: the shipped pipeline on the built-in digits tasks, end to end."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEMO_CONFIG = "configs/demo.toml"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="pretrain on digits 0-4, fine-tune on 5-9 (10 shots), export, "
+                     "validate locally, report",
+        description="Run the shipped pipeline (edge_transfer/configs/demo.toml) on the "
+                    "built-in digits data and print where the report is.",
+    )
+    p.add_argument("--out", type=Path, default=Path("edge-transfer-demo"), metavar="DIR",
+                   help="work folder (default: ./edge-transfer-demo)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from importlib.resources import as_file, files
+
+    from edge_transfer.pipeline import load_pipeline, run_pipeline
+
+    with as_file(files("edge_transfer").joinpath(DEMO_CONFIG)) as config:
+        pipeline = load_pipeline(config, out=args.out)
+        results = run_pipeline(pipeline, dry_run=args.dry_run)
+    code = next((r.exit_code for r in results if r.exit_code), 0)
+    report = pipeline.step("report")
+    if not args.dry_run and report is not None:
+        folder = Path(pipeline.expand(str(report.get("out")), is_path=True))
+        if (folder / "report.md").is_file():
+            print(f"report: {folder / 'report.md'}  (report.json, accuracy_vs_size.png "
+                  "beside it)")
+    return code

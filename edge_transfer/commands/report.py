@@ -1,0 +1,55 @@
+"""``edge-transfer report RUN``: report.json, report.md and the accuracy-vs-size plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# (header, index into report.TABLE_COLUMNS): the Markdown table, narrowed for 80 columns.
+_TERMINAL_COLUMNS = (("artifact", 0), ("status", 3), ("size", 4), ("×fp32", 5), ("acc", 6),
+                     ("device", 7), ("Δ float", 8), ("p50 ms", 9), ("FPS", 10), ("MB", 11))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report", help="accuracy-vs-size report of a run's artifacts (JSON, Markdown, plots)",
+        description="Collect a run's metrics, its export record and (optionally) a device "
+                    "validation into report.json, report.md and accuracy_vs_size.png.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by finetune")
+    p.add_argument("--export", type=Path, metavar="DIR",
+                   help="export folder or export.json (default: RUN/export)")
+    p.add_argument("--validation", type=Path, metavar="JSON",
+                   help="validation JSON from `edge-transfer validate --json`")
+    p.add_argument("--out", type=Path, metavar="DIR", help="report folder (default: RUN/report)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge_transfer.report import build_report, table_cells
+
+    path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)
+    report = json.loads(path.read_text())
+    table = Table(title=f"artifacts of {args.run}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, index in _TERMINAL_COLUMNS:
+        table.add_column(header, no_wrap=True, justify="left" if index < 4 else "right")
+    for row in report["artifacts"]:
+        cells = table_cells(row)
+        table.add_row(*(cells[i] for _, i in _TERMINAL_COLUMNS),
+                      style=None if row["status"] == "ok" else "red")
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: no reason to squeeze into 80 columns
+        console = Console(width=120)
+    console.print(table)
+    failed = [r["name"] for r in report["artifacts"] if r["status"] != "ok"]
+    if failed:
+        console.print(f"[red]failed:[/red] {', '.join(failed)} (reasons in report.md)")
+    console.print(f"report: {path.parent / report['files']['markdown']}  ({path.name}, "
+                  f"{report['files']['plot']})", soft_wrap=True)
+    return 0

@@ -1,0 +1,470 @@
+"""One report per run: ``report.json``, ``report.md`` and the accuracy-vs-size plot.
+
+It stands on the JSON files the other steps write (no TensorFlow, no model loading):
+
+    RUN/run.json, RUN/metrics.json     data fingerprint; transfer figures when asked for
+    RUN/export/export.json             one record per exported artifact (schema 1)
+    validation JSON (optional)         what the device measured (``edge-transfer validate``)
+
+``report.json`` (schema_version 1)::
+
+    {"schema_version": 1, "run": "...", "data_fingerprint": "...", "labels": [...],
+     "float_accuracy": 0.97, "device": {...} | null,
+     "transfer": {"test_accuracy", "val_accuracy", "scratch_test_accuracy", "transfer_gain",
+                  "source_accuracy_before", "source_accuracy_after", "forgetting"} | null,
+     "files": {"markdown": "report.md", "plot": "accuracy_vs_size.png",
+               "confusion": "confusion_float_vs_int8.png" | null},
+     "artifacts": [{"name", "format", "precision", "qat", "sparsity", "status", "reason",
+                    "export_status", "device_status", "file", "bytes", "gzip_bytes",
+                    "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
+                    "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
+                    "latency_p50_ms", "fps", "peak_memory_mb",
+                    "checks": {"storage": "pass", ...}}]}
+
+``workstation_accuracy`` is export.json's (the run's validation split); ``delta_vs_float`` is
+it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
+``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
+
+A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
+
+>>> path = build_report("runs/target", "runs/target/report")      # doctest: +SKIP
+>>> json.loads(path.read_text())["artifacts"][0]["ratio_to_fp32"]  # doctest: +SKIP
+0.27
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_transfer.errors import DataError, UserError
+from edge_transfer.runs import METRICS_FILE, RUN_FILE, write_json
+
+SCHEMA_VERSION = 1
+REPORT_FILE = "report.json"
+MARKDOWN_FILE = "report.md"
+PLOT_FILE = "accuracy_vs_size.png"
+CONFUSION_FILE = "confusion_float_vs_int8.png"
+MISSING = "—"
+
+# How each format looks in the plot.
+_STYLE = {"tflite": ("o", "tab:blue"), "onnx": ("s", "tab:orange")}
+_OTHER_STYLES = [("^", "tab:green"), ("D", "tab:purple"), ("v", "tab:brown")]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The JSON files a report stands on, read and checked against each other."""
+
+    run_dir: Path
+    fingerprint: str
+    metrics: Mapping[str, Any]
+    export_path: Path
+    export: Mapping[str, Any]
+    validation_path: Path | None = None
+    validation: Mapping[str, Any] | None = None
+
+    @property
+    def device_rows(self) -> dict[str, Mapping[str, Any]]:
+        return {a["name"]: a for a in (self.validation or {}).get("artifacts", [])}
+
+
+def build_report(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    export_json: str | Path | None = None,
+    validation_json: str | Path | None = None,
+) -> Path:
+    """Write report.json, report.md, the plot(s) into ``out_dir``; return report.json's path.
+
+    ``export_json`` is export.json or its folder (default ``RUN/export``).
+    """
+    out_dir = Path(out_dir)
+    inputs = load_inputs(run_dir, export_json, validation_json)
+    report = assemble(inputs)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a folder for the report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    confusion = _confusion_pair(report["artifacts"], inputs.device_rows)
+    report["files"] = {"markdown": MARKDOWN_FILE, "plot": PLOT_FILE,
+                       "confusion": CONFUSION_FILE if confusion else None}
+    plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
+    if confusion:
+        plot_confusion(confusion, report["labels"], out_dir / CONFUSION_FILE)
+    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report))
+    write_json(out_dir / REPORT_FILE, report)
+    return out_dir / REPORT_FILE
+
+
+def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
+                validation_json: str | Path | None = None) -> Inputs:
+    """Read run.json, metrics.json, export.json and the validation JSON; same data or UserError."""
+    run_dir = Path(run_dir)
+    run_info = _read(run_dir / RUN_FILE, f"{run_dir} is not a run directory",
+                     "create it with `edge-transfer finetune --out`")
+    fingerprint = (run_info.get("data") or {}).get("fingerprint")
+    if not fingerprint:
+        raise UserError(f"{run_dir / RUN_FILE} has no data fingerprint; fine-tune the run again")
+    metrics_path = run_dir / METRICS_FILE
+    metrics = _read(metrics_path, "", "") if metrics_path.is_file() else {}
+    export_path = _export_path(run_dir, export_json)
+    export = _read(export_path, f"no export record at {export_path}",
+                   f"run `edge-transfer export {run_dir}` first, or pass --export DIR")
+    _check_schema(export, export_path)
+    _check_fingerprint(fingerprint, export.get("data_fingerprint"), export_path,
+                       f"export the run again: `edge-transfer export {run_dir}`")
+    if validation_json is None:
+        return Inputs(run_dir, str(fingerprint), metrics, export_path, export)
+    validation_path = Path(validation_json)
+    validation = _read(validation_path, f"no validation JSON at {validation_path}",
+                       "write it with `edge-transfer validate BUNDLE --json OUT`")
+    _check_schema(validation, validation_path)
+    _check_fingerprint(fingerprint, validation.get("data_fingerprint"), validation_path,
+                       "bundle and validate this run's export again")
+    return Inputs(run_dir, str(fingerprint), metrics, export_path, export, validation_path,
+                  validation)
+
+
+def assemble(inputs: Inputs) -> dict[str, Any]:
+    """The report as a dict (nothing written)."""
+    export, device_rows = inputs.export, inputs.device_rows
+    float_accuracy = export.get("float_accuracy")
+    rows = [_row(a, device_rows.get(a["name"]), float_accuracy) for a in export["artifacts"]]
+    _fill_ratios(rows)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": str(inputs.run_dir),
+        "export": str(inputs.export_path),
+        "validation": str(inputs.validation_path) if inputs.validation_path else None,
+        "data_fingerprint": inputs.fingerprint,
+        "labels": list(export.get("labels") or []),
+        "float_accuracy": float_accuracy,
+        "device": (inputs.validation or {}).get("device"),
+        "transfer": transfer_figures(inputs.metrics),
+        "artifacts": rows,
+    }
+
+
+def transfer_figures(metrics: Mapping[str, Any]) -> dict[str, float | None] | None:
+    """Transfer against scratch and the forgetting figure, when the run measured them.
+
+    >>> transfer_figures({"test_accuracy": 0.95, "scratch_test_accuracy": 0.80})["transfer_gain"]
+    0.15
+    >>> transfer_figures({"test_accuracy": 0.95}) is None
+    True
+    """
+    keys = ("scratch_test_accuracy", "source_accuracy_before", "source_accuracy_after")
+    if not any(metrics.get(k) is not None for k in keys):
+        return None
+    got = {k: _num(metrics.get(k)) for k in ("test_accuracy", "val_accuracy", *keys)}
+    return {**got,
+            "transfer_gain": _diff(got["test_accuracy"], got["scratch_test_accuracy"]),
+            "forgetting": _diff(got["source_accuracy_before"], got["source_accuracy_after"])}
+
+
+def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
+         float_accuracy: float | None) -> dict[str, Any]:
+    export_ok = art.get("status") == "ok"
+    device_status = dev.get("status") if dev else None
+    status = "ok" if export_ok and device_status in (None, "ok") else "failed"
+    reason = art.get("reason") if not export_ok else (dev or {}).get("reason")
+    work_acc = _num(art.get("accuracy")) if export_ok else None
+    dev_ok = dev is not None and device_status == "ok"
+    dev_acc = _num(dev.get("accuracy")) if dev_ok and dev else None
+    # The device's accuracy is held to the workstation's on the same sample (the bundle's
+    # validation sample), which need not be the split export.json measured on.
+    ref_acc = _num(dev.get("workstation_accuracy")) if dev_ok and dev else None
+    latency = (dev.get("latency_ms") or {}) if dev_ok and dev else {}
+    return {
+        "name": art["name"], "format": art.get("format"), "precision": art.get("precision"),
+        "qat": bool(art.get("qat", False)), "sparsity": art.get("sparsity"),
+        "status": status, "reason": reason,
+        "export_status": art.get("status"), "device_status": device_status,
+        "file": art.get("file"),
+        "bytes": art.get("bytes") if export_ok else None,
+        "gzip_bytes": art.get("gzip_bytes") if export_ok else None,
+        "ratio_to_fp32": None,
+        "workstation_accuracy": work_acc,
+        "device_accuracy": dev_acc,
+        "device_samples": dev.get("samples") if dev_ok and dev else None,
+        "reference_accuracy": ref_acc,
+        "delta_vs_float": _diff(work_acc, _num(float_accuracy)),
+        "device_gap": _diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
+        "latency_p50_ms": _num(latency.get("p50")),
+        "fps": _num(dev.get("throughput_fps")) if dev_ok and dev else None,
+        "peak_memory_mb": _num(dev.get("peak_memory_mb")) if dev_ok and dev else None,
+        "checks": {c["name"]: c["status"] for c in (dev or {}).get("checks", [])},
+    }
+
+
+def _fill_ratios(rows: list[dict[str, Any]]) -> None:
+    """Size over the same format's plain fp32 artifact (``<format>-fp32``)."""
+    fp32 = {r["format"]: r["bytes"] for r in rows if r["name"] == f"{r['format']}-fp32"}
+    for r in rows:
+        ref = fp32.get(r["format"])
+        if r["bytes"] is not None and ref:
+            r["ratio_to_fp32"] = round(r["bytes"] / ref, 4)
+
+
+# ---------------------------------------------------------------- Markdown
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: summary, transfer figures, the artifact table, failures."""
+    device = report.get("device") or {}
+    lines = [
+        "# edge-transfer report", "",
+        f"- run: `{report['run']}`",
+        f"- data fingerprint: `{report['data_fingerprint']}`",
+        f"- float model accuracy (validation split): {_pct(report.get('float_accuracy'))}",
+        f"- device: {device.get('name', MISSING)} ({device.get('profile', MISSING)}, "
+        f"{device.get('arch', MISSING)})" if device else "- device: not validated",
+        "",
+    ]
+    transfer = report.get("transfer")
+    if transfer:
+        lines += ["## Transfer", "", "| figure | value |", "|---|---|",
+                  f"| test accuracy (transfer) | {_pct(transfer['test_accuracy'])} |",
+                  f"| test accuracy (scratch) | {_pct(transfer['scratch_test_accuracy'])} |",
+                  f"| transfer gain | {_pts(transfer['transfer_gain'])} |",
+                  f"| source accuracy before | {_pct(transfer['source_accuracy_before'])} |",
+                  f"| source accuracy after | {_pct(transfer['source_accuracy_after'])} |",
+                  f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", ""]
+    lines += ["## Artifacts", "", _table(report["artifacts"]), ""]
+    failed = [r for r in report["artifacts"] if r["status"] != "ok"]
+    if failed:
+        lines += ["## Failed artifacts", ""]
+        lines += [f"- **{r['name']}**: {r['reason'] or 'no reason recorded'}" for r in failed]
+        lines.append("")
+    files = report.get("files") or {}
+    if files.get("plot"):
+        lines += ["## Accuracy against size", "", f"![accuracy against size]({files['plot']})",
+                  ""]
+    if files.get("confusion"):
+        lines += ["## Confusion matrices, float against int8", "",
+                  f"![confusion matrices]({files['confusion']})", ""]
+    return "\n".join(lines)
+
+
+TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
+                 "acc. workstation", "acc. device", "Δ vs float", "p50 ms", "FPS",
+                 "peak MB", "device gap", "budgets")
+
+
+def table_cells(row: Mapping[str, Any]) -> list[str]:
+    """One artifact row as display strings (shared by Markdown and the terminal table)."""
+    checks = row.get("checks") or {}
+    return [
+        row["name"], str(row.get("format") or MISSING), str(row.get("precision") or MISSING),
+        row["status"], _size(row.get("bytes")), _fmt(row.get("ratio_to_fp32"), "{:.2f}×"),
+        _pct(row.get("workstation_accuracy")), _pct(row.get("device_accuracy")),
+        _pts(row.get("delta_vs_float")), _fmt(row.get("latency_p50_ms"), "{:.3f}"),
+        _fmt(row.get("fps"), "{:.0f}"), _fmt(row.get("peak_memory_mb"), "{:.1f}"),
+        _pts(row.get("device_gap")),
+        ", ".join(f"{k} {v}" for k, v in checks.items()) or MISSING,
+    ]
+
+
+def _table(rows: Iterable[Mapping[str, Any]]) -> str:
+    out = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    out += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- plots
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (smaller or equal size AND more accurate).
+
+    >>> pareto_front([(100, 0.9), (50, 0.95), (30, 0.80), (60, 0.94)])
+    [2, 1]
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
+    """Accuracy against file size per artifact, one marker/colour per format, Pareto front."""
+    rows = [r for r in report["artifacts"] if r["bytes"] is not None]
+    device = any(r["device_accuracy"] is not None for r in rows)
+    key = "device_accuracy" if device else "workstation_accuracy"
+    rows = [r for r in rows if r[key] is not None]
+    fig = _figure((7, 4.5))
+    ax = fig.subplots()
+    styles = _styles(sorted({str(r["format"]) for r in rows}))
+    for fmt, (marker, colour) in styles.items():
+        mine = [r for r in rows if r["format"] == fmt]
+        ax.scatter([r["bytes"] / 1024 for r in mine], [r[key] for r in mine], marker=marker,
+                   color=colour, s=50, label=fmt, zorder=3)
+    points = [(r["bytes"] / 1024, r[key]) for r in rows]
+    log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
+    for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
+        ax.annotate(r["name"], point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
+                    fontsize=7)
+    front = [points[i] for i in pareto_front(points)]
+    if front:
+        ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
+                label="Pareto front", zorder=2)
+    if not device and report.get("float_accuracy") is not None:  # same split as the points
+        ax.axhline(report["float_accuracy"], linestyle=":", color="black", linewidth=1,
+                   label="float model (workstation)")
+    if log_x:
+        ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.25)
+    ax.set_xlabel("file size (KiB)")
+    ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'})")
+    ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
+    ax.grid(True, alpha=0.3)
+    if rows:
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    _save(fig, path)
+
+
+def _label_lifts(points: Sequence[tuple[float, float]], log_x: bool) -> list[int]:
+    """How many label lines up each point's label goes, so that close labels do not overlap."""
+    import math
+
+    if not points:
+        return []
+    xs = [math.log10(p[0]) if log_x else p[0] for p in points]
+    ys = [p[1] for p in points]
+    span_x = (max(xs) - min(xs)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    lifts: list[int] = []
+    for i in range(len(points)):
+        taken = {lifts[j] for j in range(i)
+                 if abs(xs[i] - xs[j]) / span_x < 0.25 and abs(ys[i] - ys[j]) / span_y < 0.06}
+        lifts.append(next(k for k in range(len(points)) if k not in taken))
+    return lifts
+
+
+def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
+    """Confusion matrices side by side (rows: true class, columns: predicted)."""
+    import numpy as np
+
+    fig = _figure((4.2 * len(pair), 4))
+    axes = fig.subplots(1, len(pair))
+    for ax, (name, matrix) in zip(np.atleast_1d(axes), pair, strict=True):
+        m = np.asarray(matrix)
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > m.max() / 2 else "black")
+        ticks = range(m.shape[0])
+        names = list(labels) if len(labels) == m.shape[0] else [str(t) for t in ticks]
+        ax.set_xticks(ticks, names, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+    _save(fig, path)
+
+
+def _confusion_pair(rows: Sequence[Mapping[str, Any]],
+                    device_rows: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """(float, int8) confusion matrices from the validation JSON, preferring one format."""
+    def matrix(name: str) -> Any:
+        dev = device_rows.get(name) or {}
+        return dev.get("confusion_matrix") if dev.get("status") == "ok" else None
+
+    names = [r["name"] for r in rows]
+    for fmt in ("tflite", "onnx"):
+        f32, i8 = f"{fmt}-fp32", f"{fmt}-int8"
+        if f32 in names and i8 in names and matrix(f32) and matrix(i8):
+            return [(f32, matrix(f32)), (i8, matrix(i8))]
+    return []
+
+
+def _styles(formats: Sequence[str]) -> dict[str, tuple[str, str]]:
+    extra = iter(_OTHER_STYLES * (len(formats) + 1))
+    return {f: _STYLE.get(f) or next(extra) for f in formats}
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure drawn by Agg, without pyplot (no global backend switched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.tight_layout()
+    fig.savefig(tmp, format="png", dpi=120)
+    tmp.replace(path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _export_path(run_dir: Path, given: str | Path | None) -> Path:
+    path = Path(given) if given else run_dir / "export"
+    return path / "export.json" if path.is_dir() or not path.suffix else path
+
+
+def _read(path: Path, missing: str, fix: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"{missing}: {path} does not exist; {fix}") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; {fix or 'write it again'}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds no JSON object; {fix or 'write it again'}")
+    return data
+
+
+def _check_schema(data: Mapping[str, Any], path: Path) -> None:
+    if data.get("schema_version") != SCHEMA_VERSION or not isinstance(data.get("artifacts"), list):
+        raise UserError(
+            f"{path} has schema_version {data.get('schema_version')!r} (this edge-transfer "
+            f"reads {SCHEMA_VERSION}, with an 'artifacts' list); write it again with this version"
+        )
+
+
+def _check_fingerprint(expected: str, got: str | None, path: Path, fix: str) -> None:
+    if got and got != expected:
+        raise DataError(f"{path} was made from other data than the run (fingerprint {got} != "
+                        f"{expected}); {fix}")
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 6)
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return MISSING if value is None else pattern.format(value)
+
+
+def _pct(value: float | None) -> str:
+    return _fmt(value, "{:.1%}")
+
+
+def _pts(value: float | None) -> str:
+    return _fmt(None if value is None else value * 100, "{:+.1f} pt")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{value / 1024:.1f} KiB" if value < 1024 * 1024 else f"{value / 2**20:.2f} MiB"
