@@ -24,6 +24,7 @@ from edge_transfer.errors import EdgeTransferError, UserError
 COMMANDS = (
     "pretrain",
     "finetune",
+    "device",
 )
 
 
