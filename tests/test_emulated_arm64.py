@@ -74,6 +74,8 @@ def test_running_without_setup_names_the_setup_command(tmp_path: Path) -> None:
 def test_non_root_is_told_to_run_as_root() -> None:
     with pytest.raises(DeviceError, match=r"needs root .*sudo edge-transfer device setup"):
         emulated.check_host(uid=1000)
+    with pytest.raises(DeviceError, match=r"needs root .*run the command as root"):
+        emulated.check_host(uid=1000, for_setup=False)
     assert emulated.host_problems(uid=0) == [] or all(
         "root" not in p for p in emulated.host_problems(uid=0))
 
@@ -192,6 +194,26 @@ def models(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     weight_type=QuantType.QInt8)
     (out / "runner.py").write_text(RUNNER)
     return out
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+def test_run_in_userland_binds_and_cleans_up(userland: emulated.Userland, tmp_path: Path) -> None:
+    """Output, exit code and writes through a bind come back; no mount or mountpoint stays."""
+    (tmp_path / "in.txt").write_text("from the host")
+    proc = emulated.run_in_userland(
+        userland, ["sh", "-c", "cat /mnt/io/in.txt; uname -m > /mnt/io/out.txt; exit 3"],
+        binds={tmp_path: "/mnt/io"}, timeout=300)
+    assert (proc.returncode, proc.stdout) == (3, "from the host")
+    assert (tmp_path / "out.txt").read_text() == "aarch64\n"
+    mounts = Path("/proc/mounts").read_text()
+    assert str(userland.rootfs) not in mounts
+    assert not (userland.rootfs / "mnt" / "io").exists()
+
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match="did not finish within 2 s"):
+        emulated.run_in_userland(userland, ["sleep", "60"], timeout=2)
+    assert time.monotonic() - start < 30
 
 
 def _onnx_output_scale(path: Path) -> float:
