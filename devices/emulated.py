@@ -408,7 +408,9 @@ def validate_in_userland(
             binds={bundle_dir: "/mnt/bundle", out: "/mnt/out"}, timeout=timeout)
         result = Path(out) / "validation.json"
         if not result.exists():
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            lines = proc.stderr.strip().splitlines() or ["no output"]
+            tail = next((x for x in lines if x.startswith(("error", "internal error"))),
+                        lines[-1])
             raise DeviceError(f"validate failed in the emulated arm64 userland (exit "
                               f"{proc.returncode}): {tail}")
         return json.loads(result.read_text())
@@ -469,6 +471,12 @@ def setup_emulated_arm64(
     return userland
 
 
+_DEBOOTSTRAP_PHASE = re.compile(
+    r"I: (Retrieving (Release|Packages)|Checking component|Resolving dependencies of |"
+    r"Installing core|Unpacking required|Configuring required|Unpacking the base|"
+    r"Configuring the base|Base system)")
+
+
 def _build_rootfs(userland: Userland, progress: Progress) -> dict[str, float]:
     """debootstrap into rootfs.partial, then rename; reused when rootfs.json matches."""
     stamp = userland.path / "rootfs.json"
@@ -495,11 +503,16 @@ def _build_rootfs(userland: Userland, progress: Progress) -> dict[str, float]:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env={**os.environ, "PATH": _PATH})
         assert proc.stdout is not None
+        retrieved, extracting = 0, False
         for line in proc.stdout:
             sink.write(line)
-            if re.match(r"I: (Retrieving Release|Checking|Installing|Configuring (base|core)|"
-                        r"Base system)", line):
+            if _DEBOOTSTRAP_PHASE.match(line):
                 progress(f"debootstrap: {line[3:].strip()}")
+            elif line.startswith("I: Retrieving "):
+                retrieved += 1
+            elif line.startswith("I: Extracting ") and not extracting:
+                extracting = True
+                progress(f"debootstrap: retrieved {retrieved} packages, extracting")
         code = proc.wait()
     if code != 0:
         _unmount_under(partial)
@@ -596,7 +609,8 @@ def _download_wheels(userland: Userland, project_wheel: Path, requirements: list
 def _install(userland: Userland, project_wheel: str, requirements: list[str], rebuild: bool,
              progress: Progress, timings: dict[str, float]) -> None:
     """Create the venv (when ``rebuild``) and install offline from the wheelhouse."""
-    binds = {userland.wheelhouse: WHEELHOUSE, userland.project_wheels: PROJECT_WHEELS}
+    binds: dict[str | os.PathLike[str], str] = {
+        userland.wheelhouse: WHEELHOUSE, userland.project_wheels: PROJECT_WHEELS}
     pip = [userland.python, "-m", "pip", "install", "-q", "--no-index", "--find-links",
            WHEELHOUSE, "--find-links", PROJECT_WHEELS, "--disable-pip-version-check"]
     start = time.monotonic()

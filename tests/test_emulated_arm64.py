@@ -216,6 +216,17 @@ def test_run_in_userland_binds_and_cleans_up(userland: emulated.Userland, tmp_pa
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.slow
+@pytest.mark.emulated
+def test_validate_in_userland_reports_a_failed_validate(userland: emulated.Userland,
+                                                        tmp_path: Path) -> None:
+    """No validation JSON written inside (an empty bundle): one DeviceError with the reason."""
+    with pytest.raises(DeviceError, match=r"validate failed in the emulated arm64 userland "
+                                          r"\(exit [12]\): \S+") as info:
+        emulated.validate_in_userland(tmp_path, userland=userland, timeout=600)
+    print(info.value)
+
+
 def _onnx_output_scale(path: Path) -> float:
     """The scale of the DequantizeLinear that produces the graph output of a QDQ model."""
     import onnx

@@ -56,33 +56,26 @@ def _status(args: argparse.Namespace) -> int:
 
     userland = emulated.Userland.at(args.dir)
     info = userland.info() or {}
-    status = {
-        "emulated-arm64": {
-            "dir": str(userland.path),
-            "ready": userland.ready(),
-            "host_problems": emulated.host_problems(),
-            "binfmt": emulated.binfmt_state(),
-            "versions": info.get("versions"),
-            "seconds": info.get("seconds"),
-        }
-    }
+    problems = emulated.host_problems()
+    versions: dict[str, str] = info.get("versions") or {}
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps({"emulated-arm64": {
+            "dir": str(userland.path), "ready": userland.ready(), "host_problems": problems,
+            "binfmt": emulated.binfmt_state(), "versions": versions or None,
+            "seconds": info.get("seconds")}}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    state = status["emulated-arm64"]
-    table = Table(title="emulated devices", show_header=True)
+    table = Table(title="emulated devices")
     for column in ("device", "state", "folder", "runtimes", "host"):
         table.add_column(column)
-    versions = state["versions"] or {}
     runtimes = ", ".join(f"{k} {versions[k]}" for k in ("ai-edge-litert", "onnxruntime")
                          if k in versions)
     table.add_row(
         "emulated:arm64",
-        "ready" if state["ready"] else f"not set up: {userland.setup_hint()}",
-        state["dir"], runtimes or "-",
-        "; ".join(state["host_problems"]) or f"ok (binfmt {state['binfmt']})")
+        "ready" if userland.ready() else f"not set up: {userland.setup_hint()}",
+        str(userland.path), runtimes or "-",
+        "; ".join(problems) or f"ok (binfmt {emulated.binfmt_state()})")
     Console().print(table)
     return 0
