@@ -391,22 +391,33 @@ def validate_in_userland(
     options: Sequence[str] = (),
     *,
     userland: Userland | None = None,
+    binds: Mapping[str | os.PathLike[str], str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
     timeout: float | None = 3600,
 ) -> dict:
     """``edge-transfer validate BUNDLE --device self --json OUT`` inside the userland; returns
     the validation JSON it wrote (whatever validate's exit code: failed checks still write it).
 
+    The bundle is bound at ``/mnt/bundle``, ``out_dir`` (a temporary folder by default) at
+    ``/mnt/out`` (so ``options`` may write more there, e.g. raw outputs), and ``binds`` where
+    they say (e.g. a ``--data`` folder).
+
     >>> validate_in_userland("bundle/", ["--threads", "1"])["device"]["arch"]  # doctest: +SKIP
     'aarch64'
     """
     userland = userland or Userland.at()
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-arm64-") as out:
+    with contextlib.ExitStack() as stack:
+        out = Path(out_dir) if out_dir else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="edge-transfer-arm64-")))
+        out.mkdir(parents=True, exist_ok=True)
+        result = out / "validation.json"
+        result.unlink(missing_ok=True)
         proc = run_in_userland(
             userland,
             ["python", "-m", "edge_transfer", "validate", "/mnt/bundle", "--device", "self",
              "--json", "/mnt/out/validation.json", *options],
-            binds={bundle_dir: "/mnt/bundle", out: "/mnt/out"}, timeout=timeout)
-        result = Path(out) / "validation.json"
+            binds={**(binds or {}), bundle_dir: "/mnt/bundle", out: "/mnt/out"},
+            timeout=timeout)
         if not result.exists():
             lines = proc.stderr.strip().splitlines() or ["no output"]
             tail = next((x for x in lines if x.startswith(("error", "internal error"))),
@@ -594,7 +605,7 @@ def _download_wheels(userland: Userland, project_wheel: Path, requirements: list
     try:
         _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
               "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
-              "-d", str(partial), str(project_wheel), *requirements])
+              "-d", str(partial), str(project_wheel), *requirements, "pip"])
     except subprocess.CalledProcessError as exc:
         tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no output"]
         raise DeviceError(f"pip download of the aarch64 wheels failed: {tail[0]} (check the "
@@ -611,14 +622,19 @@ def _install(userland: Userland, project_wheel: str, requirements: list[str], re
     """Create the venv (when ``rebuild``) and install offline from the wheelhouse."""
     binds: dict[str | os.PathLike[str], str] = {
         userland.wheelhouse: WHEELHOUSE, userland.project_wheels: PROJECT_WHEELS}
-    pip = [userland.python, "-m", "pip", "install", "-q", "--no-index", "--find-links",
-           WHEELHOUSE, "--find-links", PROJECT_WHEELS, "--disable-pip-version-check"]
+    # pip runs from its wheel (the venv needs none: ensurepip under emulation costs ~40 s), and
+    # --no-compile: byte-compiling every file under emulation costs minutes; Python compiles
+    # what it imports on first use instead.
+    pip_wheel = next(userland.wheelhouse.glob("pip-*.whl")).name
+    pip = [userland.python, f"{WHEELHOUSE}/{pip_wheel}/pip", "install", "-q", "--no-compile",
+           "--no-index", "--find-links", WHEELHOUSE, "--find-links", PROJECT_WHEELS,
+           "--disable-pip-version-check"]
     start = time.monotonic()
     if rebuild:
         progress(f"creating the venv {VENV} and installing the wheels offline (under emulation)")
         _remove_tree(userland.rootfs / VENV.lstrip("/"))
-        _check(_chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", VENV],
-                           binds={}, timeout=1800), "python3 -m venv")
+        _check(_chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", "--without-pip",
+                                             VENV], binds={}, timeout=1800), "python3 -m venv")
         _check(_chroot_run(userland.rootfs, [*pip, *requirements, "edge-transfer"],
                            binds=binds, timeout=3600), "pip install")
     else:
