@@ -448,7 +448,7 @@ def setup_emulated_arm64(
     userland.path.mkdir(parents=True, exist_ok=True)
     with _locked(userland.path / ".lock"):
         if force:
-            progress(f"--force: removing {userland.path}")
+            progress(f"--force: removing {userland.rootfs} and rebuilding everything")
             _remove_tree(userland.rootfs)
             for stale in (userland.marker, userland.path / "rootfs.json"):
                 stale.unlink(missing_ok=True)
@@ -456,13 +456,14 @@ def setup_emulated_arm64(
         previous = userland.info() or {}
         with tempfile.TemporaryDirectory(prefix="edge-transfer-wheel-") as tmp:
             copy, fingerprint = _copy_source(_project_source(), Path(tmp) / "src")
-            if previous.get("project", {}).get("fingerprint") == fingerprint and userland.ready():
+            requirements = _requirements()
+            if (previous.get("project", {}).get("fingerprint") == fingerprint
+                    and previous.get("requirements") == requirements and userland.ready()):
                 progress(f"reusing {userland.path} (edge-transfer "
                          f"{previous['project']['version']}, {len(previous['wheels'])} wheels)")
                 return userland
             userland.marker.unlink(missing_ok=True)
             project = _build_project_wheel(copy, Path(tmp), progress)
-            requirements = _requirements()
             wheels = _download_wheels(userland, Path(tmp) / project["wheel"], requirements,
                                       progress, timings)
             _swap_dir(Path(tmp), userland.project_wheels, keep=project["wheel"])
