@@ -1,4 +1,5 @@
-"""Devices: profiles (TOML data files) and the ways to reach a device (local process, SSH).
+"""Devices: profiles (TOML data files) and the ways to reach a device (local process, SSH,
+an emulated arm64 userland: see :mod:`devices.emulated`).
 
 >>> from devices import list_profiles, load_profile
 >>> len(list_profiles()) >= 6

@@ -29,6 +29,7 @@ COMMANDS = (
     "validate",
     "predict",
     "devices",
+    "device",
     "report",
     "check",
     "run",
