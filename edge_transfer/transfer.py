@@ -235,6 +235,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 def summary_line(run_dir: Path) -> str:
     """One line: what was trained, its accuracies and where it went."""
+    if not (Path(run_dir) / METRICS_FILE).is_file():
+        return "this worker is done; the chief worker wrote the run directory"
     m = read_json(Path(run_dir) / METRICS_FILE)
     parts = [f"test accuracy {m['test_accuracy']:.3f}", f"val {m['val_accuracy']:.3f}"]
     if "scratch_test_accuracy" in m:
@@ -335,15 +337,15 @@ def _split_cpu(tf: Any, count: int) -> None:
 
 
 def _strategy(tf: Any, name: str) -> Any:
+    if name == "multiworker":  # first: collectives must be configured before TF starts
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = gpus or tf.config.list_logical_devices("CPU")  # mirrored: all GPUs, or CPUs
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
@@ -528,7 +530,7 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
                            "test": len(splits.test)}},
         "backbone": {"name": backbone.name, "source": backbone.source,
                      "weights": backbone.weights, "input_shape": list(pre.input_shape)},
-        "strategy": {"class": type(strategy).__name__,
+        "strategy": {"name": cfg.strategy, "class": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
         "precision": str(_policy_name(model)),
         "versions": _versions(),
