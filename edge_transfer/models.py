@@ -172,7 +172,17 @@ def cut_model(model: Any, layer_name: str | None) -> Any:
         raise ModelError(f"no layer {layer_name!r} in {model.name}; the last layers are {shown}")
     else:
         layer = flat.get_layer(layer_name)
-    return keras.Model(flat.inputs, layer.output, name=f"{model.name}_cut")
+    return keras.Model(flat.inputs, output_in(flat, layer), name=f"{model.name}_cut")
+
+
+def output_in(model: Any, layer: Any) -> Any:
+    """``layer``'s output tensor within ``model``'s graph (a layer shared by several models,
+    e.g. after flattening, has one output per model)."""
+    nodes = getattr(model, "_network_nodes", set())
+    for index in range(len(layer._inbound_nodes)):
+        if f"{layer.name}_ib-{index}" in nodes:
+            return layer.get_output_at(index)
+    return layer.output
 
 
 def add_head(extractor: Any, num_classes: int, dropout: float = 0.2,
@@ -206,7 +216,7 @@ def head_model(model: Any, extractor: Any) -> Any:
 def extractor_part(model: Any, extractor_output_layer: str) -> Any:
     """The feature extractor inside a flat classifier (input to ``extractor_output_layer``)."""
     _, keras = load()
-    return keras.Model(model.inputs, model.get_layer(extractor_output_layer).output,
+    return keras.Model(model.inputs, output_in(model, model.get_layer(extractor_output_layer)),
                        name="extractor")
 
 
