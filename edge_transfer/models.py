@@ -39,7 +39,7 @@ def custom_objects() -> dict[str, Any]:
     tf, keras = load()
 
     @keras.saving.register_keras_serializable(package="edge_transfer")
-    class L2SP(keras.regularizers.Regularizer):
+    class L2SP(keras.regularizers.Regularizer):  # type: ignore[name-defined]
         """L2-SP: ``alpha * sum((w - w0) ** 2)``, a pull towards the starting weights ``w0``.
 
         Li, Grandvalet & Davoine (2018), "Explicit inductive bias for transfer learning
@@ -178,7 +178,7 @@ def cut_model(model: Any, layer_name: str | None) -> Any:
 def output_in(model: Any, layer: Any) -> Any:
     """``layer``'s output tensor within ``model``'s graph (a layer shared by several models,
     e.g. after flattening, has one output per model)."""
-    nodes = getattr(model, "_network_nodes", set())
+    nodes: set[str] = getattr(model, "_network_nodes", set())
     for index in range(len(layer._inbound_nodes)):
         if f"{layer.name}_ib-{index}" in nodes:
             return layer.get_output_at(index)

@@ -98,6 +98,7 @@ def _cli_finetune(pretrain_run: Path, out: Path, *extra: str, env: dict | None =
                    "--finetune-epochs", "2", "--quiet", *extra, env={**QUIET_TF, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_mirrored_over_two_logical_cpus(pretrain_run: Path, tmp_path: Path) -> None:
     result = _cli_finetune(pretrain_run, tmp_path / "m", "--strategy", "mirrored",
                            "--cpu-devices", "2")
