@@ -1,8 +1,8 @@
 """Training steps/s reading an image folder from disk vs the same images as in-memory arrays.
 
 Writes the 1,797 digits as PNG files (upscaled to --size px) into a class-per-folder tree,
-then trains the same small-cnn classifier from ``pipeline.from_files`` (decode + preprocess
-in parallel, cached after the first epoch) and from ``pipeline.from_arrays``. Reports steps/s
+then trains the same small-cnn classifier from ``tfdata.from_files`` (decode + preprocess
+in parallel, cached after the first epoch) and from ``tfdata.from_arrays``. Reports steps/s
 of the first epoch and of the later ones, the median of --repeats runs, and the ratio
 disk / memory. Writes benchmarks/results/input_pipeline.json.
 
@@ -26,7 +26,7 @@ from edge_transfer._keras import load
 from edge_transfer.backbones import create
 from edge_transfer.data import list_image_folder, load_dataset, load_image_folder
 from edge_transfer.models import add_head
-from edge_transfer.pipeline import from_arrays, from_files
+from edge_transfer.tfdata import from_arrays, from_files
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

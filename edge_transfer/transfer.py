@@ -361,7 +361,7 @@ def _compile(keras: Any, model: Any, learning_rate: float) -> None:
 
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
          epochs: int, seed: int) -> dict[str, list[float]]:
-    from edge_transfer.pipeline import from_arrays
+    from edge_transfer.tfdata import from_arrays
 
     steps = -(-len(splits.train) // cfg.batch_size)
     train = from_arrays(splits.train.x, splits.train.y, pre, cfg.batch_size, shuffle=True,

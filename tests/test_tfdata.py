@@ -12,7 +12,7 @@ from edge_transfer.preprocessing import Preprocessing
 
 
 def test_disk_and_memory_pipelines_agree(tmp_path: Path) -> None:
-    from edge_transfer.pipeline import from_arrays, from_files
+    from edge_transfer.tfdata import from_arrays, from_files
 
     rng = np.random.default_rng(1)
     for c in ("a", "b"):
