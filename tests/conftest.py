@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,40 +22,28 @@ def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedP
     )
 
 
-@pytest.fixture(scope="session")
-def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory (see edge_transfer.runs) of a small CNN trained on digits:5-9."""
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
-    from edge_transfer.runs import write_json
+# Small but real: the budgets below keep pretrain + finetune (+ scratch baseline) near 30 s
+# on two busy cores; the defaults of the CLI train longer.
+FAST = {"learning_rate": 3e-3, "patience": 5, "verbose": 0}
 
-    _, keras = load()
-    keras.utils.set_random_seed(0)
+
+@pytest.fixture(scope="session")
+def pretrain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrain run directory: small-cnn trained on digits:0-4 (extractor.keras inside)."""
+    from edge_transfer.transfer import PretrainConfig, pretrain
+
+    out = tmp_path_factory.mktemp("pretrain_run")
+    return pretrain(PretrainConfig(data="digits:0-4", out=out, epochs=25, **FAST))
+
+
+@pytest.fixture(scope="session")
+def digits_run(pretrain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory (see edge_transfer.runs): the digits:0-4 extractor fine-tuned on
+    digits:5-9 with 10 images per class, with the scratch baseline and source accuracy."""
+    from edge_transfer.transfer import FinetuneConfig, finetune
+
     out = tmp_path_factory.mktemp("digits_run")
-    spec = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
-            "shots": None}
-    dataset = load_dataset(spec["spec"])
-    splits = split_dataset(dataset, seed=0)
-    pre = Preprocessing(height=8, width=8, channels=1)
-    model = keras.Sequential([
-        keras.layers.Input(pre.input_shape),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(dataset.num_classes, activation="softmax"),
-    ])
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=40, batch_size=16, verbose=0)
-    model.save(out / "model.keras")
-    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
-    pre.save(out / "preprocessing.json")
-    write_json(out / "run.json", {"command": "fixture",
-                                  "data": {**spec, "fingerprint": dataset.fingerprint()}})
-    accuracy = {name: float(np.mean(np.argmax(model.predict(pre.apply(s.x), verbose=0), 1) == s.y))
-                for name, s in (("test", splits.test), ("val", splits.val))}
-    write_json(out / "metrics.json", {"test_accuracy": accuracy["test"],
-                                      "val_accuracy": accuracy["val"]})
-    return out
+    return finetune(FinetuneConfig(
+        data="digits:5-9", out=out, backbone=str(pretrain_run), shots=10, epochs=20,
+        finetune_epochs=10, baseline="scratch", source_data="digits:0-4", **FAST,
+    ))

@@ -1,0 +1,293 @@
+"""Feature extractors by name, with the preprocessing each one expects.
+
+A backbone turns preprocessed images into a feature vector. Names come from a registry
+(:func:`available`); :func:`resolve` also accepts a pretrain run directory (its
+``extractor.keras``) or a ``.keras`` file cut at a layer.
+
+>>> available()[:3]
+('small-cnn', 'mobilenet_v2', 'mobilenet_v3_small')
+>>> spec = get("mobilenet_v2")
+>>> spec.preprocessing(96, 96).mean
+(127.5,)
+>>> backbone = create("small-cnn", (8, 8, 1))                 # doctest: +SKIP
+>>> backbone.extractor.output.shape                           # doctest: +SKIP
+TensorShape([None, 64])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_transfer.errors import ModelError, UserError
+from edge_transfer.preprocessing import Preprocessing
+
+SCRATCH_BN_MOMENTUM = 0.9
+EXTRACTOR_FILE = "extractor.keras"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one named backbone and what its input must look like."""
+
+    name: str
+    build: Callable[..., Any]            # (input_shape, weights, width) -> keras.Model
+    default_size: int | None             # None: the data's own size
+    min_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channel_order: str = "rgb"
+    rgb: bool = True                     # needs 3 channels
+    widths: tuple[float, ...] | None = None   # allowed width multipliers; None: any
+    has_imagenet: bool = True
+    summary: str = ""
+
+    def preprocessing(self, height: int, width: int, channels: int = 3) -> Preprocessing:
+        return Preprocessing(height=height, width=width, channels=3 if self.rgb else channels,
+                             mean=self.mean, std=self.std,
+                             channel_order=self.channel_order)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A built extractor (flat functional tf_keras model -> feature vector) and its input."""
+
+    name: str
+    extractor: Any
+    preprocessing: Preprocessing
+    weights: str                        # "imagenet" | "none" | a path | "pretrained"
+    source: str                         # registry name, run dir or model file
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+
+def _small_cnn(input_shape: tuple[int, int, int], weights: str | None, width: float) -> Any:
+    """Conv-BN-ReLU pairs, halving the resolution down to about 4 px, then flattened.
+
+    Flattening (not global pooling) keeps where strokes are, which small images need:
+    on digits a 0-4 extractor transfers to 5-9 far better so.
+    """
+    _, keras = _load()
+    filters = max(8, round(32 * width))
+    stages = max(1, int(math.log2(max(4, min(input_shape[:2])) / 4)) + 1)
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for stage in range(stages):
+        for j in range(2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                    name=f"conv{stage}_{j}")(x)
+            x = keras.layers.BatchNormalization(momentum=SCRATCH_BN_MOMENTUM,
+                                                name=f"bn{stage}_{j}")(x)
+            x = keras.layers.ReLU(name=f"relu{stage}_{j}")(x)
+        if stage < stages - 1:
+            x = keras.layers.MaxPooling2D(name=f"pool{stage}")(x)
+            filters = min(2 * filters, max(8, round(128 * width)))
+    x = keras.layers.Flatten(name="features")(x)
+    model = keras.Model(inputs, x, name="small_cnn")
+    if weights not in (None, "none"):
+        _load_weights_file(model, weights)
+    return model
+
+
+def _application(factory: str, **fixed: Any) -> Callable[..., Any]:
+    def build(input_shape: tuple[int, int, int], weights: str | None, width: float) -> Any:
+        _, keras = _load()
+        kwargs = dict(fixed)
+        if factory != "ResNet50" and not factory.startswith("EfficientNet"):
+            kwargs["alpha"] = width
+        return getattr(keras.applications, factory)(
+            input_shape=input_shape, include_top=False, weights=weights, pooling="avg", **kwargs
+        )
+    return build
+
+
+_REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("small-cnn", _small_cnn, None, 4, (0.0,), (255.0,), rgb=False,
+                     has_imagenet=False, summary="small conv net, fast on a CPU, any size >= 4"),
+        BackboneSpec("mobilenet_v2", _application("MobileNetV2"), 224, 32, (127.5,), (127.5,),
+                     widths=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4), summary="keras.applications"),
+        BackboneSpec("mobilenet_v3_small",
+                     _application("MobileNetV3Small", include_preprocessing=False),
+                     224, 32, (127.5,), (127.5,), summary="keras.applications"),
+        BackboneSpec("mobilenet_v3_large",
+                     _application("MobileNetV3Large", include_preprocessing=False),
+                     224, 32, (127.5,), (127.5,), summary="keras.applications"),
+        # EfficientNet rescales and normalises inside the model: it takes 0..255 pixels.
+        BackboneSpec("efficientnet_b0", _application("EfficientNetB0"), 224, 32, (0.0,), (1.0,),
+                     widths=(1.0,), summary="keras.applications (0..255 input)"),
+        # ResNet50 is Caffe-style: BGR, ImageNet mean subtracted, no scaling.
+        BackboneSpec("resnet50", _application("ResNet50"), 224, 32,
+                     (103.939, 116.779, 123.68), (1.0, 1.0, 1.0), channel_order="bgr",
+                     widths=(1.0,), summary="keras.applications (BGR, mean subtracted)"),
+    )
+}
+
+
+def available() -> tuple[str, ...]:
+    """Registered backbone names."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> BackboneSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown backbone {name!r}; use one of {', '.join(available())}, "
+            "a pretrain run directory or a .keras file"
+        ) from None
+
+
+def check_options(name: str, input_size: int | None, width: float, weights: str | None) -> None:
+    """Validate options for a registry backbone before anything heavy happens."""
+    spec = get(name)
+    if input_size is not None and input_size < spec.min_size:
+        raise UserError(f"--input-size {input_size} is below {name}'s minimum "
+                        f"{spec.min_size}; use --input-size {spec.min_size} or more")
+    if spec.widths is not None and width not in spec.widths:
+        raise UserError(f"--width {width} is not available for {name}; use one of "
+                        f"{', '.join(str(w) for w in spec.widths)}")
+    if width <= 0:
+        raise UserError(f"--width must be positive, got {width}")
+    if weights == "imagenet" and not spec.has_imagenet:
+        raise UserError(f"{name} has no ImageNet weights; use --weights none or a weights file")
+    if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
+        raise UserError(f"weights file {weights} does not exist; give an existing file, "
+                        "imagenet or none")
+
+
+def default_weights(name: str) -> str:
+    """ImageNet for keras.applications backbones, random (``none``) for small-cnn."""
+    return "imagenet" if get(name).has_imagenet else "none"
+
+
+def create(
+    name: str,
+    input_shape: tuple[int, int, int],
+    weights: str | None = None,
+    width: float = 1.0,
+) -> Backbone:
+    """Build a registry backbone for ``input_shape`` (H, W, C of the data).
+
+    ``weights``: ``"imagenet"`` (through Keras' download cache), ``"none"`` (random; BatchNorm
+    momentum lowered to 0.9 so short training on small data leaves usable statistics) or the
+    path of a weights file saved from the same architecture. ``None`` picks
+    :func:`default_weights`.
+    """
+    spec = get(name)
+    weights = weights or default_weights(name)
+    check_options(name, None, width, weights)
+    height, width_px = input_shape[:2]
+    pre = spec.preprocessing(height, width_px, input_shape[2])
+    arg = None if weights == "none" else weights
+    try:
+        extractor = spec.build(pre.input_shape, arg, width)
+    except ValueError as exc:
+        raise ModelError(f"cannot build {name} ({_first_line(exc)}); check --width, "
+                         "--input-size and --weights") from exc
+    except Exception as exc:  # Keras' download raises plain Exception without network
+        if weights == "imagenet":
+            raise ModelError(
+                f"cannot get ImageNet weights for {name} ({_first_line(exc)}); connect to the "
+                "internet once (Keras caches them in ~/.keras/models), or pass --weights PATH "
+                "or --weights none"
+            ) from exc
+        raise
+    from edge_transfer.models import flatten_model, set_batchnorm
+
+    extractor = flatten_model(extractor)
+    if weights == "none":
+        set_batchnorm(extractor, momentum=SCRATCH_BN_MOMENTUM)
+    return Backbone(name, extractor, pre, weights, name)
+
+
+def resolve(
+    backbone: str,
+    data_shape: tuple[int, int, int],
+    weights: str | None = None,
+    input_size: int | None = None,
+    width: float = 1.0,
+    cut_layer: str | None = None,
+    unsafe: bool = False,
+) -> Backbone:
+    """A registry name, a pretrain run directory or a model file -> a :class:`Backbone`.
+
+    ``data_shape`` is the (H, W, C) of the data; a registry backbone uses ``input_size``
+    (square) or its default, small-cnn the data's own size.
+    """
+    path = Path(backbone)
+    if backbone in _REGISTRY:
+        spec = get(backbone)
+        size = input_size or spec.default_size
+        shape = (size, size, data_shape[2]) if size else data_shape
+        check_options(backbone, size, width, weights or default_weights(backbone))
+        return create(backbone, shape, weights, width)
+    if path.is_dir():
+        return load_extractor(path, unsafe)
+    if path.is_file():
+        return load_cut_model(path, cut_layer, unsafe)
+    raise ModelError(
+        f"unknown backbone {backbone!r}; use one of {', '.join(available())}, "
+        "a pretrain run directory or a .keras file"
+    )
+
+
+def load_extractor(run_dir: Path, unsafe: bool = False) -> Backbone:
+    """The ``extractor.keras`` + ``preprocessing.json`` of a pretrain run directory."""
+    from edge_transfer.models import flatten_model, load_keras_model
+
+    file = run_dir / EXTRACTOR_FILE
+    if not file.is_file():
+        raise ModelError(f"{run_dir} has no {EXTRACTOR_FILE}; give the --out folder of "
+                         "`edge-transfer pretrain`, or a backbone name")
+    pre = Preprocessing.load(run_dir / "preprocessing.json")
+    extractor = flatten_model(load_keras_model(file, unsafe=unsafe))
+    return Backbone(str(run_dir), extractor, pre, "pretrained", str(run_dir))
+
+
+def load_cut_model(file: Path, cut_layer: str | None, unsafe: bool = False) -> Backbone:
+    """A saved model cut at ``cut_layer`` (default: before its last layer).
+
+    Its preprocessing comes from a ``preprocessing.json`` beside the file, else pixels / 255.
+    """
+    from edge_transfer.models import cut_model, load_keras_model
+
+    model = load_keras_model(file, unsafe=unsafe)
+    extractor = cut_model(model, cut_layer)
+    sidecar = file.with_name("preprocessing.json")
+    if sidecar.is_file():
+        pre = Preprocessing.load(sidecar)
+    else:
+        shape = tuple(model.inputs[0].shape[1:])
+        if None in shape or len(shape) != 3:
+            raise ModelError(f"{file} has input shape {shape}; it needs a fixed (H, W, C) "
+                             "input, or a preprocessing.json beside it")
+        pre = Preprocessing(height=shape[0], width=shape[1], channels=shape[2])
+    return Backbone(str(file), extractor, pre, "pretrained", str(file))
+
+
+def _load_weights_file(model: Any, path: str) -> None:
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load weights {path} into {model.name} "
+                         f"({_first_line(exc)}); save them from the same backbone and "
+                         "options") from exc
+
+
+def _load() -> tuple[Any, Any]:
+    from edge_transfer._keras import load
+
+    return load()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

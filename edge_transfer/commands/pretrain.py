@@ -1,0 +1,31 @@
+"""``edge-transfer pretrain``: train a feature extractor on a source task."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edge_transfer.commands._training import add_common, common_kwargs
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="train a feature extractor on a source task",
+        description=(
+            "Train a backbone with a temporary classifier on the SOURCE data and save "
+            "RUN/extractor.keras (start finetune from it with --backbone RUN), "
+            "RUN/source_head.keras (for finetune --source-data), preprocessing.json, run.json "
+            "and metrics.json. Example: edge-transfer pretrain --data digits:0-4 --out runs/src"
+        ),
+    )
+    add_common(parser, default_epochs=60)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_transfer.transfer import PretrainConfig, pretrain, summary_line
+
+    out = pretrain(PretrainConfig(**common_kwargs(args)))
+    print(f"pretrain: {summary_line(out)}")
+    return 0

@@ -1,0 +1,250 @@
+"""Keras model files and model surgery: loading safely, flattening, heads, L2-SP.
+
+Every ``.keras`` file this project reads goes through :func:`load_keras_model`: safe mode
+(no arbitrary code from ``Lambda`` layers) unless ``unsafe=True``, the project's custom
+objects registered, and a :class:`~edge_transfer.errors.ModelError` naming the fix for a
+missing or corrupt file.
+
+Fine-tuned models are FLAT functional models (the backbone's layers, not the backbone as
+one nested layer): tfmot's QAT refuses nested models. :func:`flatten_model` inlines nested
+models of any user model.
+
+>>> model = load_keras_model("runs/target/model.keras")      # doctest: +SKIP
+>>> is_flat(flatten_model(model))                            # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer._keras import load
+from edge_transfer.errors import ModelError
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+FEATURES_NAME = "features"
+
+
+@cache
+def custom_objects() -> dict[str, Any]:
+    """The project's serialisable Keras objects, registered under the ``edge_transfer`` package.
+
+    Built on first use (importing TensorFlow), never at import time of this module.
+    """
+    tf, keras = load()
+
+    @keras.saving.register_keras_serializable(package="edge_transfer")
+    class L2SP(keras.regularizers.Regularizer):  # type: ignore[name-defined]
+        """L2-SP: ``alpha * sum((w - w0) ** 2)``, a pull towards the starting weights ``w0``.
+
+        Li, Grandvalet & Davoine (2018), "Explicit inductive bias for transfer learning
+        with convolutional networks". With ``w0 = 0`` it is plain L2.
+        """
+
+        def __init__(self, alpha: float = 0.01, reference: Any = None) -> None:
+            self.alpha = float(alpha)
+            self.reference = None if reference is None else np.asarray(reference, np.float32)
+
+        def __call__(self, weights: Any) -> Any:
+            start = 0.0 if self.reference is None else tf.constant(self.reference)
+            delta = tf.cast(weights, tf.float32) - start
+            return self.alpha * tf.reduce_sum(tf.square(delta))
+
+        def get_config(self) -> dict[str, Any]:
+            reference = None if self.reference is None else self.reference.tolist()
+            return {"alpha": self.alpha, "reference": reference}
+
+    return {"edge_transfer>L2SP": L2SP, "L2SP": L2SP}
+
+
+def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
+    """An :class:`L2SP` regulariser towards ``reference`` (the starting weights)."""
+    return custom_objects()["L2SP"](alpha, reference)
+
+
+def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = False) -> Any:
+    """Load a tf_keras model file (``.keras``, or legacy ``.h5``).
+
+    ``unsafe=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; check the path")
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"{path} is not a Keras model file; give a .keras (or .h5) file")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{path} is not a valid .keras archive (corrupt or truncated); "
+                         "save the model again")
+    _, keras = load()
+    try:
+        return keras.models.load_model(path, custom_objects=custom_objects(),
+                                       compile=compile, safe_mode=not unsafe)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise ModelError(
+                f"{path} contains a Lambda layer (arbitrary code); load it with --unsafe "
+                "only if you trust the file"
+            ) from exc
+        raise ModelError(f"cannot load {path}: {_first_line(exc)}; save the model again") from exc
+    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"cannot load {path}: {_first_line(exc)}; save the model again") from exc
+
+
+def save_keras_model(model: Any, path: Path) -> None:
+    """Save to a temporary name, then rename into place."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def is_nested_model(layer: Any) -> bool:
+    _, keras = load()
+    return isinstance(layer, keras.Model)
+
+
+def is_flat(model: Any) -> bool:
+    """True when no layer of ``model`` is itself a model."""
+    return not any(is_nested_model(layer) for layer in model.layers)
+
+
+def flatten_model(model: Any) -> Any:
+    """The same network as a flat functional model sharing ``model``'s layers (and weights).
+
+    Nested models are inlined recursively; ``training=`` arguments given to a nested model
+    call are dropped (freeze BatchNorm layers instead: a frozen BatchNorm runs in inference).
+    """
+    if is_flat(model):
+        return model
+    _, keras = load()
+    if not getattr(model, "_is_graph_network", False):
+        raise ModelError(f"model {model.name} is subclassed; only functional and Sequential "
+                         "models can be flattened")
+    inputs = [keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs]
+    outputs = _call_flat(model, inputs)
+    try:
+        return keras.Model(inputs, outputs, name=model.name)
+    except ValueError as exc:
+        raise ModelError(f"cannot flatten {model.name}: {_first_line(exc)}; "
+                         "give the nested models' layers unique names") from exc
+
+
+def _call_flat(model: Any, inputs: list[Any]) -> Any:
+    """Re-run ``model``'s graph on ``inputs``, inlining nested models (see tf_keras Functional)."""
+    tf, _ = load()
+    usage = model._tensor_usage_count
+    tensors: dict[str, list[Any]] = {}
+    for ref, new in zip(model.inputs, inputs, strict=True):
+        tensors[str(id(ref))] = [new] * usage[str(id(ref))]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(i not in tensors for i in node.flat_input_ids):
+                continue
+            args, kwargs = node.map_arguments(tensors)
+            layer = node.layer
+            if is_nested_model(layer) and getattr(layer, "_is_graph_network", False):
+                flat = _call_flat(layer, tf.nest.flatten(args))
+                outputs = tf.nest.pack_sequence_as(layer._nested_outputs, tf.nest.flatten(flat))
+            else:
+                outputs = layer(*args, **kwargs)
+            for ref_id, out in zip(node.flat_output_ids, tf.nest.flatten(outputs), strict=True):
+                tensors[ref_id] = [out] * usage[ref_id]
+    results = [tensors[str(id(ref))].pop() for ref in model.outputs]
+    return tf.nest.pack_sequence_as(model._nested_outputs, results)
+
+
+def cut_model(model: Any, layer_name: str | None) -> Any:
+    """The sub-model from ``model``'s input to ``layer_name``'s output (default: the
+    penultimate layer, i.e. everything but the classifier)."""
+    _, keras = load()
+    flat = flatten_model(model)
+    names = [layer.name for layer in flat.layers]
+    if layer_name is None:
+        if len(flat.layers) < 3:
+            raise ModelError(f"{model.name} is too small to cut; pass --cut-layer NAME")
+        layer = flat.layers[-2]
+    elif layer_name not in names:
+        shown = ", ".join(names[-8:])
+        raise ModelError(f"no layer {layer_name!r} in {model.name}; the last layers are {shown}")
+    else:
+        layer = flat.get_layer(layer_name)
+    return keras.Model(flat.inputs, output_in(flat, layer), name=f"{model.name}_cut")
+
+
+def output_in(model: Any, layer: Any) -> Any:
+    """``layer``'s output tensor within ``model``'s graph (a layer shared by several models,
+    e.g. after flattening, has one output per model)."""
+    nodes: set[str] = getattr(model, "_network_nodes", set())
+    for index in range(len(layer._inbound_nodes)):
+        if f"{layer.name}_ib-{index}" in nodes:
+            return layer.get_output_at(index)
+    return layer.output
+
+
+def add_head(extractor: Any, num_classes: int, dropout: float = 0.2,
+             prefix: str = "head") -> Any:
+    """``extractor`` + [global pooling] + dropout + dense + float32 softmax, as ONE flat model."""
+    _, keras = load()
+    features = extractor.output
+    x = features
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}_pool")(x)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout")(x)
+    x = keras.layers.Dense(num_classes, name=f"{prefix}_logits")(x)
+    out = keras.layers.Activation("softmax", dtype="float32", name=f"{prefix}_softmax")(x)
+    model = keras.Model(extractor.inputs, out, name=f"{extractor.name}_classifier")
+    return flatten_model(model)
+
+
+def head_model(model: Any, extractor: Any) -> Any:
+    """The layers of ``model`` after ``extractor``'s output, as a model on feature vectors."""
+    _, keras = load()
+    inputs = keras.Input(extractor.output.shape[1:], name="features_in")
+    extractor_layers = {layer.name for layer in extractor.layers}
+    x = inputs
+    for layer in model.layers:
+        if layer.name not in extractor_layers:
+            x = layer(x)
+    return keras.Model(inputs, x, name="source_head")
+
+
+def extractor_part(model: Any, extractor_output_layer: str) -> Any:
+    """The feature extractor inside a flat classifier (input to ``extractor_output_layer``)."""
+    _, keras = load()
+    return keras.Model(model.inputs, output_in(model, model.get_layer(extractor_output_layer)),
+                       name="extractor")
+
+
+def set_batchnorm(model: Any, momentum: float | None = None,
+                  trainable: bool | None = None) -> int:
+    """Set every BatchNormalization layer's momentum and/or trainability; return how many.
+
+    keras.applications uses momentum 0.999: on a few hundred steps of small data the moving
+    statistics stay far from the data, so training from scratch uses 0.9. A BatchNorm layer
+    with ``trainable=False`` runs in inference mode (tf_keras), which fine-tuning wants.
+    """
+    _, keras = load()
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if momentum is not None:
+                layer.momentum = momentum
+            if trainable is not None:
+                layer.trainable = trainable
+            count += 1
+    return count
+
+
+def weight_layers(model: Any) -> list[Any]:
+    """Layers that own weights, in graph order."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

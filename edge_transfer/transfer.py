@@ -1,0 +1,553 @@
+"""Pretrain a feature extractor on a source task, then fine-tune it on a small target task.
+
+``pretrain``: extractor + temporary head trained on the source data; the run directory keeps
+``extractor.keras`` (what ``finetune --backbone RUN`` starts from), ``source_head.keras``
+(for the forgetting figure), and the full source classifier as a regular run.
+
+``finetune``: stage 1 trains a new head with the extractor frozen; stage 2 unfreezes the top
+N weight layers (or all) at a tenth of the learning rate with BatchNorm kept in inference
+mode; both stop early on validation loss and restore the best weights. Optional: L2-SP,
+source accuracy before/after, and a from-scratch baseline with the same data and budget.
+
+>>> src = pretrain(PretrainConfig(data="digits:0-4", out=Path("runs/source")))  # doctest: +SKIP
+>>> run = finetune(FinetuneConfig(data="digits:5-9", out=Path("runs/target"),
+...                               backbone=str(src), shots=10))                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer import backbones
+from edge_transfer.data import Dataset, Splits, load_dataset, split_dataset
+from edge_transfer.errors import UserError
+from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.runs import (
+    HISTORY_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    RUN_FILE,
+    read_json,
+    write_json,
+)
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+PRECISIONS = ("auto", "float32", "mixed_float16")
+BASELINES = ("scratch",)
+SOURCE_HEAD_FILE = "source_head.keras"
+# Few-shot data makes one-batch epochs: an epoch is at least this many steps (data repeated),
+# so that early stopping and the epoch budget mean the same on 50 images as on 5,000.
+MIN_STEPS_PER_EPOCH = 10
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Options shared by pretrain and finetune (see ``edge-transfer finetune --help``)."""
+
+    data: str
+    out: Path
+    backbone: str = "small-cnn"
+    weights: str | None = None          # imagenet | none | PATH; None: the backbone's default
+    input_size: int | None = None       # square input side; None: backbone default / data size
+    width: float = 1.0                  # width multiplier (alpha)
+    cut_layer: str | None = None        # for a .keras backbone file
+    unsafe: bool = False                # allow Lambda layers in a backbone file
+    epochs: int = 40                    # finetune: head stage; pretrain: the only stage
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 8                   # early stopping on validation loss
+    dropout: float = 0.2
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    shots: int | None = None            # K training images per class
+    augment: bool = False
+    skip_bad_files: bool = False
+    strategy: str = "auto"
+    precision: str = "auto"
+    cpu_devices: int | None = None      # split the CPU into N logical devices (mirrored tests)
+    verbose: int = 1                    # 0 silent, 1 progress bars, 2 one line per epoch
+
+    def check(self) -> None:
+        """Refuse bad options before anything heavy runs."""
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy {self.strategy} is unknown; use {'|'.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision} is unknown; use "
+                            f"{'|'.join(PRECISIONS)}")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.learning_rate > 0:
+            raise UserError("--learning-rate must be positive")
+        if not 0 <= self.dropout < 1:
+            raise UserError("--dropout must be in [0, 1)")
+        if self.cpu_devices is not None and self.cpu_devices < 1:
+            raise UserError("--cpu-devices must be at least 1")
+        if self.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
+            raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) set in "
+                            "each worker's environment")
+        path = Path(self.backbone)
+        if not path.exists():
+            backbones.check_options(self.backbone, self.input_size, self.width,
+                                    self.weights or backbones.default_weights(self.backbone))
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; give a folder")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(TrainingConfig):
+    """Train an extractor with a temporary head on the source task."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainingConfig):
+    """Head on the frozen extractor, then fine-tune the top layers at a lower learning rate."""
+
+    finetune_epochs: int = 40
+    finetune_lr_factor: float = 0.1
+    unfreeze: int | None = None         # top N weight layers of the extractor; None: all
+    l2sp: float = 0.0                   # L2-SP strength; 0: off
+    source_data: str | None = None      # measure source accuracy before/after
+    baseline: str | None = None         # "scratch": same architecture from random weights
+
+    def check(self) -> None:
+        super().check()
+        if self.finetune_epochs < 0:
+            raise UserError("--finetune-epochs must be 0 or more")
+        if not self.finetune_lr_factor > 0:
+            raise UserError("--finetune-lr-factor must be positive")
+        if self.unfreeze is not None and self.unfreeze < 0:
+            raise UserError("--unfreeze must be a number of layers >= 0, or all")
+        if self.l2sp < 0:
+            raise UserError("--l2sp must be 0 or more")
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise UserError(f"--baseline {self.baseline} is unknown; use {'|'.join(BASELINES)}")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
+    """Train ``cfg.backbone`` + a temporary head on ``cfg.data``; write the run directory."""
+    cfg.check()
+    started = time.time()
+    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+    with _training_context(cfg) as (_, keras, strategy):
+        with strategy.scope():
+            backbone = _backbone(cfg, dataset)
+            pre = backbone.preprocessing
+            from edge_transfer.models import add_head, head_model, set_batchnorm
+
+            set_batchnorm(backbone.extractor, trainable=True)
+            model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
+            _compile(keras, model, cfg.learning_rate)
+        _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
+        history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)
+        with strategy.scope():
+            head = head_model(model, backbone.extractor)
+        metrics = _accuracies(model, splits, pre)
+        out, cleanup = _output_dir(cfg.out, strategy)
+        try:
+            _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
+            _save_model(head, out / SOURCE_HEAD_FILE)
+            _write_run(out, "pretrain", cfg, dataset, splits, pre, backbone, model,
+                       {"pretrain": history}, {**metrics, "seconds": time.time() - started},
+                       strategy)
+        finally:
+            cleanup()
+    return cfg.out
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    """Fine-tune ``cfg.backbone`` on ``cfg.data``; write the run directory (see runs.py)."""
+    cfg.check()
+    started = time.time()
+    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+    source = _load_source(cfg) if cfg.source_data else None
+    with _training_context(cfg) as (_, keras, strategy):
+        from edge_transfer.models import add_head, set_batchnorm
+
+        with strategy.scope():
+            backbone = _backbone(cfg, dataset)
+            extractor = backbone.extractor
+            pre = backbone.preprocessing
+            bn_trainable = not backbone.pretrained
+            set_batchnorm(extractor, trainable=bn_trainable)
+            model = add_head(extractor, dataset.num_classes, cfg.dropout)
+            features = keras.Model(model.inputs, extractor.outputs, name="features")
+        source_eval = _source_before(cfg, keras, source, backbone, features) if source else None
+
+        _say(cfg, f"finetune stage 1: head only, {backbone.name} frozen "
+                  f"({len(splits.train)} train images, {dataset.num_classes} classes)")
+        for layer in extractor.layers:
+            layer.trainable = False
+        with strategy.scope():
+            _compile(keras, model, cfg.learning_rate)
+        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)}
+
+        if cfg.finetune_epochs > 0:
+            unfrozen = _unfreeze(extractor, cfg.unfreeze, bn_trainable)
+            _say(cfg, f"finetune stage 2: {unfrozen} extractor layers unfrozen, learning rate "
+                      f"{cfg.learning_rate * cfg.finetune_lr_factor:g}"
+                      + (f", L2-SP {cfg.l2sp:g}" if cfg.l2sp else ""))
+            with strategy.scope():
+                if cfg.l2sp > 0:
+                    _add_l2sp(model, extractor, cfg.l2sp)
+                _compile(keras, model, cfg.learning_rate * cfg.finetune_lr_factor)
+            history["finetune"] = _fit(cfg, keras, model, splits, pre, cfg.finetune_epochs,
+                                       cfg.seed + 1)
+        metrics: dict[str, Any] = _accuracies(model, splits, pre)
+        metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
+        if source_eval is not None:
+            metrics.update(source_eval(features))
+        if cfg.baseline == "scratch":
+            with strategy.scope():
+                scratch = _scratch_model(keras, extractor, dataset.num_classes, cfg)
+            _say(cfg, "baseline: the same architecture from random weights")
+            budget = cfg.epochs + cfg.finetune_epochs
+            history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2)
+            scratch_acc = _accuracies(scratch, splits, pre)
+            metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
+            metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
+        metrics["seconds"] = time.time() - started
+        out, cleanup = _output_dir(cfg.out, strategy)
+        try:
+            _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
+                       metrics, strategy)
+        finally:
+            cleanup()
+    return cfg.out
+
+
+def summary_line(run_dir: Path) -> str:
+    """One line: what was trained, its accuracies and where it went."""
+    if not (Path(run_dir) / METRICS_FILE).is_file():
+        return "this worker is done; the chief worker wrote the run directory"
+    m = read_json(Path(run_dir) / METRICS_FILE)
+    parts = [f"test accuracy {m['test_accuracy']:.3f}", f"val {m['val_accuracy']:.3f}"]
+    if "scratch_test_accuracy" in m:
+        parts.append(f"scratch baseline {m['scratch_test_accuracy']:.3f}")
+    if "source_accuracy_before" in m:
+        parts.append(f"source {m['source_accuracy_before']:.3f} -> "
+                     f"{m['source_accuracy_after']:.3f}")
+    return f"{', '.join(parts)} in {m['seconds']:.0f} s -> {run_dir}"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _data_image_size(cfg: TrainingConfig) -> tuple[int, int] | None:
+    """The size image folders are decoded at: the backbone's input, else the first image's."""
+    path = Path(cfg.backbone)
+    pre_file = (path if path.is_dir() else path.parent) / PREPROCESSING_FILE
+    if path.exists() and pre_file.is_file():
+        pre = Preprocessing.load(pre_file)
+        return (pre.height, pre.width)
+    if cfg.input_size:
+        return (cfg.input_size, cfg.input_size)
+    if not path.exists() and backbones.get(cfg.backbone).default_size:
+        size = backbones.get(cfg.backbone).default_size
+        return (size, size) if size else None
+    return None
+
+
+def _load_data(cfg: TrainingConfig, spec: str, shots: int | None) -> tuple[Dataset, Splits]:
+    dataset = load_dataset(spec, image_size=_data_image_size(cfg),
+                           skip_bad_files=cfg.skip_bad_files)
+    splits = split_dataset(dataset, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                           test_fraction=cfg.test_fraction, shots=shots)
+    return dataset, splits
+
+
+@dataclass(frozen=True)
+class _Source:
+    splits: Splits
+    head_file: Path | None              # the pretrain's own source head, when it matches
+
+
+def _load_source(cfg: FinetuneConfig) -> _Source:
+    """The source task's splits: the pretrain run's own split when the backbone is one."""
+    assert cfg.source_data is not None
+    run_file = Path(cfg.backbone) / RUN_FILE
+    seed, val, test, head = cfg.seed, cfg.val_fraction, cfg.test_fraction, None
+    if run_file.is_file():
+        info = read_json(run_file)
+        data = info.get("data", {})
+        if data.get("spec") == cfg.source_data and info.get("command") == "pretrain":
+            seed, val, test = int(data["seed"]), data["val_fraction"], data["test_fraction"]
+            head = Path(cfg.backbone) / SOURCE_HEAD_FILE
+    dataset = load_dataset(cfg.source_data, image_size=_data_image_size(cfg),
+                           skip_bad_files=cfg.skip_bad_files)
+    splits = split_dataset(dataset, seed=seed, val_fraction=val, test_fraction=test)
+    return _Source(splits, head if head is not None and head.is_file() else None)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@contextmanager
+def _training_context(cfg: TrainingConfig) -> Iterator[tuple[Any, Any, Any]]:
+    """TensorFlow with devices, seed, determinism, precision policy and strategy set up."""
+    from edge_transfer._keras import load
+
+    tf, keras = load()
+    if cfg.cpu_devices:
+        _split_cpu(tf, cfg.cpu_devices)
+    strategy = _strategy(tf, cfg.strategy)
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "mixed_float16" if gpus else "float32"
+    if precision == "mixed_float16" and not gpus:
+        raise UserError("--precision mixed_float16 needs a GPU (it is slower on a CPU); "
+                        "use --precision float32 or auto")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield tf, keras, strategy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _split_cpu(tf: Any, count: int) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError:  # already initialised: fine when the split is already there
+        if len(tf.config.list_logical_devices("CPU")) != count:
+            raise UserError("--cpu-devices must be set before TensorFlow starts; run it in a "
+                            "fresh process") from None
+
+
+def _strategy(tf: Any, name: str) -> Any:
+    if name == "multiworker":  # first: collectives must be configured before TF starts
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    devices = gpus or tf.config.list_logical_devices("CPU")  # mirrored: all GPUs, or CPUs
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
+    return backbones.resolve(cfg.backbone, tuple(dataset.x.shape[1:]), weights=cfg.weights,
+                             input_size=cfg.input_size, width=cfg.width,
+                             cut_layer=cfg.cut_layer, unsafe=cfg.unsafe)
+
+
+def _compile(keras: Any, model: Any, learning_rate: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
+         epochs: int, seed: int) -> dict[str, list[float]]:
+    from edge_transfer.tfdata import from_arrays
+
+    steps = -(-len(splits.train) // cfg.batch_size)
+    train = from_arrays(splits.train.x, splits.train.y, pre, cfg.batch_size, shuffle=True,
+                        seed=seed, augment=cfg.augment, repeat=steps < MIN_STEPS_PER_EPOCH)
+    val = from_arrays(splits.val.x, splits.val.y, pre, cfg.batch_size)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                         restore_best_weights=True)
+    result = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
+                       steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
+    history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
+    history["best_epoch"] = [float(np.argmin(history["val_loss"]) + 1)]
+    return history
+
+
+def _unfreeze(extractor: Any, top: int | None, bn_trainable: bool) -> int:
+    """Make the top ``top`` weight layers (all when None) trainable; BatchNorm stays frozen
+    (inference mode) unless the extractor is untrained."""
+    from edge_transfer._keras import load
+    from edge_transfer.models import weight_layers
+
+    _, keras = load()
+    layers = weight_layers(extractor)
+    chosen = layers if top is None else layers[len(layers) - top:] if top else []
+    count = 0
+    for layer in chosen:
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = bn_trainable or not is_bn
+        count += int(layer.trainable)
+    return count
+
+
+def _add_l2sp(model: Any, extractor: Any, alpha: float) -> None:
+    """Penalise the distance of every trainable extractor kernel from its starting value."""
+    from edge_transfer.models import l2sp
+
+    for layer in extractor.layers:
+        if not layer.trainable:
+            continue
+        for weight in layer.trainable_weights:
+            if "kernel" in weight.name:
+                reg = l2sp(alpha, weight.numpy())
+                model.add_loss(lambda reg=reg, weight=weight: reg(weight))
+
+
+def _scratch_model(keras: Any, extractor: Any, num_classes: int, cfg: FinetuneConfig) -> Any:
+    """The same extractor architecture with fresh random weights, plus the same head."""
+    from edge_transfer.models import add_head, set_batchnorm
+
+    keras.utils.set_random_seed(cfg.seed + 2)
+    fresh = keras.models.clone_model(extractor)
+    set_batchnorm(fresh, momentum=backbones.SCRATCH_BN_MOMENTUM, trainable=True)
+    for layer in fresh.layers:
+        layer.trainable = True
+    model = add_head(fresh, num_classes, cfg.dropout, prefix="scratch_head")
+    _compile(keras, model, cfg.learning_rate)
+    return model
+
+
+def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs in batches, eagerly and locally (no distribution, no collectives)."""
+    outputs = [np.asarray(model(x[i:i + batch_size], training=False))
+               for i in range(0, len(x), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+
+def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(predict(model, x), axis=1) == y))
+
+
+def _accuracies(model: Any, splits: Splits, pre: Preprocessing) -> dict[str, float]:
+    return {f"{name}_accuracy": _accuracy(model, pre.apply(split.x), split.y)
+            for name, split in (("train", splits.train), ("val", splits.val),
+                                ("test", splits.test))}
+
+
+def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
+                   backbone: backbones.Backbone, features: Any) -> Any:
+    """Source-task accuracy of the starting extractor + its source head; returns a function
+    that measures the same after fine-tuning."""
+    from edge_transfer.models import load_keras_model
+
+    pre = backbone.preprocessing
+    x_test, y_test = pre.apply(source.splits.test.x), source.splits.test.y
+    if source.head_file is not None:
+        head = load_keras_model(source.head_file)
+    else:
+        head = _probe_head(cfg, keras, predict(features, pre.apply(source.splits.train.x)),
+                           source.splits.train.y, source.splits.train.num_classes)
+    before = _accuracy(head, predict(features, x_test), y_test)
+
+    def after(features_now: Any) -> dict[str, Any]:
+        return {"source_accuracy_before": before,
+                "source_accuracy_after": _accuracy(head, predict(features_now, x_test), y_test),
+                "source_head": "pretrain" if source.head_file else "linear-probe"}
+
+    return after
+
+
+def _probe_head(cfg: FinetuneConfig, keras: Any, features: np.ndarray, y: np.ndarray,
+                classes: int) -> Any:
+    """A softmax classifier on frozen features (when the backbone has no source head)."""
+    keras.utils.set_random_seed(cfg.seed)
+    head = keras.Sequential([keras.Input(features.shape[1:]),
+                             keras.layers.Dense(classes, activation="softmax")])
+    _compile(keras, head, 1e-2)
+    head.fit(features, y, epochs=100, batch_size=64, verbose=0)
+    return head
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _is_chief(strategy: Any) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task = resolver.task_type
+    return task == "chief" or (task == "worker" and resolver.task_id == 0
+                               and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _output_dir(out: Path, strategy: Any) -> tuple[Path, Any]:
+    """The run directory; a multi-worker non-chief writes into a temporary one it removes."""
+    if _is_chief(strategy):
+        out.mkdir(parents=True, exist_ok=True)
+        return out, lambda: None
+    tmp = Path(tempfile.mkdtemp(prefix="edge-transfer-worker-"))
+    return tmp, lambda: shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_model(model: Any, path: Path) -> None:
+    from edge_transfer.models import save_keras_model
+
+    save_keras_model(model, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("edge-transfer", "tensorflow", "tf-keras", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
+               pre: Preprocessing, backbone: backbones.Backbone, model: Any,
+               history: dict[str, Any], metrics: dict[str, Any], strategy: Any) -> None:
+    _save_model(model, out / MODEL_FILE)
+    tmp = out / f".{LABELS_FILE}.tmp"
+    tmp.write_text("\n".join(dataset.class_names) + "\n")
+    tmp.replace(out / LABELS_FILE)
+    write_json(out / PREPROCESSING_FILE, pre.to_dict())
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    write_json(out / RUN_FILE, {
+        "command": command,
+        "args": args,
+        "seed": cfg.seed,
+        "data": {"spec": cfg.data, "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+                 "test_fraction": cfg.test_fraction, "shots": cfg.shots,
+                 "fingerprint": dataset.fingerprint(), "skip_bad_files": cfg.skip_bad_files,
+                 "sizes": {"train": len(splits.train), "val": len(splits.val),
+                           "test": len(splits.test)}},
+        "backbone": {"name": backbone.name, "source": backbone.source,
+                     "weights": backbone.weights, "input_shape": list(pre.input_shape)},
+        "strategy": {"name": cfg.strategy, "class": type(strategy).__name__,
+                     "replicas": int(strategy.num_replicas_in_sync)},
+        "precision": str(_policy_name(model)),
+        "versions": _versions(),
+    })
+    write_json(out / HISTORY_FILE, history)
+    write_json(out / METRICS_FILE, metrics)
+
+
+def _policy_name(model: Any) -> str:
+    policy = getattr(model.layers[-2], "dtype_policy", None)
+    return getattr(policy, "name", "float32")
+
+
+def _say(cfg: TrainingConfig, message: str) -> None:
+    if cfg.verbose:
+        print(message, flush=True)
+
+
+__all__ = ["FinetuneConfig", "PretrainConfig", "TrainingConfig", "finetune", "pretrain",
+           "summary_line"]

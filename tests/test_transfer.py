@@ -1,0 +1,142 @@
+"""pretrain -> finetune on the built-in digits tasks, and the run directory contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_transfer.runs import Run
+from tests.conftest import FAST, REPO_ROOT, run_cli
+
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_pretrain_writes_an_extractor(pretrain_run: Path) -> None:
+    from edge_transfer.models import is_flat, load_keras_model
+
+    extractor = load_keras_model(pretrain_run / "extractor.keras")
+    assert is_flat(extractor) and len(extractor.output.shape) == 2
+    metrics = json.loads((pretrain_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.95          # digits 0-4 are easy for the source task
+    assert Run.open(pretrain_run).labels == ("0", "1", "2", "3", "4")
+
+
+def test_finetune_10_shots_transfers(digits_run: Path) -> None:
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.90
+    for key in ("val_accuracy", "scratch_test_accuracy", "source_accuracy_before",
+                "source_accuracy_after"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["source_head"] == "pretrain"
+    assert metrics["source_accuracy_before"] >= 0.95
+
+
+def test_run_directory_contract(digits_run: Path) -> None:
+    from edge_transfer.models import is_flat
+
+    run = Run.open(digits_run)
+    info = run.info
+    assert set(info["data"]) >= {"spec", "seed", "val_fraction", "test_fraction", "shots",
+                                 "fingerprint", "skip_bad_files"}
+    assert info["data"]["shots"] == 10 and info["args"]["backbone"] and info["seed"] == 0
+    assert {"tensorflow", "tf-keras", "numpy", "python"} <= set(info["versions"])
+    history = json.loads((digits_run / "history.json").read_text())
+    assert {"head", "finetune", "scratch"} <= set(history)
+    model = run.load_model()
+    assert is_flat(model)
+    x, y = run.split_arrays("test")
+    assert x.dtype == np.float32 and x.shape[1:] == run.preprocessing.input_shape
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (len(y), 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = float(np.mean(probs.argmax(1) == y))
+    assert accuracy == pytest.approx(run.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_same_seed_same_model(pretrain_run: Path, digits_run: Path, tmp_path: Path) -> None:
+    """Reproducible on a CPU: the fixture's fine-tune, repeated, gives the same weights."""
+    from edge_transfer.models import load_keras_model
+    from edge_transfer.transfer import FinetuneConfig, finetune
+
+    again = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / "again",
+                                    backbone=str(pretrain_run), shots=10, epochs=20,
+                                    finetune_epochs=10, **FAST))
+    first = load_keras_model(digits_run / "model.keras").get_weights()
+    second = load_keras_model(again / "model.keras").get_weights()
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_l2sp_keeps_weights_closer_to_the_start(pretrain_run: Path, tmp_path: Path) -> None:
+    from edge_transfer.models import load_keras_model
+    from edge_transfer.transfer import FinetuneConfig, finetune
+
+    start = load_keras_model(pretrain_run / "extractor.keras")
+    drift = {}
+    for alpha in (0.0, 1.0):
+        out = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / f"a{alpha}",
+                                      backbone=str(pretrain_run), shots=10, epochs=1,
+                                      finetune_epochs=5, l2sp=alpha,
+                                      **{**FAST, "patience": 50}))
+        tuned = load_keras_model(out / "model.keras")
+        drift[alpha] = sum(float(np.sum((tuned.get_layer(layer.name).kernel.numpy()
+                                         - layer.kernel.numpy()) ** 2))
+                           for layer in start.layers if hasattr(layer, "kernel"))
+    assert 0 < drift[1.0] < drift[0.0]
+
+
+def _cli_finetune(pretrain_run: Path, out: Path, *extra: str, env: dict | None = None):
+    return run_cli("finetune", "--data", "digits:5-9", "--backbone", str(pretrain_run),
+                   "--out", str(out), "--shots", "10", "--epochs", "3",
+                   "--finetune-epochs", "2", "--quiet", *extra, env={**QUIET_TF, **(env or {})})
+
+
+@pytest.mark.slow
+def test_cli_mirrored_over_two_logical_cpus(pretrain_run: Path, tmp_path: Path) -> None:
+    result = _cli_finetune(pretrain_run, tmp_path / "m", "--strategy", "mirrored",
+                           "--cpu-devices", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test accuracy" in result.stdout.strip().splitlines()[-1]
+    info = Run.open(tmp_path / "m").info
+    assert info["strategy"]["class"] == "MirroredStrategy"
+    assert info["strategy"]["replicas"] == 2
+    assert Run.open(tmp_path / "m").load_model() is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_cli_multiworker_two_local_processes(pretrain_run: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, **QUIET_TF, "PYTHONPATH": str(REPO_ROOT),
+               "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edge_transfer", "finetune", "--data", "digits:5-9",
+             "--backbone", str(pretrain_run), "--out", str(tmp_path / f"w{index}"),
+             "--shots", "10", "--epochs", "3", "--finetune-epochs", "2", "--quiet",
+             "--strategy", "multiworker"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    chief = Run.open(tmp_path / "w0")
+    assert chief.info["strategy"]["name"] == "multiworker"
+    assert chief.info["strategy"]["replicas"] == 2
+    assert chief.metrics["test_accuracy"] > 0.2          # it trained (5 classes: chance 0.2)
+    assert not (tmp_path / "w1").exists()              # only the chief writes the run
