@@ -12,6 +12,7 @@ stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then e
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -286,8 +287,23 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           labels=run.labels, preprocessing=run.preprocessing,
                           float_accuracy=float_accuracy, artifacts=tuple(artifacts),
                           preparation_seconds=dict(sources.seconds))
+    _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     write_json(result.path, result.to_json())
     return result
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Delete the files a previous export.json in ``out`` listed that this export did not
+    write again, so the folder holds what its export.json describes."""
+    try:
+        previous = json.loads((out / EXPORT_FILE).read_text())["artifacts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for record in previous:
+        name = record.get("file") if isinstance(record, dict) else None
+        if (isinstance(name, str) and "/" not in name and "\\" not in name
+                and name.endswith((".tflite", ".onnx")) and name not in keep):
+            (out / name).unlink(missing_ok=True)
 
 
 def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,

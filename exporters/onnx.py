@@ -14,6 +14,7 @@ model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLi
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -94,21 +95,24 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
     import onnx
 
     model = _float_model(source, options.opset)
-    if spec.precision == "fp32" or spec.qat:
+    if spec.qat:
+        return store_int8_weights(model)
+    if spec.precision == "fp32":
         return model
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="onnx-quant-") as tmp:
         fp32, out = Path(tmp) / "fp32.onnx", Path(tmp) / "quant.onnx"
         onnx.save(model, str(fp32))
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))
         if spec.precision == "dynamic":
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
         elif spec.precision == "int8":
             from onnxruntime.quantization import CalibrationMethod, QuantFormat
-            from onnxruntime.quantization.shape_inference import quant_pre_process
 
-            prepared = Path(tmp) / "prepared.onnx"
-            quant_pre_process(str(fp32), str(prepared))
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[calibration.method]
             quantize_static(
@@ -120,6 +124,69 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
         else:
             raise ValueError(f"onnx cannot produce {spec.precision}")
         return onnx.load(str(out))
+
+
+_WEIGHT_AXIS = {"Conv": 0, "MatMul": 1}
+
+
+def store_int8_weights(model: Any) -> Any:
+    """Store the weights of a QAT graph as int8 + DequantizeLinear (per channel or tensor).
+
+    tf2onnx folds a QAT model's weight fake-quant into float constants that already lie on a
+    symmetric int8 grid; storing them as int8 makes the file int8-sized. A weight that is not
+    on such a grid is left as it is.
+    """
+    from onnx import helper, numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    consumers = Counter(name for node in model.graph.node for name in node.input)
+    nodes = []
+    for node in model.graph.node:
+        name = node.input[1] if len(node.input) > 1 else ""
+        init = initializers.get(name)
+        if node.op_type in _WEIGHT_AXIS and init is not None and consumers[name] == 1:
+            axis = _WEIGHT_AXIS[node.op_type]
+            weights = numpy_helper.to_array(init)
+            found = _on_int8_grid(weights, axis) or _on_int8_grid(weights, None)
+            if found is not None:
+                q, scale = found
+                model.graph.initializer.remove(init)
+                model.graph.initializer.extend([
+                    numpy_helper.from_array(q, f"{name}_int8"),
+                    numpy_helper.from_array(scale, f"{name}_scale"),
+                    numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero_point"),
+                ])
+                per_axis = {} if scale.ndim == 0 else {"axis": axis}
+                nodes.append(helper.make_node(
+                    "DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+                    [name], name=f"{name}_DequantizeLinear", **per_axis))
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def _on_int8_grid(weights: np.ndarray,
+                  axis: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(int8 weights, scale)`` if ``weights`` are symmetric int8 values times a scale
+    per ``axis`` (or one scale for the tensor when ``axis`` is None), else None."""
+    if weights.ndim < 2 or weights.dtype != np.float32:
+        return None
+    w = weights.astype(np.float64)
+    if axis is None:
+        scale = np.array(np.abs(w).max() / 127.0)
+        scale_b = scale
+    else:
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        scale = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1) / 127.0
+        scale_b = scale.reshape(shape)
+    scale = np.where(scale == 0, 1.0, scale)
+    scale_b = np.where(scale_b == 0, 1.0, scale_b)
+    q = np.rint(w / scale_b)
+    if np.abs(q * scale_b - w).max() > 1e-6 * max(1e-6, float(np.abs(w).max())) * 127:
+        return None
+    return q.astype(np.int8), scale.astype(np.float32)
 
 
 class _Reader:

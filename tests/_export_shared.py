@@ -1,0 +1,24 @@
+"""Expensive exports shared by the export test modules (computed once per test session)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from edge_transfer.export import ExportConfig, ExportResult, export_run
+
+# Every variant the exporters can produce, QAT and pruning included.
+ALL_VARIANTS = ExportConfig(
+    formats=("tflite", "onnx"),
+    precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
+    qat=True,
+    prune=0.5,
+    calibration_samples=64,
+)
+
+
+@cache
+def export_all(run_dir: Path) -> ExportResult:
+    """``ALL_VARIANTS`` of ``run_dir``, into ``run_dir/export-all``, once per session."""
+    out = run_dir / "export-all"
+    return export_run(run_dir, ExportConfig(**{**ALL_VARIANTS.__dict__, "out_dir": out}))
