@@ -51,6 +51,7 @@ class ExportConfig:
     precisions: tuple[str, ...] = ("fp32", "int8")
     qat: bool = False
     prune: float | None = None
+    prune_precisions: tuple[str, ...] | None = None   # None: every asked precision
     io: str = "float"
     calibration_samples: int = 100
     calibration_method: str = "minmax"
@@ -99,6 +100,11 @@ class ExportConfig:
         ExportOptions(opset=self.opset)
         if self.prune is not None:
             ExportSpec("fp32").pruned(self.prune)
+        unasked = set(self.prune_precisions or ()) - set(self.precisions)
+        if unasked:
+            raise UnsupportedExportError(
+                f"pruned precisions {', '.join(sorted(unasked))} are not among the asked "
+                f"precisions {', '.join(self.precisions)}; add them to --precision")
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise UnsupportedExportError(
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
@@ -116,7 +122,9 @@ class ExportConfig:
             if self.qat and "int8" in module.PRECISIONS:
                 specs.append(ExportSpec.int8(io=io).with_qat())
             if self.prune is not None:
-                specs += [s.pruned(self.prune) for s in specs if not s.qat]
+                pruned = self.prune_precisions or self.precisions
+                specs += [s.pruned(self.prune) for s in specs
+                          if not s.qat and s.precision in pruned]
             out += [(name, spec) for spec in specs]
         return out
 

@@ -33,7 +33,10 @@ def copy_model(model: Any) -> Any:
 
 
 def unquantizable_layer(model: Any) -> str | None:
-    """The first layer tfmot's default int8 QAT cannot handle, as ``name (Class)``."""
+    """The first layer tfmot's default int8 QAT cannot handle, as ``name (Class)``.
+
+    BatchNormalization is left out: tfmot folds it into the preceding convolution.
+    """
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_module,
     )
@@ -41,7 +44,7 @@ def unquantizable_layer(model: Any) -> str | None:
     _, keras = load()
     registry = registry_module.Default8BitQuantizeRegistry()
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer | keras.layers.BatchNormalization):
             continue
         if isinstance(layer, keras.Model):
             return (f"{layer.name} ({type(layer).__name__}: a model nested as a layer; "
@@ -60,16 +63,15 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     import tensorflow_model_optimization as tfmot
 
     _, keras = load()
-    layer = unquantizable_layer(model)
-    if layer is not None:
-        raise ConversionError(
-            f"QAT cannot quantize layer {layer}; annotate it with a tfmot QuantizeConfig, "
-            "or export without --qat"
-        )
     try:
         qat = tfmot.quantization.keras.quantize_model(copy_model(model))
     except Exception as exc:
-        raise ConversionError(f"QAT failed: {str(exc).splitlines()[0][:300]}") from exc
+        layer = unquantizable_layer(model)
+        where = f"layer {layer}" if layer else "this model"
+        raise ConversionError(
+            f"QAT cannot quantize {where}: {str(exc).splitlines()[0][:200]}; annotate it with "
+            "a tfmot QuantizeConfig, or export without --qat"
+        ) from exc
     keras.utils.set_random_seed(seed)
     qat.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])
@@ -87,8 +89,8 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
           learning_rate: float = 1e-4, seed: int = 0) -> Pruned:
     """``prune_low_magnitude`` to ``sparsity`` over the steps really run, then ``strip_pruning``.
 
-    The polynomial schedule ends on the last pruning step of the fine-tune (tfmot's default
-    ``frequency=100`` would prune nothing in a short fine-tune).
+    The polynomial schedule is set to the steps really run (tfmot's default
+    ``frequency=100`` would prune nothing in a short fine-tune), halfway through it.
     """
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
@@ -97,8 +99,10 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
 
     _, keras = load()
     steps = epochs * math.ceil(len(x) / BATCH_SIZE)
-    frequency = max(1, steps // 10)
-    end_step = ((steps - 1) // frequency) * frequency
+    # Reach the target over the first half of the steps; the second half lets the weights
+    # and BatchNormalization statistics recover from the last mask update.
+    frequency = max(1, steps // 20)
+    end_step = ((steps // 2) // frequency) * frequency
     if end_step < 1:
         raise ConversionError(
             f"pruning needs at least 2 training steps, the training split gives {steps}; "
@@ -118,11 +122,10 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
                     metrics=["accuracy"])
     wrapped.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
                 callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    pruned_names = {layer.layer.name for layer in wrapped.layers
-                    if isinstance(layer, PruneLowMagnitude)}
+    kernels = [weight.numpy() for layer in wrapped.layers
+               if isinstance(layer, PruneLowMagnitude)
+               for weight, _mask, _threshold in layer.pruning_vars]
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    kernels = [layer.get_weights()[0] for layer in stripped.layers
-               if layer.name in pruned_names and layer.get_weights()]
     total = sum(k.size for k in kernels)
     reached = float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
     if reached < sparsity - 0.01:

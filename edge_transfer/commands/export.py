@@ -39,6 +39,8 @@ def add_parser(subparsers: Any) -> None:
                         help="add an int8 variant trained quantization-aware (short fine-tune)")
     parser.add_argument("--prune", type=float, metavar="SPARSITY",
                         help="add pruned variants of each precision at this sparsity, e.g. 0.5")
+    parser.add_argument("--prune-precision", metavar="PRECISIONS",
+                        help="comma-separated precisions to prune (default: every asked one)")
     parser.add_argument("--io", default="float", help="int8 model input/output type: "
                         "float, int8, uint8 (TFLite; default float)")
     parser.add_argument("--calibration-samples", type=int, default=100, metavar="N",
@@ -64,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = ExportConfig(
         formats=_names(args.formats), precisions=_names(args.precision), qat=args.qat,
-        prune=args.prune, io=args.io, calibration_samples=args.calibration_samples,
+        prune=args.prune, io=args.io,
+        prune_precisions=_names(args.prune_precision) if args.prune_precision else None,
+        calibration_samples=args.calibration_samples,
         calibration_method=args.calibration_method, opset=args.opset, out_dir=args.out,
         max_accuracy_drop=args.max_accuracy_drop, finetune_epochs=args.epochs,
     )
