@@ -12,6 +12,7 @@ stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -40,6 +41,10 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class ExportConfig:
     """What to export; validated on construction (bad input raises UnsupportedExportError).
+
+    Each precision goes to every asked format that can produce it, and must have at least
+    one; ``qat`` adds ``int8-qat`` per format; ``prune`` adds ``<precision>-pruned<S>`` for
+    ``prune_precisions`` (default: every asked precision).
 
     >>> ExportConfig(formats=("onnx",), precisions=("fp16",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -331,7 +336,7 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         return pending.failed(str(conversion_failure(pending.name, exc)))
     check = check_outputs(outputs, reference, y_val, precision=spec.precision,
                           float_accuracy=float_accuracy, max_drop=max_drop)
-    artifact = Artifact(**{**artifact.__dict__, "check": check, "seconds": seconds})
+    artifact = dataclasses.replace(artifact, check=check, seconds=seconds)
     if not check.passed:
         return artifact.failed(failure_reason(check, float_accuracy=float_accuracy,
                                               max_drop=max_drop))

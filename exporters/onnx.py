@@ -156,10 +156,12 @@ def store_int8_weights(model: Any) -> Any:
                     numpy_helper.from_array(scale, f"{name}_scale"),
                     numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero_point"),
                 ])
-                per_axis = {} if scale.ndim == 0 else {"axis": axis}
-                nodes.append(helper.make_node(
+                dequantize = helper.make_node(
                     "DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
-                    [name], name=f"{name}_DequantizeLinear", **per_axis))
+                    [name], name=f"{name}_DequantizeLinear")
+                if scale.ndim:
+                    dequantize.attribute.append(helper.make_attribute("axis", axis))
+                nodes.append(dequantize)
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)

@@ -34,7 +34,8 @@ def add_parser(subparsers: Any) -> None:
                         help=f"comma-separated: tflite, onnx (default {DEFAULT_FORMATS})")
     parser.add_argument("--precision", default=DEFAULT_PRECISIONS,
                         help="comma-separated: fp32, fp16, dynamic, int8, int16x8 "
-                             f"(default {DEFAULT_PRECISIONS})")
+                             f"(default {DEFAULT_PRECISIONS}); each goes to the asked formats "
+                             "that can produce it (onnx: fp32, dynamic, int8)")
     parser.add_argument("--qat", action="store_true",
                         help="add an int8 variant trained quantization-aware (short fine-tune)")
     parser.add_argument("--prune", type=float, metavar="SPARSITY",
