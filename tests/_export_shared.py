@@ -13,6 +13,7 @@ ALL_VARIANTS = ExportConfig(
     precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
     qat=True,
     prune=0.5,
+    prune_precisions=("fp32", "int8"),
     calibration_samples=64,
 )
 
