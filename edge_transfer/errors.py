@@ -5,6 +5,9 @@
         ├── DataError        datasets, images, .npz files, class selections, splits
         ├── ModelError       model files, backbones, run directories
         ├── ExportError      a format or precision that cannot be produced as asked
+        │   ├── UnsupportedExportError  unknown format/precision/io, or one a format cannot do
+        │   ├── ConversionError         a converter failed (names the op or layer)
+        │   └── CheckError              an exported file disagrees with the Keras model
         ├── BundleError      deploy bundles: manifest, sha256, archive entries
         └── DeviceError      device profiles, SSH and emulated devices
 
@@ -49,3 +52,18 @@ class BundleError(UserError):
 
 class DeviceError(UserError):
     """A device profile, or a device that cannot be reached or used."""
+
+
+class UnsupportedExportError(ExportError):
+    """A format, precision or I/O type that is unknown, or that a format cannot produce."""
+
+
+class ConversionError(ExportError):
+    """A converter (TFLiteConverter, tf2onnx, ONNX Runtime quantization, tfmot) failed.
+
+    The message names the op or layer it failed on where the converter says which.
+    """
+
+
+class CheckError(ExportError):
+    """An exported file that loads but disagrees with the Keras model beyond its tolerance."""

@@ -1,0 +1,371 @@
+"""Export a run's model to every asked format and precision, and check each file.
+
+For each variant: convert (exporters/<format>.py), embed labels and preprocessing, load the
+file in LiteRT / ONNX Runtime, compare it with the Keras model on the validation split, and
+record it in ``export.json`` as ``ok`` or ``failed`` with the reason. One failed variant never
+stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then exits 1).
+
+>>> result = export_run("runs/target", ExportConfig(precisions=("fp32", "int8")))  # doctest: +SKIP
+>>> [(a.name, a.status) for a in result.artifacts]                      # doctest: +SKIP
+[('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ('onnx-fp32', 'ok'), ('onnx-int8', 'ok')]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import exporters
+from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
+from edge_transfer.metadata import ModelMetadata
+from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.runs import Run, write_json
+from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
+from exporters._failures import conversion_failure
+from exporters.check import check_outputs, failure_reason
+
+SCHEMA_VERSION = 1
+EXPORT_FILE = "export.json"
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export; validated on construction (bad input raises UnsupportedExportError).
+
+    Each precision goes to every asked format that can produce it, and must have at least
+    one; ``qat`` adds ``int8-qat`` per format; ``prune`` adds ``<precision>-pruned<S>`` for
+    ``prune_precisions`` (default: every asked precision).
+
+    >>> ExportConfig(formats=("onnx",), precisions=("fp16",))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    edge_transfer.errors.UnsupportedExportError: precision fp16 cannot be exported to onnx ...
+    """
+
+    formats: tuple[str, ...] = ("tflite", "onnx")
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    qat: bool = False
+    prune: float | None = None
+    prune_precisions: tuple[str, ...] | None = None   # None: every asked precision
+    io: str = "float"
+    calibration_samples: int = 100
+    calibration_method: str = "minmax"
+    opset: int = 17
+    out_dir: Path | None = None
+    max_accuracy_drop: float = 0.05
+    finetune_epochs: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.formats:
+            raise UnsupportedExportError(
+                f"no format asked; valid formats: {', '.join(exporters.available())}")
+        if not self.precisions and not self.qat:
+            raise UnsupportedExportError(
+                f"no precision asked; valid precisions: {', '.join(exporters.PRECISIONS)}")
+        modules = [exporters.get(name) for name in self.formats]
+        for precision in self.precisions:
+            ExportSpec(precision)
+            if not any(precision in m.PRECISIONS for m in modules):
+                can = "; ".join(f"{m.NAME} does {', '.join(m.PRECISIONS)}" for m in modules)
+                others = [n for n in exporters.available() if n not in self.formats
+                          and precision in exporters.get(n).PRECISIONS]
+                fix = f"add --formats {others[0]}" if others else "choose another precision"
+                raise UnsupportedExportError(
+                    f"precision {precision} cannot be exported to {', '.join(self.formats)} "
+                    f"({can}); {fix}")
+        if self.io not in exporters.IO_TYPES:
+            raise UnsupportedExportError(
+                f"unknown --io {self.io!r}; valid: {', '.join(exporters.IO_TYPES)}")
+        if self.io != "float" and not (
+            ("int8" in self.precisions or self.qat)
+            and any(self.io in m.IO_TYPES for m in modules)
+        ):
+            raise UnsupportedExportError(
+                f"--io {self.io} applies to fully integer TFLite models; add --formats tflite "
+                "and --precision int8 (or --qat)")
+        if self.calibration_samples < 1:
+            raise UnsupportedExportError(
+                f"--calibration-samples must be at least 1, got {self.calibration_samples}; "
+                "100 to 500 is typical")
+        if self.calibration_method not in exporters.CALIBRATION_METHODS:
+            raise UnsupportedExportError(
+                f"unknown calibration method {self.calibration_method!r}; valid: "
+                f"{', '.join(exporters.CALIBRATION_METHODS)}")
+        ExportOptions(opset=self.opset)
+        if self.prune is not None:
+            ExportSpec("fp32").pruned(self.prune)
+        unasked = set(self.prune_precisions or ()) - set(self.precisions)
+        if unasked:
+            raise UnsupportedExportError(
+                f"pruned precisions {', '.join(sorted(unasked))} are not among the asked "
+                f"precisions {', '.join(self.precisions)}; add them to --precision")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise UnsupportedExportError(
+                f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
+        if self.finetune_epochs < 1:
+            raise UnsupportedExportError("fine-tune epochs for --qat/--prune must be >= 1")
+
+    def variants(self) -> list[tuple[str, ExportSpec]]:
+        """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
+        out: list[tuple[str, ExportSpec]] = []
+        for name in self.formats:
+            module = exporters.get(name)
+            io = self.io if self.io in module.IO_TYPES else "float"
+            specs = [ExportSpec(p, io=io if p == "int8" else "float")
+                     for p in self.precisions if p in module.PRECISIONS]
+            if self.qat and "int8" in module.PRECISIONS:
+                specs.append(ExportSpec.int8(io=io).with_qat())
+            if self.prune is not None:
+                pruned = self.prune_precisions or self.precisions
+                specs += [s.pruned(self.prune) for s in specs
+                          if not s.qat and s.precision in pruned]
+            out += [(name, spec) for spec in specs]
+        return out
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_run` produced; ``to_json()`` is ``export.json``."""
+
+    run: Path
+    out_dir: Path
+    data_fingerprint: str
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    float_accuracy: float
+    artifacts: tuple[Artifact, ...]
+    preparation_seconds: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.artifacts)
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / EXPORT_FILE
+
+    def get(self, name: str) -> Artifact:
+        for artifact in self.artifacts:
+            if artifact.name == name:
+                return artifact
+        raise KeyError(f"no artifact {name!r}; have {[a.name for a in self.artifacts]}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "run": str(self.run),
+            "data_fingerprint": self.data_fingerprint, "labels": list(self.labels),
+            "preprocessing": self.preprocessing.to_dict(),
+            "float_accuracy": self.float_accuracy,
+            "artifacts": [a.to_json(self.out_dir) for a in self.artifacts],
+        }
+
+
+def load_run_model(run: Run) -> Any:
+    """The run's tf_keras model, through ``edge_transfer.models`` when it is installed."""
+    try:
+        return run.load_model()
+    except ModuleNotFoundError as exc:
+        if exc.name != "edge_transfer.models":
+            raise
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    try:  # safe_mode: no arbitrary code from the file
+        return keras.models.load_model(run.model_path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"cannot load {run.model_path}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_model(model: Any, run: Run) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(
+            f"{run.model_path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "export needs one image input and one probabilities output")
+    if tuple(model.input_shape[1:]) != run.preprocessing.input_shape:
+        raise ModelError(
+            f"{run.model_path} takes {tuple(model.input_shape[1:])} but preprocessing.json says "
+            f"{run.preprocessing.input_shape}; fix preprocessing.json or retrain")
+
+
+def output_dir(run_dir: str | Path, config: ExportConfig) -> Path:
+    """The export folder (default ``RUN/export``), created; refuses an existing file."""
+    out = Path(config.out_dir) if config.out_dir is not None else Path(run_dir) / "export"
+    if out.exists() and not out.is_dir():
+        raise UnsupportedExportError(
+            f"output folder {out} is a file; pass --out a folder path (it is created)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnsupportedExportError(f"cannot create output folder {out}: {exc}") from exc
+    return out
+
+
+class _Sources:
+    """The Keras models to convert: the run's own, and on demand its QAT and pruned copies."""
+
+    def __init__(self, model: Any, run: Run, config: ExportConfig, workdir: Path,
+                 x_val: np.ndarray, progress: Callable[[str], None]) -> None:
+        self.run, self.config, self.workdir = run, config, workdir
+        self.x_val, self.progress = x_val, progress
+        self._built: dict[str, tuple[KerasSource, np.ndarray] | ExportError] = {}
+        self._built["float"] = self._wrap(model)
+        self.seconds: dict[str, float] = {}
+
+    def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
+        source = KerasSource(model, self.workdir)
+        return source, model.predict(self.x_val, verbose=0, batch_size=256)
+
+    def get(self, spec: ExportSpec) -> tuple[KerasSource, np.ndarray]:
+        key = "qat" if spec.qat else "pruned" if spec.sparsity is not None else "float"
+        if key not in self._built:
+            self._built[key] = self._make(key, spec)
+        built = self._built[key]
+        if isinstance(built, ExportError):
+            raise built
+        return built
+
+    def _make(self, key: str, spec: ExportSpec) -> tuple[KerasSource, np.ndarray] | ExportError:
+        from edge_transfer import optimize
+
+        start = time.perf_counter()
+        model = self._built["float"]
+        assert not isinstance(model, ExportError)
+        x, y = self.run.split_arrays("train")
+        epochs, seed = self.config.finetune_epochs, self.config.seed
+        try:
+            if key == "qat":
+                self.progress("QAT fine-tune")
+                built = self._wrap(optimize.quantization_aware(model[0].model, x, y,
+                                                               epochs=epochs, seed=seed))
+            else:
+                self.progress(f"pruning to {spec.sparsity}")
+                pruned = optimize.prune(model[0].model, x, y, sparsity=float(spec.sparsity or 0),
+                                        epochs=epochs, seed=seed)
+                built = self._wrap(pruned.model)
+        except ExportError as exc:
+            return exc
+        except Exception as exc:
+            return conversion_failure(key, exc)
+        finally:
+            self.seconds[key] = time.perf_counter() - start
+        return built
+
+
+def calibration_data(run: Run, config: ExportConfig, input_name: str) -> Calibration:
+    """Up to N training samples (seeded shuffle), preprocessed as in training."""
+    x, _ = run.split_arrays("train")
+    order = np.random.default_rng(config.seed).permutation(len(x))[: config.calibration_samples]
+    return Calibration(x[order], input_name, method=config.calibration_method)
+
+
+def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
+               progress: Progress | None = None) -> ExportResult:
+    """Export, check and record every variant of ``config``; writes ``export.json``."""
+    config = config or ExportConfig()
+    run = Run.open(run_dir)
+    out = output_dir(run_dir, config)
+    variants = config.variants()
+    report: Progress = progress or (lambda _name, _done, _total: None)
+    report("loading model", 0, len(variants))
+    model = load_run_model(run)
+    _check_model(model, run)
+    x_val, y_val = run.split_arrays("val")
+    meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
+    options = ExportOptions(opset=config.opset)
+    artifacts: list[Artifact] = []
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-export-") as work:
+        done = len(artifacts)
+        sources = _Sources(model, run, config, Path(work), x_val,
+                           lambda what: report(what, done, len(variants)))
+        float_out = sources.get(ExportSpec.fp32())[1]
+        float_accuracy = float(np.mean(np.argmax(float_out, axis=1) == y_val))
+        calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
+        for done, (fmt, spec) in enumerate(variants):
+            report(f"{fmt}-{spec.name}", done, len(variants))
+            artifacts.append(_export_one(fmt, spec, sources, calibration, out, meta, options,
+                                         y_val, float_accuracy, config.max_accuracy_drop))
+        report("done", len(variants), len(variants))
+    result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
+                          labels=run.labels, preprocessing=run.preprocessing,
+                          float_accuracy=float_accuracy, artifacts=tuple(artifacts),
+                          preparation_seconds=dict(sources.seconds))
+    _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
+    write_json(result.path, result.to_json())
+    return result
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Delete the files a previous export.json in ``out`` listed that this export did not
+    write again, so the folder holds what its export.json describes."""
+    try:
+        previous = json.loads((out / EXPORT_FILE).read_text())["artifacts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for record in previous:
+        name = record.get("file") if isinstance(record, dict) else None
+        if (isinstance(name, str) and "/" not in name and "\\" not in name
+                and name.endswith((".tflite", ".onnx")) and name not in keep):
+            (out / name).unlink(missing_ok=True)
+
+
+def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
+                out: Path, meta: ModelMetadata, options: ExportOptions, y_val: np.ndarray,
+                float_accuracy: float, max_drop: float) -> Artifact:
+    module = exporters.get(fmt)
+    pending = Artifact(fmt, spec)
+    try:
+        source, reference = sources.get(spec)
+        start = time.perf_counter()
+        artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
+        seconds = round(time.perf_counter() - start, 3)
+        outputs = module.predict(artifact.path, sources.x_val)  # type: ignore[arg-type]
+    except ExportError as exc:
+        return pending.failed(str(exc))
+    except Exception as exc:
+        return pending.failed(str(conversion_failure(pending.name, exc)))
+    check = check_outputs(outputs, reference, y_val, precision=spec.precision,
+                          float_accuracy=float_accuracy, max_drop=max_drop)
+    artifact = dataclasses.replace(artifact, check=check, seconds=seconds)
+    if not check.passed:
+        return artifact.failed(failure_reason(check, float_accuracy=float_accuracy,
+                                              max_drop=max_drop))
+    return artifact
+
+
+def results_table(result: ExportResult) -> Any:
+    """A rich table: format, precision, status, size, ratio to fp32, accuracy, Δ vs float."""
+    from rich.table import Table
+
+    table = Table(title=f"export of {result.run} (float accuracy {result.float_accuracy:.4f})")
+    for column in ("format", "precision", "status", "size", "gzip", "× fp32", "accuracy",
+                   "Δ vs float"):
+        table.add_column(column, justify="left" if column in ("format", "precision",
+                                                              "status") else "right")
+    fp32 = {a.format: a.bytes for a in result.artifacts
+            if a.spec == ExportSpec.fp32() and a.bytes}
+    for a in result.artifacts:
+        ratio = f"{a.bytes / fp32[a.format]:.2f}" if a.bytes and a.format in fp32 else "-"
+        status = "[green]ok[/]" if a.ok else f"[red]failed[/]: {a.reason}"
+        accuracy = "-" if a.accuracy is None else f"{a.accuracy:.4f}"
+        delta = ("-" if a.accuracy is None
+                 else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")
+        table.add_row(a.format, a.spec.name, status, _size(a.bytes), _size(a.gzip_bytes), ratio,
+                      accuracy, delta)
+    return table
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"

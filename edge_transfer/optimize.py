@@ -1,0 +1,136 @@
+"""Keras-side model optimization before export: quantization-aware training and pruning.
+
+Both start from a copy of the model (tfmot wraps the layers it is given, so the original
+would otherwise be trained too), fine-tune briefly on the run's training split, and return
+a new tf_keras model ready for any exporter.
+
+>>> qat = quantization_aware(model, x, y, epochs=2)                     # doctest: +SKIP
+>>> pruned = prune(model, x, y, sparsity=0.5, epochs=2)                 # doctest: +SKIP
+>>> round(pruned.sparsity, 2)                                           # doctest: +SKIP
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_transfer._keras import load
+from edge_transfer.errors import ConversionError
+
+BATCH_SIZE = 32
+
+
+def copy_model(model: Any) -> Any:
+    """A new model with the same architecture and weights (Sequential or functional)."""
+    _, keras = load()
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def unquantizable_layer(model: Any) -> str | None:
+    """The first layer tfmot's default int8 QAT cannot handle, as ``name (Class)``.
+
+    BatchNormalization is left out: tfmot folds it into the preceding convolution.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_module,
+    )
+
+    _, keras = load()
+    registry = registry_module.Default8BitQuantizeRegistry()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer | keras.layers.BatchNormalization):
+            continue
+        if isinstance(layer, keras.Model):
+            return (f"{layer.name} ({type(layer).__name__}: a model nested as a layer; "
+                    "QAT needs a flat model)")
+        if not registry.supports(layer):
+            return f"{layer.name} ({type(layer).__name__})"
+    return None
+
+
+def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int = 2,
+                       learning_rate: float = 1e-4, seed: int = 0) -> Any:
+    """tfmot ``quantize_model`` on a copy of ``model``, fine-tuned for ``epochs``.
+
+    Raises ConversionError naming the layer when the model cannot be quantization-aware.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    _, keras = load()
+    try:
+        qat = tfmot.quantization.keras.quantize_model(copy_model(model))
+    except Exception as exc:
+        layer = unquantizable_layer(model)
+        where = f"layer {layer}" if layer else "this model"
+        raise ConversionError(
+            f"QAT cannot quantize {where}: {str(exc).splitlines()[0][:200]}; annotate it with "
+            "a tfmot QuantizeConfig, or export without --qat"
+        ) from exc
+    keras.utils.set_random_seed(seed)
+    qat.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    qat.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
+    return qat
+
+
+@dataclass(frozen=True, eq=False)
+class Pruned:
+    model: Any
+    sparsity: float   # reached: the fraction of zero weights in the pruned kernels
+
+
+def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: int = 2,
+          learning_rate: float = 1e-4, seed: int = 0) -> Pruned:
+    """``prune_low_magnitude`` to ``sparsity`` over the steps really run, then ``strip_pruning``.
+
+    The polynomial schedule is set to the steps really run (tfmot's default
+    ``frequency=100`` would prune nothing in a short fine-tune), halfway through it.
+    """
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude,
+    )
+
+    _, keras = load()
+    steps = epochs * math.ceil(len(x) / BATCH_SIZE)
+    # Reach the target over the first half of the steps; the second half lets the weights
+    # and BatchNormalization statistics recover from the last mask update.
+    frequency = max(1, steps // 20)
+    end_step = ((steps // 2) // frequency) * frequency
+    if end_step < 1:
+        raise ConversionError(
+            f"pruning needs at least 2 training steps, the training split gives {steps}; "
+            "use more training data or more epochs"
+        )
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step,
+        frequency=frequency,
+    )
+    try:
+        wrapped = tfmot.sparsity.keras.prune_low_magnitude(copy_model(model),
+                                                           pruning_schedule=schedule)
+    except Exception as exc:
+        raise ConversionError(f"pruning failed: {str(exc).splitlines()[0][:300]}") from exc
+    keras.utils.set_random_seed(seed)
+    wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+    wrapped.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
+                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    kernels = [weight.numpy() for layer in wrapped.layers
+               if isinstance(layer, PruneLowMagnitude)
+               for weight, _mask, _threshold in layer.pruning_vars]
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    total = sum(k.size for k in kernels)
+    reached = float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
+    if reached < sparsity - 0.01:
+        raise ConversionError(
+            f"pruning reached sparsity {reached:.3f}, not the asked {sparsity}; "
+            "fine-tune longer (more epochs)"
+        )
+    return Pruned(stripped, reached)

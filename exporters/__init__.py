@@ -1,0 +1,88 @@
+"""Exporters: one module per file format, all with the same two functions.
+
+    export(source, spec, calibration, out_dir, *, metadata, options=None) -> Artifact
+    predict(path, x) -> np.ndarray          # float outputs, for the artifact's check
+
+plus ``NAME``, ``SUFFIX``, ``PRECISIONS`` and ``IO_TYPES``. A new format is one new module
+and one line in ``_FORMATS``. Importing this package imports neither TensorFlow nor a runtime.
+
+>>> import exporters
+>>> exporters.available()
+('tflite', 'onnx')
+>>> exporters.get("tflite").PRECISIONS
+('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+>>> exporters.get("coreml")
+Traceback (most recent call last):
+...
+edge_transfer.errors.UnsupportedExportError: unknown format 'coreml'; valid formats: tflite, onnx
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.metadata import ModelMetadata
+from exporters._types import (
+    CALIBRATION_METHODS,
+    IO_TYPES,
+    PRECISIONS,
+    Artifact,
+    Calibration,
+    Check,
+    ExportOptions,
+    ExportSpec,
+    KerasSource,
+    TensorInfo,
+)
+
+_FORMATS = {"tflite": "exporters.tflite", "onnx": "exporters.onnx"}
+
+
+class Exporter(Protocol):
+    NAME: str
+    SUFFIX: str
+    PRECISIONS: tuple[str, ...]
+    IO_TYPES: tuple[str, ...]
+
+    def export(self, source: KerasSource, spec: ExportSpec, calibration: Calibration,
+               out_dir: Path, *, metadata: ModelMetadata,
+               options: ExportOptions | None = None) -> Artifact: ...
+
+    def predict(self, path: Path, x: np.ndarray) -> np.ndarray: ...
+
+
+def available() -> tuple[str, ...]:
+    """The registered format names."""
+    return tuple(_FORMATS)
+
+
+def get(name: str) -> Exporter:
+    """The exporter module of format ``name``."""
+    if name not in _FORMATS:
+        raise UnsupportedExportError(
+            f"unknown format {name!r}; valid formats: {', '.join(_FORMATS)}"
+        )
+    module: Exporter = importlib.import_module(_FORMATS[name])  # type: ignore[assignment]
+    return module
+
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "IO_TYPES",
+    "PRECISIONS",
+    "Artifact",
+    "Calibration",
+    "Check",
+    "ExportOptions",
+    "ExportSpec",
+    "Exporter",
+    "KerasSource",
+    "TensorInfo",
+    "available",
+    "get",
+]

@@ -1,0 +1,233 @@
+"""ONNX: fp32 (tf2onnx), dynamic int8 and static int8 QDQ (ONNX Runtime quantization).
+
+The float graph is converted once per source with an explicit input signature (dynamic
+batch axis ``batch``) and the configured opset; the quantized variants start from it. A QAT
+model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLinear.
+
+>>> from exporters import onnx
+>>> onnx.PRECISIONS
+('fp32', 'dynamic', 'int8')
+>>> art = onnx.export(source, ExportSpec.int8(), calibration, out_dir,
+...                   metadata=meta, options=ExportOptions(opset=17))     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer.metadata import ModelMetadata, embed_in_onnx
+from exporters._failures import conversion_failure
+from exporters._files import file_facts, write_atomic
+from exporters._types import (
+    Artifact,
+    Calibration,
+    ExportOptions,
+    ExportSpec,
+    KerasSource,
+    TensorInfo,
+)
+
+NAME = "onnx"
+SUFFIX = ".onnx"
+PRECISIONS = ("fp32", "dynamic", "int8")
+IO_TYPES = ("float",)
+BATCH_AXIS = "batch"
+
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
+           "tensor(uint8)": "uint8", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+
+
+def export(
+    source: KerasSource,
+    spec: ExportSpec,
+    calibration: Calibration,
+    out_dir: Path,
+    *,
+    metadata: ModelMetadata,
+    options: ExportOptions | None = None,
+) -> Artifact:
+    """Convert ``source`` to ``out_dir/model-<spec.name>.onnx``; raises ConversionError."""
+    import onnx
+
+    options = options or ExportOptions()
+    name = f"{NAME}-{spec.name}"
+    try:
+        model = _convert(source, spec, calibration, options)
+    except Exception as exc:
+        raise conversion_failure(name, exc) from exc
+    embed_in_onnx(model, metadata)
+    data = model.SerializeToString()
+    onnx.checker.check_model(model)
+    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
+    write_atomic(path, data)
+    facts = file_facts(data)
+    inputs, outputs = describe(data)
+    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
+                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+
+
+def _float_model(source: KerasSource, opset: int) -> Any:
+    """The fp32 graph of ``source``, converted once per opset and shared by its variants."""
+    import onnx
+
+    key = f"onnx-fp32-opset{opset}"
+    if key not in source.cache:
+        import tf2onnx
+
+        model, _ = tf2onnx.convert.from_keras(
+            source.model, input_signature=source.input_signature(), opset=opset
+        )
+        for value in (*model.graph.input, *model.graph.output):
+            dims = value.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].dim_param = BATCH_AXIS
+        source.cache[key] = model.SerializeToString()
+    return onnx.load_from_string(source.cache[key])
+
+
+def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
+             options: ExportOptions) -> Any:
+    import onnx
+
+    model = _float_model(source, options.opset)
+    if spec.qat:
+        return store_int8_weights(model)
+    if spec.precision == "fp32":
+        return model
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="onnx-quant-") as tmp:
+        fp32, out = Path(tmp) / "fp32.onnx", Path(tmp) / "quant.onnx"
+        onnx.save(model, str(fp32))
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))
+        if spec.precision == "dynamic":
+            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
+        elif spec.precision == "int8":
+            from onnxruntime.quantization import CalibrationMethod, QuantFormat
+
+            method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[calibration.method]
+            quantize_static(
+                str(prepared), str(out), _Reader(calibration),
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                calibrate_method=method,
+            )
+        else:
+            raise ValueError(f"onnx cannot produce {spec.precision}")
+        return onnx.load(str(out))
+
+
+_WEIGHT_AXIS = {"Conv": 0, "MatMul": 1}
+
+
+def store_int8_weights(model: Any) -> Any:
+    """Store the weights of a QAT graph as int8 + DequantizeLinear (per channel or tensor).
+
+    tf2onnx folds a QAT model's weight fake-quant into float constants that already lie on a
+    symmetric int8 grid; storing them as int8 makes the file int8-sized. A weight that is not
+    on such a grid is left as it is.
+    """
+    from onnx import helper, numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    consumers = Counter(name for node in model.graph.node for name in node.input)
+    nodes = []
+    for node in model.graph.node:
+        name = node.input[1] if len(node.input) > 1 else ""
+        init = initializers.get(name)
+        if node.op_type in _WEIGHT_AXIS and init is not None and consumers[name] == 1:
+            axis = _WEIGHT_AXIS[node.op_type]
+            weights = numpy_helper.to_array(init)
+            found = _on_int8_grid(weights, axis) or _on_int8_grid(weights, None)
+            if found is not None:
+                q, scale = found
+                model.graph.initializer.remove(init)
+                model.graph.initializer.extend([
+                    numpy_helper.from_array(q, f"{name}_int8"),
+                    numpy_helper.from_array(scale, f"{name}_scale"),
+                    numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero_point"),
+                ])
+                dequantize = helper.make_node(
+                    "DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+                    [name], name=f"{name}_DequantizeLinear")
+                if scale.ndim:
+                    dequantize.attribute.append(helper.make_attribute("axis", axis))
+                nodes.append(dequantize)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def _on_int8_grid(weights: np.ndarray,
+                  axis: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(int8 weights, scale)`` if ``weights`` are symmetric int8 values times a scale
+    per ``axis`` (or one scale for the tensor when ``axis`` is None), else None."""
+    if weights.ndim < 2 or weights.dtype != np.float32:
+        return None
+    w = weights.astype(np.float64)
+    if axis is None:
+        scale = np.array(np.abs(w).max() / 127.0)
+        scale_b = scale
+    else:
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        scale = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1) / 127.0
+        scale_b = scale.reshape(shape)
+    scale = np.where(scale == 0, 1.0, scale)
+    scale_b = np.where(scale_b == 0, 1.0, scale_b)
+    q = np.rint(w / scale_b)
+    if np.abs(q * scale_b - w).max() > 1e-6 * max(1e-6, float(np.abs(w).max())) * 127:
+        return None
+    return q.astype(np.int8), scale.astype(np.float32)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over the shared calibration iterator."""
+
+    def __init__(self, calibration: Calibration) -> None:
+        self._calibration = calibration
+        self._samples = iter(calibration)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._samples, None)
+
+    def rewind(self) -> None:
+        self._samples = iter(self._calibration)
+
+
+def _session(model: bytes | Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def _tensor_info(arg: Any) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorInfo(name=arg.name, shape=shape, dtype=_DTYPES.get(arg.type, arg.type))
+
+
+def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Inputs and outputs (names, shapes with -1 for the batch axis, dtypes) of an .onnx."""
+    session = _session(model)
+    return (tuple(_tensor_info(a) for a in session.get_inputs()),
+            tuple(_tensor_info(a) for a in session.get_outputs()))
+
+
+def predict(path: Path, x: np.ndarray) -> np.ndarray:
+    """Float outputs of an .onnx file on float input ``x``."""
+    session = _session(Path(path))
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float32)

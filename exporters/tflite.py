@@ -1,0 +1,152 @@
+"""TFLite: fp32, fp16, dynamic range, full int8, int16x8 (and QAT / pruned models as int8 etc.).
+
+Each variant converts from the source's one SavedModel (saved once, faster than
+``from_keras_model`` per variant), embeds labels and preprocessing, and is written atomically.
+
+>>> from exporters import tflite
+>>> tflite.PRECISIONS
+('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+>>> art = tflite.export(source, ExportSpec.int8(io="int8"), calibration, out_dir,
+...                     metadata=meta)                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer.metadata import ModelMetadata, embed_in_tflite
+from exporters._failures import conversion_failure
+from exporters._files import file_facts, write_atomic
+from exporters._types import (
+    Artifact,
+    Calibration,
+    ExportOptions,
+    ExportSpec,
+    KerasSource,
+    TensorInfo,
+)
+
+NAME = "tflite"
+SUFFIX = ".tflite"
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+IO_TYPES = ("float", "int8", "uint8")
+
+
+def export(
+    source: KerasSource,
+    spec: ExportSpec,
+    calibration: Calibration,
+    out_dir: Path,
+    *,
+    metadata: ModelMetadata,
+    options: ExportOptions | None = None,
+) -> Artifact:
+    """Convert ``source`` to ``out_dir/model-<spec.name>.tflite``; raises ConversionError."""
+    name = f"{NAME}-{spec.name}"
+    try:
+        data = _convert(source, spec, calibration)
+    except Exception as exc:
+        raise conversion_failure(name, exc) from exc
+    data = embed_in_tflite(data, metadata)
+    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
+    write_atomic(path, data)
+    facts = file_facts(data)
+    inputs, outputs = describe(data)
+    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
+                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+
+
+def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:
+    from edge_transfer._keras import load
+
+    tf, _ = load()
+    converter = _converter(tf, source)
+    if spec.precision != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if spec.precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if spec.precision in ("int8", "int16x8"):  # QAT too: for ops without fake-quant ranges
+        converter.representative_dataset = _representative(calibration)
+    if spec.precision == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec.io]
+        converter.inference_input_type = converter.inference_output_type = io
+    if spec.precision == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    return bytes(converter.convert())
+
+
+def _converter(tf: Any, source: KerasSource) -> Any:
+    try:
+        saved = source.saved_model
+    except Exception:  # a model that cannot be saved as a SavedModel still converts directly
+        return tf.lite.TFLiteConverter.from_keras_model(source.model)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+
+
+def _representative(calibration: Calibration) -> Any:
+    def dataset() -> Any:
+        for sample in calibration:
+            yield [sample[calibration.input_name]]
+
+    return dataset
+
+
+def _interpreter(model: bytes | Path) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, Path):
+        return Interpreter(model_path=str(model))
+    return Interpreter(model_content=model)
+
+
+def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail["quantization"]
+    quantized = scale != 0.0
+    return TensorInfo(
+        name=str(detail["name"]),
+        shape=tuple(int(d) for d in detail["shape_signature"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )
+
+
+def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Inputs and outputs (names, shapes, dtypes, quantization) of a .tflite."""
+    interpreter = _interpreter(model)
+    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
+            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
+
+
+def predict(path: Path, x: np.ndarray) -> np.ndarray:
+    """Float outputs of a .tflite on float input ``x`` (quantizing I/O where the file is int)."""
+    interpreter = _interpreter(Path(path))
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], quantize(x, inp))
+    interpreter.invoke()
+    return dequantize(interpreter.get_tensor(out["index"]), out)
+
+
+def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)

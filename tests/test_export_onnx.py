@@ -1,0 +1,80 @@
+"""ONNX export of the digits run: fp32, dynamic and static int8 QDQ, QAT, pruning."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from _export_shared import export_all
+
+import exporters
+from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.metadata import read_metadata
+from edge_transfer.runs import Run
+
+TESTED_PRECISIONS = ("fp32", "dynamic", "int8")
+VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
+
+
+@pytest.fixture(scope="module")
+def result(digits_run: Path) -> ExportResult:
+    return export_all(digits_run)
+
+
+def test_every_precision_is_tested() -> None:
+    assert set(exporters.get("onnx").PRECISIONS) <= set(TESTED_PRECISIONS)
+
+
+def test_every_registered_format_has_a_test_module() -> None:
+    for name in exporters.available():
+        assert (Path(__file__).parent / f"test_export_{name}.py").is_file(), name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_exports_loads_and_passes_its_check(result: ExportResult, variant: str) -> None:
+    artifact = result.get(f"onnx-{variant}")
+    assert artifact.status == "ok", artifact.reason
+    assert artifact.check is not None and artifact.check.passed
+    x, y = Run.open(result.run).split_arrays("val")
+    probabilities = exporters.get("onnx").predict(artifact.path, x)
+    assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
+    meta = read_metadata(artifact.path)
+    assert meta.labels == result.labels and meta.preprocessing == result.preprocessing
+
+
+def test_fp32_matches_keras_with_a_dynamic_batch_axis(result: ExportResult) -> None:
+    artifact = result.get("onnx-fp32")
+    assert artifact.check.max_abs_diff <= 1e-4
+    assert artifact.inputs[0].shape == (-1, 8, 8, 1)
+    model = onnx.load(str(artifact.path))
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+
+
+def test_static_int8_is_qdq_per_channel(result: ExportResult) -> None:
+    artifact = result.get("onnx-int8")
+    ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    assert artifact.accuracy >= result.float_accuracy - 0.02
+    assert artifact.bytes < 0.6 * result.get("onnx-fp32").bytes
+
+
+def test_qat_model_exports_with_its_quantization(result: ExportResult) -> None:
+    artifact = result.get("onnx-int8-qat")
+    ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
+    assert ops["DequantizeLinear"] > 0
+    assert artifact.accuracy >= result.get("onnx-int8").accuracy - 0.005
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_calibration_methods_and_opset(digits_run: Path, tmp_path: Path, method: str) -> None:
+    result = export_run(digits_run, ExportConfig(
+        formats=("onnx",), precisions=("fp32", "int8"), calibration_samples=32,
+        calibration_method=method, opset=13, out_dir=tmp_path))
+    assert result.ok, [a.reason for a in result.artifacts]
+    model = onnx.load(str(result.get("onnx-int8").path))
+    assert {o.domain: o.version for o in model.opset_import}[""] >= 13
+    fp32 = onnx.load(str(result.get("onnx-fp32").path))
+    assert {o.domain: o.version for o in fp32.opset_import}[""] == 13

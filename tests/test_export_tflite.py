@@ -1,0 +1,135 @@
+"""TFLite export of the digits run: every precision, QAT, pruning, checked and self-describing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _export_shared import export_all, weight_bytes
+
+import exporters
+from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.metadata import read_metadata
+from edge_transfer.runs import Run
+
+# The precisions the tests below export; a precision added to the exporter without a test
+# fails test_every_precision_is_tested.
+TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
+
+
+@pytest.fixture(scope="module")
+def result(digits_run: Path) -> ExportResult:
+    return export_all(digits_run)
+
+
+def test_every_precision_is_tested() -> None:
+    assert set(exporters.get("tflite").PRECISIONS) <= set(TESTED_PRECISIONS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_exports_loads_and_passes_its_check(result: ExportResult, variant: str) -> None:
+    artifact = result.get(f"tflite-{variant}")
+    assert artifact.status == "ok", artifact.reason
+    assert artifact.check is not None and artifact.check.passed
+    assert artifact.check.samples == len(Run.open(result.run).split_arrays("val")[1])
+    # Loads in LiteRT, and what it computes is what the record says.
+    x, y = Run.open(result.run).split_arrays("val")
+    probabilities = exporters.get("tflite").predict(artifact.path, x)
+    assert probabilities.shape == (len(y), len(result.labels))
+    assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
+    assert artifact.accuracy >= result.float_accuracy - 0.05
+
+
+def test_fp32_matches_keras_within_1e4(result: ExportResult) -> None:
+    for name in ("tflite-fp32", "tflite-fp32-pruned50"):
+        check = result.get(name).check
+        assert check is not None and check.max_abs_diff <= 1e-4 and check.tolerance == 1e-4
+        assert check.top1_agreement == 1.0
+
+
+def test_int8_within_two_points_of_float(result: ExportResult) -> None:
+    assert result.get("tflite-int8").accuracy >= result.float_accuracy - 0.02
+
+
+def test_qat_int8_not_worse_than_ptq_int8(result: ExportResult) -> None:
+    assert result.get("tflite-int8-qat").accuracy >= result.get("tflite-int8").accuracy - 0.005
+
+
+def test_quantized_files_are_smaller(result: ExportResult) -> None:
+    """int8 <= 0.30x and fp16 <= 0.55x of fp32 on the weights. On file bytes the 14k-parameter
+    digits CNN carries a fixed ~6 KB of flatbuffer overhead (tensor names, per-channel
+    quantization parameters with int64 zero points), so its file ratios are looser."""
+    fp32 = result.get("tflite-fp32").bytes
+    assert result.get("tflite-int8").bytes < 0.40 * fp32
+    assert result.get("tflite-fp16").bytes < 0.60 * fp32
+    weights = {name: weight_bytes(result.get(f"tflite-{name}").path)
+               for name in ("fp32", "fp16", "int8")}
+    assert weights["int8"] <= 0.30 * weights["fp32"]
+    assert weights["fp16"] <= 0.55 * weights["fp32"]
+
+
+def test_pruning_reaches_sparsity_and_pays_off_gzipped(result: ExportResult) -> None:
+    pruned, dense = result.get("tflite-fp32-pruned50"), result.get("tflite-fp32")
+    assert pruned.spec.sparsity == 0.5
+    assert pruned.gzip_bytes < 0.75 * dense.gzip_bytes
+    assert pruned.bytes == pytest.approx(dense.bytes, rel=0.02)  # same size uncompressed
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_labels_and_preprocessing_read_back_from_the_file(result: ExportResult,
+                                                          variant: str) -> None:
+    meta = read_metadata(result.get(f"tflite-{variant}").path)
+    run = Run.open(result.run)
+    assert meta.labels == run.labels == ("5", "6", "7", "8", "9")
+    assert meta.preprocessing == run.preprocessing
+
+
+def test_export_json_records_every_variant(result: ExportResult) -> None:
+    data = json.loads(result.path.read_text())
+    assert data["schema_version"] == 1 and data["labels"] == list(result.labels)
+    records = {a["name"]: a for a in data["artifacts"]}
+    record = records["tflite-int8"]
+    assert record["file"] == "model-int8.tflite" and record["status"] == "ok"
+    assert (result.out_dir / record["file"]).stat().st_size == record["bytes"]
+    assert record["inputs"][0]["shape"] == [-1, 8, 8, 1]
+    assert set(record["check"]) == {"samples", "max_abs_diff", "top1_agreement", "accuracy",
+                                     "tolerance", "passed"}
+    assert records["tflite-int8-qat"]["qat"] is True
+    assert records["tflite-int8-pruned50"]["sparsity"] == 0.5
+
+
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
+    result = export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",),
+                                                 io=io, calibration_samples=32,
+                                                 out_dir=tmp_path))
+    artifact = result.get("tflite-int8")
+    assert artifact.ok, artifact.reason
+    for tensor in (*artifact.inputs, *artifact.outputs):
+        assert tensor.dtype == io and tensor.scale is not None and tensor.zero_point is not None
+    assert artifact.accuracy >= result.float_accuracy - 0.02
+
+
+def test_converter_failure_names_the_op(tmp_path: Path) -> None:
+    """An op TFLite's builtins lack (FFT2D) fails conversion with the op's name."""
+    from edge_transfer._keras import load
+    from edge_transfer.errors import ConversionError
+    from edge_transfer.metadata import ModelMetadata
+    from edge_transfer.preprocessing import Preprocessing
+    from exporters import Calibration, ExportSpec, KerasSource
+
+    tf, keras = load()
+    inputs = keras.layers.Input((8, 8, 1))
+    spectrum = keras.layers.Lambda(
+        lambda t: tf.math.abs(tf.signal.fft2d(tf.cast(t[..., 0], tf.complex64))))(inputs)
+    outputs = keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(spectrum))
+    source = KerasSource(keras.Model(inputs, outputs), tmp_path)
+    calibration = Calibration(np.zeros((2, 8, 8, 1), np.float32), source.input_name)
+    meta = ModelMetadata(labels=tuple("abcde"), preprocessing=Preprocessing(8, 8))
+    with pytest.raises(ConversionError, match=r"tflite-fp32 conversion failed on op tf\.FFT2D"):
+        exporters.get("tflite").export(source, ExportSpec.fp32(), calibration, tmp_path,
+                                       metadata=meta)
+    assert not list(tmp_path.glob("*.tflite"))
