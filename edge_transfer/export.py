@@ -172,19 +172,8 @@ class ExportResult:
 
 
 def load_run_model(run: Run) -> Any:
-    """The run's tf_keras model, through ``edge_transfer.models`` when it is installed."""
-    try:
-        return run.load_model()
-    except ModuleNotFoundError as exc:
-        if exc.name != "edge_transfer.models":
-            raise
-    from edge_transfer._keras import load
-
-    _, keras = load()
-    try:  # safe_mode: no arbitrary code from the file
-        return keras.models.load_model(run.model_path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelError(f"cannot load {run.model_path}: {str(exc).splitlines()[0]}") from exc
+    """The run's tf_keras model, loaded in Keras' safe mode."""
+    return run.load_model()
 
 
 def _check_model(model: Any, run: Run) -> None:
