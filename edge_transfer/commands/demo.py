@@ -10,7 +10,7 @@ DEMO_CONFIG = "configs/demo.toml"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="pretrain on digits 0-4, fine-tune on 5-9 (10 shots), export, "
+        "demo", help="pretrain on digits 0-4, fine-tune on 5-9 (5 shots), export, "
                      "validate locally, report",
         description="Run the shipped pipeline (edge_transfer/configs/demo.toml) on the "
                     "built-in digits data and print where the report is.",

@@ -1,0 +1,52 @@
+"""The README's first command, end to end: `edge-transfer demo` on the built-in digits data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+FIGURES = ("bytes", "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
+           "delta_vs_float", "latency_p50_ms", "fps", "peak_memory_mb")
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_reports_every_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report_dir = out / "report"
+    assert f"report: {report_dir / 'report.md'}" in result.stdout
+
+    report = json.loads((report_dir / "report.json").read_text())
+    exported = json.loads((out / "target" / "export" / "export.json").read_text())
+    names = {a["name"] for a in exported["artifacts"]}
+    assert {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int16x8",
+            "tflite-int8-qat", "onnx-fp32", "onnx-dynamic", "onnx-int8",
+            "onnx-int8-qat"} <= names
+    rows = {row["name"]: row for row in report["artifacts"]}
+    assert set(rows) == names
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["reason"])
+        missing = [f for f in FIGURES if row[f] is None]
+        assert not missing, f"{name} lacks {missing}"
+        assert row["device_accuracy"] >= 0.85, name
+        assert all(verdict == "pass" for verdict in row["checks"].values()), (name, row["checks"])
+
+    transfer = report["transfer"]
+    assert transfer["test_accuracy"] >= 0.85 and transfer["scratch_test_accuracy"] is not None
+    assert transfer["source_accuracy_before"] is not None
+    assert transfer["source_accuracy_after"] is not None
+
+    markdown = (report_dir / "report.md").read_text()
+    assert "| artifact |" in markdown and "tflite-int8-qat" in markdown
+    with Image.open(report_dir / "accuracy_vs_size.png") as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 200
+
+    same = run_cli("check", str(report_dir / "report.json"),
+                   "--baseline", str(report_dir / "report.json"))
+    assert same.returncode == 0, same.stdout + same.stderr
