@@ -193,9 +193,9 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if image.mode in ("L", "I;16", "I", "1") else "RGB")
-            pixels = np.asarray(image)
+        with Image.open(path) as opened:
+            mode = "L" if opened.mode in ("L", "I;16", "I", "1") else "RGB"
+            pixels = np.asarray(opened.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: {exc}") from exc
     batch = as_uint8_batch(pixels[np.newaxis])
