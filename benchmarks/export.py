@@ -3,7 +3,7 @@ accuracy and Δ vs float, written as JSON.
 
     python benchmarks/export.py [RUN] [--repeats 3] [--out benchmarks/results/export.json]
 
-Without RUN it trains the small digits CNN of the test suite (digits:5-9, 8x8) first.
+Without RUN it trains the demo's run first (small-cnn, digits:0-4 -> digits:5-9, 5 shots).
 """
 
 from __future__ import annotations
@@ -24,36 +24,12 @@ VARIANTS = dict(formats=("tflite", "onnx"),
 
 
 def digits_run(out: Path) -> Path:
-    """The test suite's digits run: a small CNN trained on digits:5-9 (8x8 gray)."""
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
-    from edge_transfer.runs import write_json
+    """The demo's target run: small-cnn pretrained on digits:0-4, fine-tuned on digits:5-9."""
+    from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
-    _, keras = load()
-    keras.utils.set_random_seed(0)
-    spec = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
-            "shots": None}
-    dataset = load_dataset(spec["spec"])
-    splits = split_dataset(dataset, seed=0, val_fraction=0.15, test_fraction=0.25)
-    pre = Preprocessing(height=8, width=8, channels=1)
-    model = keras.Sequential([
-        keras.layers.Input(pre.input_shape),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(dataset.num_classes, activation="softmax"),
-    ])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=40, batch_size=16, verbose=0)
-    model.save(out / "model.keras")
-    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
-    pre.save(out / "preprocessing.json")
-    write_json(out / "run.json", {"command": "benchmark",
-                                  "data": {**spec, "fingerprint": dataset.fingerprint()}})
-    return out
+    source = pretrain(PretrainConfig(data="digits:0-4", out=out / "source"))
+    return finetune(FinetuneConfig(data="digits:5-9", backbone=str(source), shots=5,
+                                   out=out / "target"))
 
 
 def benchmark(run: Path, repeats: int) -> dict:
