@@ -230,3 +230,38 @@ def test_validate_on_the_users_own_data(digits_bundle: Path, digits_run: Path,
     np.savez(tmp_path / "other.npz", x=val.x, y=val.y, class_names=np.array(list("abcde")))
     proc = run_cli("validate", str(digits_bundle), "--data", str(tmp_path / "other.npz"))
     assert proc.returncode == 2 and "does not know" in proc.stderr
+
+
+def test_bench_prints_a_row_per_artifact_and_fails_below_the_floor(
+    digits_run: Path, digits_bundle: Path, tmp_path: Path
+) -> None:
+    from runtime_export import export_folder
+
+    export_dir = export_folder(digits_run)
+    run = Path(shutil.copytree(digits_run, tmp_path / "run", ignore=shutil.ignore_patterns(
+        "export*", "report*")))
+    shutil.copytree(export_dir, run / "export")  # the run's own export, as `export` writes it
+    manifest = json.loads((digits_bundle / "manifest.json").read_text())
+    names = [a["name"] for a in manifest["artifacts"]]
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", str(run), "--min-accuracy", "1.01", "--json", str(out))
+    assert proc.returncode == 1, proc.stderr
+    table = json.loads(out.read_text())
+    assert [r["name"] for r in table["rows"]] == names
+    for row in table["rows"]:
+        assert row["name"] in proc.stdout
+        assert row["status"] == "ok" and 0.85 < row["accuracy"] <= 1
+        assert row["accuracy"] == row["workstation_accuracy"]  # same runtime, same sample
+        assert row["ms_per_image"] > 0 and row["fps"] == pytest.approx(
+            1000 / row["ms_per_image"]) and row["size_mb"] > 0
+    assert "below --min-accuracy 1.01" in proc.stderr
+    assert all(f"{name} (" in proc.stderr for name in names)
+    assert table["below_min_accuracy"] and len(table["below_min_accuracy"]) == len(names)
+    for header in ("Format", "Status", "Size (MB)", "Accuracy", "ms/img (p50)", "FPS"):
+        assert header in proc.stdout
+
+    model = run_cli("bench", str(export_dir / "model-int8.onnx"), "--min-accuracy", "0.5")
+    assert model.returncode == 0, model.stderr
+    assert "onnx-int8" in model.stdout and "tflite-int8" not in model.stdout
+    bad = run_cli("bench", str(tmp_path / "nothing"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
