@@ -13,7 +13,7 @@ For every status-ok artifact of ``RUN/export/export.json``, on the same model an
 
 Loops alternate within each repeat; figures are medians over ``--repeats``.
 
-    python benchmarks/runtime.py --run runs/target --threads 1
+    python benchmarks/runtime.py --run runs/target --threads 1 [--export runs/target/export]
 """
 
 from __future__ import annotations
@@ -123,8 +123,12 @@ def bench_keras(run: Run, image: np.ndarray, threads: int, repeats: int) -> dict
     from edge_transfer._keras import load
 
     tf, keras = load()
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran here (an export): rerun once it exists
+        print("warning: TensorFlow was initialised by the export; Keras runs with its default "
+              "threads (run the benchmark again for matched threads)", file=sys.stderr)
     model = keras.models.load_model(run.model_path)
     x = run.preprocessing.apply(image)
     calls = {"keras_model_predict": lambda: model.predict(x, verbose=0),
@@ -138,24 +142,23 @@ def bench_keras(run: Run, image: np.ndarray, threads: int, repeats: int) -> dict
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-def export_dir_of(run: Run) -> Path:
+def export_dir_of(run: Run, given: str | None) -> Path:
+    """``--export DIR``, else ``RUN/export`` (exported now with the defaults when missing)."""
+    if given:
+        return Path(given)
     folder = run.path / "export"
-    if (folder / "export.json").is_file():
-        return folder
-    try:
-        from edge_transfer.export import ExportConfig, export_run  # the real exporters
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from runtime_export import export_folder  # the test suite's stand-in
+    if not (folder / "export.json").is_file():
+        from edge_transfer.export import ExportConfig, export_run
 
-        return export_folder(run.path)
-    export_run(run.path, ExportConfig())
+        export_run(run.path, ExportConfig())
     return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="run directory (exported or not)")
+    parser.add_argument("--export", default=None,
+                        help="export folder (default: RUN/export, exported when missing)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--samples", type=int, default=1000)
@@ -163,7 +166,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/runtime.json"))
     args = parser.parse_args()
     run = Run.open(args.run)
-    export_dir = export_dir_of(run)
+    export_dir = export_dir_of(run, args.export)
     export = json.loads((export_dir / "export.json").read_text())
     test = run.splits.test
     reps = -(-args.samples // len(test.y))

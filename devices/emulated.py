@@ -161,6 +161,41 @@ def check_host(*, uid: int | None = None, for_setup: bool = True) -> None:
         raise DeviceError("emulated arm64 device: " + "; ".join(problems))
 
 
+def check_ready(userland: Userland | None = None) -> None:
+    """Raise DeviceError (exit 2) unless ``userland`` can run validate now: set up, holding
+    this edge-transfer, and a host that can enter it (root, qemu). Each problem names its fix.
+    """
+    userland = userland or Userland.at()
+    problems = host_problems(for_setup=False)
+    if not userland.ready():
+        problems.append(f"no emulated arm64 userland in {userland.path}: "
+                        f"{userland.setup_hint()}")
+    else:
+        stale = _stale_project(userland)
+        if stale:
+            problems.append(stale)
+    if problems:
+        raise DeviceError("emulated arm64 device: " + "; ".join(problems))
+
+
+def _stale_project(userland: Userland) -> str | None:
+    """Why the userland's edge-transfer is not this source tree's, or None when it is (or
+    when this edge-transfer runs from an install, not a source tree)."""
+    try:
+        source = _project_source()
+    except DeviceError:
+        return None
+    installed = ((userland.info() or {}).get("project") or {}).get("fingerprint")
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-src-") as tmp:
+        _, fingerprint = _copy_source(source, Path(tmp) / "src")
+    if installed == fingerprint:
+        return None
+    return (f"the userland in {userland.path} holds another edge-transfer than {source}: "
+            f"run `{SETUP_COMMAND}"
+            f"{'' if userland.path == default_dir() else ' --dir ' + str(userland.path)}` "
+            "(it reuses the rootfs and wheels and reinstalls edge-transfer only)")
+
+
 def _native() -> bool:
     return platform.machine() in ("aarch64", "arm64")
 

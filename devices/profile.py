@@ -12,6 +12,7 @@ The built-in profiles live in ``devices/profiles/*.toml``; a user's own file wor
     storage_mb = 256
     latency_budget_ms = 15.0
     accuracy_tolerance = 0.005          # optional, default: the bundle's
+    stand_in = "emulated:arm64"         # optional: what `validate --device stand-in` runs on
 
 >>> load_profile("coral-dev-board").precisions
 ('int8',)
@@ -52,6 +53,7 @@ class DeviceProfile:
     latency_budget_ms: float
     formats: tuple[str, ...] = FORMATS
     accuracy_tolerance: float | None = None
+    stand_in: str | None = None
     description: str = ""
     source: str = ""
 
@@ -98,8 +100,9 @@ _REQUIRED: dict[str, _Kind] = {
     "ram_mb": (int, float), "storage_mb": (int, float), "latency_budget_ms": (int, float),
 }
 _OPTIONAL: dict[str, _Kind] = {
-    "formats": list, "accuracy_tolerance": (int, float), "description": str,
+    "formats": list, "accuracy_tolerance": (int, float), "description": str, "stand_in": str,
 }
+STAND_INS = ("emulated:arm64",)
 
 
 def _parse(content: str, source: str) -> DeviceProfile:
@@ -132,13 +135,17 @@ def _parse(content: str, source: str) -> DeviceProfile:
     if tolerance is not None and not 0 <= tolerance < 1:
         raise DeviceError(f"{source}: field 'accuracy_tolerance' is a fraction in [0, 1), "
                           f"got {tolerance}")
+    stand_in = data.get("stand_in")
+    if stand_in is not None and stand_in not in STAND_INS:
+        raise DeviceError(f"{source}: field 'stand_in' is {stand_in!r}; choose from "
+                          f"{', '.join(STAND_INS)}")
     return DeviceProfile(
         name=data["name"], arch=data["arch"], runtime=data["runtime"], precisions=precisions,
         threads=data["threads"], ram_mb=float(data["ram_mb"]),
         storage_mb=float(data["storage_mb"]),
         latency_budget_ms=float(data["latency_budget_ms"]), formats=formats,
         accuracy_tolerance=None if tolerance is None else float(tolerance),
-        description=data.get("description", ""), source=source,
+        stand_in=stand_in, description=data.get("description", ""), source=source,
     )
 
 

@@ -8,6 +8,13 @@ Devices:
 - ``"self"``: in this very process (what the child runs).
 - ``"ssh://user@host[:port]"``: copy the bundle, run ``edge-transfer validate --device
   local`` on the device, bring the JSON back (see :mod:`devices.ssh`).
+- ``"emulated:arm64"``: the real arm64 builds of LiteRT and ONNX Runtime in a Debian arm64
+  userland under qemu (:mod:`devices.emulated`; set up once with ``edge-transfer device setup
+  emulated-arm64``, needs root). Each row gains ``agreement``: the arm64 outputs against the
+  workstation's on the same sample (``top1`` agreement, ``max_abs_diff`` in output units);
+  latency measured under emulation is labelled ``"emulated": true`` and never checked.
+- ``"stand-in"``: the profile's ``stand_in`` device (e.g. ``emulated:arm64`` for the
+  Raspberry Pi profiles), for when the real board is not at hand.
 
 >>> result = validate_bundle("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
 >>> [(a["name"], a["status"]) for a in result["artifacts"]]               # doctest: +SKIP
@@ -35,6 +42,8 @@ from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
 
 SCHEMA_VERSION = 1
+EMULATED_ARM64 = "emulated:arm64"
+STAND_IN = "stand-in"
 ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}
 
@@ -57,26 +66,38 @@ def validate_bundle(
     identity: str | None = None,
     connect_timeout: int = 10,
     timeout: float = 1800,
+    outputs: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget."""
+    """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget.
+
+    ``outputs``: a folder where each artifact's raw outputs on the sample are saved as
+    ``NAME.npy`` (float32, output units), to compare devices (local and self only).
+    """
     if threads is not None and threads < 1:
         raise DeviceError(f"--threads must be at least 1, got {threads}")
+    if device == STAND_IN:
+        device = _stand_in(profile)
+    if device == EMULATED_ARM64:
+        return _validate_emulated(Path(bundle_dir), profile, threads, data, artifacts, timeout)
     if device.startswith("ssh://"):
         return _validate_ssh(Path(bundle_dir), device, profile, threads, data, artifacts,
                              remote_command, ssh_options, identity, connect_timeout, timeout)
     if device not in ("local", "self"):
-        raise DeviceError(f"unknown device {device!r}; use local or ssh://user@host[:port]")
+        raise DeviceError(f"unknown device {device!r}; use local, ssh://user@host[:port], "
+                          f"{EMULATED_ARM64} or {STAND_IN} (with --profile)")
     resolved = _resolve_profile(profile)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
         bundle = open_bundle(bundle_dir, extract_to=tmp)  # every sha256, before anything runs
         chosen = [bundle.artifact(name) for name in artifacts] or list(bundle.artifacts)
         if device == "local" and data is not None:
             _validation_data(bundle, data)  # a bad --data fails here, once, not per child
+        if outputs is not None:
+            Path(outputs).mkdir(parents=True, exist_ok=True)
         if device == "self":
-            rows = [_validate_here(bundle, a, resolved, threads, data) for a in chosen]
+            rows = [_validate_here(bundle, a, resolved, threads, data, outputs) for a in chosen]
         else:
-            rows = [_validate_child(bundle, a, profile, resolved, threads, data, timeout)
-                    for a in chosen]
+            rows = [_validate_child(bundle, a, profile, resolved, threads, data, timeout,
+                                    outputs) for a in chosen]
     return {
         "schema_version": SCHEMA_VERSION,
         "device": {"name": device, "profile": resolved.name if resolved else None,
@@ -116,7 +137,7 @@ def _skipped(row: dict[str, Any], reason: str) -> dict[str, Any]:
 
 def _validate_here(
     bundle: Bundle, artifact: BundleArtifact, profile: DeviceProfile | None,
-    threads: int | None, data: str | None,
+    threads: int | None, data: str | None, outputs: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load and evaluate one artifact in this process."""
     from edge_transfer.runtime import EdgeModel
@@ -130,6 +151,9 @@ def _validate_here(
         model = EdgeModel.load(bundle.artifact_path(artifact),
                                threads=threads or (profile.threads if profile else None))
         evaluation = model.evaluate(x, y)
+        if outputs is not None:
+            _save_outputs(Path(outputs) / f"{artifact.name}.npy",
+                          model.predict(x).probabilities)
     except UserError as exc:
         row["reason"] = str(exc)
         return row
@@ -142,6 +166,12 @@ def _validate_here(
                   "accuracy was measured on") if data else None
     row["checks"] = budget_checks(row, profile, tolerance, emulated, other_data)
     return row
+
+
+def _save_outputs(path: Path, outputs: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, np.asarray(outputs, dtype=np.float32))
+    tmp.replace(path)
 
 
 def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +192,7 @@ def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.n
 def _validate_child(
     bundle: Bundle, artifact: BundleArtifact, profile_arg: Any,
     profile: DeviceProfile | None, threads: int | None, data: str | None, timeout: float,
+    outputs: str | Path | None = None,
 ) -> dict[str, Any]:
     """One artifact in a child process; a crash or hang becomes a failed row."""
     row = _base_row(bundle, artifact)
@@ -181,6 +212,8 @@ def _validate_child(
             command += ["--threads", str(threads)]
         if data is not None:
             command += ["--data", data]
+        if outputs is not None:
+            command += ["--outputs", str(outputs)]
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   env=_child_env(), stdin=subprocess.DEVNULL)
@@ -260,3 +293,115 @@ def _validate_ssh(
     result["device"]["name"] = target.url
     result["bundle"] = str(bundle_dir)
     return result
+
+
+# ------------------------------------------------------------------ stand-ins and emulation
+
+
+def _stand_in(profile: str | Path | DeviceProfile | None) -> str:
+    """The device a profile names as its stand-in (``stand_in = "emulated:arm64"``)."""
+    from devices.profile import list_profiles
+
+    named = [n for n in list_profiles() if load_profile(n).stand_in]
+    if profile is None:
+        raise DeviceError(f"--device {STAND_IN} runs the profile's stand-in device: pass "
+                          f"--profile NAME, one of {', '.join(named)}")
+    resolved = _resolve_profile(profile)
+    assert resolved is not None
+    if resolved.stand_in is None:
+        raise DeviceError(f"profile {resolved.name} names no stand-in device; use a profile "
+                          f"that does ({', '.join(named)}) or add stand_in = "
+                          f"\"{EMULATED_ARM64}\" to it")
+    return resolved.stand_in
+
+
+LATENCY_EMULATED = ("measured under qemu emulation on the workstation, not on the device: "
+                    "never checked against a latency budget; run on the device "
+                    "(--device ssh://...) to check it")
+
+
+def _validate_emulated(
+    bundle_dir: Path, profile: str | Path | DeviceProfile | None, threads: int | None,
+    data: str | None, artifacts: Sequence[str], timeout: float,
+) -> dict[str, Any]:
+    """Validate in the arm64 userland and on this workstation, on the same sample; compare."""
+    from devices import emulated
+
+    userland = emulated.Userland.at()
+    emulated.check_ready(userland)  # not set up, stale or not root: exit 2 with the fix
+    resolved = _resolve_profile(profile) if profile is not None else None
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-arm64-") as name:
+        tmp = Path(name)
+        bundle = open_bundle(bundle_dir, extract_to=tmp / "bundle")  # every sha256 first
+        for artifact in artifacts:
+            bundle.artifact(artifact)
+        if data is not None:
+            _validation_data(bundle, data)  # a bad --data fails here, on the host, once
+        options: list[str] = ["--outputs", "/mnt/out/outputs"]
+        binds: dict[str | os.PathLike[str], str] = {}
+        if resolved is not None:
+            binds[_write_profile(resolved, tmp)] = "/mnt/profile.toml"
+            options += ["--profile", "/mnt/profile.toml"]
+        if threads is not None:
+            options += ["--threads", str(threads)]
+        if data is not None and Path(data).exists():
+            binds[Path(data).absolute()] = f"/mnt/data/{Path(data).name}"
+            options += ["--data", f"/mnt/data/{Path(data).name}"]
+        elif data is not None:
+            options += ["--data", data]
+        for artifact in artifacts:
+            options += ["--artifact", artifact]
+        reference = validate_bundle(bundle.path, "local", resolved, threads, data,
+                                    artifacts=artifacts, timeout=timeout,
+                                    outputs=tmp / "workstation")
+        result = emulated.validate_in_userland(bundle.path, options, userland=userland,
+                                               binds=binds, out_dir=tmp / "arm64",
+                                               timeout=timeout)
+        ours = {r["name"]: r for r in reference["artifacts"]}
+        for row in result["artifacts"]:
+            _label_emulated(row)
+            row["agreement"] = agreement(tmp / "workstation" / f"{row['name']}.npy",
+                                         tmp / "arm64" / "outputs" / f"{row['name']}.npy",
+                                         ours.get(row["name"]))
+    versions = (userland.info() or {}).get("versions") or {}
+    result["device"] = {"name": EMULATED_ARM64, "profile": resolved.name if resolved else None,
+                        "arch": result["device"].get("arch", "aarch64"), "emulated": True,
+                        "host_arch": machine_arch(),
+                        "runtimes": {k: versions.get(k) for k in ("ai-edge-litert",
+                                                                   "onnxruntime", "numpy")}}
+    result["bundle"] = str(bundle_dir)
+    result["data"] = data
+    return result
+
+
+def _label_emulated(row: dict[str, Any]) -> None:
+    """Latency measured under emulation: labelled, its check a skip."""
+    row["emulated"] = True
+    for item in row["checks"]:
+        if item["name"] == "latency":
+            item.update(status="skip", emulated=True,
+                        detail=LATENCY_EMULATED if row["status"] == "ok" else item["detail"])
+
+
+def agreement(ours: Path, theirs: Path, reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Top-1 agreement and the largest output difference of two devices' saved outputs.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> np.save(d / "a.npy", np.array([[0.9, 0.1], [0.4, 0.6]], np.float32))
+    >>> np.save(d / "b.npy", np.array([[0.8, 0.2], [0.6, 0.4]], np.float32))
+    >>> a = agreement(d / "a.npy", d / "b.npy", None)
+    >>> a["top1"], round(a["max_abs_diff"], 3), a["samples"]
+    (0.5, 0.2, 2)
+    """
+    if not (ours.is_file() and theirs.is_file()):
+        return None
+    a = np.load(ours).astype(np.float64)
+    b = np.load(theirs).astype(np.float64)
+    if a.shape != b.shape:
+        return {"reference": "workstation", "top1": None, "max_abs_diff": None, "samples": 0,
+                "reference_accuracy": None,
+                "detail": f"output shapes differ: {a.shape} here, {b.shape} on the device"}
+    return {"reference": "workstation", "top1": float(np.mean(a.argmax(1) == b.argmax(1))),
+            "max_abs_diff": float(np.abs(a - b).max()) if a.size else 0.0,
+            "samples": len(a),
+            "reference_accuracy": (reference or {}).get("accuracy")}

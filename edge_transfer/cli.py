@@ -28,6 +28,7 @@ COMMANDS = (
     "export",
     "bundle",
     "validate",
+    "bench",
     "predict",
     "devices",
     "device",

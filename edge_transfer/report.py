@@ -19,11 +19,13 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
                     "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
                     "latency_p50_ms", "fps", "peak_memory_mb",
-                    "checks": {"storage": "pass", ...}}]}
+                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff"}]}
 
 ``workstation_accuracy`` is export.json's (the run's validation split); ``delta_vs_float`` is
 it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
 ``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
+``agreement_top1`` and ``max_abs_diff`` compare the device's outputs with the workstation's on
+that sample (validation JSON ``agreement``, from ``--device emulated:arm64``), else null.
 
 A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
 
@@ -179,6 +181,7 @@ def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
     # validation sample), which need not be the split export.json measured on.
     ref_acc = _num(dev.get("workstation_accuracy")) if dev_ok and dev else None
     latency = (dev.get("latency_ms") or {}) if dev_ok and dev else {}
+    agreement = (dev.get("agreement") or {}) if dev_ok and dev else {}  # emulated devices
     return {
         "name": art["name"], "format": art.get("format"), "precision": art.get("precision"),
         "qat": bool(art.get("qat", False)), "sparsity": art.get("sparsity"),
@@ -198,6 +201,8 @@ def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
         "fps": _num(dev.get("throughput_fps")) if dev_ok and dev else None,
         "peak_memory_mb": _num(dev.get("peak_memory_mb")) if dev_ok and dev else None,
         "checks": {c["name"]: c["status"] for c in (dev or {}).get("checks", [])},
+        "agreement_top1": _num(agreement.get("top1")),
+        "max_abs_diff": _num(agreement.get("max_abs_diff")),
     }
 
 
@@ -251,7 +256,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
                  "acc. workstation", "acc. device", "Δ vs float", "p50 ms", "FPS",
-                 "peak MB", "device gap", "budgets")
+                 "peak MB", "device gap", "budgets", "top-1 agree", "max diff")
 
 
 def table_cells(row: Mapping[str, Any]) -> list[str]:
@@ -265,6 +270,7 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         _fmt(row.get("fps"), "{:.0f}"), _fmt(row.get("peak_memory_mb"), "{:.1f}"),
         _pts(row.get("device_gap")),
         ", ".join(f"{k} {v}" for k, v in checks.items()) or MISSING,
+        _fmt(row.get("agreement_top1"), "{:.4f}"), _fmt(row.get("max_abs_diff"), "{:.2g}"),
     ]
 
 

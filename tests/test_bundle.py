@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from runtime_export import bundle_folder, export_folder
+from runtime_export import bundle_folder, export_folder, ok_names
 
 from edge_transfer.bundle import create_bundle, open_bundle
 from edge_transfer.errors import BundleError
@@ -26,9 +26,10 @@ def digits_bundle(digits_run: Path) -> Path:
 
 
 def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: Path) -> None:
-    export_folder(digits_run)
+    export_dir = export_folder(digits_run)
     out = tmp_path / "bundle"
-    proc = run_cli("bundle", str(digits_run), "--out", str(out), "--tar")
+    proc = run_cli("bundle", str(digits_run), "--out", str(out), "--tar",
+                   "--export-dir", str(export_dir))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     run = Run.open(digits_run)
@@ -37,7 +38,7 @@ def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: P
     assert Preprocessing.from_dict(manifest["preprocessing"]) == run.preprocessing
     assert manifest["data_fingerprint"] == run.data_fingerprint
     names = [a["name"] for a in manifest["artifacts"]]
-    assert names == ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"]  # not the failed
+    assert names == ok_names(export_dir)  # every status-ok artifact, in export order
     for artifact in manifest["artifacts"]:
         data = (out / artifact["file"]).read_bytes()
         assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
@@ -52,7 +53,7 @@ def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: P
     opened = open_bundle(archive, extract_to=tmp_path / "unpacked")
     assert [a.name for a in opened.artifacts] == names
     assert opened.path.is_relative_to(tmp_path / "unpacked")
-    again = create_bundle(digits_run, out)  # an older bundle is replaced
+    again = create_bundle(digits_run, out, export_dir=export_dir)  # an older one is replaced
     assert open_bundle(again).labels == run.labels
 
 
@@ -130,7 +131,7 @@ def test_bundle_refuses_bad_exports_and_busy_folders(digits_run: Path, tmp_path:
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(BundleError, match="not empty and not a bundle"):
-        create_bundle(digits_run, busy)
+        create_bundle(digits_run, busy, export_dir=export_dir)
     assert (busy / "notes.txt").read_text() == "mine"
     fake = tmp_path / "export"
     fake.mkdir()

@@ -287,3 +287,109 @@ def test_arm64_outputs_match_the_workstation(userland: emulated.Userland, models
         # softmax) on a few outputs; broken kernels or quantization would be off by tens.
         assert seen["max_steps"] <= 8 and seen["mean_steps"] < 0.25, (name, seen)
         assert seen["top1_agreement"] >= 0.97, (name, seen)
+
+
+# ----------------------------------------------- validate --device emulated:arm64 (the CLI)
+
+
+def test_emulated_device_without_setup_exits_2_with_the_command(digits_run: Path,
+                                                                 tmp_path: Path) -> None:
+    from conftest import run_cli
+    from runtime_export import bundle_folder
+
+    proc = run_cli("validate", str(bundle_folder(digits_run)), "--device", "emulated:arm64",
+                   env={"EDGE_TRANSFER_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 2, proc.stderr
+    assert "edge-transfer device setup emulated-arm64" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("validate", str(bundle_folder(digits_run)), "--device", "stand-in",
+                   "--profile", "coral-dev-board")
+    assert proc.returncode == 2 and "names no stand-in" in proc.stderr
+
+
+def test_emulated_device_as_nobody_exits_2_naming_root(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate --device emulated:arm64 in a process that dropped root: exit 2, one line."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges from")
+    import rich.console
+    import rich.table  # noqa: F401
+
+    import devices.validate  # noqa: F401
+    import edge_transfer.commands.validate  # noqa: F401
+    from edge_transfer import cli
+
+    monkeypatch.setenv("EDGE_TRANSFER_CACHE", str(tmp_path / "cache"))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.close(read)
+            sys.stderr = os.fdopen(write, "w")
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = cli.main(["validate", str(tmp_path), "--device", "emulated:arm64"])
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        stderr = pipe.read()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 2, stderr
+    assert "needs root" in stderr and "edge-transfer device setup emulated-arm64" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+def test_digits_bundle_validated_on_emulated_arm64(userland: emulated.Userland,
+                                                  digits_run: Path, tmp_path: Path) -> None:
+    """fp32 and int8, TFLite and ONNX, on the arm64 runtimes through the CLI (the Raspberry
+    Pi 5 profile's stand-in); the workstation's outputs on the same sample beside them."""
+    from conftest import run_cli
+    from runtime_export import CORE, bundle_folder, export_folder
+
+    bundle = bundle_folder(digits_run)
+    out = tmp_path / "arm64.json"
+    only = [arg for name in CORE for arg in ("--artifact", name)]
+    proc = run_cli("validate", str(bundle), "--device", "stand-in", "--profile",
+                   "raspberry-pi-5", "--json", str(out), *only, timeout=1800)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["device"]["name"] == "emulated:arm64" and result["device"]["emulated"] is True
+    assert result["device"]["arch"] == "aarch64"
+    assert result["device"]["profile"] == "raspberry-pi-5"
+    rows = {r["name"]: r for r in result["artifacts"]}
+    assert list(rows) == list(CORE)
+    for name, row in rows.items():
+        assert row["status"] == "ok", row
+        agreement = row["agreement"]
+        assert agreement["reference"] == "workstation"
+        assert agreement["samples"] == row["samples"] > 100
+        assert row["accuracy"] > 0.85 and row["workstation_accuracy"] is not None
+        if row["precision"] == "fp32":
+            assert agreement["top1"] == 1.0, (name, agreement)
+            assert agreement["max_abs_diff"] < 1e-4, (name, agreement)
+            assert row["accuracy"] == row["workstation_accuracy"]
+        else:  # arm64 int8 kernels may round a step apart (see the issue): close, not equal
+            assert agreement["top1"] >= 0.97 and agreement["max_abs_diff"] < 0.1, agreement
+            assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.02
+        latency = next(c for c in row["checks"] if c["name"] == "latency")
+        assert latency["status"] == "skip" and latency["emulated"] is True
+        assert "emulation" in latency["detail"]
+    assert "Top-1 agree" in proc.stdout and "emulated" in proc.stdout
+
+    report_dir = tmp_path / "report"
+    proc = run_cli("report", str(digits_run), "--export", str(export_folder(digits_run)),
+                   "--validation", str(out), "--out", str(report_dir))
+    assert proc.returncode == 0, proc.stderr
+    report = {r["name"]: r for r in json.loads((report_dir / "report.json").read_text())[
+        "artifacts"]}
+    for name, row in rows.items():
+        assert report[name]["device_accuracy"] == row["accuracy"]
+        assert report[name]["agreement_top1"] == row["agreement"]["top1"]
+        assert report[name]["max_abs_diff"] == row["agreement"]["max_abs_diff"]
+    assert "agree" in proc.stdout and "top-1 agree" in (report_dir / "report.md").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, run_cli
-from runtime_export import bundle_folder
+from runtime_export import CORE, bundle_folder
 
 from devices import validate_bundle
 from edge_transfer.errors import DeviceError
@@ -107,14 +107,14 @@ def test_bundle_validated_over_ssh_end_to_end(sshd: Server, digits_bundle: Path,
     options = [arg for option in sshd.options for arg in ("--ssh-option", option)]
     proc = run_cli("validate", str(digits_bundle), "--device", sshd.url, "--identity",
                    str(sshd.key), *options, "--remote-command", REMOTE,
-                   "--profile", "generic-x86-64", "--threads", "1", "--json", str(out))
+                   "--profile", "generic-x86-64", "--threads", "1", "--json", str(out),
+                   *(arg for name in CORE for arg in ("--artifact", name)))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["device"]["name"] == sshd.url
     assert result["device"]["profile"] == "generic-x86-64"
     assert result["bundle"] == str(digits_bundle)
-    assert [r["name"] for r in result["artifacts"]] == [
-        "tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"]
+    assert [r["name"] for r in result["artifacts"]] == list(CORE)
     for row in result["artifacts"]:
         assert row["status"] == "ok", row
         assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.005

@@ -29,12 +29,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="Device profiles")
     for column in ("Profile", "Arch", "Runtime", "Formats", "Precisions", "Threads", "RAM MB",
-                   "Storage MB", "Latency ms", "Tolerance"):
+                   "Storage MB", "Latency ms", "Tolerance", "Stand-in"):
         table.add_column(column)
     for p in profiles:
         tolerance = "bundle" if p.accuracy_tolerance is None else f"{p.accuracy_tolerance:g}"
         table.add_row(p.name, p.arch, p.runtime, " ".join(p.formats), " ".join(p.precisions),
                       str(p.threads), f"{p.ram_mb:g}", f"{p.storage_mb:g}",
-                      f"{p.latency_budget_ms:g}", tolerance)
+                      f"{p.latency_budget_ms:g}", tolerance, p.stand_in or "-")
+    table.caption = ("validate/bench --device stand-in --profile NAME runs on the profile's "
+                     "stand-in (emulated:arm64: `edge-transfer device setup emulated-arm64` "
+                     "once)")
     Console(width=160).print(table)
     return 0

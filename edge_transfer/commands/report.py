@@ -37,11 +37,14 @@ def run(args: argparse.Namespace) -> int:
     path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)
     report = json.loads(path.read_text())
     table = Table(title=f"artifacts of {args.run}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, index in _TERMINAL_COLUMNS:
+    columns = _TERMINAL_COLUMNS
+    if any(r.get("agreement_top1") is not None for r in report["artifacts"]):
+        columns += (("agree", 14), ("max diff", 15))  # another device against the workstation
+    for header, index in columns:
         table.add_column(header, no_wrap=True, justify="left" if index < 4 else "right")
     for row in report["artifacts"]:
         cells = table_cells(row)
-        table.add_row(*(cells[i] for _, i in _TERMINAL_COLUMNS),
+        table.add_row(*(cells[i] for _, i in columns),
                       style=None if row["status"] == "ok" else "red")
     console = Console()
     if not console.is_terminal:  # logs and pipes: no reason to squeeze into 80 columns

@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="data spec to validate on instead of the bundle's sample")
     parser.add_argument("--device", default="local",
                         help="local (default, a child process per model), self (this "
-                             "process) or ssh://user@host[:port]")
+                             "process), ssh://user@host[:port], emulated:arm64 (arm64 "
+                             "runtimes under qemu: `edge-transfer device setup emulated-arm64` "
+                             "first) or stand-in (the --profile's stand_in device)")
     parser.add_argument("--profile", default=None,
                         help="device profile name (`edge-transfer devices`) or .toml file")
     parser.add_argument("--threads", type=int, default=None,
@@ -30,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="write the validation JSON to OUT (- for stdout)")
     parser.add_argument("--artifact", action="append", default=[], metavar="NAME",
                         help="validate only this artifact (repeatable)")
+    parser.add_argument("--outputs", default=None, metavar="DIR",
+                        help="save each artifact's raw outputs on the sample as DIR/NAME.npy "
+                             "(to compare devices; local and self)")
     ssh = parser.add_argument_group("ssh devices")
     ssh.add_argument("--remote-command", default="edge-transfer",
                      help="how to start edge-transfer on the device (default: edge-transfer)")
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.bundle, device=args.device, profile=args.profile, threads=args.threads,
         data=args.data, artifacts=args.artifact, remote_command=args.remote_command,
         ssh_options=args.ssh_option, identity=args.identity,
-        connect_timeout=args.connect_timeout,
+        connect_timeout=args.connect_timeout, outputs=args.outputs,
     )
     if args.json == "-":
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -84,18 +89,24 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
     title = (f"{result['bundle']} on {device['name']} ({device['arch']}, profile "
              f"{device['profile']}{', emulated' if device['emulated'] else ''})")
     table = Table(title=title)
-    for column in ("Artifact", "Status", "Size KB", "Accuracy", "Workstation", "p50 ms",
-                   "p90 ms", "FPS", "Peak MB", "storage", "memory", "latency", "accuracy",
-                   "Reason"):
+    compared = any(row.get("agreement") for row in result["artifacts"])
+    columns = ["Artifact", "Status", "Size KB", "Accuracy", "Workstation", "p50 ms", "p90 ms",
+               "FPS", "Peak MB", "storage", "memory", "latency", "accuracy", "Reason"]
+    if compared:  # another device's outputs against the workstation's, on the same sample
+        columns[5:5] = ["Top-1 agree", "Max diff"]
+    for column in columns:
         table.add_column(column)
     marks = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
     for row in result["artifacts"]:
         checks = {c["name"]: marks[c["status"]] for c in row["checks"]}
         ok = row["status"] == "ok"
+        agreement = row.get("agreement") or {}
+        extra = [_fmt(agreement.get("top1"), ".4f"), _fmt(agreement.get("max_abs_diff"), ".2g")]
         table.add_row(
             row["name"], row["status"], f"{row['bytes'] / 1024:.1f}",
             f"{row['accuracy']:.4f}" if ok else "-",
             _fmt(row.get("workstation_accuracy"), ".4f"),
+            *(extra if compared else []),
             f"{row['latency_ms']['p50']:.3f}" if ok else "-",
             f"{row['latency_ms']['p90']:.3f}" if ok else "-",
             f"{row['throughput_fps']:.0f}" if ok else "-",

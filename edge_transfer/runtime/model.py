@@ -239,6 +239,22 @@ def _check_tflite_header(data: bytes) -> None:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss: KB on Linux)."""
+    """Peak resident memory of this process so far, in MB.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's own
+    address space, which starts afresh at exec. ``ru_maxrss`` does not: Linux carries it
+    over fork and exec, so a child started by a process that had loaded TensorFlow would
+    report the parent's peak. Elsewhere (macOS: bytes; BSDs: KB) ``ru_maxrss``.
+
+    >>> 0 < peak_memory_mb() < 1e6
+    True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -1,0 +1,88 @@
+"""``edge-transfer bench RUN|EXPORT|MODEL|BUNDLE``: the benchmark table of every artifact.
+
+    edge-transfer bench runs/target --device emulated:arm64 --min-accuracy 0.95 --json b.json
+
+Format, status, size MB, accuracy, ms per image (p50), FPS, one row per artifact, measured
+by ``validate`` on the device (a run is bundled first: its sample is the test split).
+Exit 1 when an artifact failed or one is below ``--min-accuracy`` (named), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="benchmark table of every artifact on a device (size, accuracy, ms, FPS)",
+        description="Run every artifact of a run, export folder, model file or bundle on a "
+                    "device (through validate) and print format, status, size, accuracy, "
+                    "ms per image and FPS; --min-accuracy fails the run.")
+    parser.add_argument("source", metavar="RUN|MODEL|BUNDLE",
+                        help="run directory, export folder, .tflite/.onnx in an export "
+                             "folder, or bundle (folder or .tar.gz)")
+    parser.add_argument("--device", default="local",
+                        help="local (default), emulated:arm64, stand-in or "
+                             "ssh://user@host[:port] (as for validate)")
+    parser.add_argument("--profile", default=None,
+                        help="device profile (skips what the device cannot run)")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads")
+    parser.add_argument("--data", default=None,
+                        help="data spec to measure on instead of the bundle's sample")
+    parser.add_argument("--min-accuracy", type=float, default=None, metavar="X",
+                        help="fail (exit 1) naming every artifact below this accuracy "
+                             "(a fraction, e.g. 0.95)")
+    parser.add_argument("--json", default=None, metavar="OUT",
+                        help="write the table (and the validation JSON) to OUT")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from devices.bench import below_floor, bench
+    from edge_transfer.errors import UserError
+    from edge_transfer.runs import write_json
+
+    if args.min_accuracy is not None and not 0 <= args.min_accuracy <= 1.5:
+        raise UserError(f"--min-accuracy is a fraction (e.g. 0.95), got {args.min_accuracy}")
+    table = bench(args.source, device=args.device, profile=args.profile,
+                  threads=args.threads, data=args.data)
+    below = below_floor(table, args.min_accuracy) if args.min_accuracy is not None else [
+        f"{r['name']} (failed)" for r in table["rows"] if r["status"] == "failed"]
+    table["min_accuracy"] = args.min_accuracy
+    table["below_min_accuracy"] = below
+    if args.json:
+        write_json(Path(args.json), table)
+    print_table(table)
+    if below:
+        floor = f"below --min-accuracy {args.min_accuracy}" if args.min_accuracy is not None \
+            else "failed"
+        print(f"bench failed: {floor}: {', '.join(below)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_table(table: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    device = table["device"]
+    samples = next((r["samples"] for r in table["rows"] if r["samples"]), 0)
+    emulated = " (emulated: latency is not the device's)" if device.get("emulated") else ""
+    out = Table(title=f"bench of {table['source']} on {device['name']} ({device['arch']}), "
+                      f"{samples} images{emulated}")
+    for column in ("Format", "Status", "Size (MB)", "Accuracy", "ms/img (p50)", "FPS",
+                   "FPS batched"):
+        out.add_column(column, justify="left" if column in ("Format", "Status") else "right")
+    for row in table["rows"]:
+        ok = row["status"] == "ok"
+        status = "✅" if ok else ("skip" if row["status"] == "skipped" else "❌")
+        out.add_row(row["name"], status, f"{row['size_mb']:.3f}",
+                    f"{row['accuracy']:.4f}" if ok else "-",
+                    f"{row['ms_per_image']:.3f}" if ok else "-",
+                    f"{row['fps']:.0f}" if ok else "-",
+                    f"{row['batched_fps']:.0f}" if ok else "-")
+    Console(width=160).print(out)
