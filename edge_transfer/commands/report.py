@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)
     report = json.loads(path.read_text())
     table = Table(title=f"artifacts of {args.run}", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = _TERMINAL_COLUMNS
+    columns: tuple[tuple[str, int], ...] = _TERMINAL_COLUMNS
     if any(r.get("agreement_top1") is not None for r in report["artifacts"]):
         columns += (("agree", 14), ("max diff", 15))  # another device against the workstation
     for header, index in columns:
