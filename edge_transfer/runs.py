@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,9 +42,21 @@ HISTORY_FILE = "history.json"
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON to a temporary name, then rename it into place (never half-written)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary name beside ``path``, flush it to disk, rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> Any:
@@ -125,8 +138,8 @@ class Run:
         split = self.splits.get(name)
         return self.preprocessing.apply(split.x), split.y
 
-    def load_model(self) -> Any:
-        """The tf_keras model (imports TensorFlow)."""
+    def load_model(self, unsafe: bool = False) -> Any:
+        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe``."""
         from edge_transfer.models import load_keras_model
 
-        return load_keras_model(self.model_path)
+        return load_keras_model(self.model_path, unsafe=unsafe)
