@@ -34,7 +34,8 @@ class TensorInfo:
         if self.scale is None:
             return x if x.dtype == self.dtype else x.astype(self.dtype)
         limits = np.iinfo(self.dtype)
-        q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
+        with np.errstate(over="ignore"):  # beyond float32: +-inf, clipped below
+            q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
         np.maximum(q, limits.min, out=q)
         np.minimum(q, limits.max, out=q)
         return q.astype(self.dtype)
