@@ -50,7 +50,7 @@ def _listed_good_are_good(out: Path) -> list[str]:
 
 
 def _assert_not_bundled(run: Path, out: Path, tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="export.json is missing"):
+    with pytest.raises(BundleError, match=r"export\.json is missing"):
         create_bundle(run, tmp_path / "bundle", export_dir=out)
     assert not (tmp_path / "bundle").exists()
 
