@@ -27,7 +27,7 @@ import exporters
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run, write_json
+from edge_transfer.runs import Run, versions, write_json
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -169,6 +169,7 @@ class ExportResult:
             "data_fingerprint": self.data_fingerprint, "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict(),
             "float_accuracy": self.float_accuracy,
+            "versions": versions(),
             "artifacts": [a.to_json(self.out_dir) for a in self.artifacts],
         }
 

@@ -103,8 +103,12 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
 def save_keras_model(model: Any, path: Path) -> None:
     """Save to a temporary name, then rename into place."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    tmp.replace(path)
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def is_nested_model(layer: Any) -> bool:

@@ -304,6 +304,8 @@ CASES = [
          _val(lambda e: e.bundle, "--device", "ssh://nobody@127.0.0.1:{closed_port}",
               "--connect-timeout", "2"),
          ("127.0.0.1",)),
+    Case("validate-json-is-a-folder",
+         lambda e: ["validate", str(e.bundle), "--json", str(e.tmp)], ("--json", "folder")),
     # ---- predict
     Case("predict-truncated-tflite",
          _pred(lambda e: _file(e.tmp / "m.tflite", _truncated(e.model("model-fp32.tflite"))),
@@ -334,6 +336,9 @@ CASES = [
     Case("report-zero-byte-validation",
          lambda e: ["report", str(e.run), "--out", str(e.out), "--validation",
                     str(_file(e.tmp / "v.json", b""))], ("v.json",)),
+    Case("report-out-is-a-file",
+         lambda e: ["report", str(e.run), "--out", str(_file(e.tmp / "r.txt", b"x"))],
+         ("r.txt", "folder")),
     # ---- check
     Case("check-missing-report",
          lambda e: ["check", str(e.tmp / "nope.json"), "--baseline",
