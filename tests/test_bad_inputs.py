@@ -181,6 +181,12 @@ def _bad_run_model(env: Env, damage: Callable[[bytes], bytes]) -> Path:
     return run
 
 
+def _lambda_run(env: Env) -> Path:
+    run = env.copy_run()
+    _lambda_keras(run / "model.keras")
+    return run
+
+
 def _bitflipped_keras(data: bytes) -> bytes:
     """Flip bytes inside the zip's stored members (the archive still opens)."""
     return _bitflipped(data, every=211)
@@ -267,6 +273,9 @@ CASES = [
     Case("export-zero-byte-model",
          lambda e: ["export", str(_bad_run_model(e, lambda _: b"")), "--out", str(e.out)],
          ("model.keras",)),
+    Case("export-lambda-model",
+         lambda e: ["export", str(_lambda_run(e)), "--out", str(e.out)],
+         ("Lambda", "--unsafe-load")),
     Case("export-unknown-precision",
          lambda e: ["export", str(e.run), "--precision", "int3", "--out", str(e.out)],
          ("int3",)),
