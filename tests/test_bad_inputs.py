@@ -312,7 +312,7 @@ CASES = [
     Case("validate-ssh-no-answer",
          _val(lambda e: e.bundle, "--device", "ssh://nobody@127.0.0.1:{closed_port}",
               "--connect-timeout", "2"),
-         ("127.0.0.1",)),
+         ("127.0.0.1", "nothing listens on that port")),
     Case("validate-json-is-a-folder",
          lambda e: ["validate", str(e.bundle), "--json", str(e.tmp)], ("--json", "folder")),
     # ---- predict
