@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -169,3 +172,29 @@ def test_pixels_outside_0_255_or_not_numbers_are_refused(bad: np.ndarray) -> Non
 def test_impossible_preprocessing_is_refused(fields: dict) -> None:
     with pytest.raises(ModelError):
         Preprocessing(**fields)
+
+
+@dataclass
+class _InputOnly:
+    """The one thing ``EdgeModel.prepare`` reads from a backend: its input tensor."""
+
+    input: TensorInfo
+    runtime: str = "none"
+    output: TensorInfo | None = None
+
+
+@SETTINGS
+@given(data=st.data())
+def test_prepare_lookup_equals_quantize_of_apply(data: st.DataObject) -> None:
+    """The runtime's per-pixel lookup table is exactly ``quantize(apply(images))``."""
+    from edge_transfer.metadata import ModelMetadata
+    from edge_transfer.runtime.model import EdgeModel
+
+    pre = data.draw(preprocessings())
+    tensor = data.draw(st.one_of(tensors(), st.just(TensorInfo("t", np.dtype(np.float32)))))
+    labels = ("a", "b")
+    model = EdgeModel(Path("m.tflite"), _InputOnly(tensor),  # type: ignore[arg-type]
+                      ModelMetadata(labels, pre))
+    pixels = data.draw(images(pre))
+    expected = tensor.quantize(pre.apply(pixels))
+    np.testing.assert_array_equal(model.prepare(pixels), expected)
