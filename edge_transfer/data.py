@@ -201,8 +201,8 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             refuse_huge(image.width, image.height)
-            image = image.convert("L" if image.mode in ("L", "I;16", "I", "1") else "RGB")
-            pixels = np.asarray(image)
+            mode = "L" if image.mode in ("L", "I;16", "I", "1") else "RGB"
+            pixels = np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} is not a usable image: {exc}; give a .png, .jpg or .bmp "
                         "file, or remove it") from exc

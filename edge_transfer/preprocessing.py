@@ -142,7 +142,7 @@ def resize_batch(batch: np.ndarray, height: int, width: int) -> np.ndarray:
     for i, image in enumerate(batch):
         for c in range(batch.shape[3]):
             plane = Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L")
-            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.BILINEAR))
+            out[i, ..., c] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
     return out
 
 
