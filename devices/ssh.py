@@ -70,6 +70,10 @@ class SSHTarget:
         args = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
         for option in self.options:
             args += ["-o", option]
+        if not any(o.strip().lower().startswith("stricthostkeychecking") for o in self.options):
+            # ssh keeps the first value it sees: this overrides a ~/.ssh/config that turns
+            # checking off, while a user's own -o StrictHostKeyChecking=accept-new still wins.
+            args += ["-o", "StrictHostKeyChecking=yes"]
         if self.identity:
             args += ["-i", self.identity]
         return args

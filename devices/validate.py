@@ -184,7 +184,8 @@ def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.n
     unknown = [n for n in dataset.class_names if n not in bundle.labels]
     if unknown:
         raise DataError(f"{data} has classes {unknown} the model does not know; its classes "
-                        f"are {', '.join(bundle.labels)}")
+                        f"are {', '.join(bundle.labels)}: give --data a dataset whose class "
+                        "names are among the model's labels")
     remap = np.array([bundle.labels.index(n) for n in dataset.class_names])
     return dataset.x, remap[dataset.y]
 

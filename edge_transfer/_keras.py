@@ -11,7 +11,11 @@ Keras from :func:`load`, never by importing them itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -23,8 +27,9 @@ def load() -> tuple[Any, Any]:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
-        import tf_keras as keras
+        with quiet_native_stderr():
+            import tensorflow as tf
+            import tf_keras as keras
     except ImportError as exc:
         from edge_transfer.errors import UserError
 
@@ -33,3 +38,33 @@ def load() -> tuple[Any, Any]:
             'pip install "edge-transfer[train]"'
         ) from exc
     return tf, keras
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Hide what native code writes to file descriptor 2 meanwhile (TensorFlow's absl
+    start-up lines ignore TF_CPP_MIN_LOG_LEVEL); replay it if the block raises.
+
+    ``EDGE_TRANSFER_NATIVE_LOGS=1`` leaves stderr alone.
+    """
+    if os.environ.get("EDGE_TRANSFER_NATIVE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (e.g. a captured stream)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -239,7 +239,12 @@ def open_bundle(path: str | Path, extract_to: str | Path | None = None) -> Bundl
         if not path.name.endswith((".tar.gz", ".tgz")):
             raise BundleError(f"{path} is neither a bundle folder nor a .tar.gz bundle")
         dest = Path(extract_to) if extract_to else Path(tempfile.mkdtemp(prefix="bundle-"))
-        path = _extract(path, dest)
+        try:
+            return _verify(_extract(path, dest))
+        except BaseException:
+            if not extract_to:  # ours: a refused archive leaves nothing behind
+                shutil.rmtree(dest, ignore_errors=True)
+            raise
     return _verify(path)
 
 

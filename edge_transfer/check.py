@@ -215,10 +215,9 @@ def write_junit(result: CheckResult, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--junit {path} is a folder; give a file name such as check.xml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(junit_xml(result))
-    os.replace(tmp, path)
+    from edge_transfer.runs import write_text_atomic
+
+    write_text_atomic(path, junit_xml(result), parents=True)
     return path
 
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_transfer import __version__
-from edge_transfer.errors import EdgeTransferError, UserError
+from edge_transfer.errors import EdgeTransferError, UserError, one_line
 
 # Command modules, in the order `--help` lists them.
 COMMANDS = (
@@ -74,13 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, limit=2000)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except EdgeTransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, limit=2000)}", file=sys.stderr)
         if debug:
             raise
         return exc.exit_code
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {one_line(exc)}\n"
             "rerun with --debug for the traceback, and report it if it persists",
             file=sys.stderr,
         )

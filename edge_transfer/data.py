@@ -19,6 +19,7 @@ A data spec is a string:
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -143,6 +144,8 @@ def select_classes(dataset: Dataset, names: Sequence[str], what: str) -> Dataset
 
 def load_npz(path: Path) -> Dataset:
     """``x``, ``y`` and optional ``class_names`` from an .npz, never unpickling anything."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); save it again with numpy.savez(x=..., y=...)")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"x", "y"} - set(data.files)
@@ -152,8 +155,9 @@ def load_npz(path: Path) -> Dataset:
             names = data["class_names"] if "class_names" in data.files else None
     except ValueError as exc:  # object arrays need pickle, which we refuse
         raise DataError(f"{path} holds object arrays; save plain numeric arrays ({exc})") from exc
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path} as .npz: {exc}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {path} as .npz: {exc}; save it again with "
+                        "numpy.savez(x=..., y=...)") from exc
     if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
         raise DataError(f"{path}: y must be a 1-D integer array, got {y.dtype} {y.shape}")
     if len(y) and y.min() < 0:
@@ -192,16 +196,33 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist; check the path")
     try:
-        with Image.open(path) as opened:
-            mode = "L" if opened.mode in ("L", "I;16", "I", "1") else "RGB"
-            pixels = np.asarray(opened.convert(mode))
+        with Image.open(path) as image:
+            refuse_huge(image.width, image.height)
+            mode = "L" if image.mode in ("L", "I;16", "I", "1") else "RGB"
+            pixels = np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: {exc}") from exc
+        raise DataError(f"{path} is not a usable image: {exc}; give a .png, .jpg or .bmp "
+                        "file, or remove it") from exc
     batch = as_uint8_batch(pixels[np.newaxis])
     if batch.shape[1:3] != size:
         batch = resize_batch(batch, *size)
     return batch[0]
+
+
+def refuse_huge(width: int, height: int) -> None:
+    """Refuse an image whose pixel count exceeds ``MAX_IMAGE_PIXELS`` before decoding it.
+
+    >>> refuse_huge(20000, 20000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 400000000 pixels (20000x20000) is more than the 64000000 allowed ...
+    """
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{width * height} pixels ({width}x{height}) is more than the "
+                         f"{MAX_IMAGE_PIXELS} allowed (a decompression bomb?); resize the image")
 
 
 def load_image_folder(
@@ -209,20 +230,23 @@ def load_image_folder(
 ) -> Dataset:
     """Decode every image of a class-per-subfolder folder, resized to ``image_size``."""
     paths, labels, classes = list_image_folder(folder)
-    size = image_size or _first_image_size(paths[0])
+    size = image_size or _first_image_size(paths)
     images: list[np.ndarray] = []
     keep: list[int] = []
     bad: list[str] = []
+    reason = ""
     for i, path in enumerate(paths):
         try:
             images.append(read_image(path, size))
             keep.append(i)
-        except DataError:
+        except DataError as exc:
             bad.append(str(path))
+            reason = reason or str(exc.__cause__ or exc)
     if bad and not skip_bad_files:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise DataError(
-            f"{len(bad)} unreadable image(s): {shown}; fix or remove them, or pass --skip-bad-files"
+            f"{len(bad)} unreadable image(s): {shown} (first: {reason}); fix or remove them, "
+            "or pass --skip-bad-files"
         )
     if not images:
         raise DataError(f"no readable images in {folder}")
@@ -231,14 +255,20 @@ def load_image_folder(
     return checked(Dataset(x, labels[keep], classes), str(folder))
 
 
-def _first_image_size(path: Path) -> tuple[int, int]:
+def _first_image_size(paths: Sequence[Path]) -> tuple[int, int]:
+    """The size of the first image that opens; (1, 1) when none does (each is then
+    reported as unreadable)."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            return (image.height, image.width)
-    except OSError as exc:
-        raise DataError(f"{path}: {exc}; fix or remove it") from exc
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if image.width * image.height <= MAX_IMAGE_PIXELS:
+                    return (image.height, image.width)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    return (1, 1)
 
 
 def checked(dataset: Dataset, what: str) -> Dataset:

@@ -67,3 +67,13 @@ class ConversionError(ExportError):
 
 class CheckError(ExportError):
     """An exported file that loads but disagrees with the Keras model beyond its tolerance."""
+
+
+def one_line(error: object, limit: int = 500) -> str:
+    """A library's message (often several lines) as one line for ours, at most ``limit`` chars.
+
+    >>> one_line(ValueError("Tensor 7 is invalid.\n  at subgraph 0\n"))
+    'Tensor 7 is invalid. at subgraph 0'
+    """
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -27,13 +27,14 @@ import exporters
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run, write_json
+from edge_transfer.runs import Run, versions, write_json
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
 
 SCHEMA_VERSION = 1
 EXPORT_FILE = "export.json"
+PREVIOUS_FILE = ".export.json.previous"
 
 Progress = Callable[[str, int, int], None]
 
@@ -65,6 +66,7 @@ class ExportConfig:
     max_accuracy_drop: float = 0.05
     finetune_epochs: int = 2
     seed: int = 0
+    unsafe_load: bool = False   # allow Lambda layers (arbitrary code) in the run's model
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -167,13 +169,14 @@ class ExportResult:
             "data_fingerprint": self.data_fingerprint, "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict(),
             "float_accuracy": self.float_accuracy,
+            "versions": versions(),
             "artifacts": [a.to_json(self.out_dir) for a in self.artifacts],
         }
 
 
-def load_run_model(run: Run) -> Any:
-    """The run's tf_keras model, loaded in Keras' safe mode."""
-    return run.load_model()
+def load_run_model(run: Run, unsafe: bool = False) -> Any:
+    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe``."""
+    return run.load_model(unsafe=unsafe)
 
 
 def _check_model(model: Any, run: Run) -> None:
@@ -187,17 +190,32 @@ def _check_model(model: Any, run: Run) -> None:
             f"{run.preprocessing.input_shape}; fix preprocessing.json or retrain")
 
 
-def output_dir(run_dir: str | Path, config: ExportConfig) -> Path:
-    """The export folder (default ``RUN/export``), created; refuses an existing file."""
+def output_dir(run_dir: str | Path, config: ExportConfig, create: bool = False) -> Path:
+    """The export folder (default ``RUN/export``); refuses an existing file. It is created
+    (``create=True``) only once the model loaded, so bad input leaves no folder behind."""
     out = Path(config.out_dir) if config.out_dir is not None else Path(run_dir) / "export"
     if out.exists() and not out.is_dir():
         raise UnsupportedExportError(
             f"output folder {out} is a file; pass --out a folder path (it is created)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UnsupportedExportError(f"cannot create output folder {out}: {exc}") from exc
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnsupportedExportError(f"cannot create output folder {out}: {exc}") from exc
     return out
+
+
+def _retire_record(out: Path) -> None:
+    """Before any artifact is rewritten, move the previous ``export.json`` aside
+    (``.export.json.previous``, kept until the new record is written): a run killed midway
+    leaves no record that lists a file as good, and the next run still knows which old files
+    to remove. Half-written temporaries of a killed run are deleted."""
+    record = out / EXPORT_FILE
+    if record.is_file():
+        record.replace(out / PREVIOUS_FILE)
+    for tmp in out.glob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 class _Sources:
@@ -267,8 +285,10 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    model = load_run_model(run)
+    model = load_run_model(run, unsafe=config.unsafe_load)
     _check_model(model, run)
+    output_dir(run_dir, config, create=True)
+    _retire_record(out)
     x_val, y_val = run.split_arrays("val")
     meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
     options = ExportOptions(opset=config.opset)
@@ -291,6 +311,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           preparation_seconds=dict(sources.seconds))
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     write_json(result.path, result.to_json())
+    (out / PREVIOUS_FILE).unlink(missing_ok=True)
     return result
 
 
@@ -298,7 +319,7 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
     """Delete the files a previous export.json in ``out`` listed that this export did not
     write again, so the folder holds what its export.json describes."""
     try:
-        previous = json.loads((out / EXPORT_FILE).read_text())["artifacts"]
+        previous = json.loads((out / PREVIOUS_FILE).read_text())["artifacts"]
     except (OSError, ValueError, KeyError, TypeError):
         return
     for record in previous:

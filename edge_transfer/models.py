@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from functools import cache
 from pathlib import Path
@@ -81,13 +82,17 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
         raise ModelError(f"{path} is not a valid .keras archive (corrupt or truncated); "
                          "save the model again")
     _, keras = load()
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path} is empty (0 bytes); save the model again")
     try:
-        return keras.models.load_model(path, custom_objects=custom_objects(),
-                                       compile=compile, safe_mode=not unsafe)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf_keras warns about Lambda code it then refuses
+            return keras.models.load_model(path, custom_objects=custom_objects(),
+                                           compile=compile, safe_mode=not unsafe)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise ModelError(
-                f"{path} contains a Lambda layer (arbitrary code); load it with --unsafe "
+                f"{path} contains a Lambda layer (arbitrary code); pass --unsafe-load "
                 "only if you trust the file"
             ) from exc
         raise ModelError(f"cannot load {path}: {_first_line(exc)}; save the model again") from exc
@@ -98,8 +103,12 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
 def save_keras_model(model: Any, path: Path) -> None:
     """Save to a temporary name, then rename into place."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    tmp.replace(path)
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def is_nested_model(layer: Any) -> bool:

@@ -37,7 +37,6 @@ A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, neve
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,14 +406,17 @@ def _figure(size: tuple[float, float]) -> Any:
 def _save(fig: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(tmp, format="png", dpi=120)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text if text.endswith("\n") else text + "\n")
-    os.replace(tmp, path)
+    from edge_transfer.runs import write_text_atomic
+
+    write_text_atomic(path, text if text.endswith("\n") else text + "\n")
 
 
 # ---------------------------------------------------------------- helpers

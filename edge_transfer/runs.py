@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.data import Splits, load_dataset, split_dataset
-from edge_transfer.errors import DataError, ModelError
+from edge_transfer.errors import DataError, ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
 
 MODEL_FILE = "model.keras"
@@ -39,11 +40,85 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name, then rename it into place (never half-written)."""
+# Every package whose version can change a trained model, an exported file or a measurement.
+VERSIONED_PACKAGES = (
+    "edge-transfer", "tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx",
+    "onnx", "onnxruntime", "ai-edge-litert", "numpy", "pillow", "scikit-learn",
+)
+
+
+def versions() -> dict[str, str]:
+    """Python, the platform and each of ``VERSIONED_PACKAGES`` ("missing" when not installed).
+
+    >>> sorted(versions())[:3]
+    ['ai-edge-litert', 'edge-transfer', 'machine']
+    """
+    import platform
+    from importlib import metadata
+
+    found = {"python": platform.python_version(), "machine": platform.machine(),
+             "system": platform.system()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def write_json(path: Path, data: Any, parents: bool = False) -> None:
+    """Write JSON to a temporary name, then rename it into place (never half-written);
+    ``parents=True`` creates missing folders first."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    write_text_atomic(path, text, parents=parents)
+
+
+def write_text_atomic(path: Path, text: str, parents: bool = False) -> None:
+    """Write text to a temporary name beside ``path``, flush it to disk, rename it into place.
+
+    A path that cannot be written (no such folder, a folder, no permission, disk full) is a
+    :class:`~edge_transfer.errors.UserError` naming it.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); give a file path in a "
+                        "writable folder") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """Check an output file option before the work starts (nothing is created yet): not a
+    folder, and its nearest existing folder is writable (missing folders are made on write).
+
+    >>> output_file("/", "--json")
+    Traceback (most recent call last):
+    ...
+    edge_transfer.errors.UserError: --json / is a folder; give a file name such as out.json
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name such as out.json")
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {existing} is not a writable folder; give a path "
+                        "in a writable folder")
+    return path
 
 
 def read_json(path: Path) -> Any:
@@ -125,8 +200,8 @@ class Run:
         split = self.splits.get(name)
         return self.preprocessing.apply(split.x), split.y
 
-    def load_model(self) -> Any:
-        """The tf_keras model (imports TensorFlow)."""
+    def load_model(self, unsafe: bool = False) -> Any:
+        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe``."""
         from edge_transfer.models import load_keras_model
 
-        return load_keras_model(self.model_path)
+        return load_keras_model(self.model_path, unsafe=unsafe)

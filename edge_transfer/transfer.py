@@ -17,7 +17,6 @@ source accuracy before/after, and a from-scratch baseline with the same data and
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -41,7 +40,9 @@ from edge_transfer.runs import (
     PREPROCESSING_FILE,
     RUN_FILE,
     read_json,
+    versions,
     write_json,
+    write_text_atomic,
 )
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -244,7 +245,8 @@ def summary_line(run_dir: Path) -> str:
     if "source_accuracy_before" in m:
         parts.append(f"source {m['source_accuracy_before']:.3f} -> "
                      f"{m['source_accuracy_after']:.3f}")
-    return f"{', '.join(parts)} in {m['seconds']:.0f} s -> {run_dir}"
+    seconds = read_json(Path(run_dir) / RUN_FILE).get("seconds", 0.0)
+    return f"{', '.join(parts)} in {seconds:.0f} s -> {run_dir}"
 
 
 # ----------------------------------------------------------------------------- data
@@ -498,29 +500,18 @@ def _save_model(model: Any, path: Path) -> None:
     save_keras_model(model, path)
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("edge-transfer", "tensorflow", "tf-keras", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
 def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
                pre: Preprocessing, backbone: backbones.Backbone, model: Any,
                history: dict[str, Any], metrics: dict[str, Any], strategy: Any) -> None:
     _save_model(model, out / MODEL_FILE)
-    tmp = out / f".{LABELS_FILE}.tmp"
-    tmp.write_text("\n".join(dataset.class_names) + "\n")
-    tmp.replace(out / LABELS_FILE)
+    write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
     write_json(out / PREPROCESSING_FILE, pre.to_dict())
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    metrics = dict(metrics)
+    seconds = metrics.pop("seconds", None)  # wall time: run.json, so metrics.json reproduces
     write_json(out / RUN_FILE, {
         "command": command,
+        "seconds": seconds,
         "args": args,
         "seed": cfg.seed,
         "data": {"spec": cfg.data, "seed": cfg.seed, "val_fraction": cfg.val_fraction,
@@ -533,7 +524,7 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
         "strategy": {"name": cfg.strategy, "class": type(strategy).__name__,
                      "replicas": int(strategy.num_replicas_in_sync)},
         "precision": str(_policy_name(model)),
-        "versions": _versions(),
+        "versions": versions(),
     })
     write_json(out / HISTORY_FILE, history)
     write_json(out / METRICS_FILE, metrics)

@@ -13,6 +13,7 @@ model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLi
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -82,12 +83,41 @@ def _float_model(source: KerasSource, opset: int) -> Any:
         model, _ = tf2onnx.convert.from_keras(
             source.model, input_signature=source.input_signature(), opset=opset
         )
+        canonical_names(model.graph)
         for value in (*model.graph.input, *model.graph.output):
             dims = value.type.tensor_type.shape.dim
             if dims and not dims[0].HasField("dim_value"):
                 dims[0].dim_param = BATCH_AXIS
         source.cache[key] = model.SerializeToString()
     return onnx.load_from_string(source.cache[key])
+
+
+_GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")
+
+
+def canonical_names(graph: Any) -> None:
+    """Renumber the ``NAME__<n>`` suffixes tf2onnx gives the nodes it inserts 1, 2, 3... in
+    graph order. tf2onnx draws ``n`` from a process-wide counter, so without this the same
+    model converted twice in one process gives different bytes. The renaming is one-to-one.
+    """
+    numbers: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        match = _GENERATED.search(name)
+        if not match:
+            return name
+        new = numbers.setdefault(match.group(1), str(len(numbers) + 1))
+        return name[: match.start(1)] + new + name[match.end(1):]
+
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        value.name = rename(value.name)
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+        for attribute in node.attribute:
+            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                canonical_names(sub)
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,

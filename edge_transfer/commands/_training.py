@@ -38,8 +38,9 @@ def add_common(parser: argparse.ArgumentParser, default_epochs: int) -> None:
     parser.add_argument("--cut-layer", metavar="NAME",
                         help="with a .keras backbone file: the layer whose output is the "
                              "features (default: the layer before the last)")
-    parser.add_argument("--unsafe", action="store_true",
-                        help="allow Lambda layers (arbitrary code) in a backbone file you trust")
+    parser.add_argument("--unsafe-load", "--unsafe", dest="unsafe", action="store_true",
+                        help="allow Lambda layers (arbitrary code) in a backbone file you trust "
+                             "(--unsafe is an alias)")
     parser.add_argument("--epochs", type=int, default=default_epochs,
                         help=f"maximum epochs{' of the head stage' if default_epochs == 40 else ''}"
                              f"; early stopping usually ends sooner (default: {default_epochs})")

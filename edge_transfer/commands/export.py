@@ -55,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--epochs", type=int, default=2,
                         help="fine-tune epochs for --qat and --prune (default 2)")
     parser.add_argument("--out", type=Path, help="output folder (default RUN/export)")
+    parser.add_argument("--unsafe-load", "--unsafe", dest="unsafe_load", action="store_true",
+                        help="allow Lambda layers (arbitrary code) in a run's model you trust")
     parser.set_defaults(handler=run)
 
 
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_samples=args.calibration_samples,
         calibration_method=args.calibration_method, opset=args.opset, out_dir=args.out,
         max_accuracy_drop=args.max_accuracy_drop, finetune_epochs=args.epochs,
+        unsafe_load=args.unsafe_load,
     )
     Run.open(args.run)            # bad input first, before TensorFlow is imported
     output_dir(args.run, config)

@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from devices import validate_bundle
-    from edge_transfer.runs import write_json
+    from edge_transfer.runs import output_file, write_json
 
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")  # before minutes of validation, not after
     result = validate_bundle(
         args.bundle, device=args.device, profile=args.profile, threads=args.threads,
         data=args.data, artifacts=args.artifact, remote_command=args.remote_command,
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(result, indent=2, sort_keys=True))
     elif args.json:
-        write_json(Path(args.json), result)
+        write_json(Path(args.json), result, parents=True)
     print_table(result, stderr=args.json == "-")
     failed = failures(result)
     if failed:

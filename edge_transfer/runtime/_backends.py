@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_transfer.errors import ModelError
+from edge_transfer.errors import ModelError, one_line
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class TensorInfo:
         if self.scale is None:
             return x if x.dtype == self.dtype else x.astype(self.dtype)
         limits = np.iinfo(self.dtype)
-        q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
+        with np.errstate(over="ignore"):  # beyond float32: +-inf, clipped below
+            q = np.rint(x / np.float32(self.scale)) + np.float32(self.zero_point or 0)
         np.maximum(q, limits.min, out=q)
         np.minimum(q, limits.max, out=q)
         return q.astype(self.dtype)
@@ -74,8 +75,8 @@ class LiteRTBackend:
             self.interpreter = Interpreter(model_content=data, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"LiteRT cannot load this model ({exc}); the file is damaged or "
-                             "not a .tflite: copy or export it again") from exc
+            raise ModelError(f"LiteRT cannot load this model ({one_line(exc)}); the file is "
+                             "damaged or not a .tflite: copy or export it again") from exc
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -114,8 +115,8 @@ class OnnxBackend:
                 data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelError(f"ONNX Runtime cannot load this model ({exc}); the file is damaged "
-                             "or not an .onnx: copy or export it again") from exc
+            raise ModelError(f"ONNX Runtime cannot load this model ({one_line(exc)}); the file is "
+                             "damaged or not an .onnx: copy or export it again") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(

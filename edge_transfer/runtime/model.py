@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer.errors import DataError, ModelError
+from edge_transfer.errors import DataError, ModelError, one_line
 from edge_transfer.metadata import ModelMetadata, read_from_onnx_map, read_from_tflite
 from edge_transfer.preprocessing import Preprocessing, as_uint8_batch
 from edge_transfer.runtime._backends import (
@@ -123,7 +123,7 @@ class EdgeModel:
                 metadata = read_from_onnx_map(onnx.metadata())
                 backend = onnx
         except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from exc
+            raise ModelError(f"{path}: {one_line(exc)}") from exc
         model = cls(path, backend, metadata)
         model.threads = threads
         model._check_output(len(metadata.labels))
@@ -213,7 +213,8 @@ class EdgeModel:
         try:
             out = self.predict(probe)
         except Exception as exc:  # a model that loads but cannot run its own input
-            raise ModelError(f"{self.path}: the model fails on its declared input: {exc}") from exc
+            raise ModelError(f"{self.path}: the model fails on its declared input: "
+                             f"{one_line(exc)}") from exc
         if out.probabilities.shape != (1, classes):
             raise ModelError(
                 f"{self.path}: the model outputs {out.probabilities.shape[1:]} but carries "

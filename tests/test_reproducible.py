@@ -1,0 +1,46 @@
+"""Reproducibility on the CPU: the same seed gives the same metrics.json and the same
+artifact bytes; run.json and export.json record every version and the data fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import FAST
+
+from edge_transfer.data import load_dataset
+from edge_transfer.export import ExportConfig, export_run
+from edge_transfer.runs import VERSIONED_PACKAGES, Run
+from edge_transfer.transfer import FinetuneConfig, finetune
+
+EXPORT = ExportConfig(formats=("tflite", "onnx"), precisions=("fp32", "int8"),
+                      calibration_samples=32)
+
+
+def test_same_seed_same_metrics_and_same_artifact_bytes(
+    pretrain_run: Path, tmp_path: Path
+) -> None:
+    runs, exports = [], []
+    for name in ("a", "b"):
+        run = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / name,
+                                      backbone=str(pretrain_run), shots=10, epochs=3,
+                                      finetune_epochs=2, seed=3, **FAST))
+        runs.append(run)
+        exports.append(export_run(run, EXPORT))
+    assert (runs[0] / "metrics.json").read_bytes() == (runs[1] / "metrics.json").read_bytes()
+    digests = [{a.name: a.sha256 for a in e.artifacts if a.ok} for e in exports]
+    assert sorted(digests[0]) == ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
+    assert digests[0] == digests[1]
+    for a, b in zip(*(e.artifacts for e in exports), strict=True):
+        assert a.path.read_bytes() == b.path.read_bytes(), a.name
+
+
+def test_run_and_export_records_name_versions_and_data(digits_run: Path) -> None:
+    record = json.loads((digits_run / "run.json").read_text())
+    for package in ("python", "machine", *VERSIONED_PACKAGES):
+        assert record["versions"].get(package), package
+    data = record["data"]
+    assert data["fingerprint"] == load_dataset(data["spec"]).fingerprint()
+    assert Run.open(digits_run).data_fingerprint == data["fingerprint"]
+    for key in ("spec", "seed", "val_fraction", "test_fraction", "shots"):
+        assert key in data
