@@ -134,7 +134,12 @@ def _check_option(option: str) -> None:
     key, value = ([*re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1), ""])[:2]
     if not re.fullmatch(r"[A-Za-z]+", key):
         raise DeviceError(f"bad ssh option {option!r}; write it as Key=value, e.g. Port=2222")
-    if key.lower() == "stricthostkeychecking" and value.lower() in ("no", "off"):
+    checks_off = (
+        (key.lower() == "stricthostkeychecking"
+         and value.lower() not in ("yes", "ask", "accept-new", "true"))
+        or (key.lower() == "userknownhostsfile" and value.strip() == "/dev/null")
+    )
+    if checks_off:
         raise DeviceError("refusing to turn host-key checking off; add the device's key "
                           "to known_hosts (ssh-keyscan, after checking it) instead")
 

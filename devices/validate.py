@@ -396,8 +396,8 @@ def agreement(ours: Path, theirs: Path, reference: dict[str, Any] | None) -> dic
     """
     if not (ours.is_file() and theirs.is_file()):
         return None
-    a = np.load(ours).astype(np.float64)
-    b = np.load(theirs).astype(np.float64)
+    a = np.load(ours, allow_pickle=False).astype(np.float64)
+    b = np.load(theirs, allow_pickle=False).astype(np.float64)
     if a.shape != b.shape:
         return {"reference": "workstation", "top1": None, "max_abs_diff": None, "samples": 0,
                 "reference_accuracy": None,

@@ -141,9 +141,14 @@ def create_bundle(
             "validation_sha256": sha256_file(staging / VALIDATION_SAMPLE),
             "artifacts": entries,
         })
-        if out.exists():
-            shutil.rmtree(out)
-        staging.replace(out)
+        if out.exists():  # a previous bundle (checked by _check_out_dir): swap, then delete
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.replace(old)
+            staging.replace(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.replace(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -210,8 +215,19 @@ def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 def _check_out_dir(out: Path) -> None:
     if out.is_file():
         raise BundleError(f"{out} is a file; give a folder for the bundle")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise BundleError(f"{out} is not empty and not a bundle; give an empty or new folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_bundle(out):
+        raise BundleError(f"{out} is not empty and not an edge-transfer bundle; give an empty "
+                          "or new folder (an existing bundle is replaced)")
+
+
+def _is_bundle(folder: Path) -> bool:
+    """An edge-transfer bundle, judged by its manifest, not by a file name alone."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"schema_version", "artifacts",
+                                           "validation_sample"} <= manifest.keys()
 
 
 def _parent(out: Path) -> Path:

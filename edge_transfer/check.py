@@ -8,6 +8,7 @@ Each artifact row of the baseline is held to these criteria; any failure is a re
     device_accuracy  the same for the accuracy measured on the device
     size          bytes grew by at most ``max_size_growth`` (relative)
     device_gap    |device accuracy - workstation accuracy| now at most ``max_device_gap``
+    budget:NAME   a device budget (storage, memory, latency, accuracy) that passed then passes now
 
 A figure the baseline has and the report lacks fails too (it is no longer measured).
 Reports of different data (fingerprint) are refused unless ``allow_different_data``.
@@ -147,7 +148,22 @@ def _compare(base: Mapping[str, Any], now: Mapping[str, Any] | None,
         out.append(_drop(name, key, base.get(field), now.get(field), tol.max_accuracy_drop))
     out.append(_growth(name, base.get("bytes"), now.get("bytes"), tol.max_size_growth))
     out.append(_gap(name, now.get("device_gap"), base.get("device_gap"), tol.max_device_gap))
-    return out
+    return out + _budgets(name, base.get("checks") or {}, now.get("checks") or {})
+
+
+def _budgets(name: str, base: Mapping[str, str], now: Mapping[str, str]) -> list[Finding]:
+    """A device budget that passed in the baseline must still pass."""
+    findings = []
+    for budget, before in base.items():
+        after = now.get(budget)
+        failed = before == "pass" and after != "pass"
+        findings.append(Finding(
+            name, f"budget:{budget}", "fail" if failed else "pass" if before == "pass" else "skip",
+            before, after,
+            message=f"{name}: {budget} budget passed in the baseline, {after or 'missing'} now"
+            if failed else "",
+        ))
+    return findings
 
 
 def _missing(name: str, criterion: str, base: Any, now: Any) -> Finding | None:

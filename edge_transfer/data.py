@@ -98,6 +98,13 @@ def load_dataset(
     raise DataError(f"{spec} is neither a folder nor an .npz file; see --help for data specs")
 
 
+def absolute_spec(spec: str) -> str:
+    """A data spec that still names the same data from another working folder."""
+    if spec == DIGITS_PREFIX or spec.startswith(DIGITS_PREFIX + ":"):
+        return spec
+    return str(Path(spec).resolve())
+
+
 def parse_class_selection(text: str, known: Sequence[str]) -> list[str]:
     """``"5-9"`` / ``"0,2,4"`` / ``"0-2,7"`` -> class names, in the order given."""
     selected: list[str] = []

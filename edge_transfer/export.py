@@ -213,9 +213,10 @@ def _retire_record(out: Path) -> None:
     record = out / EXPORT_FILE
     if record.is_file():
         record.replace(out / PREVIOUS_FILE)
-    for tmp in out.glob(".*.tmp*"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
+    for pattern in (".model-*.tmp", f".{EXPORT_FILE}.tmp"):  # our own temporaries only
+        for tmp in out.glob(pattern):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
 
 
 class _Sources:

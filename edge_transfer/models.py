@@ -81,6 +81,13 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModelError(f"{path} is not a valid .keras archive (corrupt or truncated); "
                          "save the model again")
+    if path.suffix.lower() != ".keras" and not unsafe:
+        # tf_keras applies safe_mode to .keras archives only: an HDF5 model's Lambda layers
+        # would run their stored code unchecked.
+        raise ModelError(
+            f"{path} is a legacy HDF5 model, which Keras cannot load safely; re-save it as "
+            ".keras (model.save('model.keras')), or pass --unsafe-load if you trust the file"
+        )
     _, keras = load()
     if path.stat().st_size == 0:
         raise ModelError(f"{path} is empty (0 bytes); save the model again")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer import backbones
-from edge_transfer.data import Dataset, Splits, load_dataset, split_dataset
+from edge_transfer.data import Dataset, Splits, absolute_spec, load_dataset, split_dataset
 from edge_transfer.errors import UserError
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import (
@@ -514,8 +514,9 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
         "seconds": seconds,
         "args": args,
         "seed": cfg.seed,
-        "data": {"spec": cfg.data, "seed": cfg.seed, "val_fraction": cfg.val_fraction,
-                 "test_fraction": cfg.test_fraction, "shots": cfg.shots,
+        "data": {"spec": absolute_spec(cfg.data), "seed": cfg.seed,
+                 "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
+                 "shots": cfg.shots,
                  "fingerprint": dataset.fingerprint(), "skip_bad_files": cfg.skip_bad_files,
                  "sizes": {"train": len(splits.train), "val": len(splits.val),
                            "test": len(splits.test)}},

@@ -130,7 +130,11 @@ def test_bundle_refuses_bad_exports_and_busy_folders(digits_run: Path, tmp_path:
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(BundleError, match="not empty and not a bundle"):
+    with pytest.raises(BundleError, match="not empty and not an edge-transfer bundle"):
+        create_bundle(digits_run, busy, export_dir=export_dir)
+    assert (busy / "notes.txt").read_text() == "mine"
+    (busy / "manifest.json").write_text('{"name": "my web app"}')  # someone else's manifest
+    with pytest.raises(BundleError, match="not empty and not an edge-transfer bundle"):
         create_bundle(digits_run, busy, export_dir=export_dir)
     assert (busy / "notes.txt").read_text() == "mine"
     fake = tmp_path / "export"

@@ -130,3 +130,14 @@ def test_cli_exit_codes_junit_and_step_summary(report: dict, tmp_path: Path) -> 
     assert allowed.returncode == 0, allowed.stderr
     missing = run_cli("check", str(tmp_path / "nope.json"), "--baseline", str(current))
     assert missing.returncode == 2 and "edge-transfer report" in missing.stderr
+
+
+def test_a_device_budget_that_passed_and_now_fails_is_a_regression(report: dict) -> None:
+    row = next(r for r in report["artifacts"] if r["name"] == "tflite-int8")
+    assert row["checks"], "the validation JSON of the fixture has budget checks"
+    budget = next(iter(row["checks"]))
+    over = edited(report, "tflite-int8", checks={**row["checks"], budget: "fail"})
+    baseline = edited(report, "tflite-int8", checks={**row["checks"], budget: "pass"})
+    result = check(over, baseline)
+    assert _failed(result) == [("tflite-int8", f"budget:{budget}")]
+    assert "budget passed in the baseline, fail now" in result.regressions[0].message
