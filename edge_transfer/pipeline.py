@@ -286,7 +286,7 @@ def run_pipeline(
         parser = build_parser()
     steps = select_steps(pipeline, only, skip)
     if pipeline.out.exists() and not pipeline.out.is_dir():
-        raise UserError(f"the work folder {pipeline.out} is a file; set another out")
+        raise UserError(f"the work folder {pipeline.out} is a file; pass another --out")
     planned = [(step, step_argv(pipeline, step, parser)) for step in steps]
     parsed = [_parse(parser, pipeline, step, argv) for step, argv in planned]
     results: list[StepResult] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_export import bundle_folder
+from runtime_export import bundle_folder, export_folder
 
 from tests.conftest import run_cli
 
@@ -33,6 +33,7 @@ from tests.conftest import run_cli
 class Env:
     run: Path        # a fine-tuned run directory (do not modify: copy it)
     bundle: Path     # a bundle of that run (do not modify: copy it)
+    export: Path     # the run's shared export folder (do not modify: copy it)
     tmp: Path        # this case's own folder
     out: Path        # this case's output folder: must not exist after a refused case
 
@@ -163,7 +164,7 @@ def _closed_port() -> int:
 
 def _export_dir(env: Env, tamper: Callable[[Path, dict], None]) -> Path:
     """A copy of the run's export folder with export.json tampered."""
-    folder = Path(shutil.copytree(env.run / "export", env.tmp / "export"))
+    folder = Path(shutil.copytree(env.export, env.tmp / "export"))
     record = json.loads((folder / "export.json").read_text())
     tamper(folder, record)
     (folder / "export.json").write_text(json.dumps(record))
@@ -343,11 +344,19 @@ CASES = [
     Case("report-missing-run", lambda e: ["report", str(e.tmp / "nope"), "--out", str(e.out)],
          ("not a run directory",)),
     Case("report-zero-byte-validation",
-         lambda e: ["report", str(e.run), "--out", str(e.out), "--validation",
-                    str(_file(e.tmp / "v.json", b""))], ("v.json",)),
+         lambda e: ["report", str(e.run), "--export", str(e.export), "--out", str(e.out),
+                    "--validation", str(_file(e.tmp / "v.json", b""))], ("v.json",)),
     Case("report-out-is-a-file",
-         lambda e: ["report", str(e.run), "--out", str(_file(e.tmp / "r.txt", b"x"))],
+         lambda e: ["report", str(e.run), "--export", str(e.export),
+                    "--out", str(_file(e.tmp / "r.txt", b"x"))],
          ("r.txt", "folder")),
+    # ---- bench, demo
+    Case("bench-missing-model", lambda e: ["bench", str(e.tmp / "nope.tflite")],
+         ("nope.tflite", "does not exist")),
+    Case("bench-min-accuracy-not-a-fraction",
+         lambda e: ["bench", str(e.bundle), "--min-accuracy", "95"], ("--min-accuracy", "0.95")),
+    Case("demo-out-is-a-file", lambda e: ["demo", "--out", str(_file(e.tmp / "d.txt", b"x"))],
+         ("d.txt", "is a file")),
     # ---- check
     Case("check-missing-report",
          lambda e: ["check", str(e.tmp / "nope.json"), "--baseline",
@@ -397,8 +406,8 @@ def _fill(arg: str, env: Env) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared(digits_run: Path) -> tuple[Path, Path]:
-    return digits_run, bundle_folder(digits_run)  # also writes digits_run/export
+def shared(digits_run: Path) -> tuple[Path, Path, Path]:
+    return digits_run, bundle_folder(digits_run), export_folder(digits_run)
 
 
 def _left_behind(env: Env) -> list[str]:
@@ -414,8 +423,9 @@ LIBRARY_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate",)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, shared: tuple[Path, Path], tmp_path: Path) -> None:
-    env = Env(run=shared[0], bundle=shared[1], tmp=tmp_path, out=tmp_path / "out")
+def test_bad_input(case: Case, shared: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run, bundle, export = shared
+    env = Env(run=run, bundle=bundle, export=export, tmp=tmp_path, out=tmp_path / "out")
     args = [_fill(a, env) for a in case.args(env)]
     result = run_cli(*args, timeout=120)
     crashed = result.returncode not in (0, 1, 2) or "Traceback" in result.stderr

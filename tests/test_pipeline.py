@@ -55,7 +55,7 @@ def test_demo_config_is_the_documented_recipe() -> None:
                                             "validate", "report"]
     pretrain, finetune, export = pipe.steps[:3]
     assert pretrain.get("data") == "digits:0-4" and pretrain.get("backbone") == "small-cnn"
-    assert finetune.get("data") == "digits:5-9" and finetune.get("shots") == 10
+    assert finetune.get("data") == "digits:5-9" and finetune.get("shots") == 5
     assert finetune.get("baseline") == "scratch"
     assert finetune.get("source-data") == "digits:0-4"
     assert export.get("formats") == ("tflite", "onnx") and export.get("qat") is True
