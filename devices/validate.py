@@ -23,6 +23,7 @@ Devices:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ import numpy as np
 
 from devices.checks import budget_checks
 from devices.profile import DeviceProfile, load_profile
+from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
 
@@ -169,9 +171,9 @@ def _validate_here(
 
 
 def _save_outputs(path: Path, outputs: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, np.asarray(outputs, dtype=np.float32))
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(outputs, dtype=np.float32))
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.ndarray]:

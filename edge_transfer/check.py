@@ -231,7 +231,7 @@ def write_junit(result: CheckResult, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--junit {path} is a folder; give a file name such as check.xml")
-    from edge_transfer.runs import write_text_atomic
+    from edge_transfer.atomic import write_text_atomic
 
     write_text_atomic(path, junit_xml(result), parents=True)
     return path

@@ -77,10 +77,10 @@ class Preprocessing:
             raise ModelError(f"malformed preprocessing record ({exc}): {data!r}") from exc
 
     def save(self, path: Path) -> None:
-        """Write to a temporary name beside ``path``, then rename it into place."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        """Write the record as JSON, atomically."""
+        from edge_transfer.atomic import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Preprocessing:

@@ -414,7 +414,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from edge_transfer.runs import write_text_atomic
+    from edge_transfer.atomic import write_text_atomic
 
     write_text_atomic(path, text if text.endswith("\n") else text + "\n")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import Splits, load_dataset, split_dataset
 from edge_transfer.errors import DataError, ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
@@ -71,33 +72,6 @@ def write_json(path: Path, data: Any, parents: bool = False) -> None:
     ``parents=True`` creates missing folders first."""
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     write_text_atomic(path, text, parents=parents)
-
-
-def write_text_atomic(path: Path, text: str, parents: bool = False) -> None:
-    """Write text to a temporary name beside ``path``, flush it to disk, rename it into place.
-
-    A path that cannot be written (no such folder, a folder, no permission, disk full) is a
-    :class:`~edge_transfer.errors.UserError` naming it.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "is a folder")
-        if parents:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}); give a file path in a "
-                        "writable folder") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def output_file(path: str | Path, option: str) -> Path:

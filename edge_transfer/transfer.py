@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer import backbones
+from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import Dataset, Splits, absolute_spec, load_dataset, split_dataset
 from edge_transfer.errors import UserError
 from edge_transfer.preprocessing import Preprocessing
@@ -42,7 +43,6 @@ from edge_transfer.runs import (
     read_json,
     versions,
     write_json,
-    write_text_atomic,
 )
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")

@@ -1,22 +1,10 @@
-"""Atomic writes and the size/digest facts of a written file."""
+"""The size and digest facts of a written file."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
 from exporters._failures import conversion_failure
-from exporters._files import file_facts, write_atomic
+from exporters._files import file_facts
 from exporters._types import (
     Artifact,
     Calibration,
@@ -52,7 +53,7 @@ def export(
         raise conversion_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
     path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
-    write_atomic(path, data)
+    write_bytes_atomic(path, data)
     facts = file_facts(data)
     inputs, outputs = describe(data)
     return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
