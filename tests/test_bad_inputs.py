@@ -11,7 +11,6 @@ bad file in microseconds from them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -127,15 +126,6 @@ def _lambda_keras(path: Path) -> Path:
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     model.save(path)
     return path
-
-
-def _rehash(bundle: Path, file: str) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for artifact in manifest["artifacts"]:
-        if artifact["file"] == file:
-            data = (bundle / file).read_bytes()
-            artifact["sha256"], artifact["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _manifest(bundle: Path, **changes: object) -> Path:
