@@ -80,14 +80,15 @@ def test_non_root_is_told_to_run_as_root() -> None:
         "root" not in p for p in emulated.host_problems(uid=0))
 
 
-def test_setup_as_nobody_exits_2_naming_root(tmp_path: Path) -> None:
-    """The real CLI path in a process that dropped root for nobody: exit 2, one line."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop privileges from")
-    import rich.console  # noqa: F401 (imported before the fork: nobody cannot read /root)
+def _cli_as_nobody(argv: list[str]) -> tuple[int, str]:
+    """``edge-transfer ARGV`` in a forked child that dropped root for nobody: exit code, stderr.
 
+    What the command imports must be imported before the fork (nobody may not read the venv);
+    building the parser here imports every command module.
+    """
     from edge_transfer import cli
 
+    cli.build_parser()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: become nobody, run the CLI, exit with its code
@@ -98,17 +99,25 @@ def test_setup_as_nobody_exits_2_naming_root(tmp_path: Path) -> None:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            cli.COMMANDS = ("device",)  # this branch's commands; the child's copy only
-            code = cli.main(["device", "setup", "emulated-arm64", "--dir",
-                             str(tmp_path / "arm64")])
+            code = cli.main(argv)
         finally:
             sys.stderr.flush()
             os._exit(code)
     os.close(write)
     with os.fdopen(read) as pipe:
         stderr = pipe.read()
-    status = os.waitpid(pid, 0)[1]
-    assert os.waitstatus_to_exitcode(status) == 2, stderr
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), stderr
+
+
+def test_setup_as_nobody_exits_2_naming_root(tmp_path: Path) -> None:
+    """The real CLI path in a process that dropped root for nobody: exit 2, one line."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges from")
+    import rich.console  # noqa: F401 (imported before the fork: nobody cannot read /root)
+
+    code, stderr = _cli_as_nobody(["device", "setup", "emulated-arm64", "--dir",
+                                   str(tmp_path / "arm64")])
+    assert code == 2, stderr
     assert "needs root" in stderr and "sudo edge-transfer device setup" in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "arm64").exists()
@@ -316,28 +325,10 @@ def test_emulated_device_as_nobody_exits_2_naming_root(tmp_path: Path,
     import rich.table  # noqa: F401
 
     import devices.validate  # noqa: F401
-    import edge_transfer.commands.validate  # noqa: F401
-    from edge_transfer import cli
 
     monkeypatch.setenv("EDGE_TRANSFER_CACHE", str(tmp_path / "cache"))
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            os.close(read)
-            sys.stderr = os.fdopen(write, "w")
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            code = cli.main(["validate", str(tmp_path), "--device", "emulated:arm64"])
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        stderr = pipe.read()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 2, stderr
+    code, stderr = _cli_as_nobody(["validate", str(tmp_path), "--device", "emulated:arm64"])
+    assert code == 2, stderr
     assert "needs root" in stderr and "edge-transfer device setup emulated-arm64" in stderr
     assert len(stderr.strip().splitlines()) == 1
 
