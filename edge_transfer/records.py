@@ -292,7 +292,7 @@ class TensorRecord(Record):
 
 @dataclass(frozen=True)
 class ExportCheck(Record):
-    """The exported file compared with its Keras model on the validation split."""
+    """The exported file compared with its Keras model on the run's test split."""
 
     samples: int
     max_abs_diff: float
@@ -300,6 +300,9 @@ class ExportCheck(Record):
     accuracy: float
     tolerance: float | None
     passed: bool
+    predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
+    vs_float: dict[str, Any] | None = None  # stats.Paired.as_dict(): this file - the float model
+    underpowered: str | None = None         # the samples cannot resolve a drop of the tolerance
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,9 @@ class ExportRecord(FileRecord):
     float_accuracy: float | None
     artifacts: tuple[ExportArtifact, ...]
     versions: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, Any] | None = None    # edge_transfer.samples.SampleIds.to_dict()
+    float_predictions: str | None = None     # the Keras model's top-1 per sample (encoded)
+    decision: dict[str, Any] | None = None   # {"max_accuracy_drop", "alpha", "decide"}
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:
@@ -371,7 +377,7 @@ class ManifestArtifact(Record):
     sha256: str
     bytes: int
     workstation_accuracy: float | None = None   # on the bundle's validation sample
-    export_accuracy: float | None = None        # export.json's (the run's validation split)
+    export_accuracy: float | None = None        # export.json's (the run's test split)
 
 
 @dataclass(frozen=True)
@@ -446,6 +452,7 @@ class ValidationRow(Record):
     samples: int = 0
     accuracy: float | None = None
     workstation_accuracy: float | None = None
+    predictions: str | None = None    # top-1 per sample (edge_transfer.samples.encode)
     per_class_accuracy: tuple[float | None, ...] | None = None
     confusion_matrix: tuple[tuple[int, ...], ...] | None = None
     latency_ms: dict[str, float] | None = None
