@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
@@ -171,6 +172,7 @@ def runtime_refusal(model: Any) -> str | None:
     try:
         _session(model.SerializeToString())
     except Exception as exc:
+        interrupts.check(exc)
         return f"ONNX Runtime refuses the graph: {str(exc).splitlines()[0][:200]}"
     return None
 
