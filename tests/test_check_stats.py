@@ -12,8 +12,9 @@ import pytest
 from report_inputs import edited, write_inputs
 
 from edge_transfer.check import Tolerances, check, junit_xml, load_report, markdown_summary
+from edge_transfer.records import SampleIds
 from edge_transfer.report import build_report
-from edge_transfer.samples import SampleIds, encode
+from edge_transfer.samples import encode
 from tests.conftest import run_cli
 
 

@@ -45,8 +45,8 @@ def test_variant_exports_loads_and_passes_its_check(result: ExportResult, varian
     # The record keeps each sample's top-1 and the paired comparison with the float model.
     assert decode(artifact.check.predictions).tolist() == probabilities.argmax(1).tolist()
     cmp = artifact.check.vs_float
-    assert cmp["n"] == len(y) and cmp["low"] <= cmp["difference"] <= cmp["high"]
-    assert not (cmp["difference"] < -0.05 and cmp["p_value"] < 0.05)
+    assert cmp.n == len(y) and cmp.low <= cmp.difference <= cmp.high
+    assert not (cmp.difference < -0.05 and cmp.p_value < 0.05)
 
 
 def test_fp32_matches_keras_within_1e4(result: ExportResult) -> None:
@@ -59,7 +59,7 @@ def test_fp32_matches_keras_within_1e4(result: ExportResult) -> None:
 def test_int8_not_significantly_below_float(result: ExportResult) -> None:
     """Paired on the same test samples: int8 loses no more than 2 points with significance."""
     cmp = result.get("tflite-int8").check.vs_float
-    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
+    assert cmp.difference >= -0.02 or cmp.p_value >= 0.05, cmp.describe()
 
 
 def test_qat_int8_not_significantly_worse_than_ptq_int8(result: ExportResult) -> None:
