@@ -122,7 +122,8 @@ def test_cli_alpha_and_decide(report: dict, tmp_path: Path) -> None:
                    env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cannot resolve" in proc.stdout + proc.stderr
-    assert "p=0.5" in summary.read_text()
+    assert "| tflite-int8 | accuracy | -1.5 pt |" in summary.read_text()
+    assert "| 0.5 | pass |" in summary.read_text()
     proc = run_cli("check", str(now), "--baseline", str(base), "--decide", "point")
     assert proc.returncode == 1
     proc = run_cli("check", str(now), "--baseline", str(base), "--alpha", "2")
