@@ -19,7 +19,19 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
                     "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
                     "latency_p50_ms", "fps", "peak_memory_mb",
-                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff"}]}
+                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff",
+                    "predictions", "device_predictions", "reference_predictions",
+                    "workstation_interval", "device_interval", "vs_float",
+                    "device_vs_workstation", "health"}],
+     "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
+
+Per-sample figures (:mod:`edge_transfer.samples`, :mod:`edge_transfer.stats`): ``samples`` and
+``device_samples`` name the samples (data fingerprint, split, positions, labels) the
+``predictions`` (workstation, test split) and ``device_predictions`` were made on; the
+intervals are 95% Wilson intervals ``[low, high]``; ``vs_float`` (the file against the float
+model) and ``device_vs_workstation`` are paired comparisons on the same samples (difference,
+95% Newcombe interval, exact McNemar p, lost and gained samples); ``health`` and
+``warnings`` name models at chance or predicting one class.
 
 ``workstation_accuracy`` is export.json's (the run's test split); ``delta_vs_float`` is
 it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
