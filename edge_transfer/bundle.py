@@ -125,7 +125,7 @@ def create_bundle(
     run = Run.open(run_dir)
     export_dir = Path(export_dir) if export_dir else run.path / "export"
     export = ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BundleError,
-                               fix="run `edge-transfer export RUN` first")
+                               missing="run `edge-transfer export RUN` first")
     if export.data_fingerprint not in (None, run.data_fingerprint):
         raise BundleError(
             f"{export_dir} was exported from other data ({export.data_fingerprint}) than "

@@ -30,6 +30,7 @@ COMMANDS = (
     "validate",
     "bench",
     "predict",
+    "backbones",
     "devices",
     "device",
     "report",

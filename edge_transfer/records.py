@@ -121,11 +121,12 @@ class FileRecord(Record):
 
     @classmethod
     def load(cls: type[F], path: str | Path, *, error: type[UserError] | None = None,
-             fix: str | None = None) -> F:
+             fix: str | None = None, missing: str | None = None) -> F:
         """Read and check ``path`` (a file, or a folder holding ``FILE_NAME``).
 
         ``error`` is the UserError subclass to raise (default the record's ``ERROR``),
-        ``fix`` what the message tells the user to do (default the record's ``MAKE``).
+        ``fix`` what the message tells the user to do (default the record's ``MAKE``),
+        ``missing`` what it tells them when there is no such file (default ``fix``).
         """
         path = Path(path)
         if path.is_dir():
@@ -135,7 +136,7 @@ class FileRecord(Record):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise raise_(f"{path} is missing (it does not exist); {fix}") from exc
+            raise raise_(f"{path} is missing (it does not exist); {missing or fix}") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise raise_(f"cannot read {path} ({one_line(exc)}); {fix}") from exc
         if not isinstance(data, dict):
