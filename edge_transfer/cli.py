@@ -7,6 +7,8 @@ libraries (TensorFlow) only inside, so ``edge-transfer --help`` stays light.
 Error contract: a :class:`~edge_transfer.errors.UserError` prints one line and exits 2;
 any other failure exits 1 with a short hint, and the traceback only under ``--debug``.
 
+Not run as a doctest (it prints the whole help, then exits):
+
 >>> main(["devices", "--help"])                          # doctest: +SKIP
 """
 

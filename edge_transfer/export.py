@@ -5,6 +5,8 @@ file in LiteRT / ONNX Runtime, compare it with the Keras model on the validation
 record it in ``export.json`` as ``ok`` or ``failed`` with the reason. One failed variant never
 stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then exits 1).
 
+Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.py export one):
+
 >>> result = export_run("runs/target", ExportConfig(precisions=("fp32", "int8")))  # doctest: +SKIP
 >>> [(a.name, a.status) for a in result.artifacts]                      # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ('onnx-fp32', 'ok'), ('onnx-int8', 'ok')]
