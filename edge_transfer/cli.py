@@ -32,6 +32,7 @@ COMMANDS = (
     "validate",
     "bench",
     "predict",
+    "backbones",
     "devices",
     "device",
     "report",
