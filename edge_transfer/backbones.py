@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
 
@@ -292,6 +293,7 @@ def create(
         raise ModelError(f"cannot build {name} ({_first_line(exc)}); check --width, "
                          "--input-size and --weights") from exc
     except Exception as exc:  # Keras' download raises plain Exception without network
+        interrupts.check(exc)
         if weights == "imagenet":
             raise ModelError(
                 f"cannot get ImageNet weights for {name} ({_first_line(exc)}); connect to the "

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError, ExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
@@ -132,7 +133,8 @@ def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[Tens
 def _converter(tf: Any, source: KerasSource) -> Any:
     try:
         saved = source.saved_model
-    except Exception:  # a model that cannot be saved as a SavedModel still converts directly
+    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
+        interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.model)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 
