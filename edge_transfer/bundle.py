@@ -15,6 +15,8 @@ that runs the same sample is compared with it pair by pair. :func:`open_bundle` 
 every sha256 before anything runs, and unpacks a ``.tar.gz`` only when no entry leaves the
 folder. No TensorFlow needed.
 
+Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one):
+
 >>> folder = create_bundle("runs/target", "bundles/target")      # doctest: +SKIP
 >>> archive = create_bundle("runs/target", "bundles/target", tar=True)   # doctest: +SKIP
 >>> bundle = open_bundle(archive)                                 # doctest: +SKIP
