@@ -26,6 +26,7 @@ COMMANDS = (
     "pretrain",
     "finetune",
     "export",
+    "diagnose",
     "bundle",
     "validate",
     "bench",

@@ -241,8 +241,11 @@ def _session(model: bytes | Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
+
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 def _tensor_info(arg: Any) -> TensorInfo:
