@@ -53,6 +53,7 @@ class BundleArtifact:
     sha256: str
     bytes: int
     workstation_accuracy: float | None
+    kept_float: tuple[str, ...] = ()   # layers an int8-mixed model keeps in float
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,8 @@ def _copy_artifact(export_dir: Path, artifact: dict[str, Any], staging: Path) ->
     tmp.replace(staging / file)
     return {"name": name, "file": file, "format": artifact["format"],
             "precision": artifact.get("precision"), "sha256": digest,
-            "bytes": source.stat().st_size, "export_accuracy": artifact.get("accuracy")}
+            "bytes": source.stat().st_size, "export_accuracy": artifact.get("accuracy"),
+            "kept_float": list(artifact.get("kept_float") or [])}
 
 
 def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -321,7 +323,8 @@ def _verify(folder: Path) -> Bundle:
             BundleArtifact(name=str(a["name"]), file=str(a["file"]), format=str(a["format"]),
                            precision=str(a["precision"]), sha256=str(a["sha256"]),
                            bytes=int(a["bytes"]),
-                           workstation_accuracy=a.get("workstation_accuracy"))
+                           workstation_accuracy=a.get("workstation_accuracy"),
+                           kept_float=tuple(str(n) for n in a.get("kept_float") or ()))
             for a in manifest["artifacts"]
         )
         for artifact in artifacts:

@@ -67,6 +67,10 @@ class ExportConfig:
     finetune_epochs: int = 2
     seed: int = 0
     unsafe_load: bool = False   # allow Lambda layers (arbitrary code) in the run's model
+    # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
+    keep_float: tuple[str, ...] | None = None
+    keep_float_conversions: int = 6   # --keep-float auto: at most this many re-quantizations
+    diagnose: bool = False            # also write diagnose.json for each format's int8
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -117,6 +121,14 @@ class ExportConfig:
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
         if self.finetune_epochs < 1:
             raise UnsupportedExportError("fine-tune epochs for --qat/--prune must be >= 1")
+        if self.keep_float is not None:
+            if not self.keep_float or ("auto" in self.keep_float and len(self.keep_float) > 1):
+                raise UnsupportedExportError(
+                    "--keep-float takes auto, or layer names / op types separated by commas")
+            if not any("int8" in m.PRECISIONS for m in modules):
+                raise UnsupportedExportError("--keep-float needs a format that does int8")
+        if self.keep_float_conversions < 1:
+            raise UnsupportedExportError("--keep-float-conversions must be at least 1")
 
     def variants(self) -> list[tuple[str, ExportSpec]]:
         """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
@@ -128,10 +140,12 @@ class ExportConfig:
                      for p in self.precisions if p in module.PRECISIONS]
             if self.qat and "int8" in module.PRECISIONS:
                 specs.append(ExportSpec.int8(io=io).with_qat())
+            if self.keep_float is not None and "int8" in module.PRECISIONS:
+                specs.append(ExportSpec.int8().mixed(self.keep_float))
             if self.prune is not None:
                 pruned = self.prune_precisions or self.precisions
                 specs += [s.pruned(self.prune) for s in specs
-                          if not s.qat and s.precision in pruned]
+                          if not s.qat and s.keep_float is None and s.precision in pruned]
             out += [(name, spec) for spec in specs]
         return out
 
@@ -303,8 +317,17 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         for done, (fmt, spec) in enumerate(variants):
             report(f"{fmt}-{spec.name}", done, len(variants))
-            artifacts.append(_export_one(fmt, spec, sources, calibration, out, meta, options,
-                                         y_val, float_accuracy, config.max_accuracy_drop))
+            notes: tuple[str, ...] = ()
+            if spec.keep_float == ("auto",):
+                try:
+                    spec, notes = _auto_keep_float(fmt, spec, sources, calibration, y_val,
+                                                   float_accuracy, config)
+                except ExportError as exc:
+                    artifacts.append(Artifact(fmt, spec).failed(str(exc)))
+                    continue
+            artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
+                                   y_val, float_accuracy, config.max_accuracy_drop)
+            artifacts.append(dataclasses.replace(artifact, notes=artifact.notes + notes))
         report("done", len(variants), len(variants))
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
@@ -313,7 +336,40 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     write_json(result.path, result.to_json())
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
+    if config.diagnose:
+        _diagnose(run_dir, config, out, report)
     return result
+
+
+def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
+                     y_val: np.ndarray, float_accuracy: float, config: ExportConfig
+                     ) -> tuple[ExportSpec, tuple[str, ...]]:
+    """``--keep-float auto``: the spec with the layers the search chose (see mixed.py)."""
+    from edge_transfer import mixed
+
+    source = sources.get(ExportSpec.fp32())[0]
+    try:
+        choice = mixed.choose(fmt, source, calibration, sources.x_val, y_val,
+                              float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
+                              conversions=config.keep_float_conversions, opset=config.opset,
+                              keras_model=source.model, seed=config.seed)
+    except Exception as exc:
+        raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
+    return (dataclasses.replace(spec, keep_float=choice.layers),
+            choice.notes(float_accuracy, config.max_accuracy_drop))
+
+
+def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Progress) -> None:
+    """``export --diagnose``: diagnose.json and plots for each asked format's int8."""
+    from edge_transfer.diagnose import MEASURABLE, DiagnoseConfig, diagnose_run
+
+    for fmt in config.formats:
+        if "int8" in MEASURABLE.get(fmt, ()):
+            report(f"diagnosing {fmt} int8", 0, 1)
+            diagnose_run(run_dir, DiagnoseConfig(
+                format=fmt, calibration_samples=config.calibration_samples,
+                calibration_method=config.calibration_method, opset=config.opset,
+                out_dir=out, seed=config.seed, unsafe_load=config.unsafe_load))
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

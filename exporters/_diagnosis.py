@@ -88,3 +88,11 @@ def layer_of(name: str) -> str:
     first = name.split(";")[0]
     parts = [p for p in first.split("/") if p]
     return parts[1] if len(parts) >= 3 else name
+
+
+def unknown_names(names: list[str], layers: list[str], op_types: list[str]) -> str:
+    """The message for ``--keep-float`` names that match no layer or op type."""
+    return (f"--keep-float {', '.join(names)} matches no layer or op type of this model; "
+            f"layers: {', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}; op types: "
+            f"{', '.join(sorted(set(op_types)))} (or run `edge-transfer diagnose` to see "
+            "which layers quantize badly)")

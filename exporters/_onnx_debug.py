@@ -160,3 +160,28 @@ def measure(prepared: Prepared, calibration: Calibration, x: np.ndarray,
             local=added_error(cumulative[tensor], [upstream(t) for t in inputs]),
             cumulative=cumulative[tensor], value_range=float(np.ptp(ref)) if ref.size else 0.0))
     return rows
+
+
+def mixed(source: KerasSource, calibration: Calibration, keep_float: Sequence[str],
+          options: ExportOptions) -> Any:
+    """Static int8 QDQ with ``keep_float`` (Keras layer names or ONNX op types such as
+    ``Mul``) excluded; raises UnsupportedExportError for a name that matches nothing."""
+    from edge_transfer.errors import UnsupportedExportError
+    from exporters._diagnosis import unknown_names
+
+    prepared = prepare(source, options)
+    kinds = {op.lower(): op for _, op, _ in prepared.producers.values()}
+    nodes: list[str] = []
+    unknown = []
+    for name in keep_float:
+        if name.lower() in kinds:
+            nodes += prepared.nodes_of_type(kinds[name.lower()])
+        elif found := prepared.nodes_of(name):
+            nodes += found
+        else:
+            unknown.append(name)
+    if unknown:
+        layers = list(dict.fromkeys(layer_of(n) for n, _, _ in prepared.producers.values()))
+        raise UnsupportedExportError(unknown_names(
+            unknown, layers, [op for _, op, _ in prepared.producers.values()]))
+    return quantize(prepared, calibration, nodes)

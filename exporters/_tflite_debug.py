@@ -145,3 +145,28 @@ def nodes_of(calibrated: Calibrated, layer: str) -> list[str]:
     """The op output tensors of Keras layer ``layer`` in the calibrated model."""
     return [name for name in calibrated.op_outputs
             if any(layer in part.split("/")[1:-1] for part in name.split(";"))]
+
+
+def mixed(source: KerasSource, calibration: Calibration, keep_float: Sequence[str]) -> bytes:
+    """int8 with ``keep_float`` (Keras layer names or TFLite op types such as ``MUL``) in
+    float; raises UnsupportedExportError for a name that matches nothing."""
+    from edge_transfer.errors import UnsupportedExportError
+    from exporters._diagnosis import unknown_names
+
+    calibrated = calibrate(source, calibration)
+    kinds = {op.upper(): op for op in calibrated.op_outputs.values()}
+    nodes: list[str] = []
+    ops: list[str] = []
+    unknown = []
+    for name in keep_float:
+        if name.upper() in kinds:
+            ops.append(kinds[name.upper()])
+        elif found := nodes_of(calibrated, name):
+            nodes += found
+        else:
+            unknown.append(name)
+    if unknown:
+        layers = list(dict.fromkeys(layer_of(n) for n in calibrated.op_outputs))
+        raise UnsupportedExportError(unknown_names(unknown, layers,
+                                                   list(calibrated.op_outputs.values())))
+    return quantize(calibrated, denylisted_nodes=nodes, denylisted_ops=ops)

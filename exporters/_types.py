@@ -252,6 +252,7 @@ class Artifact:
     outputs: tuple[TensorInfo, ...] = ()
     check: Check | None = None
     seconds: float | None = None
+    notes: tuple[str, ...] = ()   # e.g. layers kept float, and why
 
     @property
     def name(self) -> str:
@@ -282,5 +283,5 @@ class Artifact:
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
             "check": None if self.check is None else self.check.to_json(),
-            "accuracy": self.accuracy, "seconds": self.seconds,
+            "accuracy": self.accuracy, "seconds": self.seconds, "notes": list(self.notes),
         }

@@ -125,6 +125,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
              options: ExportOptions) -> Any:
     import onnx
 
+    if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
+        from exporters._onnx_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)
