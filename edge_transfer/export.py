@@ -329,6 +329,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                                    y_val, float_accuracy, config.max_accuracy_drop)
             artifacts.append(dataclasses.replace(artifact, notes=artifact.notes + notes))
         report("done", len(variants), len(variants))
+    artifacts = _advise(artifacts, run.path, float_accuracy, config.max_accuracy_drop)
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
                           float_accuracy=float_accuracy, artifacts=tuple(artifacts),
@@ -339,6 +340,21 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     if config.diagnose:
         _diagnose(run_dir, config, out, report)
     return result
+
+
+def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
+            max_drop: float) -> list[Artifact]:
+    """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
+    from edge_transfer.advice import next_step
+
+    out = []
+    for a in artifacts:
+        if not a.ok and a.check is not None and not a.check.passed:
+            a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
+                                        max_drop=max_drop,
+                                        advice=next_step(a, artifacts, run)))
+        out.append(a)
+    return out
 
 
 def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,

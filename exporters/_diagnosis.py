@@ -7,7 +7,7 @@ that all the others were crushed.
 
 >>> f = np.array([[1.0, 2.0], [3.0, 4.0]])
 >>> round(relative_error(f, f + 0.1), 4)
-0.0447
+0.0382
 >>> relative_error(f, f)
 0.0
 >>> layer_of("model/conv2/Relu;model/conv2/BiasAdd;model/conv2/Conv2D")
@@ -78,9 +78,15 @@ def channel_spread(reference: np.ndarray) -> float | None:
 
 
 def added_error(output: float, inputs: list[float]) -> float:
-    """The error an op adds: its output's over the worst of its inputs', as noise powers."""
+    """The error an op adds: its output's over the worst of its inputs', as noise powers,
+    discounted by the share of the signal already lost upstream (noise and signal are no
+    longer independent there, and a layer cannot lose what is already gone).
+
+    >>> round(added_error(0.99, [0.006]), 3), round(added_error(1.0, [0.9]), 3)
+    (0.984, 0.044)
+    """
     worst = max(inputs, default=0.0)
-    return math.sqrt(max(0.0, output**2 - worst**2))
+    return math.sqrt(max(0.0, output**2 - worst**2)) * max(0.0, 1.0 - min(worst, 1.0))
 
 
 def layer_of(name: str) -> str:

@@ -41,11 +41,12 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
                  accuracy=accuracy, tolerance=tolerance, passed=passed)
 
 
-def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> str:
-    """One line saying why a check failed."""
+def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
+                   advice: str = "calibrate with more samples (--calibration-samples) "
+                                 "or try --qat") -> str:
+    """One line saying why a check failed, and ``advice``: the next step to take."""
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:
         return (f"outputs differ from the Keras model by {check.max_abs_diff:.3g} "
                 f"> tolerance {check.tolerance:g} on {check.samples} validation samples")
     return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "
-            f"model's {float_accuracy:.4f} on {check.samples} validation samples; "
-            "calibrate with more samples (--calibration-samples) or try --qat")
+            f"model's {float_accuracy:.4f} on {check.samples} validation samples; {advice}")
