@@ -263,6 +263,7 @@ class _Sources:
         self._built: dict[str, tuple[KerasSource, np.ndarray] | ExportError] = {}
         self._built["float"] = self._wrap(model)
         self.seconds: dict[str, float] = {}
+        self.notes: dict[str, tuple[str, ...]] = {}   # e.g. QAT: layers left in float
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
         source = KerasSource(model, self.workdir)
@@ -288,8 +289,11 @@ class _Sources:
         try:
             if key == "qat":
                 self.progress("QAT fine-tune")
+                notes: list[str] = []
                 built = self._wrap(optimize.quantization_aware(model[0].model, x, y,
-                                                               epochs=epochs, seed=seed))
+                                                               epochs=epochs, seed=seed,
+                                                               notes=notes))
+                self.notes[key] = tuple(notes)
             else:
                 self.progress(f"pruning to {spec.sparsity}")
                 pruned = optimize.prune(model[0].model, x, y, sparsity=float(spec.sparsity or 0),
@@ -347,6 +351,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                     continue
             artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
                                    y_val, float_accuracy, config)
+            if spec.qat:
+                notes += sources.notes.get("qat", ())
             artifacts.append(dataclasses.replace(artifact, notes=artifact.notes + notes))
         report("done", len(variants), len(variants))
     artifacts = _advise(artifacts, run.path, float_accuracy, config.max_accuracy_drop)
