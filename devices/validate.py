@@ -16,6 +16,8 @@ Devices:
 - ``"stand-in"``: the profile's ``stand_in`` device (e.g. ``emulated:arm64`` for the
   Raspberry Pi profiles), for when the real board is not at hand.
 
+Not run as a doctest (it needs a bundle; tests/test_devices.py builds one):
+
 >>> result = validate_bundle("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
 >>> [(a["name"], a["status"]) for a in result["artifacts"]]               # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ...]

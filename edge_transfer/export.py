@@ -10,6 +10,8 @@ it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact M
 variant never stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then
 exits 1).
 
+Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.py export one):
+
 >>> result = export_run("runs/target", ExportConfig(precisions=("fp32", "int8")))  # doctest: +SKIP
 >>> [(a.name, a.status) for a in result.artifacts]                      # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ('onnx-fp32', 'ok'), ('onnx-int8', 'ok')]

@@ -4,6 +4,8 @@ Both start from a copy of the model (tfmot wraps the layers it is given, so the 
 would otherwise be trained too), fine-tune briefly on the run's training split, and return
 a new tf_keras model ready for any exporter.
 
+Not run as a doctest (it trains the model again; the slow export tests run it):
+
 >>> qat = quantization_aware(model, x, y, epochs=2)                     # doctest: +SKIP
 >>> pruned = prune(model, x, y, sparsity=0.5, epochs=2)                 # doctest: +SKIP
 >>> round(pruned.sparsity, 2)                                           # doctest: +SKIP

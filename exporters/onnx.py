@@ -7,6 +7,10 @@ model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLi
 >>> from exporters import onnx
 >>> onnx.PRECISIONS
 ('fp32', 'dynamic', 'int8')
+
+The export itself is not run as a doctest (it needs a Keras model and calibration data;
+tests/test_export_onnx.py runs it):
+
 >>> art = onnx.export(source, ExportSpec.int8(), calibration, out_dir,
 ...                   metadata=meta, options=ExportOptions(opset=17))     # doctest: +SKIP
 """
