@@ -346,6 +346,42 @@ def load_diagnoses(folder: Path) -> list[Diagnosis]:
     return [Diagnosis.from_json(d) for d in read_json(path).get("diagnoses", [])]
 
 
+def markdown_section(export_dir: Path, out_dir: Path) -> str:
+    """The report's "Quantization diagnosis" section: each diagnosis of ``export_dir``
+    (worst layers, readings) with its error-vs-depth plot copied next to the report, and the
+    layers int8-mixed variants kept in float. Empty when there is neither."""
+    import shutil
+
+    from edge_transfer.records import ExportRecord
+
+    lines: list[str] = []
+    for d in load_diagnoses(export_dir):
+        if not lines:
+            lines += ["", "## Quantization diagnosis", ""]
+        lines += [f"### {d.format} {d.precision}: float {d.float_accuracy:.4f}, quantized "
+                  f"{d.quantized_accuracy:.4f} ({d.samples} samples)", "",
+                  "| rank | layer | op | local | cumulative | reading |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {la.layer} | {la.op_type} | {la.local:.3f} | {la.cumulative:.3f} | "
+                  f"{la.reading} |" for k, la in enumerate(d.layers[:5], 1)]
+        plot = Path(export_dir) / str(d.plot) if d.plot else None
+        if plot is not None and plot.is_file():
+            if plot.resolve() != (Path(out_dir) / plot.name).resolve():
+                shutil.copyfile(plot, Path(out_dir) / plot.name)
+            lines += ["", f"![{d.format} {d.precision} error against depth]({plot.name})"]
+        lines.append("")
+    try:
+        record = ExportRecord.load(Path(export_dir))
+    except Exception:  # the report itself already read (and judged) export.json
+        return "\n".join(lines)
+    mixed = [a for a in record.artifacts if a.kept_float is not None]
+    if mixed:
+        lines += ["", "## Layers kept in float (int8-mixed)", ""]
+        lines += [f"- **{a.name}**: {', '.join(a.kept_float or ()) or 'none'}" for a in mixed]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def plot_errors(diagnosis: Diagnosis, path: Path) -> None:
     """Local and cumulative error against depth (log scale); the worst layers named."""
     from matplotlib.figure import Figure

@@ -78,6 +78,21 @@ def test_int8_failure_advice_names_the_step_that_works(mixed_export: ExportResul
     assert "tflite-int8-mixed" in reason
 
 
+def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
+                                                          mixed_export: ExportResult,
+                                                          tmp_path: Path) -> None:
+    from edge_transfer.report import build_report
+
+    diagnose_run(bad_run, DiagnoseConfig(samples=16, out_dir=mixed_export.out_dir))
+    build_report(bad_run, tmp_path, export_json=mixed_export.out_dir)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "![tflite int8 error against depth](diagnose-tflite-int8.png)" in markdown
+    assert (tmp_path / "diagnose-tflite-int8.png").is_file()
+    assert f"**tflite-int8-mixed**: {TRAP}" in markdown
+    rows = json.loads((tmp_path / "report.json").read_text())["artifacts"]
+    assert any(row["name"] == "tflite-int8-mixed" for row in rows)  # in the Pareto plot too
+
+
 def test_diagnose_cli(bad_run: Path, tmp_path: Path) -> None:
     done = run_cli("diagnose", str(bad_run), "--samples", "16", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
