@@ -166,7 +166,8 @@ def _validate_here(
     from edge_transfer.runtime import EdgeModel
 
     row = _base_row(bundle, artifact)
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(row, reason)
     x, y = _validation_data(bundle, data)
@@ -223,7 +224,8 @@ def _validate_child(
 ) -> dict[str, Any]:
     """One artifact in a child process; a crash or hang becomes a failed row."""
     row = _base_row(bundle, artifact)
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(row, reason)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:

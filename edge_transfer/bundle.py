@@ -204,7 +204,8 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
     tmp.replace(staging / file)
     return ManifestArtifact(name=name, file=file, format=artifact.format,
                             precision=artifact.precision, sha256=digest,
-                            bytes=source.stat().st_size, export_accuracy=artifact.accuracy)
+                            bytes=source.stat().st_size, export_accuracy=artifact.accuracy,
+                            kept_float=tuple(artifact.kept_float or ()))
 
 
 def _measured(entry: ManifestArtifact, path: Path, x: np.ndarray, y: np.ndarray

@@ -417,6 +417,8 @@ class ExportArtifact(Record):
     check: ExportCheck | None = None
     accuracy: float | None = None
     seconds: float | None = None
+    kept_float: tuple[str, ...] | None = None   # int8-mixed: the layers left in float
+    notes: tuple[str, ...] = ()                 # e.g. what --keep-float auto / QAT left float
 
     @property
     def ok(self) -> bool:
@@ -470,6 +472,7 @@ class ManifestArtifact(Record):
     workstation_accuracy: float | None = None   # on the bundle's validation sample
     export_accuracy: float | None = None        # export.json's (the run's test split)
     workstation_predictions: str | None = None  # top-1 per sample of the validation sample
+    kept_float: tuple[str, ...] = ()            # int8-mixed: layers left in float
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,10 @@ def build_report(
     plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
     if confusion:
         plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
-    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report))
+    from edge_transfer.diagnose import markdown_section
+
+    diagnosis = markdown_section(_export_path(Path(run_dir), export_json).parent, out_dir)
+    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report) + diagnosis)
     return report.dump(out_dir / REPORT_FILE)
 
 

@@ -58,8 +58,10 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
                  underpowered=decision.underpowered)
 
 
-def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> str:
-    """One line saying why a check failed.
+def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
+                   advice: str = "calibrate with more samples (--calibration-samples) "
+                                 "or try --qat") -> str:
+    """One line saying why a check failed, and ``advice``: the next step to take.
 
     >>> from exporters._types import Check
     >>> drop = Comparison(n=5000, difference=-0.03, low=-0.036, high=-0.024, p_value=1e-9,
@@ -71,7 +73,7 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> s
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:
         return (f"outputs differ from the Keras model by {check.max_abs_diff:.3g} "
                 f"> tolerance {check.tolerance:g} on {check.samples} test samples")
-    fix = "calibrate with more samples (--calibration-samples) or try --qat"
+    fix = advice
     cmp = check.vs_float
     if cmp is None:
         return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "

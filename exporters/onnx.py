@@ -236,6 +236,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
              options: ExportOptions) -> Any:
     import onnx
 
+    if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
+        from exporters._onnx_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)
@@ -352,8 +356,11 @@ def _session(model: bytes | Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
+
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 def _tensor_info(arg: Any) -> TensorInfo:

@@ -71,6 +71,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) ->
     from edge_transfer._keras import load
 
     tf, _ = load()
+    if spec.keep_float is not None:   # int8-mixed: one calibration, named layers left float
+        from exporters._tflite_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float)
     converter = _converter(tf, source)
     if spec.precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
