@@ -7,6 +7,10 @@ model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLi
 >>> from exporters import onnx
 >>> onnx.PRECISIONS
 ('fp32', 'dynamic', 'int8')
+
+The export itself is not run as a doctest (it needs a Keras model and calibration data;
+tests/test_export_onnx.py runs it):
+
 >>> art = onnx.export(source, ExportSpec.int8(), calibration, out_dir,
 ...                   metadata=meta, options=ExportOptions(opset=17))     # doctest: +SKIP
 """
@@ -234,6 +238,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
              options: ExportOptions) -> Any:
     import onnx
 
+    if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
+        from exporters._onnx_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)
@@ -350,8 +358,11 @@ def _session(model: bytes | Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
+
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 def _tensor_info(arg: Any) -> TensorInfo:

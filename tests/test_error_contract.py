@@ -12,10 +12,10 @@ import sys
 import time
 
 import pytest
+from conftest import run_cli
 
 from edge_transfer import cli, errors
 from edge_transfer.commands import devices
-from tests.conftest import run_cli
 
 
 def _raise(exc: BaseException):
