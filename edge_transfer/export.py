@@ -348,6 +348,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                 try:
                     spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
                 except ExportError as exc:
+                    interrupts.check(exc)
                     artifacts.append(Artifact(fmt, spec).failed(str(exc)))
                     continue
             artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
