@@ -34,9 +34,9 @@ from edge_transfer import interrupts, stats
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.records import ExportRecord
+from edge_transfer.records import ExportDecision, ExportRecord, SampleIds
 from edge_transfer.runs import Run, versions
-from edge_transfer.samples import SampleIds, encode
+from edge_transfer.samples import encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -179,7 +179,7 @@ class ExportResult:
     preparation_seconds: dict[str, float]
     samples: SampleIds | None = None        # the test samples every check ran on
     float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
-    decision: dict[str, Any] | None = None  # {"max_accuracy_drop", "alpha", "decide"}
+    decision: ExportDecision | None = None
 
     @property
     def ok(self) -> bool:
@@ -200,10 +200,10 @@ class ExportResult:
         return ExportRecord(
             run=str(self.run), data_fingerprint=self.data_fingerprint, labels=self.labels,
             preprocessing=self.preprocessing, float_accuracy=self.float_accuracy,
-            samples=None if self.samples is None else self.samples.to_dict(),
-            float_predictions=self.float_predictions, decision=self.decision,
             versions=versions(),
-            artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts))
+            artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts),
+            samples=self.samples, float_predictions=self.float_predictions,
+            decision=self.decision)
 
     def to_json(self) -> dict[str, Any]:
         return self.to_record().to_dict()
@@ -363,8 +363,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           preparation_seconds=dict(sources.seconds),
                           samples=SampleIds.of(run.data_fingerprint, "test", y_val),
                           float_predictions=encode(float_top1),
-                          decision={"max_accuracy_drop": config.max_accuracy_drop,
-                                    "alpha": config.alpha, "decide": config.decide})
+                          decision=ExportDecision(config.max_accuracy_drop, config.alpha,
+                                                  config.decide))
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
@@ -485,10 +485,10 @@ def results_table(result: ExportResult) -> Any:
         status = "[green]ok[/]" if a.ok else f"[red]failed[/]: {a.reason}"
         accuracy = "-" if a.accuracy is None else _interval(a.accuracy, result.samples)
         cmp = a.check.vs_float if a.check is not None else None
-        if cmp:
-            delta = (f"{cmp['difference'] * 100:+.1f} pt [{cmp['low'] * 100:+.1f}, "
-                     f"{cmp['high'] * 100:+.1f}]")
-            p_value = stats.format_p(cmp["p_value"])
+        if cmp is not None:
+            delta = (f"{cmp.difference * 100:+.1f} pt [{cmp.low * 100:+.1f}, "
+                     f"{cmp.high * 100:+.1f}]")
+            p_value = stats.format_p(cmp.p_value)
         else:
             delta = ("-" if a.accuracy is None
                      else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")

@@ -211,7 +211,7 @@ TensorInfo = TensorRecord
 """An input or output of an exported file (``-1`` marks a dynamic axis): the export.json row."""
 
 Check = ExportCheck
-"""The exported file compared with its Keras model on the run's test split."""
+"""The exported file compared with its Keras model on the test split."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ SIX = ["android-arm64-phone", "coral-dev-board", "generic-x86-64", "jetson-orin-
 MB = 1024 * 1024
 ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples", "accuracy",
             "workstation_accuracy", "per_class_accuracy", "confusion_matrix", "latency_ms",
-            "throughput_fps", "peak_memory_mb", "checks"}
+            "throughput_fps", "peak_memory_mb", "checks", "predictions",
+            "workstation_predictions"}
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +85,7 @@ def test_local_validation_reproduces_workstation_accuracy(digits_bundle: Path,
     manifest = json.loads((digits_bundle / "manifest.json").read_text())
     assert [r["name"] for r in result["artifacts"]] == [a["name"] for a in manifest["artifacts"]]
     assert len(result["artifacts"]) == len(POST_TRAINING.variants())  # the shared export's
+    assert result["samples"] == manifest["samples"]  # the rows' predictions: those samples
     for row in result["artifacts"]:
         assert set(row) >= ROW_KEYS, row["name"]
         assert row["status"] == "ok", row
