@@ -71,7 +71,8 @@ def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
     return round(statistics.median(times), 3)
 
 
-def measure(backbone: str, run: Path, max_drop: float, epochs: int) -> dict[str, Any]:
+def measure(backbone: str, run: Path, max_drop: float, epochs: int,
+            formats: tuple[str, ...] = ("tflite", "onnx"), qat: bool = True) -> dict[str, Any]:
     """Export float, int8, int8-mixed (auto) and int8-qat to both formats; time diagnose."""
     import numpy as np
 
@@ -83,7 +84,8 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int) -> dict[str,
     out = run / "bench-export"
     start = time.perf_counter()
     result = export_run(run, ExportConfig(
-        precisions=("fp32", "int8"), qat=True, keep_float=("auto",), out_dir=out,
+        formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
+        out_dir=out,
         max_accuracy_drop=max_drop, finetune_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
@@ -120,6 +122,8 @@ def main() -> int:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
     parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--formats", default="tflite,onnx")
+    parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -129,7 +133,8 @@ def main() -> int:
         run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
         if args.train_only:
             continue
-        results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs))
+        results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
+                               tuple(args.formats.split(",")), not args.no_qat))
         report = {"benchmark": "quantization", "loaded_machine": "2 cores shared by 7 jobs",
                   "pretrain_epochs": args.pretrain_epochs,
                   "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,

@@ -23,17 +23,17 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.records import DiagnoseRecord, Diagnosis, LayerDiagnosis
 from exporters._diagnosis import TensorError
 
-DIAGNOSE_FILE = "diagnose.json"
-SCHEMA_VERSION = 1
+DIAGNOSE_FILE = DiagnoseRecord.FILE_NAME
 MEASURABLE = {"tflite": ("int8",), "onnx": ("int8",)}
 
 
@@ -64,49 +64,6 @@ class DiagnoseConfig:
         if self.samples < 1 or self.calibration_samples < 1 or self.top < 1:
             raise UnsupportedExportError(
                 "--samples, --calibration-samples and --top must be at least 1")
-
-
-@dataclass(frozen=True)
-class LayerDiagnosis:
-    """One Keras layer's quantization error, with the converted nodes it became."""
-
-    layer: str
-    op_type: str
-    depth: int
-    local: float
-    cumulative: float
-    reading: str
-    nodes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """The record written as ``diagnose.json`` (one per format and precision)."""
-
-    run: str
-    format: str
-    precision: str
-    samples: int
-    float_accuracy: float
-    quantized_accuracy: float
-    seconds: float
-    layers: tuple[LayerDiagnosis, ...]   # ranked: largest local error first
-    plot: str | None = None
-    schema_version: int = SCHEMA_VERSION
-    by_depth: tuple[str, ...] = field(default=())  # layer names in graph order
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["layers"] = [{**asdict(layer), "nodes": list(layer.nodes)} for layer in self.layers]
-        data["by_depth"] = list(self.by_depth)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Diagnosis:
-        layers = tuple(LayerDiagnosis(**{**row, "nodes": tuple(row.get("nodes", ()))})
-                       for row in data["layers"])
-        fields = {k: v for k, v in data.items() if k not in ("layers", "by_depth")}
-        return cls(**fields, layers=layers, by_depth=tuple(data.get("by_depth", ())))
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -283,7 +240,7 @@ def ranked(layers: tuple[LayerDiagnosis, ...]) -> tuple[LayerDiagnosis, ...]:
 def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> Diagnosis:
     """Measure, write ``diagnose.json`` (all diagnoses of the folder) and the depth plot."""
     from edge_transfer.export import ExportConfig, calibration_data, load_run_model, output_dir
-    from edge_transfer.runs import Run, read_json, write_json
+    from edge_transfer.runs import Run
     from exporters import KerasSource
 
     config = config or DiagnoseConfig()
@@ -317,12 +274,9 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
         seconds=round(seconds, 3), layers=ranked(measured.layers), plot=plot.name,
         by_depth=tuple(la.layer for la in measured.layers))
     plot_errors(diagnosis, plot)
-    path = out / DIAGNOSE_FILE
-    previous = read_json(path) if path.is_file() else {}
-    others = [d for d in previous.get("diagnoses", [])
-              if (d.get("format"), d.get("precision")) != (config.format, config.precision)]
-    write_json(path, {"schema_version": SCHEMA_VERSION,
-                      "diagnoses": [*others, diagnosis.to_json()]})
+    others = [d for d in load_diagnoses(out)
+              if (d.format, d.precision) != (config.format, config.precision)]
+    DiagnoseRecord(diagnoses=(*others, diagnosis)).dump(out)
     return diagnosis
 
 
@@ -338,12 +292,10 @@ def quiet() -> Iterator[None]:
 
 def load_diagnoses(folder: Path) -> list[Diagnosis]:
     """The diagnoses recorded in ``folder/diagnose.json`` (none if absent)."""
-    from edge_transfer.runs import read_json
-
     path = Path(folder) / DIAGNOSE_FILE
     if not path.is_file():
         return []
-    return [Diagnosis.from_json(d) for d in read_json(path).get("diagnoses", [])]
+    return list(DiagnoseRecord.load(path).diagnoses)
 
 
 def markdown_section(export_dir: Path, out_dir: Path) -> str:

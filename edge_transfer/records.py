@@ -456,6 +456,50 @@ class ExportRecord(FileRecord):
         return tuple(a for a in self.artifacts if a.ok)
 
 
+# --------------------------------------------------------------------------- diagnose.json
+
+
+@dataclass(frozen=True)
+class LayerDiagnosis(Record):
+    """One Keras layer's quantization error (relative RMS), with the nodes it became."""
+
+    layer: str
+    op_type: str
+    depth: int
+    local: float          # error the layer adds itself, given quantized inputs
+    cumulative: float     # error built up by its output against the float model
+    reading: str
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnosis(Record):
+    """One format and precision diagnosed: layers ranked worst first."""
+
+    run: str
+    format: str
+    precision: str
+    samples: int
+    float_accuracy: float
+    quantized_accuracy: float
+    seconds: float
+    layers: tuple[LayerDiagnosis, ...]
+    plot: str | None = None
+    by_depth: tuple[str, ...] = ()    # layer names in graph order
+
+
+@dataclass(frozen=True)
+class DiagnoseRecord(FileRecord):
+    """``RUN/export/diagnose.json``: every diagnosis of ``edge-transfer diagnose``."""
+
+    FILE_NAME: ClassVar[str] = "diagnose.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = ExportError
+    MAKE: ClassVar[str] = "run `edge-transfer diagnose RUN` again"
+
+    diagnoses: tuple[Diagnosis, ...] = ()
+
+
 # --------------------------------------------------------------------------- manifest.json
 
 
