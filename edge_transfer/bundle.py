@@ -26,6 +26,8 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.errors import BundleError, UserError
+from edge_transfer.images import Images
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import write_json
 
@@ -42,6 +45,7 @@ MANIFEST = "manifest.json"
 VALIDATION_SAMPLE = "validation.npz"
 DEFAULT_TOLERANCE = 0.005
 FORMATS = ("tflite", "onnx")
+SAMPLE_BATCH = 512  # images read, checked and written at a time
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,7 @@ def create_bundle(
         for entry in entries:
             entry["workstation_accuracy"] = _accuracy(staging / entry["file"], test.x, test.y)
         tmp = staging / f".{VALIDATION_SAMPLE}.tmp.npz"
-        np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
-                            class_names=np.array(run.labels, dtype=str))
+        write_sample(tmp, test.x, test.y, run.labels)
         tmp.replace(staging / VALIDATION_SAMPLE)
         write_json(staging / MANIFEST, {
             "schema_version": SCHEMA_VERSION,
@@ -206,10 +209,31 @@ def _copy_artifact(export_dir: Path, artifact: dict[str, Any], staging: Path) ->
             "bytes": source.stat().st_size, "export_accuracy": artifact.get("accuracy")}
 
 
-def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+def _accuracy(path: Path, x: Images, y: np.ndarray) -> float:
+    """Top-1 accuracy of a model file on raw images, read a batch at a time."""
     from edge_transfer.runtime import EdgeModel
 
-    return float(np.mean(EdgeModel.load(path).predict(x).indices == y))
+    model = EdgeModel.load(path)
+    hits = sum(int(np.sum(model.predict(batch).indices == y[start:start + len(batch)]))
+               for start, batch in zip(range(0, len(x), SAMPLE_BATCH), x.batches(SAMPLE_BATCH),
+                                       strict=True))
+    return hits / len(y) if len(y) else float("nan")
+
+
+def write_sample(path: Path, x: Images, y: np.ndarray, labels: Sequence[str]) -> None:
+    """The validation sample as a compressed .npz (``x`` uint8, ``y``, ``class_names``),
+    ``x`` written a batch at a time (what ``np.savez_compressed`` would write)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                "fortran_order": False, "shape": tuple(x.shape)})
+            for batch in x.batches(SAMPLE_BATCH):
+                member.write(np.ascontiguousarray(batch, np.uint8).tobytes())
+        for name, array in (("y", y.astype(np.int64)),
+                            ("class_names", np.array(labels, dtype=str))):
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def _check_out_dir(out: Path) -> None:

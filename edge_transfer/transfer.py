@@ -30,7 +30,14 @@ import numpy as np
 
 from edge_transfer import backbones
 from edge_transfer.atomic import write_text_atomic
-from edge_transfer.data import Dataset, Splits, absolute_spec, load_dataset, split_dataset
+from edge_transfer.data import (
+    Dataset,
+    Splits,
+    absolute_spec,
+    load_dataset,
+    split_dataset,
+    stratified_sample,
+)
 from edge_transfer.errors import UserError
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import (
@@ -75,6 +82,11 @@ class TrainingConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     shots: int | None = None            # K training images per class
+    val_data: str | None = None         # a data spec used as the validation split
+    test_data: str | None = None        # a data spec used as the test split
+    cache: Path | None = None           # folder for a file cache of decoded training images
+    eval_samples: int = 2000            # val images for early stopping (fixed, stratified)
+    eval_batch_size: int = 256          # batch size of every evaluation pass
     augment: bool = False
     skip_bad_files: bool = False
     strategy: str = "auto"
@@ -89,7 +101,7 @@ class TrainingConfig:
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision {self.precision} is unknown; use "
                             f"{'|'.join(PRECISIONS)}")
-        for name in ("epochs", "batch_size", "patience"):
+        for name in ("epochs", "batch_size", "patience", "eval_samples", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.learning_rate > 0:
@@ -160,7 +172,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
-        metrics = _accuracies(model, splits, pre)
+        metrics = _accuracies(model, splits, pre, cfg.eval_batch_size)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
@@ -211,7 +223,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
                 _compile(keras, model, cfg.learning_rate * cfg.finetune_lr_factor)
             history["finetune"] = _fit(cfg, keras, model, splits, pre, cfg.finetune_epochs,
                                        cfg.seed + 1)
-        metrics: dict[str, Any] = _accuracies(model, splits, pre)
+        metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg.eval_batch_size)
         metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
         if source_eval is not None:
             metrics.update(source_eval(features))
@@ -221,7 +233,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             _say(cfg, "baseline: the same architecture from random weights")
             budget = cfg.epochs + cfg.finetune_epochs
             history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2)
-            scratch_acc = _accuracies(scratch, splits, pre)
+            scratch_acc = _accuracies(scratch, splits, pre, cfg.eval_batch_size)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
         metrics["seconds"] = time.time() - started
@@ -269,7 +281,8 @@ def _data_image_size(cfg: TrainingConfig) -> tuple[int, int] | None:
 
 def _load_data(cfg: TrainingConfig, spec: str, shots: int | None) -> tuple[Dataset, Splits]:
     dataset = load_dataset(spec, image_size=_data_image_size(cfg),
-                           skip_bad_files=cfg.skip_bad_files)
+                           skip_bad_files=cfg.skip_bad_files, val_data=cfg.val_data,
+                           test_data=cfg.test_data)
     splits = split_dataset(dataset, seed=cfg.seed, val_fraction=cfg.val_fraction,
                            test_fraction=cfg.test_fraction, shots=shots)
     return dataset, splits
@@ -351,7 +364,7 @@ def _strategy(tf: Any, name: str) -> Any:
 
 
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
-    return backbones.resolve(cfg.backbone, tuple(dataset.x.shape[1:]), weights=cfg.weights,
+    return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
                              cut_layer=cfg.cut_layer, unsafe=cfg.unsafe)
 
@@ -363,12 +376,17 @@ def _compile(keras: Any, model: Any, learning_rate: float) -> None:
 
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
          epochs: int, seed: int) -> dict[str, list[float]]:
-    from edge_transfer.tfdata import from_arrays
+    from edge_transfer.tfdata import from_dataset
 
     steps = -(-len(splits.train) // cfg.batch_size)
-    train = from_arrays(splits.train.x, splits.train.y, pre, cfg.batch_size, shuffle=True,
-                        seed=seed, augment=cfg.augment, repeat=steps < MIN_STEPS_PER_EPOCH)
-    val = from_arrays(splits.val.x, splits.val.y, pre, cfg.batch_size)
+    workers = _workers(model)
+    train = from_dataset(splits.train, pre, cfg.batch_size, shuffle=True, seed=seed,
+                         augment=cfg.augment,
+                         repeat=steps < MIN_STEPS_PER_EPOCH or workers is not None,
+                         cache_file=_cache_file(cfg, splits.train, pre, "train"),
+                         shard=workers)
+    val = from_dataset(stratified_sample(splits.val, cfg.eval_samples, cfg.seed), pre,
+                       cfg.eval_batch_size)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
     result = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
@@ -422,6 +440,27 @@ def _scratch_model(keras: Any, extractor: Any, num_classes: int, cfg: FinetuneCo
     return model
 
 
+def _workers(model: Any) -> tuple[int, int] | None:
+    """(workers, this worker's index) under a multi-worker strategy, else None."""
+    strategy = getattr(model, "distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None
+    spec = resolver.cluster_spec().as_dict()
+    tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(spec.get(kind, [])))]
+    if len(tasks) < 2:
+        return None
+    return len(tasks), tasks.index((resolver.task_type, resolver.task_id))
+
+
+def _cache_file(cfg: TrainingConfig, split: Dataset, pre: Preprocessing,
+                name: str) -> Path | None:
+    if cfg.cache is None:
+        return None
+    shape = "x".join(str(d) for d in split.x.image_shape)
+    return Path(cfg.cache) / f"{split.fingerprint()}-{name}-{shape}"
+
+
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs in batches, eagerly and locally (no distribution, no collectives)."""
     outputs = [np.asarray(model(x[i:i + batch_size], training=False))
@@ -429,12 +468,29 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
+def predict_split(model: Any, split: Dataset, pre: Preprocessing,
+                  batch_size: int = 256) -> np.ndarray:
+    """Model outputs on a split, read through its stream (decoded in parallel, prefetched),
+    eagerly and locally."""
+    from edge_transfer.tfdata import from_dataset
+
+    outputs = [np.asarray(model(x, training=False))
+               for x, _ in from_dataset(split, pre, batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predict(model, x), axis=1) == y))
 
 
-def _accuracies(model: Any, splits: Splits, pre: Preprocessing) -> dict[str, float]:
-    return {f"{name}_accuracy": _accuracy(model, pre.apply(split.x), split.y)
+def _split_accuracy(model: Any, split: Dataset, pre: Preprocessing, batch_size: int) -> float:
+    return float(np.mean(np.argmax(predict_split(model, split, pre, batch_size), axis=1)
+                         == split.y))
+
+
+def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
+                batch_size: int = 256) -> dict[str, float]:
+    return {f"{name}_accuracy": _split_accuracy(model, split, pre, batch_size)
             for name, split in (("train", splits.train), ("val", splits.val),
                                 ("test", splits.test))}
 
@@ -446,17 +502,19 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
     from edge_transfer.models import load_keras_model
 
     pre = backbone.preprocessing
-    x_test, y_test = pre.apply(source.splits.test.x), source.splits.test.y
+    test, batch = source.splits.test, cfg.eval_batch_size
     if source.head_file is not None:
         head = load_keras_model(source.head_file)
     else:
-        head = _probe_head(cfg, keras, predict(features, pre.apply(source.splits.train.x)),
-                           source.splits.train.y, source.splits.train.num_classes)
-    before = _accuracy(head, predict(features, x_test), y_test)
+        train = source.splits.train
+        head = _probe_head(cfg, keras, predict_split(features, train, pre, batch), train.y,
+                           train.num_classes)
+    before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
 
     def after(features_now: Any) -> dict[str, Any]:
         return {"source_accuracy_before": before,
-                "source_accuracy_after": _accuracy(head, predict(features_now, x_test), y_test),
+                "source_accuracy_after": _accuracy(
+                    head, predict_split(features_now, test, pre, batch), test.y),
                 "source_head": "pretrain" if source.head_file else "linear-probe"}
 
     return after
@@ -517,6 +575,8 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
         "data": {"spec": absolute_spec(cfg.data), "seed": cfg.seed,
                  "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
                  "shots": cfg.shots,
+                 "val_data": cfg.val_data and absolute_spec(cfg.val_data),
+                 "test_data": cfg.test_data and absolute_spec(cfg.test_data),
                  "fingerprint": dataset.fingerprint(), "skip_bad_files": cfg.skip_bad_files,
                  "sizes": {"train": len(splits.train), "val": len(splits.val),
                            "test": len(splits.test)}},

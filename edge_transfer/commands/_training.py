@@ -13,8 +13,11 @@ BACKBONE_HELP = (
     "of a pretrain run (its extractor.keras); or a .keras file cut at --cut-layer"
 )
 DATA_HELP = (
-    "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), an .npz with x, y "
-    "[, class_names], or an image folder with one subfolder per class"
+    "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), fashion-mnist[:A-B] "
+    "(Fashion-MNIST, classes by index; apt-get install dataset-fashion-mnist or "
+    "$EDGE_TRANSFER_DATA/fashion-mnist), a folder of MNIST-format IDX files, an .npz with x, y "
+    "[, class_names], or an image folder with one subfolder per class (or with train/, val/ "
+    "and test/ subfolders, used as given); images are streamed from disk"
 )
 
 
@@ -63,6 +66,19 @@ def add_common(parser: argparse.ArgumentParser, default_epochs: int) -> None:
     parser.add_argument("--shots", type=int, metavar="K",
                         help="keep only K training images per class (the limited-data case); "
                              "validation and test keep their full size")
+    parser.add_argument("--val-data", metavar="SPEC",
+                        help="data used as the validation split (same class names as --data)")
+    parser.add_argument("--test-data", metavar="SPEC",
+                        help="data used as the test split (same class names as --data)")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep decoded training images of large data in files under DIR "
+                             "(small splits are cached in memory anyway)")
+    parser.add_argument("--eval-samples", type=int, default=2000, metavar="N",
+                        help="validation images (a fixed stratified subset) evaluated each "
+                             "epoch for early stopping; the final figures use whole splits "
+                             "(default: 2000)")
+    parser.add_argument("--eval-batch-size", type=int, default=256, metavar="N",
+                        help="batch size of evaluation passes (default: 256)")
     parser.add_argument("--augment", action="store_true",
                         help="random shifts, zooms and small rotations of training images")
     parser.add_argument("--skip-bad-files", action="store_true",
@@ -89,5 +105,6 @@ def common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in (
         "data", "out", "backbone", "weights", "input_size", "width", "cut_layer", "unsafe",
         "epochs", "batch_size", "learning_rate", "patience", "dropout", "seed",
-        "val_fraction", "test_fraction", "shots", "augment", "skip_bad_files", "strategy",
+        "val_fraction", "test_fraction", "shots", "val_data", "test_data", "cache",
+        "eval_samples", "eval_batch_size", "augment", "skip_bad_files", "strategy",
         "precision", "cpu_devices")} | {"verbose": verbose}
