@@ -21,6 +21,7 @@ indices, keeps its share of the batches).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from edge_transfer._keras import load
 from edge_transfer.data import Dataset, read_image
 from edge_transfer.preprocessing import Preprocessing
 
-MEMORY_CACHE_BYTES = 64 << 20   # splits whose preprocessed images fit are cached in memory
+MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
+                                # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
 READ_BATCH = 64                 # images read and decoded per call of the parallel map
 SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, not the split)
 
@@ -39,7 +41,8 @@ SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, no
 def cached_in_memory(dataset: Dataset, preprocessing: Preprocessing) -> bool:
     """Whether :func:`from_dataset` keeps this split's preprocessed images in memory."""
     per_image = int(np.prod(preprocessing.input_shape)) * 4
-    return len(dataset) * per_image <= MEMORY_CACHE_BYTES
+    budget = float(os.environ.get("EDGE_TRANSFER_MEMORY_CACHE_MB", MEMORY_CACHE_MB))
+    return len(dataset) * per_image <= budget * (1 << 20)
 
 
 def from_dataset(

@@ -158,7 +158,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.backbone`` + a temporary head on ``cfg.data``; write the run directory."""
     cfg.check()
     started = time.time()
-    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+    timer = _Timer()
+    with timer.phase("data"):
+        dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
     with _training_context(cfg) as (_, keras, strategy):
         with strategy.scope():
             backbone = _backbone(cfg, dataset)
@@ -169,17 +171,18 @@ def pretrain(cfg: PretrainConfig) -> Path:
             model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
             _compile(keras, model, cfg.learning_rate)
         _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
-        history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)
+        history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
-        metrics = _accuracies(model, splits, pre, cfg.eval_batch_size)
+        with timer.phase("evaluation"):
+            metrics = _accuracies(model, splits, pre, cfg.eval_batch_size)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
             _save_model(head, out / SOURCE_HEAD_FILE)
             _write_run(out, "pretrain", cfg, dataset, splits, pre, backbone, model,
                        {"pretrain": history}, {**metrics, "seconds": time.time() - started},
-                       strategy)
+                       strategy, timer)
         finally:
             cleanup()
     return cfg.out
@@ -189,8 +192,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune ``cfg.backbone`` on ``cfg.data``; write the run directory (see runs.py)."""
     cfg.check()
     started = time.time()
-    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
-    source = _load_source(cfg) if cfg.source_data else None
+    timer = _Timer()
+    with timer.phase("data"):
+        dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+        source = _load_source(cfg) if cfg.source_data else None
     with _training_context(cfg) as (_, keras, strategy):
         from edge_transfer.models import add_head, set_batchnorm
 
@@ -202,7 +207,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
             set_batchnorm(extractor, trainable=bn_trainable)
             model = add_head(extractor, dataset.num_classes, cfg.dropout)
             features = keras.Model(model.inputs, extractor.outputs, name="features")
-        source_eval = _source_before(cfg, keras, source, backbone, features) if source else None
+        with timer.phase("evaluation"):
+            source_eval = (_source_before(cfg, keras, source, backbone, features)
+                           if source else None)
 
         _say(cfg, f"finetune stage 1: head only, {backbone.name} frozen "
                   f"({len(splits.train)} train images, {dataset.num_classes} classes)")
@@ -210,7 +217,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             layer.trainable = False
         with strategy.scope():
             _compile(keras, model, cfg.learning_rate)
-        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)}
+        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)}
 
         if cfg.finetune_epochs > 0:
             unfrozen = _unfreeze(extractor, cfg.unfreeze, bn_trainable)
@@ -222,25 +229,28 @@ def finetune(cfg: FinetuneConfig) -> Path:
                     _add_l2sp(model, extractor, cfg.l2sp)
                 _compile(keras, model, cfg.learning_rate * cfg.finetune_lr_factor)
             history["finetune"] = _fit(cfg, keras, model, splits, pre, cfg.finetune_epochs,
-                                       cfg.seed + 1)
-        metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg.eval_batch_size)
+                                       cfg.seed + 1, timer)
+        with timer.phase("evaluation"):
+            metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg.eval_batch_size)
+            if source_eval is not None:
+                metrics.update(source_eval(features))
         metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
-        if source_eval is not None:
-            metrics.update(source_eval(features))
         if cfg.baseline == "scratch":
             with strategy.scope():
                 scratch = _scratch_model(keras, extractor, dataset.num_classes, cfg)
             _say(cfg, "baseline: the same architecture from random weights")
             budget = cfg.epochs + cfg.finetune_epochs
-            history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2)
-            scratch_acc = _accuracies(scratch, splits, pre, cfg.eval_batch_size)
+            history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2,
+                                      timer)
+            with timer.phase("evaluation"):
+                scratch_acc = _accuracies(scratch, splits, pre, cfg.eval_batch_size)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
         metrics["seconds"] = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
-                       metrics, strategy)
+                       metrics, strategy, timer)
         finally:
             cleanup()
     return cfg.out
@@ -374,8 +384,38 @@ def _compile(keras: Any, model: Any, learning_rate: float) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+class _Timer:
+    """Wall seconds by phase: data (listing, hashing), training, evaluation (per-epoch
+    validation inside fit, and the final figures)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"data": 0.0, "training": 0.0, "evaluation": 0.0}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def callback(self, keras: Any) -> Any:
+        timer = self
+
+        class EvaluationTime(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_test_begin(self, logs: Any = None) -> None:
+                self.start = time.perf_counter()
+
+            def on_test_end(self, logs: Any = None) -> None:
+                spent = time.perf_counter() - self.start
+                timer.seconds["evaluation"] += spent
+                timer.seconds["training"] -= spent   # fit's time is counted as training
+
+        return EvaluationTime()
+
+
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
-         epochs: int, seed: int) -> dict[str, list[float]]:
+         epochs: int, seed: int, timer: _Timer | None = None) -> dict[str, list[float]]:
     from edge_transfer.tfdata import from_dataset
 
     steps = -(-len(splits.train) // cfg.batch_size)
@@ -389,8 +429,11 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
                        cfg.eval_batch_size)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
-    result = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
-                       steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
+    timer = timer or _Timer()
+    with timer.phase("training"):
+        result = model.fit(train, validation_data=val, epochs=epochs,
+                           callbacks=[stop, timer.callback(keras)],
+                           steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
     history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     history["best_epoch"] = [float(np.argmin(history["val_loss"]) + 1)]
     return history
@@ -560,7 +603,8 @@ def _save_model(model: Any, path: Path) -> None:
 
 def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
                pre: Preprocessing, backbone: backbones.Backbone, model: Any,
-               history: dict[str, Any], metrics: dict[str, Any], strategy: Any) -> None:
+               history: dict[str, Any], metrics: dict[str, Any], strategy: Any,
+               timer: _Timer | None = None) -> None:
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
     write_json(out / PREPROCESSING_FILE, pre.to_dict())
@@ -570,6 +614,8 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
     write_json(out / RUN_FILE, {
         "command": command,
         "seconds": seconds,
+        "seconds_by_phase": ({k: round(v, 3) for k, v in timer.seconds.items()}
+                             if timer else None),
         "args": args,
         "seed": cfg.seed,
         "data": {"spec": absolute_spec(cfg.data), "seed": cfg.seed,

@@ -120,3 +120,16 @@ def test_fashion_mnist_found_under_edge_transfer_data(
     assert fashion_mnist.locate() == tmp_path / "fashion-mnist"
     monkeypatch.delenv("EDGE_TRANSFER_DATA")
     assert fashion_mnist.locate() == FASHION
+
+
+def test_fashion_recipe_dry_run_lists_every_step(tmp_path: Path, capsys) -> None:
+    from importlib.resources import files
+
+    from edge_transfer.cli import main
+
+    recipe = Path(str(files("edge_transfer").joinpath("configs/fashion.toml")))
+    assert main(["run", str(recipe), "--dry-run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for step in ("pretrain", "finetune", "export", "bundle", "validate", "report"):
+        assert f"edge-transfer {step}" in out
+    assert "--data fashion-mnist:5-9" in out and "--shots 10" in out
