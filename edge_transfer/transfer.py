@@ -85,7 +85,7 @@ class TrainingConfig:
     val_data: str | None = None         # a data spec used as the validation split
     test_data: str | None = None        # a data spec used as the test split
     cache: Path | None = None           # folder for a file cache of decoded training images
-    eval_samples: int = 2000            # val images for early stopping (fixed, stratified)
+    eval_samples: int = 1000            # val images for early stopping (fixed, stratified)
     eval_batch_size: int = 256          # batch size of every evaluation pass
     augment: bool = False
     skip_bad_files: bool = False
