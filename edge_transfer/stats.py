@@ -215,9 +215,9 @@ def paired_counts(both: int, only_a: int, only_b: int, neither: int,
     denom = (a + b) * (c + d) * (a + c) * (b + d)
     # phi of the 2x2 table, with Newcombe's correction: a positive association is reduced
     # by n/2 (and floored at 0), a negative one is used as it is.
-    cross = a * d - b * c
-    cross = cross - n / 2 if cross > n / 2 else min(cross, 0)
-    phi = cross / math.sqrt(denom) if denom > 0 else 0.0
+    cross = float(a * d - b * c)
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0.0)
+    phi = corrected / math.sqrt(denom) if denom > 0 else 0.0
     # B minus A: B's lower distance with A's upper distance, and the reverse.
     lo_b, hi_b = p_b - acc_b.low, acc_b.high - p_b
     lo_a, hi_a = p_a - acc_a.low, acc_a.high - p_a

@@ -19,6 +19,7 @@ from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
 from edge_transfer.runtime import EdgeModel
 from edge_transfer.runtime._backends import TensorInfo
+from edge_transfer.samples import decode
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +72,14 @@ print("clean")
 
 
 def test_predictions_equal_the_export_check(digits_run: Path, digits_export: Path) -> None:
-    """Every artifact of the real export, on the split export.json checked (validation): the
-    runtime's accuracy is the exporter's; fp32 agrees with Keras on every top-1."""
+    """Every artifact of the real export, on the split export.json checked (test): the
+    runtime's accuracy and per-sample predictions are the exporter's; fp32 agrees with Keras
+    on every top-1."""
     from edge_transfer._keras import load
 
     _, keras = load()
     run = Run.open(digits_run)
-    val = run.splits.val
+    val = run.splits.test
     keras_top1 = keras.models.load_model(run.model_path).predict(
         run.preprocessing.apply(val.x), verbose=0).argmax(1)
     artifacts = ok_artifacts(digits_export)
@@ -90,6 +92,7 @@ def test_predictions_equal_the_export_check(digits_run: Path, digits_export: Pat
         accuracy = float(np.mean(prediction.indices == val.y))
         assert accuracy == pytest.approx(artifact["check"]["accuracy"], abs=1e-9), name
         assert artifact["check"]["samples"] == len(val.y)
+        assert decode(artifact["check"]["predictions"]).tolist() == prediction.indices.tolist()
         if artifact["precision"] == "fp32":
             assert artifact["check"]["top1_agreement"] == 1.0, name
         if not artifact["qat"] and not artifact["sparsity"]:  # the check's reference: Keras

@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> None:
         "export", help="quantize and export a run to TFLite / ONNX, checking every file",
         description="Export RUN's model to each format and precision, embed labels and "
                     "preprocessing in each file, and check each file against the Keras model "
-                    "on the validation split. Writes export.json beside the files.",
+                    "on the run's test split, pair by pair against the float model. Writes "
+                    "export.json (with each file's per-sample predictions) beside the files.",
     )
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory from finetune")
     parser.add_argument("--formats", default=DEFAULT_FORMATS,
@@ -50,8 +51,16 @@ def add_parser(subparsers: Any) -> None:
                         help="ONNX static int8 calibration: minmax, entropy, percentile")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.05, metavar="FRACTION",
-                        help="a variant fails its check below float accuracy minus this "
-                             "(default 0.05)")
+                        help="a variant fails its check when its accuracy dropped by more "
+                             "than this below the float model's, and significantly (see "
+                             "--decide; default 0.05)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level of an accuracy drop (exact McNemar test on "
+                             "the same samples; default 0.05)")
+    parser.add_argument("--decide", choices=("significant", "point"), default="significant",
+                        help="significant (default): fail a drop beyond the tolerance only "
+                             "when it is significant at --alpha; point: on the point estimate "
+                             "alone")
     parser.add_argument("--epochs", type=int, default=2,
                         help="fine-tune epochs for --qat and --prune (default 2)")
     parser.add_argument("--out", type=Path, help="output folder (default RUN/export)")
@@ -64,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edge_transfer.export import ExportConfig, export_run, output_dir, results_table
+    from edge_transfer.export import (
+        ExportConfig,
+        export_run,
+        output_dir,
+        result_notes,
+        results_table,
+    )
     from edge_transfer.runs import Run
 
     config = ExportConfig(
@@ -73,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         prune_precisions=_names(args.prune_precision) if args.prune_precision else None,
         calibration_samples=args.calibration_samples,
         calibration_method=args.calibration_method, opset=args.opset, out_dir=args.out,
-        max_accuracy_drop=args.max_accuracy_drop, finetune_epochs=args.epochs,
+        max_accuracy_drop=args.max_accuracy_drop, alpha=args.alpha, decide=args.decide,
+        finetune_epochs=args.epochs,
         unsafe_load=args.unsafe_load,
     )
     Run.open(args.run)            # bad input first, before TensorFlow is imported
@@ -88,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, description=f"exporting {what}", completed=done, total=total)
 
         result = export_run(args.run, config, progress=show)
-    Console(width=160).print(results_table(result))
+    console = Console(width=160)
+    console.print(results_table(result))
+    from edge_transfer.commands._warn import warn
+
+    for line in result_notes(result):
+        warn(line)
     print(f"wrote {result.path}")
     failed = [a.name for a in result.artifacts if not a.ok]
     if failed:

@@ -53,11 +53,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.transfer import FinetuneConfig, finetune, summary_line
+    from edge_transfer.commands._warn import warn
+    from edge_transfer.transfer import FinetuneConfig, finetune, health_line, summary_line
 
     cfg = FinetuneConfig(**common_kwargs(args), finetune_epochs=args.finetune_epochs,
                          finetune_lr_factor=args.finetune_lr_factor, unfreeze=args.unfreeze,
                          l2sp=args.l2sp, source_data=args.source_data, baseline=args.baseline)
     out = finetune(cfg)
     print(f"finetune: {summary_line(out)}")
+    warn(health_line(out, "the fine-tuned model"))
     return 0

@@ -24,8 +24,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.transfer import PretrainConfig, pretrain, summary_line
+    from edge_transfer.commands._warn import warn
+    from edge_transfer.transfer import PretrainConfig, health_line, pretrain, summary_line
 
     out = pretrain(PretrainConfig(**common_kwargs(args)))
     print(f"pretrain: {summary_line(out)}")
+    warn(health_line(out, "the pretrained model"))
     return 0
