@@ -63,9 +63,14 @@ class Images:
         return int(len(self) * np.prod(self.image_shape))
 
     def __getitem__(self, key: Any) -> Any:
-        """An int gives one image (H, W, C); a slice, index array or mask a lazy stack."""
+        """An int gives one image (H, W, C); a slice, index array or mask a lazy stack; a
+        tuple indexes the pixels of the images its first part selects (numpy's meaning)."""
         if isinstance(key, (int, np.integer)):
             return self.read(np.asarray([key]))[0]
+        if isinstance(key, tuple):
+            first = self[key[0]]
+            pixels = first if isinstance(first, np.ndarray) else first.read()
+            return pixels[(slice(None), *key[1:])] if pixels.ndim == 4 else pixels[key[1:]]
         return Images(self.reader, self.positions[key], self.image_shape, self.in_memory)
 
     def read(self, index: np.ndarray | None = None) -> np.ndarray:

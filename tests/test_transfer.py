@@ -50,6 +50,10 @@ def test_run_directory_contract(digits_run: Path) -> None:
                                  "fingerprint", "skip_bad_files"}
     assert info["data"]["shots"] == 10 and info["args"]["backbone"] and info["seed"] == 0
     assert {"tensorflow", "tf-keras", "numpy", "python"} <= set(info["versions"])
+    phases = info["seconds_by_phase"]            # where the wall time went
+    assert set(phases) == {"data", "training", "evaluation"}
+    assert phases["training"] > 0 and phases["evaluation"] > 0
+    assert sum(phases.values()) <= info["seconds"] + 1
     history = json.loads((digits_run / "history.json").read_text())
     assert {"head", "finetune", "scratch"} <= set(history)
     model = run.load_model()
