@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -551,9 +552,26 @@ def predict_split(model: Any, split: Dataset, pre: Preprocessing,
     eagerly and locally."""
     from edge_transfer.tfdata import from_dataset
 
-    outputs = [np.asarray(model(x, training=False))
-               for x, _ in from_dataset(split, pre, batch_size)]
+    call = _inference(model, pre)
+    outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+
+_INFERENCE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _inference(model: Any, pre: Preprocessing) -> Any:
+    """``model(x, training=False)`` as one traced graph per model (any batch size): several
+    times faster than eager calls on a deep backbone; still local (no strategy)."""
+    if model not in _INFERENCE:
+        from edge_transfer._keras import load
+
+        tf, _ = load()
+        spec = tf.TensorSpec((None, *pre.input_shape), tf.float32)
+        ref = weakref.ref(model)  # the graph must not keep the model alive
+        _INFERENCE[model] = tf.function(lambda x: ref()(x, training=False),
+                                        input_signature=[spec])
+    return _INFERENCE[model]
 
 
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
