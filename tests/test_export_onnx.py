@@ -65,7 +65,9 @@ def test_qat_model_exports_with_its_quantization(result: ExportResult) -> None:
     artifact = result.get("onnx-int8-qat")
     ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
     assert ops["DequantizeLinear"] > 0
-    assert artifact.accuracy >= result.get("onnx-int8").accuracy - 0.005
+    # not worse than post-training int8 beyond a few samples of the test split (one image
+    # is 0.4 points here; a smaller margin would judge noise)
+    assert artifact.accuracy >= result.get("onnx-int8").accuracy - 4 / artifact.check.samples
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
