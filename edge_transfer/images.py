@@ -80,6 +80,10 @@ class Images:
             return np.zeros((0, *self.image_shape), np.uint8)
         return self.reader(np.asarray(positions))
 
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for batch in self.batches():
+            yield from batch
+
     def batches(self, size: int = 256) -> Iterator[np.ndarray]:
         """All images, ``size`` at a time, in order."""
         for start in range(0, len(self), size):
