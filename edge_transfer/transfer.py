@@ -87,7 +87,7 @@ class TrainingConfig:
     val_data: str | None = None         # a data spec used as the validation split
     test_data: str | None = None        # a data spec used as the test split
     cache: Path | None = None           # folder for a file cache of decoded training images
-    eval_samples: int = 1000            # val images for early stopping (fixed, stratified)
+    eval_samples: int = 500             # val images for early stopping and the val figure
     eval_batch_size: int = 256          # batch size of every evaluation pass
     augment: bool = False
     skip_bad_files: bool = False
@@ -181,7 +181,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         with strategy.scope():
             head = head_model(model, backbone.extractor)
         with timer.phase("evaluation"):
-            metrics = _accuracies(model, splits, pre, cfg.eval_batch_size)
+            metrics = _accuracies(model, splits, pre, cfg)
         warnings = _chance_warnings(history, metrics, splits)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -241,7 +241,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             if bn_trainable:
                 _recompute_batchnorm(cfg, model, splits, pre)
         with timer.phase("evaluation"):
-            metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg.eval_batch_size)
+            metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg)
             if source_eval is not None:
                 metrics.update(source_eval(features))
         metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
@@ -254,7 +254,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
                                       timer)
             _recompute_batchnorm(cfg, scratch, splits, pre)
             with timer.phase("evaluation"):
-                scratch_acc = _accuracies(scratch, splits, pre, cfg.eval_batch_size)
+                scratch_acc = _accuracies(scratch, splits, pre, cfg)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
             metrics["scratch_test_predictions"] = scratch_acc["test_predictions"]
@@ -472,7 +472,7 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
                          cache_file=_cache_file(cfg, splits.train, pre, "train"),
                          shard=workers)
     val = from_dataset(stratified_sample(splits.val, cfg.eval_samples, cfg.seed), pre,
-                       cfg.eval_batch_size)
+                       cfg.eval_batch_size)  # the same subset _accuracies reports on
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
     timer = timer or _Timer()
@@ -595,7 +595,7 @@ def _chance_warnings(history: dict[str, list[float]], metrics: dict[str, Any],
     best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
     train = max(accuracy[min(best, len(accuracy) - 1)], metrics.get("train_accuracy", 0.0))
     warning = chance_warning(train, metrics["val_accuracy"], splits.train.num_classes,
-                             len(splits.val))
+                             int(metrics.get("val_samples", len(splits.val))))
     if warning is None:
         return []
     print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -652,15 +652,19 @@ def _split_accuracy(model: Any, split: Dataset, pre: Preprocessing, batch_size: 
 
 
 def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
-                batch_size: int = 256) -> dict[str, Any]:
-    """Train/val/test accuracy (each split streamed), and the test split's top-1 per sample
-    (encoded, see :mod:`edge_transfer.samples`) so that test figures can be compared pair by
-    pair."""
+                cfg: TrainingConfig) -> dict[str, Any]:
+    """Train accuracy, val accuracy (on the fixed stratified subset early stopping used,
+    ``val_samples`` images), test accuracy on the whole test split (each split streamed), and
+    the test split's top-1 per sample (encoded, see :mod:`edge_transfer.samples`) so that test
+    figures can be compared pair by pair."""
     from edge_transfer.samples import encode
 
+    batch_size = cfg.eval_batch_size
+    val = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
     out: dict[str, Any] = {
-        f"{name}_accuracy": _split_accuracy(model, split, pre, batch_size)
-        for name, split in (("train", splits.train), ("val", splits.val))}
+        "train_accuracy": _split_accuracy(model, splits.train, pre, batch_size),
+        "val_accuracy": _split_accuracy(model, val, pre, batch_size),
+        "val_samples": len(val)}
     top1 = np.argmax(predict_split(model, splits.test, pre, batch_size), axis=1)
     out["test_accuracy"] = float(np.mean(top1 == splits.test.y))
     out["test_samples"] = len(splits.test)

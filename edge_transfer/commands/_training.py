@@ -75,10 +75,10 @@ def add_common(parser: argparse.ArgumentParser, default_epochs: int) -> None:
     parser.add_argument("--cache", type=Path, metavar="DIR",
                         help="keep decoded training images of large data in files under DIR "
                              "(small splits are cached in memory anyway)")
-    parser.add_argument("--eval-samples", type=int, default=1000, metavar="N",
+    parser.add_argument("--eval-samples", type=int, default=500, metavar="N",
                         help="validation images (a fixed stratified subset) evaluated each "
-                             "epoch for early stopping; the final figures use whole splits "
-                             "(default: 1000)")
+                             "epoch for early stopping, and for the final validation "
+                             "accuracy; test figures use the whole test split (default: 500)")
     parser.add_argument("--eval-batch-size", type=int, default=256, metavar="N",
                         help="batch size of evaluation passes (default: 256)")
     parser.add_argument("--augment", action="store_true",
