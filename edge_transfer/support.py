@@ -49,7 +49,7 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     spec = backbones.get(name)
     size = input_size or spec.min_size
     row: dict[str, Any] = {"name": name, "family": spec.family, "input_size": size,
-                           "epochs": epochs}
+                           "epochs": epochs, "qat_measured": qat}
     run = Path(workdir) / name
     start = time.perf_counter()
     try:
@@ -123,6 +123,9 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         elif v["status"] == "ok":
             seconds = f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else ""
             out[column] = f"ok {v['accuracy']:.2f}{seconds}"
+        elif v.get("accuracy") is not None and row.get("float_accuracy") is not None:
+            out[column] = (f"failed: accuracy {v['accuracy']:.2f} vs float "
+                           f"{row['float_accuracy']:.2f} (more than the allowed drop)")
         else:
             out[column] = f"failed: {v.get('reason') or 'unknown'}"
     return out
