@@ -9,9 +9,9 @@ A backbone turns preprocessed images into a feature vector. Names come from a re
 >>> spec = get("mobilenet_v2")
 >>> spec.preprocessing(96, 96).mean
 (127.5,)
->>> backbone = create("small-cnn", (8, 8, 1))                 # doctest: +SKIP
->>> backbone.extractor.output.shape                           # doctest: +SKIP
-TensorShape([None, 64])
+>>> backbone = create("small-cnn", (8, 8, 1))
+>>> backbone.extractor.output.shape
+TensorShape([None, 1024])
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
 
@@ -292,6 +293,7 @@ def create(
         raise ModelError(f"cannot build {name} ({_first_line(exc)}); check --width, "
                          "--input-size and --weights") from exc
     except Exception as exc:  # Keras' download raises plain Exception without network
+        interrupts.check(exc)
         if weights == "imagenet":
             raise ModelError(
                 f"cannot get ImageNet weights for {name} ({_first_line(exc)}); connect to the "

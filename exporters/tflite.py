@@ -6,6 +6,10 @@ Each variant converts from the source's one SavedModel (saved once, faster than
 >>> from exporters import tflite
 >>> tflite.PRECISIONS
 ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+
+The export itself is not run as a doctest (it needs a Keras model and calibration data;
+tests/test_export_tflite.py runs it):
+
 >>> art = tflite.export(source, ExportSpec.int8(io="int8"), calibration, out_dir,
 ...                     metadata=meta)                                  # doctest: +SKIP
 """
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError, ExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
@@ -66,6 +71,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) ->
     from edge_transfer._keras import load
 
     tf, _ = load()
+    if spec.keep_float is not None:   # int8-mixed: one calibration, named layers left float
+        from exporters._tflite_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float)
     converter = _converter(tf, source)
     if spec.precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -95,6 +104,7 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
     >>> str(explain_failure("tflite-fp32", RuntimeError("x\\nTF Select ops: Det, Svd\\ny")))[:66]
     'tflite-fp32 needs TensorFlow ops that only SELECT_TF_OPS converts '
     """
+    interrupts.check(exc)   # a signal in the converter is an interrupt, not a failure
     message = str(exc)
     select, custom = _SELECT_OPS.search(message), _CUSTOM_OPS.search(message)
     if select:
@@ -118,6 +128,7 @@ def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[Tens
         interpreter = _interpreter(data)
         interpreter.allocate_tensors()
     except Exception as exc:
+        interrupts.check(exc)
         raise ConversionError(f"{name}: LiteRT cannot run the converted file "
                               f"({str(exc).strip().splitlines()[0][:200]}); no file was "
                               "written") from exc
@@ -128,7 +139,8 @@ def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[Tens
 def _converter(tf: Any, source: KerasSource) -> Any:
     try:
         saved = source.saved_model
-    except Exception:  # a model that cannot be saved as a SavedModel still converts directly
+    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
+        interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.model)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 

@@ -70,7 +70,7 @@ def test_backbones_command_lists_all_without_tensorflow() -> None:
             "rows = json.loads(out.getvalue())\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
             "print(len(rows), rows[1]['name'], rows[1]['default_size'])\n")
-    from tests.conftest import REPO_ROOT
+    from conftest import REPO_ROOT
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO_ROOT, timeout=120)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, one_line
 
 
@@ -75,6 +76,7 @@ class LiteRTBackend:
             self.interpreter = Interpreter(model_content=data, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
+            interrupts.check(exc)
             raise ModelError(f"LiteRT cannot load this model ({one_line(exc)}); the file is "
                              "damaged or not a .tflite: copy or export it again") from exc
         inputs = self.interpreter.get_input_details()
@@ -98,6 +100,13 @@ class LiteRTBackend:
         return self.interpreter.get_tensor(self._out)
 
 
+# ONNX Runtime's WeightBiasQuantization rewrites a float Conv/Gemm that sits between a
+# DequantizeLinear and a QuantizeLinear to per-tensor int8 weights at load time. That is
+# exactly a layer an int8-mixed export kept in float on purpose (it undoes the fallback);
+# fully int8 and float models never have such nodes, so turning it off changes nothing else.
+ORT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+
+
 class OnnxBackend:
     """An .onnx file on ``onnxruntime.InferenceSession`` (CPU), dynamic batch axis."""
 
@@ -112,9 +121,11 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
+                data, sess_options=options, providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            interrupts.check(exc)
             raise ModelError(f"ONNX Runtime cannot load this model ({one_line(exc)}); the file is "
                              "damaged or not an .onnx: copy or export it again") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
