@@ -21,10 +21,16 @@ from edge_transfer.errors import BundleError
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8")
 
 
+def _at_a_terminal() -> None:
+    """In the child: SIGINT as at a terminal, even when the tests were started in the
+    background by a script (`cmd &` without job control starts them ignoring SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(run: Path, out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-m", "edge_transfer", "export", str(run), *ARGS,
-                             "--out", str(out)], env=env, text=True,
+                             "--out", str(out)], env=env, text=True, preexec_fn=_at_a_terminal,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
