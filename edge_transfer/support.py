@@ -122,7 +122,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
     for column, key in COLUMNS.items():
         v = variants.get(key)
         if v is None:
-            out[column] = "-"
+            out[column] = "not run" if "qat" in key and row.get("qat_measured") is False else "-"
         elif v["status"] == "ok":
             seconds = f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else ""
             out[column] = f"ok {v['accuracy']:.2f}{seconds}"
