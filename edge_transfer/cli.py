@@ -9,6 +9,8 @@ any other failure exits 1 with a short hint, and the traceback only under ``--de
 SIGINT (Ctrl-C) or SIGTERM, wherever it lands, prints ``interrupted`` and exits 130 or 143
 (see :mod:`edge_transfer.interrupts`).
 
+Not run as a doctest (it prints the whole help, then exits):
+
 >>> main(["devices", "--help"])                          # doctest: +SKIP
 """
 
@@ -28,6 +30,7 @@ COMMANDS = (
     "pretrain",
     "finetune",
     "export",
+    "diagnose",
     "bundle",
     "validate",
     "bench",

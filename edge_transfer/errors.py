@@ -72,7 +72,7 @@ class CheckError(ExportError):
 def one_line(error: object, limit: int = 500) -> str:
     """A library's message (often several lines) as one line for ours, at most ``limit`` chars.
 
-    >>> one_line(ValueError("Tensor 7 is invalid.\n  at subgraph 0\n"))
+    >>> one_line(ValueError("Tensor 7 is invalid.\\n  at subgraph 0\\n"))
     'Tensor 7 is invalid. at subgraph 0'
     """
     text = " ".join(str(error).split())

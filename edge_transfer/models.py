@@ -9,6 +9,8 @@ Fine-tuned models are FLAT functional models (the backbone's layers, not the bac
 one nested layer): tfmot's QAT refuses nested models. :func:`flatten_model` inlines nested
 models of any user model.
 
+Not run as a doctest (it needs a saved model; tests/test_backbones.py uses one):
+
 >>> model = load_keras_model("runs/target/model.keras")      # doctest: +SKIP
 >>> is_flat(flatten_model(model))                            # doctest: +SKIP
 True

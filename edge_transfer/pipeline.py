@@ -19,6 +19,8 @@ The runner builds each step's argv and hands it to the CLI's own parser
 (:func:`edge_transfer.cli.build_parser`), so a pipeline file means exactly what the same command
 typed by hand means, and cannot drift from the CLI.
 
+Not run as a doctest (it needs a pipeline file; tests/test_pipeline.py writes them):
+
 >>> pipe = load_pipeline("pipeline.toml")                       # doctest: +SKIP
 >>> [r.name for r in run_pipeline(pipe, only=("export", "report"), dry_run=True)]  # doctest: +SKIP
 ['export', 'report']

@@ -9,6 +9,8 @@ N weight layers (or all) at a tenth of the learning rate with BatchNorm kept in 
 mode; both stop early on validation loss and restore the best weights. Optional: L2-SP,
 source accuracy before/after, and a from-scratch baseline with the same data and budget.
 
+Not run as a doctest (it trains for a minute; tests/test_transfer.py does):
+
 >>> src = pretrain(PretrainConfig(data="digits:0-4", out=Path("runs/source")))  # doctest: +SKIP
 >>> run = finetune(FinetuneConfig(data="digits:5-9", out=Path("runs/target"),
 ...                               backbone=str(src), shots=10))                 # doctest: +SKIP

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 from runtime_export import bundle_folder, export_folder
-
-from tests.conftest import run_cli
 
 
 @dataclass(frozen=True)

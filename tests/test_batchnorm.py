@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 def test_recompute_batchnorm_takes_the_data_statistics() -> None:

@@ -1,5 +1,7 @@
 """``EdgeModel``: one self-describing .tflite / .onnx file, ready to classify raw pixels.
 
+Not run as a doctest (it needs an exported model file; tests/test_runtime.py exports one):
+
 >>> model = EdgeModel.load("model-int8.tflite", threads=2)        # doctest: +SKIP
 >>> model.predict(images, top_k=3).labels[:2]                     # doctest: +SKIP
 ('7', '5')
