@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_transfer.errors import DataError, UserError
+from edge_transfer.errors import ConfigError, DataError, UserError
+from edge_transfer.fields import option
 from edge_transfer.report import SCHEMA_VERSION
 
 Verdict = Literal["pass", "fail", "skip"]
@@ -42,15 +43,19 @@ CRITERIA = ("present", "status", "accuracy", "device_accuracy", "size", "device_
 class Tolerances:
     """How much worse than the baseline is still fine."""
 
-    max_accuracy_drop: float = 0.01     # absolute fraction (0.01 = 1 point)
-    max_size_growth: float = 0.05       # relative (0.05 = 5 % more bytes)
-    max_device_gap: float = 0.005       # absolute fraction
-    allow_different_data: bool = False
+    max_accuracy_drop: float = option(0.01, "accuracy may drop this much, absolute (0.01 = 1 "
+                                            "point)", metavar="FRACTION")
+    max_size_growth: float = option(0.05, "a file may grow this much, relative (0.05 = 5%)",
+                                    metavar="FRACTION")
+    max_device_gap: float = option(0.005, "device accuracy may differ from the workstation's "
+                                          "this much, absolute", metavar="FRACTION")
+    allow_different_data: bool = option(False, "compare reports whose data fingerprints "
+                                               "differ")
 
     def __post_init__(self) -> None:
         for name in ("max_accuracy_drop", "max_size_growth", "max_device_gap"):
             if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
+                raise ConfigError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
 
 
 @dataclass(frozen=True)

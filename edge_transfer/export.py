@@ -27,6 +27,7 @@ import numpy as np
 
 import exporters
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
+from edge_transfer.fields import option
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run, versions, write_json
@@ -55,20 +56,32 @@ class ExportConfig:
     edge_transfer.errors.UnsupportedExportError: precision fp16 cannot be exported to onnx ...
     """
 
-    formats: tuple[str, ...] = ("tflite", "onnx")
-    precisions: tuple[str, ...] = ("fp32", "int8")
-    qat: bool = False
-    prune: float | None = None
-    prune_precisions: tuple[str, ...] | None = None   # None: every asked precision
-    io: str = "float"
-    calibration_samples: int = 100
-    calibration_method: str = "minmax"
-    opset: int = 17
-    out_dir: Path | None = None
-    max_accuracy_drop: float = 0.05
-    finetune_epochs: int = 2
+    formats: tuple[str, ...] = option(("tflite", "onnx"), "comma-separated formats",
+                                       names=exporters.available())
+    precisions: tuple[str, ...] = option(
+        ("fp32", "int8"), "comma-separated precisions; each goes to the asked formats that can "
+                          "produce it", names=exporters.PRECISIONS, flag="--precision")
+    qat: bool = option(False, "add an int8 variant trained quantization-aware (short "
+                               "fine-tune, --qat-epochs)")
+    prune: float | None = option(None, "add pruned variants of each precision at this "
+                                        "sparsity, e.g. 0.5", metavar="SPARSITY")
+    prune_precisions: tuple[str, ...] | None = option(
+        None, "comma-separated precisions to prune (default: every asked one)",
+        flag="--prune-precision", metavar="PRECISIONS")
+    io: str = option("float", "int8 model input/output type (TFLite)", names=exporters.IO_TYPES)
+    calibration_samples: int = option(100, "training samples to calibrate int8 ranges",
+                                       metavar="N")
+    calibration_method: str = option("minmax", "ONNX static int8 calibration",
+                                      names=exporters.CALIBRATION_METHODS)
+    opset: int = option(17, "ONNX opset")
+    out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
+    max_accuracy_drop: float = option(0.05, "a variant fails its check below float accuracy "
+                                             "minus this", metavar="FRACTION")
+    qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
-    unsafe_load: bool = False   # allow Lambda layers (arbitrary code) in the run's model
+    unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
+                                       "you trust (--unsafe is an alias)",
+                                aliases=("--unsafe",))
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -117,8 +130,9 @@ class ExportConfig:
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise UnsupportedExportError(
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
-        if self.finetune_epochs < 1:
-            raise UnsupportedExportError("fine-tune epochs for --qat/--prune must be >= 1")
+        if self.qat_epochs < 1:
+            raise UnsupportedExportError("--qat-epochs (fine-tune epochs of --qat and --prune) "
+                                         "must be >= 1")
 
     def variants(self) -> list[tuple[str, ExportSpec]]:
         """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
@@ -252,7 +266,7 @@ class _Sources:
         model = self._built["float"]
         assert not isinstance(model, ExportError)
         x, y = self.run.split_arrays("train")
-        epochs, seed = self.config.finetune_epochs, self.config.seed
+        epochs, seed = self.config.qat_epochs, self.config.seed
         try:
             if key == "qat":
                 self.progress("QAT fine-tune")
