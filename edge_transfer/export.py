@@ -1,9 +1,14 @@
 """Export a run's model to every asked format and precision, and check each file.
 
 For each variant: convert (exporters/<format>.py), embed labels and preprocessing, load the
-file in LiteRT / ONNX Runtime, compare it with the Keras model on the validation split, and
-record it in ``export.json`` as ``ok`` or ``failed`` with the reason. One failed variant never
-stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then exits 1).
+file in LiteRT / ONNX Runtime, compare it with the Keras model on the run's test split (the
+split that chose no epoch; the bundle's sample is that same split), and record it in
+``export.json`` as ``ok`` or ``failed`` with the reason. An accuracy drop fails a variant when
+it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact McNemar;
+``decide="point"``: beyond the tolerance alone). ``export.json`` keeps the samples' identity
+(``samples``) and the float model's and every file's top-1 prediction per sample. One failed
+variant never stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then
+exits 1).
 
 Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.py export one):
 
@@ -26,11 +31,13 @@ from typing import Any
 import numpy as np
 
 import exporters
+from edge_transfer import stats
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
 from edge_transfer.fields import option
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run, versions, write_json
+from edge_transfer.samples import SampleIds, encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -40,6 +47,7 @@ EXPORT_FILE = "export.json"
 PREVIOUS_FILE = ".export.json.previous"
 
 Progress = Callable[[str, int, int], None]
+DECISIONS = ("significant", "point")  # fail a drop when significant, or on the point estimate
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,14 @@ class ExportConfig:
                                       names=exporters.CALIBRATION_METHODS)
     opset: int = option(17, "ONNX opset")
     out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
-    max_accuracy_drop: float = option(0.05, "a variant fails its check below float accuracy "
-                                             "minus this", metavar="FRACTION")
+    max_accuracy_drop: float = option(
+        0.05, "a variant fails its check when its accuracy dropped by more than this below the "
+              "float model's, and significantly (see --decide)", metavar="FRACTION")
+    alpha: float = option(0.05, "significance level of an accuracy drop (exact McNemar test on "
+                                "the same samples)")
+    decide: str = option("significant", "significant: fail a drop beyond the tolerance only "
+                                        "when it is significant at --alpha; point: on the point "
+                                        "estimate alone", choices=DECISIONS)
     qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
@@ -130,6 +144,11 @@ class ExportConfig:
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise UnsupportedExportError(
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
+        if not 0.0 < self.alpha < 1.0:
+            raise UnsupportedExportError(f"--alpha {self.alpha} must be in (0, 1); 0.05 is usual")
+        if self.decide not in DECISIONS:
+            raise UnsupportedExportError(
+                f"unknown --decide {self.decide!r}; valid: {', '.join(DECISIONS)}")
         if self.qat_epochs < 1:
             raise UnsupportedExportError("--qat-epochs (fine-tune epochs of --qat and --prune) "
                                          "must be >= 1")
@@ -164,6 +183,9 @@ class ExportResult:
     float_accuracy: float
     artifacts: tuple[Artifact, ...]
     preparation_seconds: dict[str, float]
+    samples: SampleIds | None = None        # the test samples every check ran on
+    float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
+    decision: dict[str, Any] | None = None  # {"max_accuracy_drop", "alpha", "decide"}
 
     @property
     def ok(self) -> bool:
@@ -185,6 +207,9 @@ class ExportResult:
             "data_fingerprint": self.data_fingerprint, "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict(),
             "float_accuracy": self.float_accuracy,
+            "samples": None if self.samples is None else self.samples.to_dict(),
+            "float_predictions": self.float_predictions,
+            "decision": self.decision,
             "versions": versions(),
             "artifacts": [a.to_json(self.out_dir) for a in self.artifacts],
         }
@@ -306,7 +331,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     _check_model(model, run)
     output_dir(run_dir, config, create=True)
     _retire_record(out)
-    x_val, y_val = run.split_arrays("val")
+    x_val, y_val = run.split_arrays("test")
     meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
     options = ExportOptions(opset=config.opset)
     artifacts: list[Artifact] = []
@@ -315,17 +340,22 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         sources = _Sources(model, run, config, Path(work), x_val,
                            lambda what: report(what, done, len(variants)))
         float_out = sources.get(ExportSpec.fp32())[1]
-        float_accuracy = float(np.mean(np.argmax(float_out, axis=1) == y_val))
+        float_top1 = np.argmax(float_out, axis=1)
+        float_accuracy = float(np.mean(float_top1 == y_val))
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         for done, (fmt, spec) in enumerate(variants):
             report(f"{fmt}-{spec.name}", done, len(variants))
             artifacts.append(_export_one(fmt, spec, sources, calibration, out, meta, options,
-                                         y_val, float_accuracy, config.max_accuracy_drop))
+                                         y_val, float_accuracy, config))
         report("done", len(variants), len(variants))
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
                           float_accuracy=float_accuracy, artifacts=tuple(artifacts),
-                          preparation_seconds=dict(sources.seconds))
+                          preparation_seconds=dict(sources.seconds),
+                          samples=SampleIds.of(run.data_fingerprint, "test", y_val),
+                          float_predictions=encode(float_top1),
+                          decision={"max_accuracy_drop": config.max_accuracy_drop,
+                                    "alpha": config.alpha, "decide": config.decide})
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     write_json(result.path, result.to_json())
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
@@ -348,7 +378,7 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
 
 def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
                 out: Path, meta: ModelMetadata, options: ExportOptions, y_val: np.ndarray,
-                float_accuracy: float, max_drop: float) -> Artifact:
+                float_accuracy: float, config: ExportConfig) -> Artifact:
     module = exporters.get(fmt)
     pending = Artifact(fmt, spec)
     try:
@@ -361,8 +391,10 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         return pending.failed(str(exc))
     except Exception as exc:
         return pending.failed(str(conversion_failure(pending.name, exc)))
+    max_drop = config.max_accuracy_drop
     check = check_outputs(outputs, reference, y_val, precision=spec.precision,
-                          float_accuracy=float_accuracy, max_drop=max_drop)
+                          float_accuracy=float_accuracy, max_drop=max_drop, alpha=config.alpha,
+                          rule="point" if config.decide == "point" else "significant")
     artifact = dataclasses.replace(artifact, check=check, seconds=seconds)
     if not check.passed:
         return artifact.failed(failure_reason(check, float_accuracy=float_accuracy,
@@ -371,12 +403,18 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
 
 
 def results_table(result: ExportResult) -> Any:
-    """A rich table: format, precision, status, size, ratio to fp32, accuracy, Δ vs float."""
+    """A rich table: format, precision, status, size, ratio to fp32, accuracy with its 95%
+    interval, and the paired difference from the float model (interval, McNemar p)."""
     from rich.table import Table
 
-    table = Table(title=f"export of {result.run} (float accuracy {result.float_accuracy:.4f})")
+    float_iv = _interval(result.float_accuracy, result.samples)
+    where = f" on {result.samples.describe()}" if result.samples else ""
+    table = Table(title=f"export of {result.run} (float accuracy {float_iv}{where})",
+                  caption="accuracy: % [95% Wilson interval]; Δ vs float: paired difference "
+                          "[95% Newcombe interval], exact McNemar p. An interval that spans 0 "
+                          "is no evidence of a change.")
     for column in ("format", "precision", "status", "size", "gzip", "× fp32", "accuracy",
-                   "Δ vs float"):
+                   "Δ vs float", "p"):
         table.add_column(column, justify="left" if column in ("format", "precision",
                                                               "status") else "right")
     fp32 = {a.format: a.bytes for a in result.artifacts
@@ -384,12 +422,46 @@ def results_table(result: ExportResult) -> Any:
     for a in result.artifacts:
         ratio = f"{a.bytes / fp32[a.format]:.2f}" if a.bytes and a.format in fp32 else "-"
         status = "[green]ok[/]" if a.ok else f"[red]failed[/]: {a.reason}"
-        accuracy = "-" if a.accuracy is None else f"{a.accuracy:.4f}"
-        delta = ("-" if a.accuracy is None
-                 else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")
+        accuracy = "-" if a.accuracy is None else _interval(a.accuracy, result.samples)
+        cmp = a.check.vs_float if a.check is not None else None
+        if cmp:
+            delta = (f"{cmp['difference'] * 100:+.1f} pt [{cmp['low'] * 100:+.1f}, "
+                     f"{cmp['high'] * 100:+.1f}]")
+            p_value = stats.format_p(cmp["p_value"])
+        else:
+            delta = ("-" if a.accuracy is None
+                     else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")
+            p_value = "-"
         table.add_row(a.format, a.spec.name, status, _size(a.bytes), _size(a.gzip_bytes), ratio,
-                      accuracy, delta)
+                      accuracy, delta, p_value)
     return table
+
+
+def result_notes(result: ExportResult) -> list[str]:
+    """Warnings worth one line each: a float model at chance or collapsed onto one class,
+    and a check whose samples are too few to resolve a drop of the tolerance's size."""
+    notes = []
+    if result.samples is not None and result.float_predictions is not None:
+        from edge_transfer.samples import decode
+
+        n = result.samples.count
+        correct = round(result.float_accuracy * n)
+        line = stats.health_warning(stats.wilson(correct, n), len(result.labels),
+                                    decode(result.float_predictions), result.labels,
+                                    what="the float model")
+        if line:
+            notes.append(line)
+    under = {a.check.underpowered for a in result.artifacts
+             if a.check is not None and a.check.underpowered}
+    notes += [f"export checks: {u} (use more test data, or --max-accuracy-drop larger)"
+              for u in sorted(under)][:1]
+    return notes
+
+
+def _interval(accuracy: float, samples: SampleIds | None) -> str:
+    if samples is None or not samples.count:
+        return f"{accuracy:.4f}"
+    return stats.wilson(round(accuracy * samples.count), samples.count).points()
 
 
 def _size(n: int | None) -> str:

@@ -21,7 +21,7 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "latency_p50_ms", "fps", "peak_memory_mb",
                     "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff"}]}
 
-``workstation_accuracy`` is export.json's (the run's validation split); ``delta_vs_float`` is
+``workstation_accuracy`` is export.json's (the run's test split); ``delta_vs_float`` is
 it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
 ``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
 ``agreement_top1`` and ``max_abs_diff`` compare the device's outputs with the workstation's on
@@ -225,7 +225,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "# edge-transfer report", "",
         f"- run: `{report['run']}`",
         f"- data fingerprint: `{report['data_fingerprint']}`",
-        f"- float model accuracy (validation split): {_pct(report.get('float_accuracy'))}",
+        f"- float model accuracy (test split): {_pct(report.get('float_accuracy'))}",
         f"- device: {device.get('name', MISSING)} ({device.get('profile', MISSING)}, "
         f"{device.get('arch', MISSING)})" if device else "- device: not validated",
         "",

@@ -279,6 +279,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             scratch_acc = _accuracies(scratch, splits, pre)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
+            metrics["scratch_test_predictions"] = scratch_acc["test_predictions"]
         metrics["seconds"] = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -293,8 +294,15 @@ def summary_line(run_dir: Path) -> str:
     """One line: what was trained, its accuracies and where it went."""
     if not (Path(run_dir) / METRICS_FILE).is_file():
         return "this worker is done; the chief worker wrote the run directory"
+    from edge_transfer import stats
+
     m = read_json(Path(run_dir) / METRICS_FILE)
-    parts = [f"test accuracy {m['test_accuracy']:.3f}", f"val {m['val_accuracy']:.3f}"]
+    test = f"test accuracy {m['test_accuracy']:.3f}"
+    if m.get("test_samples"):
+        n = int(m["test_samples"])
+        iv = stats.wilson(round(m["test_accuracy"] * n), n)
+        test += f" [{iv.low:.3f}, {iv.high:.3f}] on {n}"
+    parts = [test, f"val {m['val_accuracy']:.3f}"]
     if "scratch_test_accuracy" in m:
         parts.append(f"scratch baseline {m['scratch_test_accuracy']:.3f}")
     if "source_accuracy_before" in m:
@@ -320,6 +328,32 @@ def _data_image_size(cfg: TrainingConfig) -> tuple[int, int] | None:
         size = backbones.get(cfg.backbone).default_size
         return (size, size) if size else None
     return None
+
+
+def health_line(run_dir: Path, what: str = "the model") -> str | None:
+    """One line when the run's model is at chance on its test split, or predicts one class
+    for >= 90% of it (see :func:`edge_transfer.stats.health_warning`); None otherwise."""
+    from edge_transfer import stats
+    from edge_transfer.samples import SamplesError, decode
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    m = read_json(path)
+    n, labels = m.get("test_samples"), _labels(Path(run_dir))
+    if not n or not labels:
+        return None
+    try:
+        predictions = decode(m["test_predictions"]) if m.get("test_predictions") else None
+    except SamplesError:
+        predictions = None
+    return stats.health_warning(stats.wilson(round(m["test_accuracy"] * n), int(n)),
+                                len(labels), predictions, labels, what=what)
+
+
+def _labels(run_dir: Path) -> list[str]:
+    path = run_dir / LABELS_FILE
+    return path.read_text().splitlines() if path.is_file() else []
 
 
 def _load_data(cfg: TrainingConfig, spec: str, shots: int | None) -> tuple[Dataset, Splits]:
@@ -488,10 +522,19 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predict(model, x), axis=1) == y))
 
 
-def _accuracies(model: Any, splits: Splits, pre: Preprocessing) -> dict[str, float]:
-    return {f"{name}_accuracy": _accuracy(model, pre.apply(split.x), split.y)
-            for name, split in (("train", splits.train), ("val", splits.val),
-                                ("test", splits.test))}
+def _accuracies(model: Any, splits: Splits, pre: Preprocessing) -> dict[str, Any]:
+    """Train/val/test accuracy, and the test split's top-1 per sample (encoded, see
+    :mod:`edge_transfer.samples`) so that test figures can be compared pair by pair."""
+    from edge_transfer.samples import encode
+
+    out: dict[str, Any] = {
+        f"{name}_accuracy": _accuracy(model, pre.apply(split.x), split.y)
+        for name, split in (("train", splits.train), ("val", splits.val))}
+    top1 = np.argmax(predict(model, pre.apply(splits.test.x)), axis=1)
+    out["test_accuracy"] = float(np.mean(top1 == splits.test.y))
+    out["test_samples"] = len(splits.test)
+    out["test_predictions"] = encode(top1)
+    return out
 
 
 def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,

@@ -208,7 +208,7 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class Check:
-    """The exported file compared with its Keras model on the validation split."""
+    """The exported file compared with its Keras model on the test split."""
 
     samples: int
     max_abs_diff: float
@@ -216,6 +216,9 @@ class Check:
     accuracy: float
     tolerance: float | None
     passed: bool
+    predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
+    vs_float: dict[str, Any] | None = None  # stats.Paired.as_dict(): this file - the float model
+    underpowered: str | None = None         # the samples cannot resolve a drop of the tolerance
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

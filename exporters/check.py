@@ -1,7 +1,10 @@
-"""Compare an exported file's outputs with its Keras model's on the validation split.
+"""Compare an exported file's outputs with its Keras model on the run's test split.
 
-fp32 must match within ``FP32_TOLERANCE`` (max absolute difference of the probabilities);
-every variant must keep its accuracy within ``max_drop`` of the float model's.
+fp32 must match within ``FP32_TOLERANCE`` (max absolute difference of the probabilities).
+Every variant is compared with the float model pair by pair on the same samples
+(:func:`edge_transfer.stats.paired`): it fails when its accuracy dropped by more than
+``max_drop`` *and* the drop is significant at ``alpha`` (exact McNemar), or, with
+``rule="point"``, when the point estimate dropped by more than ``max_drop``.
 
 >>> import numpy as np
 >>> ref = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_transfer import stats
+from edge_transfer.samples import encode
 from exporters._types import Check
 
 FP32_TOLERANCE = 1e-4
@@ -25,27 +30,52 @@ def tolerance_for(precision: str) -> float | None:
 
 
 def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
-                  precision: str, float_accuracy: float, max_drop: float) -> Check:
-    """A :class:`Check`: passed when within tolerance and accuracy >= float - max_drop."""
+                  precision: str, float_accuracy: float, max_drop: float,
+                  alpha: float = stats.DEFAULT_ALPHA, rule: stats.Rule = "significant"
+                  ) -> Check:
+    """A :class:`Check`: passed when within tolerance and its accuracy drop against the
+    float model (``reference``, the Keras outputs on the same samples) is not a regression
+    under ``rule`` (see the module docstring). ``float_accuracy`` is kept for callers; the
+    comparison is made from ``reference`` itself."""
+    y = np.asarray(y).astype(np.int64)
     if outputs.shape != reference.shape:
         return Check(samples=len(y), max_abs_diff=float("inf"), top1_agreement=0.0,
                      accuracy=0.0, tolerance=tolerance_for(precision), passed=False)
     diff = float(np.max(np.abs(outputs.astype(np.float64) - reference))) if len(y) else 0.0
     top1 = np.argmax(outputs, axis=1)
-    agreement = float(np.mean(top1 == np.argmax(reference, axis=1)))
-    accuracy = float(np.mean(top1 == y))
+    float_top1 = np.argmax(reference, axis=1)
+    agreement = float(np.mean(top1 == float_top1)) if len(y) else 0.0
+    accuracy = float(np.mean(top1 == y)) if len(y) else 0.0
     tolerance = tolerance_for(precision)
+    comparison = stats.paired(float_top1 == y, top1 == y)
+    decision = stats.decide(comparison, max_drop, alpha, rule)
     passed = bool(np.isfinite(diff) and (tolerance is None or diff <= tolerance)
-                  and accuracy >= float_accuracy - max_drop - 1e-9)
+                  and decision.verdict == "pass")
     return Check(samples=len(y), max_abs_diff=diff, top1_agreement=agreement,
-                 accuracy=accuracy, tolerance=tolerance, passed=passed)
+                 accuracy=accuracy, tolerance=tolerance, passed=passed,
+                 predictions=encode(top1), vs_float=comparison.as_dict(),
+                 underpowered=decision.underpowered)
 
 
 def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> str:
-    """One line saying why a check failed."""
+    """One line saying why a check failed.
+
+    >>> from exporters._types import Check
+    >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float={
+    ...     "difference": -0.03, "low": -0.036, "high": -0.024, "p_value": 1e-9, "lost": 200,
+    ...     "gained": 50, "n": 5000}), float_accuracy=0.95, max_drop=0.01)[:72]
+    'accuracy 0.9200 is -3.0 pt [-3.6, -2.4] from the float model (0.9500, p=<0.001'
+    """
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:
         return (f"outputs differ from the Keras model by {check.max_abs_diff:.3g} "
-                f"> tolerance {check.tolerance:g} on {check.samples} validation samples")
-    return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "
-            f"model's {float_accuracy:.4f} on {check.samples} validation samples; "
-            "calibrate with more samples (--calibration-samples) or try --qat")
+                f"> tolerance {check.tolerance:g} on {check.samples} test samples")
+    fix = "calibrate with more samples (--calibration-samples) or try --qat"
+    cmp = check.vs_float
+    if not cmp:
+        return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "
+                f"model's {float_accuracy:.4f} on {check.samples} test samples; {fix}")
+    return (f"accuracy {check.accuracy:.4f} is {cmp['difference'] * 100:+.1f} pt "
+            f"[{cmp['low'] * 100:+.1f}, {cmp['high'] * 100:+.1f}] from the float model "
+            f"({float_accuracy:.4f}, p={stats.format_p(cmp['p_value'])}, lost {cmp['lost']}, "
+            f"gained {cmp['gained']}) on {check.samples} test samples: beyond the "
+            f"{max_drop * 100:.1f}-pt tolerance and significant; {fix}")

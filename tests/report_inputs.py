@@ -1,8 +1,10 @@
 """JSON inputs of a report, written to the contract (docs: /work/prompts/contracts.md).
 
-The figures are those of a small CNN fine-tuned on digits:5-9 (8x8, 5 classes, 134 validation
+The figures are those of a small CNN fine-tuned on digits:5-9 (8x8, 5 classes, 134 test
 images): exports of every TFLite and ONNX precision, one QAT conversion that failed, and a
-local validation of each good artifact.
+local validation of each good artifact. Every accuracy comes with its per-sample predictions
+(:func:`predictions`): the wrong samples of a model with fewer correct include those of one
+with more, as quantization errors usually do.
 """
 
 from __future__ import annotations
@@ -13,10 +15,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_transfer.samples import SampleIds, encode
+
 FINGERPRINT = "5d0c2b9a41e7f3c8"
 LABELS = ["5", "6", "7", "8", "9"]
-CLASS_SIZES = [27, 27, 27, 27, 26]           # 134 validation images
+CLASS_SIZES = [27, 27, 27, 27, 26]           # 134 test images
 SAMPLES = sum(CLASS_SIZES)
+TRUE_LABELS = [i for i, size in enumerate(CLASS_SIZES) for _ in range(size)]
+
+
+def sample_ids(fingerprint: str = FINGERPRINT) -> dict[str, Any]:
+    """The identity of the 134 test samples (export checks, bundle sample, validation)."""
+    return SampleIds.of(fingerprint, "test", TRUE_LABELS).to_dict()
+
+
+def predictions(correct: int) -> str:
+    """Top-1 per sample with ``correct`` right, the errors spread over the classes as in
+    :func:`confusion` (the first samples of a class are the ones it gets wrong)."""
+    errors = SAMPLES - correct
+    out, start = [], 0
+    for i, size in enumerate(CLASS_SIZES):
+        wrong = errors // 5 + (1 if i < errors % 5 else 0)
+        out += [(i + 3) % 5] * wrong + [i] * (size - wrong)
+        start += size
+    return encode(out)
 
 # name: (bytes, gzip bytes, correct of 134); None = the conversion failed
 EXPORTS: dict[str, tuple[int, int, int] | None] = {
@@ -75,13 +97,14 @@ def export_record(run: Path, fingerprint: str = FINGERPRINT) -> dict[str, Any]:
                               else 0.04, "top1_agreement": 1.0 if correct == 131 else 0.9925,
                               "accuracy": accuracy,
                               "tolerance": 1e-4 if precision == "fp32" else None,
-                              "passed": True},
+                              "passed": True, "predictions": predictions(correct)},
                     "accuracy": accuracy}
         artifacts.append(art)
     return {"schema_version": 1, "run": str(run), "data_fingerprint": fingerprint,
             "labels": LABELS, "preprocessing": {"height": 8, "width": 8, "channels": 1,
                                                 "mean": [0.0], "std": [255.0]},
-            "float_accuracy": 131 / SAMPLES, "artifacts": artifacts}
+            "float_accuracy": 131 / SAMPLES, "artifacts": artifacts,
+            "samples": sample_ids(fingerprint), "float_predictions": predictions(131)}
 
 
 def confusion(correct: int) -> list[list[int]]:
@@ -113,6 +136,8 @@ def validation_record(export: dict[str, Any], fingerprint: str = FINGERPRINT,
             "name": art["name"], "format": art["format"], "precision": art["precision"],
             "status": "ok", "reason": None, "bytes": art["bytes"], "samples": SAMPLES,
             "accuracy": correct / SAMPLES, "workstation_accuracy": art["accuracy"],
+            "predictions": predictions(correct),
+            "workstation_predictions": art["check"]["predictions"],
             "per_class_accuracy": [m[i][i] / CLASS_SIZES[i] for i in range(5)],
             "confusion_matrix": m,
             "latency_ms": {"p50": p50, "p90": p50 * 1.3, "p99": p50 * 2.1},
@@ -132,7 +157,8 @@ def validation_record(export: dict[str, Any], fingerprint: str = FINGERPRINT,
     return {"schema_version": 1,
             "device": {"name": "local", "profile": "generic-x86-64", "arch": "x86_64",
                        "emulated": False},
-            "bundle": "bundle", "data_fingerprint": fingerprint, "artifacts": rows}
+            "bundle": "bundle", "data_fingerprint": fingerprint, "artifacts": rows,
+            "samples": sample_ids(fingerprint)}
 
 
 def write_inputs(root: Path, fingerprint: str = FINGERPRINT, transfer: bool = True,
@@ -150,8 +176,14 @@ def write_inputs(root: Path, fingerprint: str = FINGERPRINT, transfer: bool = Tr
 
 
 def edited(report: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
-    """A copy of ``report`` with one artifact row changed."""
+    """A copy of ``report`` with one artifact row changed; a changed accuracy changes the
+    row's per-sample predictions to match (:func:`predictions`)."""
     out = copy.deepcopy(report)
     row = next(r for r in out["artifacts"] if r["name"] == name)
+    for accuracy, kept in (("workstation_accuracy", "predictions"),
+                           ("device_accuracy", "device_predictions")):
+        if accuracy in changes and kept not in changes and row.get(kept) is not None:
+            value = changes[accuracy]
+            row[kept] = None if value is None else predictions(round(value * SAMPLES))
     row.update(changes)
     return out

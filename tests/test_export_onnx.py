@@ -40,7 +40,7 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
     artifact = result.get(f"onnx-{variant}")
     assert artifact.status == "ok", artifact.reason
     assert artifact.check is not None and artifact.check.passed
-    x, y = Run.open(result.run).split_arrays("val")
+    x, y = Run.open(result.run).split_arrays("test")
     probabilities = exporters.get("onnx").predict(artifact.path, x)
     assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
     meta = read_metadata(artifact.path)

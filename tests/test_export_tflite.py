@@ -16,9 +16,11 @@ from _export_shared import (
 )
 
 import exporters
+from edge_transfer import stats
 from edge_transfer.export import ExportConfig, ExportResult, export_run
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
+from edge_transfer.samples import decode
 
 # The precisions the tests below export; a precision added to the exporter without a test
 # fails test_every_precision_is_tested.
@@ -48,13 +50,17 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
     artifact = result.get(f"tflite-{variant}")
     assert artifact.status == "ok", artifact.reason
     assert artifact.check is not None and artifact.check.passed
-    assert artifact.check.samples == len(Run.open(result.run).split_arrays("val")[1])
+    assert artifact.check.samples == len(Run.open(result.run).split_arrays("test")[1])
     # Loads in LiteRT, and what it computes is what the record says.
-    x, y = Run.open(result.run).split_arrays("val")
+    x, y = Run.open(result.run).split_arrays("test")
     probabilities = exporters.get("tflite").predict(artifact.path, x)
     assert probabilities.shape == (len(y), len(result.labels))
     assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
-    assert artifact.accuracy >= result.float_accuracy - 0.05
+    # The record keeps each sample's top-1 and the paired comparison with the float model.
+    assert decode(artifact.check.predictions).tolist() == probabilities.argmax(1).tolist()
+    cmp = artifact.check.vs_float
+    assert cmp["n"] == len(y) and cmp["low"] <= cmp["difference"] <= cmp["high"]
+    assert not (cmp["difference"] < -0.05 and cmp["p_value"] < 0.05)
 
 
 @pytest.mark.parametrize("variant", variant_params(["fp32", "fp32-pruned50"]))
@@ -64,13 +70,20 @@ def test_fp32_matches_keras_within_1e4(digits_run: Path, variant: str) -> None:
     assert check.top1_agreement == 1.0
 
 
-def test_int8_within_two_points_of_float(result: ExportResult) -> None:
-    assert result.get("tflite-int8").accuracy >= result.float_accuracy - 0.02
+def test_int8_not_significantly_below_float(result: ExportResult) -> None:
+    """Paired on the same test samples: int8 loses no more than 2 points with significance."""
+    cmp = result.get("tflite-int8").check.vs_float
+    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
 
 
 @pytest.mark.slow
-def test_qat_int8_not_worse_than_ptq_int8(full: ExportResult) -> None:
-    assert full.get("tflite-int8-qat").accuracy >= full.get("tflite-int8").accuracy - 0.005
+def test_qat_int8_not_significantly_worse_than_ptq_int8(full: ExportResult) -> None:
+    assert full.samples is not None
+    labels = full.samples.label_array()
+    ptq, qat = (decode(full.get(n).check.predictions) == labels
+                for n in ("tflite-int8", "tflite-int8-qat"))
+    cmp = stats.paired(ptq, qat)
+    assert cmp.difference >= 0 or cmp.p_value >= 0.05, cmp.describe()
 
 
 def test_quantized_files_are_smaller(result: ExportResult) -> None:
@@ -110,7 +123,14 @@ def test_export_json_records_every_variant(result: ExportResult) -> None:
     assert (result.out_dir / record["file"]).stat().st_size == record["bytes"]
     assert record["inputs"][0]["shape"] == [-1, 8, 8, 1]
     assert set(record["check"]) == {"samples", "max_abs_diff", "top1_agreement", "accuracy",
-                                     "tolerance", "passed"}
+                                     "tolerance", "passed", "predictions", "vs_float",
+                                     "underpowered"}
+    # The samples every check ran on: the run's test split, with the float model's top-1.
+    assert data["samples"]["split"] == "test" and data["samples"]["count"] == len(
+        Run.open(result.run).split_arrays("test")[1])
+    assert len(decode(data["float_predictions"])) == data["samples"]["count"]
+    assert data["decision"] == {"max_accuracy_drop": 0.05, "alpha": 0.05,
+                                "decide": "significant"}
     assert records["tflite-int8"]["qat"] is False and records["tflite-int8"]["sparsity"] is None
 
 

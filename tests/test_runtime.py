@@ -19,6 +19,7 @@ from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
 from edge_transfer.runtime import EdgeModel
 from edge_transfer.runtime._backends import TensorInfo
+from edge_transfer.samples import decode
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +75,8 @@ print("clean")
                          ids=["post-training", "qat-and-pruned"])
 def test_predictions_equal_the_export_check(digits_run: Path, trained_again: bool) -> None:
     """Every artifact of the real export (the whole one, QAT and pruning included, when
-    ``trained_again``), on the split export.json checked (validation): the runtime's accuracy
-    is the exporter's; fp32 agrees with Keras on every top-1."""
+    ``trained_again``), on the split export.json checked (test): the runtime's accuracy and
+    per-sample predictions are the exporter's; fp32 agrees with Keras on every top-1."""
     from _export_shared import export_all, export_post_training
 
     from edge_transfer._keras import load
@@ -84,7 +85,7 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
 
     _, keras = load()
     run = Run.open(digits_run)
-    val = run.splits.val
+    val = run.splits.test
     keras_top1 = keras.models.load_model(run.model_path).predict(
         run.preprocessing.apply(val.x), verbose=0).argmax(1)
     artifacts = ok_artifacts(digits_export)
@@ -98,6 +99,7 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
         accuracy = float(np.mean(prediction.indices == val.y))
         assert accuracy == pytest.approx(artifact["check"]["accuracy"], abs=1e-9), name
         assert artifact["check"]["samples"] == len(val.y)
+        assert decode(artifact["check"]["predictions"]).tolist() == prediction.indices.tolist()
         if artifact["precision"] == "fp32":
             assert artifact["check"]["top1_agreement"] == 1.0, name
         if not artifact["qat"] and not artifact["sparsity"]:  # the check's reference: Keras

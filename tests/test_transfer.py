@@ -13,6 +13,7 @@ import pytest
 from conftest import FAST, REPO_ROOT, run_cli
 
 from edge_transfer.runs import Run
+from edge_transfer.samples import decode
 
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -35,6 +36,9 @@ def test_finetune_10_shots_transfers(digits_run: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["source_head"] == "pretrain"
     assert metrics["source_accuracy_before"] >= 0.95
+    # The test split's top-1 per sample, for paired comparisons (transfer vs scratch).
+    assert len(decode(metrics["test_predictions"])) == metrics["test_samples"]
+    assert len(decode(metrics["scratch_test_predictions"])) == metrics["test_samples"]
 
 
 def test_run_directory_contract(digits_run: Path) -> None:

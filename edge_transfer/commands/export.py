@@ -26,8 +26,9 @@ def add_parser(subparsers: Any) -> None:
         "export", help="quantize and export a run to TFLite / ONNX, checking every file",
         description="Export RUN's model to each format and precision, embed labels and "
                     "preprocessing in each file, and check each file against the Keras model "
-                    "on the validation split. Writes export.json beside the files. Precisions "
-                    f"per format: {per_format}.",
+                    "on the run's test split, pair by pair against the float model. Writes "
+                    "export.json (with each file's per-sample predictions) beside the files. "
+                    f"Precisions per format: {per_format}.",
     )
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory from finetune")
     add_config_options(parser, ExportConfig)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edge_transfer.export import export_run, output_dir, results_table
+    from edge_transfer.export import export_run, output_dir, result_notes, results_table
     from edge_transfer.runs import Run
 
     config = ExportConfig(**config_kwargs(args, ExportConfig))
@@ -54,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, description=f"exporting {what}", completed=done, total=total)
 
         result = export_run(args.run, config, progress=show)
-    Console(width=160).print(results_table(result))
+    console = Console(width=160)
+    console.print(results_table(result))
+    from edge_transfer.commands._warn import warn
+
+    for line in result_notes(result):
+        warn(line)
     print(f"wrote {result.path}")
     failed = [a.name for a in result.artifacts if not a.ok]
     if failed:

@@ -36,9 +36,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.transfer import finetune, summary_line
+    from edge_transfer.commands._warn import warn
+    from edge_transfer.transfer import finetune, health_line, summary_line
 
     cfg = FinetuneConfig(**config_kwargs(args, FinetuneConfig), verbose=verbosity(args))
     out = finetune(cfg)
     print(f"finetune: {summary_line(out)}")
+    warn(health_line(out, "the fine-tuned model"))
     return 0

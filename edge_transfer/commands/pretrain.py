@@ -26,8 +26,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.transfer import pretrain, summary_line
+    from edge_transfer.commands._warn import warn
+    from edge_transfer.transfer import health_line, pretrain, summary_line
 
     out = pretrain(PretrainConfig(**config_kwargs(args, PretrainConfig), verbose=verbosity(args)))
     print(f"pretrain: {summary_line(out)}")
+    warn(health_line(out, "the pretrained model"))
     return 0

@@ -76,9 +76,13 @@ class Evaluation:
     latency_ms: dict[str, float]
     throughput_fps: float
     peak_memory_mb: float
+    predictions: np.ndarray | None = None   # top-1 class index per sample
 
     def to_dict(self) -> dict[str, Any]:
+        from edge_transfer.samples import encode
+
         return {
+            "predictions": None if self.predictions is None else encode(self.predictions),
             "samples": self.samples, "accuracy": self.accuracy,
             "per_class_accuracy": list(self.per_class_accuracy),
             "confusion_matrix": self.confusion_matrix.tolist(),
@@ -197,6 +201,7 @@ class EdgeModel:
             latency_ms=self._latency(images[:latency_samples]),
             throughput_fps=float(len(y) / elapsed) if elapsed > 0 else float("inf"),
             peak_memory_mb=peak_memory_mb(),
+            predictions=predicted,
         )
 
     def _latency(self, images: np.ndarray) -> dict[str, float]:
