@@ -17,7 +17,6 @@ benches a run locally):
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from devices.profile import DeviceProfile
 from devices.validate import validate_bundle
 from edge_transfer.bundle import MANIFEST, create_bundle
 from edge_transfer.errors import BenchSourceError
+from edge_transfer.records import ExportRecord
 
 SCHEMA_VERSION = 1
 MB = 1024 * 1024
@@ -89,21 +89,20 @@ def _as_bundle(path: Path, tmp: Path) -> tuple[Path, list[str]]:
         return path, []
     if path.is_dir() and (path / "run.json").is_file():
         export_dir = path / "export"
-        if not (export_dir / "export.json").is_file():
+        if not (export_dir / ExportRecord.FILE_NAME).is_file():
             raise BenchSourceError(f"{path} has no export ({export_dir}/export.json): run "
                                    f"`edge-transfer export {path}` first")
         return create_bundle(path, tmp / "bundle", export_dir=export_dir), []
-    if path.is_dir() and (path / "export.json").is_file():
+    if path.is_dir() and (path / ExportRecord.FILE_NAME).is_file():
         return create_bundle(_run_of(path), tmp / "bundle", export_dir=path), []
     if path.is_file() and path.suffix in MODEL_SUFFIXES:
         export_dir = path.parent
-        if not (export_dir / "export.json").is_file():
+        if not (export_dir / ExportRecord.FILE_NAME).is_file():
             raise BenchSourceError(
                 f"{path} has no export.json beside it, so there is no labelled sample to "
                 "measure accuracy on: bench its run, export folder or bundle instead")
-        export = json.loads((export_dir / "export.json").read_text())
-        names = [a["name"] for a in export.get("artifacts", [])
-                 if a.get("file") == path.name and a.get("status") == "ok"]
+        export = _export_of(export_dir)
+        names = [a.name for a in export.ok_artifacts if a.file == path.name]
         if not names:
             raise BenchSourceError(f"{path.name} is not a status-ok artifact of "
                                    f"{export_dir}/export.json; export the run again")
@@ -115,9 +114,12 @@ def _as_bundle(path: Path, tmp: Path) -> tuple[Path, list[str]]:
                            "a bundle (manifest.json or .tar.gz) or a .tflite/.onnx model")
 
 
+def _export_of(export_dir: Path) -> ExportRecord:
+    return ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BenchSourceError)
+
+
 def _run_of(export_dir: Path) -> Path:
-    export = json.loads((export_dir / "export.json").read_text())
-    run = Path(export.get("run") or "")
+    run = Path(_export_of(export_dir).run or "")
     if not (run / "run.json").is_file():
         raise BenchSourceError(f"{export_dir}/export.json names run {str(run)!r}, which is "
                                "not there; bench the bundle of the run instead")

@@ -41,6 +41,7 @@ import numpy as np
 
 from devices.checks import budget_checks
 from devices.profile import DeviceProfile, load_profile
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
@@ -159,6 +160,7 @@ def _validate_here(
             _save_outputs(Path(outputs) / f"{artifact.name}.npy",
                           model.predict(x).probabilities)
     except UserError as exc:
+        interrupts.check(exc)   # a runtime interrupted by a signal is not a failed row
         row["reason"] = str(exc)
         return row
     row.update(evaluation.to_dict(), status="ok")
@@ -225,6 +227,7 @@ def _validate_child(
         except subprocess.TimeoutExpired:
             row["reason"] = f"the runtime did not finish within {timeout:.0f} s (killed)"
             return row
+        interrupts.check_child(proc.returncode)  # Ctrl-C reached the child: stop here too
         if out.is_file():
             result = json.loads(out.read_text())
             return result["artifacts"][0]

@@ -23,51 +23,58 @@ Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 
 from edge_transfer.errors import BundleError, UserError
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import write_json
+from edge_transfer.records import ExportArtifact, ExportRecord, Manifest, ManifestArtifact
 
-SCHEMA_VERSION = 1
-EXPORT_SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = Manifest.FILE_NAME
 VALIDATION_SAMPLE = "validation.npz"
 DEFAULT_TOLERANCE = 0.005
-FORMATS = ("tflite", "onnx")
 
-
-@dataclass(frozen=True)
-class BundleArtifact:
-    name: str
-    file: str
-    format: str
-    precision: str
-    sha256: str
-    bytes: int
-    workstation_accuracy: float | None
+BundleArtifact = ManifestArtifact
+"""One model file of a bundle (its row in ``manifest.json``)."""
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """An opened, verified bundle folder."""
+    """An opened, verified bundle folder and its manifest."""
 
     path: Path
-    labels: tuple[str, ...]
-    preprocessing: Preprocessing
-    data_fingerprint: str
-    tolerance: float
-    artifacts: tuple[BundleArtifact, ...]
-    validation_sample: str
+    manifest: Manifest
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.manifest.preprocessing
+
+    @property
+    def data_fingerprint(self) -> str:
+        return self.manifest.data_fingerprint
+
+    @property
+    def tolerance(self) -> float:
+        return self.manifest.tolerance
+
+    @property
+    def artifacts(self) -> tuple[BundleArtifact, ...]:
+        return self.manifest.artifacts
+
+    @property
+    def validation_sample(self) -> str:
+        return self.manifest.validation_sample
 
     def artifact_path(self, artifact: BundleArtifact) -> Path:
         return self.path / artifact.file
@@ -110,13 +117,14 @@ def create_bundle(
 
     run = Run.open(run_dir)
     export_dir = Path(export_dir) if export_dir else run.path / "export"
-    export = _read_export(export_dir)
-    if export.get("data_fingerprint") not in (None, run.data_fingerprint):
+    export = ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BundleError,
+                               missing="run `edge-transfer export RUN` first")
+    if export.data_fingerprint not in (None, run.data_fingerprint):
         raise BundleError(
-            f"{export_dir} was exported from other data ({export['data_fingerprint']}) than "
+            f"{export_dir} was exported from other data ({export.data_fingerprint}) than "
             f"{run.path} ({run.data_fingerprint}); export the run again"
         )
-    artifacts = [a for a in export.get("artifacts", []) if a.get("status") == "ok"]
+    artifacts = export.ok_artifacts
     if not artifacts:
         raise BundleError(f"{export_dir}/export.json has no artifact with status ok; "
                           "fix the export (see its reasons) and export again")
@@ -126,23 +134,19 @@ def create_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
         entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
-        for entry in entries:
-            entry["workstation_accuracy"] = _accuracy(staging / entry["file"], test.x, test.y)
+        entries = [dataclasses.replace(e, workstation_accuracy=_accuracy(
+            staging / e.file, test.x, test.y)) for e in entries]
         tmp = staging / f".{VALIDATION_SAMPLE}.tmp.npz"
         np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
                             class_names=np.array(run.labels, dtype=str))
         tmp.replace(staging / VALIDATION_SAMPLE)
-        write_json(staging / MANIFEST, {
-            "schema_version": SCHEMA_VERSION,
-            "run": str(run.path),
-            "labels": list(run.labels),
-            "preprocessing": run.preprocessing.to_dict(),
-            "data_fingerprint": run.data_fingerprint,
-            "tolerance": DEFAULT_TOLERANCE,
-            "validation_sample": VALIDATION_SAMPLE,
-            "validation_sha256": sha256_file(staging / VALIDATION_SAMPLE),
-            "artifacts": entries,
-        })
+        Manifest(
+            run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
+            data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
+            validation_sample=VALIDATION_SAMPLE,
+            validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
+            artifacts=tuple(entries),
+        ).dump(staging / MANIFEST)
         if out.exists():  # a previous bundle (checked by _check_out_dir): swap, then delete
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -170,42 +174,28 @@ def archive_bundle(folder: str | Path) -> Path:
     return target
 
 
-def _read_export(export_dir: Path) -> dict[str, Any]:
-    path = export_dir / "export.json"
-    if not path.is_file():
-        raise BundleError(f"{path} is missing; run `edge-transfer export RUN` first")
-    try:
-        export = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"cannot read {path}: {exc}; export the run again") from exc
-    if export.get("schema_version") != EXPORT_SCHEMA_VERSION:
-        raise BundleError(
-            f"{path} has schema_version {export.get('schema_version')!r}; this edge-transfer "
-            f"reads {EXPORT_SCHEMA_VERSION}: export again with this version"
-        )
-    return export
+def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) -> ManifestArtifact:
+    from edge_transfer.runtime.model import FORMATS
 
-
-def _copy_artifact(export_dir: Path, artifact: dict[str, Any], staging: Path) -> dict[str, Any]:
-    name, file = artifact.get("name"), artifact.get("file")
+    name, file = artifact.name, artifact.file
     if not file or not _plain_name(file):
         raise BundleError(f"artifact {name}: file {file!r} is not a file name in {export_dir}; "
                           "export the run again")
-    if artifact.get("format") not in FORMATS:
-        raise BundleError(f"artifact {name}: unknown format {artifact.get('format')!r}")
+    if artifact.format not in FORMATS.values():
+        raise BundleError(f"artifact {name}: unknown format {artifact.format!r}")
     source = export_dir / file
     if not source.is_file():
         raise BundleError(f"artifact {name}: {source} is missing; export the run again")
     digest = sha256_file(source)
-    if artifact.get("sha256") and artifact["sha256"] != digest:
+    if artifact.sha256 and artifact.sha256 != digest:
         raise BundleError(f"{source} changed since export.json was written (sha256 mismatch); "
                           "export the run again")
     tmp = staging / f".{file}.tmp"
     shutil.copyfile(source, tmp)
     tmp.replace(staging / file)
-    return {"name": name, "file": file, "format": artifact["format"],
-            "precision": artifact.get("precision"), "sha256": digest,
-            "bytes": source.stat().st_size, "export_accuracy": artifact.get("accuracy")}
+    return ManifestArtifact(name=name, file=file, format=artifact.format,
+                            precision=artifact.precision, sha256=digest,
+                            bytes=source.stat().st_size, export_accuracy=artifact.accuracy)
 
 
 def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -225,11 +215,10 @@ def _check_out_dir(out: Path) -> None:
 def _is_bundle(folder: Path) -> bool:
     """An edge-transfer bundle, judged by its manifest, not by a file name alone."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        Manifest.load(folder / MANIFEST)
+    except UserError:
         return False
-    return isinstance(manifest, dict) and {"schema_version", "artifacts",
-                                           "validation_sample"} <= manifest.keys()
+    return True
 
 
 def _parent(out: Path) -> Path:
@@ -306,40 +295,13 @@ def _verify(folder: Path) -> Bundle:
     if not manifest_path.is_file():
         raise BundleError(f"{folder} has no {MANIFEST}; it is not a bundle, create one with "
                           "`edge-transfer bundle RUN --out DIR`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"cannot read {manifest_path}: {exc}; copy the bundle again") from exc
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if version != SCHEMA_VERSION:
-        raise BundleError(
-            f"{manifest_path} has schema_version {version!r}; this edge-transfer reads "
-            f"{SCHEMA_VERSION}: install the edge-transfer version that made the bundle"
-        )
-    try:
-        sample = str(manifest["validation_sample"])
-        _check_file(folder, sample, manifest["validation_sha256"], "validation sample")
-        artifacts = tuple(
-            BundleArtifact(name=str(a["name"]), file=str(a["file"]), format=str(a["format"]),
-                           precision=str(a["precision"]), sha256=str(a["sha256"]),
-                           bytes=int(a["bytes"]),
-                           workstation_accuracy=a.get("workstation_accuracy"))
-            for a in manifest["artifacts"]
-        )
-        for artifact in artifacts:
-            _check_file(folder, artifact.file, artifact.sha256, f"artifact {artifact.name}")
-        return Bundle(
-            path=folder, labels=tuple(manifest["labels"]),
-            preprocessing=Preprocessing.from_dict(manifest["preprocessing"]),
-            data_fingerprint=str(manifest["data_fingerprint"]),
-            tolerance=float(manifest["tolerance"]), artifacts=artifacts,
-            validation_sample=sample,
-        )
-    except BundleError:
-        raise
-    except (KeyError, TypeError, ValueError, UserError) as exc:
-        raise BundleError(f"{manifest_path} is malformed ({type(exc).__name__}: {exc}); "
-                          "create the bundle again") from exc
+    manifest = Manifest.load(manifest_path, fix="copy the bundle again, or create it again "
+                             "with the edge-transfer version that reads it")
+    _check_file(folder, manifest.validation_sample, manifest.validation_sha256,
+                "validation sample")
+    for artifact in manifest.artifacts:
+        _check_file(folder, artifact.file, artifact.sha256, f"artifact {artifact.name}")
+    return Bundle(path=folder, manifest=manifest)
 
 
 def _check_file(folder: Path, name: str, expected: str, what: str) -> None:

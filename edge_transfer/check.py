@@ -23,7 +23,6 @@ Not run as a doctest (it needs two report.json files; tests/test_check.py builds
 
 from __future__ import annotations
 
-import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -33,10 +32,9 @@ from typing import Any, Literal
 
 from edge_transfer.errors import ConfigError, DataError, UserError
 from edge_transfer.fields import option
-from edge_transfer.report import SCHEMA_VERSION
+from edge_transfer.records import MalformedRecord, Report, ReportRow
 
 Verdict = Literal["pass", "fail", "skip"]
-CRITERIA = ("present", "status", "accuracy", "device_accuracy", "size", "device_gap")
 
 
 @dataclass(frozen=True)
@@ -92,70 +90,71 @@ class CheckResult:
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
-    """A report.json, checked for its schema version; UserError if it cannot be used."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UserError(f"{path} does not exist; write it with `edge-transfer report RUN`") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; write it again with `edge-transfer report`"
-                        ) from exc
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        version = data.get("schema_version") if isinstance(data, dict) else None
-        raise UserError(f"{path} has report schema_version {version!r}; this edge-transfer reads "
-                        f"{SCHEMA_VERSION}: build the report again with this version")
-    if not isinstance(data.get("artifacts"), list) or not data.get("data_fingerprint"):
-        raise UserError(f"{path} is not a report (no artifacts or data_fingerprint); "
+    """A report.json checked as a :class:`~edge_transfer.records.Report` (schema version,
+    types), as its JSON object; UserError if it cannot be used. ``Report.load`` gives the
+    record itself; :func:`check` takes either."""
+    report = Report.load(path, fix="write it with `edge-transfer report RUN`")
+    if not report.data_fingerprint:
+        raise UserError(f"{path} is not a report (no data_fingerprint); "
                         "write it with `edge-transfer report RUN`")
-    return data
+    return report.to_dict()
 
 
-def check(report: Mapping[str, Any], baseline: Mapping[str, Any],
+def _as_report(name: str, data: Report | Mapping[str, Any]) -> Report:
+    if isinstance(data, Report):
+        return data
+    try:
+        return Report.from_dict(data)
+    except MalformedRecord as exc:
+        raise UserError(f"the {name} is not a usable report ({exc}); build it again with "
+                        "`edge-transfer report RUN`") from exc
+
+
+def check(report: Report | Mapping[str, Any], baseline: Report | Mapping[str, Any],
           tolerances: Tolerances | None = None) -> CheckResult:
-    """Compare ``report`` with ``baseline`` row by row; see the module docstring."""
+    """Compare ``report`` with ``baseline`` row by row; see the module docstring.
+
+    Either may be a :class:`~edge_transfer.records.Report` or its JSON object.
+    """
     tolerances = tolerances or Tolerances()
-    for name, data in (("report", report), ("baseline", baseline)):
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"the {name} has schema_version {data.get('schema_version')!r}; "
-                            f"this edge-transfer reads {SCHEMA_VERSION}")
-    now_fp, base_fp = str(report["data_fingerprint"]), str(baseline["data_fingerprint"])
+    report, baseline = _as_report("report", report), _as_report("baseline", baseline)
+    now_fp, base_fp = report.data_fingerprint, baseline.data_fingerprint
     if now_fp != base_fp and not tolerances.allow_different_data:
         raise DataError(f"the report and the baseline were made from different data "
                         f"(fingerprint {now_fp} != {base_fp}); compare reports of the same data, "
                         "or pass --allow-different-data")
-    rows = {r["name"]: r for r in report["artifacts"]}
+    rows = {r.name: r for r in report.artifacts}
     findings: list[Finding] = []
-    for base in baseline["artifacts"]:
-        findings += _compare(base, rows.get(base["name"]), tolerances)
-    known = {b["name"] for b in baseline["artifacts"]}
+    for base in baseline.artifacts:
+        findings += _compare(base, rows.get(base.name), tolerances)
+    known = {b.name for b in baseline.artifacts}
     findings += [Finding(name, "present", "pass", None, "new",
                          message=f"{name}: new artifact, not in the baseline")
                  for name in rows if name not in known]
     return CheckResult(tuple(findings), now_fp, base_fp)
 
 
-def _compare(base: Mapping[str, Any], now: Mapping[str, Any] | None,
-             tol: Tolerances) -> list[Finding]:
-    name = base["name"]
+def _compare(base: ReportRow, now: ReportRow | None, tol: Tolerances) -> list[Finding]:
+    name = base.name
     if now is None:
         return [Finding(name, "present", "fail", "present", "missing",
                         message=f"{name}: in the baseline but missing from the report")]
     out = [Finding(name, "present", "pass", "present", "present")]
-    if base["status"] == "ok" and now["status"] != "ok":
-        return [*out, Finding(name, "status", "fail", "ok", now["status"],
+    if base.status == "ok" and now.status != "ok":
+        return [*out, Finding(name, "status", "fail", "ok", now.status,
                               message=f"{name}: ok in the baseline, failed now: "
-                                      f"{now.get('reason') or 'no reason recorded'}")]
-    if base["status"] != "ok":
-        return [*out, Finding(name, "status", "skip", base["status"], now["status"],
+                                      f"{now.reason or 'no reason recorded'}")]
+    if base.status != "ok":
+        return [*out, Finding(name, "status", "skip", base.status, now.status,
                               message=f"{name}: failed in the baseline too; figures not compared")]
     out.append(Finding(name, "status", "pass", "ok", "ok"))
-    for key in ("accuracy", "device_accuracy"):
-        field = "workstation_accuracy" if key == "accuracy" else key
-        out.append(_drop(name, key, base.get(field), now.get(field), tol.max_accuracy_drop))
-    out.append(_growth(name, base.get("bytes"), now.get("bytes"), tol.max_size_growth))
-    out.append(_gap(name, now.get("device_gap"), base.get("device_gap"), tol.max_device_gap))
-    return out + _budgets(name, base.get("checks") or {}, now.get("checks") or {})
+    out.append(_drop(name, "accuracy", base.workstation_accuracy, now.workstation_accuracy,
+                     tol.max_accuracy_drop))
+    out.append(_drop(name, "device_accuracy", base.device_accuracy, now.device_accuracy,
+                     tol.max_accuracy_drop))
+    out.append(_growth(name, base.bytes, now.bytes, tol.max_size_growth))
+    out.append(_gap(name, now.device_gap, base.device_gap, tol.max_device_gap))
+    return out + _budgets(name, base.checks, now.checks)
 
 
 def _budgets(name: str, base: Mapping[str, str], now: Mapping[str, str]) -> list[Finding]:

@@ -20,7 +20,6 @@ Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.p
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,20 +30,20 @@ from typing import Any
 import numpy as np
 
 import exporters
-from edge_transfer import stats
-from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError
+from edge_transfer import interrupts, stats
+from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run, versions, write_json
+from edge_transfer.records import ExportRecord
+from edge_transfer.runs import Run, versions
 from edge_transfer.samples import SampleIds, encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
 
-SCHEMA_VERSION = 1
-EXPORT_FILE = "export.json"
-PREVIOUS_FILE = ".export.json.previous"
+EXPORT_FILE = ExportRecord.FILE_NAME
+PREVIOUS_FILE = f".{EXPORT_FILE}.previous"
 
 Progress = Callable[[str, int, int], None]
 DECISIONS = ("significant", "point")  # fail a drop when significant, or on the point estimate
@@ -173,7 +172,7 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What :func:`export_run` produced; ``to_json()`` is ``export.json``."""
+    """What :func:`export_run` produced; :meth:`to_record` is ``export.json``."""
 
     run: Path
     out_dir: Path
@@ -201,18 +200,18 @@ class ExportResult:
                 return artifact
         raise KeyError(f"no artifact {name!r}; have {[a.name for a in self.artifacts]}")
 
+    def to_record(self) -> ExportRecord:
+        """The ``export.json`` record, with the package versions of this process."""
+        return ExportRecord(
+            run=str(self.run), data_fingerprint=self.data_fingerprint, labels=self.labels,
+            preprocessing=self.preprocessing, float_accuracy=self.float_accuracy,
+            samples=None if self.samples is None else self.samples.to_dict(),
+            float_predictions=self.float_predictions, decision=self.decision,
+            versions=versions(),
+            artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts))
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION, "run": str(self.run),
-            "data_fingerprint": self.data_fingerprint, "labels": list(self.labels),
-            "preprocessing": self.preprocessing.to_dict(),
-            "float_accuracy": self.float_accuracy,
-            "samples": None if self.samples is None else self.samples.to_dict(),
-            "float_predictions": self.float_predictions,
-            "decision": self.decision,
-            "versions": versions(),
-            "artifacts": [a.to_json(self.out_dir) for a in self.artifacts],
-        }
+        return self.to_record().to_dict()
 
 
 def load_run_model(run: Run, unsafe: bool = False) -> Any:
@@ -302,12 +301,12 @@ class _Sources:
                 pruned = optimize.prune(model[0].model, x, y, sparsity=float(spec.sparsity or 0),
                                         epochs=epochs, seed=seed)
                 built = self._wrap(pruned.model)
-        except ExportError as exc:
-            return exc
         except Exception as exc:
+            interrupts.check(exc)   # a signal in training is an interrupt, not a failure
             return conversion_failure(key, exc)
         finally:
             self.seconds[key] = time.perf_counter() - start
+        interrupts.check()
         return built
 
 
@@ -357,7 +356,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           decision={"max_accuracy_drop": config.max_accuracy_drop,
                                     "alpha": config.alpha, "decide": config.decide})
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
-    write_json(result.path, result.to_json())
+    result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
     return result
 
@@ -366,13 +365,14 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
     """Delete the files a previous export.json in ``out`` listed that this export did not
     write again, so the folder holds what its export.json describes."""
     try:
-        previous = json.loads((out / PREVIOUS_FILE).read_text())["artifacts"]
-    except (OSError, ValueError, KeyError, TypeError):
+        previous = ExportRecord.load(out / PREVIOUS_FILE).artifacts
+    except UserError:  # none, or unreadable: nothing known to remove
         return
+    suffixes = tuple(exporters.get(f).SUFFIX for f in exporters.available())
     for record in previous:
-        name = record.get("file") if isinstance(record, dict) else None
-        if (isinstance(name, str) and "/" not in name and "\\" not in name
-                and name.endswith((".tflite", ".onnx")) and name not in keep):
+        name = record.file
+        if (name is not None and "/" not in name and "\\" not in name
+                and name.endswith(suffixes) and name not in keep):
             (out / name).unlink(missing_ok=True)
 
 
@@ -387,10 +387,10 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
         seconds = round(time.perf_counter() - start, 3)
         outputs = module.predict(artifact.path, sources.x_val)  # type: ignore[arg-type]
-    except ExportError as exc:
-        return pending.failed(str(exc))
     except Exception as exc:
+        interrupts.check(exc)   # a signal in a converter is an interrupt, not a failed variant
         return pending.failed(str(conversion_failure(pending.name, exc)))
+    interrupts.check()          # ... also when the converter swallowed it
     max_drop = config.max_accuracy_drop
     check = check_outputs(outputs, reference, y_val, precision=spec.precision,
                           float_accuracy=float_accuracy, max_drop=max_drop, alpha=config.alpha,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer._keras import load
 from edge_transfer.errors import ConversionError
 
@@ -68,6 +69,7 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     try:
         qat = tfmot.quantization.keras.quantize_model(copy_model(model))
     except Exception as exc:
+        interrupts.check(exc)
         layer = unquantizable_layer(model)
         where = f"layer {layer}" if layer else "this model"
         raise ConversionError(
@@ -118,6 +120,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
         wrapped = tfmot.sparsity.keras.prune_low_magnitude(copy_model(model),
                                                            pruning_schedule=schedule)
     except Exception as exc:
+        interrupts.check(exc)
         raise ConversionError(f"pruning failed: {str(exc).splitlines()[0][:300]}") from exc
     keras.utils.set_random_seed(seed)
     wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",

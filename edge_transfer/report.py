@@ -38,6 +38,7 @@ Not run as a doctest (it needs a run and its export; tests/test_report.py writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,10 +46,18 @@ from pathlib import Path
 from typing import Any
 
 from edge_transfer.errors import DataError, UserError
-from edge_transfer.runs import METRICS_FILE, RUN_FILE, write_json
+from edge_transfer.records import (
+    ExportArtifact,
+    ExportRecord,
+    Report,
+    ReportFiles,
+    ReportRow,
+    ValidationResult,
+    ValidationRow,
+)
+from edge_transfer.runs import METRICS_FILE, RUN_FILE
 
-SCHEMA_VERSION = 1
-REPORT_FILE = "report.json"
+REPORT_FILE = Report.FILE_NAME
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "accuracy_vs_size.png"
 CONFUSION_FILE = "confusion_float_vs_int8.png"
@@ -61,19 +70,19 @@ _OTHER_STYLES = [("^", "tab:green"), ("D", "tab:purple"), ("v", "tab:brown")]
 
 @dataclass(frozen=True)
 class Inputs:
-    """The JSON files a report stands on, read and checked against each other."""
+    """The files a report stands on, read and checked against each other."""
 
     run_dir: Path
     fingerprint: str
     metrics: Mapping[str, Any]
     export_path: Path
-    export: Mapping[str, Any]
+    export: ExportRecord
     validation_path: Path | None = None
-    validation: Mapping[str, Any] | None = None
+    validation: ValidationResult | None = None
 
     @property
-    def device_rows(self) -> dict[str, Mapping[str, Any]]:
-        return {a["name"]: a for a in (self.validation or {}).get("artifacts", [])}
+    def device_rows(self) -> dict[str, ValidationRow]:
+        return {a.name: a for a in (self.validation.artifacts if self.validation else ())}
 
 
 def build_report(
@@ -92,15 +101,14 @@ def build_report(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; give a folder for the report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    confusion = _confusion_pair(report["artifacts"], inputs.device_rows)
-    report["files"] = {"markdown": MARKDOWN_FILE, "plot": PLOT_FILE,
-                       "confusion": CONFUSION_FILE if confusion else None}
+    confusion = _confusion_pair(report.artifacts, inputs.device_rows)
+    report = dataclasses.replace(report, files=ReportFiles(
+        markdown=MARKDOWN_FILE, plot=PLOT_FILE, confusion=CONFUSION_FILE if confusion else None))
     plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
     if confusion:
-        plot_confusion(confusion, report["labels"], out_dir / CONFUSION_FILE)
+        plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
     _write_text(out_dir / MARKDOWN_FILE, render_markdown(report))
-    write_json(out_dir / REPORT_FILE, report)
-    return out_dir / REPORT_FILE
+    return report.dump(out_dir / REPORT_FILE)
 
 
 def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
@@ -115,41 +123,40 @@ def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
     metrics_path = run_dir / METRICS_FILE
     metrics = _read(metrics_path, "", "") if metrics_path.is_file() else {}
     export_path = _export_path(run_dir, export_json)
-    export = _read(export_path, f"no export record at {export_path}",
-                   f"run `edge-transfer export {run_dir}` first, or pass --export DIR")
-    _check_schema(export, export_path)
-    _check_fingerprint(fingerprint, export.get("data_fingerprint"), export_path,
+    export = ExportRecord.load(
+        export_path, error=UserError,
+        fix=f"run `edge-transfer export {run_dir}` first, or pass --export DIR")
+    _check_fingerprint(fingerprint, export.data_fingerprint, export_path,
                        f"export the run again: `edge-transfer export {run_dir}`")
     if validation_json is None:
         return Inputs(run_dir, str(fingerprint), metrics, export_path, export)
     validation_path = Path(validation_json)
-    validation = _read(validation_path, f"no validation JSON at {validation_path}",
-                       "write it with `edge-transfer validate BUNDLE --json OUT`")
-    _check_schema(validation, validation_path)
-    _check_fingerprint(fingerprint, validation.get("data_fingerprint"), validation_path,
+    validation = ValidationResult.load(
+        validation_path, error=UserError,
+        fix="write it with `edge-transfer validate BUNDLE --json OUT`")
+    _check_fingerprint(fingerprint, validation.data_fingerprint, validation_path,
                        "bundle and validate this run's export again")
     return Inputs(run_dir, str(fingerprint), metrics, export_path, export, validation_path,
                   validation)
 
 
-def assemble(inputs: Inputs) -> dict[str, Any]:
-    """The report as a dict (nothing written)."""
+def assemble(inputs: Inputs) -> Report:
+    """The report record (nothing written)."""
     export, device_rows = inputs.export, inputs.device_rows
-    float_accuracy = export.get("float_accuracy")
-    rows = [_row(a, device_rows.get(a["name"]), float_accuracy) for a in export["artifacts"]]
-    _fill_ratios(rows)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run": str(inputs.run_dir),
-        "export": str(inputs.export_path),
-        "validation": str(inputs.validation_path) if inputs.validation_path else None,
-        "data_fingerprint": inputs.fingerprint,
-        "labels": list(export.get("labels") or []),
-        "float_accuracy": float_accuracy,
-        "device": (inputs.validation or {}).get("device"),
-        "transfer": transfer_figures(inputs.metrics),
-        "artifacts": rows,
-    }
+    float_accuracy = export.float_accuracy
+    rows = _with_ratios([_row(a, device_rows.get(a.name), float_accuracy)
+                         for a in export.artifacts])
+    return Report(
+        run=str(inputs.run_dir),
+        export=str(inputs.export_path),
+        validation=str(inputs.validation_path) if inputs.validation_path else None,
+        data_fingerprint=inputs.fingerprint,
+        labels=export.labels,
+        float_accuracy=float_accuracy,
+        device=inputs.validation.device if inputs.validation else None,
+        transfer=transfer_figures(inputs.metrics),
+        artifacts=tuple(rows),
+    )
 
 
 def transfer_figures(metrics: Mapping[str, Any]) -> dict[str, float | None] | None:
@@ -169,68 +176,67 @@ def transfer_figures(metrics: Mapping[str, Any]) -> dict[str, float | None] | No
             "forgetting": _diff(got["source_accuracy_before"], got["source_accuracy_after"])}
 
 
-def _row(art: Mapping[str, Any], dev: Mapping[str, Any] | None,
-         float_accuracy: float | None) -> dict[str, Any]:
-    export_ok = art.get("status") == "ok"
-    device_status = dev.get("status") if dev else None
+def _row(art: ExportArtifact, dev: ValidationRow | None,
+         float_accuracy: float | None) -> ReportRow:
+    export_ok = art.ok
+    device_status = dev.status if dev else None
     status = "ok" if export_ok and device_status in (None, "ok") else "failed"
-    reason = art.get("reason") if not export_ok else (dev or {}).get("reason")
-    work_acc = _num(art.get("accuracy")) if export_ok else None
-    dev_ok = dev is not None and device_status == "ok"
-    dev_acc = _num(dev.get("accuracy")) if dev_ok and dev else None
+    reason = art.reason if not export_ok else (dev.reason if dev else None)
+    work_acc = art.accuracy if export_ok else None
+    ran = dev if dev is not None and dev.ok else None
     # The device's accuracy is held to the workstation's on the same sample (the bundle's
     # validation sample), which need not be the split export.json measured on.
-    ref_acc = _num(dev.get("workstation_accuracy")) if dev_ok and dev else None
-    latency = (dev.get("latency_ms") or {}) if dev_ok and dev else {}
-    agreement = (dev.get("agreement") or {}) if dev_ok and dev else {}  # emulated devices
-    return {
-        "name": art["name"], "format": art.get("format"), "precision": art.get("precision"),
-        "qat": bool(art.get("qat", False)), "sparsity": art.get("sparsity"),
-        "status": status, "reason": reason,
-        "export_status": art.get("status"), "device_status": device_status,
-        "file": art.get("file"),
-        "bytes": art.get("bytes") if export_ok else None,
-        "gzip_bytes": art.get("gzip_bytes") if export_ok else None,
-        "ratio_to_fp32": None,
-        "workstation_accuracy": work_acc,
-        "device_accuracy": dev_acc,
-        "device_samples": dev.get("samples") if dev_ok and dev else None,
-        "reference_accuracy": ref_acc,
-        "delta_vs_float": _diff(work_acc, _num(float_accuracy)),
-        "device_gap": _diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
-        "latency_p50_ms": _num(latency.get("p50")),
-        "fps": _num(dev.get("throughput_fps")) if dev_ok and dev else None,
-        "peak_memory_mb": _num(dev.get("peak_memory_mb")) if dev_ok and dev else None,
-        "checks": {c["name"]: c["status"] for c in (dev or {}).get("checks", [])},
-        "agreement_top1": _num(agreement.get("top1")),
-        "max_abs_diff": _num(agreement.get("max_abs_diff")),
-    }
+    dev_acc = ran.accuracy if ran else None
+    ref_acc = ran.workstation_accuracy if ran else None
+    latency = (ran.latency_ms or {}) if ran else {}
+    agreement = ran.agreement if ran else None  # emulated devices
+    return ReportRow(
+        name=art.name, format=art.format, precision=art.precision, qat=art.qat,
+        sparsity=art.sparsity, status=status, reason=reason,
+        export_status=art.status, device_status=device_status, file=art.file,
+        bytes=art.bytes if export_ok else None,
+        gzip_bytes=art.gzip_bytes if export_ok else None,
+        workstation_accuracy=work_acc,
+        device_accuracy=dev_acc,
+        device_samples=ran.samples if ran else None,
+        reference_accuracy=ref_acc,
+        delta_vs_float=_diff(work_acc, float_accuracy),
+        device_gap=_diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
+        latency_p50_ms=_num(latency.get("p50")),
+        fps=ran.throughput_fps if ran else None,
+        peak_memory_mb=ran.peak_memory_mb if ran else None,
+        checks={c.name: c.status for c in (dev.checks if dev else ())},
+        agreement_top1=agreement.top1 if agreement else None,
+        max_abs_diff=agreement.max_abs_diff if agreement else None,
+    )
 
 
-def _fill_ratios(rows: list[dict[str, Any]]) -> None:
+def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
     """Size over the same format's plain fp32 artifact (``<format>-fp32``)."""
-    fp32 = {r["format"]: r["bytes"] for r in rows if r["name"] == f"{r['format']}-fp32"}
+    fp32 = {r.format: r.bytes for r in rows if r.name == f"{r.format}-fp32"}
+    out = []
     for r in rows:
-        ref = fp32.get(r["format"])
-        if r["bytes"] is not None and ref:
-            r["ratio_to_fp32"] = round(r["bytes"] / ref, 4)
+        ref = fp32.get(r.format)
+        ratio = round(r.bytes / ref, 4) if r.bytes is not None and ref else None
+        out.append(dataclasses.replace(r, ratio_to_fp32=ratio))
+    return out
 
 
 # ---------------------------------------------------------------- Markdown
 
-def render_markdown(report: Mapping[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     """The report as Markdown: summary, transfer figures, the artifact table, failures."""
-    device = report.get("device") or {}
+    device = report.device
     lines = [
         "# edge-transfer report", "",
-        f"- run: `{report['run']}`",
-        f"- data fingerprint: `{report['data_fingerprint']}`",
-        f"- float model accuracy (test split): {_pct(report.get('float_accuracy'))}",
-        f"- device: {device.get('name', MISSING)} ({device.get('profile', MISSING)}, "
-        f"{device.get('arch', MISSING)})" if device else "- device: not validated",
+        f"- run: `{report.run}`",
+        f"- data fingerprint: `{report.data_fingerprint}`",
+        f"- float model accuracy (test split): {_pct(report.float_accuracy)}",
+        f"- device: {device.name} ({device.profile or MISSING}, {device.arch or MISSING})"
+        if device else "- device: not validated",
         "",
     ]
-    transfer = report.get("transfer")
+    transfer = report.transfer
     if transfer:
         lines += ["## Transfer", "", "| figure | value |", "|---|---|",
                   f"| test accuracy (transfer) | {_pct(transfer['test_accuracy'])} |",
@@ -239,19 +245,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   f"| source accuracy before | {_pct(transfer['source_accuracy_before'])} |",
                   f"| source accuracy after | {_pct(transfer['source_accuracy_after'])} |",
                   f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", ""]
-    lines += ["## Artifacts", "", _table(report["artifacts"]), ""]
-    failed = [r for r in report["artifacts"] if r["status"] != "ok"]
+    lines += ["## Artifacts", "", _table(report.artifacts), ""]
+    failed = [r for r in report.artifacts if r.status != "ok"]
     if failed:
         lines += ["## Failed artifacts", ""]
-        lines += [f"- **{r['name']}**: {r['reason'] or 'no reason recorded'}" for r in failed]
+        lines += [f"- **{r.name}**: {r.reason or 'no reason recorded'}" for r in failed]
         lines.append("")
-    files = report.get("files") or {}
-    if files.get("plot"):
-        lines += ["## Accuracy against size", "", f"![accuracy against size]({files['plot']})",
+    files = report.files or ReportFiles(plot=None)
+    if files.plot:
+        lines += ["## Accuracy against size", "", f"![accuracy against size]({files.plot})",
                   ""]
-    if files.get("confusion"):
+    if files.confusion:
         lines += ["## Confusion matrices, float against int8", "",
-                  f"![confusion matrices]({files['confusion']})", ""]
+                  f"![confusion matrices]({files.confusion})", ""]
     return "\n".join(lines)
 
 
@@ -260,22 +266,21 @@ TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
                  "peak MB", "device gap", "budgets", "top-1 agree", "max diff")
 
 
-def table_cells(row: Mapping[str, Any]) -> list[str]:
+def table_cells(row: ReportRow) -> list[str]:
     """One artifact row as display strings (shared by Markdown and the terminal table)."""
-    checks = row.get("checks") or {}
     return [
-        row["name"], str(row.get("format") or MISSING), str(row.get("precision") or MISSING),
-        row["status"], _size(row.get("bytes")), _fmt(row.get("ratio_to_fp32"), "{:.2f}×"),
-        _pct(row.get("workstation_accuracy")), _pct(row.get("device_accuracy")),
-        _pts(row.get("delta_vs_float")), _fmt(row.get("latency_p50_ms"), "{:.3f}"),
-        _fmt(row.get("fps"), "{:.0f}"), _fmt(row.get("peak_memory_mb"), "{:.1f}"),
-        _pts(row.get("device_gap")),
-        ", ".join(f"{k} {v}" for k, v in checks.items()) or MISSING,
-        _fmt(row.get("agreement_top1"), "{:.4f}"), _fmt(row.get("max_abs_diff"), "{:.2g}"),
+        row.name, row.format or MISSING, row.precision or MISSING,
+        row.status, _size(row.bytes), _fmt(row.ratio_to_fp32, "{:.2f}×"),
+        _pct(row.workstation_accuracy), _pct(row.device_accuracy),
+        _pts(row.delta_vs_float), _fmt(row.latency_p50_ms, "{:.3f}"),
+        _fmt(row.fps, "{:.0f}"), _fmt(row.peak_memory_mb, "{:.1f}"),
+        _pts(row.device_gap),
+        ", ".join(f"{k} {v}" for k, v in row.checks.items()) or MISSING,
+        _fmt(row.agreement_top1, "{:.4f}"), _fmt(row.max_abs_diff, "{:.2g}"),
     ]
 
 
-def _table(rows: Iterable[Mapping[str, Any]]) -> str:
+def _table(rows: Iterable[ReportRow]) -> str:
     out = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     out += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     return "\n".join(out)
@@ -298,30 +303,32 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_accuracy_vs_size(report: Mapping[str, Any], path: Path) -> None:
+def plot_accuracy_vs_size(report: Report, path: Path) -> None:
     """Accuracy against file size per artifact, one marker/colour per format, Pareto front."""
-    rows = [r for r in report["artifacts"] if r["bytes"] is not None]
-    device = any(r["device_accuracy"] is not None for r in rows)
-    key = "device_accuracy" if device else "workstation_accuracy"
-    rows = [r for r in rows if r[key] is not None]
+    sized = [r for r in report.artifacts if r.bytes is not None]
+    device = any(r.device_accuracy is not None for r in sized)
+    measured = [(r, r.bytes, r.device_accuracy if device else r.workstation_accuracy)
+                for r in sized]
+    rows = [r for r, _, acc in measured if acc is not None]
+    points = [(size / 1024, acc) for _, size, acc in measured
+              if size is not None and acc is not None]
     fig = _figure((7, 4.5))
     ax = fig.subplots()
-    styles = _styles(sorted({str(r["format"]) for r in rows}))
+    styles = _styles(sorted({str(r.format) for r in rows}))
     for fmt, (marker, colour) in styles.items():
-        mine = [r for r in rows if r["format"] == fmt]
-        ax.scatter([r["bytes"] / 1024 for r in mine], [r[key] for r in mine], marker=marker,
+        mine = [p for r, p in zip(rows, points, strict=True) if r.format == fmt]
+        ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker=marker,
                    color=colour, s=50, label=fmt, zorder=3)
-    points = [(r["bytes"] / 1024, r[key]) for r in rows]
     log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
     for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
-        ax.annotate(r["name"], point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
+        ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
                     fontsize=7)
     front = [points[i] for i in pareto_front(points)]
     if front:
         ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
                 label="Pareto front", zorder=2)
-    if not device and report.get("float_accuracy") is not None:  # same split as the points
-        ax.axhline(report["float_accuracy"], linestyle=":", color="black", linewidth=1,
+    if not device and report.float_accuracy is not None:  # same split as the points
+        ax.axhline(report.float_accuracy, linestyle=":", color="black", linewidth=1,
                    label="float model (workstation)")
     if log_x:
         ax.set_xscale("log")
@@ -375,14 +382,14 @@ def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path:
     _save(fig, path)
 
 
-def _confusion_pair(rows: Sequence[Mapping[str, Any]],
-                    device_rows: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Any]]:
+def _confusion_pair(rows: Sequence[ReportRow],
+                    device_rows: Mapping[str, ValidationRow]) -> list[tuple[str, Any]]:
     """(float, int8) confusion matrices from the validation JSON, preferring one format."""
     def matrix(name: str) -> Any:
-        dev = device_rows.get(name) or {}
-        return dev.get("confusion_matrix") if dev.get("status") == "ok" else None
+        dev = device_rows.get(name)
+        return dev.confusion_matrix if dev is not None and dev.ok else None
 
-    names = [r["name"] for r in rows]
+    names = [r.name for r in rows]
     for fmt in ("tflite", "onnx"):
         f32, i8 = f"{fmt}-fp32", f"{fmt}-int8"
         if f32 in names and i8 in names and matrix(f32) and matrix(i8):
@@ -406,13 +413,11 @@ def _figure(size: tuple[float, float]) -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    from edge_transfer.atomic import atomic_path
+
     fig.tight_layout()
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -438,14 +443,6 @@ def _read(path: Path, missing: str, fix: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} holds no JSON object; {fix or 'write it again'}")
     return data
-
-
-def _check_schema(data: Mapping[str, Any], path: Path) -> None:
-    if data.get("schema_version") != SCHEMA_VERSION or not isinstance(data.get("artifacts"), list):
-        raise UserError(
-            f"{path} has schema_version {data.get('schema_version')!r} (this edge-transfer "
-            f"reads {SCHEMA_VERSION}, with an 'artifacts' list); write it again with this version"
-        )
 
 
 def _check_fingerprint(expected: str, got: str | None, path: Path, fix: str) -> None:

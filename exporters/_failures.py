@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ConversionError, ExportError
 
 _OP_PATTERNS = (
@@ -37,7 +38,11 @@ def first_line(message: str, limit: int = 300) -> str:
 
 
 def conversion_failure(variant: str, exc: BaseException) -> ExportError:
-    """A :class:`ConversionError` for ``variant`` naming the op or layer where known."""
+    """A :class:`ConversionError` for ``variant`` naming the op or layer where known.
+
+    If SIGINT/SIGTERM arrived meanwhile, raises :class:`~edge_transfer.interrupts.Interrupted`
+    instead: whatever the converter made of the signal is an interrupt, not a failure."""
+    interrupts.check(exc)
     if isinstance(exc, ExportError):
         return exc
     message = str(exc) or type(exc).__name__

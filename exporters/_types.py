@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.records import ExportArtifact, ExportCheck, TensorRecord
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("float", "int8", "uint8")
@@ -191,37 +192,11 @@ class KerasSource:
         return path
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """An input or output of an exported file (``-1`` marks a dynamic axis)."""
+TensorInfo = TensorRecord
+"""An input or output of an exported file (``-1`` marks a dynamic axis): the export.json row."""
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float | None = None
-    zero_point: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "scale": self.scale, "zero_point": self.zero_point}
-
-
-@dataclass(frozen=True)
-class Check:
-    """The exported file compared with its Keras model on the test split."""
-
-    samples: int
-    max_abs_diff: float
-    top1_agreement: float
-    accuracy: float
-    tolerance: float | None
-    passed: bool
-    predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
-    vs_float: dict[str, Any] | None = None  # stats.Paired.as_dict(): this file - the float model
-    underpowered: str | None = None         # the samples cannot resolve a drop of the tolerance
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+Check = ExportCheck
+"""The exported file compared with its Keras model on the run's test split."""
 
 
 @dataclass(frozen=True)
@@ -256,18 +231,19 @@ class Artifact:
     def failed(self, reason: str) -> Artifact:
         return dataclasses.replace(self, status="failed", reason=reason)
 
-    def to_json(self, relative_to: Path) -> dict[str, Any]:
-        """The artifact record of ``export.json`` (``file`` relative to its folder)."""
+    def to_record(self, relative_to: Path) -> ExportArtifact:
+        """The artifact row of ``export.json`` (``file`` relative to its folder)."""
         file = None
         if self.path is not None:
             file = Path(self.path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
-        return {
-            "name": self.name, "format": self.format, "precision": self.spec.precision,
-            "qat": self.spec.qat, "sparsity": self.spec.sparsity, "io": self.spec.io,
-            "status": self.status, "reason": self.reason, "file": file,
-            "bytes": self.bytes, "gzip_bytes": self.gzip_bytes, "sha256": self.sha256,
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-            "check": None if self.check is None else self.check.to_json(),
-            "accuracy": self.accuracy, "seconds": self.seconds,
-        }
+        return ExportArtifact(
+            name=self.name, format=self.format, precision=self.spec.precision,
+            qat=self.spec.qat, sparsity=self.spec.sparsity, io=self.spec.io,
+            status=self.status, reason=self.reason, file=file, bytes=self.bytes,
+            gzip_bytes=self.gzip_bytes, sha256=self.sha256, inputs=self.inputs,
+            outputs=self.outputs, check=self.check, accuracy=self.accuracy,
+            seconds=self.seconds)
+
+    def to_json(self, relative_to: Path) -> dict[str, Any]:
+        """:meth:`to_record` as the JSON object of ``export.json``."""
+        return self.to_record(relative_to).to_dict()

@@ -16,12 +16,15 @@ tests/test_export_tflite.py runs it):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
+from edge_transfer.errors import ConversionError, ExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
 from exporters._failures import conversion_failure
 from exporters._files import file_facts
@@ -54,12 +57,12 @@ def export(
     try:
         data = _convert(source, spec, calibration)
     except Exception as exc:
-        raise conversion_failure(name, exc) from exc
+        raise explain_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
+    inputs, outputs = runnable(name, data)   # before writing: no file LiteRT cannot run
     path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
     write_bytes_atomic(path, data)
     facts = file_facts(data)
-    inputs, outputs = describe(data)
     return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
                     sha256=facts.sha256, inputs=inputs, outputs=outputs)
 
@@ -86,10 +89,52 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) ->
     return bytes(converter.convert())
 
 
+_SELECT_OPS = re.compile(r"TF Select ops: ([^\n]+)")
+_CUSTOM_OPS = re.compile(r"Custom ops: ([^\n]+)")
+
+
+def explain_failure(name: str, exc: BaseException) -> ExportError:
+    """A converter failure as one line; ops that only ``SELECT_TF_OPS`` could convert are
+    named as such (the converter here never enables it: LiteRT has no Flex kernels).
+
+    >>> str(explain_failure("tflite-fp32", RuntimeError("x\\nTF Select ops: Det, Svd\\ny")))[:66]
+    'tflite-fp32 needs TensorFlow ops that only SELECT_TF_OPS converts '
+    """
+    message = str(exc)
+    select, custom = _SELECT_OPS.search(message), _CUSTOM_OPS.search(message)
+    if select:
+        return ConversionError(
+            f"{name} needs TensorFlow ops that only SELECT_TF_OPS converts "
+            f"({select.group(1).strip()}): such a file runs only with TensorFlow's Flex "
+            "delegate, which the LiteRT runtime does not have, so none was written; replace "
+            "those ops in the model, or use the ONNX export")
+    if custom:
+        return ConversionError(
+            f"{name} uses ops that neither LiteRT nor SELECT_TF_OPS has "
+            f"({custom.group(1).strip()}); no file was written; replace those ops in the "
+            "model, or use the ONNX export")
+    return conversion_failure(name, exc)
+
+
+def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Inputs and outputs of ``data`` once LiteRT has loaded it and allocated its tensors;
+    a ConversionError naming the op when it cannot (e.g. a Flex or custom op)."""
+    try:
+        interpreter = _interpreter(data)
+        interpreter.allocate_tensors()
+    except Exception as exc:
+        raise ConversionError(f"{name}: LiteRT cannot run the converted file "
+                              f"({str(exc).strip().splitlines()[0][:200]}); no file was "
+                              "written") from exc
+    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
+            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
+
+
 def _converter(tf: Any, source: KerasSource) -> Any:
     try:
         saved = source.saved_model
-    except Exception:  # a model that cannot be saved as a SavedModel still converts directly
+    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
+        interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.model)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 

@@ -366,6 +366,8 @@ CASES = [
                     str(e.out)], ("deploy",)),
     # ---- devices, device
     Case("devices-unknown-option", lambda e: ["devices", "--format", "xml"], ("--format",)),
+    Case("backbones-unknown-family", lambda e: ["backbones", "--family", "ResNeXt"],
+         ("ResNeXt", "RegNetX")),
     Case("device-unknown-action", lambda e: ["device", "frobnicate"], ("frobnicate",)),
     Case("device-setup-unknown-device",
          lambda e: ["device", "setup", "raspberry-pi-9", "--dir", str(e.out)],

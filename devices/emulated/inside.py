@@ -142,15 +142,18 @@ def _make_mountpoint(target: Path, *, directory: bool) -> list[Path]:
 
 def _run_killable(command: list[str], argv: list[str], env: dict[str, str],
                   timeout: float | None) -> subprocess.CompletedProcess[str]:
-    """subprocess.run that kills the whole process group on timeout."""
+    """subprocess.run that kills the whole process group on timeout, and on Ctrl-C/SIGTERM
+    (the group is a session of its own: the terminal's signal does not reach it)."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise DeviceError(f"`{shlex.join(argv)}` did not finish within {timeout:g} s in "
                           "the emulated arm64 userland (emulation is slow: raise the timeout, "
                           "or use fewer samples)") from None

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import EdgeTransferError, UserError
 
 if sys.version_info >= (3, 11):
@@ -298,6 +299,7 @@ def run_pipeline(
         try:
             code = int(args.handler(args) or 0)
         except EdgeTransferError as exc:
+            interrupts.check(exc)   # --keep-going never carries on past Ctrl-C
             if isinstance(exc, UserError) or not pipeline.keep_going:
                 echo(f"[{i}/{len(planned)}] {step.name} failed")
                 raise

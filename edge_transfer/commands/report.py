@@ -26,33 +26,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    from edge_transfer.records import Report, ReportFiles
     from edge_transfer.report import build_report, table_cells
 
     path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)
-    report = json.loads(path.read_text())
+    report = Report.load(path)
     table = Table(title=f"artifacts of {args.run}", box=box.SIMPLE_HEAD, pad_edge=False)
     columns: tuple[tuple[str, int], ...] = _TERMINAL_COLUMNS
-    if any(r.get("agreement_top1") is not None for r in report["artifacts"]):
+    if any(r.agreement_top1 is not None for r in report.artifacts):
         columns += (("agree", 14), ("max diff", 15))  # another device against the workstation
     for header, index in columns:
         table.add_column(header, no_wrap=True, justify="left" if index < 4 else "right")
-    for row in report["artifacts"]:
+    for row in report.artifacts:
         cells = table_cells(row)
         table.add_row(*(cells[i] for _, i in columns),
-                      style=None if row["status"] == "ok" else "red")
+                      style=None if row.status == "ok" else "red")
     console = Console()
     if not console.is_terminal:  # logs and pipes: no reason to squeeze into 80 columns
         console = Console(width=120)
     console.print(table)
-    failed = [r["name"] for r in report["artifacts"] if r["status"] != "ok"]
+    failed = [r.name for r in report.artifacts if r.status != "ok"]
     if failed:
         console.print(f"[red]failed:[/red] {', '.join(failed)} (reasons in report.md)")
-    console.print(f"report: {path.parent / report['files']['markdown']}  ({path.name}, "
-                  f"{report['files']['plot']})", soft_wrap=True)
+    files = report.files or ReportFiles()
+    console.print(f"report: {path.parent / files.markdown}  ({path.name}, {files.plot})",
+                  soft_wrap=True)
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.errors import DataError, ModelError, one_line
 from edge_transfer.metadata import ModelMetadata, read_from_onnx_map, read_from_tflite
 from edge_transfer.preprocessing import Preprocessing, as_uint8_batch
@@ -220,6 +221,7 @@ class EdgeModel:
         try:
             out = self.predict(probe)
         except Exception as exc:  # a model that loads but cannot run its own input
+            interrupts.check(exc)
             raise ModelError(f"{self.path}: the model fails on its declared input: "
                              f"{one_line(exc)}") from exc
         if out.probabilities.shape != (1, classes):

@@ -1,0 +1,592 @@
+"""The JSON files edge-transfer writes and reads: one frozen, typed record per file.
+
+    file                      record            rows               written by / read by
+    RUN/export/export.json    ExportRecord      ExportArtifact     export / bundle, report, bench
+    BUNDLE/manifest.json      Manifest          ManifestArtifact   bundle / validate (device)
+    validate --json OUT       ValidationResult  ValidationRow      validate / report, bench
+    REPORT/report.json        Report            ReportRow          report / check
+    bench --json OUT          BenchTable        BenchRow           bench
+
+Each file record has its ``FILE_NAME`` and ``SCHEMA_VERSION`` here, once; ``load(path)``
+reads and checks it, ``dump(path)`` writes it through :mod:`edge_transfer.atomic`;
+``from_dict`` / ``to_dict`` convert by the fields' types. The JSON keys are the field names.
+A missing, unreadable, malformed or too-new file is a :class:`~edge_transfer.errors.UserError`
+subclass (the record's ``ERROR``, or the caller's ``error=``) whose message names the fix.
+
+To add a figure to a file, add a field with a default to its record: older files (without
+the key) still load, and readers that do not know the key ignore it. A field declared with
+``field(default=None, metadata=OMIT_NONE)`` is left out of the JSON while it is None.
+Importing this module needs numpy and nothing heavier (the device side uses it).
+
+>>> row = ManifestArtifact(name="tflite-int8", file="model-int8.tflite", format="tflite",
+...                        precision="int8", sha256="ab" * 32, bytes=1234)
+>>> ManifestArtifact.from_dict(row.to_dict()) == row
+True
+>>> ManifestArtifact.from_dict({**row.to_dict(), "bytes": "many"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+edge_transfer.records.MalformedRecord: bytes: expected int, got 'many'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from edge_transfer.errors import (
+    BundleError,
+    DeviceError,
+    ExportError,
+    UserError,
+    one_line,
+)
+from edge_transfer.preprocessing import Preprocessing
+
+OMIT_NONE = {"omit_none": True}
+"""Field metadata: leave the key out of the JSON while the value is None."""
+
+R = TypeVar("R", bound="Record")
+F = TypeVar("F", bound="FileRecord")
+
+
+class MalformedRecord(ValueError):
+    """A value of the wrong type or a missing key; ``load`` turns it into the file's error."""
+
+
+# --------------------------------------------------------------------------- machinery
+
+
+class Record:
+    """A frozen dataclass converted to and from JSON by its fields' types."""
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str = "") -> R:
+        """The record of a JSON object; unknown keys are ignored, missing ones take their
+        defaults (a missing key without a default is :class:`MalformedRecord`)."""
+        if not isinstance(data, Mapping):
+            raise MalformedRecord(f"{where or cls.__name__}: expected an object, "
+                                  f"got {_short(data)}")
+        cls._check_dict(data)
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if not f.init:
+                continue
+            key = f"{where}.{f.name}" if where else f.name
+            if f.name in data:
+                values[f.name] = _convert(hints[f.name], data[f.name], key)
+            elif (f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING):
+                raise MalformedRecord(f"{key} is missing")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise MalformedRecord(f"{where or cls.__name__}: {one_line(exc)}") from exc
+
+    @classmethod
+    def _check_dict(cls, data: Mapping[str, Any]) -> None:
+        """Checks of the whole object before its fields are read (none by default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (plain dicts, lists, numbers, strings, None)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = _plain(value)
+        return out
+
+
+class FileRecord(Record):
+    """A record that is a whole file: ``schema_version`` is written and checked here."""
+
+    FILE_NAME: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int]
+    ERROR: ClassVar[type[UserError]] = UserError
+    MAKE: ClassVar[str] = "write it again"   # how the user makes this file again
+
+    @classmethod
+    def _check_dict(cls, data: Mapping[str, Any]) -> None:
+        _check_version(cls, data.get("schema_version"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": self.SCHEMA_VERSION, **super().to_dict()}
+
+    @classmethod
+    def load(cls: type[F], path: str | Path, *, error: type[UserError] | None = None,
+             fix: str | None = None, missing: str | None = None) -> F:
+        """Read and check ``path`` (a file, or a folder holding ``FILE_NAME``).
+
+        ``error`` is the UserError subclass to raise (default the record's ``ERROR``),
+        ``fix`` what the message tells the user to do (default the record's ``MAKE``),
+        ``missing`` what it tells them when there is no such file (default ``fix``).
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / cls.FILE_NAME
+        raise_ = error or cls.ERROR
+        fix = fix or cls.MAKE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise raise_(f"{path} is missing (it does not exist); {missing or fix}") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise raise_(f"cannot read {path} ({one_line(exc)}); {fix}") from exc
+        if not isinstance(data, dict):
+            raise raise_(f"{path} holds no JSON object; {fix}")
+        try:
+            return cls.from_dict(data)
+        except _TooNew as exc:
+            raise raise_(f"{path} has {exc}: upgrade edge-transfer (pip install -U "
+                         f"edge-transfer) to read it, or {fix}") from exc
+        except _OtherVersion as exc:
+            raise raise_(f"{path} has {exc}; {fix}") from exc
+        except (MalformedRecord, UserError) as exc:
+            raise raise_(f"{path} is malformed ({one_line(exc)}); {fix}") from exc
+
+    def dump(self, path: str | Path, parents: bool = False) -> Path:
+        """Write the record atomically to ``path`` (a file, or a folder for ``FILE_NAME``)."""
+        from edge_transfer.atomic import write_text_atomic
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / self.FILE_NAME
+        write_text_atomic(path, self.to_json(), parents=parents)
+        return path
+
+    def to_json(self) -> str:
+        """The file's text: indented, keys sorted, one trailing newline."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+class _TooNew(MalformedRecord):
+    pass
+
+
+class _OtherVersion(MalformedRecord):
+    pass
+
+
+def _check_version(cls: type[FileRecord], version: Any) -> None:
+    reads = f"this edge-transfer reads {cls.SCHEMA_VERSION}"
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version > cls.SCHEMA_VERSION:
+            raise _TooNew(f"schema_version {version} ({reads}, a newer edge-transfer wrote it)")
+        if version == cls.SCHEMA_VERSION:
+            return
+    raise _OtherVersion(f"schema_version {version!r} ({reads})")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    cached = _HINTS.get(cls)
+    if cached is None:
+        cached = _HINTS[cls] = typing.get_type_hints(cls)
+    return cached
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """``value`` from JSON as type ``tp`` (records, tuples, dicts, optionals, scalars)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except MalformedRecord as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise MalformedRecord(f"{where}: expected one of {typing.get_args(tp)}, "
+                              f"got {_short(value)}")
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp.from_dict(value, where)
+    if tp is Preprocessing:
+        if not isinstance(value, Mapping):
+            raise MalformedRecord(f"{where}: expected an object, got {_short(value)}")
+        try:
+            return Preprocessing.from_dict(dict(value))
+        except UserError as exc:
+            raise MalformedRecord(f"{where}: {one_line(exc, 200)}") from exc
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise MalformedRecord(f"{where}: expected a list, got {_short(value)}")
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise MalformedRecord(f"{where}: expected an object, got {_short(value)}")
+        args = typing.get_args(tp)
+        item_type = args[1] if args else Any
+        return {str(k): _convert(item_type, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp in (str, bool):
+        if isinstance(value, tp):
+            return value
+    else:
+        raise TypeError(f"records cannot convert {tp!r} ({where})")  # a bug in a record
+    raise MalformedRecord(f"{where}: expected {tp.__name__}, got {_short(value)}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, Preprocessing):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return _json_default(value) if not isinstance(value, str | int | float | bool) and \
+        value is not None else value
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists, paths as strings."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- export.json
+
+
+@dataclass(frozen=True)
+class TensorRecord(Record):
+    """An input or output of an exported file (``-1`` marks a dynamic axis)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportCheck(Record):
+    """The exported file compared with its Keras model on the run's test split."""
+
+    samples: int
+    max_abs_diff: float
+    top1_agreement: float
+    accuracy: float
+    tolerance: float | None
+    passed: bool
+    predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
+    vs_float: dict[str, Any] | None = None  # stats.Paired.as_dict(): this file - the float model
+    underpowered: str | None = None         # the samples cannot resolve a drop of the tolerance
+
+
+@dataclass(frozen=True)
+class ExportArtifact(Record):
+    """One variant in ``export.json``; ``file`` is relative to the export folder."""
+
+    name: str
+    format: str
+    precision: str
+    status: str
+    qat: bool = False
+    sparsity: float | None = None
+    io: str = "float"
+    reason: str | None = None
+    file: str | None = None
+    bytes: int | None = None
+    gzip_bytes: int | None = None
+    sha256: str | None = None
+    inputs: tuple[TensorRecord, ...] = ()
+    outputs: tuple[TensorRecord, ...] = ()
+    check: ExportCheck | None = None
+    accuracy: float | None = None
+    seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ExportRecord(FileRecord):
+    """``RUN/export/export.json``: every variant an export produced or failed to produce."""
+
+    FILE_NAME: ClassVar[str] = "export.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = ExportError
+    MAKE: ClassVar[str] = "export the run again (`edge-transfer export RUN`)"
+
+    run: str
+    data_fingerprint: str | None
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    float_accuracy: float | None
+    artifacts: tuple[ExportArtifact, ...]
+    versions: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, Any] | None = None    # edge_transfer.samples.SampleIds.to_dict()
+    float_predictions: str | None = None     # the Keras model's top-1 per sample (encoded)
+    decision: dict[str, Any] | None = None   # {"max_accuracy_drop", "alpha", "decide"}
+
+    def artifact(self, name: str) -> ExportArtifact:
+        for artifact in self.artifacts:
+            if artifact.name == name:
+                return artifact
+        raise KeyError(f"no artifact {name!r}; have {[a.name for a in self.artifacts]}")
+
+    @property
+    def ok_artifacts(self) -> tuple[ExportArtifact, ...]:
+        return tuple(a for a in self.artifacts if a.ok)
+
+
+# --------------------------------------------------------------------------- manifest.json
+
+
+@dataclass(frozen=True)
+class ManifestArtifact(Record):
+    """One model file of a bundle, with the accuracies the workstation measured."""
+
+    name: str
+    file: str
+    format: str
+    precision: str
+    sha256: str
+    bytes: int
+    workstation_accuracy: float | None = None   # on the bundle's validation sample
+    export_accuracy: float | None = None        # export.json's (the run's test split)
+
+
+@dataclass(frozen=True)
+class Manifest(FileRecord):
+    """``BUNDLE/manifest.json``: what a bundle holds, with every file's sha256."""
+
+    FILE_NAME: ClassVar[str] = "manifest.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = BundleError
+    MAKE: ClassVar[str] = "create the bundle again (`edge-transfer bundle RUN --out DIR`)"
+
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    data_fingerprint: str
+    tolerance: float
+    validation_sample: str
+    validation_sha256: str
+    artifacts: tuple[ManifestArtifact, ...]
+    run: str | None = None
+
+
+# --------------------------------------------------------------------------- validate --json
+
+
+@dataclass(frozen=True)
+class BudgetCheck(Record):
+    """One budget of a device profile on one artifact: ``pass``, ``fail`` or ``skip``."""
+
+    name: str
+    status: str
+    value: Any = None
+    limit: Any = None
+    detail: str | None = None
+    emulated: bool | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class Agreement(Record):
+    """A device's outputs against the workstation's on the same sample."""
+
+    reference: str = "workstation"
+    top1: float | None = None
+    max_abs_diff: float | None = None
+    samples: int = 0
+    reference_accuracy: float | None = None
+    detail: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class DeviceInfo(Record):
+    """Where a validation ran."""
+
+    name: str
+    profile: str | None = None
+    arch: str | None = None
+    emulated: bool = False
+    host_arch: str | None = field(default=None, metadata=OMIT_NONE)
+    runtimes: dict[str, str | None] | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class ValidationRow(Record):
+    """One artifact run on a device: ``ok``, ``failed`` (with ``reason``) or ``skipped``."""
+
+    name: str
+    format: str
+    precision: str
+    status: str
+    file: str | None = None
+    bytes: int | None = None
+    reason: str | None = None
+    samples: int = 0
+    accuracy: float | None = None
+    workstation_accuracy: float | None = None
+    predictions: str | None = None    # top-1 per sample (edge_transfer.samples.encode)
+    per_class_accuracy: tuple[float | None, ...] | None = None
+    confusion_matrix: tuple[tuple[int, ...], ...] | None = None
+    latency_ms: dict[str, float] | None = None
+    throughput_fps: float | None = None
+    peak_memory_mb: float | None = None
+    checks: tuple[BudgetCheck, ...] = ()
+    emulated: bool | None = field(default=None, metadata=OMIT_NONE)
+    agreement: Agreement | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ValidationResult(FileRecord):
+    """What ``edge-transfer validate --json OUT`` writes."""
+
+    FILE_NAME: ClassVar[str] = "validation.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = DeviceError
+    MAKE: ClassVar[str] = "write it again with `edge-transfer validate BUNDLE --json OUT`"
+
+    device: DeviceInfo
+    bundle: str
+    data_fingerprint: str | None
+    artifacts: tuple[ValidationRow, ...]
+    data: str | None = None
+
+    def row(self, name: str) -> ValidationRow | None:
+        return next((r for r in self.artifacts if r.name == name), None)
+
+
+# --------------------------------------------------------------------------- report.json
+
+
+@dataclass(frozen=True)
+class ReportRow(Record):
+    """One artifact of a report: export record and device measurement side by side."""
+
+    name: str
+    status: str
+    format: str | None = None
+    precision: str | None = None
+    qat: bool = False
+    sparsity: float | None = None
+    reason: str | None = None
+    export_status: str | None = None
+    device_status: str | None = None
+    file: str | None = None
+    bytes: int | None = None
+    gzip_bytes: int | None = None
+    ratio_to_fp32: float | None = None
+    workstation_accuracy: float | None = None
+    device_accuracy: float | None = None
+    device_samples: int | None = None
+    reference_accuracy: float | None = None
+    delta_vs_float: float | None = None
+    device_gap: float | None = None
+    latency_p50_ms: float | None = None
+    fps: float | None = None
+    peak_memory_mb: float | None = None
+    checks: dict[str, str] = field(default_factory=dict)
+    agreement_top1: float | None = None
+    max_abs_diff: float | None = None
+
+
+@dataclass(frozen=True)
+class ReportFiles(Record):
+    markdown: str = "report.md"
+    plot: str | None = "accuracy_vs_size.png"
+    confusion: str | None = None
+
+
+@dataclass(frozen=True)
+class Report(FileRecord):
+    """``REPORT/report.json``: one row per artifact, the figures ``check`` compares."""
+
+    FILE_NAME: ClassVar[str] = "report.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    MAKE: ClassVar[str] = "build it again with `edge-transfer report RUN`"
+
+    data_fingerprint: str
+    artifacts: tuple[ReportRow, ...]
+    run: str | None = None
+    export: str | None = None
+    validation: str | None = None
+    labels: tuple[str, ...] = ()
+    float_accuracy: float | None = None
+    device: DeviceInfo | None = None
+    transfer: dict[str, float | None] | None = None
+    files: ReportFiles | None = None
+
+
+# --------------------------------------------------------------------------- bench --json
+
+
+@dataclass(frozen=True)
+class BenchRow(Record):
+    """One artifact of the benchmark table (FPS = 1000 / p50 ms at batch 1)."""
+
+    name: str
+    format: str
+    precision: str
+    status: str
+    size_mb: float
+    reason: str | None = None
+    samples: int | None = None
+    accuracy: float | None = None
+    workstation_accuracy: float | None = None
+    ms_per_image: float | None = None
+    fps: float | None = None
+    batched_fps: float | None = None
+    emulated: bool = False
+    agreement_top1: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class BenchTable(FileRecord):
+    """What ``edge-transfer bench --json OUT`` writes: the rows and the validation beside."""
+
+    FILE_NAME: ClassVar[str] = "bench.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = DeviceError
+    MAKE: ClassVar[str] = "write it again with `edge-transfer bench SOURCE --json OUT`"
+
+    source: str
+    device: DeviceInfo
+    rows: tuple[BenchRow, ...]
+    validation: ValidationResult
+    data: str | None = None
+    min_accuracy: float | None = None
+    below_min_accuracy: tuple[str, ...] = ()
