@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,14 @@ class ExportConfig:
                                        "you trust (--unsafe is an alias)",
                                 aliases=("--unsafe",))
 
-    def __post_init__(self) -> None:
+    # The old name of qat_epochs, accepted for one release (hidden, like --epochs).
+    finetune_epochs: dataclasses.InitVar[int | None] = None
+
+    def __post_init__(self, finetune_epochs: int | None) -> None:
+        if finetune_epochs is not None:
+            warnings.warn("ExportConfig(finetune_epochs=...) is now qat_epochs",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "qat_epochs", finetune_epochs)
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")

@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +127,15 @@ class TrainingConfig:
     cpu_devices: int | None = option(None, "split the CPU into N logical devices (to try "
                                             "--strategy mirrored without GPUs)", metavar="N")
     verbose: int = 1                    # 0 silent, 1 progress bars, 2 one line per epoch
+    # The old name of mixed_precision, accepted for one release (hidden, like --precision).
+    precision: InitVar[str | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, precision: str | None) -> None:
         """Refuse bad options before anything heavy runs."""
+        if precision is not None:
+            warnings.warn("precision= is now mixed_precision= (the Keras mixed-precision "
+                          "policy)", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "mixed_precision", precision)
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy {self.strategy} is unknown; use "
                               f"{'|'.join(STRATEGIES)}")
@@ -184,8 +191,8 @@ class FinetuneConfig(TrainingConfig):
         None, "scratch: also train the same architecture from random weights on the same data "
               "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __post_init__(self, precision: str | None) -> None:
+        super().__post_init__(precision)
         if self.finetune_epochs < 0:
             raise ConfigError("--finetune-epochs must be 0 or more")
         if not self.finetune_lr_factor > 0:
