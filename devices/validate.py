@@ -112,7 +112,24 @@ def validate_bundle(
         "data_fingerprint": bundle.data_fingerprint,
         "data": data,
         "artifacts": rows,
+        "samples": _samples(bundle, data),
     }
+
+
+def _samples(bundle: Bundle, data: str | None) -> dict[str, Any] | None:
+    """Which samples the rows' ``predictions`` were made on: the bundle's (the run's test
+    split, as its manifest says), or all of ``--data``."""
+    if data is None:
+        samples = bundle.manifest.samples
+        return None if samples is None else samples.to_dict()
+    from edge_transfer.data import load_dataset
+    from edge_transfer.records import SampleIds
+
+    pre = bundle.preprocessing
+    dataset = load_dataset(data, image_size=(pre.height, pre.width))
+    known = {name: i for i, name in enumerate(bundle.labels)}
+    remap = np.array([known.get(n, -1) for n in dataset.class_names])
+    return SampleIds.of(dataset.fingerprint(), "all", np.maximum(remap[dataset.y], 0)).to_dict()
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:
@@ -129,6 +146,7 @@ def _base_row(bundle: Bundle, artifact: BundleArtifact) -> dict[str, Any]:
             "file": artifact.file, "status": "failed", "reason": None, "bytes": artifact.bytes,
             "samples": 0, "accuracy": None,
             "workstation_accuracy": artifact.workstation_accuracy,
+            "predictions": None, "workstation_predictions": artifact.workstation_predictions,
             "per_class_accuracy": None, "confusion_matrix": None, "latency_ms": None,
             "throughput_fps": None, "peak_memory_mb": None, "checks": []}
 
@@ -148,7 +166,8 @@ def _validate_here(
     from edge_transfer.runtime import EdgeModel
 
     row = _base_row(bundle, artifact)
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(row, reason)
     x, y = _validation_data(bundle, data)
@@ -164,6 +183,8 @@ def _validate_here(
         row["reason"] = str(exc)
         return row
     row.update(evaluation.to_dict(), status="ok")
+    if data is not None:  # other samples than the workstation's predictions were made on
+        row["workstation_predictions"] = None
     tolerance = bundle.tolerance
     if profile and profile.accuracy_tolerance is not None:
         tolerance = profile.accuracy_tolerance
@@ -203,7 +224,8 @@ def _validate_child(
 ) -> dict[str, Any]:
     """One artifact in a child process; a crash or hang becomes a failed row."""
     row = _base_row(bundle, artifact)
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(row, reason)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:

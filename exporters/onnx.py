@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
@@ -130,6 +131,7 @@ def convert_float(source: KerasSource, opset: int) -> Any:
             try:
                 model = _tf2onnx(source, entry, path_opset)
             except Exception as exc:
+                interrupts.check(exc)
                 failures.append(f"{label}: {conversion_failure('onnx', exc)}")
                 continue
             refusal = runtime_refusal(model)
@@ -175,6 +177,7 @@ def runtime_refusal(model: Any) -> str | None:
     try:
         _session(model.SerializeToString())
     except Exception as exc:
+        interrupts.check(exc)
         return f"ONNX Runtime refuses the graph: {str(exc).splitlines()[0][:200]}"
     return None
 
@@ -236,6 +239,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
              options: ExportOptions) -> Any:
     import onnx
 
+    if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
+        from exporters._onnx_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)
@@ -352,8 +359,11 @@ def _session(model: bytes | Path) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
+
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 def _tensor_info(arg: Any) -> TensorInfo:

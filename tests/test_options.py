@@ -50,7 +50,7 @@ def test_old_spellings_still_work_but_are_hidden(argv: list[str], field: str, va
     assert f"{old} " not in _help(argv[0]).replace("-" + old, "")
 
 
-@pytest.mark.parametrize("command", ["validate", "bench", "predict", "devices"])
+@pytest.mark.parametrize("command", ["validate", "bench", "predict", "devices", "backbones"])
 def test_json_has_one_meaning(command: str) -> None:
     """``--json [OUT]``: to OUT, or to stdout when OUT is - or left out."""
     positional = {"validate": ["B"], "bench": ["R"], "predict": ["m.tflite", "a.png"]}.get(

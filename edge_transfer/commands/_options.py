@@ -124,6 +124,8 @@ def _kind(hint: Any) -> tuple[str, Callable[[str], Any]]:
         return "list", names
     if hint in (int, float, str, Path):
         return "value", hint
+    if typing.get_origin(hint) is typing.Literal:
+        return "value", str
     raise TypeError(f"no command-line form for a field of type {hint!r}")
 
 

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
         for f in result.regressions:
             console.print(f"[red]REGRESSION[/red] {f.message}", soft_wrap=True)
+    for note in gate.notes(result)[:1]:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True, highlight=False)
     if args.junit:
         gate.write_junit(result, args.junit)
     gate.append_step_summary(result, tolerances)
