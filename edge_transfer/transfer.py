@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ import numpy as np
 from edge_transfer import backbones
 from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import Dataset, Splits, absolute_spec, load_dataset, split_dataset
-from edge_transfer.errors import UserError
+from edge_transfer.errors import ConfigError
+from edge_transfer.fields import option, required
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import (
     HISTORY_FILE,
@@ -49,7 +51,7 @@ from edge_transfer.runs import (
 )
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-PRECISIONS = ("auto", "float32", "mixed_float16")
+MIXED_PRECISIONS = ("auto", "float32", "mixed_float16")
 BASELINES = ("scratch",)
 SOURCE_HEAD_FILE = "source_head.keras"
 # Few-shot data makes one-batch epochs: an epoch is at least this many steps (data repeated),
@@ -59,87 +61,149 @@ MIN_STEPS_PER_EPOCH = 10
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Options shared by pretrain and finetune (see ``edge-transfer finetune --help``)."""
+    """Options shared by pretrain and finetune (see ``edge-transfer finetune --help``);
+    checked on construction (bad values raise :class:`~edge_transfer.errors.ConfigError`).
 
-    data: str
-    out: Path
-    backbone: str = "small-cnn"
-    weights: str | None = None          # imagenet | none | PATH; None: the backbone's default
-    input_size: int | None = None       # square input side; None: backbone default / data size
-    width: float = 1.0                  # width multiplier (alpha)
-    cut_layer: str | None = None        # for a .keras backbone file
-    unsafe: bool = False                # allow Lambda layers in a backbone file
-    epochs: int = 40                    # finetune: head stage; pretrain: the only stage
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    patience: int = 8                   # early stopping on validation loss
-    dropout: float = 0.2
-    seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.25
-    shots: int | None = None            # K training images per class
-    augment: bool = False
-    skip_bad_files: bool = False
-    strategy: str = "auto"
-    precision: str = "auto"
-    cpu_devices: int | None = None      # split the CPU into N logical devices (mirrored tests)
+    >>> TrainingConfig(data="digits", out=Path("run"), dropout=1.5)
+    Traceback (most recent call last):
+    ...
+    edge_transfer.errors.ConfigError: --dropout must be in [0, 1), got 1.5
+    """
+
+    data: str = required("digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), an .npz "
+                         "with x, y [, class_names], or an image folder with one subfolder per "
+                         "class", metavar="SPEC")
+    out: Path = required("run directory to write (created; files in it are replaced)",
+                         metavar="RUN")
+    backbone: str = option(
+        "small-cnn",
+        "feature extractor: small-cnn (fast on a CPU, any input size), or any "
+        "keras.applications model by a lower-case name (mobilenet_v2, mobilenet_v3_small, "
+        "efficientnet_b0, efficientnet_v2_b0, convnext_tiny, regnetx_002, densenet121, "
+        "resnet50_v2, ...; `edge-transfer backbones` lists them all); or the --out folder of a "
+        "pretrain run (its extractor.keras); or a .keras file cut at --cut-layer",
+        metavar="NAME|RUN|FILE")
+    weights: str | None = option(
+        None, "starting weights of a named backbone: imagenet (Keras' download cache), none "
+              "(random) or a weights file saved from the same backbone (default: imagenet for "
+              "keras.applications, none for small-cnn)", metavar="imagenet|none|PATH")
+    input_size: int | None = option(
+        None, "square input side in pixels (default: 224 for keras.applications, the data's "
+              "own size for small-cnn); images are resized to it", metavar="PX")
+    width: float = option(1.0, "width multiplier (MobileNet alpha; small-cnn filters)",
+                           metavar="ALPHA")
+    cut_layer: str | None = option(
+        None, "with a .keras backbone file: the layer whose output is the features (default: "
+              "the layer before the last)", metavar="NAME")
+    unsafe: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone file you "
+                                  "trust (--unsafe is an alias)",
+                           flag="--unsafe-load", aliases=("--unsafe",))
+    epochs: int = option(40, "maximum epochs; early stopping usually ends sooner")
+    batch_size: int = option(32, "global batch size")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    patience: int = option(8, "epochs without a better validation loss before stopping; the "
+                               "best weights are restored")
+    dropout: float = option(0.2, "dropout before the classifier")
+    seed: int = option(0, "seed of the split, the weights and the shuffling; the same seed "
+                           "gives the same run on a CPU")
+    val_fraction: float = option(0.15, "fraction of each class for validation")
+    test_fraction: float = option(0.25, "fraction of each class held out for the test")
+    shots: int | None = option(None, "keep only K training images per class (the "
+                                      "limited-data case); validation and test keep their "
+                                      "full size", metavar="K")
+    augment: bool = option(False, "random shifts, zooms and small rotations of training "
+                                   "images")
+    skip_bad_files: bool = option(False, "skip unreadable images in a folder instead of "
+                                          "stopping")
+    strategy: str = option(
+        "auto", "tf.distribute strategy: auto (mirrored over several GPUs, else default), "
+                "default (one device), mirrored (all GPUs, or all logical CPUs), multiworker "
+                "(processes described by TF_CONFIG; the chief writes the run)",
+        choices=STRATEGIES)
+    mixed_precision: str = option(
+        "auto", "Keras mixed-precision policy while training: auto is mixed_float16 on a GPU, "
+                "float32 otherwise; the output layer stays float32",
+        choices=MIXED_PRECISIONS, aliases=("--precision",))
+    cpu_devices: int | None = option(None, "split the CPU into N logical devices (to try "
+                                            "--strategy mirrored without GPUs)", metavar="N")
     verbose: int = 1                    # 0 silent, 1 progress bars, 2 one line per epoch
+    # The old name of mixed_precision, accepted for one release (hidden, like --precision).
+    precision: InitVar[str | None] = None
 
-    def check(self) -> None:
+    def __post_init__(self, precision: str | None) -> None:
         """Refuse bad options before anything heavy runs."""
+        if precision is not None:
+            warnings.warn("precision= is now mixed_precision= (the Keras mixed-precision "
+                          "policy)", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "mixed_precision", precision)
         if self.strategy not in STRATEGIES:
-            raise UserError(f"--strategy {self.strategy} is unknown; use {'|'.join(STRATEGIES)}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision {self.precision} is unknown; use "
-                            f"{'|'.join(PRECISIONS)}")
+            raise ConfigError(f"--strategy {self.strategy} is unknown; use "
+                              f"{'|'.join(STRATEGIES)}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ConfigError(f"--mixed-precision {self.mixed_precision} is unknown; use "
+                              f"{'|'.join(MIXED_PRECISIONS)}")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.learning_rate > 0:
-            raise UserError("--learning-rate must be positive")
+            raise ConfigError("--learning-rate must be positive")
         if not 0 <= self.dropout < 1:
-            raise UserError("--dropout must be in [0, 1)")
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.cpu_devices is not None and self.cpu_devices < 1:
-            raise UserError("--cpu-devices must be at least 1")
+            raise ConfigError("--cpu-devices must be at least 1")
         if self.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
-            raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) set in "
-                            "each worker's environment")
+            raise ConfigError("--strategy multiworker needs TF_CONFIG (cluster and task) set "
+                              "in each worker's environment")
         path = Path(self.backbone)
         if not path.exists():
             backbones.check_options(self.backbone, self.input_size, self.width,
                                     self.weights or backbones.default_weights(self.backbone))
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out} is a file; give a folder")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; give a folder")
 
 
 @dataclass(frozen=True)
 class PretrainConfig(TrainingConfig):
     """Train an extractor with a temporary head on the source task."""
 
+    epochs: int = option(60, "maximum epochs; early stopping usually ends sooner")
+
 
 @dataclass(frozen=True)
 class FinetuneConfig(TrainingConfig):
     """Head on the frozen extractor, then fine-tune the top layers at a lower learning rate."""
 
-    finetune_epochs: int = 40
-    finetune_lr_factor: float = 0.1
-    unfreeze: int | None = None         # top N weight layers of the extractor; None: all
-    l2sp: float = 0.0                   # L2-SP strength; 0: off
-    source_data: str | None = None      # measure source accuracy before/after
-    baseline: str | None = None         # "scratch": same architecture from random weights
+    epochs: int = option(40, "maximum epochs of the head stage; early stopping usually ends "
+                              "sooner")
+    finetune_epochs: int = option(40, "maximum epochs of stage 2; 0 keeps the extractor "
+                                       "frozen")
+    finetune_lr_factor: float = option(0.1, "stage 2 learning rate = --learning-rate x this")
+    unfreeze: int | None = option(None, "stage 2 trains the top N weight layers of the "
+                                         "extractor, or all (default: all)", metavar="N|all")
+    l2sp: float = option(0.0, "L2-SP: add ALPHA x squared distance of the extractor's kernels "
+                               "from their starting values to the loss, to keep source "
+                               "knowledge (0: off)", metavar="ALPHA")
+    source_data: str | None = option(
+        None, "also measure source-task test accuracy before and after fine-tuning (the "
+              "forgetting figure), with the pretrain run's source head, or a linear probe "
+              "trained on the frozen start", metavar="SPEC")
+    baseline: str | None = option(
+        None, "scratch: also train the same architecture from random weights on the same data "
+              "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
 
-    def check(self) -> None:
-        super().check()
+    def __post_init__(self, precision: str | None) -> None:
+        super().__post_init__(precision)
         if self.finetune_epochs < 0:
-            raise UserError("--finetune-epochs must be 0 or more")
+            raise ConfigError("--finetune-epochs must be 0 or more")
         if not self.finetune_lr_factor > 0:
-            raise UserError("--finetune-lr-factor must be positive")
+            raise ConfigError("--finetune-lr-factor must be positive")
         if self.unfreeze is not None and self.unfreeze < 0:
-            raise UserError("--unfreeze must be a number of layers >= 0, or all")
+            raise ConfigError("--unfreeze must be a number of layers >= 0, or all")
         if self.l2sp < 0:
-            raise UserError("--l2sp must be 0 or more")
+            raise ConfigError("--l2sp must be 0 or more")
         if self.baseline is not None and self.baseline not in BASELINES:
-            raise UserError(f"--baseline {self.baseline} is unknown; use {'|'.join(BASELINES)}")
+            raise ConfigError(f"--baseline {self.baseline} is unknown; use "
+                              f"{'|'.join(BASELINES)}")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -147,7 +211,6 @@ class FinetuneConfig(TrainingConfig):
 
 def pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.backbone`` + a temporary head on ``cfg.data``; write the run directory."""
-    cfg.check()
     started = time.time()
     dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
     with _training_context(cfg) as (_, keras, strategy):
@@ -183,7 +246,6 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune ``cfg.backbone`` on ``cfg.data``; write the run directory (see runs.py)."""
-    cfg.check()
     started = time.time()
     dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
     source = _load_source(cfg) if cfg.source_data else None
@@ -360,12 +422,12 @@ def _training_context(cfg: TrainingConfig) -> Iterator[tuple[Any, Any, Any]]:
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     gpus = tf.config.list_physical_devices("GPU")
-    precision = cfg.precision
+    precision = cfg.mixed_precision
     if precision == "auto":
         precision = "mixed_float16" if gpus else "float32"
     if precision == "mixed_float16" and not gpus:
-        raise UserError("--precision mixed_float16 needs a GPU (it is slower on a CPU); "
-                        "use --precision float32 or auto")
+        raise ConfigError("--mixed-precision mixed_float16 needs a GPU (it is slower on a "
+                          "CPU); use --mixed-precision float32 or auto")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
@@ -381,8 +443,8 @@ def _split_cpu(tf: Any, count: int) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
     except RuntimeError:  # already initialised: fine when the split is already there
         if len(tf.config.list_logical_devices("CPU")) != count:
-            raise UserError("--cpu-devices must be set before TensorFlow starts; run it in a "
-                            "fresh process") from None
+            raise ConfigError("--cpu-devices must be set before TensorFlow starts; run it in a "
+                              "fresh process") from None
 
 
 def _strategy(tf: Any, name: str) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
@@ -130,6 +131,7 @@ def convert_float(source: KerasSource, opset: int) -> Any:
             try:
                 model = _tf2onnx(source, entry, path_opset)
             except Exception as exc:
+                interrupts.check(exc)
                 failures.append(f"{label}: {conversion_failure('onnx', exc)}")
                 continue
             refusal = runtime_refusal(model)
@@ -175,6 +177,7 @@ def runtime_refusal(model: Any) -> str | None:
     try:
         _session(model.SerializeToString())
     except Exception as exc:
+        interrupts.check(exc)
         return f"ONNX Runtime refuses the graph: {str(exc).splitlines()[0][:200]}"
     return None
 

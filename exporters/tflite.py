@@ -104,6 +104,7 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
     >>> str(explain_failure("tflite-fp32", RuntimeError("x\\nTF Select ops: Det, Svd\\ny")))[:66]
     'tflite-fp32 needs TensorFlow ops that only SELECT_TF_OPS converts '
     """
+    interrupts.check(exc)   # a signal in the converter is an interrupt, not a failure
     message = str(exc)
     select, custom = _SELECT_OPS.search(message), _CUSTOM_OPS.search(message)
     if select:
@@ -127,6 +128,7 @@ def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[Tens
         interpreter = _interpreter(data)
         interpreter.allocate_tensors()
     except Exception as exc:
+        interrupts.check(exc)
         raise ConversionError(f"{name}: LiteRT cannot run the converted file "
                               f"({str(exc).strip().splitlines()[0][:200]}); no file was "
                               "written") from exc

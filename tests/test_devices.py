@@ -17,6 +17,7 @@ from runtime_export import bundle_folder
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
+from edge_transfer.interrupts import Interrupted
 
 SIX = ["android-arm64-phone", "coral-dev-board", "generic-x86-64", "jetson-orin-nano",
        "raspberry-pi-4", "raspberry-pi-5"]
@@ -204,6 +205,22 @@ def test_a_crashing_runtime_process_becomes_a_failed_row(
     (row,) = result["artifacts"]
     assert row["status"] == "failed" and "crashed (SIGSEGV)" in row["reason"]
     assert row["name"] == "onnx-int8" and row["workstation_accuracy"] is not None
+
+
+@pytest.mark.parametrize(("ending", "exit_code"), [("kill -TERM $$", 143), ("exit 130", 130)])
+def test_an_interrupted_runtime_process_interrupts_the_validation(
+    digits_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str,
+    exit_code: int
+) -> None:
+    """A child stopped by SIGTERM, or one that reports Ctrl-C (exit 130), stops the
+    validation: an interrupt, never a failed row."""
+    child = tmp_path / "interrupted-python"
+    child.write_text(f"#!/bin/sh\n{ending}\n")
+    child.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(child))
+    with pytest.raises(Interrupted) as info:
+        validate_bundle(digits_bundle, device="local", artifacts=["onnx-int8"])
+    assert info.value.exit_code == exit_code
 
 
 def test_bad_device_and_threads_are_user_errors(digits_bundle: Path) -> None:
