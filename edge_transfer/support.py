@@ -126,7 +126,8 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         elif v["status"] == "ok":
             seconds = f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else ""
             out[column] = f"ok {v['accuracy']:.2f}{seconds}"
-        elif v.get("accuracy") is not None and row.get("float_accuracy") is not None:
+        elif (str(v.get("reason")).startswith("accuracy") and v.get("accuracy") is not None
+              and row.get("float_accuracy") is not None):
             out[column] = (f"failed: accuracy {v['accuracy']:.2f} vs float "
                            f"{row['float_accuracy']:.2f} (more than the allowed drop)")
         else:
