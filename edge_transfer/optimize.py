@@ -87,6 +87,8 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
             ) from exc
         if notes is not None:
             notes.extend(found)
+    # Few-shot fine-tunes run too few steps for tfmot's range averages to leave [-6, 6].
+    qat_layers.init_ranges(qat, model, x[:256])
     keras.utils.set_random_seed(seed)
     qat.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])
