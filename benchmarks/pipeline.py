@@ -15,7 +15,7 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-from edge_transfer.pipeline import load_pipeline, run_pipeline
+from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
 from edge_transfer.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,16 +24,12 @@ from typing import Any
 from devices.profile import DeviceProfile
 from devices.validate import validate_bundle
 from edge_transfer.bundle import MANIFEST, create_bundle
-from edge_transfer.errors import UserError
+from edge_transfer.errors import BenchSourceError
 from edge_transfer.records import ExportRecord
 
 SCHEMA_VERSION = 1
 MB = 1024 * 1024
 MODEL_SUFFIXES = (".tflite", ".onnx")
-
-
-class BenchSourceError(UserError):
-    """What `bench` was given is none of bundle, run, export folder or model file."""
 
 
 def bench(
