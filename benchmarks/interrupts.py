@@ -113,12 +113,12 @@ def attempt(run: Path, out: Path, delay: float, signum: int,
                "leftovers": _leftovers(out, tmpdir, expected),
                "failed_in_output": "variant(s) failed" in stderr}
         row["tmpdir"] = sorted(p.name for p in tmpdir.iterdir())
-    expected = 128 + signum
+    exit_code = 128 + signum
     if not sent or process.returncode == 0:
         row["outcome"] = "finished" if process.returncode == 0 and not row["record_problems"] \
             else "bad"
     else:
-        good = (process.returncode == expected and row["last_line"] == "interrupted"
+        good = (process.returncode == exit_code and row["last_line"] == "interrupted"
                 and not row["record_problems"] and not row["leftovers"]
                 and not row["failed_in_output"])
         row["outcome"] = "interrupted" if good else "bad"
