@@ -361,7 +361,7 @@ class CheckData:
 
     split: Dataset
     preprocessing: Preprocessing
-    batch_size: int = 512
+    batch_size: int = 128  # a runtime arena (and RSS) grows with the batch: keep it small
 
     def __len__(self) -> int:
         return len(self.split)
