@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, write_result
 
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -50,12 +49,9 @@ def main() -> None:
             values = [r[method] for r in rows if r["shots"] == shots]
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
-    args.out.mkdir(parents=True, exist_ok=True)
     result = {"task": "pretrain small-cnn on digits:0-4, test accuracy on digits:5-9",
               "shots": args.shots, "seeds": args.seeds, "cells": cells, "runs": rows}
-    tmp_json = args.out / ".transfer_curve.json.tmp"
-    tmp_json.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_json.replace(args.out / "transfer_curve.json")
+    write_result(args.out / "transfer_curve.json", result)
     plot(result, args.out / "transfer_curve.png")
     for shots in args.shots:
         t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
@@ -83,9 +79,10 @@ def plot(result: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    from edge_transfer.atomic import atomic_path
+
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 if __name__ == "__main__":

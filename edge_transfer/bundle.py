@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from edge_transfer.atomic import atomic_path
 from edge_transfer.errors import BundleError, UserError
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportArtifact, ExportRecord, Manifest, ManifestArtifact
@@ -134,10 +135,9 @@ def create_bundle(
         entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
         entries = [dataclasses.replace(e, workstation_accuracy=_accuracy(
             staging / e.file, test.x, test.y)) for e in entries]
-        tmp = staging / f".{VALIDATION_SAMPLE}.tmp.npz"
-        np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
-                            class_names=np.array(run.labels, dtype=str))
-        tmp.replace(staging / VALIDATION_SAMPLE)
+        with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
+            np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
+                                class_names=np.array(run.labels, dtype=str))
         Manifest(
             run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
             data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
@@ -164,11 +164,9 @@ def archive_bundle(folder: str | Path) -> Path:
     folder = Path(folder)
     open_bundle(folder)  # never archive a bundle that does not verify
     target = folder.with_name(folder.name + ".tar.gz")
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as archive:
+    with atomic_path(target) as tmp, tarfile.open(tmp, "w:gz") as archive:
         for path in sorted(folder.iterdir()):
             archive.add(path, arcname=f"{folder.name}/{path.name}", recursive=False)
-    tmp.replace(target)
     return target
 
 
@@ -188,9 +186,8 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
     if artifact.sha256 and artifact.sha256 != digest:
         raise BundleError(f"{source} changed since export.json was written (sha256 mismatch); "
                           "export the run again")
-    tmp = staging / f".{file}.tmp"
-    shutil.copyfile(source, tmp)
-    tmp.replace(staging / file)
+    with atomic_path(staging / file) as tmp:
+        shutil.copyfile(source, tmp)
     return ManifestArtifact(name=name, file=file, format=artifact.format,
                             precision=artifact.precision, sha256=digest,
                             bytes=source.stat().st_size, export_accuracy=artifact.accuracy)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer._keras import load
-from edge_transfer.errors import ConversionError
+from edge_transfer.errors import ConversionError, one_line
 
 BATCH_SIZE = 32
 
@@ -69,7 +69,7 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
         layer = unquantizable_layer(model)
         where = f"layer {layer}" if layer else "this model"
         raise ConversionError(
-            f"QAT cannot quantize {where}: {str(exc).splitlines()[0][:200]}; annotate it with "
+            f"QAT cannot quantize {where}: {one_line(exc, 200, first=True)}; annotate it with "
             "a tfmot QuantizeConfig, or export without --qat"
         ) from exc
     keras.utils.set_random_seed(seed)
@@ -116,7 +116,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
         wrapped = tfmot.sparsity.keras.prune_low_magnitude(copy_model(model),
                                                            pruning_schedule=schedule)
     except Exception as exc:
-        raise ConversionError(f"pruning failed: {str(exc).splitlines()[0][:300]}") from exc
+        raise ConversionError(f"pruning failed: {one_line(exc, 300, first=True)}") from exc
     keras.utils.set_random_seed(seed)
     wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                     metrics=["accuracy"])

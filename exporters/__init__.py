@@ -37,7 +37,6 @@ from exporters._types import (
     ExportOptions,
     ExportSpec,
     KerasSource,
-    TensorInfo,
 )
 
 _FORMATS = {"tflite": "exporters.tflite", "onnx": "exporters.onnx"}
@@ -82,7 +81,6 @@ __all__ = [
     "ExportSpec",
     "Exporter",
     "KerasSource",
-    "TensorInfo",
     "available",
     "get",
 ]

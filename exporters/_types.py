@@ -192,9 +192,6 @@ class KerasSource:
         return path
 
 
-TensorInfo = TensorRecord
-"""An input or output of an exported file (``-1`` marks a dynamic axis): the export.json row."""
-
 Check = ExportCheck
 """The exported file compared with its Keras model on the run's test split."""
 
@@ -211,8 +208,8 @@ class Artifact:
     bytes: int | None = None
     gzip_bytes: int | None = None
     sha256: str | None = None
-    inputs: tuple[TensorInfo, ...] = ()
-    outputs: tuple[TensorInfo, ...] = ()
+    inputs: tuple[TensorRecord, ...] = ()
+    outputs: tuple[TensorRecord, ...] = ()
     check: Check | None = None
     seconds: float | None = None
 

@@ -23,26 +23,17 @@ import numpy as np
 
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
+from edge_transfer.records import TensorRecord
+from edge_transfer.runtime._backends import open_backend, run_float
 from exporters._failures import conversion_failure
 from exporters._files import file_facts
-from exporters._types import (
-    Artifact,
-    Calibration,
-    ExportOptions,
-    ExportSpec,
-    KerasSource,
-    TensorInfo,
-)
+from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "onnx"
 SUFFIX = ".onnx"
 PRECISIONS = ("fp32", "dynamic", "int8")
 IO_TYPES = ("float",)
 BATCH_AXIS = "batch"
-
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-           "tensor(uint8)": "uint8", "tensor(int64)": "int64", "tensor(int32)": "int32"}
-
 
 def export(
     source: KerasSource,
@@ -236,29 +227,14 @@ class _Reader:
         self._samples = iter(self._calibration)
 
 
-def _session(model: bytes | Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def _tensor_info(arg: Any) -> TensorInfo:
-    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
-    return TensorInfo(name=arg.name, shape=shape, dtype=_DTYPES.get(arg.type, arg.type))
-
-
-def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs (names, shapes with -1 for the batch axis, dtypes) of an .onnx."""
-    session = _session(model)
-    return (tuple(_tensor_info(a) for a in session.get_inputs()),
-            tuple(_tensor_info(a) for a in session.get_outputs()))
+def describe(model: bytes | Path) -> tuple[tuple[TensorRecord, ...], tuple[TensorRecord, ...]]:
+    """Inputs and outputs (names, shapes with -1 for the batch axis, dtypes) of an .onnx, as
+    the device's runtime sees them."""
+    backend = open_backend(model, format=NAME)
+    return (backend.input.to_record(),), (backend.output.to_record(),)
 
 
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of an .onnx file on float input ``x``."""
-    session = _session(Path(path))
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float32)
+    """Float outputs of an .onnx file on float input ``x``, through the device's runtime
+    code (:func:`edge_transfer.runtime._backends.run_float`: ONNX Runtime)."""
+    return run_float(open_backend(Path(path), format=NAME), x)

@@ -19,16 +19,11 @@ import numpy as np
 
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
+from edge_transfer.records import TensorRecord
+from edge_transfer.runtime._backends import open_backend, run_float
 from exporters._failures import conversion_failure
 from exporters._files import file_facts
-from exporters._types import (
-    Artifact,
-    Calibration,
-    ExportOptions,
-    ExportSpec,
-    KerasSource,
-    TensorInfo,
-)
+from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "tflite"
 SUFFIX = ".tflite"
@@ -98,56 +93,14 @@ def _representative(calibration: Calibration) -> Any:
     return dataset
 
 
-def _interpreter(model: bytes | Path) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-
-    if isinstance(model, Path):
-        return Interpreter(model_path=str(model))
-    return Interpreter(model_content=model)
-
-
-def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
-    scale, zero_point = detail["quantization"]
-    quantized = scale != 0.0
-    return TensorInfo(
-        name=str(detail["name"]),
-        shape=tuple(int(d) for d in detail["shape_signature"]),
-        dtype=np.dtype(detail["dtype"]).name,
-        scale=float(scale) if quantized else None,
-        zero_point=int(zero_point) if quantized else None,
-    )
-
-
-def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs (names, shapes, dtypes, quantization) of a .tflite."""
-    interpreter = _interpreter(model)
-    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
-            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
+def describe(model: bytes | Path) -> tuple[tuple[TensorRecord, ...], tuple[TensorRecord, ...]]:
+    """Inputs and outputs (names, shapes, dtypes, quantization) of a .tflite, as the
+    device's runtime sees them."""
+    backend = open_backend(model, format=NAME)
+    return (backend.input.to_record(),), (backend.output.to_record(),)
 
 
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of a .tflite on float input ``x`` (quantizing I/O where the file is int)."""
-    interpreter = _interpreter(Path(path))
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], quantize(x, inp))
-    interpreter.invoke()
-    return dequantize(interpreter.get_tensor(out["index"]), out)
-
-
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    """Float outputs of a .tflite on float input ``x``, through the device's runtime code
+    (:func:`edge_transfer.runtime._backends.run_float`: LiteRT, int I/O quantized)."""
+    return run_float(open_backend(Path(path), format=NAME), x)
