@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from devices.checks import budget_checks, skipped
-from devices.profile import DeviceProfile, load_profile
+from devices.profile import DeviceProfile, load_profile, normalize_arch
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
@@ -53,13 +53,11 @@ from edge_transfer.records import (
 
 EMULATED_ARM64 = "emulated:arm64"
 STAND_IN = "stand-in"
-ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}
 
 
 def machine_arch() -> str:
-    machine = platform.machine().lower()
-    return ARCH_ALIASES.get(machine, machine)
+    return normalize_arch(platform.machine())
 
 
 def validate_bundle(

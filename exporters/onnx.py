@@ -1,12 +1,14 @@
-"""ONNX: fp32 (tf2onnx), dynamic int8 and static int8 QDQ (ONNX Runtime quantization).
+"""ONNX: fp32 (tf2onnx), fp16 (onnxconverter-common), dynamic int8 and static int8 QDQ
+(ONNX Runtime quantization).
 
 The float graph is converted once per source with an explicit input signature (dynamic
-batch axis ``batch``) and the configured opset; the quantized variants start from it. A QAT
+batch axis ``batch``) and the configured opset; the other variants start from it. fp16 keeps
+float32 inputs and outputs (casts inside), so every device feeds it the same tensors. A QAT
 model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLinear.
 
 >>> from exporters import onnx
 >>> onnx.PRECISIONS
-('fp32', 'dynamic', 'int8')
+('fp32', 'fp16', 'dynamic', 'int8')
 >>> art = onnx.export(source, ExportSpec.int8(), calibration, out_dir,
 ...                   metadata=meta, options=ExportOptions(opset=17))     # doctest: +SKIP
 """
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.atomic import write_bytes_atomic
+from edge_transfer.errors import UnsupportedExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
 from edge_transfer.records import TensorRecord
 from edge_transfer.runtime._backends import open_backend, run_float
@@ -31,7 +34,7 @@ from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, K
 
 NAME = "onnx"
 SUFFIX = ".onnx"
-PRECISIONS = ("fp32", "dynamic", "int8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 IO_TYPES = ("float",)
 BATCH_AXIS = "batch"
 
@@ -84,6 +87,17 @@ def _float_model(source: KerasSource, opset: int) -> Any:
     return onnx.load_from_string(source.cache[key])
 
 
+def _float16(model: Any) -> Any:
+    """fp16 weights and arithmetic, float32 inputs and outputs (``keep_io_types``)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise UnsupportedExportError(
+            "ONNX fp16 needs onnxconverter-common: pip install onnxconverter-common "
+            "(it comes with edge-transfer[train])") from exc
+    return float16.convert_float_to_float16(model, keep_io_types=True)
+
+
 _GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")
 
 
@@ -121,6 +135,8 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
         return store_int8_weights(model)
     if spec.precision == "fp32":
         return model
+    if spec.precision == "fp16":
+        return _float16(model)
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="onnx-quant-") as tmp:
