@@ -23,7 +23,7 @@ from devices.profile import DeviceProfile
 from devices.validate import validate
 from edge_transfer.bundle import MANIFEST, create_bundle
 from edge_transfer.errors import UserError
-from edge_transfer.records import BenchRow, BenchTable, ExportRecord, ValidationRow
+from edge_transfer.records import BenchRow, BenchTable, ExportRecord, ValidationRow, as_dict
 
 MB = 1024 * 1024
 MODEL_SUFFIXES = (".tflite", ".onnx")
@@ -31,19 +31,6 @@ MODEL_SUFFIXES = (".tflite", ".onnx")
 
 class BenchSourceError(UserError):
     """What `bench` was given is none of bundle, run, export folder or model file."""
-
-
-def bench(
-    source: str | Path,
-    device: str = "local",
-    profile: str | Path | DeviceProfile | None = None,
-    threads: int | None = None,
-    data: str | None = None,
-    timeout: float = 1800,
-) -> dict[str, Any]:
-    """Validate ``source`` on ``device``; the table rows and the validation JSON beside them
-    (:func:`bench_table` gives the record)."""
-    return bench_table(source, device, profile, threads, data, timeout).to_dict()
 
 
 def bench_table(
@@ -54,7 +41,8 @@ def bench_table(
     data: str | None = None,
     timeout: float = 1800,
 ) -> BenchTable:
-    """:func:`bench` as its :class:`~edge_transfer.records.BenchTable`."""
+    """Validate ``source`` on ``device``: the table rows and the validation result beside
+    them (:func:`bench` returns the same as a dict)."""
     path = Path(source)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-bench-") as tmp:
         bundle, artifacts = _as_bundle(path, Path(tmp))
@@ -63,6 +51,9 @@ def bench_table(
     result = dataclasses.replace(result, bundle=str(source))
     return BenchTable(source=str(source), device=result.device, data=data,
                       rows=tuple(bench_row(r) for r in result.artifacts), validation=result)
+
+
+bench = as_dict(bench_table)
 
 
 def bench_row(row: ValidationRow) -> BenchRow:

@@ -16,8 +16,8 @@ Devices:
 - ``"stand-in"``: the profile's ``stand_in`` device (e.g. ``emulated:arm64`` for the
   Raspberry Pi profiles), for when the real board is not at hand.
 
->>> result = validate_bundle("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
->>> [(a["name"], a["status"]) for a in result["artifacts"]]               # doctest: +SKIP
+>>> result = validate("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
+>>> [(a.name, a.status) for a in result.artifacts]                  # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ...]
 """
 
@@ -49,6 +49,7 @@ from edge_transfer.records import (
     MalformedRecord,
     ValidationResult,
     ValidationRow,
+    as_dict,
 )
 
 EMULATED_ARM64 = "emulated:arm64"
@@ -58,33 +59,6 @@ DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}
 
 def machine_arch() -> str:
     return normalize_arch(platform.machine())
-
-
-def validate_bundle(
-    bundle_dir: str | Path,
-    device: str = "local",
-    profile: str | Path | DeviceProfile | None = None,
-    threads: int | None = None,
-    data: str | None = None,
-    *,
-    artifacts: Sequence[str] = (),
-    remote_command: str = "edge-transfer",
-    ssh_options: Sequence[str] = (),
-    identity: str | None = None,
-    connect_timeout: int = 10,
-    timeout: float = 1800,
-    outputs: str | Path | None = None,
-) -> dict[str, Any]:
-    """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget.
-
-    The validation JSON as a dict (:func:`validate` gives the record). ``outputs``: a folder
-    where each artifact's raw outputs on the sample are saved as ``NAME.npy`` (float32,
-    output units), to compare devices (local and self only).
-    """
-    return validate(bundle_dir, device, profile, threads, data, artifacts=artifacts,
-                    remote_command=remote_command, ssh_options=ssh_options,
-                    identity=identity, connect_timeout=connect_timeout, timeout=timeout,
-                    outputs=outputs).to_dict()
 
 
 def validate(
@@ -102,7 +76,12 @@ def validate(
     timeout: float = 1800,
     outputs: str | Path | None = None,
 ) -> ValidationResult:
-    """:func:`validate_bundle` as its :class:`~edge_transfer.records.ValidationResult`."""
+    """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget.
+
+    ``outputs``: a folder where each artifact's raw outputs on the sample are saved as
+    ``NAME.npy`` (float32, output units), to compare devices (local and self only).
+    :func:`validate_bundle` is the same, returning the validation JSON as a dict.
+    """
     if threads is not None and threads < 1:
         raise DeviceError(f"--threads must be at least 1, got {threads}")
     if device == STAND_IN:
@@ -134,6 +113,9 @@ def validate(
                           emulated=bool(resolved and resolved.arch != machine_arch())),
         bundle=str(bundle_dir), data_fingerprint=bundle.data_fingerprint, data=data,
         artifacts=tuple(rows))
+
+
+validate_bundle = as_dict(validate)
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:

@@ -28,7 +28,6 @@ from edge_transfer._keras import load
 from edge_transfer.errors import ModelError, one_line
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-FEATURES_NAME = "features"
 
 
 @cache
@@ -226,13 +225,6 @@ def head_model(model: Any, extractor: Any) -> Any:
         if layer.name not in extractor_layers:
             x = layer(x)
     return keras.Model(inputs, x, name="source_head")
-
-
-def extractor_part(model: Any, extractor_output_layer: str) -> Any:
-    """The feature extractor inside a flat classifier (input to ``extractor_output_layer``)."""
-    _, keras = load()
-    return keras.Model(model.inputs, output_in(model, model.get_layer(extractor_output_layer)),
-                       name="extractor")
 
 
 def set_batchnorm(model: Any, momentum: float | None = None,

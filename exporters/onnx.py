@@ -23,13 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import UnsupportedExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
-from edge_transfer.records import TensorRecord
-from edge_transfer.runtime._backends import open_backend, run_float
+from exporters import _files
 from exporters._failures import conversion_failure
-from exporters._files import file_facts
 from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "onnx"
@@ -59,12 +56,7 @@ def export(
     embed_in_onnx(model, metadata)
     data = model.SerializeToString()
     onnx.checker.check_model(model)
-    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
-    write_bytes_atomic(path, data)
-    facts = file_facts(data)
-    inputs, outputs = describe(data)
-    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
-                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+    return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
 
 
 def _float_model(source: KerasSource, opset: int) -> Any:
@@ -243,14 +235,6 @@ class _Reader:
         self._samples = iter(self._calibration)
 
 
-def describe(model: bytes | Path) -> tuple[tuple[TensorRecord, ...], tuple[TensorRecord, ...]]:
-    """Inputs and outputs (names, shapes with -1 for the batch axis, dtypes) of an .onnx, as
-    the device's runtime sees them."""
-    backend = open_backend(model, format=NAME)
-    return (backend.input.to_record(),), (backend.output.to_record(),)
-
-
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of an .onnx file on float input ``x``, through the device's runtime
-    code (:func:`edge_transfer.runtime._backends.run_float`: ONNX Runtime)."""
-    return run_float(open_backend(Path(path), format=NAME), x)
+    """Float outputs on float input ``x``, through the device's runtime code."""
+    return _files.predict(path, x, NAME)

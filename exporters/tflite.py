@@ -17,12 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
-from edge_transfer.records import TensorRecord
-from edge_transfer.runtime._backends import open_backend, run_float
+from exporters import _files
 from exporters._failures import conversion_failure
-from exporters._files import file_facts
 from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "tflite"
@@ -47,12 +44,7 @@ def export(
     except Exception as exc:
         raise conversion_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
-    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
-    write_bytes_atomic(path, data)
-    facts = file_facts(data)
-    inputs, outputs = describe(data)
-    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
-                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+    return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:
@@ -93,14 +85,6 @@ def _representative(calibration: Calibration) -> Any:
     return dataset
 
 
-def describe(model: bytes | Path) -> tuple[tuple[TensorRecord, ...], tuple[TensorRecord, ...]]:
-    """Inputs and outputs (names, shapes, dtypes, quantization) of a .tflite, as the
-    device's runtime sees them."""
-    backend = open_backend(model, format=NAME)
-    return (backend.input.to_record(),), (backend.output.to_record(),)
-
-
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of a .tflite on float input ``x``, through the device's runtime code
-    (:func:`edge_transfer.runtime._backends.run_float`: LiteRT, int I/O quantized)."""
-    return run_float(open_backend(Path(path), format=NAME), x)
+    """Float outputs on float input ``x``, through the device's runtime code."""
+    return _files.predict(path, x, NAME)
