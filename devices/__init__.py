@@ -4,6 +4,10 @@ an emulated arm64 userland: see :mod:`devices.emulated`).
 >>> from devices import list_profiles, load_profile
 >>> len(list_profiles()) >= 6
 True
+
+Validating is not run as a doctest (it needs a bundle and a device; tests/test_ssh.py
+starts both):
+
 >>> validate_bundle("bundles/target", device="ssh://pi@raspberrypi.local",
 ...                 profile="raspberry-pi-5")                      # doctest: +SKIP
 """

@@ -5,6 +5,9 @@ A source is a bundle (folder or ``.tar.gz``), a run directory (its ``RUN/export`
 into a temporary folder: the sample is the run's test split, as in ``edge-transfer bundle``),
 an export folder (``export.json``), or one model file inside an export folder.
 
+Not run as a doctest (it needs a run and the emulated device; tests/test_devices.py
+benches a run locally):
+
 >>> table = bench("runs/target", device="emulated:arm64")          # doctest: +SKIP
 >>> [(r["name"], r["accuracy"], r["ms_per_image"]) for r in table["rows"]]   # doctest: +SKIP
 [('tflite-fp32', 0.96, 31.9), ...]

@@ -6,7 +6,8 @@ Raspberry Pi, a Jetson, a phone). This module builds, once, a Debian bookworm ar
 arm64 wheels of numpy, ai-edge-litert, onnxruntime and this project's light install, and runs
 commands inside it (chroot in a private mount namespace: /proc and the binds vanish with it).
 
-It needs root on a Linux host with ``apt-get install debootstrap qemu-user-static``.
+It needs root on a Linux host with ``apt-get install debootstrap qemu-user-static``, so the
+examples are not run as doctests (tests/test_emulated_arm64.py runs them where it can):
 
 >>> userland = setup_emulated_arm64()                                    # doctest: +SKIP
 >>> run_in_userland(userland, ["python", "-c", "import platform; print(platform.machine())"]
@@ -340,7 +341,8 @@ def run_in_userland(
     non-zero exit.
 
     ``binds`` maps host folders or files to absolute paths inside the userland (bind mounts,
-    read-write, gone when the command ends). ``python`` on the PATH is the venv's.
+    read-write, gone when the command ends). ``python`` on the PATH is the venv's. Not run as
+    a doctest (it needs the userland and root):
 
     >>> run_in_userland(Userland.at(), ["python", "-m", "edge_transfer", "--version"],
     ...                 binds={"/data/bundle": "/mnt/bundle"})       # doctest: +SKIP
@@ -407,15 +409,18 @@ def _make_mountpoint(target: Path, *, directory: bool) -> list[Path]:
 
 def _run_killable(command: list[str], argv: list[str], env: dict[str, str],
                   timeout: float | None) -> subprocess.CompletedProcess[str]:
-    """subprocess.run that kills the whole process group on timeout."""
+    """subprocess.run that kills the whole process group on timeout, and on Ctrl-C/SIGTERM
+    (the group is a session of its own: the terminal's signal does not reach it)."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise DeviceError(f"`{shlex.join(argv)}` did not finish within {timeout:g} s in "
                           "the emulated arm64 userland (emulation is slow: raise the timeout, "
                           "or use fewer samples)") from None
@@ -436,7 +441,7 @@ def validate_in_userland(
 
     The bundle is bound at ``/mnt/bundle``, ``out_dir`` (a temporary folder by default) at
     ``/mnt/out`` (so ``options`` may write more there, e.g. raw outputs), and ``binds`` where
-    they say (e.g. a ``--data`` folder).
+    they say (e.g. a ``--data`` folder). Not run as a doctest (it needs the userland and root):
 
     >>> validate_in_userland("bundle/", ["--threads", "1"])["device"]["arch"]  # doctest: +SKIP
     'aarch64'

@@ -16,6 +16,8 @@ Devices:
 - ``"stand-in"``: the profile's ``stand_in`` device (e.g. ``emulated:arm64`` for the
   Raspberry Pi profiles), for when the real board is not at hand.
 
+Not run as a doctest (it needs a bundle; tests/test_devices.py builds one):
+
 >>> result = validate("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
 >>> [(a.name, a.status) for a in result.artifacts]                  # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ...]
@@ -40,6 +42,7 @@ import numpy as np
 
 from devices.checks import budget_checks, skipped
 from devices.profile import DeviceProfile, load_profile, normalize_arch
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
@@ -159,6 +162,7 @@ def _validate_here(
             _save_outputs(Path(outputs) / f"{artifact.name}.npy",
                           model.predict(x).probabilities)
     except UserError as exc:
+        interrupts.check(exc)   # a runtime interrupted by a signal is not a failed row
         return _base_row(artifact, str(exc))
     row = ValidationRow.from_dict({**_base_row(artifact).to_dict(), **evaluation.to_dict(),
                                    "status": "ok"})
@@ -224,6 +228,7 @@ def _validate_child(
         except subprocess.TimeoutExpired:
             return _base_row(artifact, f"the runtime did not finish within {timeout:.0f} s "
                                        "(killed)")
+        interrupts.check_child(proc.returncode)  # Ctrl-C reached the child: stop here too
         if out.is_file():
             return ValidationResult.load(out).artifacts[0]
     reason = _death(proc)

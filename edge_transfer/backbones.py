@@ -9,9 +9,9 @@ A backbone turns preprocessed images into a feature vector. Names come from a re
 >>> spec = get("mobilenet_v2")
 >>> spec.preprocessing(96, 96).mean
 (127.5,)
->>> backbone = create("small-cnn", (8, 8, 1))                 # doctest: +SKIP
->>> backbone.extractor.output.shape                           # doctest: +SKIP
-TensorShape([None, 64])
+>>> backbone = create("small-cnn", (8, 8, 1))
+>>> backbone.extractor.output.shape
+TensorShape([None, 1024])
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, UserError, one_line
 from edge_transfer.preprocessing import Preprocessing
 
@@ -44,11 +45,21 @@ class BackboneSpec:
     widths: tuple[float, ...] | None = None   # allowed width multipliers; None: any
     has_imagenet: bool = True
     summary: str = ""
+    family: str = ""
+    preprocessing_mode: str = ""         # tf | torch | caffe | raw (see PREPROCESSING_MODES)
 
     def preprocessing(self, height: int, width: int, channels: int = 3) -> Preprocessing:
         return Preprocessing(height=height, width=width, channels=3 if self.rgb else channels,
                              mean=self.mean, std=self.std,
                              channel_order=self.channel_order)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data (for ``edge-transfer backbones --json``)."""
+        return {"name": self.name, "family": self.family, "default_size": self.default_size,
+                "min_size": self.min_size, "widths": list(self.widths) if self.widths else None,
+                "preprocessing": self.preprocessing_mode, "mean": list(self.mean),
+                "std": list(self.std), "channel_order": self.channel_order,
+                "imagenet": self.has_imagenet, "summary": self.summary}
 
 
 @dataclass(frozen=True)
@@ -94,40 +105,123 @@ def _small_cnn(input_shape: tuple[int, int, int], weights: str | None, width: fl
     return model
 
 
-def _application(factory: str, **fixed: Any) -> Callable[..., Any]:
+def _application(factory: str, width_arg: str | None = None,
+                 **fixed: Any) -> Callable[..., Any]:
     def build(input_shape: tuple[int, int, int], weights: str | None, width: float) -> Any:
         _, keras = _load()
         kwargs = dict(fixed)
-        if factory != "ResNet50" and not factory.startswith("EfficientNet"):
-            kwargs["alpha"] = width
+        if width_arg:
+            kwargs[width_arg] = width
         return getattr(keras.applications, factory)(
             input_shape=input_shape, include_top=False, weights=weights, pooling="avg", **kwargs
         )
     return build
 
 
-_REGISTRY: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec("small-cnn", _small_cnn, None, 4, (0.0,), (255.0,), rgb=False,
-                     has_imagenet=False, summary="small conv net, fast on a CPU, any size >= 4"),
-        BackboneSpec("mobilenet_v2", _application("MobileNetV2"), 224, 32, (127.5,), (127.5,),
-                     widths=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4), summary="keras.applications"),
-        BackboneSpec("mobilenet_v3_small",
-                     _application("MobileNetV3Small", include_preprocessing=False),
-                     224, 32, (127.5,), (127.5,), summary="keras.applications"),
-        BackboneSpec("mobilenet_v3_large",
-                     _application("MobileNetV3Large", include_preprocessing=False),
-                     224, 32, (127.5,), (127.5,), summary="keras.applications"),
-        # EfficientNet rescales and normalises inside the model: it takes 0..255 pixels.
-        BackboneSpec("efficientnet_b0", _application("EfficientNetB0"), 224, 32, (0.0,), (1.0,),
-                     widths=(1.0,), summary="keras.applications (0..255 input)"),
-        # ResNet50 is Caffe-style: BGR, ImageNet mean subtracted, no scaling.
-        BackboneSpec("resnet50", _application("ResNet50"), 224, 32,
-                     (103.939, 116.779, 123.68), (1.0, 1.0, 1.0), channel_order="bgr",
-                     widths=(1.0,), summary="keras.applications (BGR, mean subtracted)"),
-    )
+# keras.applications' preprocess_input modes as (mean, std, channel order) on 0..255 pixels.
+PREPROCESSING_MODES: dict[str, tuple[tuple[float, ...], tuple[float, ...], str]] = {
+    "tf": ((127.5,), (127.5,), "rgb"),                                      # to [-1, 1]
+    "torch": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "rgb"),  # ImageNet mean/std
+    "caffe": ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "bgr"),         # BGR, mean only
+    "raw": ((0.0,), (1.0,), "rgb"),        # 0..255: the model rescales and normalises inside
 }
+
+
+@dataclass(frozen=True)
+class _Family:
+    """One keras.applications family: its models as (name, factory, default input side)."""
+
+    name: str
+    mode: str
+    min_size: int
+    models: tuple[tuple[str, str, int], ...]
+    width_arg: str | None = None
+    widths: tuple[float, ...] | None = (1.0,)
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+def _sizes(prefix: str, factory: str, sizes: dict[str, int]) -> tuple[tuple[str, str, int], ...]:
+    return tuple((f"{prefix}{key.lower()}", f"{factory}{key}", size)
+                 for key, size in sizes.items())
+
+
+_REGNET_SIZES = dict.fromkeys(("002", "004", "006", "008", "016", "032", "040", "064", "080",
+                               "120", "160", "320"), 224)
+# Every keras.applications family; default and minimum sizes as keras.applications states them.
+_FAMILIES = (
+    _Family("ConvNeXt", "raw", 32, _sizes("convnext_", "ConvNeXt", dict.fromkeys(
+        ("Tiny", "Small", "Base", "Large", "XLarge"), 224))),
+    _Family("DenseNet", "torch", 32, _sizes("densenet", "DenseNet",
+                                            dict.fromkeys(("121", "169", "201"), 224))),
+    _Family("EfficientNet", "raw", 32, _sizes("efficientnet_", "EfficientNet", dict(zip(
+        ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7"),
+        (224, 240, 260, 300, 380, 456, 528, 600), strict=True)))),
+    _Family("EfficientNetV2", "raw", 32, _sizes("efficientnet_v2_", "EfficientNetV2", dict(zip(
+        ("B0", "B1", "B2", "B3", "S", "M", "L"), (224, 240, 260, 300, 384, 480, 480),
+        strict=True)))),
+    _Family("InceptionV3", "tf", 75, (("inception_v3", "InceptionV3", 299),)),
+    _Family("InceptionResNetV2", "tf", 75,
+            (("inception_resnet_v2", "InceptionResNetV2", 299),)),
+    _Family("MobileNet", "tf", 32, (("mobilenet_v1", "MobileNet", 224),), "alpha",
+            (0.25, 0.5, 0.75, 1.0)),
+    _Family("MobileNetV2", "tf", 32, (("mobilenet_v2", "MobileNetV2", 224),), "alpha",
+            (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
+    _Family("MobileNetV3", "tf", 32, (("mobilenet_v3_small", "MobileNetV3Small", 224),
+                                      ("mobilenet_v3_large", "MobileNetV3Large", 224)),
+            "alpha", None, (("include_preprocessing", False),)),
+    _Family("NASNet", "tf", 32, (("nasnet_mobile", "NASNetMobile", 224),
+                                 ("nasnet_large", "NASNetLarge", 331))),
+    _Family("RegNetX", "raw", 32, _sizes("regnetx_", "RegNetX", _REGNET_SIZES)),
+    _Family("RegNetY", "raw", 32, _sizes("regnety_", "RegNetY", _REGNET_SIZES)),
+    _Family("ResNet", "caffe", 32, _sizes("resnet", "ResNet",
+                                          dict.fromkeys(("50", "101", "152"), 224))),
+    _Family("ResNetV2", "tf", 32, tuple((f"resnet{n}_v2", f"ResNet{n}V2", 224)
+                                        for n in ("50", "101", "152"))),
+    _Family("ResNetRS", "raw", 32, _sizes("resnetrs", "ResNetRS", dict.fromkeys(
+        ("50", "101", "152", "200", "270", "350", "420"), 224))),
+    _Family("VGG", "caffe", 32, _sizes("vgg", "VGG", dict.fromkeys(("16", "19"), 224))),
+    _Family("Xception", "tf", 71, (("xception", "Xception", 299),)),
+)
+
+
+def _application_specs() -> tuple[BackboneSpec, ...]:
+    specs = []
+    for family in _FAMILIES:
+        mean, std, order = PREPROCESSING_MODES[family.mode]
+        note = " (0..255 input)" if family.mode == "raw" else (
+            " (BGR, mean subtracted)" if family.mode == "caffe" else "")
+        for name, factory, size in family.models:
+            specs.append(BackboneSpec(
+                name, _application(factory, family.width_arg, **dict(family.kwargs)), size,
+                family.min_size, mean, std, channel_order=order, widths=family.widths,
+                summary=f"keras.applications.{factory}{note}", family=family.name,
+                preprocessing_mode=family.mode))
+    return tuple(specs)
+
+
+# The original six first, in their historical order; then every other family, by family.
+_FIRST = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+          "resnet50")
+_APPS = {spec.name: spec for spec in _application_specs()}
+_REGISTRY: dict[str, BackboneSpec] = {
+    "small-cnn": BackboneSpec("small-cnn", _small_cnn, None, 4, (0.0,), (255.0,), rgb=False,
+                              has_imagenet=False, family="small-cnn",
+                              summary="small conv net, fast on a CPU, any size >= 4"),
+    **{name: _APPS[name] for name in _FIRST},
+    **{name: spec for name, spec in _APPS.items() if name not in _FIRST},
+}
+
+
+def families() -> dict[str, tuple[str, ...]]:
+    """Registered names by family, in registry order.
+
+    >>> families()["RegNetX"][:2]
+    ('regnetx_002', 'regnetx_004')
+    """
+    out: dict[str, list[str]] = {}
+    for spec in _REGISTRY.values():
+        out.setdefault(spec.family, []).append(spec.name)
+    return {family: tuple(names) for family, names in out.items()}
 
 
 def available() -> tuple[str, ...]:
@@ -139,10 +233,16 @@ def get(name: str) -> BackboneSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ModelError(
-            f"unknown backbone {name!r}; use one of {', '.join(available())}, "
-            "a pretrain run directory or a .keras file"
-        ) from None
+        raise ModelError(f"unknown backbone {name!r}; {_suggest(name)}") from None
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name.lower().replace("-", "_"), available(), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"{hint}use one of {', '.join(available()[:6])}, ... (`edge-transfer backbones` "
+            f"lists all {len(available())}), a pretrain run directory or a .keras file")
 
 
 def check_options(name: str, input_size: int | None, width: float, weights: str | None) -> None:
@@ -193,6 +293,7 @@ def create(
         raise ModelError(f"cannot build {name} ({one_line(exc, first=True)}); check --width, "
                          "--input-size and --weights") from exc
     except Exception as exc:  # Keras' download raises plain Exception without network
+        interrupts.check(exc)
         if weights == "imagenet":
             raise ModelError(
                 f"cannot get ImageNet weights for {name} ({one_line(exc, first=True)}); connect "
@@ -233,10 +334,7 @@ def resolve(
         return load_extractor(path, unsafe)
     if path.is_file():
         return load_cut_model(path, cut_layer, unsafe)
-    raise ModelError(
-        f"unknown backbone {backbone!r}; use one of {', '.join(available())}, "
-        "a pretrain run directory or a .keras file"
-    )
+    raise ModelError(f"unknown backbone {backbone!r}; {_suggest(backbone)}")
 
 
 def load_extractor(run_dir: Path, unsafe: bool = False) -> Backbone:

@@ -12,6 +12,8 @@
 within ``tolerance``. :func:`open_bundle` checks every sha256 before anything runs, and
 unpacks a ``.tar.gz`` only when no entry leaves the folder. No TensorFlow needed.
 
+Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one):
+
 >>> folder = create_bundle("runs/target", "bundles/target")      # doctest: +SKIP
 >>> archive = create_bundle("runs/target", "bundles/target", tar=True)   # doctest: +SKIP
 >>> bundle = open_bundle(archive)                                 # doctest: +SKIP

@@ -13,6 +13,8 @@ Each artifact row of the baseline is held to these criteria; any failure is a re
 A figure the baseline has and the report lacks fails too (it is no longer measured).
 Reports of different data (fingerprint) are refused unless ``allow_different_data``.
 
+Not run as a doctest (it needs two report.json files; tests/test_check.py builds them):
+
 >>> result = check(load_report("report.json"), load_report("baseline.json"),
 ...                Tolerances())                                   # doctest: +SKIP
 >>> result.ok, [f.message for f in result.regressions]            # doctest: +SKIP

@@ -5,7 +5,11 @@ Each command module defines ``add_parser(subparsers)``, which registers its argu
 libraries (TensorFlow) only inside, so ``edge-transfer --help`` stays light.
 
 Error contract: a :class:`~edge_transfer.errors.UserError` prints one line and exits 2;
-any other failure exits 1 with a short hint, and the traceback only under ``--debug``.
+any other failure exits 1 with a short hint, and the traceback only under ``--debug``;
+SIGINT (Ctrl-C) or SIGTERM, wherever it lands, prints ``interrupted`` and exits 130 or 143
+(see :mod:`edge_transfer.interrupts`).
+
+Not run as a doctest (it prints the whole help, then exits):
 
 >>> main(["devices", "--help"])                          # doctest: +SKIP
 """
@@ -18,7 +22,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from edge_transfer import __version__
+from edge_transfer import __version__, interrupts
 from edge_transfer.errors import EdgeTransferError, UserError, one_line
 
 # Command modules, in the order `--help` lists them.
@@ -30,6 +34,7 @@ COMMANDS = (
     "validate",
     "bench",
     "predict",
+    "backbones",
     "devices",
     "device",
     "report",
@@ -71,14 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
+        with interrupts.handling_signals():
+            args = build_parser().parse_args(argv)
+            return int(args.handler(args) or 0)
+    except KeyboardInterrupt as exc:   # interrupts.Interrupted: SIGINT 130, SIGTERM 143
+        print("interrupted", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, interrupts.Interrupted) else 130
     except UserError as exc:
         print(f"error: {one_line(exc, limit=2000)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except EdgeTransferError as exc:
         print(f"error: {one_line(exc, limit=2000)}", file=sys.stderr)
         if debug:

@@ -10,6 +10,8 @@ it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact M
 variant never stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then
 exits 1).
 
+Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.py export one):
+
 >>> result = export_run("runs/target", ExportConfig(precisions=("fp32", "int8")))  # doctest: +SKIP
 >>> [(a.name, a.status) for a in result.artifacts]                      # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ('onnx-fp32', 'ok'), ('onnx-int8', 'ok')]
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import exporters
-from edge_transfer import stats
+from edge_transfer import interrupts, stats
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
@@ -280,12 +282,12 @@ class _Sources:
                 pruned = optimize.prune(model[0].model, x, y, sparsity=float(spec.sparsity or 0),
                                         epochs=epochs, seed=seed)
                 built = self._wrap(pruned.model)
-        except ExportError as exc:
-            return exc
         except Exception as exc:
+            interrupts.check(exc)   # a signal in training is an interrupt, not a failure
             return conversion_failure(key, exc)
         finally:
             self.seconds[key] = time.perf_counter() - start
+        interrupts.check()
         return built
 
 
@@ -366,10 +368,10 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
         seconds = round(time.perf_counter() - start, 3)
         outputs = module.predict(artifact.path, sources.x_val)  # type: ignore[arg-type]
-    except ExportError as exc:
-        return pending.failed(str(exc))
     except Exception as exc:
+        interrupts.check(exc)   # a signal in a converter is an interrupt, not a failed variant
         return pending.failed(str(conversion_failure(pending.name, exc)))
+    interrupts.check()          # ... also when the converter swallowed it
     max_drop = config.max_accuracy_drop
     check = check_outputs(outputs, reference, y_val, precision=spec.precision,
                           float_accuracy=float_accuracy, max_drop=max_drop, alpha=config.alpha,

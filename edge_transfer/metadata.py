@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError
 from edge_transfer.preprocessing import Preprocessing
 
@@ -85,6 +86,7 @@ def read_from_tflite(data: bytes) -> ModelMetadata:
     except ModelError:
         raise
     except Exception as exc:  # a damaged flatbuffer raises anything from struct to IndexError
+        interrupts.check(exc)
         raise ModelError(f"cannot read .tflite metadata, the file looks damaged: {exc}") from exc
     raise ModelError(
         f"this .tflite has no {METADATA_KEY} metadata (labels, preprocessing); "
@@ -123,6 +125,7 @@ def read_metadata(path: Path) -> ModelMetadata:
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:
+            interrupts.check(exc)
             raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from exc
         return read_from_onnx_map(session.get_modelmeta().custom_metadata_map)
     raise ModelError(f"{path}: unknown model type {suffix!r}; expected .tflite or .onnx")

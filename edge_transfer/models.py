@@ -9,6 +9,8 @@ Fine-tuned models are FLAT functional models (the backbone's layers, not the bac
 one nested layer): tfmot's QAT refuses nested models. :func:`flatten_model` inlines nested
 models of any user model.
 
+Not run as a doctest (it needs a saved model; tests/test_backbones.py uses one):
+
 >>> model = load_keras_model("runs/target/model.keras")      # doctest: +SKIP
 >>> is_flat(flatten_model(model))                            # doctest: +SKIP
 True
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -245,6 +248,34 @@ def set_batchnorm(model: Any, momentum: float | None = None,
                 layer.trainable = trainable
             count += 1
     return count
+
+
+def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:
+    """Replace the moving statistics of every trainable BatchNorm layer of ``model`` by their
+    average over ``batches`` (preprocessed images); return how many layers were updated.
+
+    Moving statistics are an exponential average taken while the weights still change; after
+    a short training from random weights (momentum 0.999 in keras.applications) they describe
+    no data at all and the model evaluates at chance. One pass in training mode with the
+    momentum set to a running mean (``i / (i + 1)`` at batch ``i``) gives each layer the mean
+    and variance of its inputs under the final weights (as ``torch.optim.swa_utils.update_bn``).
+    Frozen BatchNorm layers (``trainable=False``) run in inference mode and keep theirs.
+    """
+    _, keras = load()
+    layers = [layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers or not model.trainable:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for i, batch in enumerate(batches):
+            for layer in layers:
+                layer.momentum = i / (i + 1)
+            model(batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
 
 
 def weight_layers(model: Any) -> list[Any]:

@@ -4,6 +4,8 @@ Both start from a copy of the model (tfmot wraps the layers it is given, so the 
 would otherwise be trained too), fine-tune briefly on the run's training split, and return
 a new tf_keras model ready for any exporter.
 
+Not run as a doctest (it trains the model again; the slow export tests run it):
+
 >>> qat = quantization_aware(model, x, y, epochs=2)                     # doctest: +SKIP
 >>> pruned = prune(model, x, y, sparsity=0.5, epochs=2)                 # doctest: +SKIP
 >>> round(pruned.sparsity, 2)                                           # doctest: +SKIP
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer._keras import load
 from edge_transfer.errors import ConversionError, one_line
 
@@ -66,6 +69,7 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     try:
         qat = tfmot.quantization.keras.quantize_model(copy_model(model))
     except Exception as exc:
+        interrupts.check(exc)
         layer = unquantizable_layer(model)
         where = f"layer {layer}" if layer else "this model"
         raise ConversionError(
@@ -116,6 +120,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
         wrapped = tfmot.sparsity.keras.prune_low_magnitude(copy_model(model),
                                                            pruning_schedule=schedule)
     except Exception as exc:
+        interrupts.check(exc)
         raise ConversionError(f"pruning failed: {one_line(exc, 300, first=True)}") from exc
     keras.utils.set_random_seed(seed)
     wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",

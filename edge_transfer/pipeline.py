@@ -19,6 +19,8 @@ The runner builds each step's argv and hands it to the CLI's own parser
 (:func:`edge_transfer.cli.build_parser`), so a pipeline file means exactly what the same command
 typed by hand means, and cannot drift from the CLI.
 
+Not run as a doctest (it needs a pipeline file; tests/test_pipeline.py writes them):
+
 >>> pipe = load_pipeline("pipeline.toml")                       # doctest: +SKIP
 >>> [r.name for r in run_pipeline(pipe, only=("export", "report"), dry_run=True)]  # doctest: +SKIP
 ['export', 'report']
@@ -36,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
+from edge_transfer import interrupts
 from edge_transfer.errors import EdgeTransferError, UserError
 
 if sys.version_info >= (3, 11):
@@ -300,6 +303,7 @@ def run_pipeline(
         try:
             code = int(args.handler(args) or 0)
         except EdgeTransferError as exc:
+            interrupts.check(exc)   # --keep-going never carries on past Ctrl-C
             if isinstance(exc, UserError) or not pipeline.keep_going:
                 echo(f"[{i}/{len(planned)}] {step.name} failed")
                 raise

@@ -29,6 +29,8 @@ that sample (validation JSON ``agreement``, from ``--device emulated:arm64``), e
 
 A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
 
+Not run as a doctest (it needs a run and its export; tests/test_report.py writes them):
+
 >>> path = build_report("runs/target", "runs/target/report")      # doctest: +SKIP
 >>> json.loads(path.read_text())["artifacts"][0]["ratio_to_fp32"]  # doctest: +SKIP
 0.27

@@ -11,6 +11,8 @@
 ``run.json["data"]`` holds what reproduces the splits: ``spec``, ``seed``, ``val_fraction``,
 ``test_fraction``, ``shots``, ``fingerprint``.
 
+Not run as a doctest (it needs a run directory; tests/test_transfer.py trains one):
+
 >>> run = Run.open("runs/target")                        # doctest: +SKIP
 >>> run.labels, run.preprocessing.input_shape            # doctest: +SKIP
 (('5', '6', '7', '8', '9'), (16, 16, 1))

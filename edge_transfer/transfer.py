@@ -9,6 +9,8 @@ N weight layers (or all) at a tenth of the learning rate with BatchNorm kept in 
 mode; both stop early on validation loss and restore the best weights. Optional: L2-SP,
 source accuracy before/after, and a from-scratch baseline with the same data and budget.
 
+Not run as a doctest (it trains for a minute; tests/test_transfer.py does):
+
 >>> src = pretrain(PretrainConfig(data="digits:0-4", out=Path("runs/source")))  # doctest: +SKIP
 >>> run = finetune(FinetuneConfig(data="digits:5-9", out=Path("runs/target"),
 ...                               backbone=str(src), shots=10))                 # doctest: +SKIP
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -153,21 +156,26 @@ def pretrain(cfg: PretrainConfig) -> Path:
             pre = backbone.preprocessing
             from edge_transfer.models import add_head, head_model, set_batchnorm
 
-            set_batchnorm(backbone.extractor, trainable=True)
+            # Every BatchNorm layer trains here, whatever the extractor's origin (a name, a
+            # .keras file, a run): a low momentum keeps its statistics near the data.
+            set_batchnorm(backbone.extractor, momentum=backbones.SCRATCH_BN_MOMENTUM,
+                          trainable=True)
             model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
             _compile(keras, model, cfg.learning_rate)
         _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
         history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)
+        _recompute_batchnorm(cfg, model, splits, pre)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
         metrics = _accuracies(model, splits, pre)
+        warnings = _chance_warnings(history, metrics, splits)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
             _save_model(head, out / SOURCE_HEAD_FILE)
             _write_run(out, "pretrain", cfg, dataset, splits, pre, backbone, model,
                        {"pretrain": history}, {**metrics, "seconds": time.time() - started},
-                       strategy)
+                       strategy, warnings)
         finally:
             cleanup()
     return cfg.out
@@ -187,7 +195,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             extractor = backbone.extractor
             pre = backbone.preprocessing
             bn_trainable = not backbone.pretrained
-            set_batchnorm(extractor, trainable=bn_trainable)
+            set_batchnorm(extractor, trainable=bn_trainable,
+                          momentum=backbones.SCRATCH_BN_MOMENTUM if bn_trainable else None)
             model = add_head(extractor, dataset.num_classes, cfg.dropout)
             features = keras.Model(model.inputs, extractor.outputs, name="features")
         source_eval = _source_before(cfg, keras, source, backbone, features) if source else None
@@ -211,6 +220,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
                 _compile(keras, model, cfg.learning_rate * cfg.finetune_lr_factor)
             history["finetune"] = _fit(cfg, keras, model, splits, pre, cfg.finetune_epochs,
                                        cfg.seed + 1)
+            if bn_trainable:
+                _recompute_batchnorm(cfg, model, splits, pre)
         metrics: dict[str, Any] = _accuracies(model, splits, pre)
         metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
         if source_eval is not None:
@@ -221,15 +232,17 @@ def finetune(cfg: FinetuneConfig) -> Path:
             _say(cfg, "baseline: the same architecture from random weights")
             budget = cfg.epochs + cfg.finetune_epochs
             history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2)
+            _recompute_batchnorm(cfg, scratch, splits, pre)
             scratch_acc = _accuracies(scratch, splits, pre)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
             metrics["scratch_test_predictions"] = scratch_acc["test_predictions"]
+        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits)
         metrics["seconds"] = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
-                       metrics, strategy)
+                       metrics, strategy, warnings)
         finally:
             cleanup()
     return cfg.out
@@ -456,6 +469,59 @@ def _scratch_model(keras: Any, extractor: Any, num_classes: int, cfg: FinetuneCo
     return model
 
 
+def _recompute_batchnorm(cfg: TrainingConfig, model: Any, splits: Splits,
+                         pre: Preprocessing, limit: int = 4096, batch_size: int = 128) -> None:
+    """Moving statistics of the BatchNorm layers that trained, recomputed on the training
+    images (at most ``limit``) under the final weights (see ``models.recompute_batchnorm``)."""
+    from edge_transfer.models import recompute_batchnorm
+
+    x = splits.train.x[:limit]
+    count = recompute_batchnorm(model, (pre.apply(x[i:i + batch_size])
+                                        for i in range(0, len(x), batch_size)))
+    if count:
+        _say(cfg, f"BatchNorm: statistics of {count} layers recomputed on "
+                  f"{len(x)} training images")
+
+
+def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
+                   val_size: int) -> str | None:
+    """A warning naming BatchNorm when validation accuracy is at chance (its Wilson interval
+    contains ``1 / classes``, see :mod:`edge_transfer.stats`) while training accuracy is
+    not (above that interval by 0.2 or more).
+
+    >>> chance_warning(0.98, 0.20, 5, 135) is not None
+    True
+    >>> chance_warning(0.98, 0.90, 5, 135) is None
+    True
+    """
+    from edge_transfer import stats
+
+    if classes < 2 or val_size < 1:
+        return None
+    interval = stats.wilson(round(val_accuracy * val_size), val_size)
+    if not stats.at_chance(interval, classes) or train_accuracy < interval.high + 0.2:
+        return None
+    return (f"validation accuracy {val_accuracy:.3f} is chance level ({1 / classes:.3f}) while "
+            f"training accuracy is {train_accuracy:.3f}: the BatchNorm moving statistics "
+            "probably do not describe the data (BatchNorm layers trained from random weights "
+            "with a high momentum, or frozen with statistics from other data); check the "
+            "model's BatchNorm layers, or start from a pretrain run of this extractor")
+
+
+def _chance_warnings(history: dict[str, list[float]], metrics: dict[str, Any],
+                     splits: Splits) -> list[str]:
+    """The training-mode accuracy of the best epoch vs the final validation accuracy."""
+    accuracy = history.get("accuracy") or [0.0]
+    best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
+    train = max(accuracy[min(best, len(accuracy) - 1)], metrics.get("train_accuracy", 0.0))
+    warning = chance_warning(train, metrics["val_accuracy"], splits.train.num_classes,
+                             len(splits.val))
+    if warning is None:
+        return []
+    print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return [warning]
+
+
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs in batches, eagerly and locally (no distribution, no collectives)."""
     outputs = [np.asarray(model(x[i:i + batch_size], training=False))
@@ -545,7 +611,8 @@ def _save_model(model: Any, path: Path) -> None:
 
 def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
                pre: Preprocessing, backbone: backbones.Backbone, model: Any,
-               history: dict[str, Any], metrics: dict[str, Any], strategy: Any) -> None:
+               history: dict[str, Any], metrics: dict[str, Any], strategy: Any,
+               warnings: list[str]) -> None:
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
     write_json(out / PREPROCESSING_FILE, pre.to_dict())
@@ -569,6 +636,7 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
                      "replicas": int(strategy.num_replicas_in_sync)},
         "precision": str(_policy_name(model)),
         "versions": versions(),
+        "warnings": warnings,
     })
     write_json(out / HISTORY_FILE, history)
     write_json(out / METRICS_FILE, metrics)

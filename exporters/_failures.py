@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ConversionError, ExportError, one_line
 
 _OP_PATTERNS = (
@@ -28,7 +29,11 @@ def failing_op(message: str) -> str | None:
 
 
 def conversion_failure(variant: str, exc: BaseException) -> ExportError:
-    """A :class:`ConversionError` for ``variant`` naming the op or layer where known."""
+    """A :class:`ConversionError` for ``variant`` naming the op or layer where known.
+
+    If SIGINT/SIGTERM arrived meanwhile, raises :class:`~edge_transfer.interrupts.Interrupted`
+    instead: whatever the converter made of the signal is an interrupt, not a failure."""
+    interrupts.check(exc)
     if isinstance(exc, ExportError):
         return exc
     message = str(exc) or type(exc).__name__

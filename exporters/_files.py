@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
+from edge_transfer.errors import ConversionError, one_line
 from edge_transfer.records import TensorRecord
 from edge_transfer.runtime._backends import open_backend, run_float
 from exporters._types import Artifact, ExportSpec
@@ -52,10 +54,19 @@ def predict(path: Path, x: np.ndarray, fmt: str) -> np.ndarray:
 
 def write_artifact(fmt: str, suffix: str, spec: ExportSpec, data: bytes,
                    out_dir: Path) -> Artifact:
-    """``out_dir/model-<spec.name><suffix>`` written atomically, as an :class:`Artifact`."""
+    """``out_dir/model-<spec.name><suffix>`` written atomically, as an :class:`Artifact`;
+    a :class:`ConversionError` and no file when the device's runtime cannot load ``data``
+    (e.g. a Flex or custom op)."""
+    name = f"{fmt}-{spec.name}"
+    try:
+        inputs, outputs = describe(data, fmt)   # before writing: no file it cannot run
+    except Exception as exc:
+        interrupts.check(exc)
+        raise ConversionError(f"{name}: the {fmt} runtime cannot run the converted file "
+                              f"({one_line(exc, 200, first=True)}); no file was written"
+                              ) from exc
     path = Path(out_dir) / f"model-{spec.name}{suffix}"
     write_bytes_atomic(path, data)
     facts = file_facts(data)
-    inputs, outputs = describe(data, fmt)
     return Artifact(fmt, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
                     sha256=facts.sha256, inputs=inputs, outputs=outputs)

@@ -63,7 +63,7 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> s
     >>> from exporters._types import Check
     >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float={
     ...     "difference": -0.03, "low": -0.036, "high": -0.024, "p_value": 1e-9, "lost": 200,
-    ...     "gained": 50, "n": 5000}), float_accuracy=0.95, max_drop=0.01)[:72]
+    ...     "gained": 50, "n": 5000}), float_accuracy=0.95, max_drop=0.01)[:78]
     'accuracy 0.9200 is -3.0 pt [-3.6, -2.4] from the float model (0.9500, p=<0.001'
     """
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:

@@ -9,6 +9,10 @@ model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLi
 >>> from exporters import onnx
 >>> onnx.PRECISIONS
 ('fp32', 'fp16', 'dynamic', 'int8')
+
+The export itself is not run as a doctest (it needs a Keras model and calibration data;
+tests/test_export_onnx.py runs it):
+
 >>> art = onnx.export(source, ExportSpec.int8(), calibration, out_dir,
 ...                   metadata=meta, options=ExportOptions(opset=17))     # doctest: +SKIP
 """
@@ -18,13 +22,16 @@ from __future__ import annotations
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.errors import ConversionError, UnsupportedExportError, one_line
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
+from edge_transfer.runtime._backends import open_backend
 from exporters import _files
 from exporters._failures import conversion_failure
 from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
@@ -34,6 +41,8 @@ SUFFIX = ".onnx"
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 IO_TYPES = ("float",)
 BATCH_AXIS = "batch"
+
+
 
 def export(
     source: KerasSource,
@@ -65,11 +74,7 @@ def _float_model(source: KerasSource, opset: int) -> Any:
 
     key = f"onnx-fp32-opset{opset}"
     if key not in source.cache:
-        import tf2onnx
-
-        model, _ = tf2onnx.convert.from_keras(
-            source.model, input_signature=source.input_signature(), opset=opset
-        )
+        model = convert_float(source, opset)
         canonical_names(model.graph)
         for value in (*model.graph.input, *model.graph.output):
             dims = value.type.tensor_type.shape.dim
@@ -88,6 +93,114 @@ def _float16(model: Any) -> Any:
             "ONNX fp16 needs onnxconverter-common: pip install onnxconverter-common "
             "(it comes with edge-transfer[train])") from exc
     return float16.convert_float_to_float16(model, keep_io_types=True)
+
+
+# ----------------------------------------------------------------- tf2onnx paths, in order
+
+FALLBACK_OPSET = 13
+
+
+def conversion_paths(opset: int) -> list[tuple[str, str, int]]:
+    """(label, tf2onnx entry point, opset) tried in order until ONNX Runtime loads the graph.
+
+    >>> [label for label, _, _ in conversion_paths(17)]
+    ['from_keras opset 17', 'from_function opset 17', 'from_keras opset 13']
+    """
+    paths = [(f"from_keras opset {opset}", "keras", opset),
+             (f"from_function opset {opset}", "function", opset)]
+    if opset != FALLBACK_OPSET:
+        paths.append((f"from_keras opset {FALLBACK_OPSET}", "keras", FALLBACK_OPSET))
+    return paths
+
+
+def convert_float(source: KerasSource, opset: int) -> Any:
+    """tf2onnx's fp32 graph of ``source`` that ONNX Runtime can load.
+
+    Grouped convolutions (RegNet, ResNeXt-style blocks) run in tf_keras through an
+    XLA-compiled ``tf.function``, which tf2onnx leaves as a ``PartitionedCall`` node that no
+    ONNX runtime has (tf2onnx issue #2099); they are traced as plain convolutions instead
+    (same maths, checked by the export's comparison with Keras). Each path of
+    :func:`conversion_paths` is tried until ONNX Runtime loads the result; if none does, the
+    error names every path's reason and failing node.
+    """
+    failures = []
+    with inline_grouped_convolutions(source.model):
+        for label, entry, path_opset in conversion_paths(opset):
+            try:
+                model = _tf2onnx(source, entry, path_opset)
+            except Exception as exc:
+                failures.append(f"{label}: {conversion_failure('onnx', exc)}")
+                continue
+            refusal = runtime_refusal(model)
+            if refusal is None:
+                return model
+            failures.append(f"{label}: {refusal}")
+    raise ConversionError("no tf2onnx path gives a graph ONNX Runtime can run (" +
+                          "; ".join(failures) + ")")
+
+
+def _tf2onnx(source: KerasSource, entry: str, opset: int) -> Any:
+    import tf2onnx
+
+    if entry == "keras":
+        model, _ = tf2onnx.convert.from_keras(
+            source.model, input_signature=source.input_signature(), opset=opset)
+        return model
+    from edge_transfer._keras import load
+
+    tf, _ = load()
+    keras_model = source.model
+    function = tf.function(lambda x: keras_model(x, training=False),
+                           input_signature=source.input_signature())
+    model, _ = tf2onnx.convert.from_function(function, input_signature=source.input_signature(),
+                                             opset=opset)
+    return model
+
+
+def runtime_refusal(model: Any) -> str | None:
+    """Why ONNX Runtime refuses ``model`` (naming the first op it has no kernel for), or None.
+
+    tf2onnx writes TensorFlow ops it cannot map (``PartitionedCall``, ...) into the graph and
+    only logs them; the file would be refused at load time on the device.
+    """
+    import onnx
+
+    unknown = [node for node in model.graph.node if node.domain in ("", "ai.onnx")
+               and not onnx.defs.has(node.op_type)]
+    if unknown:
+        node = unknown[0]
+        return (f"tf2onnx left TensorFlow op {node.op_type} (node {node.name}) that ONNX "
+                f"Runtime has no kernel for ({len(unknown)} such nodes)")
+    try:
+        open_backend(model.SerializeToString(), format=NAME)
+    except Exception as exc:
+        return f"ONNX Runtime refuses the graph: {one_line(exc, 200, first=True)}"
+    return None
+
+
+@contextmanager
+def inline_grouped_convolutions(model: Any) -> Iterator[int]:
+    """Trace every grouped convolution of ``model`` as a plain ``tf.nn.convolution`` (not
+    tf_keras' XLA-compiled ``tf.function``) while the block runs; yields how many."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    layers = [layer for layer in model.submodules
+              if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "groups", 1) > 1]
+    for layer in layers:
+        layer._jit_compiled_convolution_op = _plain_convolution(layer)
+    try:
+        yield len(layers)
+    finally:
+        for layer in layers:
+            del layer._jit_compiled_convolution_op   # back to the class's compiled method
+
+
+def _plain_convolution(layer: Any) -> Any:
+    def convolution(inputs: Any, kernel: Any) -> Any:
+        return layer.convolution_op(inputs, kernel)
+
+    return convolution
 
 
 _GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")

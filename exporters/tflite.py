@@ -6,17 +6,24 @@ Each variant converts from the source's one SavedModel (saved once, faster than
 >>> from exporters import tflite
 >>> tflite.PRECISIONS
 ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+
+The export itself is not run as a doctest (it needs a Keras model and calibration data;
+tests/test_export_tflite.py runs it):
+
 >>> art = tflite.export(source, ExportSpec.int8(io="int8"), calibration, out_dir,
 ...                     metadata=meta)                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
+from edge_transfer.errors import ConversionError, ExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
 from exporters import _files
 from exporters._failures import conversion_failure
@@ -42,7 +49,7 @@ def export(
     try:
         data = _convert(source, spec, calibration)
     except Exception as exc:
-        raise conversion_failure(name, exc) from exc
+        raise explain_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
     return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
 
@@ -69,10 +76,38 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) ->
     return bytes(converter.convert())
 
 
+_SELECT_OPS = re.compile(r"TF Select ops: ([^\n]+)")
+_CUSTOM_OPS = re.compile(r"Custom ops: ([^\n]+)")
+
+
+def explain_failure(name: str, exc: BaseException) -> ExportError:
+    """A converter failure as one line; ops that only ``SELECT_TF_OPS`` could convert are
+    named as such (the converter here never enables it: LiteRT has no Flex kernels).
+
+    >>> str(explain_failure("tflite-fp32", RuntimeError("x\\nTF Select ops: Det, Svd\\ny")))[:66]
+    'tflite-fp32 needs TensorFlow ops that only SELECT_TF_OPS converts '
+    """
+    message = str(exc)
+    select, custom = _SELECT_OPS.search(message), _CUSTOM_OPS.search(message)
+    if select:
+        return ConversionError(
+            f"{name} needs TensorFlow ops that only SELECT_TF_OPS converts "
+            f"({select.group(1).strip()}): such a file runs only with TensorFlow's Flex "
+            "delegate, which the LiteRT runtime does not have, so none was written; replace "
+            "those ops in the model, or use the ONNX export")
+    if custom:
+        return ConversionError(
+            f"{name} uses ops that neither LiteRT nor SELECT_TF_OPS has "
+            f"({custom.group(1).strip()}); no file was written; replace those ops in the "
+            "model, or use the ONNX export")
+    return conversion_failure(name, exc)
+
+
 def _converter(tf: Any, source: KerasSource) -> Any:
     try:
         saved = source.saved_model
-    except Exception:  # a model that cannot be saved as a SavedModel still converts directly
+    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
+        interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.model)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 

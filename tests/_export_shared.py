@@ -1,28 +1,63 @@
-"""Expensive exports shared by the export test modules (computed once per test session)."""
+"""The exports the tests share, each computed once per test session.
+
+:func:`export_post_training` (every post-training precision of every format, no QAT, no
+pruning: seconds on the small CNN) serves the fast tests; :func:`export_all` adds QAT and
+pruning, which train the model again, and serves only tests marked ``slow``.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edge_transfer.export import ExportConfig, ExportResult, export_run
 
-# Every variant the exporters can produce, QAT and pruning included.
-ALL_VARIANTS = ExportConfig(
+# Every post-training variant the exporters can produce.
+POST_TRAINING = ExportConfig(
     formats=("tflite", "onnx"),
     precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
-    qat=True,
-    prune=0.5,
-    prune_precisions=("fp32", "int8"),
     calibration_samples=64,
 )
+# ... and QAT and pruning on top: the whole export.
+ALL_VARIANTS = ExportConfig(**{**POST_TRAINING.__dict__, "qat": True, "prune": 0.5,
+                               "prune_precisions": ("fp32", "int8")})
+
+
+def trained_again(variant: str) -> bool:
+    """Whether a variant name (``int8-qat``, ``fp32-pruned50``) needs QAT or pruning.
+
+    >>> [trained_again(v) for v in ("int8", "int8-qat", "fp32-pruned50")]
+    [False, True, True]
+    """
+    return "-qat" in variant or "-pruned" in variant
+
+
+@cache
+def export_post_training(run_dir: Path) -> ExportResult:
+    """``POST_TRAINING`` of ``run_dir``, into ``run_dir/export-post-training``, once."""
+    out = run_dir / "export-post-training"
+    return export_run(run_dir, ExportConfig(**{**POST_TRAINING.__dict__, "out_dir": out}))
 
 
 @cache
 def export_all(run_dir: Path) -> ExportResult:
-    """``ALL_VARIANTS`` of ``run_dir``, into ``run_dir/export-all``, once per session."""
+    """``ALL_VARIANTS`` of ``run_dir``, into ``run_dir/export-all``, once (slow tests only)."""
     out = run_dir / "export-all"
     return export_run(run_dir, ExportConfig(**{**ALL_VARIANTS.__dict__, "out_dir": out}))
+
+
+def export_holding(run_dir: Path, variant: str) -> ExportResult:
+    """The shared export that holds ``variant``: the post-training one where it can."""
+    return (export_all if trained_again(variant) else export_post_training)(run_dir)
+
+
+def variant_params(variants: list[str]) -> list[Any]:
+    """``variants`` for ``pytest.mark.parametrize``, those that train again marked ``slow``."""
+    return [pytest.param(v, marks=pytest.mark.slow) if trained_again(v) else v
+            for v in variants]
 
 
 def weight_bytes(path: Path) -> int:

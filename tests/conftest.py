@@ -1,8 +1,16 @@
-"""Shared fixtures: a fine-tuned digits run directory, built once per test session."""
+"""Shared fixtures and helpers of the tests; test modules import them as ``from conftest
+import ...`` (the one spelling: pytest puts ``tests/`` on ``sys.path``).
+
+Tests that need parts of the operating system (a real sshd, root, debootstrap, qemu) are
+marked ``ssh`` or ``emulated``, or call :func:`require_system`. Where a part is missing they
+skip with one line naming the install command; with ``EDGE_TRANSFER_REQUIRE_SYSTEM=1`` (set by
+``.ci/run``) the same line is a failure, so CI cannot pass by skipping them.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +18,55 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+REQUIRE_SYSTEM = "EDGE_TRANSFER_REQUIRE_SYSTEM"
+# Where Debian puts system daemons; a normal user's PATH often lacks them.
+_SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` on the PATH or in the sbin folders, else None."""
+    return shutil.which(name, path=os.environ.get("PATH", os.defpath) + os.pathsep + _SBIN)
+
+
+def system_problems(part: str) -> list[str]:
+    """What this machine lacks for ``part`` (``sshd``, ``root`` or ``emulated-arm64``), each
+    with its fix; empty when it has everything."""
+    if part == "sshd":
+        missing = [tool for tool in ("sshd", "ssh", "ssh-keygen") if find_tool(tool) is None]
+        return [f"{', '.join(missing)} not found: apt-get install openssh-server "
+                "openssh-client"] if missing else []
+    if part == "root":
+        return [] if os.geteuid() == 0 else ["needs root: run the tests as root (e.g. sudo)"]
+    if part == "emulated-arm64":
+        from devices import emulated
+
+        return emulated.host_problems()
+    raise ValueError(f"unknown system part {part!r}")
+
+
+def require_system(*parts: str) -> None:
+    """Skip the calling test, with one line naming each fix, unless this machine has every
+    system part in ``parts``; under ``EDGE_TRANSFER_REQUIRE_SYSTEM=1`` fail instead."""
+    problems = [p for part in parts for p in system_problems(part)]
+    if not problems:
+        return
+    line = f"needs {', '.join(parts)}: {'; '.join(problems)}"
+    if os.environ.get(REQUIRE_SYSTEM, "") not in ("", "0"):
+        pytest.fail(f"{line} ({REQUIRE_SYSTEM} is set: CI runs every test)", pytrace=False)
+    pytest.skip(f"{line} (skipped; {REQUIRE_SYSTEM}=1 makes this a failure)")
+
+
+# The markers that stand for system parts (see pyproject.toml's markers).
+MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",)}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of a marked test is built (an sshd, the arm64 userland)."""
+    parts = [p for marker, ps in MARKER_PARTS.items() if item.get_closest_marker(marker)
+             for p in ps]
+    if parts:
+        require_system(*parts)
 
 
 def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -1,9 +1,9 @@
 """The runtime and device tests' export and bundle: the suite's one shared export.
 
-:func:`export_folder` is ``edge_transfer.export.export_run`` of every variant
-(``_export_shared.export_all``: TFLite fp32/fp16/dynamic/int8/int16x8/QAT/pruned, ONNX
-fp32/dynamic/int8/QAT/pruned), computed once per session and shared with the export tests;
-:func:`bundle_folder` bundles it once.
+:func:`export_folder` is ``edge_transfer.export.export_run`` of every post-training variant
+(``_export_shared.export_post_training``: TFLite fp32/fp16/dynamic/int8/int16x8, ONNX
+fp32/dynamic/int8; QAT and pruning train again, so only slow tests export them), computed
+once per session and shared with the export tests; :func:`bundle_folder` bundles it once.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import functools
 import json
 from pathlib import Path
 
-from _export_shared import export_all
+from _export_shared import export_post_training
 
-# The four artifacts the fast device tests run (the full bundle holds every variant).
+# The four artifacts the device tests run (the bundle holds every post-training variant).
 CORE = ("tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8")
 
 
 def export_folder(run_dir: Path) -> Path:
     """The folder holding export.json of ``run_dir``'s shared export (exported once)."""
-    return export_all(run_dir).out_dir
+    return export_post_training(run_dir).out_dir
 
 
 def ok_names(export_dir: Path) -> list[str]:

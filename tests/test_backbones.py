@@ -13,8 +13,8 @@ from edge_transfer.errors import ModelError
 
 
 def test_registry_names_and_preprocessing() -> None:
-    assert backbones.available() == ("small-cnn", "mobilenet_v2", "mobilenet_v3_small",
-                                     "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+    assert backbones.available()[:6] == ("small-cnn", "mobilenet_v2", "mobilenet_v3_small",
+                                         "mobilenet_v3_large", "efficientnet_b0", "resnet50")
     pre = backbones.get("mobilenet_v2").preprocessing(96, 96, 1)
     assert (pre.channels, pre.mean, pre.std) == (3, (127.5,), (127.5,))
     # MobileNetV2 wants [-1, 1]: 0 -> -1, 255 -> 1
@@ -22,8 +22,60 @@ def test_registry_names_and_preprocessing() -> None:
     assert x.min() == -1.0 and x.max() == 1.0
     resnet = backbones.get("resnet50").preprocessing(32, 32)
     assert resnet.channel_order == "bgr" and resnet.mean == (103.939, 116.779, 123.68)
-    with pytest.raises(ModelError, match="small-cnn, mobilenet_v2"):
-        backbones.get("vgg16")
+    with pytest.raises(ModelError, match="did you mean vgg16 or vgg19"):
+        backbones.get("vgg-16")
+
+
+def test_every_keras_applications_model_is_registered() -> None:
+    """Each keras.applications model by a lower-case name, with keras' own sizes and its
+    family's preprocessing (preprocess_input's mode)."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    factories = {name for name in dir(keras.applications)
+                 if name[0].isupper() and callable(getattr(keras.applications, name))}
+    registered = {spec.summary.split()[0].removeprefix("keras.applications.")
+                  for spec in map(backbones.get, backbones.available()[1:])}
+    assert registered == factories
+    names = backbones.available()
+    assert len(set(names)) == len(names) and all(n == n.lower() for n in names)
+    for name in ("convnext_tiny", "efficientnet_v2_b0", "regnetx_002", "densenet121",
+                 "resnet50_v2", "mobilenet_v1", "nasnet_mobile", "resnetrs50", "xception"):
+        assert name in names
+    assert len(backbones.families()) == 18          # small-cnn + 17 keras.applications
+    expect = {"densenet121": ("torch", 224, 32), "convnext_tiny": ("raw", 224, 32),
+              "xception": ("tf", 299, 71), "inception_v3": ("tf", 299, 75),
+              "efficientnet_b3": ("raw", 300, 32), "efficientnet_v2_s": ("raw", 384, 32),
+              "vgg19": ("caffe", 224, 32), "resnet101_v2": ("tf", 224, 32),
+              "nasnet_large": ("tf", 331, 32)}
+    for name, (mode, default, smallest) in expect.items():
+        spec = backbones.get(name)
+        assert (spec.preprocessing_mode, spec.default_size, spec.min_size) == (
+            mode, default, smallest), name
+    torch = backbones.get("densenet121").preprocessing(32, 32, 1)
+    x = torch.apply(np.full((1, 2, 2, 1), 255, np.uint8))
+    np.testing.assert_allclose(x[0, 0, 0], [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224,
+                                            (1 - 0.406) / 0.225], rtol=1e-5)
+
+
+def test_backbones_command_lists_all_without_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import json, sys, io, contextlib\n"
+            "from edge_transfer.cli import main\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    assert main(['backbones', '--json']) == 0\n"
+            "rows = json.loads(out.getvalue())\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+            "print(len(rows), rows[1]['name'], rows[1]['default_size'])\n")
+    from conftest import REPO_ROOT
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(backbones.available())), "mobilenet_v2", "224"]
 
 
 def test_small_cnn_is_flat_and_uses_the_data_size() -> None:

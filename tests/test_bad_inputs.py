@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 from runtime_export import bundle_folder, export_folder
-
-from tests.conftest import run_cli
 
 
 @dataclass(frozen=True)
@@ -367,6 +366,8 @@ CASES = [
                     str(e.out)], ("deploy",)),
     # ---- devices, device
     Case("devices-unknown-option", lambda e: ["devices", "--format", "xml"], ("--format",)),
+    Case("backbones-unknown-family", lambda e: ["backbones", "--family", "ResNeXt"],
+         ("ResNeXt", "RegNetX")),
     Case("device-unknown-action", lambda e: ["device", "frobnicate"], ("frobnicate",)),
     Case("device-setup-unknown-device",
          lambda e: ["device", "setup", "raspberry-pi-9", "--dir", str(e.out)],

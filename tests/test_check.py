@@ -7,12 +7,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from report_inputs import edited, write_inputs
 
 from edge_transfer.check import Tolerances, check, junit_xml, load_report
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.report import build_report
-from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
-
-from tests.conftest import run_cli
 
 
 def _folder(root: Path, classes: int = 2, per_class: int = 4, size: int = 8) -> Path:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from PIL import Image
-
-from tests.conftest import run_cli
 
 FIGURES = ("bytes", "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
            "delta_vs_float", "latency_p50_ms", "fps", "peak_memory_mb")

@@ -1,7 +1,8 @@
 """The emulated arm64 device: real arm64 LiteRT and ONNX Runtime under qemu, against the host.
 
 The slow tests build the userland (cached in $EDGE_TRANSFER_CACHE/emulated-arm64, else
-~/.cache/edge-transfer/emulated-arm64) and need root, debootstrap and qemu-user-static.
+~/.cache/edge-transfer/emulated-arm64) and need root, debootstrap and qemu-user-static: marked
+``emulated``, they skip with the install command where those are missing (see conftest).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from devices import emulated
 from edge_transfer.errors import DeviceError
@@ -81,7 +83,8 @@ def test_non_root_is_told_to_run_as_root() -> None:
 
 
 def _cli_as_nobody(argv: list[str]) -> tuple[int, str]:
-    """``edge-transfer ARGV`` in a forked child that dropped root for nobody: exit code, stderr.
+    """``edge-transfer ARGV`` in a forked child without root (run as root, it drops root for
+    nobody): exit code, stderr.
 
     What the command imports must be imported before the fork (nobody may not read the venv);
     building the parser here imports every command module.
@@ -96,9 +99,10 @@ def _cli_as_nobody(argv: list[str]) -> tuple[int, str]:
         try:
             os.close(read)
             sys.stderr = os.fdopen(write, "w")
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
             code = cli.main(argv)
         finally:
             sys.stderr.flush()
@@ -110,9 +114,7 @@ def _cli_as_nobody(argv: list[str]) -> tuple[int, str]:
 
 
 def test_setup_as_nobody_exits_2_naming_root(tmp_path: Path) -> None:
-    """The real CLI path in a process that dropped root for nobody: exit 2, one line."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop privileges from")
+    """The real CLI path in a process without root (as root: dropped for nobody): exit 2."""
     import rich.console  # noqa: F401 (imported before the fork: nobody cannot read /root)
 
     code, stderr = _cli_as_nobody(["device", "setup", "emulated-arm64", "--dir",
@@ -303,7 +305,6 @@ def test_arm64_outputs_match_the_workstation(userland: emulated.Userland, models
 
 def test_emulated_device_without_setup_exits_2_with_the_command(digits_run: Path,
                                                                  tmp_path: Path) -> None:
-    from conftest import run_cli
     from runtime_export import bundle_folder
 
     proc = run_cli("validate", str(bundle_folder(digits_run)), "--device", "emulated:arm64",
@@ -318,9 +319,7 @@ def test_emulated_device_without_setup_exits_2_with_the_command(digits_run: Path
 
 def test_emulated_device_as_nobody_exits_2_naming_root(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """validate --device emulated:arm64 in a process that dropped root: exit 2, one line."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop privileges from")
+    """validate --device emulated:arm64 in a process without root: exit 2, one line."""
     import rich.console
     import rich.table  # noqa: F401
 
@@ -339,7 +338,6 @@ def test_digits_bundle_validated_on_emulated_arm64(userland: emulated.Userland,
                                                   digits_run: Path, tmp_path: Path) -> None:
     """fp32 and int8, TFLite and ONNX, on the arm64 runtimes through the CLI (the Raspberry
     Pi 5 profile's stand-in); the workstation's outputs on the same sample beside them."""
-    from conftest import run_cli
     from runtime_export import CORE, bundle_folder, export_folder
 
     bundle = bundle_folder(digits_run)

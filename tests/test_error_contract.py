@@ -1,16 +1,21 @@
 """The one error contract of the CLI: user error -> 2 and one line; internal error -> 1 and a
-short hint, the traceback only under --debug; Ctrl-C -> 130."""
+short hint, the traceback only under --debug; Ctrl-C -> 130, SIGTERM -> 143."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+from conftest import run_cli
 
 from edge_transfer import cli, errors
 from edge_transfer.commands import devices
-from tests.conftest import run_cli
 
 
 def _raise(exc: BaseException):
@@ -77,3 +82,36 @@ def test_error_types_form_one_tree() -> None:
     assert all(issubclass(c, errors.EdgeTransferError) for c in classes)
     users = [c for c in classes if issubclass(c, errors.UserError)]
     assert all(c.exit_code == 2 for c in users) and errors.EdgeTransferError.exit_code == 1
+
+
+# A command whose library call is signalled: it sleeps (a stand-in for a native call's wait)
+# and then does what libraries do with the KeyboardInterrupt they get: pass it on, turn it
+# into an error of their own, or swallow it and return normally.
+_SIGNALLED = (
+    "import time, pathlib, edge_transfer.commands.devices as d\n"
+    "def run(args):\n"
+    "    pathlib.Path({ready!r}).touch()\n"
+    "    try:\n"
+    "        time.sleep(60)\n"
+    "    except KeyboardInterrupt:\n"
+    "        {then}\n"
+    "    return 0\n"
+    "d.run = run\n")
+
+
+@pytest.mark.parametrize("then", ["raise", "raise RuntimeError('conversion failed')", "pass"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_wins_over_what_the_library_made_of_it(tmp_path, then, signum) -> None:
+    ready = tmp_path / "ready"
+    (tmp_path / "sitecustomize.py").write_text(_SIGNALLED.format(ready=str(ready), then=then))
+    env = {**os.environ,
+           "PYTHONPATH": f"{tmp_path}:{cli.__file__.rsplit('/edge_transfer/', 1)[0]}"}
+    process = subprocess.Popen([sys.executable, "-m", "edge_transfer", "devices"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (128 + signum, "interrupted\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from _export_shared import export_all
+from _export_shared import export_all, export_holding, export_post_training, variant_params
 
 import exporters
 from edge_transfer.export import ExportConfig, ExportResult, export_run
@@ -21,7 +21,8 @@ VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
 
 @pytest.fixture(scope="module")
 def result(digits_run: Path) -> ExportResult:
-    return export_all(digits_run)
+    """Every post-training precision (fast)."""
+    return export_post_training(digits_run)
 
 
 def test_every_precision_is_tested() -> None:
@@ -33,8 +34,9 @@ def test_every_registered_format_has_a_test_module() -> None:
         assert (Path(__file__).parent / f"test_export_{name}.py").is_file(), name
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_variant_exports_loads_and_passes_its_check(result: ExportResult, variant: str) -> None:
+@pytest.mark.parametrize("variant", variant_params(VARIANTS))
+def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: str) -> None:
+    result = export_holding(digits_run, variant)
     artifact = result.get(f"onnx-{variant}")
     assert artifact.status == "ok", artifact.reason
     assert artifact.check is not None and artifact.check.passed
@@ -72,7 +74,9 @@ def test_static_int8_is_qdq_per_channel(result: ExportResult) -> None:
     assert artifact.bytes < 0.6 * result.get("onnx-fp32").bytes
 
 
-def test_qat_model_exports_with_its_quantization(result: ExportResult) -> None:
+@pytest.mark.slow
+def test_qat_model_exports_with_its_quantization(digits_run: Path) -> None:
+    result = export_all(digits_run)
     artifact = result.get("onnx-int8-qat")
     ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
     assert ops["DequantizeLinear"] > 0

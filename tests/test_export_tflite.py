@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_shared import export_all, weight_bytes
+from _export_shared import (
+    export_all,
+    export_holding,
+    export_post_training,
+    variant_params,
+    weight_bytes,
+)
 
 import exporters
 from edge_transfer import stats
@@ -24,6 +30,13 @@ VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
 
 @pytest.fixture(scope="module")
 def result(digits_run: Path) -> ExportResult:
+    """Every post-training precision (fast)."""
+    return export_post_training(digits_run)
+
+
+@pytest.fixture(scope="module")
+def full(digits_run: Path) -> ExportResult:
+    """The whole export, QAT and pruning included (slow tests only)."""
     return export_all(digits_run)
 
 
@@ -31,8 +44,9 @@ def test_every_precision_is_tested() -> None:
     assert set(exporters.get("tflite").PRECISIONS) <= set(TESTED_PRECISIONS)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_variant_exports_loads_and_passes_its_check(result: ExportResult, variant: str) -> None:
+@pytest.mark.parametrize("variant", variant_params(VARIANTS))
+def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: str) -> None:
+    result = export_holding(digits_run, variant)
     artifact = result.get(f"tflite-{variant}")
     assert artifact.status == "ok", artifact.reason
     assert artifact.check is not None and artifact.check.passed
@@ -49,11 +63,11 @@ def test_variant_exports_loads_and_passes_its_check(result: ExportResult, varian
     assert not (cmp["difference"] < -0.05 and cmp["p_value"] < 0.05)
 
 
-def test_fp32_matches_keras_within_1e4(result: ExportResult) -> None:
-    for name in ("tflite-fp32", "tflite-fp32-pruned50"):
-        check = result.get(name).check
-        assert check is not None and check.max_abs_diff <= 1e-4 and check.tolerance == 1e-4
-        assert check.top1_agreement == 1.0
+@pytest.mark.parametrize("variant", variant_params(["fp32", "fp32-pruned50"]))
+def test_fp32_matches_keras_within_1e4(digits_run: Path, variant: str) -> None:
+    check = export_holding(digits_run, variant).get(f"tflite-{variant}").check
+    assert check is not None and check.max_abs_diff <= 1e-4 and check.tolerance == 1e-4
+    assert check.top1_agreement == 1.0
 
 
 def test_int8_not_significantly_below_float(result: ExportResult) -> None:
@@ -62,10 +76,11 @@ def test_int8_not_significantly_below_float(result: ExportResult) -> None:
     assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
 
 
-def test_qat_int8_not_significantly_worse_than_ptq_int8(result: ExportResult) -> None:
-    assert result.samples is not None
-    labels = result.samples.label_array()
-    ptq, qat = (decode(result.get(n).check.predictions) == labels
+@pytest.mark.slow
+def test_qat_int8_not_significantly_worse_than_ptq_int8(full: ExportResult) -> None:
+    assert full.samples is not None
+    labels = full.samples.label_array()
+    ptq, qat = (decode(full.get(n).check.predictions) == labels
                 for n in ("tflite-int8", "tflite-int8-qat"))
     cmp = stats.paired(ptq, qat)
     assert cmp.difference >= 0 or cmp.p_value >= 0.05, cmp.describe()
@@ -82,18 +97,19 @@ def test_quantized_files_are_smaller(result: ExportResult) -> None:
     assert weights["fp16"] <= 0.55 * weights["fp32"]
 
 
-def test_pruning_reaches_sparsity_and_pays_off_gzipped(result: ExportResult) -> None:
-    pruned, dense = result.get("tflite-fp32-pruned50"), result.get("tflite-fp32")
+@pytest.mark.slow
+def test_pruning_reaches_sparsity_and_pays_off_gzipped(full: ExportResult) -> None:
+    pruned, dense = full.get("tflite-fp32-pruned50"), full.get("tflite-fp32")
     assert pruned.spec.sparsity == 0.5
     assert pruned.gzip_bytes < 0.75 * dense.gzip_bytes
     assert pruned.bytes == pytest.approx(dense.bytes, rel=0.02)  # same size uncompressed
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_labels_and_preprocessing_read_back_from_the_file(result: ExportResult,
+@pytest.mark.parametrize("variant", variant_params(VARIANTS))
+def test_labels_and_preprocessing_read_back_from_the_file(digits_run: Path,
                                                           variant: str) -> None:
-    meta = read_metadata(result.get(f"tflite-{variant}").path)
-    run = Run.open(result.run)
+    meta = read_metadata(export_holding(digits_run, variant).get(f"tflite-{variant}").path)
+    run = Run.open(digits_run)
     assert meta.labels == run.labels == ("5", "6", "7", "8", "9")
     assert meta.preprocessing == run.preprocessing
 
@@ -115,6 +131,12 @@ def test_export_json_records_every_variant(result: ExportResult) -> None:
     assert len(decode(data["float_predictions"])) == data["samples"]["count"]
     assert data["decision"] == {"max_accuracy_drop": 0.05, "alpha": 0.05,
                                 "decide": "significant"}
+    assert records["tflite-int8"]["qat"] is False and records["tflite-int8"]["sparsity"] is None
+
+
+@pytest.mark.slow
+def test_export_json_records_qat_and_pruning(full: ExportResult) -> None:
+    records = {a["name"]: a for a in json.loads(full.path.read_text())["artifacts"]}
     assert records["tflite-int8-qat"]["qat"] is True
     assert records["tflite-int8-pruned50"]["sparsity"] == 0.5
 

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, run_cli
 
 from edge_transfer.bundle import create_bundle
 from edge_transfer.errors import BundleError
-from tests.conftest import REPO_ROOT, run_cli
 
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8")
 

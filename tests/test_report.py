@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from PIL import Image
 from report_inputs import EXPORTS, FINGERPRINT, SAMPLES, write_inputs
 
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.report import build_report, pareto_front
-from tests.conftest import run_cli
 
 FIGURES = ("bytes", "gzip_bytes", "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
            "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",

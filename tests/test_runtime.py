@@ -71,11 +71,17 @@ print("clean")
     assert proc.stdout.strip().endswith("clean")
 
 
-def test_predictions_equal_the_export_check(digits_run: Path, digits_export: Path) -> None:
-    """Every artifact of the real export, on the split export.json checked (test): the
-    runtime's accuracy and per-sample predictions are the exporter's; fp32 agrees with Keras
-    on every top-1."""
+@pytest.mark.parametrize("trained_again", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["post-training", "qat-and-pruned"])
+def test_predictions_equal_the_export_check(digits_run: Path, trained_again: bool) -> None:
+    """Every artifact of the real export (the whole one, QAT and pruning included, when
+    ``trained_again``), on the split export.json checked (test): the runtime's accuracy and
+    per-sample predictions are the exporter's; fp32 agrees with Keras on every top-1."""
+    from _export_shared import export_all, export_post_training
+
     from edge_transfer._keras import load
+
+    digits_export = (export_all if trained_again else export_post_training)(digits_run).out_dir
 
     _, keras = load()
     run = Run.open(digits_run)
@@ -84,7 +90,8 @@ def test_predictions_equal_the_export_check(digits_run: Path, digits_export: Pat
         run.preprocessing.apply(val.x), verbose=0).argmax(1)
     artifacts = ok_artifacts(digits_export)
     assert set(CORE) <= {a["name"] for a in artifacts}
-    assert len(artifacts) >= 10  # every TFLite and ONNX precision, QAT and pruned
+    # every TFLite and ONNX precision (8), and QAT and pruned ones when trained again
+    assert len(artifacts) >= (10 if trained_again else 8)
     for artifact in artifacts:
         name = artifact["name"]
         model = EdgeModel.load(digits_export / artifact["file"], threads=1)

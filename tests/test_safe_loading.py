@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from devices.ssh import SSHTarget
 from edge_transfer.bundle import open_bundle
 from edge_transfer.cli import build_parser
 from edge_transfer.errors import BundleError, DataError, DeviceError, ModelError
-from tests.conftest import REPO_ROOT
 
 SOURCES = sorted(p for folder in ("edge_transfer", "exporters", "devices")
                  for p in (REPO_ROOT / folder).rglob("*.py"))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAST, REPO_ROOT, run_cli
 
 from edge_transfer.runs import Run
 from edge_transfer.samples import decode
-from tests.conftest import FAST, REPO_ROOT, run_cli
 
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 BACKBONE_HELP = (
-    "small-cnn (fast on a CPU, any input size), mobilenet_v2, mobilenet_v3_small, "
-    "mobilenet_v3_large, efficientnet_b0, resnet50 (keras.applications); or the --out folder "
-    "of a pretrain run (its extractor.keras); or a .keras file cut at --cut-layer"
+    "small-cnn (fast on a CPU, any input size), or any keras.applications model by a "
+    "lower-case name (mobilenet_v2, mobilenet_v3_small, efficientnet_b0, efficientnet_v2_b0, "
+    "convnext_tiny, regnetx_002, densenet121, resnet50_v2, ...; `edge-transfer backbones` "
+    "lists them all); or the --out folder of a pretrain run (its extractor.keras); or a "
+    ".keras file cut at --cut-layer"
 )
 DATA_HELP = (
     "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), an .npz with x, y "

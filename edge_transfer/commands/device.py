@@ -3,6 +3,8 @@
     edge-transfer device setup emulated-arm64 [--dir DIR] [--force]
     edge-transfer device status [--dir DIR] [--json]
 
+Not run as a doctest (it needs root, debootstrap and qemu, and the network):
+
 >>> from edge_transfer.cli import main
 >>> main(["device", "setup", "emulated-arm64", "--dir", "/tmp/arm64"])      # doctest: +SKIP
 """

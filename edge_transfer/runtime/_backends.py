@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, one_line
 from edge_transfer.records import TensorRecord
 
@@ -115,6 +116,7 @@ class LiteRTBackend:
             self.interpreter = Interpreter(model_content=data, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
+            interrupts.check(exc)
             raise ModelError(f"LiteRT cannot load this model ({one_line(exc)}); the file is "
                              "damaged or not a .tflite: copy or export it again") from exc
         inputs = self.interpreter.get_input_details()
@@ -156,6 +158,7 @@ class OnnxBackend:
                 data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            interrupts.check(exc)
             raise ModelError(f"ONNX Runtime cannot load this model ({one_line(exc)}); the file is "
                              "damaged or not an .onnx: copy or export it again") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

@@ -1,5 +1,7 @@
 """``EdgeModel``: one self-describing .tflite / .onnx file, ready to classify raw pixels.
 
+Not run as a doctest (it needs an exported model file; tests/test_runtime.py exports one):
+
 >>> model = EdgeModel.load("model-int8.tflite", threads=2)        # doctest: +SKIP
 >>> model.predict(images, top_k=3).labels[:2]                     # doctest: +SKIP
 ('7', '5')
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.errors import DataError, ModelError, one_line
 from edge_transfer.metadata import ModelMetadata, read_from_onnx_map, read_from_tflite
 from edge_transfer.preprocessing import Preprocessing, as_uint8_batch
@@ -218,6 +221,7 @@ class EdgeModel:
         try:
             out = self.predict(probe)
         except Exception as exc:  # a model that loads but cannot run its own input
+            interrupts.check(exc)
             raise ModelError(f"{self.path}: the model fails on its declared input: "
                              f"{one_line(exc)}") from exc
         if out.probabilities.shape != (1, classes):

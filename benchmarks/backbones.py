@@ -1,0 +1,181 @@
+"""Backbone support matrix: every keras.applications family through the whole chain.
+
+For each backbone (the smallest of every family first, then the others with ``--all``): train
+from random weights on digits 0-4 at the smallest input it accepts, export fp32 + int8 to
+TFLite and ONNX and QAT int8, check each file in its runtime. Each backbone runs in its own
+process (a crash or a timeout costs only that row); the JSON is rewritten after every
+backbone, so an interrupted sweep keeps what finished and lists what did not. It then
+rewrites the README's backbone table from the JSON.
+
+    nice -n 5 python benchmarks/backbones.py [--all] [--only NAME ...] [--epochs 4]
+        [--no-qat] [--jobs 2] [--timeout 2400] [--out benchmarks/results/backbones.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+README_START = "<!-- backbone-matrix:start (benchmarks/backbones.py writes this table) -->"
+README_END = "<!-- backbone-matrix:end -->"
+
+
+# Families whose known trouble the matrix must show first (grouped convolutions, int8 loss,
+# QAT refusals), then the rest in registry order.
+FIRST = ("regnetx_002", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v1", "mobilenet_v2")
+
+
+def planned(all_models: bool, only: list[str] | None) -> list[str]:
+    """The smallest model of each family (the first the registry lists), then the rest."""
+    from edge_transfer import backbones
+
+    if only:
+        return [backbones.get(name).name for name in only]
+    groups = [names for family, names in backbones.families().items() if family != "small-cnn"]
+    names = [group[0] for group in groups]
+    names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
+    if all_models:
+        names += [name for group in groups for name in group[1:]]
+    return names
+
+
+def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
+    from edge_transfer.support import probe
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
+        row = probe(name, Path(work), epochs=epochs, qat=qat)
+    out.write_text(json.dumps(row))
+
+
+def measure(name: str, args: argparse.Namespace) -> dict:
+    """One backbone in a child process; a crash or timeout becomes a failed row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        row_file = Path(tmp) / "row.json"
+        command = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs),
+                   "--row", str(row_file)] + (["--no-qat"] if args.no_qat else [])
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        except subprocess.TimeoutExpired:
+            return {"name": name, "train": {"status": "failed",
+                                            "reason": f"timed out after {args.timeout} s"},
+                    "variants": {}, "seconds": args.timeout}
+        if done.returncode != 0 or not row_file.is_file():
+            tail = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["?"]
+            return {"name": name, "train": {"status": "failed",
+                                            "reason": f"process exited {done.returncode}: "
+                                                      f"{tail[0][:200]}"},
+                    "variants": {}, "seconds": round(time.perf_counter() - start, 1)}
+        row = json.loads(row_file.read_text())
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        return row
+
+
+def write(path: Path, done: dict[str, dict], pending: list[str], args: argparse.Namespace,
+          started: float) -> dict:
+    """Merge this sweep's finished rows and pending names into ``path`` under a file lock
+    (several sweeps may share the file), atomically; return the merged data."""
+    import fcntl
+
+    from edge_transfer.atomic import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        rows = {row["name"]: row for row in old.get("models", [])} | done
+        waiting = [n for n in dict.fromkeys([*old.get("not_finished", []), *pending])
+                   if n not in done or n in pending]
+        data = {
+            "benchmark": "backbones", "schema_version": 1,
+            "settings": {"data": "digits:0-4 (5 classes, chance 0.2)", "weights": "random",
+                         "input": "smallest each backbone accepts", "epochs": args.epochs,
+                         "variants": "fp32 + int8, TFLite + ONNX"
+                                     + ("" if args.no_qat else " + QAT int8")},
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                        "note": "2 cores shared with other jobs (load average ~10): seconds "
+                                "are wall time under that load, indicative only"},
+            "seconds": round(time.time() - started, 1),
+            "models": list(rows.values()),
+            "not_finished": waiting,
+        }
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def update_readme(matrix: dict) -> None:
+    from edge_transfer.atomic import write_text_atomic
+    from edge_transfer.support import markdown_table
+
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    note = ""
+    if matrix.get("not_finished"):
+        note = f"\n\nNot measured yet: {', '.join(matrix['not_finished'])}."
+    table = markdown_table(matrix)
+    write_text_atomic(readme, f"{head}{README_START}\n{table}{note}\n{README_END}{tail}")
+
+
+def main() -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--all", action="store_true", help="every model, not one per family")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="just these backbones")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="NAME",
+                        help="leave these out (e.g. measured by another sweep)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--no-qat", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="backbones measured at once")
+    parser.add_argument("--timeout", type=int, default=2400, help="seconds per backbone")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/backbones.json")
+    parser.add_argument("--import-row", type=Path, metavar="ROW",
+                        help="merge one row written by an interrupted sweep's child")
+    parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        run_one(args.one, args.epochs, not args.no_qat, args.row)
+        return 0
+    started = time.time()
+    if args.import_row or args.readme:
+        done = {}
+        if args.import_row:
+            row = json.loads(args.import_row.read_text())
+            done[row["name"]] = row
+        update_readme(write(args.out, done, [], args, started))
+        return 0
+    names = [n for n in planned(args.all, args.only) if n not in args.skip]
+    finished: dict[str, dict] = {}
+    write(args.out, finished, names, args, started)
+
+    def one(name: str) -> None:
+        print(f"{name} ...", flush=True)
+        row = measure(name, args)
+        finished[name] = row
+        print(f"{name}: {json.dumps(row)[:600]}", flush=True)
+        write(args.out, {name: row}, [n for n in names if n not in finished], args, started)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(one, names))
+    update_readme(write(args.out, {}, [], args, started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

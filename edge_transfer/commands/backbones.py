@@ -1,0 +1,67 @@
+"""``edge-transfer backbones``: the registry of backbones and their measured support."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "backbones", help="list the backbones and what each one supports",
+        description="List every backbone --backbone accepts (small-cnn and each "
+                    "keras.applications model by a lower-case name) with its family, default "
+                    "and smallest input, width options and preprocessing, and the support "
+                    "matrix measured by benchmarks/backbones.py (trains from random weights "
+                    "above chance; TFLite and ONNX fp32 / int8 / QAT: ok with accuracy and "
+                    "seconds, or the reason it failed).",
+    )
+    parser.add_argument("--json", action="store_true", help="print everything as JSON")
+    parser.add_argument("--results", type=Path, metavar="FILE",
+                        help="a support matrix written by benchmarks/backbones.py "
+                             "(default: benchmarks/results/backbones.json of this checkout)")
+    parser.add_argument("--family", metavar="NAME",
+                        help="only this family (e.g. EfficientNetV2, RegNetX)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge_transfer import backbones
+    from edge_transfer.errors import UserError
+    from edge_transfer.support import COLUMNS, cells, load_matrix
+
+    specs = [backbones.get(name) for name in backbones.available()]
+    if args.family:
+        specs = [s for s in specs if s.family.lower() == args.family.lower()]
+        if not specs:
+            raise UserError(f"no family {args.family!r}; use one of "
+                            f"{', '.join(backbones.families())}")
+    matrix = load_matrix(args.results)
+    measured = {row["name"]: row for row in matrix.get("models", [])}
+    if args.json:
+        print(json.dumps([{**s.to_dict(), "measured": measured.get(s.name)} for s in specs],
+                         indent=2))
+        return 0
+    table = Table(title="Backbones (--backbone NAME)")
+    for column in ("Backbone", "Family", "Default", "Min", "Widths", "Preproc", "Params",
+                   "Trains", *COLUMNS):
+        table.add_column(column, overflow="fold")
+    for spec in specs:
+        row = measured.get(spec.name)
+        text = cells(row) if row else {}
+        params = row.get("params") if row else None
+        table.add_row(spec.name, spec.family, str(spec.default_size or "data"),
+                      str(spec.min_size),
+                      "any" if spec.widths is None else " ".join(f"{w:g}" for w in spec.widths),
+                      spec.preprocessing_mode or "0..1", f"{params / 1e6:.1f}M" if params else "-",
+                      text.get("trains", "-"), *(text.get(c, "-") for c in COLUMNS))
+    source = matrix.get("missing") or args.results or "benchmarks/results/backbones.json"
+    table.caption = (f"support measured at the smallest input, random weights, digits 0-4 "
+                     f"(from {source}; '-' = not measured: run benchmarks/backbones.py)")
+    Console(width=200).print(table)
+    return 0

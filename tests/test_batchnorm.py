@@ -1,0 +1,58 @@
+"""Usable BatchNorm statistics after training from random weights, whatever the source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+
+def test_recompute_batchnorm_takes_the_data_statistics() -> None:
+    from edge_transfer._keras import load
+    from edge_transfer.models import recompute_batchnorm
+
+    _, keras = load()
+    inputs = keras.Input((3,))
+    trained = keras.layers.BatchNormalization(momentum=0.999, name="trained")
+    frozen = keras.layers.BatchNormalization(name="frozen")
+    model = keras.Model(inputs, frozen(trained(inputs)))
+    frozen.trainable = False
+    x = np.random.default_rng(0).normal(5.0, 2.0, (512, 3)).astype(np.float32)
+    count = recompute_batchnorm(model, (x[i:i + 64] for i in range(0, len(x), 64)))
+    assert count == 1 and trained.momentum == 0.999
+    np.testing.assert_allclose(trained.moving_mean.numpy(), x.mean(axis=0), atol=1e-4)
+    # the mean of per-batch variances: (n - 1) / n of the whole set's on average
+    np.testing.assert_allclose(trained.moving_variance.numpy(), x.var(axis=0), rtol=0.05)
+    np.testing.assert_array_equal(frozen.moving_mean.numpy(), np.zeros(3))
+
+
+def test_chance_warning_names_batchnorm() -> None:
+    from edge_transfer.transfer import chance_warning
+
+    warning = chance_warning(0.98, 0.200, classes=5, val_size=135)
+    assert warning is not None and "BatchNorm" in warning
+    assert chance_warning(0.30, 0.200, classes=5, val_size=135) is None   # not trained either
+    assert chance_warning(0.98, 0.600, classes=5, val_size=135) is None
+
+
+@pytest.mark.slow
+def test_untrained_keras_file_pretrains_above_chance(tmp_path: Path) -> None:
+    """An untrained keras.applications MobileNetV3Small saved as .keras (BatchNorm momentum
+    0.999), pretrained through the CLI: it evaluated at exactly chance (0.200) before."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    file = tmp_path / "mobilenet_v3_small.keras"
+    keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False,
+                                        weights=None, pooling="avg").save(file)
+    out = tmp_path / "run"
+    result = run_cli("pretrain", "--data", "digits:0-4", "--backbone", str(file), "--out",
+                     str(out), "--epochs", "5", "--quiet")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["val_accuracy"] > 0.9 and metrics["test_accuracy"] > 0.9, metrics
+    assert json.loads((out / "run.json").read_text())["warnings"] == []
+    assert "BatchNorm" not in result.stderr
