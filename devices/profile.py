@@ -71,14 +71,20 @@ class DeviceProfile:
     stand_in: str | None = None
     description: str = ""
     source: str = ""
+    float_fallback: bool = True   # False: runs fully int8 models only (no int8-mixed)
 
-    def cannot_run(self, fmt: str, precision: str) -> str | None:
-        """Why this device cannot run a ``fmt`` model of ``precision``, or None if it can."""
+    def cannot_run(self, fmt: str, precision: str,
+                   kept_float: tuple[str, ...] = ()) -> str | None:
+        """Why this device cannot run a ``fmt`` model of ``precision`` (with ``kept_float``
+        layers left in float by ``--keep-float``), or None if it can."""
         if fmt not in self.formats:
             return f"{self.name} does not run {fmt} models (runs {', '.join(self.formats)})"
         if precision not in self.precisions:
             return (f"{self.name} does not run {precision} models "
                     f"(runs {', '.join(self.precisions)})")
+        if kept_float and not self.float_fallback:
+            return (f"{self.name} runs fully int8 models only; this int8-mixed model keeps "
+                    f"{len(kept_float)} layer(s) in float ({', '.join(kept_float[:3])})")
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +127,7 @@ _REQUIRED: dict[str, _Kind] = {
 }
 _OPTIONAL: dict[str, _Kind] = {
     "formats": list, "accuracy_tolerance": (int, float), "description": str, "stand_in": str,
+    "float_fallback": bool,
     "runtime": str,  # no effect (see the module docstring); accepted with a warning
 }
 STAND_INS = ("emulated:arm64",)
@@ -138,7 +145,7 @@ def _parse(content: str, source: str) -> DeviceProfile:
                                   "`edge-transfer devices` for examples)")
             continue
         value = data[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise DeviceError(f"{source}: field {key!r} has the wrong type "
                               f"({type(value).__name__}: {value!r})")
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
@@ -170,6 +177,7 @@ def _parse(content: str, source: str) -> DeviceProfile:
         latency_budget_ms=float(data["latency_budget_ms"]), formats=formats,
         accuracy_tolerance=None if tolerance is None else float(tolerance),
         stand_in=stand_in, description=data.get("description", ""), source=source,
+        float_fallback=bool(data.get("float_fallback", True)),
     )
 
 

@@ -50,6 +50,7 @@ from edge_transfer.records import (
     Agreement,
     DeviceInfo,
     MalformedRecord,
+    SampleIds,
     ValidationResult,
     ValidationRow,
     as_dict,
@@ -115,10 +116,24 @@ def validate(
                           arch=machine_arch(),
                           emulated=bool(resolved and resolved.arch != machine_arch())),
         bundle=str(bundle_dir), data_fingerprint=bundle.data_fingerprint, data=data,
-        artifacts=tuple(rows))
+        artifacts=tuple(rows), samples=_samples(bundle, data))
 
 
 validate_bundle = as_dict(validate)
+
+
+def _samples(bundle: Bundle, data: str | None) -> SampleIds | None:
+    """Which samples the rows' ``predictions`` were made on: the bundle's (the run's test
+    split, as its manifest says), or all of ``--data``."""
+    if data is None:
+        return bundle.manifest.samples
+    from edge_transfer.data import load_dataset
+
+    pre = bundle.preprocessing
+    dataset = load_dataset(data, image_size=(pre.height, pre.width))
+    known = {name: i for i, name in enumerate(bundle.labels)}
+    remap = np.array([known.get(n, -1) for n in dataset.class_names])
+    return SampleIds.of(dataset.fingerprint(), "all", np.maximum(remap[dataset.y], 0))
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:
@@ -135,7 +150,8 @@ def _base_row(artifact: BundleArtifact, reason: str | None = None) -> Validation
     return ValidationRow(name=artifact.name, format=artifact.format,
                          precision=artifact.precision, file=artifact.file, status="failed",
                          reason=reason, bytes=artifact.bytes,
-                         workstation_accuracy=artifact.workstation_accuracy)
+                         workstation_accuracy=artifact.workstation_accuracy,
+                         workstation_predictions=artifact.workstation_predictions)
 
 
 def _skipped(artifact: BundleArtifact, reason: str) -> ValidationRow:
@@ -150,7 +166,8 @@ def _validate_here(
     """Load and evaluate one artifact in this process."""
     from edge_transfer.runtime import EdgeModel
 
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(artifact, reason)
     x, y = _validation_data(bundle, data)
@@ -166,6 +183,8 @@ def _validate_here(
         return _base_row(artifact, str(exc))
     row = ValidationRow.from_dict({**_base_row(artifact).to_dict(), **evaluation.to_dict(),
                                    "status": "ok"})
+    if data is not None:  # other samples than the workstation's predictions were made on
+        row = dataclasses.replace(row, workstation_predictions=None)
     tolerance = bundle.tolerance
     if profile and profile.accuracy_tolerance is not None:
         tolerance = profile.accuracy_tolerance
@@ -204,7 +223,8 @@ def _validate_child(
     outputs: str | Path | None = None,
 ) -> ValidationRow:
     """One artifact in a child process; a crash or hang becomes a failed row."""
-    reason = profile.cannot_run(artifact.format, artifact.precision) if profile else None
+    reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
+              if profile else None)
     if reason:
         return _skipped(artifact, reason)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:

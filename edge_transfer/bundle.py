@@ -1,16 +1,19 @@
 """Deploy bundles: the exported models of a run, checksummed, with a validation sample.
 
     BUNDLE/manifest.json     schema_version, labels, preprocessing, data_fingerprint,
-                             tolerance, validation_sample (+ its sha256), artifacts
+                             tolerance, validation_sample (+ its sha256), samples (which
+                             samples: the test split export checked), artifacts
                              [{name, file, format, precision, sha256, bytes,
-                               workstation_accuracy, export_accuracy}]
+                               workstation_accuracy, workstation_predictions,
+                               export_accuracy}]
     BUNDLE/<model files>     the status-ok artifacts of RUN/export/export.json
     BUNDLE/validation.npz    the run's test split: x uint8 raw pixels, y labels, class_names
 
 ``workstation_accuracy`` is each artifact's accuracy on validation.npz measured here with
-:mod:`edge_transfer.runtime`, so a device that runs the same sample must reproduce it
-within ``tolerance``. :func:`open_bundle` checks every sha256 before anything runs, and
-unpacks a ``.tar.gz`` only when no entry leaves the folder. No TensorFlow needed.
+:mod:`edge_transfer.runtime` (``workstation_predictions``: its top-1 per sample), so a device
+that runs the same sample is compared with it pair by pair. :func:`open_bundle` checks
+every sha256 before anything runs, and unpacks a ``.tar.gz`` only when no entry leaves the
+folder. No TensorFlow needed.
 
 Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one):
 
@@ -36,7 +39,13 @@ import numpy as np
 from edge_transfer.atomic import atomic_path
 from edge_transfer.errors import BundleError, UserError
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.records import ExportArtifact, ExportRecord, Manifest, ManifestArtifact
+from edge_transfer.records import (
+    ExportArtifact,
+    ExportRecord,
+    Manifest,
+    ManifestArtifact,
+    SampleIds,
+)
 
 MANIFEST = Manifest.FILE_NAME
 VALIDATION_SAMPLE = "validation.npz"
@@ -135,8 +144,7 @@ def create_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
         entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
-        entries = [dataclasses.replace(e, workstation_accuracy=_accuracy(
-            staging / e.file, test.x, test.y)) for e in entries]
+        entries = [_measured(e, staging / e.file, test.x, test.y) for e in entries]
         with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
             np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
                                 class_names=np.array(run.labels, dtype=str))
@@ -146,6 +154,7 @@ def create_bundle(
             validation_sample=VALIDATION_SAMPLE,
             validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
             artifacts=tuple(entries),
+            samples=SampleIds.of(run.data_fingerprint, "test", test.y),
         ).dump(staging / MANIFEST)
         if out.exists():  # a previous bundle (checked by _check_out_dir): swap, then delete
             old = out.with_name(f".{out.name}.old")
@@ -192,13 +201,19 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
         shutil.copyfile(source, tmp)
     return ManifestArtifact(name=name, file=file, format=artifact.format,
                             precision=artifact.precision, sha256=digest,
-                            bytes=source.stat().st_size, export_accuracy=artifact.accuracy)
+                            bytes=source.stat().st_size, export_accuracy=artifact.accuracy,
+                            kept_float=tuple(artifact.kept_float or ()))
 
 
-def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+def _measured(entry: ManifestArtifact, path: Path, x: np.ndarray, y: np.ndarray
+              ) -> ManifestArtifact:
+    """The entry with the workstation's accuracy and top-1 per sample on the sample."""
     from edge_transfer.runtime import EdgeModel
+    from edge_transfer.samples import encode
 
-    return float(np.mean(EdgeModel.load(path).predict(x).indices == y))
+    top1 = EdgeModel.load(path).predict(x).indices
+    return dataclasses.replace(entry, workstation_accuracy=float(np.mean(top1 == y)),
+                               workstation_predictions=encode(top1))
 
 
 def _check_out_dir(out: Path) -> None:

@@ -8,7 +8,15 @@ Each artifact row of the baseline is held to these criteria; any failure is a re
     device_accuracy  the same for the accuracy measured on the device
     size          bytes grew by at most ``max_size_growth`` (relative)
     device_gap    |device accuracy - workstation accuracy| now at most ``max_device_gap``
+    chance        not at chance or predicting one class now, unless the baseline was
     budget:NAME   a device budget (storage, memory, latency, accuracy) that passed then passes now
+
+Accuracy figures are compared pair by pair when both reports kept per-sample predictions on
+the same samples: a change fails when it is beyond its limit *and* significant at ``alpha``
+(exact McNemar; ``decide="point"``: beyond the limit alone). Each such finding carries the
+paired difference's 95% interval and p-value, and a note when the samples are too few to
+resolve a change of the limit's size. Without per-sample predictions (older reports) the
+point estimates are compared, and the message says so.
 
 A figure the baseline has and the report lacks fails too (it is no longer measured).
 Reports of different data (fingerprint) are refused unless ``allow_different_data``.
@@ -18,7 +26,7 @@ Not run as a doctest (it needs two report.json files; tests/test_check.py builds
 >>> result = check(load_report("report.json"), load_report("baseline.json"),
 ...                Tolerances())                                   # doctest: +SKIP
 >>> result.ok, [f.message for f in result.regressions]            # doctest: +SKIP
-(False, ['tflite-int8: accuracy 0.970 -> 0.940 (-3.0 pt, limit -1.0 pt)'])
+(False, ['tflite-int8: accuracy 0.9700 -> 0.9400 (-3.0 pt [-3.6, -2.4], p=<0.001 (lost 150, ...'])
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from edge_transfer import comparisons, stats
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.records import MalformedRecord, Report, ReportRow
 
@@ -44,11 +53,17 @@ class Tolerances:
     max_size_growth: float = 0.05       # relative (0.05 = 5 % more bytes)
     max_device_gap: float = 0.005       # absolute fraction
     allow_different_data: bool = False
+    alpha: float = stats.DEFAULT_ALPHA  # significance of an accuracy change
+    decide: stats.Rule = "significant"  # or "point": the point estimate alone decides
 
     def __post_init__(self) -> None:
         for name in ("max_accuracy_drop", "max_size_growth", "max_device_gap"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
+        if not 0.0 < self.alpha < 1.0:
+            raise UserError(f"--alpha {self.alpha} is not in (0, 1); 0.05 is usual")
+        if self.decide not in stats.RULES:
+            raise UserError(f"--decide {self.decide!r} is not one of {', '.join(stats.RULES)}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class Finding:
     change: float | None = None
     limit: float | None = None
     message: str = ""
+    interval: tuple[float, float] | None = None   # 95% interval of ``change`` (paired)
+    p_value: float | None = None                  # exact McNemar, same samples
+    note: str | None = None                       # e.g. too few samples to resolve the limit
 
 
 @dataclass(frozen=True)
@@ -119,9 +137,10 @@ def check(report: Report | Mapping[str, Any], baseline: Report | Mapping[str, An
                         f"(fingerprint {now_fp} != {base_fp}); compare reports of the same data, "
                         "or pass --allow-different-data")
     rows = {r.name: r for r in report.artifacts}
+    pairs = _Pairs(report, baseline)
     findings: list[Finding] = []
     for base in baseline.artifacts:
-        findings += _compare(base, rows.get(base.name), tolerances)
+        findings += _compare(base, rows.get(base.name), tolerances, pairs)
     known = {b.name for b in baseline.artifacts}
     findings += [Finding(name, "present", "pass", None, "new",
                          message=f"{name}: new artifact, not in the baseline")
@@ -129,7 +148,26 @@ def check(report: Report | Mapping[str, Any], baseline: Report | Mapping[str, An
     return CheckResult(tuple(findings), now_fp, base_fp)
 
 
-def _compare(base: ReportRow, now: ReportRow | None, tol: Tolerances) -> list[Finding]:
+@dataclass(frozen=True)
+class _Pairs:
+    """Which per-sample predictions of the two reports can be compared pair by pair."""
+
+    report: Report
+    baseline: Report
+
+    @property
+    def same_test_samples(self) -> bool:
+        return (self.report.samples is not None
+                and self.report.samples.same_samples(self.baseline.samples))
+
+    @property
+    def same_device_samples(self) -> bool:
+        return (self.report.device_samples is not None
+                and self.report.device_samples.same_samples(self.baseline.device_samples))
+
+
+def _compare(base: ReportRow, now: ReportRow | None, tol: Tolerances,
+             pairs: _Pairs) -> list[Finding]:
     name = base.name
     if now is None:
         return [Finding(name, "present", "fail", "present", "missing",
@@ -143,13 +181,47 @@ def _compare(base: ReportRow, now: ReportRow | None, tol: Tolerances) -> list[Fi
         return [*out, Finding(name, "status", "skip", base.status, now.status,
                               message=f"{name}: failed in the baseline too; figures not compared")]
     out.append(Finding(name, "status", "pass", "ok", "ok"))
+    test, device = pairs.report.samples, pairs.report.device_samples
     out.append(_drop(name, "accuracy", base.workstation_accuracy, now.workstation_accuracy,
-                     tol.max_accuracy_drop))
+                     tol, comparisons.paired_difference(
+                         test, base.predictions, now.predictions)
+                     if pairs.same_test_samples else None))
     out.append(_drop(name, "device_accuracy", base.device_accuracy, now.device_accuracy,
-                     tol.max_accuracy_drop))
+                     tol, comparisons.paired_difference(
+                         device, base.device_predictions, now.device_predictions)
+                     if pairs.same_device_samples else None))
     out.append(_growth(name, base.bytes, now.bytes, tol.max_size_growth))
-    out.append(_gap(name, now.device_gap, base.device_gap, tol.max_device_gap))
+    out.append(_gap(name, now.device_gap, base.device_gap, tol, comparisons.paired_difference(
+        device, now.reference_predictions, now.device_predictions)))
+    out.append(_chance(name, base, now, pairs))
     return out + _budgets(name, base.checks, now.checks)
+
+
+def _health(row: ReportRow, report: Report) -> str | None:
+    """The row's at-chance / one-class line, from its predictions or else its interval."""
+    line = comparisons.health(report.samples, row.predictions, report.labels, row.name)
+    if line or row.predictions is not None:
+        return line
+    classes = len(report.labels)
+    iv = comparisons.interval_of(row.workstation_accuracy,
+                                 report.samples.count if report.samples else None)
+    if iv is not None and stats.at_chance(iv, classes):
+        return f"{row.name} is at chance: accuracy {iv.points()} contains 1/{classes}"
+    return None
+
+
+def _chance(name: str, base: ReportRow, now: ReportRow, pairs: _Pairs) -> Finding:
+    """A model that fell to chance (or onto one class) is a regression, unless the baseline
+    was there already."""
+    now_line = _health(now, pairs.report)
+    if now_line is None:
+        return Finding(name, "chance", "pass")
+    base_line = _health(base, pairs.baseline)
+    if base_line is not None:
+        return Finding(name, "chance", "skip", base_line, now_line,
+                       message=f"{name}: at chance in the baseline too ({base_line})")
+    return Finding(name, "chance", "fail", "above chance", "at chance",
+                   message=f"{name}: {now_line}, and was not in the baseline")
 
 
 def _budgets(name: str, base: Mapping[str, str], now: Mapping[str, str]) -> list[Finding]:
@@ -178,15 +250,27 @@ def _missing(name: str, criterion: str, base: Any, now: Any) -> Finding | None:
 
 
 def _drop(name: str, criterion: str, base: float | None, now: float | None,
-          limit: float) -> Finding:
+          tol: Tolerances, paired: stats.Paired | None) -> Finding:
+    """An accuracy drop: paired on the same samples when both reports kept per-sample
+    predictions (beyond the tolerance and significant fails, see :func:`stats.decide`), else
+    the point estimates (beyond the tolerance fails), which the message says."""
+    limit = tol.max_accuracy_drop
     missing = _missing(name, criterion, base, now)
     if missing is not None or base is None or now is None:
         return missing or Finding(name, criterion, "skip")
-    change = now - base
-    verdict: Verdict = "fail" if -change > limit + 1e-12 else "pass"
-    return Finding(name, criterion, verdict, base, now, change, limit,
-                   f"{name}: {criterion.replace('_', ' ')} {base:.4f} -> {now:.4f} "
-                   f"({change * 100:+.2f} pt, limit -{limit * 100:.2f} pt)")
+    what = f"{name}: {criterion.replace('_', ' ')} {base:.4f} -> {now:.4f}"
+    if paired is None:
+        change = now - base
+        verdict: Verdict = "fail" if -change > limit + 1e-12 else "pass"
+        return Finding(name, criterion, verdict, base, now, change, limit,
+                       f"{what} ({change * 100:+.2f} pt, limit -{limit * 100:.2f} pt; no "
+                       "per-sample predictions on the same samples: point estimates compared)")
+    decision = stats.decide(paired, limit, tol.alpha, tol.decide)
+    return Finding(name, criterion, decision.verdict, base, now, paired.difference, limit,
+                   f"{what} ({paired.describe()}; limit -{limit * 100:.2f} pt: "
+                   f"{decision.reason})",
+                   interval=(paired.interval.low, paired.interval.high),
+                   p_value=paired.p_value, note=decision.underpowered)
 
 
 def _growth(name: str, base: int | None, now: int | None, limit: float) -> Finding:
@@ -199,14 +283,31 @@ def _growth(name: str, base: int | None, now: int | None, limit: float) -> Findi
                    f"{name}: size {base:,} -> {now:,} bytes ({change:+.1%}, limit +{limit:.1%})")
 
 
-def _gap(name: str, now: float | None, base: float | None, limit: float) -> Finding:
+def _gap(name: str, now: float | None, base: float | None, tol: Tolerances,
+         paired: stats.Paired | None) -> Finding:
+    """The device against the workstation on the same samples, either way: paired when the
+    report kept both sides' predictions, else the point estimates."""
+    limit = tol.max_device_gap
     if now is None:
         return _missing(name, "device_gap", base, now) or Finding(
             name, "device_gap", "skip", message=f"{name}: no device accuracy")
-    verdict: Verdict = "fail" if abs(now) > limit + 1e-12 else "pass"
-    return Finding(name, "device_gap", verdict, base, now, now, limit,
-                   f"{name}: device vs workstation accuracy {now * 100:+.2f} pt "
-                   f"(limit ±{limit * 100:.2f} pt)")
+    if paired is None:
+        verdict: Verdict = "fail" if abs(now) > limit + 1e-12 else "pass"
+        return Finding(name, "device_gap", verdict, base, now, now, limit,
+                       f"{name}: device vs workstation accuracy {now * 100:+.2f} pt "
+                       f"(limit ±{limit * 100:.2f} pt; point estimates compared)")
+    beyond = abs(paired.difference) > limit + 1e-12
+    significant = paired.p_value < tol.alpha or tol.decide == "point"
+    verdict = "fail" if beyond and significant else "pass"
+    why = ("beyond the limit" + (" and significant" if tol.decide != "point" else "")
+           if verdict == "fail" else "within the limit" if not beyond else
+           f"beyond the limit but not significant (p={stats.format_p(paired.p_value)} >= "
+           f"{tol.alpha:g})")
+    return Finding(name, "device_gap", verdict, base, paired.difference, paired.difference,
+                   limit, f"{name}: device vs workstation accuracy {paired.describe()} "
+                   f"(limit ±{limit * 100:.2f} pt: {why})",
+                   interval=(paired.interval.low, paired.interval.high),
+                   p_value=paired.p_value)
 
 
 # ---------------------------------------------------------------- outputs for CI
@@ -224,6 +325,8 @@ def junit_xml(result: CheckResult, suite: str = "edge-transfer check") -> str:
             ET.SubElement(case, "failure", message=f.message, type="regression").text = f.message
         elif f.verdict == "skip":
             ET.SubElement(case, "skipped", message=f.message)
+        elif f.p_value is not None:  # a paired comparison that held: its figures, for the log
+            ET.SubElement(case, "system-out").text = f.message
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
@@ -251,7 +354,24 @@ def markdown_summary(result: CheckResult, tolerances: Tolerances) -> str:
         lines += [f"| {f.artifact} | {f.criterion} | {_cell(f.baseline)} | {_cell(f.current)} "
                   f"| {f.message.replace('|', '/')} |" for f in result.regressions]
         lines.append("")
+    paired = [f for f in result.findings if f.p_value is not None and f.interval is not None]
+    if paired:
+        lines += ["| artifact | criterion | change | 95% interval | p | verdict |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {f.artifact} | {f.criterion} | {(f.change or 0) * 100:+.1f} pt | "
+                  f"[{f.interval[0] * 100:+.1f}, {f.interval[1] * 100:+.1f}] | "
+                  f"{stats.format_p(f.p_value)} | {f.verdict} |"
+                  for f in paired if f.interval is not None and f.p_value is not None]
+        lines += ["", "Changes are paired (the same samples in both reports); a change fails "
+                  f"when it is beyond its limit and significant (p < {tolerances.alpha:g}"
+                  f"{', point rule' if tolerances.decide == 'point' else ''}).", ""]
+    lines += [f"> {n}" for n in notes(result)]
     return "\n".join(lines)
+
+
+def notes(result: CheckResult) -> list[str]:
+    """The distinct notes of the findings (e.g. too few samples to resolve a limit), once."""
+    return list(dict.fromkeys(f.note for f in result.findings if f.note))
 
 
 def append_step_summary(result: CheckResult, tolerances: Tolerances,

@@ -30,6 +30,7 @@ COMMANDS = (
     "pretrain",
     "finetune",
     "export",
+    "diagnose",
     "bundle",
     "validate",
     "bench",

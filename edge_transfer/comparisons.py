@@ -5,7 +5,8 @@ Predictions are :func:`edge_transfer.samples.encode` strings of top-1 class indi
 the samples a :class:`~edge_transfer.samples.SampleIds` names; two sets of predictions are
 compared only when they were made on the very same samples.
 
->>> from edge_transfer.samples import SampleIds, encode
+>>> from edge_transfer.records import SampleIds
+>>> from edge_transfer.samples import encode
 >>> ids = SampleIds.of("f00d", "test", labels=[0, 0, 1, 1, 2, 2])
 >>> accuracy_interval(ids, encode([0, 0, 1, 1, 2, 0])).points()
 '83.3 [43.6, 97.0]'
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_transfer import stats
-from edge_transfer.samples import SampleIds, SamplesError, correct, decode
+from edge_transfer.records import SampleIds
+from edge_transfer.samples import SamplesError, correct, decode
 
 
 def accuracy_interval(ids: SampleIds | None, predictions: str | None) -> stats.Interval | None:

@@ -34,9 +34,9 @@ from edge_transfer import interrupts, stats
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.records import ExportRecord
+from edge_transfer.records import ExportDecision, ExportRecord, SampleIds
 from edge_transfer.runs import Run, versions
-from edge_transfer.samples import SampleIds, encode
+from edge_transfer.samples import encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -77,6 +77,10 @@ class ExportConfig:
     finetune_epochs: int = 2
     seed: int = 0
     unsafe_load: bool = False   # allow Lambda layers (arbitrary code) in the run's model
+    # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
+    keep_float: tuple[str, ...] | None = None
+    keep_float_conversions: int = 6   # --keep-float auto: at most this many re-quantizations
+    diagnose: bool = False            # also write diagnose.json for each format's int8
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -132,6 +136,14 @@ class ExportConfig:
                 f"unknown --decide {self.decide!r}; valid: significant, point")
         if self.finetune_epochs < 1:
             raise UnsupportedExportError("fine-tune epochs for --qat/--prune must be >= 1")
+        if self.keep_float is not None:
+            if not self.keep_float or ("auto" in self.keep_float and len(self.keep_float) > 1):
+                raise UnsupportedExportError(
+                    "--keep-float takes auto, or layer names / op types separated by commas")
+            if not any("int8" in m.PRECISIONS for m in modules):
+                raise UnsupportedExportError("--keep-float needs a format that does int8")
+        if self.keep_float_conversions < 1:
+            raise UnsupportedExportError("--keep-float-conversions must be at least 1")
 
     def variants(self) -> list[tuple[str, ExportSpec]]:
         """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
@@ -143,10 +155,12 @@ class ExportConfig:
                      for p in self.precisions if p in module.PRECISIONS]
             if self.qat and "int8" in module.PRECISIONS:
                 specs.append(ExportSpec.int8(io=io).with_qat())
+            if self.keep_float is not None and "int8" in module.PRECISIONS:
+                specs.append(ExportSpec.int8().mixed(self.keep_float))
             if self.prune is not None:
                 pruned = self.prune_precisions or self.precisions
                 specs += [s.pruned(self.prune) for s in specs
-                          if not s.qat and s.precision in pruned]
+                          if not s.qat and s.keep_float is None and s.precision in pruned]
             out += [(name, spec) for spec in specs]
         return out
 
@@ -165,7 +179,7 @@ class ExportResult:
     preparation_seconds: dict[str, float]
     samples: SampleIds | None = None        # the test samples every check ran on
     float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
-    decision: dict[str, Any] | None = None  # {"max_accuracy_drop", "alpha", "decide"}
+    decision: ExportDecision | None = None
 
     @property
     def ok(self) -> bool:
@@ -186,10 +200,10 @@ class ExportResult:
         return ExportRecord(
             run=str(self.run), data_fingerprint=self.data_fingerprint, labels=self.labels,
             preprocessing=self.preprocessing, float_accuracy=self.float_accuracy,
-            samples=None if self.samples is None else self.samples.to_dict(),
-            float_predictions=self.float_predictions, decision=self.decision,
             versions=versions(),
-            artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts))
+            artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts),
+            samples=self.samples, float_predictions=self.float_predictions,
+            decision=self.decision)
 
     def to_json(self) -> dict[str, Any]:
         return self.to_record().to_dict()
@@ -250,6 +264,7 @@ class _Sources:
         self._built: dict[str, tuple[KerasSource, np.ndarray] | ExportError] = {}
         self._built["float"] = self._wrap(model)
         self.seconds: dict[str, float] = {}
+        self.notes: dict[str, tuple[str, ...]] = {}   # e.g. QAT: layers left in float
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
         source = KerasSource(model, self.workdir)
@@ -275,8 +290,11 @@ class _Sources:
         try:
             if key == "qat":
                 self.progress("QAT fine-tune")
+                notes: list[str] = []
                 built = self._wrap(optimize.quantization_aware(model[0].model, x, y,
-                                                               epochs=epochs, seed=seed))
+                                                               epochs=epochs, seed=seed,
+                                                               notes=notes))
+                self.notes[key] = tuple(notes)
             else:
                 self.progress(f"pruning to {spec.sparsity}")
                 pruned = optimize.prune(model[0].model, x, y, sparsity=float(spec.sparsity or 0),
@@ -325,21 +343,84 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         for done, (fmt, spec) in enumerate(variants):
             report(f"{fmt}-{spec.name}", done, len(variants))
-            artifacts.append(_export_one(fmt, spec, sources, calibration, out, meta, options,
-                                         y_val, float_accuracy, config))
+            notes: tuple[str, ...] = ()
+            if spec.keep_float == ("auto",):
+                try:
+                    spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
+                except ExportError as exc:
+                    interrupts.check(exc)
+                    artifacts.append(Artifact(fmt, spec).failed(str(exc)))
+                    continue
+            artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
+                                   y_val, float_accuracy, config)
+            if spec.qat:
+                notes += sources.notes.get("qat", ())
+            artifacts.append(dataclasses.replace(artifact, notes=artifact.notes + notes))
         report("done", len(variants), len(variants))
+    artifacts = _advise(artifacts, run.path, float_accuracy, config.max_accuracy_drop)
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
                           float_accuracy=float_accuracy, artifacts=tuple(artifacts),
                           preparation_seconds=dict(sources.seconds),
                           samples=SampleIds.of(run.data_fingerprint, "test", y_val),
                           float_predictions=encode(float_top1),
-                          decision={"max_accuracy_drop": config.max_accuracy_drop,
-                                    "alpha": config.alpha, "decide": config.decide})
+                          decision=ExportDecision(config.max_accuracy_drop, config.alpha,
+                                                  config.decide))
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
+    if config.diagnose:
+        _diagnose(run_dir, config, out, report)
     return result
+
+
+def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
+            max_drop: float) -> list[Artifact]:
+    """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
+    from edge_transfer.advice import next_step
+
+    out = []
+    for a in artifacts:
+        if not a.ok and a.check is not None and not a.check.passed:
+            a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
+                                        max_drop=max_drop,
+                                        advice=next_step(a, artifacts, run)))
+        out.append(a)
+    return out
+
+
+def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
+                     config: ExportConfig) -> tuple[ExportSpec, tuple[str, ...]]:
+    """``--keep-float auto``: the spec with the layers the search chose (see mixed.py), on
+    the validation split (the check that judges the variant runs on the test split)."""
+    from edge_transfer import mixed
+
+    source = sources.get(ExportSpec.fp32())[0]
+    x_sel, y_sel = sources.run.split_arrays("val")
+    float_accuracy = float(np.mean(
+        source.model.predict(x_sel, verbose=0, batch_size=256).argmax(1) == y_sel))
+    try:
+        choice = mixed.choose(fmt, source, calibration, x_sel, y_sel,
+                              float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
+                              conversions=config.keep_float_conversions, opset=config.opset,
+                              keras_model=source.model, seed=config.seed)
+    except Exception as exc:
+        raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
+    return (dataclasses.replace(spec, keep_float=choice.layers),
+            choice.notes(float_accuracy, config.max_accuracy_drop))
+
+
+def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Progress) -> None:
+    """``export --diagnose``: diagnose.json and plots for each asked format's int8."""
+    from edge_transfer.diagnose import MEASURABLE, DiagnoseConfig, diagnose_run
+
+    for fmt in config.formats:
+        if "int8" in MEASURABLE.get(fmt, ()):
+            report(f"diagnosing {fmt} int8", 0, 1)
+            diagnose_run(run_dir, DiagnoseConfig(
+                format=fmt, calibration_samples=config.calibration_samples,
+                calibration_method=config.calibration_method, opset=config.opset,
+                out_dir=out, seed=config.seed, unsafe_load=config.unsafe_load))
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
@@ -405,10 +486,10 @@ def results_table(result: ExportResult) -> Any:
         status = "[green]ok[/]" if a.ok else f"[red]failed[/]: {a.reason}"
         accuracy = "-" if a.accuracy is None else _interval(a.accuracy, result.samples)
         cmp = a.check.vs_float if a.check is not None else None
-        if cmp:
-            delta = (f"{cmp['difference'] * 100:+.1f} pt [{cmp['low'] * 100:+.1f}, "
-                     f"{cmp['high'] * 100:+.1f}]")
-            p_value = stats.format_p(cmp["p_value"])
+        if cmp is not None:
+            delta = (f"{cmp.difference * 100:+.1f} pt [{cmp.low * 100:+.1f}, "
+                     f"{cmp.high * 100:+.1f}]")
+            p_value = stats.format_p(cmp.p_value)
         else:
             delta = ("-" if a.accuracy is None
                      else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")

@@ -58,24 +58,35 @@ def unquantizable_layer(model: Any) -> str | None:
 
 
 def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int = 2,
-                       learning_rate: float = 1e-4, seed: int = 0) -> Any:
+                       learning_rate: float = 1e-4, seed: int = 0,
+                       notes: list[str] | None = None) -> Any:
     """tfmot ``quantize_model`` on a copy of ``model``, fine-tuned for ``epochs``.
 
-    Raises ConversionError naming the layer when the model cannot be quantization-aware.
+    Layers tfmot refuses (Rescaling, Normalization, Multiply, hard-swish's TFOpLambda) get
+    pass-through configs (:mod:`edge_transfer.qat_layers`); what that leaves in float is
+    appended to ``notes``. Raises ConversionError naming the layer when QAT still fails.
     """
     import tensorflow_model_optimization as tfmot
+
+    from edge_transfer import qat_layers
 
     _, keras = load()
     try:
         qat = tfmot.quantization.keras.quantize_model(copy_model(model))
-    except Exception as exc:
-        interrupts.check(exc)
-        layer = unquantizable_layer(model)
-        where = f"layer {layer}" if layer else "this model"
-        raise ConversionError(
-            f"QAT cannot quantize {where}: {one_line(exc, 200, first=True)}; annotate it with "
-            "a tfmot QuantizeConfig, or export without --qat"
-        ) from exc
+    except Exception as first:
+        interrupts.check(first)
+        try:
+            qat, found = qat_layers.annotate_and_apply(copy_model(model))
+        except Exception as exc:
+            interrupts.check(exc)
+            layer = unquantizable_layer(model)
+            where = f"layer {layer}" if layer else "this model"
+            raise ConversionError(
+                f"QAT cannot quantize {where}: {one_line(exc, 200, first=True)}; export "
+                "--keep-float auto instead (int8 with the worst layers in float)"
+            ) from exc
+        if notes is not None:
+            notes.extend(found)
     keras.utils.set_random_seed(seed)
     qat.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])

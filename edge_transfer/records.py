@@ -290,6 +290,97 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# --------------------------------------------------------------------------- per-sample figures
+
+
+@dataclass(frozen=True)
+class SampleIds(Record):
+    """Which samples a set of per-sample predictions was made on: the data's fingerprint,
+    the split, the positions in that split and their true labels (the last two encoded with
+    :func:`edge_transfer.samples.encode`). Two predictions are compared pair by pair only
+    when their ``SampleIds`` are the same (:meth:`same_samples`).
+
+    >>> ids = SampleIds.of("1025a9517fa0a376", "test", labels=[0, 1, 1])
+    >>> ids.count, ids.label_array().tolist(), ids.same_samples(ids)
+    (3, [0, 1, 1], True)
+    """
+
+    fingerprint: str
+    split: str
+    indices: str
+    labels: str
+    count: int
+
+    @classmethod
+    def of(cls, fingerprint: str, split: str, labels: Any, indices: Any = None) -> SampleIds:
+        """From the true labels (and positions, default ``0..n-1``) of the samples."""
+        import numpy as np
+
+        from edge_transfer.samples import encode
+
+        labels = np.asarray(labels).ravel()
+        index = np.arange(labels.size) if indices is None else np.asarray(indices).ravel()
+        if index.size != labels.size:
+            raise ValueError(f"{index.size} indices for {labels.size} labels")
+        return cls(str(fingerprint), str(split), encode(index), encode(labels), int(labels.size))
+
+    def same_samples(self, other: SampleIds | None) -> bool:
+        """True when ``other`` names the very same samples (data, split, positions, labels)."""
+        return other is not None and (self.fingerprint, self.split, self.indices,
+                                      self.labels) == (other.fingerprint, other.split,
+                                                       other.indices, other.labels)
+
+    def label_array(self) -> Any:
+        """The true labels as an int64 array (SamplesError if the string is damaged)."""
+        from edge_transfer.samples import decode
+
+        return decode(self.labels)
+
+    def describe(self) -> str:
+        """``'134 samples of the test split'``."""
+        return f"{self.count:,} samples of the {self.split} split"
+
+
+@dataclass(frozen=True)
+class Comparison(Record):
+    """Model B against model A on the same samples (B - A, fractions): the paired difference
+    with its 95% interval (Newcombe), the exact McNemar p-value, and the discordant counts
+    (``lost``: right in A, wrong in B; ``gained``: the reverse). See :mod:`edge_transfer.stats`.
+    """
+
+    n: int
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    lost: int
+    gained: int
+
+    @classmethod
+    def of(cls, paired: Any) -> Comparison:
+        """From a :class:`edge_transfer.stats.Paired`."""
+        return cls(n=paired.n, difference=float(paired.difference),
+                   low=float(paired.interval.low), high=float(paired.interval.high),
+                   p_value=float(paired.p_value), lost=paired.only_a, gained=paired.only_b)
+
+    def describe(self) -> str:
+        """``'-0.7 pt [-4.2, +2.3], p=1 (lost 1, gained 0 of 134)'``."""
+        from edge_transfer.stats import format_p
+
+        return (f"{self.difference * 100:+.1f} pt [{self.low * 100:+.1f}, "
+                f"{self.high * 100:+.1f}], p={format_p(self.p_value)} "
+                f"(lost {self.lost}, gained {self.gained} of {self.n})")
+
+
+@dataclass(frozen=True)
+class ExportDecision(Record):
+    """How ``export`` judged an accuracy drop (``decide``: ``significant`` or ``point``)."""
+
+    max_accuracy_drop: float
+    alpha: float = 0.05
+    decide: str = "significant"
+
+
 # --------------------------------------------------------------------------- export.json
 
 
@@ -315,8 +406,8 @@ class ExportCheck(Record):
     tolerance: float | None
     passed: bool
     predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
-    vs_float: dict[str, Any] | None = None  # stats.Paired.as_dict(): this file - the float model
-    underpowered: str | None = None         # the samples cannot resolve a drop of the tolerance
+    vs_float: Comparison | None = None      # this file against the float model, paired
+    underpowered: str | None = None         # too few samples to resolve a drop of the tolerance
 
 
 @dataclass(frozen=True)
@@ -340,6 +431,8 @@ class ExportArtifact(Record):
     check: ExportCheck | None = None
     accuracy: float | None = None
     seconds: float | None = None
+    kept_float: tuple[str, ...] | None = None   # int8-mixed: the layers left in float
+    notes: tuple[str, ...] = ()                 # e.g. what --keep-float auto / QAT left float
 
     @property
     def ok(self) -> bool:
@@ -362,9 +455,9 @@ class ExportRecord(FileRecord):
     float_accuracy: float | None
     artifacts: tuple[ExportArtifact, ...]
     versions: dict[str, str] = field(default_factory=dict)
-    samples: dict[str, Any] | None = None    # edge_transfer.samples.SampleIds.to_dict()
-    float_predictions: str | None = None     # the Keras model's top-1 per sample (encoded)
-    decision: dict[str, Any] | None = None   # {"max_accuracy_drop", "alpha", "decide"}
+    samples: SampleIds | None = None          # the test samples every check ran on
+    float_predictions: str | None = None      # the Keras model's top-1 on them
+    decision: ExportDecision | None = None
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:
@@ -375,6 +468,50 @@ class ExportRecord(FileRecord):
     @property
     def ok_artifacts(self) -> tuple[ExportArtifact, ...]:
         return tuple(a for a in self.artifacts if a.ok)
+
+
+# --------------------------------------------------------------------------- diagnose.json
+
+
+@dataclass(frozen=True)
+class LayerDiagnosis(Record):
+    """One Keras layer's quantization error (relative RMS), with the nodes it became."""
+
+    layer: str
+    op_type: str
+    depth: int
+    local: float          # error the layer adds itself, given quantized inputs
+    cumulative: float     # error built up by its output against the float model
+    reading: str
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnosis(Record):
+    """One format and precision diagnosed: layers ranked worst first."""
+
+    run: str
+    format: str
+    precision: str
+    samples: int
+    float_accuracy: float
+    quantized_accuracy: float
+    seconds: float
+    layers: tuple[LayerDiagnosis, ...]
+    plot: str | None = None
+    by_depth: tuple[str, ...] = ()    # layer names in graph order
+
+
+@dataclass(frozen=True)
+class DiagnoseRecord(FileRecord):
+    """``RUN/export/diagnose.json``: every diagnosis of ``edge-transfer diagnose``."""
+
+    FILE_NAME: ClassVar[str] = "diagnose.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = ExportError
+    MAKE: ClassVar[str] = "run `edge-transfer diagnose RUN` again"
+
+    diagnoses: tuple[Diagnosis, ...] = ()
 
 
 # --------------------------------------------------------------------------- manifest.json
@@ -392,6 +529,8 @@ class ManifestArtifact(Record):
     bytes: int
     workstation_accuracy: float | None = None   # on the bundle's validation sample
     export_accuracy: float | None = None        # export.json's (the run's test split)
+    workstation_predictions: str | None = None  # top-1 per sample of the validation sample
+    kept_float: tuple[str, ...] = ()            # int8-mixed: layers left in float
 
 
 @dataclass(frozen=True)
@@ -411,6 +550,7 @@ class Manifest(FileRecord):
     validation_sha256: str
     artifacts: tuple[ManifestArtifact, ...]
     run: str | None = None
+    samples: SampleIds | None = None    # the validation sample: the run's test split
 
 
 # --------------------------------------------------------------------------- validate --json
@@ -466,7 +606,6 @@ class ValidationRow(Record):
     samples: int = 0
     accuracy: float | None = None
     workstation_accuracy: float | None = None
-    predictions: str | None = None    # top-1 per sample (edge_transfer.samples.encode)
     per_class_accuracy: tuple[float | None, ...] | None = None
     confusion_matrix: tuple[tuple[int, ...], ...] | None = None
     latency_ms: dict[str, float] | None = None
@@ -475,6 +614,8 @@ class ValidationRow(Record):
     checks: tuple[BudgetCheck, ...] = ()
     emulated: bool | None = field(default=None, metadata=OMIT_NONE)
     agreement: Agreement | None = field(default=None, metadata=OMIT_NONE)
+    predictions: str | None = None              # the device's top-1 per sample
+    workstation_predictions: str | None = None  # the workstation's, same samples (manifest)
 
     @property
     def ok(self) -> bool:
@@ -495,6 +636,7 @@ class ValidationResult(FileRecord):
     data_fingerprint: str | None
     artifacts: tuple[ValidationRow, ...]
     data: str | None = None
+    samples: SampleIds | None = None     # the samples every row ran on
 
     def row(self, name: str) -> ValidationRow | None:
         return next((r for r in self.artifacts if r.name == name), None)
@@ -532,6 +674,19 @@ class ReportRow(Record):
     checks: dict[str, str] = field(default_factory=dict)
     agreement_top1: float | None = None
     max_abs_diff: float | None = None
+    # Per-sample figures (issue 12): top-1 per sample of the workstation on the test split
+    # (``predictions``), of the device (``device_predictions``) and of the workstation on the
+    # device's samples (``reference_predictions``); Wilson 95% intervals (low, high) of the
+    # two accuracies; paired comparisons with the float model and device vs workstation;
+    # a warning when the file is at chance or predicts one class.
+    predictions: str | None = None
+    device_predictions: str | None = None
+    reference_predictions: str | None = None
+    workstation_interval: tuple[float, ...] | None = None
+    device_interval: tuple[float, ...] | None = None
+    vs_float: Comparison | None = None
+    device_vs_workstation: Comparison | None = None
+    health: str | None = None
 
 
 @dataclass(frozen=True)
@@ -559,6 +714,11 @@ class Report(FileRecord):
     device: DeviceInfo | None = None
     transfer: dict[str, float | None] | None = None
     files: ReportFiles | None = None
+    samples: SampleIds | None = None          # the test samples of workstation figures
+    device_samples: SampleIds | None = None   # the samples the device ran
+    float_predictions: str | None = None
+    float_interval: tuple[float, ...] | None = None
+    warnings: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- bench --json

@@ -19,7 +19,19 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
                     "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
                     "latency_p50_ms", "fps", "peak_memory_mb",
-                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff"}]}
+                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff",
+                    "predictions", "device_predictions", "reference_predictions",
+                    "workstation_interval", "device_interval", "vs_float",
+                    "device_vs_workstation", "health"}],
+     "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
+
+Per-sample figures (:mod:`edge_transfer.samples`, :mod:`edge_transfer.stats`): ``samples`` and
+``device_samples`` name the samples (data fingerprint, split, positions, labels) the
+``predictions`` (workstation, test split) and ``device_predictions`` were made on; the
+intervals are 95% Wilson intervals ``[low, high]``; ``vs_float`` (the file against the float
+model) and ``device_vs_workstation`` are paired comparisons on the same samples (difference,
+95% Newcombe interval, exact McNemar p, lost and gained samples); ``health`` and
+``warnings`` name models at chance or predicting one class.
 
 ``workstation_accuracy`` is export.json's (the run's test split); ``delta_vs_float`` is
 it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
@@ -45,13 +57,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import comparisons, stats
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.records import (
+    Comparison,
     ExportArtifact,
     ExportRecord,
     Report,
     ReportFiles,
     ReportRow,
+    SampleIds,
     ValidationResult,
     ValidationRow,
 )
@@ -107,7 +122,10 @@ def build_report(
     plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
     if confusion:
         plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
-    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report))
+    from edge_transfer.diagnose import markdown_section
+
+    diagnosis = markdown_section(_export_path(Path(run_dir), export_json).parent, out_dir)
+    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report) + diagnosis)
     return report.dump(out_dir / REPORT_FILE)
 
 
@@ -144,9 +162,18 @@ def assemble(inputs: Inputs) -> Report:
     """The report record (nothing written)."""
     export, device_rows = inputs.export, inputs.device_rows
     float_accuracy = export.float_accuracy
-    rows = _with_ratios([_row(a, device_rows.get(a.name), float_accuracy)
+    samples = export.samples
+    device_samples = inputs.validation.samples if inputs.validation else None
+    context = _Context(samples, export.float_predictions, device_samples, export.labels)
+    rows = _with_ratios([_row(a, device_rows.get(a.name), float_accuracy, context)
                          for a in export.artifacts])
+    float_iv = (comparisons.accuracy_interval(samples, export.float_predictions)
+                or comparisons.interval_of(float_accuracy, samples.count if samples else None))
     return Report(
+        samples=samples, device_samples=device_samples,
+        float_predictions=export.float_predictions,
+        float_interval=_pair(float_iv),
+        warnings=tuple(_warnings(export, rows, context)),
         run=str(inputs.run_dir),
         export=str(inputs.export_path),
         validation=str(inputs.validation_path) if inputs.validation_path else None,
@@ -154,13 +181,57 @@ def assemble(inputs: Inputs) -> Report:
         labels=export.labels,
         float_accuracy=float_accuracy,
         device=inputs.validation.device if inputs.validation else None,
-        transfer=transfer_figures(inputs.metrics),
+        transfer=transfer_figures(inputs.metrics, samples),
         artifacts=tuple(rows),
     )
 
 
-def transfer_figures(metrics: Mapping[str, Any]) -> dict[str, float | None] | None:
+@dataclass(frozen=True)
+class _Context:
+    """What every row is compared against: the test samples and the float model's top-1
+    on them, the samples the device ran, and the class names."""
+
+    samples: SampleIds | None
+    float_predictions: str | None
+    device_samples: SampleIds | None
+    labels: tuple[str, ...]
+
+
+def _counts(samples: SampleIds | None, n: int | None) -> bool:
+    """True when a figure measured on ``n`` samples was measured on ``samples``' count."""
+    return samples is not None and n == samples.count
+
+
+def _pair(interval: stats.Interval | None) -> tuple[float, ...] | None:
+    return None if interval is None else (round(interval.low, 6), round(interval.high, 6))
+
+
+def _comparison(paired: stats.Paired | None) -> Comparison | None:
+    return None if paired is None else Comparison.of(paired)
+
+
+def _warnings(export: ExportRecord, rows: Sequence[ReportRow], context: _Context) -> list[str]:
+    """One line each: a model at chance or collapsed onto one class, and export checks too
+    small to resolve a drop of their tolerance."""
+    out = []
+    float_line = comparisons.health(context.samples, context.float_predictions,
+                                    context.labels, "the float model")
+    if float_line:
+        out.append(float_line)
+    out += [r.health for r in rows if r.health and r.health not in out]
+    under = sorted({a.check.underpowered for a in export.artifacts
+                    if a.check is not None and a.check.underpowered})
+    out += [f"export checks: {u}" for u in under[:1]]
+    return out
+
+
+def transfer_figures(metrics: Mapping[str, Any], samples: SampleIds | None = None
+                     ) -> dict[str, float | None] | None:
     """Transfer against scratch and the forgetting figure, when the run measured them.
+
+    With the test split's predictions of both models (metrics.json) and the test samples'
+    identity, the transfer gain is paired: ``transfer_gain_low``/``_high`` (95% interval) and
+    ``transfer_gain_p`` (exact McNemar); ``test_samples`` is the size of the test split.
 
     >>> transfer_figures({"test_accuracy": 0.95, "scratch_test_accuracy": 0.80})["transfer_gain"]
     0.15
@@ -171,13 +242,21 @@ def transfer_figures(metrics: Mapping[str, Any]) -> dict[str, float | None] | No
     if not any(metrics.get(k) is not None for k in keys):
         return None
     got = {k: _num(metrics.get(k)) for k in ("test_accuracy", "val_accuracy", *keys)}
-    return {**got,
-            "transfer_gain": _diff(got["test_accuracy"], got["scratch_test_accuracy"]),
-            "forgetting": _diff(got["source_accuracy_before"], got["source_accuracy_after"])}
+    out = {**got,
+           "transfer_gain": _diff(got["test_accuracy"], got["scratch_test_accuracy"]),
+           "forgetting": _diff(got["source_accuracy_before"], got["source_accuracy_after"]),
+           "test_samples": _num(metrics.get("test_samples"))}
+    gain = comparisons.paired_difference(samples, metrics.get("scratch_test_predictions"),
+                                         metrics.get("test_predictions"))
+    if gain is not None:
+        out |= {"transfer_gain_low": round(gain.interval.low, 6),
+                "transfer_gain_high": round(gain.interval.high, 6),
+                "transfer_gain_p": gain.p_value}
+    return out
 
 
 def _row(art: ExportArtifact, dev: ValidationRow | None,
-         float_accuracy: float | None) -> ReportRow:
+         float_accuracy: float | None, context: _Context) -> ReportRow:
     export_ok = art.ok
     device_status = dev.status if dev else None
     status = "ok" if export_ok and device_status in (None, "ok") else "failed"
@@ -190,7 +269,26 @@ def _row(art: ExportArtifact, dev: ValidationRow | None,
     ref_acc = ran.workstation_accuracy if ran else None
     latency = (ran.latency_ms or {}) if ran else {}
     agreement = ran.agreement if ran else None  # emulated devices
+    check = art.check if export_ok else None
+    predictions = check.predictions if check and _counts(context.samples, check.samples) else None
+    work_iv = (comparisons.accuracy_interval(context.samples, predictions)
+               or comparisons.interval_of(work_acc, check.samples if check else None))
+    vs_float = check.vs_float if check and check.vs_float else _comparison(
+        comparisons.paired_difference(context.samples, context.float_predictions, predictions))
+    ran_here = ran if ran and _counts(context.device_samples, ran.samples) else None
+    dev_preds = ran_here.predictions if ran_here else None
+    ref_preds = ran_here.workstation_predictions if ran_here else None
+    dev_iv = (comparisons.accuracy_interval(context.device_samples, dev_preds)
+              or comparisons.interval_of(dev_acc, ran.samples if ran else None))
+    device_vs = _comparison(comparisons.paired_difference(context.device_samples, ref_preds,
+                                                          dev_preds))
+    health = (comparisons.health(context.samples, predictions, context.labels, art.name)
+              or comparisons.health(context.device_samples, dev_preds, context.labels,
+                                    f"{art.name} on the device"))
     return ReportRow(
+        predictions=predictions, device_predictions=dev_preds, reference_predictions=ref_preds,
+        workstation_interval=_pair(work_iv), device_interval=_pair(dev_iv),
+        vs_float=vs_float, device_vs_workstation=device_vs, health=health,
         name=art.name, format=art.format, precision=art.precision, qat=art.qat,
         sparsity=art.sparsity, status=status, reason=reason,
         export_status=art.status, device_status=device_status, file=art.file,
@@ -225,27 +323,48 @@ def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
 # ---------------------------------------------------------------- Markdown
 
 def render_markdown(report: Report) -> str:
-    """The report as Markdown: summary, transfer figures, the artifact table, failures."""
+    """The report as Markdown: summary, warnings, transfer figures, the artifact table, what
+    quantization changed per class, failures; a "how to read this" line under each table."""
     device = report.device
+    samples = report.samples
+    where = f"test split, {samples.count:,} samples" if samples else "test split"
     lines = [
         "# edge-transfer report", "",
         f"- run: `{report.run}`",
         f"- data fingerprint: `{report.data_fingerprint}`",
-        f"- float model accuracy (test split): {_pct(report.float_accuracy)}",
+        f"- float model accuracy ({where}): "
+        f"{_with_interval(report.float_accuracy, report.float_interval)}",
         f"- device: {device.name} ({device.profile or MISSING}, {device.arch or MISSING})"
         if device else "- device: not validated",
         "",
     ]
+    if report.warnings:
+        lines += ["## Warnings", ""]
+        lines += [f"- ⚠ {w}" for w in report.warnings]
+        lines.append("")
     transfer = report.transfer
     if transfer:
+        n = transfer.get("test_samples")
         lines += ["## Transfer", "", "| figure | value |", "|---|---|",
-                  f"| test accuracy (transfer) | {_pct(transfer['test_accuracy'])} |",
-                  f"| test accuracy (scratch) | {_pct(transfer['scratch_test_accuracy'])} |",
-                  f"| transfer gain | {_pts(transfer['transfer_gain'])} |",
+                  f"| test accuracy (transfer) | "
+                  f"{_with_interval(transfer['test_accuracy'], _iv(transfer, 'test_accuracy'))} |",
+                  f"| test accuracy (scratch) | "
+                  f"{_with_interval(transfer['scratch_test_accuracy'], _iv(transfer, 'scratch_test_accuracy'))} |",  # noqa: E501
+                  f"| transfer gain | {_gain(transfer)} |",
                   f"| source accuracy before | {_pct(transfer['source_accuracy_before'])} |",
                   f"| source accuracy after | {_pct(transfer['source_accuracy_after'])} |",
-                  f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", ""]
-    lines += ["## Artifacts", "", _table(report.artifacts), ""]
+                  f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", "",
+                  f"*How to read this:* accuracies on the test split{_of(n)} with their 95% "
+                  "Wilson interval; the transfer gain is paired (the same test images, both "
+                  "models): its 95% interval and exact McNemar p. An interval that spans 0 is "
+                  "no evidence either way.", ""]
+    lines += ["## Artifacts", "", _table(report.artifacts), "",
+              "*How to read this:* accuracies in % with their 95% Wilson interval (workstation: "
+              "the test split; device: the bundle's sample, the same test images). Δ vs float "
+              "and device gap are paired differences on the same images, in points, with a "
+              "95% Newcombe interval and the exact McNemar p-value; a difference whose "
+              "interval spans 0 (p ≥ 0.05) may be noise.", ""]
+    lines += _class_table(report)
     failed = [r for r in report.artifacts if r.status != "ok"]
     if failed:
         lines += ["## Failed artifacts", ""]
@@ -254,11 +373,50 @@ def render_markdown(report: Report) -> str:
     files = report.files or ReportFiles(plot=None)
     if files.plot:
         lines += ["## Accuracy against size", "", f"![accuracy against size]({files.plot})",
-                  ""]
+                  "", "*How to read this:* each point is one file; the bars are 95% intervals "
+                  "of its accuracy. Points whose bars overlap heavily cannot be told apart on "
+                  "this many samples.", ""]
     if files.confusion:
         lines += ["## Confusion matrices, float against int8", "",
                   f"![confusion matrices]({files.confusion})", ""]
     return "\n".join(lines)
+
+
+def _class_table(report: Report) -> list[str]:
+    """What quantization changed, class by class: per quantized file, the test images of
+    each class it got right that the float model got wrong (gained) and the reverse (lost)."""
+    if report.samples is None or report.float_predictions is None:
+        return []
+    changed = []
+    for row in report.artifacts:
+        if row.status != "ok" or (row.precision == "fp32" and not row.qat and not row.sparsity):
+            continue
+        per_class = comparisons.class_changes(report.samples, report.float_predictions,
+                                              row.predictions, report.labels)
+        if per_class and any(c.lost or c.gained for c in per_class):
+            changed.append((row.name, per_class))
+    head = ["## What quantization changed, per class", ""]
+    if not changed:
+        return [*head, "No quantized file changed whether any test image was classified "
+                "correctly.", ""]
+    first = changed[0][1]
+    out = [*head, "| class | images | float correct | " + " | ".join(n for n, _ in changed)
+           + " |", "|---|---|---|" + "---|" * len(changed)]
+    for i, c in enumerate(first):
+        cells = [_change(per_class[i]) for _, per_class in changed]
+        out.append(f"| {c.label} | {c.samples} | {c.before} | " + " | ".join(cells) + " |")
+    total = [sum(c.change for c in per_class) for _, per_class in changed]
+    out.append("| all | " + f"{sum(c.samples for c in first)} | {sum(c.before for c in first)}"
+               + " | " + " | ".join(f"**{t:+d}**" for t in total) + " |")
+    out += ["", "*How to read this:* each cell is the change in correctly classified test "
+            "images of that class against the float model (net, then lost/gained images); "
+            "0 means the file agrees with the float model on every image of the "
+            "class. Files that changed nothing are left out.", ""]
+    return out
+
+
+def _change(c: comparisons.ClassChange) -> str:
+    return f"{c.change:+d} (−{c.lost}/+{c.gained})" if c.lost or c.gained else "0"
 
 
 TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
@@ -271,13 +429,47 @@ def table_cells(row: ReportRow) -> list[str]:
     return [
         row.name, row.format or MISSING, row.precision or MISSING,
         row.status, _size(row.bytes), _fmt(row.ratio_to_fp32, "{:.2f}×"),
-        _pct(row.workstation_accuracy), _pct(row.device_accuracy),
-        _pts(row.delta_vs_float), _fmt(row.latency_p50_ms, "{:.3f}"),
+        _with_interval(row.workstation_accuracy, row.workstation_interval),
+        _with_interval(row.device_accuracy, row.device_interval),
+        _paired(row.delta_vs_float, row.vs_float), _fmt(row.latency_p50_ms, "{:.3f}"),
         _fmt(row.fps, "{:.0f}"), _fmt(row.peak_memory_mb, "{:.1f}"),
-        _pts(row.device_gap),
+        _paired(row.device_gap, row.device_vs_workstation),
         ", ".join(f"{k} {v}" for k, v in row.checks.items()) or MISSING,
         _fmt(row.agreement_top1, "{:.4f}"), _fmt(row.max_abs_diff, "{:.2g}"),
     ]
+
+
+def _with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+    """``'97.0% [92.6, 98.8]'`` (percent, interval in percent), or the bare percentage."""
+    if value is None or not interval:
+        return _pct(value)
+    return f"{value:.1%} [{interval[0] * 100:.1f}, {interval[1] * 100:.1f}]"
+
+
+def _paired(value: float | None, cmp: Comparison | None) -> str:
+    """``'-0.7 pt [-4.2, +2.3] p=1'``, or the bare points without a paired comparison."""
+    if value is None or cmp is None:
+        return _pts(value)
+    return (f"{value * 100:+.1f} pt [{cmp.low * 100:+.1f}, {cmp.high * 100:+.1f}] "
+            f"p={stats.format_p(cmp.p_value)}")
+
+
+def _iv(transfer: Mapping[str, Any], key: str) -> tuple[float, float] | None:
+    interval = comparisons.interval_of(transfer.get(key), transfer.get("test_samples"))
+    return None if interval is None else (interval.low, interval.high)
+
+
+def _gain(transfer: Mapping[str, Any]) -> str:
+    if transfer.get("transfer_gain_p") is None or transfer.get("transfer_gain") is None:
+        return _pts(transfer.get("transfer_gain"))
+    return (f"{transfer['transfer_gain'] * 100:+.1f} pt "
+            f"[{transfer['transfer_gain_low'] * 100:+.1f}, "
+            f"{transfer['transfer_gain_high'] * 100:+.1f}] "
+            f"p={stats.format_p(transfer['transfer_gain_p'])}")
+
+
+def _of(n: Any) -> str:
+    return f" ({int(n):,} images)" if n else ""
 
 
 def _table(rows: Iterable[ReportRow]) -> str:
@@ -304,7 +496,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def plot_accuracy_vs_size(report: Report, path: Path) -> None:
-    """Accuracy against file size per artifact, one marker/colour per format, Pareto front."""
+    """Accuracy against file size per artifact, one marker/colour per format, its 95%
+    interval as an error bar, and the Pareto front."""
     sized = [r for r in report.artifacts if r.bytes is not None]
     device = any(r.device_accuracy is not None for r in sized)
     measured = [(r, r.bytes, r.device_accuracy if device else r.workstation_accuracy)
@@ -316,9 +509,17 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
     ax = fig.subplots()
     styles = _styles(sorted({str(r.format) for r in rows}))
     for fmt, (marker, colour) in styles.items():
-        mine = [p for r, p in zip(rows, points, strict=True) if r.format == fmt]
-        ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker=marker,
+        mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
+        ax.scatter([p[0] for _, p in mine], [p[1] for _, p in mine], marker=marker,
                    color=colour, s=50, label=fmt, zorder=3)
+        bars = [(p, iv) for r, p in mine
+                if (iv := r.device_interval if device else r.workstation_interval)]
+        if bars:  # the 95% interval of each accuracy
+            ax.errorbar([p[0] for p, _ in bars], [p[1] for p, _ in bars],
+                        yerr=[[max(0.0, p[1] - iv[0]) for p, iv in bars],
+                              [max(0.0, iv[1] - p[1]) for p, iv in bars]],
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.6,
+                        zorder=2)
     log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
     for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
         ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
@@ -334,7 +535,7 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
         ax.set_xscale("log")
     ax.margins(x=0.12, y=0.25)
     ax.set_xlabel("file size (KiB)")
-    ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'})")
+    ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'}), 95% interval")
     ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
     ax.grid(True, alpha=0.3)
     if rows:

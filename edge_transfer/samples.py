@@ -13,6 +13,7 @@ the zlib-compressed little-endian values>"``. numpy and the standard library onl
 True
 >>> decode(text).tolist()
 [5, 6, 7, 5]
+>>> from edge_transfer.records import SampleIds     # which samples: data, split, positions
 >>> ids = SampleIds.of("1025a9517fa0a376", "test", labels=[0, 1, 1])
 >>> ids.count, decode(ids.indices).tolist(), ids.same_samples(ids)
 (3, [0, 1, 2], True)
@@ -24,10 +25,12 @@ import base64
 import binascii
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge_transfer.records import SampleIds
 
 _WIDTHS = {1: "<u1", 2: "<u2", 4: "<u4"}
 MAX_DECODED = 1 << 28   # refuse to inflate a string into more than this many bytes
@@ -77,59 +80,11 @@ def decode(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=_WIDTHS[width]).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class SampleIds:
-    """Which samples a set of predictions was made on: the data's fingerprint, the split,
-    the positions in that split (``indices``, encoded) and their true labels (encoded)."""
-
-    fingerprint: str
-    split: str
-    indices: str
-    labels: str
-    count: int
-
-    @classmethod
-    def of(cls, fingerprint: str, split: str, labels: Sequence[int] | np.ndarray,
-           indices: Sequence[int] | np.ndarray | None = None) -> SampleIds:
-        labels = np.asarray(labels).ravel()
-        index = np.arange(labels.size) if indices is None else np.asarray(indices).ravel()
-        if index.size != labels.size:
-            raise ValueError(f"{index.size} indices for {labels.size} labels")
-        return cls(str(fingerprint), str(split), encode(index), encode(labels), int(labels.size))
-
-    @classmethod
-    def from_dict(cls, data: Any) -> SampleIds | None:
-        """The sample identity of a JSON object, or None when it is absent or incomplete."""
-        if not isinstance(data, dict):
-            return None
-        try:
-            return cls(str(data["fingerprint"]), str(data["split"]), str(data["indices"]),
-                       str(data["labels"]), int(data["count"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "split": self.split, "indices": self.indices,
-                "labels": self.labels, "count": self.count}
-
-    def same_samples(self, other: SampleIds | None) -> bool:
-        """True when ``other`` names the very same samples (data, split, positions, labels)."""
-        return other is not None and (self.fingerprint, self.split, self.indices,
-                                      self.labels) == (other.fingerprint, other.split,
-                                                       other.indices, other.labels)
-
-    def label_array(self) -> np.ndarray:
-        return decode(self.labels)
-
-    def describe(self) -> str:
-        """``'134 samples of the test split of data 1025a951'``."""
-        return f"{self.count:,} samples of the {self.split} split of data {self.fingerprint[:8]}"
-
-
 def correct(predictions: str | None, ids: SampleIds | None) -> np.ndarray | None:
     """Per-sample correctness of encoded ``predictions`` on ``ids``'s samples, or None when
     either is missing or they do not match in length.
 
+    >>> from edge_transfer.records import SampleIds
     >>> ids = SampleIds.of("f", "test", labels=[0, 1, 2])
     >>> correct(encode([0, 2, 2]), ids).tolist()
     [True, False, True]

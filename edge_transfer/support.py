@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_transfer import interrupts
+
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "backbones.json"
 SOURCE_DATA = "digits:0-4"
 COLUMNS = {"tflite fp32": "tflite-fp32", "tflite int8": "tflite-int8", "onnx fp32": "onnx-fp32",
@@ -85,7 +87,8 @@ def _params(run: Path) -> int | None:
 
     try:
         return int(load_keras_model(run / "extractor.keras").count_params())
-    except Exception:
+    except Exception as exc:
+        interrupts.check(exc)
         return None
 
 

@@ -4,6 +4,8 @@
 'int8'
 >>> ExportSpec.int8().with_qat().pruned(0.5).name
 'int8-qat-pruned50'
+>>> ExportSpec.int8().mixed(("conv2",)).name
+'int8-mixed'
 >>> ExportSpec.fp16().pruned(1.5)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -43,6 +45,8 @@ class ExportSpec:
     io: str = "float"
     qat: bool = False
     sparsity: float | None = None
+    # int8-mixed: Keras layer names / op types kept in float; ("auto",) until chosen
+    keep_float: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -61,6 +65,11 @@ class ExportSpec:
             raise UnsupportedExportError(
                 f"quantization-aware training produces int8 models, not {self.precision}"
             )
+        if self.keep_float is not None and (self.precision != "int8" or self.qat
+                                            or self.io != "float"):
+            raise UnsupportedExportError(
+                "--keep-float builds an int8-mixed variant from float int8 post-training "
+                "quantization; it cannot combine with --qat or --io int8/uint8")
         if self.sparsity is not None and not 0.0 < self.sparsity < 1.0:
             raise UnsupportedExportError(
                 f"sparsity {self.sparsity} must lie strictly between 0 and 1, e.g. 0.5"
@@ -95,10 +104,16 @@ class ExportSpec:
     def pruned(self, sparsity: float) -> ExportSpec:
         return dataclasses.replace(self, sparsity=float(sparsity))
 
+    def mixed(self, keep_float: tuple[str, ...]) -> ExportSpec:
+        """int8 with ``keep_float`` (Keras layer names or op types) left in float."""
+        return dataclasses.replace(self, keep_float=tuple(keep_float))
+
     @property
     def name(self) -> str:
         """``<precision>[-qat][-pruned50]``: the artifact name after ``<format>-``."""
         name = self.precision + ("-qat" if self.qat else "")
+        if self.keep_float is not None:
+            name += "-mixed"
         if self.sparsity is not None:
             name += f"-pruned{round(self.sparsity * 100)}"
         return name
@@ -193,7 +208,7 @@ class KerasSource:
 
 
 Check = ExportCheck
-"""The exported file compared with its Keras model on the run's test split."""
+"""The exported file compared with its Keras model on the test split."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,7 @@ class Artifact:
     outputs: tuple[TensorRecord, ...] = ()
     check: Check | None = None
     seconds: float | None = None
+    notes: tuple[str, ...] = ()   # e.g. layers kept float, and why
 
     @property
     def name(self) -> str:
@@ -239,7 +255,8 @@ class Artifact:
             status=self.status, reason=self.reason, file=file, bytes=self.bytes,
             gzip_bytes=self.gzip_bytes, sha256=self.sha256, inputs=self.inputs,
             outputs=self.outputs, check=self.check, accuracy=self.accuracy,
-            seconds=self.seconds)
+            seconds=self.seconds,
+            kept_float=self.spec.keep_float, notes=self.notes)
 
     def to_json(self, relative_to: Path) -> dict[str, Any]:
         """:meth:`to_record` as the JSON object of ``export.json``."""

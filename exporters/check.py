@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_transfer import stats
+from edge_transfer.records import Comparison
 from edge_transfer.samples import encode
 from exporters._types import Check
 
@@ -53,29 +54,32 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
                   and decision.verdict == "pass")
     return Check(samples=len(y), max_abs_diff=diff, top1_agreement=agreement,
                  accuracy=accuracy, tolerance=tolerance, passed=passed,
-                 predictions=encode(top1), vs_float=comparison.as_dict(),
+                 predictions=encode(top1), vs_float=Comparison.of(comparison),
                  underpowered=decision.underpowered)
 
 
-def failure_reason(check: Check, *, float_accuracy: float, max_drop: float) -> str:
-    """One line saying why a check failed.
+def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
+                   advice: str = "calibrate with more samples (--calibration-samples) "
+                                 "or try --qat") -> str:
+    """One line saying why a check failed, and ``advice``: the next step to take.
 
     >>> from exporters._types import Check
-    >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float={
-    ...     "difference": -0.03, "low": -0.036, "high": -0.024, "p_value": 1e-9, "lost": 200,
-    ...     "gained": 50, "n": 5000}), float_accuracy=0.95, max_drop=0.01)[:78]
+    >>> drop = Comparison(n=5000, difference=-0.03, low=-0.036, high=-0.024, p_value=1e-9,
+    ...                   lost=200, gained=50)
+    >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float=drop),
+    ...                float_accuracy=0.95, max_drop=0.01)[:78]
     'accuracy 0.9200 is -3.0 pt [-3.6, -2.4] from the float model (0.9500, p=<0.001'
     """
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:
         return (f"outputs differ from the Keras model by {check.max_abs_diff:.3g} "
                 f"> tolerance {check.tolerance:g} on {check.samples} test samples")
-    fix = "calibrate with more samples (--calibration-samples) or try --qat"
+    fix = advice
     cmp = check.vs_float
-    if not cmp:
+    if cmp is None:
         return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "
                 f"model's {float_accuracy:.4f} on {check.samples} test samples; {fix}")
-    return (f"accuracy {check.accuracy:.4f} is {cmp['difference'] * 100:+.1f} pt "
-            f"[{cmp['low'] * 100:+.1f}, {cmp['high'] * 100:+.1f}] from the float model "
-            f"({float_accuracy:.4f}, p={stats.format_p(cmp['p_value'])}, lost {cmp['lost']}, "
-            f"gained {cmp['gained']}) on {check.samples} test samples: beyond the "
+    return (f"accuracy {check.accuracy:.4f} is {cmp.difference * 100:+.1f} pt "
+            f"[{cmp.low * 100:+.1f}, {cmp.high * 100:+.1f}] from the float model "
+            f"({float_accuracy:.4f}, p={stats.format_p(cmp.p_value)}, lost {cmp.lost}, "
+            f"gained {cmp.gained}) on {check.samples} test samples: beyond the "
             f"{max_drop * 100:.1f}-pt tolerance and significant; {fix}")

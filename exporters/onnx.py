@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer import interrupts
 from edge_transfer.errors import ConversionError, UnsupportedExportError, one_line
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
 from edge_transfer.runtime._backends import open_backend
@@ -174,6 +175,7 @@ def runtime_refusal(model: Any) -> str | None:
     try:
         open_backend(model.SerializeToString(), format=NAME)
     except Exception as exc:
+        interrupts.check(exc)
         return f"ONNX Runtime refuses the graph: {one_line(exc, 200, first=True)}"
     return None
 
@@ -235,6 +237,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
              options: ExportOptions) -> Any:
     import onnx
 
+    if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
+        from exporters._onnx_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)

@@ -58,6 +58,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) ->
     from edge_transfer._keras import load
 
     tf, _ = load()
+    if spec.keep_float is not None:   # int8-mixed: one calibration, named layers left float
+        from exporters._tflite_debug import mixed
+
+        return mixed(source, calibration, spec.keep_float)
     converter = _converter(tf, source)
     if spec.precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -87,6 +91,7 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
     >>> str(explain_failure("tflite-fp32", RuntimeError("x\\nTF Select ops: Det, Svd\\ny")))[:66]
     'tflite-fp32 needs TensorFlow ops that only SELECT_TF_OPS converts '
     """
+    interrupts.check(exc)   # a signal in the converter is an interrupt, not a failure
     message = str(exc)
     select, custom = _SELECT_OPS.search(message), _CUSTOM_OPS.search(message)
     if select:

@@ -44,6 +44,12 @@ def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: P
         assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
         assert artifact["bytes"] == len(data)
         assert artifact["workstation_accuracy"] > 0.9
+    # The sample is the test split export checked: same samples, same per-sample predictions.
+    export = json.loads((export_dir / "export.json").read_text())
+    assert manifest["samples"] == export["samples"]
+    checks = {a["name"]: a["check"]["predictions"] for a in export["artifacts"]}
+    for artifact in manifest["artifacts"]:
+        assert artifact["workstation_predictions"] == checks[artifact["name"]], artifact["name"]
     with np.load(out / manifest["validation_sample"]) as sample:
         assert sample["x"].dtype == np.uint8
         assert np.array_equal(sample["x"], run.splits.test.x)

@@ -41,12 +41,19 @@ def test_report_against_itself_holds(report: dict) -> None:
 def test_accuracy_drop_beyond_tolerance_is_a_regression(report: dict) -> None:
     row = next(r for r in report["artifacts"] if r["name"] == "tflite-int8")
     better = edited(report, "tflite-int8", workstation_accuracy=row["workstation_accuracy"] + 0.02)
-    result = check(report, better)
+    point = Tolerances(decide="point")     # the point estimate alone decides
+    result = check(report, better, point)
     assert _failed(result) == [("tflite-int8", "accuracy")]
-    assert result.regressions[0].change == pytest.approx(-0.02)
+    assert result.regressions[0].change == pytest.approx(-3 / 134)   # 0.02 is 2.7 images
     within = edited(report, "tflite-int8", workstation_accuracy=row["workstation_accuracy"] + 0.009)
-    assert check(report, within).ok
-    assert not check(report, better, Tolerances(max_accuracy_drop=0.03)).regressions
+    assert check(report, within, point).ok
+    assert not check(report, better, Tolerances(max_accuracy_drop=0.03, decide="point")).regressions
+    # By default a drop must also be significant: 3 images lost of 134 (p = 0.25) is not.
+    default = check(report, better)
+    assert default.ok
+    finding = next(f for f in default.findings
+                   if (f.artifact, f.criterion) == ("tflite-int8", "accuracy"))
+    assert finding.p_value == pytest.approx(0.25) and "not significant" in finding.message
 
 
 def test_size_growth_beyond_tolerance_is_a_regression(report: dict) -> None:
@@ -58,8 +65,9 @@ def test_size_growth_beyond_tolerance_is_a_regression(report: dict) -> None:
 
 def test_device_gap_missing_row_and_new_failure_are_regressions(report: dict) -> None:
     row = next(r for r in report["artifacts"] if r["name"] == "tflite-fp16")
-    drifted = edited(report, "tflite-fp16", device_accuracy=row["workstation_accuracy"] - 0.015,
-                     device_gap=-0.015)
+    # 8 images (6 pt) lost on the device, none gained: significant (p = 0.008).
+    drifted = edited(report, "tflite-fp16", device_accuracy=row["workstation_accuracy"] - 0.06,
+                     device_gap=-0.06)
     assert ("tflite-fp16", "device_gap") in _failed(check(drifted, report))
     gone = {**report, "artifacts": [r for r in report["artifacts"] if r["name"] != "onnx-fp32"]}
     assert _failed(check(gone, report)) == [("onnx-fp32", "present")]
@@ -88,13 +96,13 @@ def test_different_data_or_schema_refused(report: dict, tmp_path: Path) -> None:
 
 def test_junit_counts_failures(report: dict) -> None:
     better = edited(report, "tflite-int8", workstation_accuracy=0.999)
-    root = ET.fromstring(junit_xml(check(report, better)))
+    root = ET.fromstring(junit_xml(check(report, better, Tolerances(decide="point"))))
     suite = root.find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
     failures = [(c.get("classname"), c.get("name"), c.find("failure").get("message"))
                 for c in root.iter("testcase") if c.find("failure") is not None]
     assert [f[:2] for f in failures] == [("tflite-int8", "accuracy")]
-    assert "0.9990 -> 0.9701" in failures[0][2]
+    assert "0.9990 -> 0.9701" in failures[0][2] and "p=0.125" in failures[0][2]
     assert int(suite.get("tests")) == len(list(root.iter("testcase"))) > 50
 
 

@@ -17,13 +17,15 @@ from runtime_export import bundle_folder
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
+from edge_transfer.interrupts import Interrupted
 
 # The shipped profiles: one TOML file each; adding one needs no edit here.
 PROFILES = sorted(p.stem for p in (REPO_ROOT / "devices" / "profiles").glob("*.toml"))
 MB = 1024 * 1024
 ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples", "accuracy",
             "workstation_accuracy", "per_class_accuracy", "confusion_matrix", "latency_ms",
-            "throughput_fps", "peak_memory_mb", "checks"}
+            "throughput_fps", "peak_memory_mb", "checks", "predictions",
+            "workstation_predictions"}
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +87,7 @@ def test_local_validation_reproduces_workstation_accuracy(digits_bundle: Path,
     manifest = json.loads((digits_bundle / "manifest.json").read_text())
     assert [r["name"] for r in result["artifacts"]] == [a["name"] for a in manifest["artifacts"]]
     assert len(result["artifacts"]) == len(POST_TRAINING.variants())  # the shared export's
+    assert result["samples"] == manifest["samples"]  # the rows' predictions: those samples
     for row in result["artifacts"]:
         assert set(row) >= ROW_KEYS, row["name"]
         assert row["status"] == "ok", row
@@ -215,6 +218,22 @@ def test_a_crashing_runtime_process_becomes_a_failed_row(
     (row,) = result["artifacts"]
     assert row["status"] == "failed" and "crashed (SIGSEGV)" in row["reason"]
     assert row["name"] == "onnx-int8" and row["workstation_accuracy"] is not None
+
+
+@pytest.mark.parametrize(("ending", "exit_code"), [("kill -TERM $$", 143), ("exit 130", 130)])
+def test_an_interrupted_runtime_process_interrupts_the_validation(
+    digits_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str,
+    exit_code: int
+) -> None:
+    """A child stopped by SIGTERM, or one that reports Ctrl-C (exit 130), stops the
+    validation: an interrupt, never a failed row."""
+    child = tmp_path / "interrupted-python"
+    child.write_text(f"#!/bin/sh\n{ending}\n")
+    child.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(child))
+    with pytest.raises(Interrupted) as info:
+        validate_bundle(digits_bundle, device="local", artifacts=["onnx-int8"])
+    assert info.value.exit_code == exit_code
 
 
 def test_bad_device_and_threads_are_user_errors(digits_bundle: Path) -> None:

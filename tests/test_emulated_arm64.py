@@ -365,7 +365,9 @@ def test_digits_bundle_validated_on_emulated_arm64(userland: emulated.Userland,
             assert row["accuracy"] == row["workstation_accuracy"]
         else:  # arm64 int8 kernels may round a step apart (see the issue): close, not equal
             assert agreement["top1"] >= 0.97 and agreement["max_abs_diff"] < 0.1, agreement
-            assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.02
+            # Unpaired here: 2 points, but never under 3 images (0.02 is 2.7 of 134).
+            assert abs(row["accuracy"] - row["workstation_accuracy"]) <= max(
+                0.02, 3 / row["samples"])
         latency = next(c for c in row["checks"] if c["name"] == "latency")
         assert latency["status"] == "skip" and latency["emulated"] is True
         assert "emulation" in latency["detail"]

@@ -99,6 +99,12 @@ _SIGNALLED = (
     "d.run = run\n")
 
 
+def _at_a_terminal() -> None:
+    """In the child: SIGINT as at a terminal, even when the tests were started in the
+    background by a script (`cmd &` without job control starts them ignoring SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("then", ["raise", "raise RuntimeError('conversion failed')", "pass"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_wins_over_what_the_library_made_of_it(tmp_path, then, signum) -> None:
@@ -107,7 +113,8 @@ def test_a_signal_wins_over_what_the_library_made_of_it(tmp_path, then, signum) 
     env = {**os.environ,
            "PYTHONPATH": f"{tmp_path}:{cli.__file__.rsplit('/edge_transfer/', 1)[0]}"}
     process = subprocess.Popen([sys.executable, "-m", "edge_transfer", "devices"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_at_a_terminal)
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()

@@ -11,9 +11,11 @@ import pytest
 from _export_shared import export_all, export_holding, export_post_training, variant_params
 
 import exporters
+from edge_transfer import stats
 from edge_transfer.export import ExportConfig, ExportResult, export_run
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
+from edge_transfer.samples import decode
 
 TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
@@ -70,7 +72,8 @@ def test_static_int8_is_qdq_per_channel(result: ExportResult) -> None:
     artifact = result.get("onnx-int8")
     ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
-    assert artifact.accuracy >= result.float_accuracy - 0.02
+    cmp = artifact.check.vs_float   # paired on the same samples, as for TFLite int8
+    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
     assert artifact.bytes < 0.6 * result.get("onnx-fp32").bytes
 
 
@@ -80,7 +83,14 @@ def test_qat_model_exports_with_its_quantization(digits_run: Path) -> None:
     artifact = result.get("onnx-int8-qat")
     ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
     assert ops["DequantizeLinear"] > 0
-    assert artifact.accuracy >= result.get("onnx-int8").accuracy - 0.005
+    # Not significantly worse than PTQ int8, paired on the same samples: a 0.005 bound was
+    # under one of 134 images, below what the data resolves (issue 15).
+    assert result.samples is not None
+    labels = result.samples.label_array()
+    ptq, qat = (decode(result.get(n).check.predictions) == labels
+                for n in ("onnx-int8", "onnx-int8-qat"))
+    cmp = stats.paired(ptq, qat)
+    assert cmp.difference >= 0 or cmp.p_value >= 0.05, cmp.describe()
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])

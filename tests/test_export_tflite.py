@@ -59,8 +59,8 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
     # The record keeps each sample's top-1 and the paired comparison with the float model.
     assert decode(artifact.check.predictions).tolist() == probabilities.argmax(1).tolist()
     cmp = artifact.check.vs_float
-    assert cmp["n"] == len(y) and cmp["low"] <= cmp["difference"] <= cmp["high"]
-    assert not (cmp["difference"] < -0.05 and cmp["p_value"] < 0.05)
+    assert cmp.n == len(y) and cmp.low <= cmp.difference <= cmp.high
+    assert not (cmp.difference < -0.05 and cmp.p_value < 0.05)
 
 
 @pytest.mark.parametrize("variant", variant_params(["fp32", "fp32-pruned50"]))
@@ -73,7 +73,7 @@ def test_fp32_matches_keras_within_1e4(digits_run: Path, variant: str) -> None:
 def test_int8_not_significantly_below_float(result: ExportResult) -> None:
     """Paired on the same test samples: int8 loses no more than 2 points with significance."""
     cmp = result.get("tflite-int8").check.vs_float
-    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
+    assert cmp.difference >= -0.02 or cmp.p_value >= 0.05, cmp.describe()
 
 
 @pytest.mark.slow
@@ -150,7 +150,8 @@ def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
     assert artifact.ok, artifact.reason
     for tensor in (*artifact.inputs, *artifact.outputs):
         assert tensor.dtype == io and tensor.scale is not None and tensor.zero_point is not None
-    assert artifact.accuracy >= result.float_accuracy - 0.02
+    cmp = artifact.check.vs_float   # paired on the same samples (not a bare 0.02 on 134)
+    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
 
 
 def test_converter_failure_names_the_op(tmp_path: Path) -> None:

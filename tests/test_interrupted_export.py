@@ -21,10 +21,16 @@ from edge_transfer.errors import BundleError
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8")
 
 
+def _at_a_terminal() -> None:
+    """In the child: SIGINT as at a terminal, even when the tests were started in the
+    background by a script (`cmd &` without job control starts them ignoring SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(run: Path, out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-m", "edge_transfer", "export", str(run), *ARGS,
-                             "--out", str(out)], env=env, text=True,
+                             "--out", str(out)], env=env, text=True, preexec_fn=_at_a_terminal,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -94,3 +100,25 @@ def test_killed_export_leaves_nothing_listed_and_reruns_cleanly(
     assert _complete(digits_run, out, "--formats", "tflite", "--precision", "fp32") == [
         "tflite-fp32"]
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "model-fp32.tflite"]
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_qat_fine_tune_stops_with_143(digits_run: Path, tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's or `kill`'s stop) once the QAT fine-tune and its conversions
+    run: exit 143, `interrupted`, no variant recorded as failed, no temporaries of ours."""
+    out, tmp = tmp_path / "export", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp)}
+    process = subprocess.Popen([sys.executable, "-m", "edge_transfer", "export", str(digits_run),
+                                "--formats", "tflite", "--precision", "int8", "--qat",
+                                "--out", str(out)], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: (out / "model-int8.tflite").exists(), process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    assert "variant(s) failed" not in stderr
+    assert not (out / "export.json").exists()
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []  # .ses: onnxruntime's

@@ -10,6 +10,7 @@ from conftest import run_cli
 from PIL import Image
 from report_inputs import EXPORTS, FINGERPRINT, SAMPLES, write_inputs
 
+from edge_transfer import stats
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.report import build_report, pareto_front
 
@@ -43,6 +44,14 @@ def test_one_row_per_artifact_with_every_figure(built: tuple[dict, Path]) -> Non
     assert rows["onnx-int8"]["ratio_to_fp32"] == pytest.approx(14_664 / 39_818, abs=1e-4)
     assert int8["delta_vs_float"] == pytest.approx(-1 / SAMPLES, abs=1e-6)
     assert int8["device_gap"] == 0.0 and int8["fps"] > 0
+    # Per-sample figures: Wilson intervals, paired comparisons on the same 134 images.
+    iv = stats.wilson(130, SAMPLES)
+    assert int8["workstation_interval"] == pytest.approx([iv.low, iv.high], abs=1e-6)
+    assert int8["vs_float"]["lost"] == 1 and int8["vs_float"]["gained"] == 0
+    assert int8["vs_float"]["p_value"] == 1.0
+    assert int8["device_vs_workstation"]["difference"] == 0.0
+    assert report["samples"]["count"] == SAMPLES == report["device_samples"]["count"]
+    assert report["warnings"] == []
 
 
 def test_failed_artifact_keeps_its_reason_and_no_invented_figures(built: tuple[dict, Path]
@@ -63,7 +72,12 @@ def test_markdown_has_the_table_and_transfer_figures(built: tuple[dict, Path]) -
     assert "| artifact | format | precision | status | size | × fp32 |" in md
     assert sum(s.startswith("| tflite-") or s.startswith("| onnx-")
                for s in md.splitlines()) == len(EXPORTS)
-    assert "| tflite-int8 | tflite | int8 | ok | 14.7 KiB | 0.36× | 97.0% | 97.0% |" in md
+    # Accuracies with their 95% Wilson interval, differences paired with interval and p.
+    assert ("| tflite-int8 | tflite | int8 | ok | 14.7 KiB | 0.36× | 97.0% [92.6, 98.8] | "
+            "97.0% [92.6, 98.8] | -0.7 pt [-4.3, +2.4] p=1 |") in md
+    assert md.count("*How to read this:*") == 4
+    assert "## What quantization changed, per class" in md
+    assert "| 8 | 27 | 27 | -1 (−1/+0) | -1 (−1/+0) | -1 (−1/+0) |" in md
     t = report["transfer"]
     assert t["transfer_gain"] == pytest.approx(0.9427 - 0.7181)
     assert t["forgetting"] == pytest.approx(0.9866 - 0.6920)

@@ -23,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-device-gap", type=float, default=0.005, metavar="FRACTION",
                    help="device accuracy may differ from the workstation's this much "
                         "(default 0.005)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level of an accuracy change, paired on the same samples "
+                        "(exact McNemar; default 0.05)")
+    p.add_argument("--decide", choices=("significant", "point"), default="significant",
+                   help="significant (default): an accuracy change beyond its limit fails only "
+                        "when significant at --alpha; point: the point estimate alone decides")
     p.add_argument("--allow-different-data", action="store_true",
                    help="compare reports whose data fingerprints differ")
     p.add_argument("--junit", type=Path, metavar="OUT.xml", help="also write JUnit XML")
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_transfer import check as gate
 
     tolerances = gate.Tolerances(args.max_accuracy_drop, args.max_size_growth,
-                                 args.max_device_gap, args.allow_different_data)
+                                 args.max_device_gap, args.allow_different_data,
+                                 alpha=args.alpha, decide=args.decide)
     result = gate.check(gate.load_report(args.report), gate.load_report(args.baseline),
                         tolerances)
     console = Console()
@@ -51,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
         for f in result.regressions:
             console.print(f"[red]REGRESSION[/red] {f.message}", soft_wrap=True)
+    for note in gate.notes(result)[:1]:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True, highlight=False)
     if args.junit:
         gate.write_junit(result, args.junit)
     gate.append_step_summary(result, tolerances)

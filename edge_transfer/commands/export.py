@@ -63,6 +63,18 @@ def add_parser(subparsers: Any) -> None:
                              "alone")
     parser.add_argument("--epochs", type=int, default=2,
                         help="fine-tune epochs for --qat and --prune (default 2)")
+    parser.add_argument("--keep-float", metavar="auto|NAME[,NAME...]|OP_TYPE",
+                        help="add an int8-mixed variant per format that keeps these Keras "
+                             "layers or op types (TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in "
+                             "float; auto keeps the fewest of the layers `edge-transfer "
+                             "diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, until "
+                             "accuracy is within --max-accuracy-drop of float, in at most "
+                             "--keep-float-conversions re-quantizations of one calibration")
+    parser.add_argument("--keep-float-conversions", type=int, default=6, metavar="N",
+                        help="--keep-float auto: at most N tries (default 6: up to 13 layers)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also write diagnose.json and error-vs-depth plots for each "
+                             "format's int8 (as `edge-transfer diagnose`)")
     parser.add_argument("--out", type=Path, help="output folder (default RUN/export)")
     parser.add_argument("--unsafe-load", "--unsafe", dest="unsafe_load", action="store_true",
                         help="allow Lambda layers (arbitrary code) in a run's model you trust")
@@ -91,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop, alpha=args.alpha, decide=args.decide,
         finetune_epochs=args.epochs,
         unsafe_load=args.unsafe_load,
+        keep_float=_names(args.keep_float) if args.keep_float else None,
+        keep_float_conversions=args.keep_float_conversions, diagnose=args.diagnose,
     )
     Run.open(args.run)            # bad input first, before TensorFlow is imported
     output_dir(args.run, config)

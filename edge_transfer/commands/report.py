@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # logs and pipes: no reason to squeeze into 80 columns
         console = Console(width=120)
     console.print(table)
+    from edge_transfer.commands._warn import warn
+
+    for line in report.warnings:
+        warn(line)
     failed = [r.name for r in report.artifacts if r.status != "ok"]
     if failed:
         console.print(f"[red]failed:[/red] {', '.join(failed)} (reasons in report.md)")

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.json:
         write_json(Path(args.json), result, parents=True)
     print_table(result, stderr=args.json == "-")
+    from edge_transfer.commands._warn import warn
+
+    for line in health_lines(result):
+        warn(line)
     failed = failures(result)
     if failed:
         print(f"validation failed: {', '.join(failed)}", file=sys.stderr)
@@ -83,6 +87,38 @@ def failures(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def health_lines(result: dict[str, Any]) -> list[str]:
+    """One line per artifact that ran at chance, or predicted one class for >= 90% of the
+    samples, on the device."""
+    from edge_transfer.comparisons import health
+    from edge_transfer.records import SampleIds
+
+    try:
+        samples = SampleIds.from_dict(result["samples"]) if result.get("samples") else None
+    except ValueError:
+        samples = None
+    labels = [str(i) for i in range(len(result["artifacts"][0].get("per_class_accuracy") or []))
+              ] if result["artifacts"] else []
+    out = []
+    for row in result["artifacts"]:
+        if row["status"] == "ok" and samples is not None and row.get("samples") == samples.count:
+            line = health(samples, row.get("predictions"), labels, f"{row['name']} on the device")
+            if line:
+                out.append(line)
+    return out
+
+
+def _accuracy(row: dict[str, Any]) -> str:
+    """``'0.9478 [0.896, 0.974]'``: the accuracy with its 95% Wilson interval."""
+    from edge_transfer.stats import wilson
+
+    n = int(row.get("samples") or 0)
+    if not n:
+        return f"{row['accuracy']:.4f}"
+    iv = wilson(round(row["accuracy"] * n), n)
+    return f"{row['accuracy']:.4f} [{iv.low:.3f}, {iv.high:.3f}]"
+
+
 def print_table(result: dict[str, Any], stderr: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -92,7 +128,7 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
              f"{device['profile']}{', emulated' if device['emulated'] else ''})")
     table = Table(title=title)
     compared = any(row.get("agreement") for row in result["artifacts"])
-    columns = ["Artifact", "Status", "Size KB", "Accuracy", "Workstation", "p50 ms", "p90 ms",
+    columns = ["Artifact", "Status", "Size KB", "Accuracy [95%]", "Workstation", "p50 ms", "p90 ms",
                "FPS", "Peak MB", "storage", "memory", "latency", "accuracy", "Reason"]
     if compared:  # another device's outputs against the workstation's, on the same sample
         columns[5:5] = ["Top-1 agree", "Max diff"]
@@ -106,7 +142,7 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
         extra = [_fmt(agreement.get("top1"), ".4f"), _fmt(agreement.get("max_abs_diff"), ".2g")]
         table.add_row(
             row["name"], row["status"], f"{row['bytes'] / 1024:.1f}",
-            f"{row['accuracy']:.4f}" if ok else "-",
+            _accuracy(row) if ok else "-",
             _fmt(row.get("workstation_accuracy"), ".4f"),
             *(extra if compared else []),
             f"{row['latency_ms']['p50']:.3f}" if ok else "-",

@@ -140,6 +140,13 @@ class LiteRTBackend:
         return self.interpreter.get_tensor(self._out)
 
 
+# ONNX Runtime's WeightBiasQuantization rewrites a float Conv/Gemm that sits between a
+# DequantizeLinear and a QuantizeLinear to per-tensor int8 weights at load time. That is
+# exactly a layer an int8-mixed export kept in float on purpose (it undoes the fallback);
+# fully int8 and float models never have such nodes, so turning it off changes nothing else.
+ORT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+
+
 class OnnxBackend:
     """An .onnx file on ``onnxruntime.InferenceSession`` (CPU), dynamic batch axis."""
 
@@ -155,7 +162,8 @@ class OnnxBackend:
         options.log_severity_level = 3  # errors only: no optimizer chatter on stderr
         try:
             self.session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
+                data, sess_options=options, providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             interrupts.check(exc)

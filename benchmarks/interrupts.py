@@ -1,0 +1,157 @@
+"""Interruption stress run: ``edge-transfer export`` signalled at many moments of its work.
+
+    python benchmarks/interrupts.py RUN [--delays 20] [--sigterm 4] [--out results.json]
+
+First one complete export (its wall time T, and the good record every later export rewrites);
+then ``--delays`` exports each sent SIGINT after ``T * (k + 0.5) / N`` seconds (k = 0..N-1:
+spread over the whole export, from loading TensorFlow through the QAT fine-tune, every
+converter and every check), then ``--sigterm`` more sent SIGTERM. Each must end with exit
+130 (SIGINT) or 143 (SIGTERM) and ``interrupted`` as its last line, with no variant recorded
+as failed, nothing listed as good that is not (sha256 and size of every ok file), none of
+its temporaries left (in the export folder or in its own TMPDIR). An export that finished
+before its signal counts as ``finished`` (exit 0, all ok), not as a pass or a failure.
+Ends with one complete export, which must succeed. Without RUN it trains the demo's run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8", "--qat")
+
+
+def _export(run: Path, out: Path, tmpdir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir)}
+    return subprocess.Popen([sys.executable, "-m", "edge_transfer", "export", str(run), *ARGS,
+                             "--out", str(out)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _record_problems(out: Path) -> list[str]:
+    """What is wrong with out/export.json: an ok file whose bytes differ, a failed variant."""
+    record = out / "export.json"
+    if not record.exists():
+        return []
+    problems = []
+    for artifact in json.loads(record.read_text())["artifacts"]:
+        if artifact["status"] != "ok":
+            problems.append(f"{artifact['name']} recorded {artifact['status']}: "
+                            f"{artifact.get('reason')}")
+            continue
+        data = (out / artifact["file"]).read_bytes()
+        if (hashlib.sha256(data).hexdigest(), len(data)) != (artifact["sha256"],
+                                                              artifact["bytes"]):
+            problems.append(f"{artifact['name']} listed ok but its file differs")
+    return problems
+
+
+def _leftovers(out: Path, tmpdir: Path, expected: frozenset[str]) -> list[str]:
+    """Temporaries in ``out``, and what TMPDIR holds beyond what a whole export leaves there
+    (onnxruntime writes a session-id file ``.ses`` on import, interrupted or not)."""
+    ours = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or ".tmp." in p.name]
+    return ours + [f"$TMPDIR/{p.name}" for p in tmpdir.iterdir() if p.name not in expected]
+
+
+def attempt(run: Path, out: Path, delay: float, signum: int,
+            expected: frozenset[str] = frozenset()) -> dict:
+    with tempfile.TemporaryDirectory(prefix="interrupts-tmp-") as name:
+        tmpdir = Path(name)
+        start = time.monotonic()
+        process = _export(run, out, tmpdir)
+        try:
+            _, stderr = process.communicate(timeout=delay)
+            sent = False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signum)
+            sent = True
+            _, stderr = process.communicate(timeout=600)
+        seconds = time.monotonic() - start
+        lines = stderr.strip().splitlines()
+        rewritten = sorted(p.name for p in out.glob("model-*")
+                           if p.stat().st_mtime > time.time() - seconds)
+        row = {"signal": signal.Signals(signum).name, "delay_s": round(delay, 2),
+               "exit_code": process.returncode, "seconds": round(seconds, 2),
+               "last_line": lines[-1] if lines else "", "files_rewritten": rewritten,
+               "record_problems": _record_problems(out),
+               "leftovers": _leftovers(out, tmpdir, expected),
+               "failed_in_output": "variant(s) failed" in stderr}
+        row["tmpdir"] = sorted(p.name for p in tmpdir.iterdir())
+    expected = 128 + signum
+    if not sent or process.returncode == 0:
+        row["outcome"] = "finished" if process.returncode == 0 and not row["record_problems"] \
+            else "bad"
+    else:
+        good = (process.returncode == expected and row["last_line"] == "interrupted"
+                and not row["record_problems"] and not row["leftovers"]
+                and not row["failed_in_output"])
+        row["outcome"] = "interrupted" if good else "bad"
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", type=Path)
+    parser.add_argument("--delays", type=int, default=20)
+    parser.add_argument("--sigterm", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/interrupts.json")
+    args = parser.parse_args(argv)
+    # Started in the background by a script (`cmd &`), this process and so its children would
+    # ignore SIGINT; a user's export at a terminal does not.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with tempfile.TemporaryDirectory(prefix="interrupts-") as name:
+        work = Path(name)
+        run = args.run
+        if run is None:
+            sys.path.insert(0, str(ROOT))
+            from benchmarks.export import digits_run
+
+            run = digits_run(work / "run")
+        out = work / "export"
+        full = attempt(run, out, 3600, signal.SIGINT)   # never signalled: runs to the end
+        assert full["outcome"] == "finished", full
+        total, expected = full["seconds"], frozenset(full["tmpdir"])
+        plan = [(total * (k + 0.5) / args.delays, signal.SIGINT) for k in range(args.delays)]
+        plan += [(total * (k + 0.5) / args.sigterm, signal.SIGTERM) for k in range(args.sigterm)]
+        rows: list[dict] = []
+        for delay, signum in plan:
+            rows.append(attempt(run, out, delay, signum, expected))
+            print(json.dumps(rows[-1]), flush=True)
+            _write(args.out, total, rows, None)   # as it goes: a long run can be read midway
+        final = attempt(run, out, 3600, signal.SIGINT, expected)
+    result = _write(args.out, total, rows, final["outcome"])
+    print(json.dumps({k: result[k] for k in ("full_export_seconds", "outcomes",
+                                             "rerun_after_interrupts")}))
+    return 0 if result["outcomes"]["bad"] == 0 and final["outcome"] == "finished" else 1
+
+
+def _write(path: Path, total: float, rows: list[dict], rerun: str | None) -> dict:
+    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("interrupted", "finished", "bad")}
+    stops = [r["seconds"] - r["delay_s"] for r in rows if r["outcome"] == "interrupted"]
+    result = {
+        "benchmark": "interrupts", "export_args": list(ARGS),
+        "full_export_seconds": total, "rerun_after_interrupts": rerun,
+        "outcomes": counts,
+        "median_seconds_to_exit_after_signal": statistics.median(stops) if stops else None,
+        "machine": {"python": platform.python_version(), "machine": platform.machine(),
+                    "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0]},
+        "attempts": rows,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

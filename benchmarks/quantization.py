@@ -1,0 +1,158 @@
+"""Quantization benchmark: when int8 breaks a backbone, what diagnosis, keep-float and QAT buy.
+
+For each registry backbone trained from random weights on digits 0-4 and fine-tuned on 5-9
+at 48 px (through the CLI, as a user would): float, int8, int8-mixed (``--keep-float auto``)
+and int8-qat for TFLite and ONNX, with accuracy on the validation and test splits, bytes,
+ms/image (median over repeats, batch 1), and the layers kept float; plus the time of one
+``diagnose`` against one int8 conversion.
+
+    nice -n 5 python benchmarks/quantization.py [--backbones efficientnet_b0,...]
+        [--work benchmarks/.quantization-runs] [--pretrain-epochs 15] [--finetune-epochs 8]
+
+Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
+``benchmarks/results/quantization.json`` (paths relative to the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
+             "mobilenet_v2": ["--width", "0.35"]}
+
+
+def cli(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "edge_transfer", *args], env=env,
+                          capture_output=True, text=True)
+    print(f"  edge-transfer {args[0]} {args[1]}: exit {done.returncode} "
+          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(done.stderr[-2000:])
+
+
+def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int) -> Path:
+    """digits:0-4 from random weights, then digits:5-9, at 48 px; reused when present."""
+    source, target = work / backbone / "source", work / backbone / "target"
+    if not (source / "extractor.keras").is_file():
+        cli("pretrain", "--data", "digits:0-4", "--out", str(source), "--backbone", backbone,
+            "--weights", "none", "--input-size", "48", *BACKBONES[backbone],
+            "--epochs", str(pretrain_epochs), "--patience", "5", "--quiet")
+    if not (target / "model.keras").is_file():
+        cli("finetune", "--data", "digits:5-9", "--out", str(target), "--backbone", str(source),
+            "--epochs", str(finetune_epochs), "--finetune-epochs", str(finetune_epochs),
+            "--patience", "4", "--quiet")
+    return target
+
+
+def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
+    """Median over repeats of batch-1 latency through the device-side runtime."""
+    import statistics
+
+    from edge_transfer.runtime import EdgeModel
+
+    model = EdgeModel.load(path)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for k in range(len(x)):
+            model.predict(x[k:k + 1])
+        times.append((time.perf_counter() - start) * 1000 / len(x))
+    return round(statistics.median(times), 3)
+
+
+def measure(backbone: str, run: Path, max_drop: float, epochs: int,
+            formats: tuple[str, ...] = ("tflite", "onnx"), qat: bool = True) -> dict[str, Any]:
+    """Export float, int8, int8-mixed (auto) and int8-qat to both formats; time diagnose."""
+    import numpy as np
+
+    from edge_transfer.diagnose import DiagnoseConfig, diagnose_run
+    from edge_transfer.export import ExportConfig, export_run
+    from edge_transfer.runs import Run
+    from exporters import get
+
+    out = run / "bench-export"
+    start = time.perf_counter()
+    result = export_run(run, ExportConfig(
+        formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
+        out_dir=out,
+        max_accuracy_drop=max_drop, finetune_epochs=epochs))
+    export_seconds = time.perf_counter() - start
+    splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
+    rows = []
+    for a in result.artifacts:
+        row: dict[str, Any] = {"name": a.name, "status": a.status, "reason": a.reason,
+                               "bytes": a.bytes, "kept_float": list(a.spec.keep_float or ()),
+                               "notes": list(a.notes), "convert_seconds": a.seconds}
+        if a.path is not None and a.path.is_file():
+            for split, (x, y) in splits.items():
+                row[f"{split}_accuracy"] = round(float(np.mean(
+                    get(a.format).predict(a.path, x).argmax(1) == y)), 4)
+            row["ms_per_image"] = _ms_per_image(a.path, splits["test"][0][:50])
+        rows.append(row)
+    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out_dir=out))
+    int8 = result.get("tflite-int8")
+    return {"backbone": backbone, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT)
+            else run.name, "float_test_accuracy": result.float_accuracy,
+            "export_seconds": round(export_seconds, 1), "variants": rows,
+            "diagnose_tflite_seconds": diagnosis.seconds,
+            "int8_conversion_seconds": int8.seconds,
+            "diagnose_over_int8_conversion": (round(diagnosis.seconds / int8.seconds, 2)
+                                              if int8.seconds else None),
+            "worst_layers": [(la.layer, la.op_type, round(la.local, 3), la.reading)
+                             for la in diagnosis.layers[:5]]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks/.quantization-runs")
+    parser.add_argument("--pretrain-epochs", type=int, default=15)
+    parser.add_argument("--finetune-epochs", type=int, default=8)
+    parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--formats", default="tflite,onnx")
+    parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    results = []
+    for backbone in args.backbones.split(","):
+        print(backbone, flush=True)
+        run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
+        if args.train_only:
+            continue
+        results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
+                               tuple(args.formats.split(",")), not args.no_qat))
+        report = {"benchmark": "quantization", "loaded_machine": "2 cores shared by 7 jobs",
+                  "pretrain_epochs": args.pretrain_epochs,
+                  "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
+                  "machine": {"python": platform.python_version(),
+                              "machine": platform.machine()},
+                  "backbones": results}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(args.out)
+        for row in results[-1]["variants"]:
+            print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
+                  f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "
+                  f"ms {row.get('ms_per_image', '-')} float {row['kept_float']}", flush=True)
+        print(f"  diagnose/int8 conversion: {results[-1]['diagnose_over_int8_conversion']}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

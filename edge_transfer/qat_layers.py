@@ -1,0 +1,154 @@
+"""QAT on the layers tfmot's default int8 scheme refuses (EfficientNet, MobileNetV3).
+
+tfmot's ``quantize_model`` refuses ``Rescaling``/``Normalization`` (EfficientNet's and
+MobileNetV3's preprocessing), the ``Multiply`` of squeeze-excite and hard-swish, and the
+``TFOpLambda`` layers (``x + 3``, ``x * (1/6)``) Keras builds hard-swish/hard-sigmoid from.
+:func:`annotate_and_apply` rewrites those ``TFOpLambda`` layers whose other operand is a
+constant into :class:`ConstOp` layers, annotates every layer tfmot supports with its own
+config and the rest with a pass-through ``QuantizeConfig`` (no fake quantization: their int8
+ranges come from the converter's calibration, like post-training quantization), and applies
+quantization. What it could not take is named in the returned notes.
+
+>>> qat, notes = annotate_and_apply(model)                               # doctest: +SKIP
+>>> notes                                                                # doctest: +SKIP
+('QAT without fake quantization on 3 layer(s) tfmot has no int8 config for: rescaling ...',)
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from edge_transfer._keras import load
+
+# TFOpLambda symbols (tf_keras ``config["function"]``) rewritten as ConstOp layers.
+_CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
+              "math.truediv")
+
+
+@cache
+def classes() -> tuple[type, type]:
+    """``(PassThroughQuantizeConfig, ConstOp)``, defined on first use (TensorFlow needed)."""
+    import tensorflow_model_optimization as tfmot
+
+    tf, keras = load()
+
+    class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):  # type: ignore[misc]
+        """Quantizes nothing: the layer runs in float during QAT."""
+
+        def get_weights_and_quantizers(self, layer: Any) -> list[Any]:
+            return []
+
+        def get_activations_and_quantizers(self, layer: Any) -> list[Any]:
+            return []
+
+        def set_quantize_weights(self, layer: Any, quantize_weights: Any) -> None:
+            pass
+
+        def set_quantize_activations(self, layer: Any, quantize_activations: Any) -> None:
+            pass
+
+        def get_output_quantizers(self, layer: Any) -> list[Any]:
+            return []
+
+        def get_config(self) -> dict[str, Any]:
+            return {}
+
+    functions = {"__operators__.add": tf.add, "math.add": tf.add,
+                 "math.multiply": tf.multiply, "math.subtract": tf.subtract,
+                 "math.truediv": tf.math.truediv}
+
+    class ConstOp(keras.layers.Layer):  # type: ignore[misc,name-defined]
+        """``x <op> value`` with a constant value: a TFOpLambda tfmot can wrap."""
+
+        def __init__(self, op: str, value: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.op, self.value = op, float(value)
+
+        def call(self, inputs: Any) -> Any:
+            x = inputs[0] if isinstance(inputs, list | tuple) else inputs
+            return functions[self.op](x, tf.constant(self.value, x.dtype))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "op": self.op, "value": self.value}
+
+    return PassThroughQuantizeConfig, ConstOp
+
+
+def custom_objects() -> dict[str, type]:
+    passthrough, const_op = classes()
+    return {"PassThroughQuantizeConfig": passthrough, "ConstOp": const_op}
+
+
+def replace_const_tfops(model: Any) -> tuple[Any, int]:
+    """The model with ``TFOpLambda(x, constant)`` layers as :class:`ConstOp` (same weights,
+    same outputs), and how many were replaced."""
+    _, keras = load()
+    config = model.get_config()
+    replaced = 0
+    for layer in config.get("layers", []):
+        if layer.get("class_name") != "TFOpLambda":
+            continue
+        nodes = layer.get("inbound_nodes") or []
+        if layer["config"].get("function") not in _CONST_OPS or len(nodes) != 1:
+            continue
+        node = nodes[0]
+        entry = node if isinstance(node[0], str) else node[0]
+        if not isinstance(node[0], str) and len(node) != 1:
+            continue
+        kwargs = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+        value = kwargs.get("y")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        layer["class_name"] = "ConstOp"
+        layer.pop("module", None)
+        layer["registered_name"] = "ConstOp"
+        layer["config"] = {"name": layer["config"]["name"], "trainable": False,
+                           "dtype": layer["config"].get("dtype", "float32"),
+                           "op": layer["config"]["function"], "value": float(value)}
+        entry[3] = {}
+        replaced += 1
+    if not replaced:
+        return model, 0
+    rebuilt = keras.Model.from_config(config, custom_objects=custom_objects())
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt, replaced
+
+
+def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
+    """A QAT model of ``model`` (a copy) with pass-through configs where tfmot has none."""
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_module,
+    )
+
+    _, keras = load()
+    quantize = tfmot.quantization.keras
+    registry = registry_module.Default8BitQuantizeRegistry()
+    passthrough, _ = classes()
+    model, replaced = replace_const_tfops(model)
+    floated: list[str] = []
+
+    def clone(layer: Any) -> Any:
+        new = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return new
+        if isinstance(layer, keras.layers.BatchNormalization) or registry.supports(layer):
+            return quantize.quantize_annotate_layer(new)
+        floated.append(f"{layer.name} ({type(layer).__name__})")
+        return quantize.quantize_annotate_layer(new, quantize_config=passthrough())
+
+    with quantize.quantize_scope(custom_objects()):
+        annotated = keras.models.clone_model(model, clone_function=clone)
+        annotated.set_weights(model.get_weights())
+        qat = quantize.quantize_apply(annotated)
+    notes = []
+    if floated:
+        shown = ", ".join(floated[:4]) + (f" and {len(floated) - 4} more" if len(floated) > 4
+                                          else "")
+        notes.append(f"QAT without fake quantization on {len(floated)} layer(s) tfmot has no "
+                     f"int8 config for: {shown}; their int8 ranges come from calibration")
+    if replaced:
+        notes.append(f"{replaced} TFOpLambda layer(s) with a constant operand (hard-swish, "
+                     "hard-sigmoid) rewritten as ConstOp layers for QAT")
+    return qat, tuple(notes)

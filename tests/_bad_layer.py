@@ -1,0 +1,74 @@
+"""A small digits model with one layer made to quantize badly on purpose, as a run directory.
+
+``conv2`` (the trap) reads one input channel that is always zero (conv1's last filter is dead:
+zero kernel, negative bias, ReLU) through weights 1000x larger than the others. In float that
+channel adds nothing; in int8 each of conv2's output channels gets one scale set by its
+outlier weight, so every other weight rounds to zero and the layer's output is its bias. Only
+conv2 breaks: its output range is the float one, and keeping conv2 in float repairs the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.25, "test_fraction": 0.25,
+        "shots": None}
+TRAP = "conv2"
+OUTLIER = 1000.0
+
+
+def build(keras, input_shape: tuple[int, int, int], classes: int):  # type: ignore[no-untyped-def]
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=TRAP)(x)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs)
+
+
+def set_trap(model) -> None:  # type: ignore[no-untyped-def]
+    """Kill conv1's last filter and give conv2 an outlier weight on it (float output unchanged)."""
+    kernel, bias = model.get_layer("conv1").get_weights()
+    kernel[..., -1] = 0.0
+    bias[-1] = -1.0
+    model.get_layer("conv1").set_weights([kernel, bias])
+    kernel, bias = model.get_layer(TRAP).get_weights()
+    kernel[1, 1, -1, :] = OUTLIER
+    model.get_layer(TRAP).set_weights([kernel, bias])
+
+
+def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16) -> Path:
+    """Train the model on digits:5-9 at ``size`` px, set the trap, write a run directory."""
+    from edge_transfer._keras import load
+    from edge_transfer.data import load_dataset, split_dataset
+    from edge_transfer.preprocessing import Preprocessing
+    from edge_transfer.runs import write_json
+
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    dataset = load_dataset(SPEC["spec"], image_size=(size, size))
+    splits = split_dataset(dataset, seed=0, val_fraction=SPEC["val_fraction"],
+                           test_fraction=SPEC["test_fraction"])
+    pre = Preprocessing(size, size, channels=1)
+    model = build(keras, pre.input_shape, dataset.num_classes)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    x = pre.apply(splits.train.x)
+    model.fit(x, splits.train.y, epochs=epochs, batch_size=32, verbose=0)
+    set_trap(model)
+    # The dead channel gets no gradient, so the trap survives a short retraining that lets
+    # the other filters take over what conv1's last filter did.
+    model.fit(x, splits.train.y, epochs=max(2, epochs // 3), batch_size=32, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
+    pre.save(out / "preprocessing.json")
+    write_json(out / "run.json", {"command": "test", "data": {
+        **SPEC, "fingerprint": dataset.fingerprint()}})
+    accuracy = float(np.mean(
+        model.predict(pre.apply(splits.val.x), verbose=0).argmax(1) == splits.val.y))
+    write_json(out / "metrics.json", {"val_accuracy": accuracy})
+    return out

@@ -1,0 +1,125 @@
+"""Diagnosis and float fallback on a model with one layer made to quantize badly on purpose.
+
+The trap (tests/_bad_layer.py): conv2 reads a dead channel through weights 1000x the others,
+so int8 per-channel weight rounding zeroes the rest of conv2 and the model falls to chance.
+The diagnosis must name conv2, and --keep-float auto must keep exactly conv2 in float.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _bad_layer import TRAP, write_bad_layer_run
+from conftest import run_cli
+
+from edge_transfer.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
+from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.export import ExportConfig, ExportResult, export_run
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_bad_layer_run(tmp_path_factory.mktemp("bad_layer_run"))
+
+
+@pytest.fixture(scope="module")
+def mixed_export(bad_run: Path) -> ExportResult:
+    return export_run(bad_run, ExportConfig(precisions=("fp32", "int8"), keep_float=("auto",),
+                                            out_dir=bad_run / "export-mixed"))
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_diagnosis_names_the_trap_first(bad_run: Path, fmt: str, tmp_path: Path) -> None:
+    diagnosis = diagnose_run(bad_run, DiagnoseConfig(format=fmt, samples=32, out_dir=tmp_path))
+    worst = diagnosis.layers[0]
+    assert worst.layer == TRAP
+    assert worst.local > 0.5 and worst.local > 5 * diagnosis.layers[1].local
+    assert "weights to zero" in worst.reading
+    # int8 really breaks the model: near chance (5 classes) against a float model far above.
+    assert diagnosis.float_accuracy > diagnosis.quantized_accuracy + 0.3
+    by_depth = {la.layer: la for la in diagnosis.layers}
+    assert by_depth["conv1"].cumulative < 0.1 < by_depth[TRAP].cumulative
+    # What is written is what was measured, and the plot is a PNG.
+    assert load_diagnoses(tmp_path)[0] == diagnosis
+    assert (tmp_path / str(diagnosis.plot)).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_keep_float_auto_keeps_exactly_the_trap(mixed_export: ExportResult, fmt: str) -> None:
+    int8, mixed = mixed_export.get(f"{fmt}-int8"), mixed_export.get(f"{fmt}-int8-mixed")
+    assert not int8.ok and mixed.ok, mixed.reason
+    assert mixed.spec.keep_float == (TRAP,)
+    # 225 validation images: int8 is at chance, mixed within the 5-point budget of float.
+    assert mixed.accuracy >= mixed_export.float_accuracy - 0.05
+    assert mixed.accuracy >= int8.accuracy + 0.3
+    assert int8.bytes < mixed.bytes < 1.6 * int8.bytes
+    record = json.loads(mixed_export.path.read_text())
+    row = next(a for a in record["artifacts"] if a["name"] == f"{fmt}-int8-mixed")
+    assert row["kept_float"] == [TRAP] and "kept 1 layer(s)" in row["notes"][0]
+
+
+def test_keep_float_by_name_and_unknown_names(bad_run: Path, tmp_path: Path) -> None:
+    result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
+                                              keep_float=(TRAP,), out_dir=tmp_path))
+    assert result.get("tflite-int8-mixed").ok
+    result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
+                                              keep_float=("nosuchlayer",), out_dir=tmp_path))
+    reason = result.get("tflite-int8-mixed").reason
+    assert "nosuchlayer matches no layer" in reason and TRAP in reason
+    with pytest.raises(UnsupportedExportError, match="--keep-float takes auto"):
+        ExportConfig(keep_float=("auto", TRAP))
+
+
+def test_int8_failure_advice_names_the_step_that_works(mixed_export: ExportResult) -> None:
+    reason = mixed_export.get("tflite-int8").reason
+    assert "tflite-int8-mixed" in reason
+
+
+def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
+                                                          mixed_export: ExportResult,
+                                                          tmp_path: Path) -> None:
+    from edge_transfer.report import build_report
+
+    diagnose_run(bad_run, DiagnoseConfig(samples=16, out_dir=mixed_export.out_dir))
+    build_report(bad_run, tmp_path, export_json=mixed_export.out_dir)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "![tflite int8 error against depth](diagnose-tflite-int8.png)" in markdown
+    assert (tmp_path / "diagnose-tflite-int8.png").is_file()
+    assert f"**tflite-int8-mixed**: {TRAP}" in markdown
+    rows = json.loads((tmp_path / "report.json").read_text())["artifacts"]
+    assert any(row["name"] == "tflite-int8-mixed" for row in rows)  # in the Pareto plot too
+
+
+def test_diagnose_cli(bad_run: Path, tmp_path: Path) -> None:
+    done = run_cli("diagnose", str(bad_run), "--samples", "16", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert TRAP in done.stdout and "weights to zero" in done.stdout
+    assert json.loads((tmp_path / "diagnose.json").read_text())["diagnoses"][0]["layers"][0][
+        "layer"] == TRAP
+    done = run_cli("diagnose", str(bad_run), "--format", "onnx", "--precision", "int16x8")
+    assert done.returncode == 2 and done.stderr.startswith("error: diagnose cannot measure")
+
+
+def test_coral_skips_mixed_models_with_the_reason() -> None:
+    from devices.profile import load_profile
+
+    coral, pi = load_profile("coral-dev-board"), load_profile("raspberry-pi-5")
+    assert "fully int8 models only" in (coral.cannot_run("tflite", "int8", (TRAP,)) or "")
+    assert coral.cannot_run("tflite", "int8") is None
+    assert pi.cannot_run("tflite", "int8", (TRAP,)) is None
+
+
+def test_trap_really_is_float_harmless(bad_run: Path) -> None:
+    """The trap changes nothing in float: the dead channel is exactly zero on the data."""
+    from edge_transfer._keras import load
+    from edge_transfer.runs import Run
+
+    _, keras = load()
+    run = Run.open(bad_run)
+    model = run.load_model()
+    x, _ = run.split_arrays("val")
+    conv1 = keras.Model(model.input, model.get_layer("conv1").output).predict(x, verbose=0)
+    assert np.all(conv1[..., -1] == 0)

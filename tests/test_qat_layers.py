@@ -1,0 +1,74 @@
+"""QAT on the layers tfmot refuses: Rescaling, hard-swish built from TFOpLambda, the
+squeeze-excite Multiply (as in EfficientNet and MobileNetV3), on a small model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_transfer.export import ExportConfig, export_run
+
+SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.25, "test_fraction": 0.25,
+        "shots": None}
+
+
+def _hard_swish(keras, x):  # type: ignore[no-untyped-def]
+    """As keras.applications.MobileNetV3 builds it: x * relu6(x + 3) * (1 / 6)."""
+    return keras.layers.Multiply()([x, keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+
+
+def write_refused_run(out: Path, size: int = 16) -> Path:
+    from edge_transfer._keras import load
+    from edge_transfer.data import load_dataset, split_dataset
+    from edge_transfer.preprocessing import Preprocessing
+    from edge_transfer.runs import write_json
+
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    dataset = load_dataset(SPEC["spec"], image_size=(size, size))
+    splits = split_dataset(dataset, seed=0, val_fraction=SPEC["val_fraction"],
+                           test_fraction=SPEC["test_fraction"])
+    pre = Preprocessing(size, size, channels=1)
+    inputs = keras.Input(pre.input_shape, name="image")
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescaling")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(x)
+    x = _hard_swish(keras, x)
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
+    se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_conv")(se)
+    x = keras.layers.Multiply(name="se_excite")([x, se])
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(dataset.num_classes, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=10, batch_size=32, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
+    pre.save(out / "preprocessing.json")
+    write_json(out / "run.json", {"command": "test", "data": {
+        **SPEC, "fingerprint": dataset.fingerprint()}})
+    return out
+
+
+@pytest.mark.slow
+def test_qat_exports_what_tfmot_refuses(tmp_path: Path) -> None:
+    from edge_transfer.optimize import unquantizable_layer
+    from edge_transfer.runs import Run
+
+    run = write_refused_run(tmp_path / "run")
+    assert unquantizable_layer(Run.open(run).load_model()) is not None  # tfmot alone refuses
+    result = export_run(run, ExportConfig(precisions=("int8",), qat=True, finetune_epochs=1,
+                                          out_dir=tmp_path / "export"))
+    for fmt in ("tflite", "onnx"):
+        qat = result.get(f"{fmt}-int8-qat")
+        assert qat.ok, qat.reason
+        assert qat.accuracy >= result.float_accuracy - 0.05
+        assert any("rescaling (Rescaling)" in note for note in qat.notes)
+        assert any("TFOpLambda" in note for note in qat.notes)
+    record = json.loads(result.path.read_text())
+    row = next(a for a in record["artifacts"] if a["name"] == "tflite-int8-qat")
+    assert row["notes"] and np.isfinite(row["accuracy"])
