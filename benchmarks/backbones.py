@@ -99,9 +99,10 @@ def write(path: Path, done: dict[str, dict], pending: list[str], args: argparse.
         data = {
             "benchmark": "backbones", "schema_version": 1,
             "settings": {"data": "digits:0-4 (5 classes, chance 0.2)", "weights": "random",
-                         "input": "smallest each backbone accepts", "epochs": args.epochs,
-                         "variants": "fp32 + int8, TFLite + ONNX"
-                                     + ("" if args.no_qat else " + QAT int8")},
+                         "input": "smallest each backbone accepts",
+                         "epochs": "per row (pretrain epochs; QAT fine-tune 1 epoch)",
+                         "variants": "fp32 + int8, TFLite + ONNX; QAT int8 too where the row "
+                                     "has QAT variants (rows with qat_measured false skip it)"},
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                         "note": "2 cores shared with other jobs (load average ~10): seconds "
                                 "are wall time under that load, indicative only"},

@@ -86,7 +86,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
     result = export_run(run, ExportConfig(
         formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
         out_dir=out,
-        max_accuracy_drop=max_drop, finetune_epochs=epochs))
+        max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
     rows = []

@@ -25,15 +25,11 @@ from typing import Any
 from devices.profile import DeviceProfile
 from devices.validate import validate
 from edge_transfer.bundle import MANIFEST, create_bundle
-from edge_transfer.errors import UserError
+from edge_transfer.errors import BenchSourceError
 from edge_transfer.records import BenchRow, BenchTable, ExportRecord, ValidationRow, as_dict
 
 MB = 1024 * 1024
 MODEL_SUFFIXES = (".tflite", ".onnx")
-
-
-class BenchSourceError(UserError):
-    """What `bench` was given is none of bundle, run, export folder or model file."""
 
 
 def bench_table(

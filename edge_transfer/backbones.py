@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_transfer import interrupts
-from edge_transfer.errors import ModelError, UserError, one_line
+from edge_transfer.errors import ConfigError, ModelError, one_line
 from edge_transfer.preprocessing import Preprocessing
 
 SCRATCH_BN_MOMENTUM = 0.9
@@ -249,17 +249,17 @@ def check_options(name: str, input_size: int | None, width: float, weights: str 
     """Validate options for a registry backbone before anything heavy happens."""
     spec = get(name)
     if input_size is not None and input_size < spec.min_size:
-        raise UserError(f"--input-size {input_size} is below {name}'s minimum "
+        raise ConfigError(f"--input-size {input_size} is below {name}'s minimum "
                         f"{spec.min_size}; use --input-size {spec.min_size} or more")
     if spec.widths is not None and width not in spec.widths:
-        raise UserError(f"--width {width} is not available for {name}; use one of "
+        raise ConfigError(f"--width {width} is not available for {name}; use one of "
                         f"{', '.join(str(w) for w in spec.widths)}")
     if width <= 0:
-        raise UserError(f"--width must be positive, got {width}")
+        raise ConfigError(f"--width must be positive, got {width}")
     if weights == "imagenet" and not spec.has_imagenet:
-        raise UserError(f"{name} has no ImageNet weights; use --weights none or a weights file")
+        raise ConfigError(f"{name} has no ImageNet weights; use --weights none or a weights file")
     if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
-        raise UserError(f"weights file {weights} does not exist; give an existing file, "
+        raise ConfigError(f"weights file {weights} does not exist; give an existing file, "
                         "imagenet or none")
 
 

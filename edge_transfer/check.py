@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_transfer import comparisons, stats
-from edge_transfer.errors import DataError, UserError
+from edge_transfer.errors import ConfigError, DataError, UserError
+from edge_transfer.fields import option
 from edge_transfer.records import MalformedRecord, Report, ReportRow
 
 Verdict = Literal["pass", "fail", "skip"]
@@ -49,21 +50,29 @@ Verdict = Literal["pass", "fail", "skip"]
 class Tolerances:
     """How much worse than the baseline is still fine."""
 
-    max_accuracy_drop: float = 0.01     # absolute fraction (0.01 = 1 point)
-    max_size_growth: float = 0.05       # relative (0.05 = 5 % more bytes)
-    max_device_gap: float = 0.005       # absolute fraction
-    allow_different_data: bool = False
-    alpha: float = stats.DEFAULT_ALPHA  # significance of an accuracy change
-    decide: stats.Rule = "significant"  # or "point": the point estimate alone decides
+    max_accuracy_drop: float = option(0.01, "accuracy may drop this much, absolute (0.01 = 1 "
+                                            "point)", metavar="FRACTION")
+    max_size_growth: float = option(0.05, "a file may grow this much, relative (0.05 = 5%)",
+                                    metavar="FRACTION")
+    max_device_gap: float = option(0.005, "device accuracy may differ from the workstation's "
+                                          "this much, absolute", metavar="FRACTION")
+    allow_different_data: bool = option(False, "compare reports whose data fingerprints "
+                                               "differ")
+    alpha: float = option(stats.DEFAULT_ALPHA, "significance level of an accuracy change, "
+                                               "paired on the same samples (exact McNemar)")
+    decide: stats.Rule = option("significant", "significant: an accuracy change beyond its "
+                                               "limit fails only when significant at --alpha; "
+                                               "point: the point estimate alone decides",
+                                choices=stats.RULES)
 
     def __post_init__(self) -> None:
         for name in ("max_accuracy_drop", "max_size_growth", "max_device_gap"):
             if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
+                raise ConfigError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
         if not 0.0 < self.alpha < 1.0:
-            raise UserError(f"--alpha {self.alpha} is not in (0, 1); 0.05 is usual")
+            raise ConfigError(f"--alpha {self.alpha} is not in (0, 1); 0.05 is usual")
         if self.decide not in stats.RULES:
-            raise UserError(f"--decide {self.decide!r} is not one of {', '.join(stats.RULES)}")
+            raise ConfigError(f"--decide {self.decide!r} is not one of {', '.join(stats.RULES)}")
 
 
 @dataclass(frozen=True)

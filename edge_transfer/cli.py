@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_transfer import __version__, interrupts
-from edge_transfer.errors import EdgeTransferError, UserError, one_line
+from edge_transfer.errors import ConfigError, EdgeTransferError, UserError, one_line
 
 # Command modules, in the order `--help` lists them.
 COMMANDS = (
@@ -45,13 +45,11 @@ COMMANDS = (
 )
 
 
-class _ArgumentError(UserError):
-    """argparse's own complaints, routed through the one error contract."""
-
-
 class _Parser(argparse.ArgumentParser):
+    """argparse whose own complaints go through the one error contract (ConfigError)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgumentError(f"{self.prog}: {message} (see --help)")
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,13 +2,15 @@
 
     EdgeTransferError        anything this tool raises on purpose (exit code 1)
     └── UserError            input the user can fix: the CLI prints one line, exit code 2
+        ├── ConfigError      an option or config value that is unknown, out of range or
+        │                    conflicts with another (every config checks on construction)
         ├── DataError        datasets, images, .npz files, class selections, splits
         ├── ModelError       model files, backbones, run directories
         ├── ExportError      a format or precision that cannot be produced as asked
         │   ├── UnsupportedExportError  unknown format/precision/io, or one a format cannot do
-        │   ├── ConversionError         a converter failed (names the op or layer)
-        │   └── CheckError              an exported file disagrees with the Keras model
+        │   └── ConversionError         a converter failed (names the op or layer)
         ├── BundleError      deploy bundles: manifest, sha256, archive entries
+        ├── BenchSourceError what `bench` was given is no run, export, model file or bundle
         └── DeviceError      device profiles, SSH and emulated devices
 
 Every message names the problem and how to fix it:
@@ -34,6 +36,10 @@ class UserError(EdgeTransferError):
     exit_code = 2
 
 
+class ConfigError(UserError):
+    """An option or config value that is unknown, out of range or conflicts with another."""
+
+
 class DataError(UserError):
     """A dataset, image, .npz file, class selection or split that cannot be used."""
 
@@ -50,6 +56,10 @@ class BundleError(UserError):
     """A deploy bundle that is malformed, tampered with or unsafe."""
 
 
+class BenchSourceError(UserError):
+    """What ``bench`` was given is not a run, an export folder, a model file or a bundle."""
+
+
 class DeviceError(UserError):
     """A device profile, or a device that cannot be reached or used."""
 
@@ -63,10 +73,6 @@ class ConversionError(ExportError):
 
     The message names the op or layer it failed on where the converter says which.
     """
-
-
-class CheckError(ExportError):
-    """An exported file that loads but disagrees with the Keras model beyond its tolerance."""
 
 
 def one_line(error: object, limit: int = 500, *, first: bool = False,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ import numpy as np
 
 import exporters
 from edge_transfer import interrupts, stats
+from edge_transfer.data import Dataset
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
+from edge_transfer.fields import option
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, SampleIds
@@ -45,6 +48,7 @@ EXPORT_FILE = ExportRecord.FILE_NAME
 PREVIOUS_FILE = f".{EXPORT_FILE}.previous"
 
 Progress = Callable[[str, int, int], None]
+DECISIONS = stats.RULES  # fail a drop when significant, or on the point estimate alone
 
 
 @dataclass(frozen=True)
@@ -61,28 +65,59 @@ class ExportConfig:
     edge_transfer.errors.UnsupportedExportError: precision int16x8 cannot be exported to onnx ...
     """
 
-    formats: tuple[str, ...] = ("tflite", "onnx")
-    precisions: tuple[str, ...] = ("fp32", "int8")
-    qat: bool = False
-    prune: float | None = None
-    prune_precisions: tuple[str, ...] | None = None   # None: every asked precision
-    io: str = "float"
-    calibration_samples: int = 100
-    calibration_method: str = "minmax"
-    opset: int = 17
-    out_dir: Path | None = None
-    max_accuracy_drop: float = 0.05
-    alpha: float = 0.05          # significance of an accuracy drop (decide="significant")
-    decide: str = "significant"  # or "point": fail on the point estimate alone
-    finetune_epochs: int = 2
+    formats: tuple[str, ...] = option(("tflite", "onnx"), "comma-separated formats",
+                                       names=exporters.available())
+    precisions: tuple[str, ...] = option(
+        ("fp32", "int8"), "comma-separated precisions; each goes to the asked formats that can "
+                          "produce it", names=exporters.PRECISIONS, flag="--precision")
+    qat: bool = option(False, "add an int8 variant trained quantization-aware (short "
+                               "fine-tune, --qat-epochs)")
+    prune: float | None = option(None, "add pruned variants of each precision at this "
+                                        "sparsity, e.g. 0.5", metavar="SPARSITY")
+    prune_precisions: tuple[str, ...] | None = option(
+        None, "comma-separated precisions to prune (default: every asked one)",
+        flag="--prune-precision", metavar="PRECISIONS")
+    io: str = option("float", "int8 model input/output type (TFLite)", names=exporters.IO_TYPES)
+    calibration_samples: int = option(100, "training samples to calibrate int8 ranges",
+                                       metavar="N")
+    calibration_method: str = option("minmax", "ONNX static int8 calibration",
+                                      names=exporters.CALIBRATION_METHODS)
+    opset: int = option(17, "ONNX opset")
+    out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
+    max_accuracy_drop: float = option(
+        0.05, "a variant fails its check when its accuracy dropped by more than this below the "
+              "float model's, and significantly (see --decide)", metavar="FRACTION")
+    alpha: float = option(0.05, "significance level of an accuracy drop (exact McNemar test on "
+                                "the same samples)")
+    decide: str = option("significant", "significant: fail a drop beyond the tolerance only "
+                                        "when it is significant at --alpha; point: on the point "
+                                        "estimate alone", choices=DECISIONS)
+    qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
-    unsafe_load: bool = False   # allow Lambda layers (arbitrary code) in the run's model
+    unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
+                                       "you trust (--unsafe is an alias)",
+                                aliases=("--unsafe",))
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
-    keep_float: tuple[str, ...] | None = None
-    keep_float_conversions: int = 6   # --keep-float auto: at most this many re-quantizations
-    diagnose: bool = False            # also write diagnose.json for each format's int8
+    keep_float: tuple[str, ...] | None = option(
+        None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
+              "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float; auto keeps the fewest of "
+              "the layers `edge-transfer diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, "
+              "until accuracy is within --max-accuracy-drop of float, in at most "
+              "--keep-float-conversions re-quantizations of one calibration",
+        metavar="auto|NAME[,NAME...]|OP_TYPE")
+    keep_float_conversions: int = option(6, "--keep-float auto: at most N tries (6: up to 13 "
+                                            "layers)", metavar="N")
+    diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
+                                   "format's int8 (as `edge-transfer diagnose`)")
 
-    def __post_init__(self) -> None:
+    # The old name of qat_epochs, accepted for one release (hidden, like --epochs).
+    finetune_epochs: dataclasses.InitVar[int | None] = None
+
+    def __post_init__(self, finetune_epochs: int | None) -> None:
+        if finetune_epochs is not None:
+            warnings.warn("ExportConfig(finetune_epochs=...) is now qat_epochs",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "qat_epochs", finetune_epochs)
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")
@@ -131,11 +166,12 @@ class ExportConfig:
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
         if not 0.0 < self.alpha < 1.0:
             raise UnsupportedExportError(f"--alpha {self.alpha} must be in (0, 1); 0.05 is usual")
-        if self.decide not in ("significant", "point"):
+        if self.decide not in DECISIONS:
             raise UnsupportedExportError(
-                f"unknown --decide {self.decide!r}; valid: significant, point")
-        if self.finetune_epochs < 1:
-            raise UnsupportedExportError("fine-tune epochs for --qat/--prune must be >= 1")
+                f"unknown --decide {self.decide!r}; valid: {', '.join(DECISIONS)}")
+        if self.qat_epochs < 1:
+            raise UnsupportedExportError("--qat-epochs (fine-tune epochs of --qat and --prune) "
+                                         "must be >= 1")
         if self.keep_float is not None:
             if not self.keep_float or ("auto" in self.keep_float and len(self.keep_float) > 1):
                 raise UnsupportedExportError(
@@ -258,7 +294,7 @@ class _Sources:
     """The Keras models to convert: the run's own, and on demand its QAT and pruned copies."""
 
     def __init__(self, model: Any, run: Run, config: ExportConfig, workdir: Path,
-                 x_val: np.ndarray, progress: Callable[[str], None]) -> None:
+                 x_val: CheckData, progress: Callable[[str], None]) -> None:
         self.run, self.config, self.workdir = run, config, workdir
         self.x_val, self.progress = x_val, progress
         self._built: dict[str, tuple[KerasSource, np.ndarray] | ExportError] = {}
@@ -268,7 +304,8 @@ class _Sources:
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
         source = KerasSource(model, self.workdir)
-        return source, model.predict(self.x_val, verbose=0, batch_size=256)
+        return source, self.x_val.predict(lambda x: model.predict(x, verbose=0,
+                                                                   batch_size=256))
 
     def get(self, spec: ExportSpec) -> tuple[KerasSource, np.ndarray]:
         key = "qat" if spec.qat else "pruned" if spec.sparsity is not None else "float"
@@ -285,8 +322,8 @@ class _Sources:
         start = time.perf_counter()
         model = self._built["float"]
         assert not isinstance(model, ExportError)
-        x, y = self.run.split_arrays("train")
-        epochs, seed = self.config.finetune_epochs, self.config.seed
+        epochs, seed = self.config.qat_epochs, self.config.seed
+        x, y = _training_data(self.run, seed)
         try:
             if key == "qat":
                 self.progress("QAT fine-tune")
@@ -310,10 +347,41 @@ class _Sources:
 
 
 def calibration_data(run: Run, config: ExportConfig, input_name: str) -> Calibration:
-    """Up to N training samples (seeded shuffle), preprocessed as in training."""
-    x, _ = run.split_arrays("train")
-    order = np.random.default_rng(config.seed).permutation(len(x))[: config.calibration_samples]
-    return Calibration(x[order], input_name, method=config.calibration_method)
+    """Up to N training samples (seeded shuffle), preprocessed as in training; only those
+    N are read."""
+    train = run.splits.train
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    x = run.preprocessing.apply(train.x.read(order[: config.calibration_samples]))
+    return Calibration(x, input_name, method=config.calibration_method)
+
+
+@dataclass(frozen=True, eq=False)
+class CheckData:
+    """The split the export checks run on, read a batch at a time (one pass per model)."""
+
+    split: Dataset
+    preprocessing: Preprocessing
+    batch_size: int = 512
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``function`` (float input batch -> outputs) over the whole split, concatenated."""
+        outputs = [function(self.preprocessing.apply(batch))
+                   for batch in self.split.x.batches(self.batch_size)]
+        return np.concatenate(outputs)
+
+
+def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
+    """QAT / pruning data: the training split as arrays when small, else a stream."""
+    from edge_transfer.optimize import BATCH_SIZE
+    from edge_transfer.tfdata import cached_in_memory, from_dataset
+
+    train, pre = run.splits.train, run.preprocessing
+    if cached_in_memory(train, pre):
+        return pre.apply(train.x.read()), train.y
+    return from_dataset(train, pre, BATCH_SIZE, shuffle=True, seed=seed), train.y
 
 
 def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
@@ -329,7 +397,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     _check_model(model, run)
     output_dir(run_dir, config, create=True)
     _retire_record(out)
-    x_val, y_val = run.split_arrays("test")
+    test = run.splits.test
+    x_val, y_val = CheckData(test, run.preprocessing), test.y
     meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
     options = ExportOptions(opset=config.opset)
     artifacts: list[Artifact] = []
@@ -448,7 +517,8 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         start = time.perf_counter()
         artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
         seconds = round(time.perf_counter() - start, 3)
-        outputs = module.predict(artifact.path, sources.x_val)  # type: ignore[arg-type]
+        outputs = sources.x_val.predict(
+            lambda x: module.predict(artifact.path, x))  # type: ignore[arg-type]
     except Exception as exc:
         interrupts.check(exc)   # a signal in a converter is an interrupt, not a failed variant
         return pending.failed(str(conversion_failure(pending.name, exc)))

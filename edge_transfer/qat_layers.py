@@ -152,3 +152,43 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
         notes.append(f"{replaced} TFOpLambda layer(s) with a constant operand (hard-swish, "
                      "hard-sigmoid) rewritten as ConstOp layers for QAT")
     return qat, tuple(notes)
+
+
+_RANGE_VARS = ("post_activation_min", "post_activation_max", "output_min", "output_max")
+
+
+def init_ranges(qat: Any, model: Any, x: Any) -> int:
+    """Start QAT's activation ranges from the float model's on ``x`` (as PTQ calibrates)
+    instead of tfmot's [-6, 6]: its moving averages (decay 0.999) barely move in the few
+    steps of a few-shot fine-tune. Returns how many ranges were set."""
+    _, keras = load()
+    wanted: dict[str, list[tuple[str, Any]]] = {}
+    for wrapper in qat.layers:
+        inner = getattr(wrapper, "layer", None)
+        for var in wrapper.non_trainable_weights:
+            short = var.name.split("/")[-1].split(":")[0]
+            if short == "quantize_layer_min":
+                var.assign(min(0.0, float(x.min())))
+            elif short == "quantize_layer_max":
+                var.assign(max(0.0, float(x.max())))
+            elif inner is not None and short in _RANGE_VARS:
+                wanted.setdefault(inner.name, []).append((short, var))
+    names = [n for n in wanted if _has_layer(model, n)]
+    if not names:
+        return 0
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    values = probe.predict(x, verbose=0, batch_size=64)
+    values = values if isinstance(values, list) else [values]
+    for name, value in zip(names, values, strict=True):
+        for short, var in wanted[name]:
+            var.assign(min(0.0, float(value.min())) if short.endswith("min")
+                       else max(0.0, float(value.max())))
+    return len(names)
+
+
+def _has_layer(model: Any, name: str) -> bool:
+    try:
+        model.get_layer(name)
+    except ValueError:
+        return False
+    return True

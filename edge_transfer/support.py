@@ -51,7 +51,7 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     spec = backbones.get(name)
     size = input_size or spec.min_size
     row: dict[str, Any] = {"name": name, "family": spec.family, "input_size": size,
-                           "epochs": epochs}
+                           "epochs": epochs, "qat_measured": qat}
     run = Path(workdir) / name
     start = time.perf_counter()
     try:
@@ -73,7 +73,7 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
                     "seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
     result = export_run(run, ExportConfig(precisions=("fp32", "int8"), qat=qat,
-                                          calibration_samples=64, finetune_epochs=1, seed=seed))
+                                          calibration_samples=64, qat_epochs=1, seed=seed))
     row["export_seconds"] = round(time.perf_counter() - start, 1)
     row["float_accuracy"] = round(result.float_accuracy, 4)
     row["variants"] = {a.name: {"status": a.status, "accuracy": _round(a.accuracy),
@@ -122,10 +122,14 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
     for column, key in COLUMNS.items():
         v = variants.get(key)
         if v is None:
-            out[column] = "-"
+            out[column] = "not run" if "qat" in key and row.get("qat_measured") is False else "-"
         elif v["status"] == "ok":
             seconds = f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else ""
             out[column] = f"ok {v['accuracy']:.2f}{seconds}"
+        elif (str(v.get("reason")).startswith("accuracy") and v.get("accuracy") is not None
+              and row.get("float_accuracy") is not None):
+            out[column] = (f"failed: accuracy {v['accuracy']:.2f} vs float "
+                           f"{row['float_accuracy']:.2f} (more than the allowed drop)")
         else:
             out[column] = f"failed: {v.get('reason') or 'unknown'}"
     return out

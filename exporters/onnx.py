@@ -130,6 +130,7 @@ def convert_float(source: KerasSource, opset: int) -> Any:
             try:
                 model = _tf2onnx(source, entry, path_opset)
             except Exception as exc:
+                interrupts.check(exc)
                 failures.append(f"{label}: {conversion_failure('onnx', exc)}")
                 continue
             refusal = runtime_refusal(model)

@@ -159,3 +159,27 @@ def test_mobilenet_v2_weights_file_and_finetune(tmp_path: Path) -> None:
     info = json.loads((out / "run.json").read_text())
     assert info["backbone"]["weights"] == str(weights)
     assert 0.0 <= json.loads((out / "metrics.json").read_text())["test_accuracy"] <= 1.0
+
+
+def test_support_matrix_comes_from_the_benchmark_file(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_transfer.cli import main
+    from edge_transfer.support import markdown_table
+
+    row = {"name": "regnetx_002", "family": "RegNetX", "input_size": 32, "params": 2_300_000,
+           "float_accuracy": 0.9,
+           "train": {"status": "ok", "val_accuracy": 0.9, "above_chance": True},
+           "variants": {"onnx-fp32": {"status": "ok", "accuracy": 0.9, "seconds": 12.0},
+                        "onnx-int8": {"status": "failed", "accuracy": 0.5, "seconds": 9.0,
+                                      "reason": "accuracy 0.5 is more than ..."},
+                        "tflite-fp32": {"status": "failed", "accuracy": None,
+                                        "reason": "tflite-fp32 needs SELECT_TF_OPS (Foo)"}}}
+    results = tmp_path / "backbones.json"
+    results.write_text(json.dumps({"models": [row], "not_finished": []}))
+    assert main(["backbones", "--json", "--family", "RegNetX", "--results", str(results)]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["regnetx_002"]["measured"] == row and listed["regnetx_004"]["measured"] is None
+    table = markdown_table({"models": [row]})
+    assert "| `regnetx_002` | RegNetX | 32 px | 2.3 M | yes 0.90 |" in table
+    assert "failed: tflite-fp32 needs SELECT_TF_OPS (Foo)" in table
+    assert "failed: accuracy 0.50 vs float 0.90" in table and "ok 0.90 (12 s)" in table

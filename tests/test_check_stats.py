@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from report_inputs import edited, write_inputs
 
 from edge_transfer.check import Tolerances, check, junit_xml, load_report, markdown_summary
 from edge_transfer.records import SampleIds
 from edge_transfer.report import build_report
 from edge_transfer.samples import encode
-from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,6 @@ def test_pretrain_on_missing_data(tmp_path: Path) -> None:
 def test_help_explains_every_option() -> None:
     result = run_cli("finetune", "--help")
     assert result.returncode == 0
-    for option in ("--l2sp", "--source-data", "--baseline", "--strategy", "--precision",
+    for option in ("--l2sp", "--source-data", "--baseline", "--strategy", "--mixed-precision",
                    "--shots", "--augment", "--unfreeze", "--weights", "--cut-layer"):
         assert option in result.stdout

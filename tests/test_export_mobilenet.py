@@ -61,7 +61,7 @@ def mobilenet_export(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
     return export_run(run, ExportConfig(
         formats=("tflite", "onnx"), precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
         qat=True, prune=0.1, prune_precisions=("int8",), calibration_samples=32,
-        finetune_epochs=1))
+        qat_epochs=1))
 
 
 @pytest.mark.slow

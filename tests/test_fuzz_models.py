@@ -16,9 +16,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from runtime_export import bundle_folder
 
 from devices import validate_bundle
+
+pytestmark = pytest.mark.slow  # dozens of validations of damaged models, each in its own process
 
 CASES_PER_FORMAT = 20
 SEED = 6

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import run_cli
 from report_inputs import SAMPLES, write_inputs
 
 from edge_transfer.samples import encode
 from edge_transfer.transfer import health_line
-from tests.conftest import run_cli
 
 
 def test_a_run_at_chance_gets_one_line(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from conftest import REPO_ROOT, run_cli
 from edge_transfer.bundle import create_bundle
 from edge_transfer.errors import BundleError
 
+pytestmark = pytest.mark.slow  # three exports through the CLI, two of them killed
+
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8")
 
 

@@ -12,8 +12,8 @@ import pytest
 from report_inputs import edited, write_inputs
 
 from edge_transfer.cli import build_parser, main
+from edge_transfer.commands._pipeline import Step, load_pipeline, run_pipeline, step_argv
 from edge_transfer.errors import EdgeTransferError, UserError
-from edge_transfer.pipeline import Step, load_pipeline, run_pipeline, step_argv
 
 DEMO = Path(str(files("edge_transfer").joinpath("configs/demo.toml")))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import FAST
 
 from edge_transfer.data import load_dataset
@@ -17,6 +18,7 @@ EXPORT = ExportConfig(formats=("tflite", "onnx"), precisions=("fp32", "int8"),
                       calibration_samples=32)
 
 
+@pytest.mark.slow  # two fine-tunes and two whole exports
 def test_same_seed_same_metrics_and_same_artifact_bytes(
     pretrain_run: Path, tmp_path: Path
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_transfer.commands._options import add_json, write_json_output
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "above chance; TFLite and ONNX fp32 / int8 / QAT: ok with accuracy and "
                     "seconds, or the reason it failed).",
     )
-    parser.add_argument("--json", action="store_true", help="print everything as JSON")
+    add_json(parser, "everything instead of a table")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="a support matrix written by benchmarks/backbones.py "
                              "(default: benchmarks/results/backbones.json of this checkout)")
@@ -26,8 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.results)
     measured = {row["name"]: row for row in matrix.get("models", [])}
     if args.json:
-        print(json.dumps([{**s.to_dict(), "measured": measured.get(s.name)} for s in specs],
-                         indent=2))
+        write_json_output(args.json, [{**s.to_dict(), "measured": measured.get(s.name)}
+                                      for s in specs])
         return 0
     table = Table(title="Backbones (--backbone NAME)")
     for column in ("Backbone", "Family", "Default", "Min", "Widths", "Preproc", "Params",

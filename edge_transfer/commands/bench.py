@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edge_transfer.commands._options import add_device_options, add_json, write_json_output
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,32 +24,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", metavar="RUN|MODEL|BUNDLE",
                         help="run directory, export folder, .tflite/.onnx in an export "
                              "folder, or bundle (folder or .tar.gz)")
-    parser.add_argument("--device", default="local",
-                        help="local (default), emulated:arm64, stand-in or "
-                             "ssh://user@host[:port] (as for validate)")
-    parser.add_argument("--profile", default=None,
-                        help="device profile (skips what the device cannot run)")
-    parser.add_argument("--threads", type=int, default=None, help="runtime threads")
-    parser.add_argument("--data", default=None,
-                        help="data spec to measure on instead of the bundle's sample")
+    add_device_options(parser, what="measure")
     parser.add_argument("--min-accuracy", type=float, default=None, metavar="X",
                         help="fail (exit 1) naming every artifact below this accuracy "
                              "(a fraction, e.g. 0.95)")
-    parser.add_argument("--json", default=None, metavar="OUT",
-                        help="write the table (and the validation JSON) to OUT")
+    add_json(parser, "the table (and the validation result)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     from devices.bench import below_floor, bench
-    from edge_transfer.errors import UserError
-    from edge_transfer.runs import write_json
+    from edge_transfer.errors import ConfigError
 
     if args.min_accuracy is not None and not 0 <= args.min_accuracy <= 1.5:
-        raise UserError(f"--min-accuracy is a fraction (e.g. 0.95), got {args.min_accuracy}")
+        raise ConfigError(f"--min-accuracy is a fraction (e.g. 0.95), got {args.min_accuracy}")
     table = bench(args.source, device=args.device, profile=args.profile,
                   threads=args.threads, data=args.data)
     below = below_floor(table, args.min_accuracy) if args.min_accuracy is not None else [
@@ -55,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     table["min_accuracy"] = args.min_accuracy
     table["below_min_accuracy"] = below
     if args.json:
-        write_json(Path(args.json), table)
-    print_table(table)
+        write_json_output(args.json, table)
+    print_table(table, stderr=args.json == "-")
     if below:
         floor = f"below --min-accuracy {args.min_accuracy}" if args.min_accuracy is not None \
             else "failed"
@@ -65,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_table(table: dict[str, Any]) -> None:
+def print_table(table: dict[str, Any], stderr: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -85,4 +77,4 @@ def print_table(table: dict[str, Any]) -> None:
                     f"{row['ms_per_image']:.3f}" if ok else "-",
                     f"{row['fps']:.0f}" if ok else "-",
                     f"{row['batched_fps']:.0f}" if ok else "-")
-    Console(width=160).print(out)
+    Console(width=160, stderr=stderr).print(out)

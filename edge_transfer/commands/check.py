@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_transfer.check import Tolerances
+from edge_transfer.commands._options import add_config_options, config_kwargs
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,21 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("report", type=Path, metavar="REPORT", help="report.json to check")
     p.add_argument("--baseline", type=Path, required=True, metavar="BASELINE",
                    help="the report.json to hold it to")
-    p.add_argument("--max-accuracy-drop", type=float, default=0.01, metavar="FRACTION",
-                   help="accuracy may drop this much, absolute (default 0.01 = 1 point)")
-    p.add_argument("--max-size-growth", type=float, default=0.05, metavar="FRACTION",
-                   help="a file may grow this much, relative (default 0.05 = 5%%)")
-    p.add_argument("--max-device-gap", type=float, default=0.005, metavar="FRACTION",
-                   help="device accuracy may differ from the workstation's this much "
-                        "(default 0.005)")
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="significance level of an accuracy change, paired on the same samples "
-                        "(exact McNemar; default 0.05)")
-    p.add_argument("--decide", choices=("significant", "point"), default="significant",
-                   help="significant (default): an accuracy change beyond its limit fails only "
-                        "when significant at --alpha; point: the point estimate alone decides")
-    p.add_argument("--allow-different-data", action="store_true",
-                   help="compare reports whose data fingerprints differ")
+    add_config_options(p, Tolerances)
     p.add_argument("--junit", type=Path, metavar="OUT.xml", help="also write JUnit XML")
     p.set_defaults(handler=run)
 
@@ -41,9 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edge_transfer import check as gate
 
-    tolerances = gate.Tolerances(args.max_accuracy_drop, args.max_size_growth,
-                                 args.max_device_gap, args.allow_different_data,
-                                 alpha=args.alpha, decide=args.decide)
+    tolerances = Tolerances(**config_kwargs(args, Tolerances))
     result = gate.check(gate.load_report(args.report), gate.load_report(args.baseline),
                         tolerances)
     console = Console()

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from importlib.resources import as_file, files
 
-    from edge_transfer.pipeline import load_pipeline, run_pipeline
+    from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
 
     with as_file(files("edge_transfer").joinpath(DEMO_CONFIG)) as config:
         pipeline = load_pipeline(config, out=args.out)

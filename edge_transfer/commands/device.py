@@ -1,7 +1,7 @@
 """``edge-transfer device``: set up and inspect the emulated devices.
 
     edge-transfer device setup emulated-arm64 [--dir DIR] [--force]
-    edge-transfer device status [--dir DIR] [--json]
+    edge-transfer device status [--dir DIR] [--json [OUT]]
 
 Not run as a doctest (it needs root, debootstrap and qemu, and the network):
 
@@ -12,7 +12,8 @@ Not run as a doctest (it needs root, debootstrap and qemu, and the network):
 from __future__ import annotations
 
 import argparse
-import json
+
+from edge_transfer.commands._options import add_json, write_json_output
 
 EMULATED = ("emulated-arm64",)
 
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--force", action="store_true", help="rebuild everything")
     status = actions.add_parser("status", help="what the host has and what is set up")
     status.add_argument("--dir", help="cache folder of the emulated arm64 userland")
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_json(status, "the status instead of a table")
     parser.set_defaults(handler=run)
 
 
@@ -61,10 +62,10 @@ def _status(args: argparse.Namespace) -> int:
     problems = emulated.host_problems()
     versions: dict[str, str] = info.get("versions") or {}
     if args.json:
-        print(json.dumps({"emulated-arm64": {
+        write_json_output(args.json, {"emulated-arm64": {
             "dir": str(userland.path), "ready": userland.ready(), "host_problems": problems,
             "binfmt": emulated.binfmt_state(), "versions": versions or None,
-            "seconds": info.get("seconds")}}, indent=2))
+            "seconds": info.get("seconds")}})
         return 0
     from rich.console import Console
     from rich.table import Table

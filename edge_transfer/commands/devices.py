@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge_transfer.commands._options import add_json, write_json_output
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -11,13 +13,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="List the built-in device profiles (devices/profiles/*.toml). Pass a name "
                     "or your own .toml file to `edge-transfer validate --profile`.",
     )
-    parser.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    add_json(parser, "the profiles instead of a table")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     profiles = [load_profile(name) for name in list_profiles()]
     if args.json:
-        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        write_json_output(args.json, [p.to_dict() for p in profiles])
         return 0
     table = Table(title="Device profiles")
     for column in ("Profile", "Arch", "Formats", "Precisions", "Threads", "RAM MB",

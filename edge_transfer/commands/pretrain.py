@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edge_transfer.commands._training import add_common, common_kwargs
+from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
+from edge_transfer.transfer import PretrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,15 +20,16 @@ def add_parser(subparsers: Any) -> None:
             "and metrics.json. Example: edge-transfer pretrain --data digits:0-4 --out runs/src"
         ),
     )
-    add_common(parser, default_epochs=60)
+    add_config_options(parser, PretrainConfig)
+    add_quiet(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_transfer.commands._warn import warn
-    from edge_transfer.transfer import PretrainConfig, health_line, pretrain, summary_line
+    from edge_transfer.transfer import health_line, pretrain, summary_line
 
-    out = pretrain(PretrainConfig(**common_kwargs(args)))
+    out = pretrain(PretrainConfig(**config_kwargs(args, PretrainConfig), verbose=verbosity(args)))
     print(f"pretrain: {summary_line(out)}")
     warn(health_line(out, "the pretrained model"))
     return 0

@@ -29,7 +29,7 @@ def _steps(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.pipeline import load_pipeline, run_pipeline
+    from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(args.pipeline, out=args.out)
     results = run_pipeline(pipeline, only=args.only, skip=args.skip, dry_run=args.dry_run)

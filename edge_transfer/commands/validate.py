@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edge_transfer.commands._options import add_device_options, add_json, write_json_output
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,19 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "accuracy with the device profile's budgets and the workstation's accuracy.",
     )
     parser.add_argument("bundle", help="bundle folder or .tar.gz (`edge-transfer bundle`)")
-    parser.add_argument("--data", default=None,
-                        help="data spec to validate on instead of the bundle's sample")
-    parser.add_argument("--device", default="local",
-                        help="local (default, a child process per model), self (this "
-                             "process), ssh://user@host[:port], emulated:arm64 (arm64 "
-                             "runtimes under qemu: `edge-transfer device setup emulated-arm64` "
-                             "first) or stand-in (the --profile's stand_in device)")
-    parser.add_argument("--profile", default=None,
-                        help="device profile name (`edge-transfer devices`) or .toml file")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="runtime threads (default: the profile's)")
-    parser.add_argument("--json", default=None, metavar="OUT",
-                        help="write the validation JSON to OUT (- for stdout)")
+    add_device_options(parser, what="validate")
+    add_json(parser, "the validation result")
     parser.add_argument("--artifact", action="append", default=[], metavar="NAME",
                         help="validate only this artifact (repeatable)")
     parser.add_argument("--outputs", default=None, metavar="DIR",
@@ -46,12 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
-    from pathlib import Path
 
     from devices import validate_bundle
-    from edge_transfer.runs import output_file, write_json
+    from edge_transfer.runs import output_file
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")  # before minutes of validation, not after
@@ -61,10 +50,8 @@ def run(args: argparse.Namespace) -> int:
         ssh_options=args.ssh_option, identity=args.identity,
         connect_timeout=args.connect_timeout, outputs=args.outputs,
     )
-    if args.json == "-":
-        print(json.dumps(result, indent=2, sort_keys=True))
-    elif args.json:
-        write_json(Path(args.json), result, parents=True)
+    if args.json:
+        write_json_output(args.json, result)
     print_table(result, stderr=args.json == "-")
     from edge_transfer.commands._warn import warn
 

@@ -34,7 +34,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -82,10 +82,6 @@ class Pipeline:
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
-
-    def with_out(self, out: str | Path) -> Pipeline:
-        """The same pipeline with another work folder (``--out`` on the command line)."""
-        return replace(self, out=Path(out).resolve())
 
     def expand(self, value: str, is_path: bool = False) -> str:
         """``{out}`` substituted; a relative path taken from the TOML file's folder."""
