@@ -170,7 +170,7 @@ def main() -> None:
     export = json.loads((export_dir / "export.json").read_text())
     test = run.splits.test
     reps = -(-args.samples // len(test.y))
-    images = np.concatenate([test.x] * reps)[: args.samples]
+    images = np.concatenate([test.x.read()] * reps)[: args.samples]
     labels = np.concatenate([test.y] * reps)[: args.samples]
     results = {}
     for artifact in export["artifacts"]:

@@ -1,10 +1,13 @@
 """The limited-data claim, measured: test accuracy vs training images per class.
 
-Pretrain small-cnn on digits:0-4 once per seed, then for each shots value fine-tune on
-digits:5-9 (transfer) and train the same architecture from random weights on the same
-images and epoch budget (scratch). Writes benchmarks/results/transfer_curve.json and .png.
+Pretrain small-cnn on classes 0-4 once per seed, then for each shots value fine-tune on
+classes 5-9 (transfer) and train the same architecture from random weights on the same
+images and epoch budget (scratch). ``--data digits`` (default) or ``--data fashion``
+(Fashion-MNIST; test split = the official t10k images). Writes
+benchmarks/results/transfer_curve[_fashion].json and .png.
 
     python benchmarks/transfer_curve.py [--seeds 3] [--shots 3 5 10 20 all]
+    python benchmarks/transfer_curve.py --data fashion     # shots 5 10 50 all, 3 seeds
 """
 
 from __future__ import annotations
@@ -14,30 +17,49 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TASKS: dict[str, dict[str, Any]] = {
+    "digits": {"source": "digits:0-4", "target": "digits:5-9", "pretrain_epochs": 40,
+               "shots": ["3", "5", "10", "20", "all"], "file": "transfer_curve"},
+    "fashion": {"source": "fashion-mnist:0-4", "target": "fashion-mnist:5-9",
+                "pretrain_epochs": 5, "shots": ["5", "10", "50", "all"],
+                "file": "transfer_curve_fashion"},
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=tuple(TASKS), default="digits")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--shots", nargs="+", default=["3", "5", "10", "20", "all"])
+    parser.add_argument("--shots", nargs="+")
+    parser.add_argument("--pretrain-epochs", type=int,
+                        help="(default: 40 for digits, 5 for fashion)")
+    parser.add_argument("--epochs", type=int, default=40, help="head stage budget")
+    parser.add_argument("--finetune-epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    task = TASKS[args.data]
+    args.shots = args.shots or task["shots"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            src = pretrain(PretrainConfig(data="digits:0-4", out=Path(tmp, f"src{seed}"),
+            src = pretrain(PretrainConfig(data=task["source"], out=Path(tmp, f"src{seed}"),
+                                          epochs=args.pretrain_epochs or task["pretrain_epochs"],
                                           seed=seed, verbose=0))
             for shots in args.shots:
                 k = None if shots == "all" else int(shots)
                 started = time.time()
-                run = finetune(FinetuneConfig(data="digits:5-9", out=Path(tmp, f"t{seed}{shots}"),
+                run = finetune(FinetuneConfig(data=task["target"],
+                                              out=Path(tmp, f"t{seed}{shots}"),
                                               backbone=str(src), shots=k, seed=seed,
+                                              epochs=args.epochs,
+                                              finetune_epochs=args.finetune_epochs,
                                               baseline="scratch", verbose=0))
                 m = json.loads((run / "metrics.json").read_text())
                 rows.append({"seed": seed, "shots": shots, "transfer": m["test_accuracy"],
@@ -51,12 +73,17 @@ def main() -> None:
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"task": "pretrain small-cnn on digits:0-4, test accuracy on digits:5-9",
-              "shots": args.shots, "seeds": args.seeds, "cells": cells, "runs": rows}
-    tmp_json = args.out / ".transfer_curve.json.tmp"
+    result = {"task": f"pretrain small-cnn on {task['source']}, test accuracy on "
+                      f"{task['target']}",
+              "data": args.data, "shots": args.shots, "seeds": args.seeds,
+              "epochs": {"pretrain": args.pretrain_epochs or task["pretrain_epochs"],
+                         "head": args.epochs, "finetune": args.finetune_epochs},
+              "cells": cells, "runs": rows}
+    name = task["file"]
+    tmp_json = args.out / f".{name}.json.tmp"
     tmp_json.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_json.replace(args.out / "transfer_curve.json")
-    plot(result, args.out / "transfer_curve.png")
+    tmp_json.replace(args.out / f"{name}.json")
+    plot(result, args.out / f"{name}.png")
     for shots in args.shots:
         t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
         print(f"shots {shots:>4}: transfer {t['mean']:.3f} +- {t['std']:.3f}   "
@@ -77,9 +104,10 @@ def plot(result: dict, path: Path) -> None:
         std = [result["cells"][f"{method}@{s}"]["std"] for s in shots]
         ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=method)
     ax.set_xticks(xs, shots)
-    ax.set_xlabel("training images per class (digits 5-9)")
+    data = result.get("data", "digits")
+    ax.set_xlabel(f"training images per class ({data} 5-9)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"small-cnn, pretrained on digits 0-4; mean +- std of {result['seeds']} seeds")
+    ax.set_title(f"small-cnn, pretrained on {data} 0-4; mean +- std of {result['seeds']} seeds")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

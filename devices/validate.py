@@ -214,7 +214,7 @@ def _validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.n
                         f"are {', '.join(bundle.labels)}: give --data a dataset whose class "
                         "names are among the model's labels")
     remap = np.array([bundle.labels.index(n) for n in dataset.class_names])
-    return dataset.x, remap[dataset.y]
+    return dataset.x.read(), remap[dataset.y]
 
 
 def _validate_child(

@@ -31,12 +31,15 @@ import hashlib
 import shutil
 import tarfile
 import tempfile
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from edge_transfer.errors import BundleError, UserError
+from edge_transfer.images import Images
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import (
     ExportArtifact,
@@ -49,6 +52,7 @@ from edge_transfer.records import (
 MANIFEST = Manifest.FILE_NAME
 VALIDATION_SAMPLE = "validation.npz"
 DEFAULT_TOLERANCE = 0.005
+SAMPLE_BATCH = 512  # images read, checked and written at a time
 
 BundleArtifact = ManifestArtifact
 """One model file of a bundle (its row in ``manifest.json``)."""
@@ -145,8 +149,7 @@ def create_bundle(
         entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
         entries = [_measured(e, staging / e.file, test.x, test.y) for e in entries]
         tmp = staging / f".{VALIDATION_SAMPLE}.tmp.npz"
-        np.savez_compressed(tmp, x=test.x.astype(np.uint8), y=test.y.astype(np.int64),
-                            class_names=np.array(run.labels, dtype=str))
+        write_sample(tmp, test.x, test.y, run.labels)
         tmp.replace(staging / VALIDATION_SAMPLE)
         Manifest(
             run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
@@ -208,15 +211,33 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
                             kept_float=tuple(artifact.kept_float or ()))
 
 
-def _measured(entry: ManifestArtifact, path: Path, x: np.ndarray, y: np.ndarray
+def _measured(entry: ManifestArtifact, path: Path, x: Images, y: np.ndarray
               ) -> ManifestArtifact:
-    """The entry with the workstation's accuracy and top-1 per sample on the sample."""
+    """The entry with the workstation's accuracy and top-1 per sample on the sample (the
+    images read a batch at a time)."""
     from edge_transfer.runtime import EdgeModel
     from edge_transfer.samples import encode
 
-    top1 = EdgeModel.load(path).predict(x).indices
+    model = EdgeModel.load(path)
+    top1 = np.concatenate([model.predict(batch).indices for batch in x.batches(SAMPLE_BATCH)])
     return dataclasses.replace(entry, workstation_accuracy=float(np.mean(top1 == y)),
                                workstation_predictions=encode(top1))
+
+
+def write_sample(path: Path, x: Images, y: np.ndarray, labels: Sequence[str]) -> None:
+    """The validation sample as a compressed .npz (``x`` uint8, ``y``, ``class_names``),
+    ``x`` written a batch at a time (what ``np.savez_compressed`` would write)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                "fortran_order": False, "shape": tuple(x.shape)})
+            for batch in x.batches(SAMPLE_BATCH):
+                member.write(np.ascontiguousarray(batch, np.uint8).tobytes())
+        for name, array in (("y", y.astype(np.int64)),
+                            ("class_names", np.array(labels, dtype=str))):
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def _check_out_dir(out: Path) -> None:

@@ -1,12 +1,20 @@
-"""Datasets: the built-in digits task, ``.npz`` files and image folders (numpy + Pillow).
+"""Datasets: built-in digits and Fashion-MNIST, IDX files, ``.npz`` files and image folders,
+all read lazily (memory-mapped arrays, image files decoded when a batch is read).
 
 A data spec is a string:
 
 - ``digits`` or ``digits:5-9`` or ``digits:0,2,4``: scikit-learn's handwritten digits
   (8x8 gray, shipped with the package); labels are renumbered 0..k-1 in the order given.
+- ``fashion-mnist`` or ``fashion-mnist:5-9``: Fashion-MNIST (28x28 gray, 10 classes, its own
+  class names; see :mod:`edge_transfer.fashion_mnist` for where the files are found); the
+  official t10k images are the test split.
+- ``path/to/folder`` holding MNIST-format IDX files (``train-images-idx3-ubyte[.gz]`` ...):
+  MNIST, KMNIST, EMNIST and the like; t10k is the test split.
 - ``path/to/file.npz``: arrays ``x`` (N, H, W[, C]) of 0..255 pixels, ``y`` (N,) integer
-  labels, optional ``class_names``; read with ``allow_pickle=False``.
-- ``path/to/folder``: one subfolder per class holding .jpg/.jpeg/.png/.bmp files.
+  labels, optional ``class_names``; read with ``allow_pickle=False``, ``x`` memory-mapped.
+- ``path/to/folder``: one subfolder per class holding .jpg/.jpeg/.png/.bmp files; or
+  pre-split: ``train/``, ``val/`` (or ``validation/``) and ``test/``, each with one subfolder
+  per class, used as given.
 
 >>> ds = load_dataset("digits:5-9")
 >>> ds.class_names, ds.x.shape[1:]
@@ -19,31 +27,47 @@ A data spec is a string:
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_transfer.errors import DataError
+from edge_transfer.images import Images, concat
 from edge_transfer.preprocessing import as_uint8_batch, convert_channels, resize_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DIGITS_PREFIX = "digits"
+FASHION_PREFIX = "fashion-mnist"
+BUILT_IN = (DIGITS_PREFIX, FASHION_PREFIX)
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs beyond this
+TRAIN, VAL, TEST = 0, 1, 2     # values of Dataset.split_of
+SPLIT_FOLDERS = {"train": TRAIN, "val": VAL, "validation": VAL, "test": TEST}
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images as uint8 (N, H, W, C) pixels 0..255, integer labels, and class names."""
+    """Images as uint8 (N, H, W, C) pixels 0..255 (a lazy :class:`Images` stack; an array
+    given here is wrapped), integer labels, and class names.
 
-    x: np.ndarray
+    ``split_of`` marks pre-split data (per image: 0 train, 1 val, 2 test); ``source_digest``
+    is the sha256 of the stored bytes the images come from (None: the pixels are hashed).
+    """
+
+    x: Images
     y: np.ndarray
     class_names: tuple[str, ...]
+    split_of: np.ndarray | None = None
+    source_digest: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.x, Images):
+            object.__setattr__(self, "x", Images.of(as_uint8_batch(np.asarray(self.x))))
         if len(self.x) != len(self.y):
             raise DataError(f"{len(self.x)} images but {len(self.y)} labels")
 
@@ -55,14 +79,21 @@ class Dataset:
         return len(self.class_names)
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return replace(self, x=self.x[index], y=self.y[index])
+        split_of = None if self.split_of is None else self.split_of[index]
+        return replace(self, x=self.x[index], y=self.y[index], split_of=split_of)
 
     def fingerprint(self) -> str:
-        """A short sha256 over pixels, labels and class names: same data, same fingerprint."""
-        digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(self.x).tobytes())
+        """A short sha256: of the stored bytes (names, sizes, contents) and which images were
+        taken, or of the pixels; plus labels and class names. Same data, same fingerprint."""
+        if self.source_digest is None:
+            digest = self.x.pixel_digest()
+        else:
+            digest = hashlib.sha256(self.source_digest.encode())
+            digest.update(np.ascontiguousarray(self.x.positions.astype(np.int64)).tobytes())
         digest.update(np.ascontiguousarray(self.y.astype(np.int64)).tobytes())
         digest.update("\n".join(self.class_names).encode())
+        if self.split_of is not None:
+            digest.update(b"split:" + np.ascontiguousarray(self.split_of, np.int8).tobytes())
         return digest.hexdigest()[:16]
 
 
@@ -78,39 +109,116 @@ class Splits:
         return getattr(self, name)
 
 
+def is_built_in(spec: str) -> bool:
+    return any(spec == p or spec.startswith(p + ":") for p in BUILT_IN)
+
+
 def load_dataset(
     spec: str,
     image_size: tuple[int, int] | None = None,
     skip_bad_files: bool = False,
+    val_data: str | None = None,
+    test_data: str | None = None,
 ) -> Dataset:
-    """Load a dataset from a data spec; folders are resized to ``image_size`` (H, W)."""
+    """Load a dataset from a data spec; image files are resized to ``image_size`` (H, W).
+    ``val_data`` / ``test_data``: specs whose images are the val / test split instead."""
+    dataset = _load_one(spec, image_size, skip_bad_files)
+    if val_data is None and test_data is None:
+        return dataset
+    size = image_size or dataset.x.image_shape[:2]
+    overrides = {VAL: val_data, TEST: test_data}
+    parts = [dataset.subset(_not_in(dataset, [k for k, v in overrides.items() if v]))]
+    for split, other_spec in overrides.items():
+        if other_spec:
+            other = _load_one(other_spec, size, skip_bad_files, whole=False)
+            parts.append(_as_split(other, dataset, split, other_spec))
+    return _join(parts, spec)
+
+
+def _not_in(dataset: Dataset, splits: list[int]) -> np.ndarray:
+    if dataset.split_of is None:
+        return np.arange(len(dataset))
+    return np.flatnonzero(~np.isin(dataset.split_of, splits))
+
+
+def _as_split(other: Dataset, main: Dataset, split: int, spec: str) -> Dataset:
+    """``other``'s images as split ``split`` of ``main``, labels renumbered by class name."""
+    unknown = [n for n in other.class_names if n not in main.class_names]
+    if unknown:
+        raise DataError(f"{spec} has classes {unknown} that the training data lacks; the "
+                        f"training classes are {', '.join(main.class_names)}")
+    remap = np.asarray([main.class_names.index(n) for n in other.class_names], np.int64)
+    return Dataset(other.x, remap[other.y], main.class_names,
+                   np.full(len(other), split, np.int8), other.source_digest or
+                   other.fingerprint())
+
+
+def _join(parts: list[Dataset], what: str) -> Dataset:
+    channels = max(p.x.image_shape[2] for p in parts)
+    stacks = [_with_channels(p.x, channels) for p in parts]
+    if len({s.image_shape for s in stacks}) != 1:
+        raise DataError(f"{what}: the splits' images differ in size "
+                        f"({sorted({s.image_shape for s in stacks})}); give --input-size")
+    split_of = np.concatenate([p.split_of if p.split_of is not None
+                               else np.zeros(len(p), np.int8) for p in parts]).astype(np.int8)
+    digests = [p.source_digest or p.fingerprint() for p in parts]
+    return Dataset(concat(stacks), np.concatenate([p.y for p in parts]), parts[0].class_names,
+                   split_of, hashlib.sha256(":".join(digests).encode()).hexdigest())
+
+
+def _with_channels(images: Images, channels: int) -> Images:
+    if images.image_shape[2] == channels:
+        return images
+
+    def reader(positions: np.ndarray) -> np.ndarray:
+        return convert_channels(images.read(positions), channels)
+
+    return Images(reader, np.arange(len(images)), (*images.image_shape[:2], channels))
+
+
+def _load_one(spec: str, image_size: tuple[int, int] | None, skip_bad_files: bool,
+              whole: bool = True) -> Dataset:
+    """One data spec; ``whole=False``: a val/test split, which may hold a single class."""
     if spec == DIGITS_PREFIX or spec.startswith(DIGITS_PREFIX + ":"):
         return load_digits(spec)
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        return load_fashion_mnist(spec)
     path = Path(spec)
     if not path.exists():
         raise DataError(
-            f"{spec} does not exist; give an image folder, an .npz file or digits[:A-B]"
+            f"{spec} does not exist; give an image folder, an IDX folder, an .npz file, "
+            "digits[:A-B] or fashion-mnist[:A-B]"
         )
     if path.is_dir():
-        return load_image_folder(path, image_size, skip_bad_files)
+        from edge_transfer import idx
+
+        if idx.is_idx_folder(path):
+            return load_idx_folder(path)
+        return load_image_folder(path, image_size, skip_bad_files, whole)
     if path.suffix.lower() == ".npz":
-        return load_npz(path)
+        return load_npz(path, whole)
     raise DataError(f"{spec} is neither a folder nor an .npz file; see --help for data specs")
 
 
 def absolute_spec(spec: str) -> str:
     """A data spec that still names the same data from another working folder."""
-    if spec == DIGITS_PREFIX or spec.startswith(DIGITS_PREFIX + ":"):
+    if is_built_in(spec):
         return spec
     return str(Path(spec).resolve())
 
 
 def parse_class_selection(text: str, known: Sequence[str]) -> list[str]:
-    """``"5-9"`` / ``"0,2,4"`` / ``"0-2,7"`` -> class names, in the order given."""
+    """``"5-9"`` / ``"0,2,4"`` / ``"0-2,7"`` -> class names, in the order given. Numbers are
+    class indices when the class names are not numbers themselves (Fashion-MNIST).
+
+    >>> parse_class_selection("1-2", ["cat", "dog", "emu"])
+    ['dog', 'emu']
+    """
+    by_index = not all(name.isdigit() for name in known)
     selected: list[str] = []
     for part in text.split(","):
         part = part.strip()
-        if "-" in part:
+        if "-" in part and not (by_index and part in known):
             low, _, high = part.partition("-")
             if not (low.isdigit() and high.isdigit()):
                 raise DataError(f"bad class range {part!r}; write it like 5-9")
@@ -119,6 +227,9 @@ def parse_class_selection(text: str, known: Sequence[str]) -> list[str]:
             selected += [str(i) for i in range(int(low), int(high) + 1)]
         else:
             selected.append(part)
+    if by_index:
+        selected = [known[int(s)] if s.isdigit() and int(s) < len(known) else s
+                    for s in selected]
     unknown = [name for name in selected if name not in known]
     if unknown:
         raise DataError(f"unknown classes {unknown}; the classes are {', '.join(known)}")
@@ -138,19 +249,54 @@ def load_digits(spec: str = DIGITS_PREFIX) -> Dataset:
     return select_classes(Dataset(x, y, tuple(all_names)), names, f"digits:{selection}")
 
 
+def load_fashion_mnist(spec: str = FASHION_PREFIX) -> Dataset:
+    """Fashion-MNIST (60,000 train + 10,000 test, 28x28 gray), optionally a class selection
+    by index (``fashion-mnist:5-9``); the official test set is the test split."""
+    from edge_transfer import fashion_mnist
+
+    dataset = load_idx_folder(fashion_mnist.locate(), fashion_mnist.CLASS_NAMES)
+    _, _, selection = spec.partition(":")
+    if not selection:
+        return dataset
+    names = parse_class_selection(selection, dataset.class_names)
+    return select_classes(dataset, names, spec)
+
+
+def load_idx_folder(folder: Path, class_names: Sequence[str] | None = None) -> Dataset:
+    """The IDX files of a folder (memory-mapped); t10k, when present, is the test split."""
+    from edge_transfer import idx
+
+    pairs = idx.read_folder(folder)
+    y = np.concatenate([p.labels for p in pairs])
+    count = int(y.max()) + 1 if len(y) else 0
+    names = tuple(class_names) if class_names else tuple(str(i) for i in range(count))
+    if count > len(names):
+        raise DataError(f"{folder}: labels go up to {count - 1} but the dataset has "
+                        f"{len(names)} classes")
+    split_of = np.concatenate([np.full(len(p.labels), TEST if p.split == "test" else TRAIN,
+                                       np.int8) for p in pairs])
+    digest = hashlib.sha256(":".join(p.digest for p in pairs).encode()).hexdigest()
+    x = concat([Images.of(p.images) for p in pairs])
+    dataset = Dataset(x, y, names, split_of if TEST in split_of else None, digest)
+    return checked(dataset, str(folder))
+
+
 def select_classes(dataset: Dataset, names: Sequence[str], what: str) -> Dataset:
     """Keep the named classes, renumbered 0..k-1 in the order given."""
     if len(names) < 2:
         raise DataError(f"{what} selects {len(names)} class; a classifier needs at least 2")
     old_index = [dataset.class_names.index(n) for n in names]
-    keep = np.isin(dataset.y, old_index)
+    keep = np.flatnonzero(np.isin(dataset.y, old_index))
     remap = np.full(max(dataset.num_classes, 1), -1, dtype=np.int64)
     remap[old_index] = np.arange(len(names))
-    return Dataset(dataset.x[keep], remap[dataset.y[keep]], tuple(names))
+    kept = dataset.subset(keep)
+    return replace(kept, y=remap[kept.y], class_names=tuple(names))
 
 
-def load_npz(path: Path) -> Dataset:
-    """``x``, ``y`` and optional ``class_names`` from an .npz, never unpickling anything."""
+def load_npz(path: Path, whole: bool = True) -> Dataset:
+    """``x``, ``y`` and optional ``class_names`` from an .npz, never unpickling anything;
+    uint8 ``x`` is memory-mapped (an uncompressed member in place, a compressed one from a
+    decompressed copy in the cache folder)."""
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes); save it again with numpy.savez(x=..., y=...)")
     try:
@@ -158,8 +304,11 @@ def load_npz(path: Path) -> Dataset:
             missing = {"x", "y"} - set(data.files)
             if missing:
                 raise DataError(f"{path} lacks arrays {sorted(missing)}; save it with x= and y=")
-            x, y = data["x"], data["y"]
+            y = data["y"]
             names = data["class_names"] if "class_names" in data.files else None
+            x: np.ndarray | None = _map_npz_member(path, "x")
+            if x is None:
+                x = data["x"]
     except ValueError as exc:  # object arrays need pickle, which we refuse
         raise DataError(f"{path} holds object arrays; save plain numeric arrays ({exc})") from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -169,14 +318,75 @@ def load_npz(path: Path) -> Dataset:
         raise DataError(f"{path}: y must be a 1-D integer array, got {y.dtype} {y.shape}")
     if len(y) and y.min() < 0:
         raise DataError(f"{path}: labels must be >= 0, found {y.min()}")
-    x = as_uint8_batch(x)
+    images = Images.of(x) if x.dtype == np.uint8 and x.ndim in (3, 4) else as_uint8_batch(x)
     count = int(y.max()) + 1 if len(y) else 0
     class_names = tuple(str(n) for n in names) if names is not None else tuple(
         str(i) for i in range(count)
     )
     if len(class_names) < count:
         raise DataError(f"{path}: labels go up to {count - 1} but only {len(class_names)} names")
-    return checked(Dataset(x, y.astype(np.int64), class_names), str(path))
+    dataset = Dataset(images, y.astype(np.int64), class_names)  # type: ignore[arg-type]
+    return checked(dataset, str(path)) if whole else dataset
+
+
+def _map_npz_member(path: Path, name: str) -> np.ndarray | None:
+    """A uint8 member of an .npz as a read-only memmap, or None (not uint8, or unusual)."""
+    from edge_transfer import idx
+
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(f"{name}.npy")
+        except KeyError:
+            return None
+        if info.compress_type == zipfile.ZIP_STORED:
+            with path.open("rb") as f:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
+                    + int.from_bytes(local[28:30], "little")
+                f.seek(start)
+                shape, fortran, dtype = _npy_header(f)
+                offset = f.tell()
+            target, offset_in = path, offset
+        else:
+            with archive.open(info) as member:
+                shape, fortran, dtype = _npy_header(member)
+            if dtype != np.uint8:
+                return None
+            digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:"
+                                    f"{path.stat().st_mtime_ns}:{info.CRC}".encode())
+            target = idx.cache_dir() / f"npz-{digest.hexdigest()[:32]}-{name}.npy"
+            if not target.is_file():
+                _extract(archive, info, target)
+            with target.open("rb") as f:
+                shape, fortran, dtype = _npy_header(f)
+                offset_in = f.tell()
+    if dtype != np.uint8 or fortran or len(shape) not in (3, 4) or 0 in shape:
+        return None
+    return np.memmap(target, np.uint8, "r", offset=offset_in, shape=shape)
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)  # type: ignore[no-any-return]
+    return np.lib.format.read_array_header_2_0(f)  # type: ignore[no-any-return]
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, archive.open(info) as member:
+            shutil.copyfileobj(member, out, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def list_image_folder(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
@@ -232,50 +442,125 @@ def refuse_huge(width: int, height: int) -> None:
                          f"{MAX_IMAGE_PIXELS} allowed (a decompression bomb?); resize the image")
 
 
-def load_image_folder(
-    folder: Path, image_size: tuple[int, int] | None, skip_bad_files: bool = False
-) -> Dataset:
-    """Decode every image of a class-per-subfolder folder, resized to ``image_size``."""
-    paths, labels, classes = list_image_folder(folder)
-    size = image_size or _first_image_size(paths)
-    images: list[np.ndarray] = []
-    keep: list[int] = []
-    bad: list[str] = []
-    reason = ""
-    for i, path in enumerate(paths):
-        try:
-            images.append(read_image(path, size))
-            keep.append(i)
-        except DataError as exc:
-            bad.append(str(path))
-            reason = reason or str(exc.__cause__ or exc)
-    if bad and not skip_bad_files:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DataError(
-            f"{len(bad)} unreadable image(s): {shown} (first: {reason}); fix or remove them, "
-            "or pass --skip-bad-files"
-        )
-    if not images:
-        raise DataError(f"no readable images in {folder}")
-    channels = 3 if any(im.shape[-1] == 3 for im in images) else 1
-    x = np.stack([convert_channels(im[np.newaxis], channels)[0] for im in images])
-    return checked(Dataset(x, labels[keep], classes), str(folder))
+class FileReader:
+    """Image files decoded on demand at one size and channel count."""
+
+    def __init__(self, paths: Sequence[Path], size: tuple[int, int], channels: int) -> None:
+        self.paths, self.size, self.channels = list(paths), size, channels
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        out = np.empty((len(positions), *self.size, self.channels), np.uint8)
+        for i, p in enumerate(positions):
+            image = read_image(self.paths[int(p)], self.size)
+            out[i] = convert_channels(image[np.newaxis], self.channels)[0]
+        return out
 
 
-def _first_image_size(paths: Sequence[Path]) -> tuple[int, int]:
-    """The size of the first image that opens; (1, 1) when none does (each is then
-    reported as unreadable)."""
+@dataclass(frozen=True)
+class _Scan:
+    ok: list[int]
+    bad: list[str]
+    reason: str
+    size: tuple[int, int] | None        # the first readable image's (H, W)
+    channels: int
+    digest: str
+
+
+def scan_images(paths: Sequence[Path], root: Path) -> _Scan:
+    """Read every file once, in order: sha256 of names (relative to ``root``), sizes and bytes;
+    each image's header checked (and Pillow's ``verify``), nothing decoded or kept."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    for path in paths:
+    digest = hashlib.sha256()
+    ok: list[int] = []
+    bad: list[str] = []
+    reason, size, channels = "", None, 1
+    for i, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                if image.width * image.height <= MAX_IMAGE_PIXELS:
-                    return (image.height, image.width)
-        except (OSError, ValueError, Image.DecompressionBombError):
+            raw = path.read_bytes()
+        except OSError as exc:
+            bad.append(str(path))
+            reason = reason or str(exc)
             continue
-    return (1, 1)
+        name = path.relative_to(root).as_posix()
+        digest.update(f"{name}\0{len(raw)}\0".encode())
+        digest.update(raw)
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                refuse_huge(image.width, image.height)
+                gray = image.mode in ("L", "I;16", "I", "1")
+                image_size = (image.height, image.width)
+                image.verify()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            bad.append(str(path))
+            reason = reason or str(exc)
+            continue
+        ok.append(i)
+        size = size or image_size
+        channels = 1 if gray and channels == 1 else 3
+    return _Scan(ok, bad, reason, size, channels, digest.hexdigest())
+
+
+def load_image_folder(
+    folder: Path, image_size: tuple[int, int] | None, skip_bad_files: bool = False,
+    whole: bool = True,
+) -> Dataset:
+    """A class-per-subfolder folder (or a pre-split one) as a lazy stack: the files are read
+    once here (checked and hashed) and decoded, resized to ``image_size``, when batches are
+    read."""
+    layout = _split_layout(folder)
+    if layout:
+        return _load_presplit(folder, layout, image_size, skip_bad_files)
+    paths, labels, classes = list_image_folder(folder)
+    scan = scan_images(paths, folder)
+    if scan.bad and not skip_bad_files:
+        shown = ", ".join(scan.bad[:5]) + (
+            f" and {len(scan.bad) - 5} more" if len(scan.bad) > 5 else "")
+        raise DataError(
+            f"{len(scan.bad)} unreadable image(s): {shown} (first: {scan.reason}); fix or "
+            "remove them, or pass --skip-bad-files"
+        )
+    if not scan.ok:
+        raise DataError(f"no readable images in {folder}")
+    size = image_size or scan.size or (1, 1)
+    keep = np.asarray(scan.ok)
+    reader = FileReader([paths[i] for i in keep], size, scan.channels)
+    images = Images(reader, np.arange(len(keep)), (size[0], size[1], scan.channels))
+    dataset = Dataset(images, labels[keep], classes, source_digest=scan.digest)
+    return checked(dataset, str(folder)) if whole else dataset
+
+
+def _split_layout(folder: Path) -> dict[int, Path]:
+    """``{TRAIN: folder/train, VAL: folder/val, TEST: folder/test}`` of a pre-split folder
+    (a ``train/`` and at least one of ``val/``, ``validation/``, ``test/``), else empty."""
+    found: dict[int, Path] = {}
+    for name, split in SPLIT_FOLDERS.items():
+        if (folder / name).is_dir():
+            if split in found:
+                raise DataError(f"{folder} has both val/ and validation/; keep one")
+            found[split] = folder / name
+    if TRAIN in found and len(found) > 1:
+        return found
+    return {}
+
+
+def _load_presplit(folder: Path, layout: dict[int, Path], image_size: tuple[int, int] | None,
+                   skip_bad_files: bool) -> Dataset:
+    parts = []
+    train = None
+    for split in sorted(layout):
+        sub = layout[split]
+        if not any(p.is_dir() for p in sub.iterdir()):
+            raise DataError(f"{sub} is empty; put one subfolder per class in it (or remove it)")
+        part = load_image_folder(sub, image_size or (train.x.image_shape[:2] if train else None),
+                                 skip_bad_files, whole=train is None)
+        if train is None:
+            train = part
+            parts.append(replace(part, split_of=np.full(len(part), TRAIN, np.int8)))
+        else:
+            parts.append(_as_split(part, train, split, str(sub)))
+    return _join(parts, str(folder))
 
 
 def checked(dataset: Dataset, what: str) -> Dataset:
@@ -293,32 +578,81 @@ def split_dataset(
     test_fraction: float = 0.25,
     shots: int | None = None,
 ) -> Splits:
-    """Stratified train/val/test split by seed; ``shots`` keeps K training images per class."""
+    """Stratified train/val/test split by seed; ``shots`` keeps K training images per class.
+    Pre-split data keeps its splits; without a val split, ``val_fraction`` of each class's
+    training images is set aside for validation."""
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise DataError("val and test fractions must be in (0, 1) and sum to less than 1")
+    if shots is not None and shots < 1:
+        raise DataError(f"--shots must be at least 1, got {shots}")
     rng = np.random.default_rng(seed)
+    marks = dataset.split_of
+    given_val = marks is not None and bool(np.any(marks == VAL))
+    given_test = marks is not None and bool(np.any(marks == TEST))
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for label in range(dataset.num_classes):
-        index = rng.permutation(np.flatnonzero(dataset.y == label))
-        if len(index) < 3:
-            raise DataError(
-                f"class {dataset.class_names[label]!r} has {len(index)} image(s); "
-                "each class needs at least 3 (train, val, test)"
-            )
-        n_test = max(1, round(len(index) * test_fraction))
-        n_val = max(1, round(len(index) * val_fraction))
-        train = index[n_test + n_val:]
+        of_class = dataset.y == label
+        if marks is None:
+            index = rng.permutation(np.flatnonzero(of_class))
+            if len(index) < 3:
+                raise DataError(
+                    f"class {dataset.class_names[label]!r} has {len(index)} image(s); "
+                    "each class needs at least 3 (train, val, test)"
+                )
+            n_test = max(1, round(len(index) * test_fraction))
+            n_val = max(1, round(len(index) * val_fraction))
+            test, val, train = index[:n_test], index[n_test:n_test + n_val], \
+                index[n_test + n_val:]
+        else:
+            test = np.flatnonzero(of_class & (marks == TEST))
+            pool = rng.permutation(np.flatnonzero(of_class & (marks == TRAIN)))
+            if not given_test:  # train/ and val/ only: the test split comes out of train
+                n_test = max(1, round(len(pool) * test_fraction)) if len(pool) > 2 else 0
+                test, pool = pool[:n_test], pool[n_test:]
+            if given_val:
+                val, train = np.flatnonzero(of_class & (marks == VAL)), pool
+            else:
+                if len(pool) < 2:
+                    raise DataError(
+                        f"class {dataset.class_names[label]!r} has {len(pool)} training "
+                        "image(s); it needs at least 2 (train, val)")
+                n_val = max(1, round(len(pool) * val_fraction))
+                val, train = pool[:n_val], pool[n_val:]
+        if len(train) == 0:
+            raise DataError(f"class {dataset.class_names[label]!r} has no training images; "
+                            "add some, or leave the class out")
         if shots is not None:
-            if shots < 1:
-                raise DataError(f"--shots must be at least 1, got {shots}")
             if shots > len(train):
                 raise DataError(
                     f"--shots {shots} is more than class {dataset.class_names[label]!r} has "
                     f"for training ({len(train)}); use --shots {len(train)} or fewer"
                 )
             train = train[:shots]
-        parts["test"].append(index[:n_test])
-        parts["val"].append(index[n_test:n_test + n_val])
+        parts["test"].append(test)
+        parts["val"].append(val)
         parts["train"].append(train)
-    subsets = {name: dataset.subset(np.sort(np.concatenate(idx))) for name, idx in parts.items()}
+    subsets = {name: dataset.subset(np.sort(np.concatenate(idx)).astype(np.int64))
+               for name, idx in parts.items()}
+    for name, subset in subsets.items():
+        if len(subset) == 0:
+            raise DataError(f"the {name} split of the data is empty; give it images")
     return Splits(**subsets)
+
+
+def stratified_sample(dataset: Dataset, count: int, seed: int = 0) -> Dataset:
+    """At most ``count`` images, each class in its share (at least one each), seeded; the
+    whole dataset when it is no larger.
+
+    >>> part = stratified_sample(load_dataset("digits:0-1"), 20)
+    >>> len(part), np.bincount(part.y).tolist()
+    (20, [10, 10])
+    """
+    if len(dataset) <= count:
+        return dataset
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(dataset.y):
+        index = np.flatnonzero(dataset.y == label)
+        share = max(1, round(count * len(index) / len(dataset)))
+        keep.append(rng.permutation(index)[:share])
+    return dataset.subset(np.sort(np.concatenate(keep)))

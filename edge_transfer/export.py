@@ -32,6 +32,7 @@ import numpy as np
 
 import exporters
 from edge_transfer import interrupts, stats
+from edge_transfer.data import Dataset
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option
 from edge_transfer.metadata import ModelMetadata
@@ -293,7 +294,7 @@ class _Sources:
     """The Keras models to convert: the run's own, and on demand its QAT and pruned copies."""
 
     def __init__(self, model: Any, run: Run, config: ExportConfig, workdir: Path,
-                 x_val: np.ndarray, progress: Callable[[str], None]) -> None:
+                 x_val: CheckData, progress: Callable[[str], None]) -> None:
         self.run, self.config, self.workdir = run, config, workdir
         self.x_val, self.progress = x_val, progress
         self._built: dict[str, tuple[KerasSource, np.ndarray] | ExportError] = {}
@@ -303,7 +304,8 @@ class _Sources:
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
         source = KerasSource(model, self.workdir)
-        return source, model.predict(self.x_val, verbose=0, batch_size=256)
+        return source, self.x_val.predict(lambda x: model.predict(x, verbose=0,
+                                                                   batch_size=256))
 
     def get(self, spec: ExportSpec) -> tuple[KerasSource, np.ndarray]:
         key = "qat" if spec.qat else "pruned" if spec.sparsity is not None else "float"
@@ -320,8 +322,8 @@ class _Sources:
         start = time.perf_counter()
         model = self._built["float"]
         assert not isinstance(model, ExportError)
-        x, y = self.run.split_arrays("train")
         epochs, seed = self.config.qat_epochs, self.config.seed
+        x, y = _training_data(self.run, seed)
         try:
             if key == "qat":
                 self.progress("QAT fine-tune")
@@ -345,10 +347,41 @@ class _Sources:
 
 
 def calibration_data(run: Run, config: ExportConfig, input_name: str) -> Calibration:
-    """Up to N training samples (seeded shuffle), preprocessed as in training."""
-    x, _ = run.split_arrays("train")
-    order = np.random.default_rng(config.seed).permutation(len(x))[: config.calibration_samples]
-    return Calibration(x[order], input_name, method=config.calibration_method)
+    """Up to N training samples (seeded shuffle), preprocessed as in training; only those
+    N are read."""
+    train = run.splits.train
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    x = run.preprocessing.apply(train.x.read(order[: config.calibration_samples]))
+    return Calibration(x, input_name, method=config.calibration_method)
+
+
+@dataclass(frozen=True, eq=False)
+class CheckData:
+    """The split the export checks run on, read a batch at a time (one pass per model)."""
+
+    split: Dataset
+    preprocessing: Preprocessing
+    batch_size: int = 512
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``function`` (float input batch -> outputs) over the whole split, concatenated."""
+        outputs = [function(self.preprocessing.apply(batch))
+                   for batch in self.split.x.batches(self.batch_size)]
+        return np.concatenate(outputs)
+
+
+def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
+    """QAT / pruning data: the training split as arrays when small, else a stream."""
+    from edge_transfer.optimize import BATCH_SIZE
+    from edge_transfer.tfdata import cached_in_memory, from_dataset
+
+    train, pre = run.splits.train, run.preprocessing
+    if cached_in_memory(train, pre):
+        return pre.apply(train.x.read()), train.y
+    return from_dataset(train, pre, BATCH_SIZE, shuffle=True, seed=seed), train.y
 
 
 def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
@@ -364,7 +397,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     _check_model(model, run)
     output_dir(run_dir, config, create=True)
     _retire_record(out)
-    x_val, y_val = run.split_arrays("test")
+    test = run.splits.test
+    x_val, y_val = CheckData(test, run.preprocessing), test.y
     meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
     options = ExportOptions(opset=config.opset)
     artifacts: list[Artifact] = []
@@ -483,7 +517,8 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
         start = time.perf_counter()
         artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
         seconds = round(time.perf_counter() - start, 3)
-        outputs = module.predict(artifact.path, sources.x_val)  # type: ignore[arg-type]
+        outputs = sources.x_val.predict(
+            lambda x: module.predict(artifact.path, x))  # type: ignore[arg-type]
     except Exception as exc:
         interrupts.check(exc)   # a signal in a converter is an interrupt, not a failed variant
         return pending.failed(str(conversion_failure(pending.name, exc)))

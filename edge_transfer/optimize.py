@@ -92,7 +92,7 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     keras.utils.set_random_seed(seed)
     qat.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])
-    qat.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
+    _fit(qat, x, y, epochs)
     return qat
 
 
@@ -115,7 +115,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
     )
 
     _, keras = load()
-    steps = epochs * math.ceil(len(x) / BATCH_SIZE)
+    steps = epochs * math.ceil(len(y) / BATCH_SIZE)
     # Reach the target over the first half of the steps; the second half lets the weights
     # and BatchNormalization statistics recover from the last mask update.
     frequency = max(1, steps // 20)
@@ -138,8 +138,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
     keras.utils.set_random_seed(seed)
     wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                     metrics=["accuracy"])
-    wrapped.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
-                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    _fit(wrapped, x, y, epochs, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     kernels = [weight.numpy() for layer in wrapped.layers
                if isinstance(layer, PruneLowMagnitude)
                for weight, _mask, _threshold in layer.pruning_vars]
@@ -152,3 +151,13 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
             "fine-tune longer (more epochs)"
         )
     return Pruned(stripped, reached)
+
+
+def _fit(model: Any, x: Any, y: np.ndarray, epochs: int, callbacks: list[Any] | None = None
+         ) -> None:
+    """Train on arrays (``x`` float input), or on a stream (``x`` a batched tf.data dataset
+    of BATCH_SIZE batches, one pass an epoch; ``y`` then only gives the count)."""
+    if isinstance(x, np.ndarray):
+        model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, verbose=0, callbacks=callbacks)
+    else:
+        model.fit(x, epochs=epochs, verbose=0, callbacks=callbacks)

@@ -159,7 +159,8 @@ class Run:
         data = self.info["data"]
         pre = self.preprocessing
         dataset = load_dataset(data["spec"], image_size=(pre.height, pre.width),
-                               skip_bad_files=bool(data.get("skip_bad_files", False)))
+                               skip_bad_files=bool(data.get("skip_bad_files", False)),
+                               val_data=data.get("val_data"), test_data=data.get("test_data"))
         if dataset.fingerprint() != data["fingerprint"]:
             raise DataError(
                 f"the data at {data['spec']} changed since this run was trained "
@@ -172,9 +173,10 @@ class Run:
                              shots=data.get("shots"))
 
     def split_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """A split as model input (float32, preprocessed) and integer labels."""
+        """A split as model input (float32, preprocessed) and integer labels, whole in
+        memory (small data; large data is read through ``tfdata.from_dataset``)."""
         split = self.splits.get(name)
-        return self.preprocessing.apply(split.x), split.y
+        return self.preprocessing.apply(split.x.read()), split.y
 
     def load_model(self, unsafe: bool = False) -> Any:
         """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe``."""

@@ -1,7 +1,15 @@
-"""tf.data input pipelines: from in-memory arrays, or streamed from image files on disk.
+"""tf.data input pipelines: from a (lazy) dataset, in-memory arrays, or image files.
 
-Both apply :meth:`Preprocessing.apply` (the one transform used everywhere), cache the
-preprocessed images after the first epoch, shuffle by seed, batch and prefetch.
+All apply :meth:`Preprocessing.apply` (the one transform used everywhere), shuffle by seed,
+batch and prefetch. :func:`from_dataset` is what training, evaluation and export read: a
+small split is decoded once and cached in memory; a large one is streamed (shuffled
+indices, batches read and decoded in a parallel map), optionally through a file cache of the
+decoded images, so memory stays flat in the number of images.
+
+Multi-worker: a training stream is sharded by index across the workers before anything is
+read (``Dataset.shard(workers, index)``, auto-shard policy OFF), so each worker decodes only
+its own images; evaluation streams use the DATA auto-shard policy (every worker reads the
+indices, keeps its share of the batches).
 
 >>> import numpy as np
 >>> from edge_transfer.preprocessing import Preprocessing
@@ -13,6 +21,7 @@ preprocessed images after the first epoch, shuffle by seed, batch and prefetch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,95 @@ from typing import Any
 import numpy as np
 
 from edge_transfer._keras import load
-from edge_transfer.data import read_image
+from edge_transfer.data import Dataset, read_image
 from edge_transfer.preprocessing import Preprocessing
+
+MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
+                                # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
+READ_BATCH = 64                 # images read and decoded per call of the parallel map
+SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, not the split)
+
+
+def cached_in_memory(dataset: Dataset, preprocessing: Preprocessing) -> bool:
+    """Whether :func:`from_dataset` keeps this split's preprocessed images in memory."""
+    per_image = int(np.prod(preprocessing.input_shape)) * 4
+    budget = float(os.environ.get("EDGE_TRANSFER_MEMORY_CACHE_MB", MEMORY_CACHE_MB))
+    return len(dataset) * per_image <= budget * (1 << 20)
+
+
+def from_dataset(
+    dataset: Dataset,
+    preprocessing: Preprocessing,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: bool = False,
+    repeat: bool = False,
+    cache_file: Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Any:
+    """A split -> batched, prefetched (image, label) ``tf.data.Dataset``, endless when
+    ``repeat``. Small splits are cached in memory (the same batches as :func:`from_arrays`);
+    large ones are streamed, through ``cache_file`` (decoded uint8 images on disk) when given.
+    ``shard=(workers, index)`` keeps this worker's share of the images (read only those)."""
+    tf, _ = load()
+    images = dataset.x
+    n = len(dataset)
+    shape = preprocessing.input_shape
+    labels = tf.constant(dataset.y.astype(np.int64))
+
+    def read(index: np.ndarray) -> np.ndarray:
+        return preprocessing.apply(images.read(index))
+
+    def read_raw(index: np.ndarray) -> np.ndarray:
+        return images.read(index)
+
+    def prepare(batch: np.ndarray) -> np.ndarray:
+        return preprocessing.apply(batch)
+
+    def fetch(index: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read, [index], tf.float32, stateful=False)
+        x.set_shape((None, *shape))
+        return x, tf.gather(labels, index)
+
+    def fetch_raw(index: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read_raw, [index], tf.uint8, stateful=False)
+        x.set_shape((None, *images.image_shape))
+        return x, tf.gather(labels, index)
+
+    def preprocess(x: Any, y: Any) -> tuple[Any, Any]:
+        out = tf.numpy_function(prepare, [x], tf.float32, stateful=False)
+        out.set_shape((None, *shape))
+        return out, y
+
+    index = tf.data.Dataset.range(n)
+    if shard is not None and shard[0] > 1:
+        index = index.shard(*shard)
+        n = len(range(shard[1], len(dataset), shard[0]))
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    if cached_in_memory(dataset, preprocessing):
+        ds = index.batch(READ_BATCH).map(fetch, **parallel).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n)).cache()
+        return _finish(ds, n, batch_size, shuffle, seed, augment, repeat, sharded=shard)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        ds = index.batch(READ_BATCH).map(fetch_raw, **parallel).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+        ds = ds.cache(str(cache_file))
+        if shuffle:
+            ds = ds.shuffle(min(n, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size).map(preprocess, **parallel)
+        return _finish(ds, n, batch_size, False, seed, augment, False, batched=True,
+                       sharded=shard)
+    ds = index
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size).map(fetch, **parallel)
+    return _finish(ds, n, batch_size, False, seed, augment, False, batched=True, sharded=shard)
 
 
 def from_arrays(
@@ -72,20 +168,22 @@ def from_files(
 
 
 def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int, augment: bool,
-            repeat: bool) -> Any:
+            repeat: bool, batched: bool = False, sharded: tuple[int, int] | None = None) -> Any:
     tf, _ = load()
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size)
+    if not batched:
+        ds = ds.batch(batch_size)
     if augment:
         augmenter = augmentation(seed)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
+        policy.OFF if sharded is not None else policy.DATA
     )
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import InitVar, asdict, dataclass
@@ -34,7 +35,14 @@ import numpy as np
 
 from edge_transfer import backbones
 from edge_transfer.atomic import write_text_atomic
-from edge_transfer.data import Dataset, Splits, absolute_spec, load_dataset, split_dataset
+from edge_transfer.data import (
+    Dataset,
+    Splits,
+    absolute_spec,
+    load_dataset,
+    split_dataset,
+    stratified_sample,
+)
 from edge_transfer.errors import ConfigError
 from edge_transfer.fields import option, required
 from edge_transfer.preprocessing import Preprocessing
@@ -70,9 +78,13 @@ class TrainingConfig:
     edge_transfer.errors.ConfigError: --dropout must be in [0, 1), got 1.5
     """
 
-    data: str = required("digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), an .npz "
-                         "with x, y [, class_names], or an image folder with one subfolder per "
-                         "class", metavar="SPEC")
+    data: str = required(
+        "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), fashion-mnist[:A-B] "
+        "(Fashion-MNIST, classes by index; apt-get install dataset-fashion-mnist or "
+        "$EDGE_TRANSFER_DATA/fashion-mnist), a folder of MNIST-format IDX files, an .npz with "
+        "x, y [, class_names], or an image folder with one subfolder per class (or with "
+        "train/, val/ and test/ subfolders, used as given); images are streamed from disk",
+        metavar="SPEC")
     out: Path = required("run directory to write (created; files in it are replaced)",
                          metavar="RUN")
     backbone: str = option(
@@ -111,6 +123,18 @@ class TrainingConfig:
     shots: int | None = option(None, "keep only K training images per class (the "
                                       "limited-data case); validation and test keep their "
                                       "full size", metavar="K")
+    val_data: str | None = option(None, "data used as the validation split (the same class "
+                                        "names as --data)", metavar="SPEC")
+    test_data: str | None = option(None, "data used as the test split (the same class names "
+                                         "as --data)", metavar="SPEC")
+    cache: Path | None = option(None, "keep the decoded training images of large data in "
+                                      "files under DIR (small splits are cached in memory "
+                                      "anyway)", metavar="DIR")
+    eval_samples: int = option(500, "validation images (a fixed stratified subset) evaluated "
+                                    "each epoch for early stopping, and for the final "
+                                    "validation accuracy; test figures use the whole test "
+                                    "split", metavar="N")
+    eval_batch_size: int = option(256, "batch size of evaluation passes", metavar="N")
     augment: bool = option(False, "random shifts, zooms and small rotations of training "
                                    "images")
     skip_bad_files: bool = option(False, "skip unreadable images in a folder instead of "
@@ -142,7 +166,7 @@ class TrainingConfig:
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ConfigError(f"--mixed-precision {self.mixed_precision} is unknown; use "
                               f"{'|'.join(MIXED_PRECISIONS)}")
-        for name in ("epochs", "batch_size", "patience"):
+        for name in ("epochs", "batch_size", "patience", "eval_samples", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.learning_rate > 0:
@@ -212,7 +236,9 @@ class FinetuneConfig(TrainingConfig):
 def pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.backbone`` + a temporary head on ``cfg.data``; write the run directory."""
     started = time.time()
-    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+    timer = _Timer()
+    with timer.phase("data"):
+        dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
     with _training_context(cfg) as (_, keras, strategy):
         with strategy.scope():
             backbone = _backbone(cfg, dataset)
@@ -226,11 +252,12 @@ def pretrain(cfg: PretrainConfig) -> Path:
             model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
             _compile(keras, model, cfg.learning_rate)
         _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
-        history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)
+        history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)
         _recompute_batchnorm(cfg, model, splits, pre)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
-        metrics = _accuracies(model, splits, pre)
+        with timer.phase("evaluation"):
+            metrics = _accuracies(model, splits, pre, cfg)
         warnings = _chance_warnings(history, metrics, splits)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -238,7 +265,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             _save_model(head, out / SOURCE_HEAD_FILE)
             _write_run(out, "pretrain", cfg, dataset, splits, pre, backbone, model,
                        {"pretrain": history}, {**metrics, "seconds": time.time() - started},
-                       strategy, warnings)
+                       strategy, warnings, timer)
         finally:
             cleanup()
     return cfg.out
@@ -247,8 +274,10 @@ def pretrain(cfg: PretrainConfig) -> Path:
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune ``cfg.backbone`` on ``cfg.data``; write the run directory (see runs.py)."""
     started = time.time()
-    dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
-    source = _load_source(cfg) if cfg.source_data else None
+    timer = _Timer()
+    with timer.phase("data"):
+        dataset, splits = _load_data(cfg, cfg.data, cfg.shots)
+        source = _load_source(cfg) if cfg.source_data else None
     with _training_context(cfg) as (_, keras, strategy):
         from edge_transfer.models import add_head, set_batchnorm
 
@@ -261,7 +290,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
                           momentum=backbones.SCRATCH_BN_MOMENTUM if bn_trainable else None)
             model = add_head(extractor, dataset.num_classes, cfg.dropout)
             features = keras.Model(model.inputs, extractor.outputs, name="features")
-        source_eval = _source_before(cfg, keras, source, backbone, features) if source else None
+        with timer.phase("evaluation"):
+            source_eval = (_source_before(cfg, keras, source, backbone, features)
+                           if source else None)
 
         _say(cfg, f"finetune stage 1: head only, {backbone.name} frozen "
                   f"({len(splits.train)} train images, {dataset.num_classes} classes)")
@@ -269,7 +300,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             layer.trainable = False
         with strategy.scope():
             _compile(keras, model, cfg.learning_rate)
-        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed)}
+        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)}
 
         if cfg.finetune_epochs > 0:
             unfrozen = _unfreeze(extractor, cfg.unfreeze, bn_trainable)
@@ -281,21 +312,24 @@ def finetune(cfg: FinetuneConfig) -> Path:
                     _add_l2sp(model, extractor, cfg.l2sp)
                 _compile(keras, model, cfg.learning_rate * cfg.finetune_lr_factor)
             history["finetune"] = _fit(cfg, keras, model, splits, pre, cfg.finetune_epochs,
-                                       cfg.seed + 1)
+                                       cfg.seed + 1, timer)
             if bn_trainable:
                 _recompute_batchnorm(cfg, model, splits, pre)
-        metrics: dict[str, Any] = _accuracies(model, splits, pre)
+        with timer.phase("evaluation"):
+            metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg)
+            if source_eval is not None:
+                metrics.update(source_eval(features))
         metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
-        if source_eval is not None:
-            metrics.update(source_eval(features))
         if cfg.baseline == "scratch":
             with strategy.scope():
                 scratch = _scratch_model(keras, extractor, dataset.num_classes, cfg)
             _say(cfg, "baseline: the same architecture from random weights")
             budget = cfg.epochs + cfg.finetune_epochs
-            history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2)
+            history["scratch"] = _fit(cfg, keras, scratch, splits, pre, budget, cfg.seed + 2,
+                                      timer)
             _recompute_batchnorm(cfg, scratch, splits, pre)
-            scratch_acc = _accuracies(scratch, splits, pre)
+            with timer.phase("evaluation"):
+                scratch_acc = _accuracies(scratch, splits, pre, cfg)
             metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
             metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
             metrics["scratch_test_predictions"] = scratch_acc["test_predictions"]
@@ -304,7 +338,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
-                       metrics, strategy, warnings)
+                       metrics, strategy, warnings, timer)
         finally:
             cleanup()
     return cfg.out
@@ -378,7 +412,8 @@ def _labels(run_dir: Path) -> list[str]:
 
 def _load_data(cfg: TrainingConfig, spec: str, shots: int | None) -> tuple[Dataset, Splits]:
     dataset = load_dataset(spec, image_size=_data_image_size(cfg),
-                           skip_bad_files=cfg.skip_bad_files)
+                           skip_bad_files=cfg.skip_bad_files, val_data=cfg.val_data,
+                           test_data=cfg.test_data)
     splits = split_dataset(dataset, seed=cfg.seed, val_fraction=cfg.val_fraction,
                            test_fraction=cfg.test_fraction, shots=shots)
     return dataset, splits
@@ -460,7 +495,7 @@ def _strategy(tf: Any, name: str) -> Any:
 
 
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
-    return backbones.resolve(cfg.backbone, tuple(dataset.x.shape[1:]), weights=cfg.weights,
+    return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
                              cut_layer=cfg.cut_layer, unsafe=cfg.unsafe)
 
@@ -470,18 +505,56 @@ def _compile(keras: Any, model: Any, learning_rate: float) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+class _Timer:
+    """Wall seconds by phase: data (listing, hashing), training, evaluation (per-epoch
+    validation inside fit, and the final figures)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"data": 0.0, "training": 0.0, "evaluation": 0.0}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def callback(self, keras: Any) -> Any:
+        timer = self
+
+        class EvaluationTime(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_test_begin(self, logs: Any = None) -> None:
+                self.start = time.perf_counter()
+
+            def on_test_end(self, logs: Any = None) -> None:
+                spent = time.perf_counter() - self.start
+                timer.seconds["evaluation"] += spent
+                timer.seconds["training"] -= spent   # fit's time is counted as training
+
+        return EvaluationTime()
+
+
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
-         epochs: int, seed: int) -> dict[str, list[float]]:
-    from edge_transfer.tfdata import from_arrays
+         epochs: int, seed: int, timer: _Timer | None = None) -> dict[str, list[float]]:
+    from edge_transfer.tfdata import from_dataset
 
     steps = -(-len(splits.train) // cfg.batch_size)
-    train = from_arrays(splits.train.x, splits.train.y, pre, cfg.batch_size, shuffle=True,
-                        seed=seed, augment=cfg.augment, repeat=steps < MIN_STEPS_PER_EPOCH)
-    val = from_arrays(splits.val.x, splits.val.y, pre, cfg.batch_size)
+    workers = _workers(model)
+    train = from_dataset(splits.train, pre, cfg.batch_size, shuffle=True, seed=seed,
+                         augment=cfg.augment,
+                         repeat=steps < MIN_STEPS_PER_EPOCH or workers is not None,
+                         cache_file=_cache_file(cfg, splits.train, pre, "train"),
+                         shard=workers)
+    val = from_dataset(stratified_sample(splits.val, cfg.eval_samples, cfg.seed), pre,
+                       cfg.eval_batch_size)  # the same subset _accuracies reports on
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
-    result = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop],
-                       steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
+    timer = timer or _Timer()
+    with timer.phase("training"):
+        result = model.fit(train, validation_data=val, epochs=epochs,
+                           callbacks=[stop, timer.callback(keras)],
+                           steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
     history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     history["best_epoch"] = [float(np.argmin(history["val_loss"]) + 1)]
     return history
@@ -531,6 +604,27 @@ def _scratch_model(keras: Any, extractor: Any, num_classes: int, cfg: FinetuneCo
     return model
 
 
+def _workers(model: Any) -> tuple[int, int] | None:
+    """(workers, this worker's index) under a multi-worker strategy, else None."""
+    strategy = getattr(model, "distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None
+    spec = resolver.cluster_spec().as_dict()
+    tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(spec.get(kind, [])))]
+    if len(tasks) < 2:
+        return None
+    return len(tasks), tasks.index((resolver.task_type, resolver.task_id))
+
+
+def _cache_file(cfg: TrainingConfig, split: Dataset, pre: Preprocessing,
+                name: str) -> Path | None:
+    if cfg.cache is None:
+        return None
+    shape = "x".join(str(d) for d in split.x.image_shape)
+    return Path(cfg.cache) / f"{split.fingerprint()}-{name}-{shape}"
+
+
 def _recompute_batchnorm(cfg: TrainingConfig, model: Any, splits: Splits,
                          pre: Preprocessing, limit: int = 4096, batch_size: int = 128) -> None:
     """Moving statistics of the BatchNorm layers that trained, recomputed on the training
@@ -538,8 +632,7 @@ def _recompute_batchnorm(cfg: TrainingConfig, model: Any, splits: Splits,
     from edge_transfer.models import recompute_batchnorm
 
     x = splits.train.x[:limit]
-    count = recompute_batchnorm(model, (pre.apply(x[i:i + batch_size])
-                                        for i in range(0, len(x), batch_size)))
+    count = recompute_batchnorm(model, (pre.apply(batch) for batch in x.batches(batch_size)))
     if count:
         _say(cfg, f"BatchNorm: statistics of {count} layers recomputed on "
                   f"{len(x)} training images")
@@ -577,7 +670,7 @@ def _chance_warnings(history: dict[str, list[float]], metrics: dict[str, Any],
     best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
     train = max(accuracy[min(best, len(accuracy) - 1)], metrics.get("train_accuracy", 0.0))
     warning = chance_warning(train, metrics["val_accuracy"], splits.train.num_classes,
-                             len(splits.val))
+                             int(metrics.get("val_samples", len(splits.val))))
     if warning is None:
         return []
     print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -591,19 +684,63 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
+def predict_split(model: Any, split: Dataset, pre: Preprocessing,
+                  batch_size: int = 256) -> np.ndarray:
+    """Model outputs on a split, read through its stream (decoded in parallel, prefetched),
+    eagerly and locally."""
+    from edge_transfer.tfdata import from_dataset
+
+    call = _inference(model, pre)
+    outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+
+_INFERENCE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _inference(model: Any, pre: Preprocessing) -> Any:
+    """``model(x, training=False)`` as one traced graph per model (any batch size): several
+    times faster than eager calls on a deep backbone; still local (no strategy)."""
+    if model not in _INFERENCE:
+        from edge_transfer._keras import load
+
+        tf, _ = load()
+        spec = tf.TensorSpec((None, *pre.input_shape), tf.float32)
+        ref = weakref.ref(model)  # the graph must not keep the model alive
+
+        def call(x: Any) -> Any:
+            live = ref()
+            assert live is not None
+            return live(x, training=False)
+
+        _INFERENCE[model] = tf.function(call, input_signature=[spec])
+    return _INFERENCE[model]
+
+
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predict(model, x), axis=1) == y))
 
 
-def _accuracies(model: Any, splits: Splits, pre: Preprocessing) -> dict[str, Any]:
-    """Train/val/test accuracy, and the test split's top-1 per sample (encoded, see
-    :mod:`edge_transfer.samples`) so that test figures can be compared pair by pair."""
+def _split_accuracy(model: Any, split: Dataset, pre: Preprocessing, batch_size: int) -> float:
+    return float(np.mean(np.argmax(predict_split(model, split, pre, batch_size), axis=1)
+                         == split.y))
+
+
+def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
+                cfg: TrainingConfig) -> dict[str, Any]:
+    """Train accuracy, val accuracy (on the fixed stratified subset early stopping used,
+    ``val_samples`` images), test accuracy on the whole test split (each split streamed), and
+    the test split's top-1 per sample (encoded, see :mod:`edge_transfer.samples`) so that test
+    figures can be compared pair by pair."""
     from edge_transfer.samples import encode
 
+    batch_size = cfg.eval_batch_size
+    val = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
     out: dict[str, Any] = {
-        f"{name}_accuracy": _accuracy(model, pre.apply(split.x), split.y)
-        for name, split in (("train", splits.train), ("val", splits.val))}
-    top1 = np.argmax(predict(model, pre.apply(splits.test.x)), axis=1)
+        "train_accuracy": _split_accuracy(model, splits.train, pre, batch_size),
+        "val_accuracy": _split_accuracy(model, val, pre, batch_size),
+        "val_samples": len(val)}
+    top1 = np.argmax(predict_split(model, splits.test, pre, batch_size), axis=1)
     out["test_accuracy"] = float(np.mean(top1 == splits.test.y))
     out["test_samples"] = len(splits.test)
     out["test_predictions"] = encode(top1)
@@ -617,17 +754,19 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
     from edge_transfer.models import load_keras_model
 
     pre = backbone.preprocessing
-    x_test, y_test = pre.apply(source.splits.test.x), source.splits.test.y
+    test, batch = source.splits.test, cfg.eval_batch_size
     if source.head_file is not None:
         head = load_keras_model(source.head_file)
     else:
-        head = _probe_head(cfg, keras, predict(features, pre.apply(source.splits.train.x)),
-                           source.splits.train.y, source.splits.train.num_classes)
-    before = _accuracy(head, predict(features, x_test), y_test)
+        train = source.splits.train
+        head = _probe_head(cfg, keras, predict_split(features, train, pre, batch), train.y,
+                           train.num_classes)
+    before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
 
     def after(features_now: Any) -> dict[str, Any]:
         return {"source_accuracy_before": before,
-                "source_accuracy_after": _accuracy(head, predict(features_now, x_test), y_test),
+                "source_accuracy_after": _accuracy(
+                    head, predict_split(features_now, test, pre, batch), test.y),
                 "source_head": "pretrain" if source.head_file else "linear-probe"}
 
     return after
@@ -674,7 +813,7 @@ def _save_model(model: Any, path: Path) -> None:
 def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
                pre: Preprocessing, backbone: backbones.Backbone, model: Any,
                history: dict[str, Any], metrics: dict[str, Any], strategy: Any,
-               warnings: list[str]) -> None:
+               warnings: list[str], timer: _Timer | None = None) -> None:
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
     write_json(out / PREPROCESSING_FILE, pre.to_dict())
@@ -684,11 +823,15 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
     write_json(out / RUN_FILE, {
         "command": command,
         "seconds": seconds,
+        "seconds_by_phase": ({k: round(v, 3) for k, v in timer.seconds.items()}
+                             if timer else None),
         "args": args,
         "seed": cfg.seed,
         "data": {"spec": absolute_spec(cfg.data), "seed": cfg.seed,
                  "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
                  "shots": cfg.shots,
+                 "val_data": cfg.val_data and absolute_spec(cfg.val_data),
+                 "test_data": cfg.test_data and absolute_spec(cfg.test_data),
                  "fingerprint": dataset.fingerprint(), "skip_bad_files": cfg.skip_bad_files,
                  "sizes": {"train": len(splits.train), "val": len(splits.val),
                            "test": len(splits.test)}},

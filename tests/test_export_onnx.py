@@ -62,7 +62,7 @@ def test_static_int8_is_qdq_per_channel(result: ExportResult) -> None:
     ops = Counter(node.op_type for node in onnx.load(str(artifact.path)).graph.node)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
     cmp = artifact.check.vs_float   # paired on the same samples, as for TFLite int8
-    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
+    assert cmp.difference >= -0.02 or cmp.p_value >= 0.05, cmp.describe()
     assert artifact.bytes < 0.6 * result.get("onnx-fp32").bytes
 
 

@@ -50,6 +50,10 @@ def test_run_directory_contract(digits_run: Path) -> None:
                                  "fingerprint", "skip_bad_files"}
     assert info["data"]["shots"] == 10 and info["args"]["backbone"] and info["seed"] == 0
     assert {"tensorflow", "tf-keras", "numpy", "python"} <= set(info["versions"])
+    phases = info["seconds_by_phase"]            # where the wall time went
+    assert set(phases) == {"data", "training", "evaluation"}
+    assert phases["training"] > 0 and phases["evaluation"] > 0
+    assert sum(phases.values()) <= info["seconds"] + 1
     history = json.loads((digits_run / "history.json").read_text())
     assert {"head", "finetune", "scratch"} <= set(history)
     model = run.load_model()
@@ -120,18 +124,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _digits_folder(folder: Path) -> Path:
+    """digits:5-9 as an image folder of 8x8 PNGs (one subfolder per class)."""
+    from PIL import Image
+
+    from edge_transfer.data import load_dataset
+
+    ds = load_dataset("digits:5-9")
+    for k, name in enumerate(ds.class_names):
+        (folder / name).mkdir(parents=True)
+        for i, pixels in enumerate(ds.x.read(np.flatnonzero(ds.y == k))):
+            Image.fromarray(pixels[..., 0], "L").save(folder / name / f"{i}.png")
+    return folder
+
+
 @pytest.mark.slow
 def test_cli_multiworker_two_local_processes(pretrain_run: Path, tmp_path: Path) -> None:
+    """Two workers on a streamed image folder (no memory cache: files decoded per batch),
+    each reading its own shard of the training images."""
     import subprocess
 
+    folder = _digits_folder(tmp_path / "digits59")
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, **QUIET_TF, "PYTHONPATH": str(REPO_ROOT),
-               "TF_CONFIG": json.dumps(tf_config)}
+               "TF_CONFIG": json.dumps(tf_config), "EDGE_TRANSFER_MEMORY_CACHE_MB": "0"}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "edge_transfer", "finetune", "--data", "digits:5-9",
+            [sys.executable, "-m", "edge_transfer", "finetune", "--data", str(folder),
              "--backbone", str(pretrain_run), "--out", str(tmp_path / f"w{index}"),
              "--shots", "10", "--epochs", "3", "--finetune-epochs", "2", "--quiet",
              "--strategy", "multiworker"],
@@ -144,3 +165,4 @@ def test_cli_multiworker_two_local_processes(pretrain_run: Path, tmp_path: Path)
     assert chief.info["strategy"]["replicas"] == 2
     assert chief.metrics["test_accuracy"] > 0.2          # it trained (5 classes: chance 0.2)
     assert not (tmp_path / "w1").exists()              # only the chief writes the run
+    assert chief.info["data"]["spec"] == str(folder)

@@ -1,0 +1,97 @@
+"""Image folders streamed from disk: listed, split by index, decoded on demand; pre-split
+folders; --val-data / --test-data; fingerprints from the stored bytes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_transfer.data import load_dataset, split_dataset
+from edge_transfer.errors import DataError
+from tests.conftest import run_cli
+
+
+def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int = 0,
+                mode: str = "L") -> Path:
+    """PNG images, one subfolder per class; class k is brighter than class k-1."""
+    rng = np.random.default_rng(seed)
+    for k, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            base = 30 + 60 * k
+            pixels = np.clip(rng.normal(base, 12, (size, size)), 0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels, "L")
+            (image.convert(mode) if mode != "L" else image).save(root / name / f"{i:04d}.png")
+    return root
+
+
+def test_folder_is_lazy_and_decodes_only_what_is_read(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_transfer import data
+
+    folder = make_folder(tmp_path / "f", {"a": 12, "b": 12})
+    decoded: list[Path] = []
+    original = data.read_image
+    monkeypatch.setattr(data, "read_image",
+                        lambda path, size: decoded.append(path) or original(path, size))
+    ds = load_dataset(str(folder), image_size=(8, 8))
+    splits = split_dataset(ds, seed=0, shots=2)
+    assert decoded == []                     # listing, splitting: nothing decoded
+    pixels = splits.train.x.read()
+    assert pixels.shape == (4, 8, 8, 1) and len(decoded) == 4
+
+
+def test_fingerprint_follows_the_bytes_not_the_file_times(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "f", {"a": 4, "b": 4})
+    before = load_dataset(str(folder)).fingerprint()
+    os.utime(folder / "a" / "0000.png", (1, 1))
+    assert load_dataset(str(folder)).fingerprint() == before
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "a" / "0000.png")
+    assert load_dataset(str(folder)).fingerprint() != before
+
+
+def test_presplit_folder_is_used_as_given_and_shots_cut_train_only(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_folder(root / "train", {"cat": 8, "dog": 8}, seed=1)
+    make_folder(root / "validation", {"cat": 3, "dog": 3}, seed=2)
+    make_folder(root / "test", {"cat": 5, "dog": 4}, seed=3)
+    splits = split_dataset(load_dataset(str(root)), seed=0, shots=2)
+    assert splits.train.class_names == ("cat", "dog")
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (4, 6, 9)
+    assert np.bincount(splits.test.y).tolist() == [5, 4]
+    expected = np.asarray(Image.open(root / "test" / "dog" / "0000.png"))
+    np.testing.assert_array_equal(splits.test.x.read(np.array([5]))[0, ..., 0], expected)
+
+
+def test_val_and_test_data_override_and_classes_must_match(tmp_path: Path) -> None:
+    main = make_folder(tmp_path / "main", {"a": 10, "b": 10})
+    test = make_folder(tmp_path / "test", {"b": 3}, mode="RGB", seed=5)
+    splits = split_dataset(load_dataset(str(main), test_data=str(test)), seed=0)
+    assert len(splits.test) == 3 and set(splits.test.y) == {1}
+    assert len(splits.train) + len(splits.val) == 20
+    stray = make_folder(tmp_path / "stray", {"a": 2, "zebra": 2})
+    with pytest.raises(DataError, match=r"classes \['zebra'\] that the training data lacks"):
+        load_dataset(str(main), val_data=str(stray))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("classes", "that the training data lacks"),
+    ("empty", "is empty"),
+])
+def test_bad_presplit_folders_are_one_error(tmp_path: Path, case: str, message: str) -> None:
+    root = tmp_path / "data"
+    make_folder(root / "train", {"a": 6, "b": 6})
+    if case == "classes":
+        make_folder(root / "test", {"a": 2, "c": 2})
+    else:
+        (root / "val").mkdir()
+        make_folder(root / "test", {"a": 2, "b": 2})
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(root))
+    result = run_cli("finetune", "--data", str(root), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and result.stderr.startswith("error:")
+    assert message.split()[-1] in result.stderr and not (tmp_path / "run").exists()
