@@ -5,7 +5,10 @@
 First one complete export (its wall time T, and the good record every later export rewrites);
 then ``--delays`` exports each sent SIGINT after ``T * (k + 0.5) / N`` seconds (k = 0..N-1:
 spread over the whole export, from loading TensorFlow through the QAT fine-tune, every
-converter and every check), then ``--sigterm`` more sent SIGTERM. Each must end with exit
+converter and every check), then ``--sigterm`` more sent SIGTERM, then one per file of
+``--after`` signalled (SIGINT and SIGTERM in turn) the moment the export has rewritten that
+file: under a varying load the timed delays drift, these stay tied to the export's progress.
+Each must end with exit
 130 (SIGINT) or 143 (SIGTERM) and ``interrupted`` as its last line, with no variant recorded
 as failed, nothing listed as good that is not (sha256 and size of every ok file), none of
 its temporaries left (in the export folder or in its own TMPDIR). An export that finished
@@ -30,6 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8", "--qat")
+# The files an export of ARGS writes, in order: signalled as each appears, the export is in
+# the next step (check of that file, the QAT fine-tune, tf2onnx, ONNX Runtime quantization).
+AFTER = ("model-fp32.tflite", "model-int8.tflite", "model-int8-qat.tflite",
+         "model-fp32.onnx", "model-int8.onnx")
 
 
 def _export(run: Path, out: Path, tmpdir: Path) -> subprocess.Popen[str]:
@@ -64,36 +71,54 @@ def _leftovers(out: Path, tmpdir: Path, expected: frozenset[str]) -> list[str]:
     return ours + [f"$TMPDIR/{p.name}" for p in tmpdir.iterdir() if p.name not in expected]
 
 
+def _rewritten(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
+
+
 def attempt(run: Path, out: Path, delay: float, signum: int,
-            expected: frozenset[str] = frozenset()) -> dict:
+            expected: frozenset[str] = frozenset(), after: str | None = None) -> dict:
+    """One export, signalled ``delay`` s after its start or, with ``after``, as soon as it
+    has rewritten that file of ``out`` (a moment tied to its progress, not to the load)."""
     with tempfile.TemporaryDirectory(prefix="interrupts-tmp-") as name:
         tmpdir = Path(name)
-        start = time.monotonic()
+        start, since = time.monotonic(), time.time()
         process = _export(run, out, tmpdir)
-        try:
-            _, stderr = process.communicate(timeout=delay)
-            sent = False
-        except subprocess.TimeoutExpired:
-            process.send_signal(signum)
-            sent = True
-            _, stderr = process.communicate(timeout=600)
+        while True:
+            try:
+                _, stderr = process.communicate(timeout=0.05)
+                sent = False
+                break
+            except subprocess.TimeoutExpired:
+                due = (_rewritten(out / after, since) if after
+                       else time.monotonic() - start >= delay)
+                if due:
+                    signalled = time.monotonic() - start
+                    process.send_signal(signum)
+                    sent = True
+                    _, stderr = process.communicate(timeout=600)
+                    break
         seconds = time.monotonic() - start
+        delay = signalled if sent else delay
         lines = stderr.strip().splitlines()
         rewritten = sorted(p.name for p in out.glob("model-*")
                            if p.stat().st_mtime > time.time() - seconds)
-        row = {"signal": signal.Signals(signum).name, "delay_s": round(delay, 2),
+        row = {"signal": signal.Signals(signum).name, "after": after,
+               "delay_s": round(delay, 2),
                "exit_code": process.returncode, "seconds": round(seconds, 2),
                "last_line": lines[-1] if lines else "", "files_rewritten": rewritten,
                "record_problems": _record_problems(out),
                "leftovers": _leftovers(out, tmpdir, expected),
                "failed_in_output": "variant(s) failed" in stderr}
         row["tmpdir"] = sorted(p.name for p in tmpdir.iterdir())
-    expected = 128 + signum
+    exit_code = 128 + signum
     if not sent or process.returncode == 0:
         row["outcome"] = "finished" if process.returncode == 0 and not row["record_problems"] \
             else "bad"
     else:
-        good = (process.returncode == expected and row["last_line"] == "interrupted"
+        good = (process.returncode == exit_code and row["last_line"] == "interrupted"
                 and not row["record_problems"] and not row["leftovers"]
                 and not row["failed_in_output"])
         row["outcome"] = "interrupted" if good else "bad"
@@ -105,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", nargs="?", type=Path)
     parser.add_argument("--delays", type=int, default=20)
     parser.add_argument("--sigterm", type=int, default=4)
+    parser.add_argument("--after", default=",".join(AFTER), metavar="FILES",
+                        help="also signal once the export rewrote each of these files")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/interrupts.json")
     args = parser.parse_args(argv)
     # Started in the background by a script (`cmd &`), this process and so its children would
@@ -122,11 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         full = attempt(run, out, 3600, signal.SIGINT)   # never signalled: runs to the end
         assert full["outcome"] == "finished", full
         total, expected = full["seconds"], frozenset(full["tmpdir"])
-        plan = [(total * (k + 0.5) / args.delays, signal.SIGINT) for k in range(args.delays)]
-        plan += [(total * (k + 0.5) / args.sigterm, signal.SIGTERM) for k in range(args.sigterm)]
+        plan: list[tuple[float, int, str | None]] = [
+            (total * (k + 0.5) / args.delays, signal.SIGINT, None) for k in range(args.delays)]
+        plan += [(total * (k + 0.5) / args.sigterm, signal.SIGTERM, None)
+                 for k in range(args.sigterm)]
+        files = [name for name in args.after.split(",") if name]
+        plan += [(3600.0, (signal.SIGINT, signal.SIGTERM)[k % 2], name)
+                 for k, name in enumerate(files)]
         rows: list[dict] = []
-        for delay, signum in plan:
-            rows.append(attempt(run, out, delay, signum, expected))
+        for delay, signum, after in plan:
+            rows.append(attempt(run, out, delay, signum, expected, after))
             print(json.dumps(rows[-1]), flush=True)
             _write(args.out, total, rows, None)   # as it goes: a long run can be read midway
         final = attempt(run, out, 3600, signal.SIGINT, expected)

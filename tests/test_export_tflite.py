@@ -151,7 +151,7 @@ def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
     for tensor in (*artifact.inputs, *artifact.outputs):
         assert tensor.dtype == io and tensor.scale is not None and tensor.zero_point is not None
     cmp = artifact.check.vs_float   # paired on the same samples (not a bare 0.02 on 134)
-    assert cmp["difference"] >= -0.02 or cmp["p_value"] >= 0.05, cmp
+    assert cmp.difference >= -0.02 or cmp.p_value >= 0.05, cmp.describe()
 
 
 def test_converter_failure_names_the_op(tmp_path: Path) -> None:
