@@ -9,14 +9,13 @@ Without RUN it trains the demo's run first (small-cnn, digits:0-4 -> digits:5-9,
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import RESULTS, ROOT, repo_path, write_result
 
 VARIANTS = dict(formats=("tflite", "onnx"),
                 precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
@@ -55,7 +54,7 @@ def benchmark(run: Path, repeats: int) -> dict:
                                       round((artifact.accuracy - last.float_accuracy) * 100, 2)),
         })
     return {
-        "benchmark": "export", "run": str(run), "repeats": repeats,
+        "benchmark": "export", "run": repo_path(run), "repeats": repeats,
         "float_accuracy": last.float_accuracy,
         "fine_tune_seconds": [r.preparation_seconds for r in results],
         "machine": {"python": platform.python_version(), "machine": platform.machine(),
@@ -73,16 +72,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/export.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "export.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or digits_run(Path(tmp))
         report = benchmark(run, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    write_result(args.out, report)
     print(f"{'variant':24} {'status':7} {'s':>7} {'bytes':>9} {'x fp32':>7} {'acc':>7} {'Δ pt':>6}")
     for row in report["variants"]:
         print(f"{row['name']:24} {row['status']:7} {_num(row['export_seconds_median'], '7.2f')} "

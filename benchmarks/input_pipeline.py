@@ -12,7 +12,6 @@ disk / memory. Writes benchmarks/results/input_pipeline.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, write_result
 from PIL import Image
 
 from edge_transfer._keras import load
@@ -27,8 +27,6 @@ from edge_transfer.backbones import create
 from edge_transfer.data import list_image_folder, load_dataset, load_image_folder
 from edge_transfer.models import add_head
 from edge_transfer.tfdata import from_arrays, from_files
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_folder(root: Path, size: int) -> Path:
@@ -97,10 +95,7 @@ def main() -> None:
         "ratio_after_first_epoch": summary["disk"]["later"] / summary["memory"]["later"],
         "ratio_first_epoch": summary["disk"]["first"] / summary["memory"]["first"],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp_json = args.out / ".input_pipeline.json.tmp"
-    tmp_json.write_text(json.dumps(report, indent=2) + "\n")
-    tmp_json.replace(args.out / "input_pipeline.json")
+    write_result(args.out / "input_pipeline.json", report)
     print(f"disk / memory steps/s after the first epoch: {report['ratio_after_first_epoch']:.2f}"
           f" (first epoch {report['ratio_first_epoch']:.2f})")
 

@@ -15,10 +15,10 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
-from edge_transfer.runs import write_json
+from _results import RESULTS, repo_path, write_result
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
+
 COLUMNS = ("name", "status", "bytes", "ratio_to_fp32", "workstation_accuracy",
            "device_accuracy", "delta_vs_float", "latency_p50_ms", "fps")
 
@@ -39,13 +39,12 @@ def main() -> None:
         report = (json.loads(report_path.read_text())
                   if report_path and report_path.is_file() else None)
     rows = [{k: r[k] for k in COLUMNS} for r in report["artifacts"]] if report else None
-    out = {"config": str(args.config), "machine": platform.machine(),
+    out = {"config": repo_path(args.config), "machine": platform.machine(),
            "steps": [{"name": r.name, "seconds": round(r.seconds, 2), "exit_code": r.exit_code}
                      for r in results],
            "total_seconds": round(sum(r.seconds for r in results), 2),
            "transfer": report["transfer"] if report else None, "report": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.json, out)
+    write_result(args.json, out)
     for step in out["steps"]:
         print(f"{step['name']:>10}: {step['seconds']:7.1f} s (exit {step['exit_code']})")
     print(f"{'total':>10}: {out['total_seconds']:7.1f} s -> {args.json}")

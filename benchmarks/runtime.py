@@ -19,7 +19,6 @@ Loops alternate within each repeat; figures are medians over ``--repeats``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import RESULTS, ROOT, repo_path, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_transfer.runs import Run, write_json  # noqa: E402
-from edge_transfer.runtime import EdgeModel  # noqa: E402
+from edge_transfer.records import ExportRecord
+from edge_transfer.runs import Run
+from edge_transfer.runtime import EdgeModel
 
 
 def seconds(fn: Callable[[], Any]) -> float:
@@ -163,23 +163,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--per-sample", type=int, default=200)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/runtime.json"))
+    parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
     args = parser.parse_args()
     run = Run.open(args.run)
     export_dir = export_dir_of(run, args.export)
-    export = json.loads((export_dir / "export.json").read_text())
+    export = ExportRecord.load(export_dir)
     test = run.splits.test
     reps = -(-args.samples // len(test.y))
     images = np.concatenate([test.x.read()] * reps)[: args.samples]
     labels = np.concatenate([test.y] * reps)[: args.samples]
     results = {}
-    for artifact in export["artifacts"]:
-        if artifact["status"] != "ok":
-            continue
-        row = bench_artifact(export_dir / artifact["file"], images, labels, args.threads,
+    for artifact in export.ok_artifacts:
+        row = bench_artifact(export_dir / str(artifact.file), images, labels, args.threads,
                              args.repeats, args.per_sample)
-        results[artifact["name"]] = row
-        print(f"{artifact['name']:<14} predict {row['ms_per_sample']['edge_model_predict']:.4f} "
+        results[artifact.name] = row
+        print(f"{artifact.name:<14} predict {row['ms_per_sample']['edge_model_predict']:.4f} "
               f"ms, bare {row['ms_per_sample']['bare_with_preprocessing']:.4f} ms "
               f"(x{row['wrapper_overhead']:.2f}), bare invoke "
               f"{row['ms_per_sample']['bare_invoke_prepared']:.4f} ms "
@@ -191,16 +189,14 @@ def main() -> None:
         row["speedup_vs_keras_predict"] = keras["keras_model_predict"] / edge
         row["speedup_vs_keras_call"] = keras["keras_direct_call"] / edge
     report = {
-        "benchmark": "runtime", "run": str(run.path),
+        "benchmark": "runtime", "run": repo_path(run.path),
         "input_shape": list(run.preprocessing.input_shape), "threads": args.threads,
         "repeats": args.repeats, "samples": args.samples, "per_sample": args.per_sample,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version()},
         "keras_ms_per_sample": keras, "artifacts": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, report)
+    out = write_result(args.out, report)
     print(f"keras model.predict {keras['keras_model_predict']:.3f} ms, model(x) "
           f"{keras['keras_direct_call']:.3f} ms per sample; wrote {out}")
 

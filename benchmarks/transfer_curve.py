@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import RESULTS, write_result
 
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TASKS: dict[str, dict[str, Any]] = {
     "digits": {"source": "digits:0-4", "target": "digits:5-9", "pretrain_epochs": 40,
                "shots": ["3", "5", "10", "20", "all"], "file": "transfer_curve"},
@@ -72,7 +72,6 @@ def main() -> None:
             values = [r[method] for r in rows if r["shots"] == shots]
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
-    args.out.mkdir(parents=True, exist_ok=True)
     result = {"task": f"pretrain small-cnn on {task['source']}, test accuracy on "
                       f"{task['target']}",
               "data": args.data, "shots": args.shots, "seeds": args.seeds,
@@ -80,9 +79,7 @@ def main() -> None:
                          "head": args.epochs, "finetune": args.finetune_epochs},
               "cells": cells, "runs": rows}
     name = task["file"]
-    tmp_json = args.out / f".{name}.json.tmp"
-    tmp_json.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_json.replace(args.out / f"{name}.json")
+    write_result(args.out / f"{name}.json", result)
     plot(result, args.out / f"{name}.png")
     for shots in args.shots:
         t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
@@ -111,9 +108,10 @@ def plot(result: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    from edge_transfer.atomic import atomic_path
+
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 if __name__ == "__main__":

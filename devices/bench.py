@@ -17,67 +17,71 @@ benches a run locally):
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from devices.profile import DeviceProfile
-from devices.validate import validate_bundle
+from devices.validate import validate
 from edge_transfer.bundle import MANIFEST, create_bundle
 from edge_transfer.errors import BenchSourceError
-from edge_transfer.records import ExportRecord
+from edge_transfer.records import BenchRow, BenchTable, ExportRecord, ValidationRow, as_dict
 
-SCHEMA_VERSION = 1
 MB = 1024 * 1024
 MODEL_SUFFIXES = (".tflite", ".onnx")
 
 
-def bench(
+def bench_table(
     source: str | Path,
     device: str = "local",
     profile: str | Path | DeviceProfile | None = None,
     threads: int | None = None,
     data: str | None = None,
     timeout: float = 1800,
-) -> dict[str, Any]:
-    """Validate ``source`` on ``device``; the table rows and the validation JSON beside them."""
+) -> BenchTable:
+    """Validate ``source`` on ``device``: the table rows and the validation result beside
+    them (:func:`bench` returns the same as a dict)."""
     path = Path(source)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-bench-") as tmp:
         bundle, artifacts = _as_bundle(path, Path(tmp))
-        result = validate_bundle(bundle, device=device, profile=profile, threads=threads,
-                                 data=data, artifacts=artifacts, timeout=timeout)
-    result["bundle"] = str(source)
-    return {"schema_version": SCHEMA_VERSION, "source": str(source),
-            "device": result["device"], "data": data,
-            "rows": [bench_row(r) for r in result["artifacts"]], "validation": result}
+        result = validate(bundle, device=device, profile=profile, threads=threads,
+                          data=data, artifacts=artifacts, timeout=timeout)
+    result = dataclasses.replace(result, bundle=str(source))
+    return BenchTable(source=str(source), device=result.device, data=data,
+                      rows=tuple(bench_row(r) for r in result.artifacts), validation=result)
 
 
-def bench_row(row: dict[str, Any]) -> dict[str, Any]:
+bench = as_dict(bench_table)
+
+
+def bench_row(row: ValidationRow) -> BenchRow:
     """One validation row as a benchmark row; FPS is 1000 / ms per image (p50, batch of 1),
     ``batched_fps`` the throughput of the batched pass."""
-    ok = row["status"] == "ok"
-    p50 = row["latency_ms"]["p50"] if ok else None
-    agreement = row.get("agreement") or {}
-    return {"name": row["name"], "format": row["format"], "precision": row["precision"],
-            "status": row["status"], "reason": row["reason"],
-            "size_mb": row["bytes"] / MB, "samples": row["samples"] if ok else None,
-            "accuracy": row["accuracy"] if ok else None,
-            "workstation_accuracy": row.get("workstation_accuracy"),
-            "ms_per_image": p50, "fps": 1000.0 / p50 if p50 else None,
-            "batched_fps": row["throughput_fps"] if ok else None,
-            "emulated": bool(row.get("emulated")),
-            "agreement_top1": agreement.get("top1")}
+    ran = row.ok
+    p50 = row.latency_ms["p50"] if ran and row.latency_ms else None
+    return BenchRow(name=row.name, format=row.format, precision=row.precision,
+                    status=row.status, reason=row.reason, size_mb=(row.bytes or 0) / MB,
+                    samples=row.samples if ran else None,
+                    accuracy=row.accuracy if ran else None,
+                    workstation_accuracy=row.workstation_accuracy,
+                    ms_per_image=p50, fps=1000.0 / p50 if p50 else None,
+                    batched_fps=row.throughput_fps if ran else None,
+                    emulated=bool(row.emulated),
+                    agreement_top1=row.agreement.top1 if row.agreement else None)
 
 
-def below_floor(table: dict[str, Any], min_accuracy: float) -> list[str]:
+def below_floor(table: BenchTable | dict[str, Any], min_accuracy: float) -> list[str]:
     """``name (accuracy)`` of every row that ran below ``min_accuracy`` or failed to run;
     rows the device profile skips are not counted."""
+    rows = table.rows if isinstance(table, BenchTable) else [
+        BenchRow.from_dict(r) for r in table["rows"]]
     out = []
-    for row in table["rows"]:
-        if row["status"] == "failed":
-            out.append(f"{row['name']} (failed)")
-        elif row["status"] == "ok" and row["accuracy"] < min_accuracy:
-            out.append(f"{row['name']} ({row['accuracy']:.4f})")
+    for row in rows:
+        if row.status == "failed":
+            out.append(f"{row.name} (failed)")
+        elif row.ok and row.accuracy is not None and row.accuracy < min_accuracy:
+            out.append(f"{row.name} ({row.accuracy:.4f})")
     return out
 
 

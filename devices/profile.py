@@ -1,12 +1,13 @@
 """Device profiles: what a target runs and the budgets a model must fit, as TOML data files.
 
-The built-in profiles live in ``devices/profiles/*.toml``; a user's own file works the same::
+The built-in profiles live in ``devices/profiles/*.toml``, one file a device, found by its
+file name, which must be its ``name`` (a new device is one new file there). A user's own file
+works the same, passed by path::
 
     name = "my-board"
-    arch = "aarch64"
-    runtime = "tflite"                  # preferred: tflite or onnx
-    formats = ["tflite"]                # optional, default: both
-    precisions = ["int8"]               # fp32 fp16 dynamic int8 int16x8
+    arch = "aarch64"                    # as `uname -m` says it; arm64/amd64 mean the same
+    formats = ["tflite"]                # optional, default: every format the runtime runs
+    precisions = ["int8"]               # of the precisions the exporters produce
     threads = 4
     ram_mb = 1024
     storage_mb = 256
@@ -18,34 +19,48 @@ The built-in profiles live in ``devices/profiles/*.toml``; a user's own file wor
 ('int8',)
 >>> "generic-x86-64" in list_profiles()
 True
+>>> normalize_arch("arm64"), normalize_arch("AMD64")
+('aarch64', 'x86_64')
+
+``runtime`` (a format name) was a field once and never changed anything: a file that still
+has it loads with a warning to remove it (``formats`` says what the device runs).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import exporters
 from edge_transfer.errors import DeviceError
+from edge_transfer.runtime._backends import BACKENDS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-FORMATS = ("tflite", "onnx")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+FORMATS: tuple[str, ...] = tuple(BACKENDS)          # what the device runtime runs
+PRECISIONS: tuple[str, ...] = exporters.precisions()  # what the exporters produce
+ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+
+
+def normalize_arch(arch: str) -> str:
+    """One spelling per architecture, the one ``uname -m`` prints on Linux."""
+    arch = arch.strip().lower()
+    return ARCH_ALIASES.get(arch, arch)
 
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """One target device: architecture, runtime, what it runs, and its budgets."""
+    """One target device: architecture, what it runs, and its budgets."""
 
     name: str
     arch: str
-    runtime: str
     precisions: tuple[str, ...]
     threads: int
     ram_mb: float
@@ -88,7 +103,12 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     text = str(name_or_path)
     if text in list_profiles():
         source = resources.files("devices").joinpath(f"profiles/{text}.toml")
-        return _parse(source.read_text(), f"built-in profile {text}")
+        profile = _parse(source.read_text(), f"built-in profile {text}")
+        if profile.name != text:
+            raise DeviceError(f"built-in profile {text}: its name is {profile.name!r} but "
+                              f"--profile finds it as {text!r}; make the file name "
+                              f"{profile.name}.toml or the name {text!r}")
+        return profile
     path = Path(text)
     if not path.is_file():
         raise DeviceError(f"unknown device profile {text!r}; use one of "
@@ -102,12 +122,13 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 _Kind = type | tuple[type, ...]
 _REQUIRED: dict[str, _Kind] = {
-    "name": str, "arch": str, "runtime": str, "precisions": list, "threads": int,
+    "name": str, "arch": str, "precisions": list, "threads": int,
     "ram_mb": (int, float), "storage_mb": (int, float), "latency_budget_ms": (int, float),
 }
 _OPTIONAL: dict[str, _Kind] = {
     "formats": list, "accuracy_tolerance": (int, float), "description": str, "stand_in": str,
     "float_fallback": bool,
+    "runtime": str,  # no effect (see the module docstring); accepted with a warning
 }
 STAND_INS = ("emulated:arm64",)
 
@@ -132,8 +153,11 @@ def _parse(content: str, source: str) -> DeviceProfile:
         raise DeviceError(f"{source}: unknown field(s) {', '.join(unknown)}; remove them")
     formats = tuple(data.get("formats", FORMATS))
     precisions = tuple(data["precisions"])
-    _check_choice(source, "runtime", [data["runtime"]], FORMATS)
     _check_choice(source, "formats", formats, FORMATS)
+    if "runtime" in data:
+        _check_choice(source, "runtime", [data["runtime"]], formats)
+        warnings.warn(f"{source}: field 'runtime' has no effect (formats = {list(formats)} "
+                      "says what the device runs); remove it", FutureWarning, stacklevel=3)
     _check_choice(source, "precisions", precisions, PRECISIONS)
     for key in ("threads", "ram_mb", "storage_mb", "latency_budget_ms"):
         if data[key] <= 0:
@@ -147,7 +171,7 @@ def _parse(content: str, source: str) -> DeviceProfile:
         raise DeviceError(f"{source}: field 'stand_in' is {stand_in!r}; choose from "
                           f"{', '.join(STAND_INS)}")
     return DeviceProfile(
-        name=data["name"], arch=data["arch"], runtime=data["runtime"], precisions=precisions,
+        name=data["name"], arch=normalize_arch(data["arch"]), precisions=precisions,
         threads=data["threads"], ram_mb=float(data["ram_mb"]),
         storage_mb=float(data["storage_mb"]),
         latency_budget_ms=float(data["latency_budget_ms"]), formats=formats,

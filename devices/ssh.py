@@ -10,7 +10,6 @@ host-key checking is never turned off (options that try are refused).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -18,10 +17,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from edge_transfer.errors import DeviceError
+from edge_transfer.records import ValidationResult
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
@@ -151,8 +150,8 @@ def validate_over_ssh(
     extra_args: list[str],
     extra_files: Sequence[Path] = (),
     timeout: float = 1800,
-) -> dict[str, Any]:
-    """Copy ``bundle_dir`` (+ ``extra_files``), run ``REMOTE validate`` there, return its JSON.
+) -> ValidationResult:
+    """Copy ``bundle_dir`` (+ ``extra_files``), run ``REMOTE validate`` there, return its result.
 
     ``extra_args`` may name an extra file as ``{remote}/<name>``; ``{remote}`` is replaced by
     the remote temporary folder.
@@ -174,10 +173,9 @@ def validate_over_ssh(
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "validation.json"
             target.copy_from(result, local, timeout)
-            try:
-                return json.loads(local.read_text())
-            except json.JSONDecodeError as exc:
-                raise DeviceError(f"{target.url} returned malformed validation JSON: "
-                                  f"{exc}") from exc
+            return ValidationResult.load(
+                local, error=DeviceError,
+                fix=f"{target.url} returned no usable validation result: install the same "
+                    "edge-transfer version on the device")
     finally:
         target.ssh(["rm", "-rf", "--", remote_dir], timeout=60)

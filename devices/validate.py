@@ -18,13 +18,14 @@ Devices:
 
 Not run as a doctest (it needs a bundle; tests/test_devices.py builds one):
 
->>> result = validate_bundle("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
->>> [(a["name"], a["status"]) for a in result["artifacts"]]               # doctest: +SKIP
+>>> result = validate("bundles/target", profile="raspberry-pi-5")   # doctest: +SKIP
+>>> [(a.name, a.status) for a in result.artifacts]                  # doctest: +SKIP
 [('tflite-fp32', 'ok'), ('tflite-int8', 'ok'), ...]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -39,26 +40,32 @@ from typing import Any
 
 import numpy as np
 
-from devices.checks import budget_checks
-from devices.profile import DeviceProfile, load_profile
+from devices.checks import budget_checks, skipped
+from devices.profile import DeviceProfile, load_profile, normalize_arch
 from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
 from edge_transfer.errors import DataError, DeviceError, UserError
+from edge_transfer.records import (
+    Agreement,
+    DeviceInfo,
+    MalformedRecord,
+    SampleIds,
+    ValidationResult,
+    ValidationRow,
+    as_dict,
+)
 
-SCHEMA_VERSION = 1
 EMULATED_ARM64 = "emulated:arm64"
 STAND_IN = "stand-in"
-ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}
 
 
 def machine_arch() -> str:
-    machine = platform.machine().lower()
-    return ARCH_ALIASES.get(machine, machine)
+    return normalize_arch(platform.machine())
 
 
-def validate_bundle(
+def validate(
     bundle_dir: str | Path,
     device: str = "local",
     profile: str | Path | DeviceProfile | None = None,
@@ -72,11 +79,12 @@ def validate_bundle(
     connect_timeout: int = 10,
     timeout: float = 1800,
     outputs: str | Path | None = None,
-) -> dict[str, Any]:
+) -> ValidationResult:
     """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget.
 
     ``outputs``: a folder where each artifact's raw outputs on the sample are saved as
     ``NAME.npy`` (float32, output units), to compare devices (local and self only).
+    :func:`validate_bundle` is the same, returning the validation JSON as a dict.
     """
     if threads is not None and threads < 1:
         raise DeviceError(f"--threads must be at least 1, got {threads}")
@@ -103,33 +111,29 @@ def validate_bundle(
         else:
             rows = [_validate_child(bundle, a, profile, resolved, threads, data, timeout,
                                     outputs) for a in chosen]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "device": {"name": device, "profile": resolved.name if resolved else None,
-                   "arch": machine_arch(),
-                   "emulated": bool(resolved and resolved.arch != machine_arch())},
-        "bundle": str(bundle_dir),
-        "data_fingerprint": bundle.data_fingerprint,
-        "data": data,
-        "artifacts": rows,
-        "samples": _samples(bundle, data),
-    }
+    return ValidationResult(
+        device=DeviceInfo(name=device, profile=resolved.name if resolved else None,
+                          arch=machine_arch(),
+                          emulated=bool(resolved and resolved.arch != machine_arch())),
+        bundle=str(bundle_dir), data_fingerprint=bundle.data_fingerprint, data=data,
+        artifacts=tuple(rows), samples=_samples(bundle, data))
 
 
-def _samples(bundle: Bundle, data: str | None) -> dict[str, Any] | None:
+validate_bundle = as_dict(validate)
+
+
+def _samples(bundle: Bundle, data: str | None) -> SampleIds | None:
     """Which samples the rows' ``predictions`` were made on: the bundle's (the run's test
     split, as its manifest says), or all of ``--data``."""
     if data is None:
-        samples = bundle.manifest.samples
-        return None if samples is None else samples.to_dict()
+        return bundle.manifest.samples
     from edge_transfer.data import load_dataset
-    from edge_transfer.records import SampleIds
 
     pre = bundle.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))
     known = {name: i for i, name in enumerate(bundle.labels)}
     remap = np.array([known.get(n, -1) for n in dataset.class_names])
-    return SampleIds.of(dataset.fingerprint(), "all", np.maximum(remap[dataset.y], 0)).to_dict()
+    return SampleIds.of(dataset.fingerprint(), "all", np.maximum(remap[dataset.y], 0))
 
 
 def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:
@@ -141,35 +145,31 @@ def _resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfil
     return load_profile(default) if default else None
 
 
-def _base_row(bundle: Bundle, artifact: BundleArtifact) -> dict[str, Any]:
-    return {"name": artifact.name, "format": artifact.format, "precision": artifact.precision,
-            "file": artifact.file, "status": "failed", "reason": None, "bytes": artifact.bytes,
-            "samples": 0, "accuracy": None,
-            "workstation_accuracy": artifact.workstation_accuracy,
-            "predictions": None, "workstation_predictions": artifact.workstation_predictions,
-            "per_class_accuracy": None, "confusion_matrix": None, "latency_ms": None,
-            "throughput_fps": None, "peak_memory_mb": None, "checks": []}
+def _base_row(artifact: BundleArtifact, reason: str | None = None) -> ValidationRow:
+    """The row of an artifact that did not run (``failed``, with ``reason``)."""
+    return ValidationRow(name=artifact.name, format=artifact.format,
+                         precision=artifact.precision, file=artifact.file, status="failed",
+                         reason=reason, bytes=artifact.bytes,
+                         workstation_accuracy=artifact.workstation_accuracy,
+                         workstation_predictions=artifact.workstation_predictions)
 
 
-def _skipped(row: dict[str, Any], reason: str) -> dict[str, Any]:
-    row.update(status="skipped", reason=reason,
-               checks=[{"name": n, "status": "skip", "value": None, "limit": None,
-                        "detail": reason} for n in ("storage", "memory", "latency", "accuracy")])
-    return row
+def _skipped(artifact: BundleArtifact, reason: str) -> ValidationRow:
+    return dataclasses.replace(_base_row(artifact, reason), status="skipped",
+                               checks=skipped(reason))
 
 
 def _validate_here(
     bundle: Bundle, artifact: BundleArtifact, profile: DeviceProfile | None,
     threads: int | None, data: str | None, outputs: str | Path | None = None,
-) -> dict[str, Any]:
+) -> ValidationRow:
     """Load and evaluate one artifact in this process."""
     from edge_transfer.runtime import EdgeModel
 
-    row = _base_row(bundle, artifact)
     reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
               if profile else None)
     if reason:
-        return _skipped(row, reason)
+        return _skipped(artifact, reason)
     x, y = _validation_data(bundle, data)
     try:
         model = EdgeModel.load(bundle.artifact_path(artifact),
@@ -180,19 +180,19 @@ def _validate_here(
                           model.predict(x).probabilities)
     except UserError as exc:
         interrupts.check(exc)   # a runtime interrupted by a signal is not a failed row
-        row["reason"] = str(exc)
-        return row
-    row.update(evaluation.to_dict(), status="ok")
+        return _base_row(artifact, str(exc))
+    row = ValidationRow.from_dict({**_base_row(artifact).to_dict(), **evaluation.to_dict(),
+                                   "status": "ok"})
     if data is not None:  # other samples than the workstation's predictions were made on
-        row["workstation_predictions"] = None
+        row = dataclasses.replace(row, workstation_predictions=None)
     tolerance = bundle.tolerance
     if profile and profile.accuracy_tolerance is not None:
         tolerance = profile.accuracy_tolerance
     emulated = bool(profile and profile.arch != machine_arch())
     other_data = (f"validated on {data}, not the bundle's validation sample the workstation "
                   "accuracy was measured on") if data else None
-    row["checks"] = budget_checks(row, profile, tolerance, emulated, other_data)
-    return row
+    return dataclasses.replace(
+        row, checks=budget_checks(row, profile, tolerance, emulated, other_data))
 
 
 def _save_outputs(path: Path, outputs: np.ndarray) -> None:
@@ -221,13 +221,12 @@ def _validate_child(
     bundle: Bundle, artifact: BundleArtifact, profile_arg: Any,
     profile: DeviceProfile | None, threads: int | None, data: str | None, timeout: float,
     outputs: str | Path | None = None,
-) -> dict[str, Any]:
+) -> ValidationRow:
     """One artifact in a child process; a crash or hang becomes a failed row."""
-    row = _base_row(bundle, artifact)
     reason = (profile.cannot_run(artifact.format, artifact.precision, artifact.kept_float)
               if profile else None)
     if reason:
-        return _skipped(row, reason)
+        return _skipped(artifact, reason)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
         out = Path(tmp) / "row.json"
         command = [sys.executable, "-m", "edge_transfer", "validate", str(bundle.path),
@@ -247,16 +246,15 @@ def _validate_child(
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   env=_child_env(), stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            row["reason"] = f"the runtime did not finish within {timeout:.0f} s (killed)"
-            return row
+            return _base_row(artifact, f"the runtime did not finish within {timeout:.0f} s "
+                                       "(killed)")
         interrupts.check_child(proc.returncode)  # Ctrl-C reached the child: stop here too
         if out.is_file():
-            result = json.loads(out.read_text())
-            return result["artifacts"][0]
-    row["reason"] = _death(proc)
+            return ValidationResult.load(out).artifacts[0]
+    reason = _death(proc)
     if proc.returncode == 2:  # a UserError in the child: the same one-line message
-        raise UserError(row["reason"])
-    return row
+        raise UserError(reason)
+    return _base_row(artifact, reason)
 
 
 def _death(proc: subprocess.CompletedProcess[str]) -> str:
@@ -293,7 +291,7 @@ def _validate_ssh(
     bundle_dir: Path, device: str, profile: str | Path | DeviceProfile | None,
     threads: int | None, data: str | None, artifacts: Sequence[str], remote_command: str,
     ssh_options: Sequence[str], identity: str | None, connect_timeout: int, timeout: float,
-) -> dict[str, Any]:
+) -> ValidationResult:
     from devices.ssh import SSHTarget, validate_over_ssh
 
     target = SSHTarget.parse(device, ssh_options, identity, connect_timeout)
@@ -320,9 +318,8 @@ def _validate_ssh(
         for name in artifacts:
             args += ["--artifact", name]
         result = validate_over_ssh(target, bundle.path, remote_command, args, files, timeout)
-    result["device"]["name"] = target.url
-    result["bundle"] = str(bundle_dir)
-    return result
+    return dataclasses.replace(result, device=dataclasses.replace(result.device, name=target.url),
+                               bundle=str(bundle_dir))
 
 
 # ------------------------------------------------------------------ stand-ins and emulation
@@ -353,7 +350,7 @@ LATENCY_EMULATED = ("measured under qemu emulation on the workstation, not on th
 def _validate_emulated(
     bundle_dir: Path, profile: str | Path | DeviceProfile | None, threads: int | None,
     data: str | None, artifacts: Sequence[str], timeout: float,
-) -> dict[str, Any]:
+) -> ValidationResult:
     """Validate in the arm64 userland and on this workstation, on the same sample; compare."""
     from devices import emulated
 
@@ -381,46 +378,49 @@ def _validate_emulated(
             options += ["--data", data]
         for artifact in artifacts:
             options += ["--artifact", artifact]
-        reference = validate_bundle(bundle.path, "local", resolved, threads, data,
-                                    artifacts=artifacts, timeout=timeout,
-                                    outputs=tmp / "workstation")
-        result = emulated.validate_in_userland(bundle.path, options, userland=userland,
-                                               binds=binds, out_dir=tmp / "arm64",
-                                               timeout=timeout)
-        ours = {r["name"]: r for r in reference["artifacts"]}
-        for row in result["artifacts"]:
-            _label_emulated(row)
-            row["agreement"] = agreement(tmp / "workstation" / f"{row['name']}.npy",
-                                         tmp / "arm64" / "outputs" / f"{row['name']}.npy",
-                                         ours.get(row["name"]))
+        reference = validate(bundle.path, "local", resolved, threads, data,
+                             artifacts=artifacts, timeout=timeout, outputs=tmp / "workstation")
+        try:
+            result = ValidationResult.from_dict(emulated.validate_in_userland(
+                bundle.path, options, userland=userland, binds=binds, out_dir=tmp / "arm64",
+                timeout=timeout))
+        except MalformedRecord as exc:
+            raise DeviceError(f"the arm64 userland returned a malformed validation result "
+                              f"({exc}); set it up again: `edge-transfer device setup "
+                              "emulated-arm64`") from exc
+        rows = tuple(dataclasses.replace(
+            _label_emulated(row),
+            agreement=agreement(tmp / "workstation" / f"{row.name}.npy",
+                                tmp / "arm64" / "outputs" / f"{row.name}.npy",
+                                reference.row(row.name)))
+            for row in result.artifacts)
     versions = (userland.info() or {}).get("versions") or {}
-    result["device"] = {"name": EMULATED_ARM64, "profile": resolved.name if resolved else None,
-                        "arch": result["device"].get("arch", "aarch64"), "emulated": True,
-                        "host_arch": machine_arch(),
-                        "runtimes": {k: versions.get(k) for k in ("ai-edge-litert",
-                                                                   "onnxruntime", "numpy")}}
-    result["bundle"] = str(bundle_dir)
-    result["data"] = data
-    return result
+    device = DeviceInfo(name=EMULATED_ARM64, profile=resolved.name if resolved else None,
+                        arch=result.device.arch or "aarch64", emulated=True,
+                        host_arch=machine_arch(),
+                        runtimes={k: versions.get(k) for k in ("ai-edge-litert",
+                                                               "onnxruntime", "numpy")})
+    return dataclasses.replace(result, device=device, bundle=str(bundle_dir), data=data,
+                               artifacts=rows)
 
 
-def _label_emulated(row: dict[str, Any]) -> None:
+def _label_emulated(row: ValidationRow) -> ValidationRow:
     """Latency measured under emulation: labelled, its check a skip."""
-    row["emulated"] = True
-    for item in row["checks"]:
-        if item["name"] == "latency":
-            item.update(status="skip", emulated=True,
-                        detail=LATENCY_EMULATED if row["status"] == "ok" else item["detail"])
+    checks = tuple(
+        dataclasses.replace(c, status="skip", emulated=True,
+                            detail=LATENCY_EMULATED if row.ok else c.detail)
+        if c.name == "latency" else c for c in row.checks)
+    return dataclasses.replace(row, emulated=True, checks=checks)
 
 
-def agreement(ours: Path, theirs: Path, reference: dict[str, Any] | None) -> dict[str, Any] | None:
+def agreement(ours: Path, theirs: Path, reference: ValidationRow | None) -> Agreement | None:
     """Top-1 agreement and the largest output difference of two devices' saved outputs.
 
     >>> import tempfile; d = Path(tempfile.mkdtemp())
     >>> np.save(d / "a.npy", np.array([[0.9, 0.1], [0.4, 0.6]], np.float32))
     >>> np.save(d / "b.npy", np.array([[0.8, 0.2], [0.6, 0.4]], np.float32))
     >>> a = agreement(d / "a.npy", d / "b.npy", None)
-    >>> a["top1"], round(a["max_abs_diff"], 3), a["samples"]
+    >>> a.top1, round(a.max_abs_diff, 3), a.samples
     (0.5, 0.2, 2)
     """
     if not (ours.is_file() and theirs.is_file()):
@@ -428,10 +428,8 @@ def agreement(ours: Path, theirs: Path, reference: dict[str, Any] | None) -> dic
     a = np.load(ours, allow_pickle=False).astype(np.float64)
     b = np.load(theirs, allow_pickle=False).astype(np.float64)
     if a.shape != b.shape:
-        return {"reference": "workstation", "top1": None, "max_abs_diff": None, "samples": 0,
-                "reference_accuracy": None,
-                "detail": f"output shapes differ: {a.shape} here, {b.shape} on the device"}
-    return {"reference": "workstation", "top1": float(np.mean(a.argmax(1) == b.argmax(1))),
-            "max_abs_diff": float(np.abs(a - b).max()) if a.size else 0.0,
-            "samples": len(a),
-            "reference_accuracy": (reference or {}).get("accuracy")}
+        return Agreement(detail=f"output shapes differ: {a.shape} here, {b.shape} on the device")
+    return Agreement(top1=float(np.mean(a.argmax(1) == b.argmax(1))),
+                     max_abs_diff=float(np.abs(a - b).max()) if a.size else 0.0,
+                     samples=len(a),
+                     reference_accuracy=reference.accuracy if reference else None)

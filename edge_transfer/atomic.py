@@ -46,8 +46,9 @@ def atomic_path(path: Path, parents: bool = False, keep_suffix: bool = False) ->
         if parents:
             path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        if tmp.is_file():
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
         _remove(tmp)

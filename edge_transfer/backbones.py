@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_transfer import interrupts
-from edge_transfer.errors import ConfigError, ModelError
+from edge_transfer.errors import ConfigError, ModelError, one_line
 from edge_transfer.preprocessing import Preprocessing
 
 SCRATCH_BN_MOMENTUM = 0.9
@@ -290,15 +290,15 @@ def create(
     try:
         extractor = spec.build(pre.input_shape, arg, width)
     except ValueError as exc:
-        raise ModelError(f"cannot build {name} ({_first_line(exc)}); check --width, "
+        raise ModelError(f"cannot build {name} ({one_line(exc, first=True)}); check --width, "
                          "--input-size and --weights") from exc
     except Exception as exc:  # Keras' download raises plain Exception without network
         interrupts.check(exc)
         if weights == "imagenet":
             raise ModelError(
-                f"cannot get ImageNet weights for {name} ({_first_line(exc)}); connect to the "
-                "internet once (Keras caches them in ~/.keras/models), or pass --weights PATH "
-                "or --weights none"
+                f"cannot get ImageNet weights for {name} ({one_line(exc, first=True)}); connect "
+                "to the internet once (Keras caches them in ~/.keras/models), or pass "
+                "--weights PATH or --weights none"
             ) from exc
         raise
     from edge_transfer.models import flatten_model, set_batchnorm
@@ -376,7 +376,7 @@ def _load_weights_file(model: Any, path: str) -> None:
         model.load_weights(path)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load weights {path} into {model.name} "
-                         f"({_first_line(exc)}); save them from the same backbone and "
+                         f"({one_line(exc, first=True)}); save them from the same backbone and "
                          "options") from exc
 
 
@@ -386,6 +386,3 @@ def _load() -> tuple[Any, Any]:
     return load()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

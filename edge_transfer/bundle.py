@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from edge_transfer.atomic import atomic_path
 from edge_transfer.errors import BundleError, UserError
 from edge_transfer.images import Images
 from edge_transfer.preprocessing import Preprocessing
@@ -148,9 +149,8 @@ def create_bundle(
     try:
         entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
         entries = [_measured(e, staging / e.file, test.x, test.y) for e in entries]
-        tmp = staging / f".{VALIDATION_SAMPLE}.tmp.npz"
-        write_sample(tmp, test.x, test.y, run.labels)
-        tmp.replace(staging / VALIDATION_SAMPLE)
+        with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
+            write_sample(tmp, test.x, test.y, run.labels)
         Manifest(
             run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
             data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
@@ -178,11 +178,9 @@ def archive_bundle(folder: str | Path) -> Path:
     folder = Path(folder)
     open_bundle(folder)  # never archive a bundle that does not verify
     target = folder.with_name(folder.name + ".tar.gz")
-    tmp = target.with_name(f".{target.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as archive:
+    with atomic_path(target) as tmp, tarfile.open(tmp, "w:gz") as archive:
         for path in sorted(folder.iterdir()):
             archive.add(path, arcname=f"{folder.name}/{path.name}", recursive=False)
-    tmp.replace(target)
     return target
 
 
@@ -202,9 +200,8 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
     if artifact.sha256 and artifact.sha256 != digest:
         raise BundleError(f"{source} changed since export.json was written (sha256 mismatch); "
                           "export the run again")
-    tmp = staging / f".{file}.tmp"
-    shutil.copyfile(source, tmp)
-    tmp.replace(staging / file)
+    with atomic_path(staging / file) as tmp:
+        shutil.copyfile(source, tmp)
     return ManifestArtifact(name=name, file=file, format=artifact.format,
                             precision=artifact.precision, sha256=digest,
                             bytes=source.stat().st_size, export_accuracy=artifact.accuracy,

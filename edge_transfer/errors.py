@@ -75,11 +75,28 @@ class ConversionError(ExportError):
     """
 
 
-def one_line(error: object, limit: int = 500) -> str:
+def one_line(error: object, limit: int = 500, *, first: bool = False,
+             prefer: tuple[str, ...] = ()) -> str:
     """A library's message (often several lines) as one line for ours, at most ``limit`` chars.
+
+    All lines are joined; ``first=True`` keeps only the headline: the first line that
+    mentions one of ``prefer`` (case-insensitive), else the first line. An exception
+    without a message is named by its type.
 
     >>> one_line(ValueError("Tensor 7 is invalid.\\n  at subgraph 0\\n"))
     'Tensor 7 is invalid. at subgraph 0'
+    >>> one_line(RuntimeError("converting...\\nerror: op X is not supported\\n"), first=True,
+    ...          prefer=("error",))
+    'error: op X is not supported'
+    >>> one_line(KeyError())
+    'KeyError'
     """
-    text = " ".join(str(error).split())
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if first:
+        wanted = [ln for ln in lines if any(w in ln.lower() for w in prefer)]
+        lines = (wanted or lines)[:1]
+    text = " ".join(lines)
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -59,10 +59,10 @@ class ExportConfig:
     one; ``qat`` adds ``int8-qat`` per format; ``prune`` adds ``<precision>-pruned<S>`` for
     ``prune_precisions`` (default: every asked precision).
 
-    >>> ExportConfig(formats=("onnx",), precisions=("fp16",))  # doctest: +ELLIPSIS
+    >>> ExportConfig(formats=("onnx",), precisions=("int16x8",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    edge_transfer.errors.UnsupportedExportError: precision fp16 cannot be exported to onnx ...
+    edge_transfer.errors.UnsupportedExportError: precision int16x8 cannot be exported to onnx ...
     """
 
     formats: tuple[str, ...] = option(("tflite", "onnx"), "comma-separated formats",
@@ -361,7 +361,7 @@ class CheckData:
 
     split: Dataset
     preprocessing: Preprocessing
-    batch_size: int = 512
+    batch_size: int = 128  # a runtime arena (and RSS) grows with the batch: keep it small
 
     def __len__(self) -> int:
         return len(self.split)

@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from edge_transfer._keras import load
-from edge_transfer.errors import ModelError
+from edge_transfer.errors import ModelError, one_line
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-FEATURES_NAME = "features"
 
 
 @cache
@@ -105,20 +104,19 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
                 f"{path} contains a Lambda layer (arbitrary code); pass --unsafe-load "
                 "only if you trust the file"
             ) from exc
-        raise ModelError(f"cannot load {path}: {_first_line(exc)}; save the model again") from exc
+        raise ModelError(f"cannot load {path}: {one_line(exc, first=True)}; "
+                         "save the model again") from exc
     except (OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"cannot load {path}: {_first_line(exc)}; save the model again") from exc
+        raise ModelError(f"cannot load {path}: {one_line(exc, first=True)}; "
+                         "save the model again") from exc
 
 
 def save_keras_model(model: Any, path: Path) -> None:
-    """Save to a temporary name, then rename into place."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    """Save to a temporary name, then rename into place (``atomic.atomic_path``)."""
+    from edge_transfer.atomic import atomic_path
+
+    with atomic_path(path, keep_suffix=True) as tmp:  # Keras picks the format by the suffix
         model.save(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def is_nested_model(layer: Any) -> bool:
@@ -148,7 +146,7 @@ def flatten_model(model: Any) -> Any:
     try:
         return keras.Model(inputs, outputs, name=model.name)
     except ValueError as exc:
-        raise ModelError(f"cannot flatten {model.name}: {_first_line(exc)}; "
+        raise ModelError(f"cannot flatten {model.name}: {one_line(exc, first=True)}; "
                          "give the nested models' layers unique names") from exc
 
 
@@ -232,13 +230,6 @@ def head_model(model: Any, extractor: Any) -> Any:
     return keras.Model(inputs, x, name="source_head")
 
 
-def extractor_part(model: Any, extractor_output_layer: str) -> Any:
-    """The feature extractor inside a flat classifier (input to ``extractor_output_layer``)."""
-    _, keras = load()
-    return keras.Model(model.inputs, output_in(model, model.get_layer(extractor_output_layer)),
-                       name="extractor")
-
-
 def set_batchnorm(model: Any, momentum: float | None = None,
                   trainable: bool | None = None) -> int:
     """Set every BatchNormalization layer's momentum and/or trainability; return how many.
@@ -292,6 +283,3 @@ def weight_layers(model: Any) -> list[Any]:
     return [layer for layer in model.layers if layer.weights]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_transfer import interrupts
 from edge_transfer._keras import load
-from edge_transfer.errors import ConversionError
+from edge_transfer.errors import ConversionError, one_line
 
 BATCH_SIZE = 32
 
@@ -82,7 +82,7 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
             layer = unquantizable_layer(model)
             where = f"layer {layer}" if layer else "this model"
             raise ConversionError(
-                f"QAT cannot quantize {where}: {str(exc).splitlines()[0][:200]}; export "
+                f"QAT cannot quantize {where}: {one_line(exc, 200, first=True)}; export "
                 "--keep-float auto instead (int8 with the worst layers in float)"
             ) from exc
         if notes is not None:
@@ -134,7 +134,7 @@ def prune(model: Any, x: np.ndarray, y: np.ndarray, *, sparsity: float, epochs: 
                                                            pruning_schedule=schedule)
     except Exception as exc:
         interrupts.check(exc)
-        raise ConversionError(f"pruning failed: {str(exc).splitlines()[0][:300]}") from exc
+        raise ConversionError(f"pruning failed: {one_line(exc, 300, first=True)}") from exc
     keras.utils.set_random_seed(seed)
     wrapped.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
                     metrics=["accuracy"])

@@ -31,13 +31,14 @@ edge_transfer.records.MalformedRecord: bytes: expected int, got 'many'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 from edge_transfer.errors import (
     BundleError,
@@ -53,6 +54,7 @@ OMIT_NONE = {"omit_none": True}
 
 R = TypeVar("R", bound="Record")
 F = TypeVar("F", bound="FileRecord")
+P = ParamSpec("P")
 
 
 class MalformedRecord(ValueError):
@@ -102,6 +104,18 @@ class Record:
                 continue
             out[f.name] = _plain(value)
         return out
+
+
+def as_dict(make: Callable[P, Record]) -> Callable[P, dict[str, Any]]:
+    """``make`` returning its record's JSON object instead: the dict-returning API of a
+    function whose typed version returns a record (``validate_bundle = as_dict(validate)``)."""
+    @functools.wraps(make)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        return make(*args, **kwargs).to_dict()
+
+    wrapper.__doc__ = (f"{make.__name__}(...) as its record's JSON object (a dict).\n\n"
+                       f"{make.__doc__ or ''}")
+    return wrapper
 
 
 class FileRecord(Record):

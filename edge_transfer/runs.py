@@ -46,7 +46,8 @@ HISTORY_FILE = "history.json"
 # Every package whose version can change a trained model, an exported file or a measurement.
 VERSIONED_PACKAGES = (
     "edge-transfer", "tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx",
-    "onnx", "onnxruntime", "ai-edge-litert", "numpy", "pillow", "scikit-learn",
+    "onnx", "onnxconverter-common", "onnxruntime", "ai-edge-litert", "numpy", "pillow",
+    "scikit-learn",
 )
 
 

@@ -37,7 +37,6 @@ from exporters._types import (
     ExportOptions,
     ExportSpec,
     KerasSource,
-    TensorInfo,
 )
 
 _FORMATS = {"tflite": "exporters.tflite", "onnx": "exporters.onnx"}
@@ -61,6 +60,16 @@ def available() -> tuple[str, ...]:
     return tuple(_FORMATS)
 
 
+def precisions() -> tuple[str, ...]:
+    """Every precision some registered format exports, in ``PRECISIONS`` order.
+
+    >>> precisions()
+    ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
+    """
+    made = {p for name in _FORMATS for p in get(name).PRECISIONS}
+    return tuple(p for p in PRECISIONS if p in made)
+
+
 def get(name: str) -> Exporter:
     """The exporter module of format ``name``."""
     if name not in _FORMATS:
@@ -82,7 +91,7 @@ __all__ = [
     "ExportSpec",
     "Exporter",
     "KerasSource",
-    "TensorInfo",
     "available",
     "get",
+    "precisions",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from edge_transfer import interrupts
-from edge_transfer.errors import ConversionError, ExportError
+from edge_transfer.errors import ConversionError, ExportError, one_line
 
 _OP_PATTERNS = (
     re.compile(r"'((?:tf|tfl|stablehlo|mhlo)\.[A-Za-z0-9_]+)' op"),   # MLIR converter
@@ -28,15 +28,6 @@ def failing_op(message: str) -> str | None:
     return None
 
 
-def first_line(message: str, limit: int = 300) -> str:
-    """The most telling line of a long converter log: the first one mentioning an error."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line.lower() or "not supported" in line.lower():
-            return line[:limit]
-    return (lines[0] if lines else "no message")[:limit]
-
-
 def conversion_failure(variant: str, exc: BaseException) -> ExportError:
     """A :class:`ConversionError` for ``variant`` naming the op or layer where known.
 
@@ -48,4 +39,5 @@ def conversion_failure(variant: str, exc: BaseException) -> ExportError:
     message = str(exc) or type(exc).__name__
     op = failing_op(message)
     where = f" on op {op}" if op else ""
-    return ConversionError(f"{variant} conversion failed{where}: {first_line(message)}")
+    headline = one_line(message, 300, first=True, prefer=("error", "not supported"))
+    return ConversionError(f"{variant} conversion failed{where}: {headline}")

@@ -1,10 +1,21 @@
-"""The size and digest facts of a written file."""
+"""What every exporter does with its converted bytes: write them, measure them, and read
+them back through the device's runtime code (:mod:`edge_transfer.runtime`)."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_transfer import interrupts
+from edge_transfer.atomic import write_bytes_atomic
+from edge_transfer.errors import ConversionError, one_line
+from edge_transfer.records import TensorRecord
+from edge_transfer.runtime._backends import open_backend, run_float
+from exporters._types import Artifact, ExportSpec
 
 
 @dataclass(frozen=True)
@@ -25,3 +36,37 @@ def file_facts(data: bytes) -> FileFacts:
         gzip_bytes=len(gzip.compress(data, compresslevel=9, mtime=0)),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def describe(model: bytes | Path, fmt: str) -> tuple[tuple[TensorRecord, ...],
+                                                       tuple[TensorRecord, ...]]:
+    """Inputs and outputs (names, shapes with -1 for a dynamic axis, dtypes, quantization)
+    of a model file of format ``fmt``, as the device's runtime sees them."""
+    backend = open_backend(model, format=fmt)
+    return (backend.input.to_record(),), (backend.output.to_record(),)
+
+
+def predict(path: Path, x: np.ndarray, fmt: str) -> np.ndarray:
+    """Float outputs of a model file on float input ``x``, through the device's runtime code
+    (:func:`edge_transfer.runtime._backends.run_float`: integer I/O quantized as there)."""
+    return run_float(open_backend(Path(path), format=fmt), x)
+
+
+def write_artifact(fmt: str, suffix: str, spec: ExportSpec, data: bytes,
+                   out_dir: Path) -> Artifact:
+    """``out_dir/model-<spec.name><suffix>`` written atomically, as an :class:`Artifact`;
+    a :class:`ConversionError` and no file when the device's runtime cannot load ``data``
+    (e.g. a Flex or custom op)."""
+    name = f"{fmt}-{spec.name}"
+    try:
+        inputs, outputs = describe(data, fmt)   # before writing: no file it cannot run
+    except Exception as exc:
+        interrupts.check(exc)
+        raise ConversionError(f"{name}: the {fmt} runtime cannot run the converted file "
+                              f"({one_line(exc, 200, first=True)}); no file was written"
+                              ) from exc
+    path = Path(out_dir) / f"model-{spec.name}{suffix}"
+    write_bytes_atomic(path, data)
+    facts = file_facts(data)
+    return Artifact(fmt, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
+                    sha256=facts.sha256, inputs=inputs, outputs=outputs)

@@ -207,9 +207,6 @@ class KerasSource:
         return path
 
 
-TensorInfo = TensorRecord
-"""An input or output of an exported file (``-1`` marks a dynamic axis): the export.json row."""
-
 Check = ExportCheck
 """The exported file compared with its Keras model on the test split."""
 
@@ -226,8 +223,8 @@ class Artifact:
     bytes: int | None = None
     gzip_bytes: int | None = None
     sha256: str | None = None
-    inputs: tuple[TensorInfo, ...] = ()
-    outputs: tuple[TensorInfo, ...] = ()
+    inputs: tuple[TensorRecord, ...] = ()
+    outputs: tuple[TensorRecord, ...] = ()
     check: Check | None = None
     seconds: float | None = None
     notes: tuple[str, ...] = ()   # e.g. layers kept float, and why

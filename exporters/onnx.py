@@ -1,12 +1,14 @@
-"""ONNX: fp32 (tf2onnx), dynamic int8 and static int8 QDQ (ONNX Runtime quantization).
+"""ONNX: fp32 (tf2onnx), fp16 (onnxconverter-common), dynamic int8 and static int8 QDQ
+(ONNX Runtime quantization).
 
 The float graph is converted once per source with an explicit input signature (dynamic
-batch axis ``batch``) and the configured opset; the quantized variants start from it. A QAT
+batch axis ``batch``) and the configured opset; the other variants start from it. fp16 keeps
+float32 inputs and outputs (casts inside), so every device feeds it the same tensors. A QAT
 model converts directly: its fake-quant nodes become QuantizeLinear/DequantizeLinear.
 
 >>> from exporters import onnx
 >>> onnx.PRECISIONS
-('fp32', 'dynamic', 'int8')
+('fp32', 'fp16', 'dynamic', 'int8')
 
 The export itself is not run as a doctest (it needs a Keras model and calibration data;
 tests/test_export_onnx.py runs it):
@@ -28,28 +30,19 @@ from typing import Any
 import numpy as np
 
 from edge_transfer import interrupts
-from edge_transfer.atomic import write_bytes_atomic
-from edge_transfer.errors import ConversionError
+from edge_transfer.errors import ConversionError, UnsupportedExportError, one_line
 from edge_transfer.metadata import ModelMetadata, embed_in_onnx
+from edge_transfer.runtime._backends import open_backend
+from exporters import _files
 from exporters._failures import conversion_failure
-from exporters._files import file_facts
-from exporters._types import (
-    Artifact,
-    Calibration,
-    ExportOptions,
-    ExportSpec,
-    KerasSource,
-    TensorInfo,
-)
+from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "onnx"
 SUFFIX = ".onnx"
-PRECISIONS = ("fp32", "dynamic", "int8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 IO_TYPES = ("float",)
 BATCH_AXIS = "batch"
 
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-           "tensor(uint8)": "uint8", "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
 def export(
@@ -73,12 +66,7 @@ def export(
     embed_in_onnx(model, metadata)
     data = model.SerializeToString()
     onnx.checker.check_model(model)
-    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
-    write_bytes_atomic(path, data)
-    facts = file_facts(data)
-    inputs, outputs = describe(data)
-    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
-                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+    return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
 
 
 def _float_model(source: KerasSource, opset: int) -> Any:
@@ -95,6 +83,17 @@ def _float_model(source: KerasSource, opset: int) -> Any:
                 dims[0].dim_param = BATCH_AXIS
         source.cache[key] = model.SerializeToString()
     return onnx.load_from_string(source.cache[key])
+
+
+def _float16(model: Any) -> Any:
+    """fp16 weights and arithmetic, float32 inputs and outputs (``keep_io_types``)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise UnsupportedExportError(
+            "ONNX fp16 needs onnxconverter-common: pip install onnxconverter-common "
+            "(it comes with edge-transfer[train])") from exc
+    return float16.convert_float_to_float16(model, keep_io_types=True)
 
 
 # ----------------------------------------------------------------- tf2onnx paths, in order
@@ -175,10 +174,10 @@ def runtime_refusal(model: Any) -> str | None:
         return (f"tf2onnx left TensorFlow op {node.op_type} (node {node.name}) that ONNX "
                 f"Runtime has no kernel for ({len(unknown)} such nodes)")
     try:
-        _session(model.SerializeToString())
+        open_backend(model.SerializeToString(), format=NAME)
     except Exception as exc:
         interrupts.check(exc)
-        return f"ONNX Runtime refuses the graph: {str(exc).splitlines()[0][:200]}"
+        return f"ONNX Runtime refuses the graph: {one_line(exc, 200, first=True)}"
     return None
 
 
@@ -248,6 +247,8 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
         return store_int8_weights(model)
     if spec.precision == "fp32":
         return model
+    if spec.precision == "fp16":
+        return _float16(model)
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="onnx-quant-") as tmp:
@@ -354,32 +355,6 @@ class _Reader:
         self._samples = iter(self._calibration)
 
 
-def _session(model: bytes | Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
-
-    source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
-
-
-def _tensor_info(arg: Any) -> TensorInfo:
-    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
-    return TensorInfo(name=arg.name, shape=shape, dtype=_DTYPES.get(arg.type, arg.type))
-
-
-def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs (names, shapes with -1 for the batch axis, dtypes) of an .onnx."""
-    session = _session(model)
-    return (tuple(_tensor_info(a) for a in session.get_inputs()),
-            tuple(_tensor_info(a) for a in session.get_outputs()))
-
-
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of an .onnx file on float input ``x``."""
-    session = _session(Path(path))
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float32)
+    """Float outputs on float input ``x``, through the device's runtime code."""
+    return _files.predict(path, x, NAME)

@@ -23,19 +23,11 @@ from typing import Any
 import numpy as np
 
 from edge_transfer import interrupts
-from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError, ExportError
 from edge_transfer.metadata import ModelMetadata, embed_in_tflite
+from exporters import _files
 from exporters._failures import conversion_failure
-from exporters._files import file_facts
-from exporters._types import (
-    Artifact,
-    Calibration,
-    ExportOptions,
-    ExportSpec,
-    KerasSource,
-    TensorInfo,
-)
+from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "tflite"
 SUFFIX = ".tflite"
@@ -59,12 +51,7 @@ def export(
     except Exception as exc:
         raise explain_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
-    inputs, outputs = runnable(name, data)   # before writing: no file LiteRT cannot run
-    path = Path(out_dir) / f"model-{spec.name}{SUFFIX}"
-    write_bytes_atomic(path, data)
-    facts = file_facts(data)
-    return Artifact(NAME, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
-                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+    return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:
@@ -121,21 +108,6 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
     return conversion_failure(name, exc)
 
 
-def runnable(name: str, data: bytes) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs of ``data`` once LiteRT has loaded it and allocated its tensors;
-    a ConversionError naming the op when it cannot (e.g. a Flex or custom op)."""
-    try:
-        interpreter = _interpreter(data)
-        interpreter.allocate_tensors()
-    except Exception as exc:
-        interrupts.check(exc)
-        raise ConversionError(f"{name}: LiteRT cannot run the converted file "
-                              f"({str(exc).strip().splitlines()[0][:200]}); no file was "
-                              "written") from exc
-    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
-            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
-
-
 def _converter(tf: Any, source: KerasSource) -> Any:
     try:
         saved = source.saved_model
@@ -153,56 +125,6 @@ def _representative(calibration: Calibration) -> Any:
     return dataset
 
 
-def _interpreter(model: bytes | Path) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-
-    if isinstance(model, Path):
-        return Interpreter(model_path=str(model))
-    return Interpreter(model_content=model)
-
-
-def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
-    scale, zero_point = detail["quantization"]
-    quantized = scale != 0.0
-    return TensorInfo(
-        name=str(detail["name"]),
-        shape=tuple(int(d) for d in detail["shape_signature"]),
-        dtype=np.dtype(detail["dtype"]).name,
-        scale=float(scale) if quantized else None,
-        zero_point=int(zero_point) if quantized else None,
-    )
-
-
-def describe(model: bytes | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Inputs and outputs (names, shapes, dtypes, quantization) of a .tflite."""
-    interpreter = _interpreter(model)
-    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
-            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
-
-
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Float outputs of a .tflite on float input ``x`` (quantizing I/O where the file is int)."""
-    interpreter = _interpreter(Path(path))
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], quantize(x, inp))
-    interpreter.invoke()
-    return dequantize(interpreter.get_tensor(out["index"]), out)
-
-
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    """Float outputs on float input ``x``, through the device's runtime code."""
+    return _files.predict(path, x, NAME)

@@ -1,8 +1,8 @@
 """The runtime and device tests' export and bundle: the suite's one shared export.
 
 :func:`export_folder` is ``edge_transfer.export.export_run`` of every post-training variant
-(``_export_shared.export_post_training``: TFLite fp32/fp16/dynamic/int8/int16x8, ONNX
-fp32/dynamic/int8; QAT and pruning train again, so only slow tests export them), computed
+(``_export_shared.export_post_training``: every precision of every registered exporter; QAT
+and pruning train again, so only slow tests export them), computed
 once per session and shared with the export tests; :func:`bundle_folder` bundles it once.
 """
 

@@ -19,8 +19,8 @@ from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
 from edge_transfer.interrupts import Interrupted
 
-SIX = ["android-arm64-phone", "coral-dev-board", "generic-x86-64", "jetson-orin-nano",
-       "raspberry-pi-4", "raspberry-pi-5"]
+# The shipped profiles: one TOML file each; adding one needs no edit here.
+PROFILES = sorted(p.stem for p in (REPO_ROOT / "devices" / "profiles").glob("*.toml"))
 MB = 1024 * 1024
 ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples", "accuracy",
             "workstation_accuracy", "per_class_accuracy", "confusion_matrix", "latency_ms",
@@ -34,7 +34,7 @@ def digits_bundle(digits_run: Path) -> Path:
 
 
 def write_profile(path: Path, **changes: object) -> Path:
-    fields = {"name": "tiny-board", "arch": "x86_64", "runtime": "tflite",
+    fields = {"name": "tiny-board", "arch": "x86_64",
               "precisions": ["fp32", "int8"], "threads": 1, "ram_mb": 4096, "storage_mb": 1,
               "latency_budget_ms": 100.0, **changes}
     path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items()
@@ -42,16 +42,17 @@ def write_profile(path: Path, **changes: object) -> Path:
     return path
 
 
-def test_devices_cli_lists_the_six_profiles() -> None:
-    assert list_profiles() == SIX
+def test_devices_cli_lists_every_profile() -> None:
+    assert len(PROFILES) >= 6 and list_profiles() == PROFILES
     proc = run_cli("devices")
     assert proc.returncode == 0, proc.stderr
-    assert all(name in proc.stdout for name in SIX)
+    assert all(name in proc.stdout for name in PROFILES)
     profiles = json.loads(run_cli("devices", "--json").stdout)
     coral = next(p for p in profiles if p["name"] == "coral-dev-board")
     assert coral["precisions"] == ["int8"] and coral["formats"] == ["tflite"]
-    for name in SIX:
-        profile = load_profile(name)
+    for name in PROFILES:
+        profile = load_profile(name)  # refused if its name is not its file name
+        assert profile.name == name
         assert profile.threads >= 1 and profile.ram_mb > 0 and profile.latency_budget_ms > 0
 
 
@@ -134,6 +135,18 @@ def test_budgets_fail_and_unrunnable_precisions_skip(digits_bundle: Path,
     row = next(r for r in coral["artifacts"] if r["name"] == "tflite-int8")
     latency = next(c for c in row["checks"] if c["name"] == "latency")
     assert latency["status"] == "skip" and "another architecture" in latency["detail"]
+
+
+def test_profile_arch_spellings_and_the_retired_runtime_field(tmp_path: Path) -> None:
+    """arm64/amd64 are aarch64/x86_64 (what the machine reports); `runtime` changes nothing,
+    so a file that has it loads with a warning to remove it, and must name one of its formats."""
+    assert load_profile(write_profile(tmp_path / "a.toml", arch="arm64")).arch == "aarch64"
+    assert load_profile(write_profile(tmp_path / "b.toml", arch="AMD64")).arch == "x86_64"
+    with pytest.warns(FutureWarning, match="'runtime' has no effect"):
+        old = load_profile(write_profile(tmp_path / "c.toml", runtime="tflite"))
+    assert "runtime" not in old.to_dict()
+    with pytest.raises(DeviceError, match=r"'runtime'.*choose from tflite"):
+        load_profile(write_profile(tmp_path / "d.toml", runtime="onnx", formats=["tflite"]))
 
 
 def test_child_peak_memory_is_its_own_not_the_parents(digits_bundle: Path) -> None:

@@ -1,4 +1,4 @@
-"""ONNX export of the digits run: fp32, dynamic and static int8 QDQ, QAT, pruning."""
+"""ONNX export of the digits run: fp32, fp16, dynamic and static int8 QDQ, QAT, pruning."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
 from edge_transfer.samples import decode
 
-TESTED_PRECISIONS = ("fp32", "dynamic", "int8")
+TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
 
 
@@ -55,6 +55,17 @@ def test_fp32_matches_keras_with_a_dynamic_batch_axis(result: ExportResult) -> N
     assert artifact.inputs[0].shape == (-1, 8, 8, 1)
     model = onnx.load(str(artifact.path))
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
+
+
+def test_fp16_halves_the_file_and_keeps_float32_io(result: ExportResult) -> None:
+    """fp16 weights inside (onnxconverter-common), float32 inputs and outputs outside."""
+    artifact = result.get("onnx-fp16")
+    assert artifact.bytes <= 0.55 * result.get("onnx-fp32").bytes
+    assert [t.dtype for t in (*artifact.inputs, *artifact.outputs)] == ["float32", "float32"]
+    model = onnx.load(str(artifact.path))
+    weights = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name
+                      for t in model.graph.initializer if len(t.dims) >= 2)
+    assert set(weights) == {"float16"}, weights
 
 
 def test_static_int8_is_qdq_per_channel(result: ExportResult) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from edge_transfer import idx
 from edge_transfer.data import load_dataset, split_dataset
 from edge_transfer.errors import DataError
-from tests.conftest import run_cli
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from edge_transfer.data import load_dataset, split_dataset
 from edge_transfer.errors import DataError
-from tests.conftest import run_cli
 
 
 def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int = 0,

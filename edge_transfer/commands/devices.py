@@ -28,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
         write_json_output(args.json, [p.to_dict() for p in profiles])
         return 0
     table = Table(title="Device profiles")
-    for column in ("Profile", "Arch", "Runtime", "Formats", "Precisions", "Threads", "RAM MB",
+    for column in ("Profile", "Arch", "Formats", "Precisions", "Threads", "RAM MB",
                    "Storage MB", "Latency ms", "Tolerance", "Stand-in"):
         table.add_column(column)
     for p in profiles:
         tolerance = "bundle" if p.accuracy_tolerance is None else f"{p.accuracy_tolerance:g}"
-        table.add_row(p.name, p.arch, p.runtime, " ".join(p.formats), " ".join(p.precisions),
+        table.add_row(p.name, p.arch, " ".join(p.formats), " ".join(p.precisions),
                       str(p.threads), f"{p.ram_mb:g}", f"{p.storage_mb:g}",
                       f"{p.latency_budget_ms:g}", tolerance, p.stand_in or "-")
     table.caption = ("validate/bench --device stand-in --profile NAME runs on the profile's "

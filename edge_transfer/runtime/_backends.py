@@ -15,16 +15,26 @@ import numpy as np
 
 from edge_transfer import interrupts
 from edge_transfer.errors import ModelError, one_line
+from edge_transfer.records import TensorRecord
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One input or output: name, dtype and, for int8/uint8 tensors, scale and zero point."""
+    """One input or output: name, dtype and, for int8/uint8 tensors, scale and zero point;
+    ``shape`` with ``-1`` for a dynamic axis (empty when not known).
+
+    >>> t = TensorInfo("x", np.dtype(np.int8), scale=0.5, zero_point=-3)
+    >>> t.quantize(np.array([1.0, -100.0], np.float32)).tolist()
+    [-1, -128]
+    >>> t.dequantize(np.array([-1], np.int8)).tolist()
+    [1.0]
+    """
 
     name: str
     dtype: np.dtype
     scale: float | None = None
     zero_point: int | None = None
+    shape: tuple[int, ...] = ()
 
     @property
     def quantized(self) -> bool:
@@ -47,6 +57,11 @@ class TensorInfo:
             return q if q.dtype == np.float32 else q.astype(np.float32)
         return (q.astype(np.float32) - np.float32(self.zero_point or 0)) * np.float32(self.scale)
 
+    def to_record(self) -> TensorRecord:
+        """This tensor as its row in ``export.json``."""
+        return TensorRecord(name=self.name, shape=self.shape, dtype=self.dtype.name,
+                            scale=self.scale, zero_point=self.zero_point)
+
 
 class Backend(Protocol):
     runtime: str
@@ -56,12 +71,37 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+def run_float(backend: Backend, x: np.ndarray) -> np.ndarray:
+    """float32 input (already preprocessed) -> float32 outputs, quantizing and dequantizing
+    where the file's input or output is an integer tensor: what the device computes.
+
+    The export check of every artifact runs this, so what was checked at export is the very
+    code that runs on the device (:class:`~edge_transfer.runtime.EdgeModel` is this with
+    the preprocessing in front).
+    """
+    return backend.output.dequantize(backend.run(backend.input.quantize(
+        np.ascontiguousarray(x, dtype=np.float32))))
+
+
+def open_backend(model: Path | bytes, threads: int | None = None,
+                 format: str | None = None) -> Backend:
+    """The backend of a model file (by its suffix) or of its bytes (``format`` given)."""
+    if isinstance(model, bytes):
+        data, kind = model, format
+    else:
+        data, kind = read_model_bytes(Path(model)), format or Path(model).suffix.lstrip(".")
+    if kind not in BACKENDS:
+        raise ModelError(f"unknown model format {kind!r}; expected one of {', '.join(BACKENDS)}")
+    return BACKENDS[kind](data, threads)
+
+
 def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
     dtype = np.dtype(detail["dtype"])
     scale, zero_point = detail.get("quantization", (0.0, 0))
+    shape = tuple(int(d) for d in detail.get("shape_signature", detail.get("shape", ())))
     if dtype.kind in "iu" and scale:
-        return TensorInfo(detail["name"], dtype, float(scale), int(zero_point))
-    return TensorInfo(detail["name"], dtype)
+        return TensorInfo(detail["name"], dtype, float(scale), int(zero_point), shape)
+    return TensorInfo(detail["name"], dtype, shape=shape)
 
 
 class LiteRTBackend:
@@ -119,6 +159,7 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no optimizer chatter on stderr
         try:
             self.session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"],
@@ -134,11 +175,11 @@ class OnnxBackend:
                 f"expected a classifier with 1 input and 1 output, found {len(inputs)} and "
                 f"{len(outputs)}; export it with `edge-transfer export`"
             )
-        self.input = TensorInfo(inputs[0].name, _onnx_dtype(inputs[0].type))
+        self.input = _onnx_tensor(inputs[0])
         if self.input.dtype.kind in "iu":
             raise ModelError(f"the ONNX input is {self.input.dtype} without quantization "
                              "parameters; export the ONNX model with float input (QDQ inside)")
-        self.output = TensorInfo(outputs[0].name, _onnx_dtype(outputs[0].type))
+        self.output = _onnx_tensor(outputs[0])
         self._out_names = [outputs[0].name]
         first = inputs[0].shape[0] if inputs[0].shape else None
         self._fixed = first if isinstance(first, int) and first > 0 else None
@@ -160,10 +201,20 @@ _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uin
                "tensor(float16)": np.float16}
 
 
+def _onnx_tensor(arg: Any) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else -1 for d in (arg.shape or ()))
+    return TensorInfo(arg.name, _onnx_dtype(arg.type), shape=shape)
+
+
 def _onnx_dtype(name: str) -> np.dtype:
     if name not in _ONNX_TYPES:
         raise ModelError(f"unsupported ONNX tensor type {name}; export a float32 model")
     return np.dtype(_ONNX_TYPES[name])
+
+
+BACKENDS: dict[str, type[LiteRTBackend] | type[OnnxBackend]] = {
+    "tflite": LiteRTBackend, "onnx": OnnxBackend}
+"""The runtime of each model format, by the format's name (= its file suffix)."""
 
 
 def read_model_bytes(path: Path) -> bytes:
