@@ -364,6 +364,12 @@ CASES = [
     Case("run-pipeline-unknown-step",
          lambda e: ["run", str(_file(e.tmp / "p.toml", b"[deploy]\nx = 1\n")), "--out",
                     str(e.out)], ("deploy",)),
+    # ---- diagnose
+    Case("diagnose-missing-run", lambda e: ["diagnose", str(e.tmp / "nope")],
+         ("nope", "finetune")),
+    Case("diagnose-dynamic-is-not-measured",
+         lambda e: ["diagnose", str(e.run), "--precision", "dynamic", "--out", str(e.out)],
+         ("dynamic", "--precision int8")),
     # ---- devices, device
     Case("devices-unknown-option", lambda e: ["devices", "--format", "xml"], ("--format",)),
     Case("backbones-unknown-family", lambda e: ["backbones", "--family", "ResNeXt"],

@@ -87,15 +87,19 @@ def unquantizable_run(digits_run: Path, tmp_path_factory: pytest.TempPathFactory
     return run
 
 
-def test_qat_failure_names_the_layer_and_the_rest_go_on(unquantizable_run: Path,
-                                                        tmp_path: Path) -> None:
+def test_qat_keeps_a_layer_it_cannot_take_in_float_and_says_so(unquantizable_run: Path,
+                                                                  tmp_path: Path) -> None:
+    """A layer tfmot refuses (LayerNormalization) stays float with a note in export.json; the
+    QAT variant is still produced and checked instead of failing (issue 11)."""
     result = run_cli("export", str(unquantizable_run), "--formats", "tflite",
                      "--precision", "fp32", "--qat", "--out", str(tmp_path))
-    assert result.returncode == 1, result.stderr
     records = {a["name"]: a for a in json.loads((tmp_path / "export.json").read_text())
                ["artifacts"]}
     assert records["tflite-fp32"]["status"] == "ok"
-    failed = records["tflite-int8-qat"]
-    assert failed["status"] == "failed" and failed["file"] is None
-    assert "odd_norm" in failed["reason"] and "LayerNormalization" in failed["reason"]
-    assert "tflite-int8-qat" in result.stderr
+    qat = records["tflite-int8-qat"]
+    notes = " ".join(qat.get("notes") or ())
+    assert "odd_norm" in notes or "LayerNormalization" in notes, qat
+    if qat["status"] == "failed":   # only its accuracy check may fail, never the conversion
+        assert qat["file"] is not None and result.returncode == 1, qat
+    else:
+        assert result.returncode == 0, result.stderr
