@@ -202,7 +202,11 @@ def models(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     quantize_static(str(out / "fp32.onnx"), str(out / "int8.onnx"), Reader(),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QInt8,
+                    # 7-bit weights: x86's AVX2 int8 dot product (no VNNI) saturates its int16
+                    # pairs on some models (seen: 103 steps on one output against arm64), which
+                    # would be a host defect, not the device's; reduce_range avoids it.
+                    reduce_range=True)
     (out / "runner.py").write_text(RUNNER)
     return out
 
