@@ -25,6 +25,7 @@ import numpy as np
 
 from exporters._diagnosis import TensorError, added_error, layer_of, relative_error
 from exporters._types import Calibration, ExportOptions, KerasSource
+from exporters.onnx import REDUCE_RANGE
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +105,7 @@ def quantize(prepared: Prepared, calibration: Calibration,
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=method, nodes_to_exclude=list(nodes_to_exclude),
+            reduce_range=REDUCE_RANGE,
         )
         return onnx.load(str(out))
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 # (header, index into report.TABLE_COLUMNS): the Markdown table, narrowed for 80 columns.
 _TERMINAL_COLUMNS = (("artifact", 0), ("status", 3), ("size", 4), ("×fp32", 5), ("acc", 6),
                      ("device", 7), ("Δ float", 8), ("p50 ms", 9), ("FPS", 10), ("MB", 11))
+
+# The terminal shows point figures (with p-values); report.md keeps the 95% intervals.
+_INTERVAL = re.compile(r" \[[^\]]*\]")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     for header, index in columns:
         table.add_column(header, no_wrap=True, justify="left" if index < 4 else "right")
     for row in report.artifacts:
-        cells = table_cells(row)
+        cells = [_INTERVAL.sub("", cell) for cell in table_cells(row)]
         table.add_row(*(cells[i] for _, i in columns),
                       style=None if row.status == "ok" else "red")
     console = Console()
@@ -57,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         console.print(f"[red]failed:[/red] {', '.join(failed)} (reasons in report.md)")
     files = report.files or ReportFiles()
-    console.print(f"report: {path.parent / files.markdown}  ({path.name}, {files.plot})",
-                  soft_wrap=True)
+    console.print(f"report: {path.parent / files.markdown}  ({path.name}, {files.plot}; "
+                  "95% intervals in the Markdown)", soft_wrap=True)
     return 0
