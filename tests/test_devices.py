@@ -290,8 +290,10 @@ def test_bench_prints_a_row_per_artifact_and_fails_below_the_floor(
     assert "below --min-accuracy 1.01" in proc.stderr
     assert all(f"{name} (" in proc.stderr for name in names)
     assert table["below_min_accuracy"] and len(table["below_min_accuracy"]) == len(names)
-    for header in ("Format", "Status", "Size (MB)", "Accuracy", "ms/img (p50)", "FPS"):
+    for header in ("Format", "Status", "Size (MB)", "Accuracy [95%]", "ms/img (p50)", "FPS"):
         assert header in proc.stdout
+    row = table["rows"][0]
+    assert f"{row['accuracy']:.4f} [" in proc.stdout   # the Wilson interval beside it
 
     model = run_cli("bench", str(export_dir / "model-int8.onnx"), "--min-accuracy", "0.5")
     assert model.returncode == 0, model.stderr

@@ -66,15 +66,28 @@ def print_table(table: dict[str, Any], stderr: bool = False) -> None:
     emulated = " (emulated: latency is not the device's)" if device.get("emulated") else ""
     out = Table(title=f"bench of {table['source']} on {device['name']} ({device['arch']}), "
                       f"{samples} images{emulated}")
-    for column in ("Format", "Status", "Size (MB)", "Accuracy", "ms/img (p50)", "FPS",
+    for column in ("Format", "Status", "Size (MB)", "Accuracy [95%]", "ms/img (p50)", "FPS",
                    "FPS batched"):
         out.add_column(column, justify="left" if column in ("Format", "Status") else "right")
     for row in table["rows"]:
         ok = row["status"] == "ok"
         status = "✅" if ok else ("skip" if row["status"] == "skipped" else "❌")
         out.add_row(row["name"], status, f"{row['size_mb']:.3f}",
-                    f"{row['accuracy']:.4f}" if ok else "-",
+                    _accuracy(row["accuracy"], row["samples"]) if ok else "-",
                     f"{row['ms_per_image']:.3f}" if ok else "-",
                     f"{row['fps']:.0f}" if ok else "-",
                     f"{row['batched_fps']:.0f}" if ok else "-")
     Console(width=160, stderr=stderr).print(out)
+
+
+def _accuracy(accuracy: float, samples: int | None) -> str:
+    """The accuracy with its 95% Wilson interval when the sample size is known.
+
+    >>> _accuracy(0.95, 225)
+    '0.9500 [0.915, 0.972]'
+    """
+    from edge_transfer.comparisons import interval_of
+
+    interval = interval_of(accuracy, samples)
+    bounds = "" if interval is None else f" [{interval.low:.3f}, {interval.high:.3f}]"
+    return f"{accuracy:.4f}{bounds}"
