@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from _small_runs import digits_splits, save_run
 
-SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.25, "test_fraction": 0.25,
-        "shots": None}
 TRAP = "conv2"
 OUTLIER = 1000.0
 
@@ -43,17 +42,9 @@ def set_trap(model) -> None:  # type: ignore[no-untyped-def]
 
 def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16) -> Path:
     """Train the model on digits:5-9 at ``size`` px, set the trap, write a run directory."""
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
     from edge_transfer.runs import write_json
 
-    _, keras = load()
-    keras.utils.set_random_seed(0)
-    dataset = load_dataset(SPEC["spec"], image_size=(size, size))
-    splits = split_dataset(dataset, seed=0, val_fraction=SPEC["val_fraction"],
-                           test_fraction=SPEC["test_fraction"])
-    pre = Preprocessing(size, size, channels=1)
+    keras, dataset, splits, pre = digits_splits(size)
     model = build(keras, pre.input_shape, dataset.num_classes)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     x = pre.apply(splits.train.x)
@@ -62,12 +53,7 @@ def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16) -> Path:
     # The dead channel gets no gradient, so the trap survives a short retraining that lets
     # the other filters take over what conv1's last filter did.
     model.fit(x, splits.train.y, epochs=max(2, epochs // 3), batch_size=32, verbose=0)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
-    pre.save(out / "preprocessing.json")
-    write_json(out / "run.json", {"command": "test", "data": {
-        **SPEC, "fingerprint": dataset.fingerprint()}})
+    save_run(out, model, dataset, pre)
     accuracy = float(np.mean(
         model.predict(pre.apply(splits.val.x), verbose=0).argmax(1) == splits.val.y))
     write_json(out / "metrics.json", {"val_accuracy": accuracy})

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _small_runs import digits_splits, save_run
 
 from edge_transfer.export import ExportConfig, export_run
-
-SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.25, "test_fraction": 0.25,
-        "shots": None}
 
 
 def _hard_swish(keras, x):  # type: ignore[no-untyped-def]
@@ -21,17 +19,7 @@ def _hard_swish(keras, x):  # type: ignore[no-untyped-def]
 
 
 def write_refused_run(out: Path, size: int = 16) -> Path:
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
-    from edge_transfer.runs import write_json
-
-    _, keras = load()
-    keras.utils.set_random_seed(0)
-    dataset = load_dataset(SPEC["spec"], image_size=(size, size))
-    splits = split_dataset(dataset, seed=0, val_fraction=SPEC["val_fraction"],
-                           test_fraction=SPEC["test_fraction"])
-    pre = Preprocessing(size, size, channels=1)
+    keras, dataset, splits, pre = digits_splits(size)
     inputs = keras.Input(pre.input_shape, name="image")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescaling")(inputs)
     x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(x)
@@ -45,13 +33,7 @@ def write_refused_run(out: Path, size: int = 16) -> Path:
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     model.fit(pre.apply(splits.train.x), splits.train.y, epochs=10, batch_size=32, verbose=0)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
-    pre.save(out / "preprocessing.json")
-    write_json(out / "run.json", {"command": "test", "data": {
-        **SPEC, "fingerprint": dataset.fingerprint()}})
-    return out
+    return save_run(out, model, dataset, pre)
 
 
 @pytest.mark.slow
