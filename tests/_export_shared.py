@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from edge_transfer import stats
 from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.samples import decode
 
 # Every post-training variant the exporters can produce.
 POST_TRAINING = ExportConfig(
@@ -68,3 +70,11 @@ def weight_bytes(path: Path) -> int:
     graph = model.Subgraphs(0)
     used = {graph.Tensors(i).Buffer() for i in range(graph.TensorsLength())}
     return sum(model.Buffers(b).DataLength() for b in used if b > 0)
+
+
+def paired(result: ExportResult, before: str, after: str) -> stats.Paired:
+    """``after`` against ``before``, paired on the export check's test samples."""
+    assert result.samples is not None
+    labels = result.samples.label_array()
+    a, b = (decode(result.get(name).check.predictions) == labels for name in (before, after))
+    return stats.paired(a, b)

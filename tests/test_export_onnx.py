@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from _export_shared import export_all, export_holding, export_post_training, variant_params
+from _export_shared import (
+    export_all,
+    export_holding,
+    export_post_training,
+    paired,
+    variant_params,
+)
 
 import exporters
-from edge_transfer import stats
 from edge_transfer.export import ExportConfig, ExportResult, export_run
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
-from edge_transfer.samples import decode
 
 TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
@@ -85,11 +89,7 @@ def test_qat_model_exports_with_its_quantization(digits_run: Path) -> None:
     assert ops["DequantizeLinear"] > 0
     # Not significantly worse than PTQ int8, paired on the same samples: a 0.005 bound was
     # under one of 134 images, below what the data resolves (issue 15).
-    assert result.samples is not None
-    labels = result.samples.label_array()
-    ptq, qat = (decode(result.get(n).check.predictions) == labels
-                for n in ("onnx-int8", "onnx-int8-qat"))
-    cmp = stats.paired(ptq, qat)
+    cmp = paired(result, "onnx-int8", "onnx-int8-qat")
     assert cmp.difference >= 0 or cmp.p_value >= 0.05, cmp.describe()
 
 

@@ -11,12 +11,12 @@ from _export_shared import (
     export_all,
     export_holding,
     export_post_training,
+    paired,
     variant_params,
     weight_bytes,
 )
 
 import exporters
-from edge_transfer import stats
 from edge_transfer.export import ExportConfig, ExportResult, export_run
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
@@ -78,11 +78,7 @@ def test_int8_not_significantly_below_float(result: ExportResult) -> None:
 
 @pytest.mark.slow
 def test_qat_int8_not_significantly_worse_than_ptq_int8(full: ExportResult) -> None:
-    assert full.samples is not None
-    labels = full.samples.label_array()
-    ptq, qat = (decode(full.get(n).check.predictions) == labels
-                for n in ("tflite-int8", "tflite-int8-qat"))
-    cmp = stats.paired(ptq, qat)
+    cmp = paired(full, "tflite-int8", "tflite-int8-qat")
     assert cmp.difference >= 0 or cmp.p_value >= 0.05, cmp.describe()
 
 
