@@ -12,6 +12,8 @@ absolute paths: a path inside the repository is written relative to its root, on
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,3 +39,16 @@ def write_result(path: str | Path, data: Any) -> Path:
     path = Path(path)
     write_json(path, data, parents=True)
     return path
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, with the load when the benchmark started.
+
+    These machines are shared: a load average above the core count means the timings are
+    slower than on an idle machine (ratios measured in one run stay comparable).
+
+    >>> sorted(machine())
+    ['cores', 'load_average_1min', 'machine', 'python']
+    """
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}

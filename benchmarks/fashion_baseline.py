@@ -15,9 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import RESULTS, machine, write_result
+
 from edge_transfer.transfer import PretrainConfig, pretrain
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"2 Conv <100K parameters": 0.925, "2 Conv ~113K parameters": 0.922,
              "MobileNet": 0.950, "ResNet18": 0.949}
 
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "fashion_baseline.json")
     args = parser.parse_args()
-    started = time.time()
+    started, load_at_start = time.time(), machine()
     with tempfile.TemporaryDirectory() as tmp:
         run = pretrain(PretrainConfig(data="fashion-mnist", out=Path(tmp, "run"),
                                       epochs=args.epochs, patience=args.patience,
@@ -45,9 +46,8 @@ def main() -> None:
               "published": PUBLISHED, "epochs_run": len(history["loss"]),
               "seconds": round(time.time() - started, 1),
               "seconds_by_phase": info.get("seconds_by_phase"),
-              "note": "2 shared, loaded cores"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+              "machine": load_at_start}
+    write_result(args.out, result)
     print(f"small-cnn on Fashion-MNIST: test accuracy {result['test_accuracy']:.4f} "
           f"(published 2-conv <100K: 0.925; goal 0.92) after {result['epochs_run']} epochs")
 
