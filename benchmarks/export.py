@@ -34,7 +34,7 @@ def digits_run(out: Path) -> Path:
 def benchmark(run: Path, repeats: int) -> dict:
     from edge_transfer.export import ExportConfig, export_run
 
-    results = [export_run(run, ExportConfig(**VARIANTS, out_dir=run / f"bench-{k}"))
+    results = [export_run(run, ExportConfig(**VARIANTS, out=run / f"bench-{k}"))
                for k in range(repeats)]
     last = results[-1]
     fp32 = {a.format: a.bytes for a in last.artifacts if a.spec.name == "fp32"}

@@ -85,7 +85,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
     start = time.perf_counter()
     result = export_run(run, ExportConfig(
         formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
-        out_dir=out,
+        out=out,
         max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
@@ -100,7 +100,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                     get(a.format).predict(a.path, x).argmax(1) == y)), 4)
             row["ms_per_image"] = _ms_per_image(a.path, splits["test"][0][:50])
         rows.append(row)
-    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out_dir=out))
+    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out=out))
     int8 = result.get("tflite-int8")
     return {"backbone": backbone, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT)
             else run.name, "float_test_accuracy": result.float_accuracy,

@@ -1,7 +1,7 @@
 """Keras model files and model surgery: loading safely, flattening, heads, L2-SP.
 
 Every ``.keras`` file this project reads goes through :func:`load_keras_model`: safe mode
-(no arbitrary code from ``Lambda`` layers) unless ``unsafe=True``, the project's custom
+(no arbitrary code from ``Lambda`` layers) unless ``unsafe_load=True``, the project's custom
 objects registered, and a :class:`~edge_transfer.errors.ModelError` naming the fix for a
 missing or corrupt file.
 
@@ -70,10 +70,10 @@ def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
     return custom_objects()["L2SP"](alpha, reference)
 
 
-def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = False) -> Any:
+def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool = False) -> Any:
     """Load a tf_keras model file (``.keras``, or legacy ``.h5``).
 
-    ``unsafe=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you trust.
+    ``unsafe_load=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you trust.
     """
     path = Path(path)
     if not path.is_file():
@@ -83,7 +83,7 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModelError(f"{path} is not a valid .keras archive (corrupt or truncated); "
                          "save the model again")
-    if path.suffix.lower() != ".keras" and not unsafe:
+    if path.suffix.lower() != ".keras" and not unsafe_load:
         # tf_keras applies safe_mode to .keras archives only: an HDF5 model's Lambda layers
         # would run their stored code unchecked.
         raise ModelError(
@@ -97,7 +97,7 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf_keras warns about Lambda code it then refuses
             return keras.models.load_model(path, custom_objects=custom_objects(),
-                                           compile=compile, safe_mode=not unsafe)
+                                           compile=compile, safe_mode=not unsafe_load)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise ModelError(

@@ -141,7 +141,7 @@ def test_export_json_records_qat_and_pruning(full: ExportResult) -> None:
 def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
     result = export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",),
                                                  io=io, calibration_samples=32,
-                                                 out_dir=tmp_path))
+                                                 out=tmp_path))
     artifact = result.get("tflite-int8")
     assert artifact.ok, artifact.reason
     for tensor in (*artifact.inputs, *artifact.outputs):

@@ -34,7 +34,7 @@ def int8_io_export(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     out = tmp_path_factory.mktemp("int8_io")
     export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",), io="int8",
-                                        calibration_samples=64, out_dir=out))
+                                        calibration_samples=64, out=out))
     return out
 
 
