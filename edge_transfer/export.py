@@ -415,7 +415,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                     spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
                 except ExportError as exc:
                     interrupts.check(exc)
-                    artifacts.append(Artifact(fmt, spec).failed(str(exc)))
+                    artifacts.append(Artifact(fmt, spec, status="failed", reason=str(exc)))
                     continue
             artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
                                    y_val, float_accuracy, config)
@@ -508,7 +508,7 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
                 out: Path, meta: ModelMetadata, options: ExportOptions, y_val: np.ndarray,
                 float_accuracy: float, config: ExportConfig) -> Artifact:
     module = exporters.get(fmt)
-    pending = Artifact(fmt, spec)
+    pending = Artifact(fmt, spec, status="failed")  # until it is made and checked
     try:
         source, reference = sources.get(spec)
         start = time.perf_counter()
