@@ -16,16 +16,15 @@ Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import RESULTS, ROOT, machine, write_result
+
 BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
              "mobilenet_v2": ["--width", "0.35"]}
 
@@ -124,9 +123,10 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--formats", default="tflite,onnx")
     parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    machine_at_start = machine()
     results = []
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
@@ -135,16 +135,10 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "loaded_machine": "2 cores shared by 7 jobs",
-                  "pretrain_epochs": args.pretrain_epochs,
+        report = {"benchmark": "quantization", "pretrain_epochs": args.pretrain_epochs,
                   "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "machine": {"python": platform.python_version(),
-                              "machine": platform.machine()},
-                  "backbones": results}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.out)
+                  "machine": machine_at_start, "backbones": results}
+        write_result(args.out, report)
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _results import RESULTS, write_result
+from _results import RESULTS, machine, write_result
 
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=40)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    machine_at_start = machine()
     task = TASKS[args.data]
     args.shots = args.shots or task["shots"]
     rows = []
@@ -77,7 +78,7 @@ def main() -> None:
               "data": args.data, "shots": args.shots, "seeds": args.seeds,
               "epochs": {"pretrain": args.pretrain_epochs or task["pretrain_epochs"],
                          "head": args.epochs, "finetune": args.finetune_epochs},
-              "cells": cells, "runs": rows}
+              "machine": machine_at_start, "cells": cells, "runs": rows}
     name = task["file"]
     write_result(args.out / f"{name}.json", result)
     plot(result, args.out / f"{name}.png")
