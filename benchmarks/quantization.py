@@ -126,8 +126,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    machine_at_start = machine()
-    results = []
+    results, load_at_start = [], machine()
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
         run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
@@ -135,9 +134,10 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "pretrain_epochs": args.pretrain_epochs,
+        report = {"benchmark": "quantization", "machine": load_at_start,
+                  "pretrain_epochs": args.pretrain_epochs,
                   "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "machine": machine_at_start, "backbones": results}
+                  "backbones": results}
         write_result(args.out, report)
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
