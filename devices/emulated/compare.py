@@ -64,20 +64,7 @@ def validate_emulated(
             bundle.artifact(artifact)
         if data is not None:
             validation_data(bundle, data)  # a bad --data fails here, on the host, once
-        options: list[str] = ["--outputs", "/mnt/out/outputs"]
-        binds: dict[str | os.PathLike[str], str] = {}
-        if resolved is not None:
-            binds[write_profile(resolved, tmp)] = "/mnt/profile.toml"
-            options += ["--profile", "/mnt/profile.toml"]
-        if threads is not None:
-            options += ["--threads", str(threads)]
-        if data is not None and Path(data).exists():
-            binds[Path(data).absolute()] = f"/mnt/data/{Path(data).name}"
-            options += ["--data", f"/mnt/data/{Path(data).name}"]
-        elif data is not None:
-            options += ["--data", data]
-        for artifact in artifacts:
-            options += ["--artifact", artifact]
+        options, binds = _inside_options(resolved, threads, data, artifacts, tmp)
         reference = validate_local(bundle.path, "local", resolved, threads, data,
                                    artifacts=artifacts, timeout=timeout,
                                    outputs=tmp / "workstation")
@@ -103,6 +90,28 @@ def validate_emulated(
                                                                "onnxruntime", "numpy")})
     return dataclasses.replace(result, device=device, bundle=str(bundle_dir), data=data,
                                artifacts=rows)
+
+
+def _inside_options(
+    profile: DeviceProfile | None, threads: int | None, data: str | None,
+    artifacts: Sequence[str], tmp: Path,
+) -> tuple[list[str], dict[str | os.PathLike[str], str]]:
+    """The ``validate`` options inside the userland, and the host files bound there."""
+    options: list[str] = ["--outputs", "/mnt/out/outputs"]
+    binds: dict[str | os.PathLike[str], str] = {}
+    if profile is not None:
+        binds[write_profile(profile, tmp)] = "/mnt/profile.toml"
+        options += ["--profile", "/mnt/profile.toml"]
+    if threads is not None:
+        options += ["--threads", str(threads)]
+    if data is not None and Path(data).exists():
+        binds[Path(data).absolute()] = f"/mnt/data/{Path(data).name}"
+        options += ["--data", f"/mnt/data/{Path(data).name}"]
+    elif data is not None:
+        options += ["--data", data]
+    for artifact in artifacts:
+        options += ["--artifact", artifact]
+    return options, binds
 
 
 def label_emulated(row: ValidationRow) -> ValidationRow:
