@@ -70,10 +70,14 @@ def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
     return custom_objects()["L2SP"](alpha, reference)
 
 
-def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool = False) -> Any:
-    """Load a tf_keras model file (``.keras``, or legacy ``.h5``).
+def check_model_file(path: str | Path, unsafe_load: bool = False) -> Path:
+    """What can be told of a model file without TensorFlow: there, a Keras file, a whole
+    ``.keras`` archive, not empty, and a legacy HDF5 file only with ``unsafe_load``.
 
-    ``unsafe_load=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you trust.
+    >>> check_model_file("model.txt")
+    Traceback (most recent call last):
+    ...
+    edge_transfer.errors.ModelError: model file model.txt does not exist; check the path
     """
     path = Path(path)
     if not path.is_file():
@@ -90,9 +94,20 @@ def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool 
             f"{path} is a legacy HDF5 model, which Keras cannot load safely; re-save it as "
             ".keras (model.save('model.keras')), or pass --unsafe-load if you trust the file"
         )
-    _, keras = load()
     if path.stat().st_size == 0:
         raise ModelError(f"{path} is empty (0 bytes); save the model again")
+    return path
+
+
+def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool = False) -> Any:
+    """Load a tf_keras model file (``.keras``, or legacy ``.h5``), checked first
+    (:func:`check_model_file`).
+
+    ``unsafe_load=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you
+    trust.
+    """
+    path = check_model_file(path, unsafe_load)
+    _, keras = load()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf_keras warns about Lambda code it then refuses

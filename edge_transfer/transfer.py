@@ -180,6 +180,10 @@ class TrainingConfig:
         if not path.exists():
             backbones.check_options(self.backbone, self.input_size, self.width,
                                     self.weights or backbones.default_weights(self.backbone))
+        elif path.is_file():  # a damaged model file fails here, before TensorFlow loads
+            from edge_transfer.models import check_model_file
+
+            check_model_file(path, self.unsafe_load)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; give a folder")
 
