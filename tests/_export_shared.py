@@ -51,6 +51,15 @@ def export_all(run_dir: Path) -> ExportResult:
     return export_run(run_dir, ExportConfig(**{**ALL_VARIANTS.__dict__, "out": out}))
 
 
+@cache
+def export_integer_io(run_dir: Path, io: str) -> ExportResult:
+    """TFLite int8 with ``io`` (int8 or uint8) input and output, into
+    ``run_dir/export-io-IO``, once (the export and the runtime tests share it)."""
+    return export_run(run_dir, ExportConfig(formats=("tflite",), precisions=("int8",), io=io,
+                                            calibration_samples=64,
+                                            out=run_dir / f"export-io-{io}"))
+
+
 def export_holding(run_dir: Path, variant: str) -> ExportResult:
     """The shared export that holds ``variant``: the post-training one where it can."""
     return (export_all if trained_again(variant) else export_post_training)(run_dir)
