@@ -66,6 +66,22 @@ def main() -> None:
                              "scratch": m["scratch_test_accuracy"],
                              **paired_gain(run, m), "seconds": time.time() - started})
                 print(rows[-1], flush=True)
+            result = summary(args, task, rows, load_at_start)  # kept after every seed
+            write_result(args.out / f"{task['file']}.json", result)
+    cells = result["cells"]
+    plot(result, args.out / f"{task['file']}.png")
+    for shots in args.shots:
+        t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
+        g = cells[f"gain@{shots}"]
+        print(f"shots {shots:>4}: transfer {t['mean']:.3f} +- {t['std']:.3f}   "
+              f"scratch {s['mean']:.3f} +- {s['std']:.3f}   transfer above scratch in "
+              f"{g['seeds_above_scratch']}/{g['n']} seeds "
+              f"({g['seeds_significantly_above']} of them with paired p < 0.05)")
+
+
+def summary(args: argparse.Namespace, task: dict[str, Any], rows: list[dict[str, Any]],
+            load_at_start: dict[str, Any]) -> dict[str, Any]:
+    """Mean and std per method and shot count over the seeds run so far, with the runs."""
     cells = {}
     for shots in args.shots:
         for method in ("transfer", "scratch"):
@@ -73,27 +89,20 @@ def main() -> None:
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
         same = [r for r in rows if r["shots"] == shots]
-        cells[f"gain@{shots}"] = {"seeds_above_scratch": sum(r["gain"] > 0 for r in same),
-                                  "seeds_significant": sum(r["gain_p"] < 0.05 for r in same),
+        above = [r for r in same if r["gain"] > 0]
+        cells[f"gain@{shots}"] = {"seeds_above_scratch": len(above),
+                                  "seeds_significantly_above": sum(r["gain_p"] < 0.05
+                                                                   for r in above),
                                   "n": len(same)}
     result = {"task": f"pretrain small-cnn on {task['source']}, test accuracy on "
                       f"{task['target']}",
-              "data": args.data, "shots": args.shots, "seeds": args.seeds,
+              "data": args.data, "shots": args.shots, "seeds": len({r["seed"] for r in rows}),
               "epochs": {"pretrain": args.pretrain_epochs or task["pretrain_epochs"],
                          "head": args.epochs, "finetune": args.finetune_epochs},
               "cells": cells, "runs": rows, "machine": load_at_start,
               "command": "python benchmarks/transfer_curve.py --data "
                          f"{args.data} --seeds {args.seeds} --shots {' '.join(args.shots)}"}
-    name = task["file"]
-    write_result(args.out / f"{name}.json", result)
-    plot(result, args.out / f"{name}.png")
-    for shots in args.shots:
-        t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
-        g = cells[f"gain@{shots}"]
-        print(f"shots {shots:>4}: transfer {t['mean']:.3f} +- {t['std']:.3f}   "
-              f"scratch {s['mean']:.3f} +- {s['std']:.3f}   transfer above scratch in "
-              f"{g['seeds_above_scratch']}/{g['n']} seeds ({g['seeds_significant']} with "
-              "paired p < 0.05)")
+    return result
 
 
 def paired_gain(run: Path, metrics: dict[str, Any]) -> dict[str, float]:
