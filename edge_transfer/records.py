@@ -430,13 +430,31 @@ class ExportArtifact(Record):
     outputs: tuple[TensorRecord, ...] = ()
     check: ExportCheck | None = None
     accuracy: float | None = None
-    seconds: float | None = None
+    seconds: float | None = None                # converting and writing the file
+    check_seconds: float | None = None          # running it over the test split
     kept_float: tuple[str, ...] | None = None   # int8-mixed: the layers left in float
     notes: tuple[str, ...] = ()                 # e.g. what --keep-float auto / QAT left float
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ExportTiming(Record):
+    """Where an export's time went: its wall time, the worker processes that converted
+    variants side by side (1: one after another), the sums of the variants' convert and
+    check seconds, and the preparation (loading, float predictions, QAT / pruning)."""
+
+    wall_seconds: float
+    jobs: int
+    convert_seconds: float
+    check_seconds: float
+    preparation_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def variant_seconds(self) -> float:
+        return self.convert_seconds + self.check_seconds
 
 
 @dataclass(frozen=True)
@@ -458,6 +476,7 @@ class ExportRecord(FileRecord):
     samples: SampleIds | None = None          # the test samples every check ran on
     float_predictions: str | None = None      # the Keras model's top-1 on them
     decision: ExportDecision | None = None
+    timing: ExportTiming | None = field(default=None, metadata=OMIT_NONE)
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:

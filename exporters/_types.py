@@ -226,7 +226,8 @@ class Artifact:
     inputs: tuple[TensorRecord, ...] = ()
     outputs: tuple[TensorRecord, ...] = ()
     check: Check | None = None
-    seconds: float | None = None
+    seconds: float | None = None          # converting (and writing) the file
+    check_seconds: float | None = None    # running it over the test split for its check
     notes: tuple[str, ...] = ()   # e.g. layers kept float, and why
 
     @property
@@ -255,7 +256,7 @@ class Artifact:
             status=self.status, reason=self.reason, file=file, bytes=self.bytes,
             gzip_bytes=self.gzip_bytes, sha256=self.sha256, inputs=self.inputs,
             outputs=self.outputs, check=self.check, accuracy=self.accuracy,
-            seconds=self.seconds,
+            seconds=self.seconds, check_seconds=self.check_seconds,
             kept_float=self.spec.keep_float, notes=self.notes)
 
     def to_json(self, relative_to: Path) -> dict[str, Any]:
