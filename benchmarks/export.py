@@ -157,13 +157,13 @@ def parallel_benchmark(run: Path, size: int, repeats: int, jobs: int | None,
     }
 
 
-def _merge(path: Path, key: str, value: Any) -> dict[str, Any]:
-    """The results file with ``key`` replaced by ``value`` (its other sections kept)."""
+def _read(path: Path) -> dict[str, Any]:
+    """The results file as it is (empty when missing or unreadable)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        data = {}
-    return {**data, key: value}
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _num(value: float | int | None, spec: str) -> str:
@@ -189,7 +189,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             run = args.run or random_weights_run(Path(tmp) / "run", args.size)
             parallel = parallel_benchmark(run, args.size, args.repeats, args.jobs, Path(tmp))
-        write_result(args.out, _merge(args.out, "parallel", parallel))
+        write_result(args.out, {**_read(args.out), "parallel": parallel})
         print(f"median wall: sequential {parallel['wall_seconds_median']['sequential']:.1f} s, "
               f"parallel ({parallel['jobs_used']} workers) "
               f"{parallel['wall_seconds_median']['parallel']:.1f} s: ratio "
@@ -201,7 +201,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or digits_run(Path(tmp))
         report = benchmark(run, args.repeats)
-    previous = _merge(args.out, "parallel", None).get("parallel")
+    previous = _read(args.out).get("parallel")   # the --parallel section stays
     write_result(args.out, {**report, **({"parallel": previous} if previous else {})})
     print(f"{'variant':24} {'status':7} {'s':>7} {'bytes':>9} {'x fp32':>7} {'acc':>7} {'Δ pt':>6}")
     for row in report["variants"]:

@@ -26,6 +26,7 @@ Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -427,17 +428,25 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    model = load_run_model(run, unsafe=config.unsafe_load)
-    _check_model(model, run)
-    loaded = time.perf_counter() - started
-    output_dir(run_dir, config, create=True)
-    _retire_record(out)
-    test = run.splits.test
-    x_val, y_val = CheckData(test, run.preprocessing), test.y
-    meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
-    options = ExportOptions(opset=config.opset)
+    side_by_side = [k for k, (_, spec) in enumerate(variants) if _converts_alone(spec)]
+    model_file = run.model_path
+    jobs = export_workers.choose_jobs(config.jobs, len(side_by_side),
+                                      model_file.stat().st_size if model_file.is_file() else 0)
     by_index: dict[int, Artifact] = {}
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-export-") as work:
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-transfer-export-"))
+        workers = (stack.enter_context(export_workers.Workers(jobs, Path(work), run.path,
+                                                              worker))
+                   if jobs > 1 else None)   # they start while the model loads here
+        model = load_run_model(run, unsafe=config.unsafe_load)
+        _check_model(model, run)
+        loaded = time.perf_counter() - started
+        output_dir(run_dir, config, create=True)
+        _retire_record(out)
+        test = run.splits.test
+        x_val, y_val = CheckData(test, run.preprocessing), test.y
+        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
+        options = ExportOptions(opset=config.opset)
         done = 0
         start = time.perf_counter()
         sources = _Sources(model, run, config, Path(work), x_val,
@@ -449,18 +458,16 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         sources.seconds["float"] = time.perf_counter() - start
         judge = _Judge(y_val, float_accuracy, config)
-        side_by_side = [k for k, (_, spec) in enumerate(variants) if _converts_alone(spec)]
-        jobs = export_workers.choose_jobs(config.jobs, len(side_by_side),
-                                          run.model_path.stat().st_size)
-        if jobs > 1:
+        if workers is not None:
             try:
                 by_index = _convert_in_workers(
-                    [(k, *variants[k]) for k in side_by_side], jobs, sources, calibration,
-                    out, meta, options, judge, Path(work),
-                    lambda name, n: report(name, n, len(variants)), worker)
+                    [(k, *variants[k]) for k in side_by_side], workers, sources, calibration,
+                    out, meta, options, judge, lambda name, n: report(name, n, len(variants)))
             except BaseException:
+                workers.stop()
                 _remove_temporaries(out)   # what a terminated worker was writing
                 raise
+            workers.close()   # before QAT / pruning train here: their memory is free again
             interrupts.check()
         for k, (fmt, spec) in enumerate(variants):
             if k in by_index:
@@ -527,12 +534,13 @@ class _Judge:
         return artifact
 
 
-def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]], jobs: int,
-                        sources: _Sources, calibration: Calibration, out: Path,
-                        meta: ModelMetadata, options: ExportOptions, judge: _Judge,
-                        work: Path, report: Callable[[str, int], None],
-                        worker: export_workers.Worker | None) -> dict[int, Artifact]:
-    """The float model's variants converted by ``jobs`` worker processes, judged here."""
+def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
+                        workers: export_workers.Workers, sources: _Sources,
+                        calibration: Calibration, out: Path, meta: ModelMetadata,
+                        options: ExportOptions, judge: _Judge,
+                        report: Callable[[str, int], None]) -> dict[int, Artifact]:
+    """The float model's variants converted by the worker processes, judged here."""
+    work = workers.workdir
     source, reference = sources.get(ExportSpec.fp32())
     start = time.perf_counter()
     try:
@@ -550,14 +558,14 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]], jobs: int,
         calibration=work / "calibration.npy", input_name=calibration.input_name,
         calibration_method=calibration.method, out_dir=out, metadata=meta, options=options)
         for k, fmt, spec in variants]
-    report(f"{len(tasks)} variants in {jobs} worker processes", 0)
+    report(f"{len(tasks)} variants in {workers.jobs} worker processes", 0)
     finished: list[int] = []
 
     def done(task: export_workers.Task, _outcome: export_workers.Outcome) -> None:
         finished.append(task.index)
         report(task.name, len(finished))
 
-    outcomes = export_workers.convert_all(tasks, jobs, work, done, worker=worker)
+    outcomes = workers.convert_all(tasks, done)
     return {k: (judge(o.artifact, o.outputs, reference)
                 if o.artifact.ok and o.outputs is not None else o.artifact)
             for k, o in outcomes.items()}

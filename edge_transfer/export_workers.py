@@ -34,10 +34,9 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,38 +133,86 @@ def available_memory() -> int:
 # ------------------------------------------------------------------------------ parent side
 
 
-def convert_all(tasks: list[Task], jobs: int, workdir: Path,
-                done: Callable[[Task, Outcome], None], worker: Worker | None = None
-                ) -> dict[int, Outcome]:
-    """Every task's :class:`Outcome` by its index, converted by ``jobs`` spawned workers.
+class Workers:
+    """``jobs`` spawned worker processes, started (TensorFlow and the converters imported,
+    the run's test split opened) as soon as the context is entered, so that they warm up
+    while this process loads the model and writes the SavedModel. On any exception, an
+    interrupt above all, the workers are terminated and waited for before it propagates, so
+    nothing keeps writing once the parent's clean-up runs.
 
-    ``done`` is called in the parent as each finishes (progress). ``worker`` is the function
-    each worker runs (default :func:`run_task`; a test passes one that crashes)."""
-    worker = worker or run_task
-    outcomes: dict[int, Outcome] = {}
-    pending = _run_pool(tasks, jobs, workdir, worker, outcomes, done)
-    for task in pending:   # what a dead worker may have been running: alone, one at a time
-        _run_pool([task], 1, workdir, worker, outcomes, done, alone=True)
-    return outcomes
+    ``worker`` is the function each runs per task (default :func:`run_task`; a test passes
+    one that crashes)."""
 
+    def __init__(self, jobs: int, workdir: Path, run: Path,
+                 worker: Worker | None = None) -> None:
+        self.jobs, self.workdir, self.run = jobs, Path(workdir), Path(run)
+        self.worker = worker or run_task
+        self._pool: ProcessPoolExecutor | None = None
+        self._processes: dict[int, Any] = {}
 
-def _run_pool(tasks: list[Task], jobs: int, workdir: Path, worker: Worker,
-              outcomes: dict[int, Outcome], done: Callable[[Task, Outcome], None],
-              alone: bool = False) -> list[Task]:
-    """Run ``tasks`` in one pool; returns those a dead worker left without an outcome."""
-    first, waiting = _leaders(tasks)
-    with _pool(jobs, workdir) as (pool, processes):
+    def __enter__(self) -> Workers:
+        self._pool = _new_pool(self.jobs, self.workdir, self.run)
+        try:
+            for _ in range(self.jobs):      # one process each, started now
+                self._pool.submit(_ready)
+            self._note_processes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None:
+            self.stop()
+            return
+        self.close()
+
+    def close(self) -> None:
+        """Let the workers finish and end (their memory is free again); idempotent."""
+        if self._pool is None:
+            return
+        try:
+            self._pool.shutdown(wait=True)
+        except BaseException:
+            self.stop()
+            raise
+        self._pool = None
+
+    def convert_all(self, tasks: list[Task],
+                    done: Callable[[Task, Outcome], None]) -> dict[int, Outcome]:
+        """Every task's :class:`Outcome` by its index; ``done`` is called in this process as
+        each finishes. What a dead worker may have been running runs again alone."""
+        assert self._pool is not None, "use Workers in a with block"
+        outcomes: dict[int, Outcome] = {}
+        pending = self._run(tasks, outcomes, done)
+        for task in pending:   # one at a time, each in a fresh worker
+            with Workers(1, self.workdir, self.run, self.worker) as alone:
+                if alone._run([task], outcomes, done):
+                    outcome = Outcome(Artifact(task.fmt, task.spec).failed(
+                        f"{task.name}: its worker process died while converting "
+                        f"({_how_it_ended(alone._processes)}), e.g. a crash in the converter "
+                        "or out of memory; the other variants are not affected; run with "
+                        "--jobs 1 to see the error in the export's own process"))
+                    outcomes[task.index] = outcome
+                    done(task, outcome)
+        return outcomes
+
+    def _run(self, tasks: list[Task], outcomes: dict[int, Outcome],
+             done: Callable[[Task, Outcome], None]) -> list[Task]:
+        """Run ``tasks`` in this pool; returns those a dead worker left without an outcome."""
+        pool = self._pool
+        assert pool is not None
+        first, waiting = _leaders(tasks)
         running: dict[Future[Outcome], Task] = {}
-
         broken: list[Task] = []
 
         def submit(batch: list[Task]) -> None:
             for task in batch:
                 try:
-                    running[pool.submit(worker, task)] = task
+                    running[pool.submit(self.worker, task)] = task
                 except BrokenProcessPool:
                     broken.append(task)
-            processes.update(getattr(pool, "_processes", None) or {})
+            self._note_processes()
 
         submit(first)
         while running:
@@ -188,17 +235,29 @@ def _run_pool(tasks: list[Task], jobs: int, workdir: Path, worker: Worker,
                 else:
                     submit(follow)
         broken += [t for rest in waiting.values() for t in rest]
-    broken.sort(key=lambda t: t.index)
-    if alone and broken:
-        (task,) = broken
-        outcome = Outcome(Artifact(task.fmt, task.spec).failed(
-            f"{task.name}: its worker process died while converting "
-            f"({_how_it_ended(processes)}), e.g. a crash in the converter or out of memory; "
-            "the other variants are not affected; run with --jobs 1 to see the error here"))
-        outcomes[task.index] = outcome
-        done(task, outcome)
-        return []
-    return broken
+        return sorted(broken, key=lambda t: t.index)
+
+    def _note_processes(self) -> None:
+        """Keep the worker processes (their exit codes outlive a broken pool)."""
+        self._processes.update(getattr(self._pool, "_processes", None) or {})
+
+    def stop(self) -> None:
+        """Terminate the workers now and wait for them (what they were writing stays
+        behind as temporaries for the caller to delete); idempotent."""
+        if self._pool is None:
+            return
+        self._note_processes()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in self._processes.values():
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for process in self._processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._pool = None
 
 
 def _leaders(tasks: list[Task]) -> tuple[list[Task], dict[str, list[Task]]]:
@@ -230,47 +289,34 @@ def _how_it_ended(processes: dict[int, Any]) -> str:
     return f"exit code {code}"
 
 
-@contextmanager
-def _pool(jobs: int, workdir: Path) -> Iterator[tuple[ProcessPoolExecutor, dict[int, Any]]]:
-    """A spawn pool whose workers keep their temporaries in ``workdir``; on any exception
-    (an interrupt above all) its workers are terminated and waited for before it propagates,
-    so nothing keeps writing once the parent's clean-up runs."""
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_init_worker, initargs=(str(workdir),))
-    processes: dict[int, Any] = {}
-    try:
-        yield pool, processes
-        pool.shutdown(wait=True)
-    except BaseException:
-        _stop(pool, processes)
-        raise
-
-
-def _stop(pool: ProcessPoolExecutor, processes: dict[int, Any]) -> None:
-    processes.update(getattr(pool, "_processes", None) or {})
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes.values():
-        if process.is_alive():
-            process.terminate()
-    deadline = time.monotonic() + 10
-    for process in processes.values():
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join()
+def _new_pool(jobs: int, workdir: Path, run: Path) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(str(workdir), str(run)))
 
 
 # ------------------------------------------------------------------------------ worker side
 
 
-def _init_worker(workdir: str) -> None:
-    """In each worker: SIGINT ignored (the parent decides; a terminal's Ctrl-C reaches the
-    whole process group), temporary files inside the export's work folder."""
+def _init_worker(workdir: str, run: str) -> None:
+    """In each worker, once: SIGINT ignored (the parent decides; a terminal's Ctrl-C reaches
+    the whole process group), temporary files inside the export's work folder, then the
+    imports and the test split every task needs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tempfile.tempdir = workdir
     os.environ["TMPDIR"] = workdir
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_transfer._keras import load
+
+    load()
+    import onnxruntime  # noqa: F401
+    import tf2onnx  # noqa: F401
+
+    _check_data(Path(run))
+
+
+def _ready() -> None:
+    """A first task that only makes the pool start a worker process (it is warm once its
+    initializer returned)."""
 
 
 _STATE: dict[tuple[Any, ...], Any] = {}   # per worker process: what its tasks share
