@@ -13,9 +13,12 @@ over the test split once (:meth:`~edge_transfer.export.CheckData.predict_file`);
 compares those outputs with the Keras model as the sequential path does, so ``export.json``
 is the same apart from its timings.
 
+The workers start (spawn, TensorFlow and the converters imported, the test split opened)
+when :class:`Workers` is entered, while the parent loads the model and writes the SavedModel.
+
 A worker that dies (a converter's crash, the kernel's out-of-memory killer) breaks the pool;
-the variants it may have been running are run again one at a time, each in a fresh worker,
-so only the variant that kills its worker again fails, with that reason. Ctrl-C / SIGTERM:
+the variants in flight then run again one at a time in a single fresh worker, so only the
+variant that kills its worker again fails, with that reason. Ctrl-C / SIGTERM:
 the workers ignore SIGINT (a terminal sends it to the whole process group) and write their
 temporary files inside the export's work folder; the parent (:mod:`edge_transfer.interrupts`)
 terminates them, waits for them, deletes what they were writing, and stops.
@@ -185,16 +188,19 @@ class Workers:
         assert self._pool is not None, "use Workers in a with block"
         outcomes: dict[int, Outcome] = {}
         pending = self._run(tasks, outcomes, done)
-        for task in pending:   # one at a time, each in a fresh worker
+        while pending:   # one at a time in one worker: the task it dies on is the culprit
             with Workers(1, self.workdir, self.run, self.worker) as alone:
-                if alone._run([task], outcomes, done):
-                    outcome = Outcome(Artifact(task.fmt, task.spec).failed(
-                        f"{task.name}: its worker process died while converting "
-                        f"({_how_it_ended(alone._processes)}), e.g. a crash in the converter "
-                        "or out of memory; the other variants are not affected; run with "
-                        "--jobs 1 to see the error in the export's own process"))
-                    outcomes[task.index] = outcome
-                    done(task, outcome)
+                while pending:
+                    task = pending.pop(0)
+                    if alone._run([task], outcomes, done):
+                        outcome = Outcome(Artifact(task.fmt, task.spec).failed(
+                            f"{task.name}: its worker process died while converting "
+                            f"({_how_it_ended(alone._processes)}), e.g. a crash in the "
+                            "converter or out of memory; the other variants are not affected; "
+                            "run with --jobs 1 to see the error in the export's own process"))
+                        outcomes[task.index] = outcome
+                        done(task, outcome)
+                        break   # that pool is broken: the rest in a fresh one
         return outcomes
 
     def _run(self, tasks: list[Task], outcomes: dict[int, Outcome],
