@@ -16,14 +16,14 @@ Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
@@ -127,7 +127,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    results = []
+    results, load_at_start = [], machine()
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
         run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
@@ -135,16 +135,11 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "loaded_machine": "2 cores shared by 7 jobs",
+        report = {"benchmark": "quantization", "machine": load_at_start,
                   "pretrain_epochs": args.pretrain_epochs,
                   "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "machine": {"python": platform.python_version(),
-                              "machine": platform.machine()},
                   "backbones": results}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.out)
+        write_result(args.out, report)
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "
