@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ import exporters
 from edge_transfer import export_workers, interrupts, stats
 from edge_transfer.data import Dataset
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
-from edge_transfer.fields import option
+from edge_transfer.fields import option, renamed
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
@@ -91,7 +90,7 @@ class ExportConfig:
     calibration_method: str = option("minmax", "ONNX static int8 calibration",
                                       names=exporters.CALIBRATION_METHODS)
     opset: int = option(17, "ONNX opset")
-    out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
+    out: Path | None = option(None, "output folder (default: RUN/export)")
     max_accuracy_drop: float = option(
         0.05, "a variant fails its check when its accuracy dropped by more than this below the "
               "float model's, and significantly (see --decide)", metavar="FRACTION")
@@ -103,8 +102,7 @@ class ExportConfig:
     qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
-                                       "you trust (--unsafe is an alias)",
-                                aliases=("--unsafe",))
+                                       "you trust", aliases=("--unsafe",))
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
     keep_float: tuple[str, ...] | None = option(
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
@@ -122,14 +120,13 @@ class ExportConfig:
               "from the free memory and cores, 1 for a small model; 1: one after another in "
               "this process)", metavar="N")
 
-    # The old name of qat_epochs, accepted for one release (hidden, like --epochs).
+    # Old names of qat_epochs (hidden, like --epochs) and out, accepted for one release.
     finetune_epochs: dataclasses.InitVar[int | None] = None
+    out_dir: dataclasses.InitVar[Path | None] = None
 
-    def __post_init__(self, finetune_epochs: int | None) -> None:
-        if finetune_epochs is not None:
-            warnings.warn("ExportConfig(finetune_epochs=...) is now qat_epochs",
-                          DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "qat_epochs", finetune_epochs)
+    def __post_init__(self, finetune_epochs: int | None, out_dir: Path | None) -> None:
+        renamed(self, "finetune_epochs", "qat_epochs", finetune_epochs)
+        renamed(self, "out_dir", "out", out_dir)
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")
@@ -261,9 +258,9 @@ class ExportResult:
         return self.to_record().to_dict()
 
 
-def load_run_model(run: Run, unsafe: bool = False) -> Any:
-    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe``."""
-    return run.load_model(unsafe=unsafe)
+def load_run_model(run: Run, unsafe_load: bool = False) -> Any:
+    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe_load``."""
+    return run.load_model(unsafe_load=unsafe_load)
 
 
 def _check_model(model: Any, run: Run) -> None:
@@ -280,7 +277,7 @@ def _check_model(model: Any, run: Run) -> None:
 def output_dir(run_dir: str | Path, config: ExportConfig, create: bool = False) -> Path:
     """The export folder (default ``RUN/export``); refuses an existing file. It is created
     (``create=True``) only once the model loaded, so bad input leaves no folder behind."""
-    out = Path(config.out_dir) if config.out_dir is not None else Path(run_dir) / "export"
+    out = Path(config.out) if config.out is not None else Path(run_dir) / "export"
     if out.exists() and not out.is_dir():
         raise UnsupportedExportError(
             f"output folder {out} is a file; pass --out a folder path (it is created)")
@@ -438,7 +435,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         workers = (stack.enter_context(export_workers.Workers(jobs, Path(work), run.path,
                                                               worker))
                    if jobs > 1 else None)   # they start while the model loads here
-        model = load_run_model(run, unsafe=config.unsafe_load)
+        model = load_run_model(run, unsafe_load=config.unsafe_load)
         _check_model(model, run)
         loaded = time.perf_counter() - started
         output_dir(run_dir, config, create=True)
@@ -617,7 +614,7 @@ def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Prog
             diagnose_run(run_dir, DiagnoseConfig(
                 format=fmt, calibration_samples=config.calibration_samples,
                 calibration_method=config.calibration_method, opset=config.opset,
-                out_dir=out, seed=config.seed, unsafe_load=config.unsafe_load))
+                out=out, seed=config.seed, unsafe_load=config.unsafe_load))
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
@@ -663,7 +660,7 @@ def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: 
             spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
         except ExportError as exc:
             interrupts.check(exc)
-            return Artifact(fmt, spec).failed(str(exc))
+            return Artifact(fmt, spec, status="failed", reason=str(exc))
     artifact = _export_one(fmt, spec, sources, calibration, out, meta, options, judge)
     if spec.qat:
         notes += sources.notes.get("qat", ())
@@ -673,7 +670,7 @@ def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: 
 def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
                 out: Path, meta: ModelMetadata, options: ExportOptions,
                 judge: _Judge) -> Artifact:
-    pending = Artifact(fmt, spec)
+    pending = Artifact(fmt, spec, status="failed")  # until it is made and checked
     start = time.perf_counter()
     try:
         source, reference = sources.get(spec)

@@ -193,7 +193,7 @@ class Workers:
                 while pending:
                     task = pending.pop(0)
                     if alone._run([task], outcomes, done):
-                        outcome = Outcome(Artifact(task.fmt, task.spec).failed(
+                        outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
                             f"{task.name}: its worker process died while converting "
                             f"({_how_it_ended(alone._processes)}), e.g. a crash in the "
                             "converter or out of memory; the other variants are not affected; "
@@ -231,7 +231,7 @@ class Workers:
                     broken.append(task)
                     continue
                 except Exception as exc:   # the task or its result could not be pickled
-                    outcome = Outcome(Artifact(task.fmt, task.spec).failed(
+                    outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
                         f"{task.name}: its worker process failed: {one_line(exc, 200)}"))
                 outcomes[task.index] = outcome
                 done(task, outcome)
@@ -333,7 +333,7 @@ def run_task(task: Task) -> Outcome:
     from edge_transfer import export
     from exporters._failures import conversion_failure
 
-    pending = Artifact(task.fmt, task.spec)
+    pending = Artifact(task.fmt, task.spec, status="failed")  # until it is made
     start = time.perf_counter()
     try:
         source = _source(task)
@@ -376,7 +376,7 @@ def _source(task: Task) -> Any:
 def _keras_model(task: Task) -> Any:
     from edge_transfer.runs import Run
 
-    return Run.open(task.run).load_model(unsafe=task.unsafe_load)
+    return Run.open(task.run).load_model(unsafe_load=task.unsafe_load)
 
 
 def _share(cache: dict[str, Any], folder: Path) -> None:

@@ -39,7 +39,7 @@ def test_parallel_export_equals_sequential(digits_run: Path, tmp_path: Path) -> 
     sequential = export_post_training(digits_run)         # the small CNN: in this process
     assert sequential.timing is not None and sequential.timing.jobs == 1
     parallel = export_run(digits_run, ExportConfig(**{**POST_TRAINING.__dict__, "jobs": 2,
-                                                      "out_dir": tmp_path / "export"}))
+                                                      "out": tmp_path / "export"}))
     assert parallel.timing is not None and parallel.timing.jobs == 2
     assert [a.name for a in parallel.artifacts] == [a.name for a in sequential.artifacts]
     for p, s in zip(parallel.artifacts, sequential.artifacts, strict=True):
@@ -64,7 +64,7 @@ def test_a_dead_worker_fails_only_its_variant(digits_run: Path, tmp_path: Path) 
     again alone: only tflite-int8 fails, saying its worker died and how, the others are ok and
     the same as without the crash."""
     config = ExportConfig(formats=("tflite", "onnx"), precisions=("fp32", "int8"),
-                          calibration_samples=64, jobs=2, out_dir=tmp_path / "export")
+                          calibration_samples=64, jobs=2, out=tmp_path / "export")
     result = export_run(digits_run, config, worker=crash_on_tflite_int8)
     assert [a.name for a in result.artifacts] == ["tflite-fp32", "tflite-int8", "onnx-fp32",
                                                   "onnx-int8"]
