@@ -662,19 +662,26 @@ def split_dataset(
 
 
 def stratified_sample(dataset: Dataset, count: int, seed: int = 0) -> Dataset:
-    """At most ``count`` images, each class in its share (at least one each), seeded; the
-    whole dataset when it is no larger.
+    """``count`` images, each class in its share (at least one each, so more only when
+    ``count`` is below the number of classes), seeded; the whole dataset when it is no
+    larger.
 
     >>> part = stratified_sample(load_dataset("digits:0-1"), 20)
     >>> len(part), np.bincount(part.y).tolist()
     (20, [10, 10])
+    >>> len(stratified_sample(load_dataset("digits"), 64)), len(stratified_sample(
+    ...     load_dataset("digits"), 99))
+    (64, 99)
     """
     if len(dataset) <= count:
         return dataset
     rng = np.random.default_rng(seed)
-    keep = []
-    for label in np.unique(dataset.y):
-        index = np.flatnonzero(dataset.y == label)
-        share = max(1, round(count * len(index) / len(dataset)))
-        keep.append(rng.permutation(index)[:share])
+    labels, sizes = np.unique(dataset.y, return_counts=True)
+    exact = count * sizes / len(dataset)
+    shares = np.maximum(1, np.floor(exact)).astype(int)
+    left = count - int(shares.sum())          # largest remainders first, so the total is
+    if left > 0:                              # ``count`` (more only with more classes)
+        shares[np.argsort(-(exact - np.floor(exact)), kind="stable")[:left]] += 1
+    keep = [rng.permutation(np.flatnonzero(dataset.y == label))[:share]
+            for label, share in zip(labels, shares, strict=True)]
     return dataset.subset(np.sort(np.concatenate(keep)))

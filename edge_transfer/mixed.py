@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -81,8 +82,7 @@ def choose(fmt: str, source: Any, calibration: Any, x_measure: np.ndarray, data:
     for n in sizes(conversions, len(ranking)):
         layers = ranking[:n]
         with quiet():
-            model = measured.quantize(layers)
-            outputs = data.predict(lambda x, model=model: measured.predict(model, x))
+            outputs = data.predict(partial(measured.predict, measured.quantize(layers)))
         accuracy = float(np.mean(outputs.argmax(1) == data.y))
         tries.append((n, accuracy))
         if accuracy > best[0]:
