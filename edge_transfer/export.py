@@ -102,7 +102,8 @@ class ExportConfig:
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
               "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float; auto keeps the fewest of "
               "the layers `edge-transfer diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, "
-              "until accuracy is within --max-accuracy-drop of float, in at most "
+              "until accuracy (on a fixed stratified sample of at most 2,000 validation "
+              "images) is within --max-accuracy-drop of float, in at most "
               "--keep-float-conversions re-quantizations of one calibration",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
     keep_float_conversions: int = option(6, "--keep-float auto: at most N tries (6: up to 13 "

@@ -27,7 +27,7 @@ from edge_transfer.diagnose import measure, quiet, ranked
 
 MAX_CONVERSIONS = 6          # the --keep-float-conversions default (stated in --help)
 MEASURE_SAMPLES = 64         # validation images the per-layer errors are measured on
-SEARCH_SAMPLES = 2000        # validation images each try's accuracy is measured on (at most)
+SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
 
 
 class Batches(Protocol):

@@ -65,6 +65,9 @@ SOURCE_HEAD_FILE = "source_head.keras"
 # Few-shot data makes one-batch epochs: an epoch is at least this many steps (data repeated),
 # so that early stopping and the epoch budget mean the same on 50 images as on 5,000.
 MIN_STEPS_PER_EPOCH = 10
+# Without a source head, the linear probe trains on the features of at most this many source
+# training images (a fixed stratified sample): bounded time and memory on a large source.
+PROBE_SAMPLES = 5000
 
 
 @dataclass(frozen=True)
@@ -807,7 +810,7 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
     if source.head_file is not None:
         head = load_keras_model(source.head_file)
     else:
-        train = source.splits.train
+        train = stratified_sample(source.splits.train, PROBE_SAMPLES, cfg.seed)
         head = _probe_head(cfg, keras, predict_split(features, train, pre, batch), train.y,
                            train.num_classes)
     before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
