@@ -133,10 +133,10 @@ class TrainingConfig:
     cache: Path | None = option(None, "keep the decoded training images of large data in "
                                       "files under DIR (small splits are cached in memory "
                                       "anyway)", metavar="DIR")
-    eval_samples: int = option(500, "validation images (a fixed stratified subset) evaluated "
+    eval_samples: int = option(300, "validation images (a fixed stratified subset) evaluated "
                                     "each epoch for early stopping, and for the final "
-                                    "validation accuracy; test figures use the whole test "
-                                    "split", metavar="N")
+                                    "validation accuracy (raise it for many classes); test "
+                                    "figures use the whole test split", metavar="N")
     eval_batch_size: int = option(256, "batch size of evaluation passes", metavar="N")
     augment: bool = option(False, "random shifts, zooms and small rotations of training "
                                    "images")
