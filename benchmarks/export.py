@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _results import RESULTS, ROOT, repo_path, write_result
+from _results import RESULTS, ROOT, machine, repo_path, write_result
 
 VARIANTS = dict(formats=("tflite", "onnx"),
                 precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
@@ -34,7 +34,8 @@ def digits_run(out: Path) -> Path:
 def benchmark(run: Path, repeats: int) -> dict:
     from edge_transfer.export import ExportConfig, export_run
 
-    results = [export_run(run, ExportConfig(**VARIANTS, out_dir=run / f"bench-{k}"))
+    machine_at_start = machine()
+    results = [export_run(run, ExportConfig(**VARIANTS, out=run / f"bench-{k}"))
                for k in range(repeats)]
     last = results[-1]
     fp32 = {a.format: a.bytes for a in last.artifacts if a.spec.name == "fp32"}
@@ -57,8 +58,7 @@ def benchmark(run: Path, repeats: int) -> dict:
         "benchmark": "export", "run": repo_path(run), "repeats": repeats,
         "float_accuracy": last.float_accuracy,
         "fine_tune_seconds": [r.preparation_seconds for r in results],
-        "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "processor": platform.processor()},
+        "machine": {**machine_at_start, "processor": platform.processor()},
         "variants": rows,
     }
 

@@ -16,16 +16,15 @@ Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import RESULTS, ROOT, machine, write_result
+
 BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
              "mobilenet_v2": ["--width", "0.35"]}
 
@@ -85,7 +84,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
     start = time.perf_counter()
     result = export_run(run, ExportConfig(
         formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
-        out_dir=out,
+        out=out,
         max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
@@ -100,7 +99,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                     get(a.format).predict(a.path, x).argmax(1) == y)), 4)
             row["ms_per_image"] = _ms_per_image(a.path, splits["test"][0][:50])
         rows.append(row)
-    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out_dir=out))
+    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out=out))
     int8 = result.get("tflite-int8")
     return {"backbone": backbone, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT)
             else run.name, "float_test_accuracy": result.float_accuracy,
@@ -124,10 +123,10 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--formats", default="tflite,onnx")
     parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    results = []
+    results, load_at_start = [], machine()
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
         run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
@@ -135,16 +134,11 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "loaded_machine": "2 cores shared by 7 jobs",
+        report = {"benchmark": "quantization", "machine": load_at_start,
                   "pretrain_epochs": args.pretrain_epochs,
                   "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "machine": {"python": platform.python_version(),
-                              "machine": platform.machine()},
                   "backbones": results}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.out)
+        write_result(args.out, report)
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _results import RESULTS, write_result
+from _results import RESULTS, machine, write_result
 
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     task = TASKS[args.data]
     args.shots = args.shots or task["shots"]
-    rows = []
+    rows, load_at_start = [], machine()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             src = pretrain(PretrainConfig(data=task["source"], out=Path(tmp, f"src{seed}"),
@@ -64,27 +64,59 @@ def main() -> None:
                 m = json.loads((run / "metrics.json").read_text())
                 rows.append({"seed": seed, "shots": shots, "transfer": m["test_accuracy"],
                              "scratch": m["scratch_test_accuracy"],
-                             "seconds": time.time() - started})
+                             **paired_gain(run, m), "seconds": time.time() - started})
                 print(rows[-1], flush=True)
+            result = summary(args, task, rows, load_at_start)  # kept after every seed
+            write_result(args.out / f"{task['file']}.json", result)
+    cells = result["cells"]
+    plot(result, args.out / f"{task['file']}.png")
+    for shots in args.shots:
+        t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
+        g = cells[f"gain@{shots}"]
+        print(f"shots {shots:>4}: transfer {t['mean']:.3f} +- {t['std']:.3f}   "
+              f"scratch {s['mean']:.3f} +- {s['std']:.3f}   transfer above scratch in "
+              f"{g['seeds_above_scratch']}/{g['n']} seeds "
+              f"({g['seeds_significantly_above']} of them with paired p < 0.05)")
+
+
+def summary(args: argparse.Namespace, task: dict[str, Any], rows: list[dict[str, Any]],
+            load_at_start: dict[str, Any]) -> dict[str, Any]:
+    """Mean and std per method and shot count over the seeds run so far, with the runs."""
     cells = {}
     for shots in args.shots:
         for method in ("transfer", "scratch"):
             values = [r[method] for r in rows if r["shots"] == shots]
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
+        same = [r for r in rows if r["shots"] == shots]
+        above = [r for r in same if r["gain"] > 0]
+        cells[f"gain@{shots}"] = {"seeds_above_scratch": len(above),
+                                  "seeds_significantly_above": sum(r["gain_p"] < 0.05
+                                                                   for r in above),
+                                  "n": len(same)}
     result = {"task": f"pretrain small-cnn on {task['source']}, test accuracy on "
                       f"{task['target']}",
-              "data": args.data, "shots": args.shots, "seeds": args.seeds,
+              "data": args.data, "shots": args.shots, "seeds": len({r["seed"] for r in rows}),
               "epochs": {"pretrain": args.pretrain_epochs or task["pretrain_epochs"],
                          "head": args.epochs, "finetune": args.finetune_epochs},
-              "cells": cells, "runs": rows}
-    name = task["file"]
-    write_result(args.out / f"{name}.json", result)
-    plot(result, args.out / f"{name}.png")
-    for shots in args.shots:
-        t, s = cells[f"transfer@{shots}"], cells[f"scratch@{shots}"]
-        print(f"shots {shots:>4}: transfer {t['mean']:.3f} +- {t['std']:.3f}   "
-              f"scratch {s['mean']:.3f} +- {s['std']:.3f}")
+              "cells": cells, "runs": rows, "machine": load_at_start,
+              "command": "python benchmarks/transfer_curve.py --data "
+                         f"{args.data} --seeds {args.seeds} --shots {' '.join(args.shots)}"}
+    return result
+
+
+def paired_gain(run: Path, metrics: dict[str, Any]) -> dict[str, float]:
+    """Transfer minus scratch on the same test images: the difference, its 95% interval
+    and the exact McNemar p-value (a gain inside the noise has a wide interval)."""
+    from edge_transfer import stats
+    from edge_transfer.runs import Run
+    from edge_transfer.samples import decode
+
+    labels = Run.open(run).splits.get("test").y
+    gain = stats.paired(decode(metrics["scratch_test_predictions"]) == labels,
+                        decode(metrics["test_predictions"]) == labels)
+    return {"gain": round(gain.difference, 4), "gain_low": round(gain.interval.low, 4),
+            "gain_high": round(gain.interval.high, 4), "gain_p": gain.p_value}
 
 
 def plot(result: dict, path: Path) -> None:

@@ -25,13 +25,14 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.fields import renamed
 from edge_transfer.records import DiagnoseRecord, Diagnosis, LayerDiagnosis
 from exporters._diagnosis import TensorError
 
@@ -51,11 +52,13 @@ class DiagnoseConfig:
     calibration_method: str = "minmax"
     opset: int = 17
     top: int = 10                # rows of the table
-    out_dir: Path | None = None  # default RUN/export
+    out: Path | None = None      # default RUN/export
     seed: int = 0
     unsafe_load: bool = False
+    out_dir: InitVar[Path | None] = None  # the old name of out, accepted for one release
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, out_dir: Path | None) -> None:
+        renamed(self, "out_dir", "out", out_dir)
         if self.format not in MEASURABLE:
             raise UnsupportedExportError(
                 f"unknown format {self.format!r}; diagnose measures {', '.join(MEASURABLE)}")
@@ -257,9 +260,9 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
     export_config = ExportConfig(formats=(config.format,), precisions=("int8",),
                                  calibration_samples=config.calibration_samples,
                                  calibration_method=config.calibration_method,
-                                 opset=config.opset, out_dir=config.out_dir, seed=config.seed)
+                                 opset=config.opset, out=config.out, seed=config.seed)
     out = output_dir(run_dir, export_config)
-    model = load_run_model(run, unsafe=config.unsafe_load)
+    model = load_run_model(run, unsafe_load=config.unsafe_load)
     out = output_dir(run_dir, export_config, create=True)
     # Only what is measured is read: config.samples images for the per-layer errors, and at
     # most ACCURACY_SAMPLES (a fixed stratified sample) streamed for the two accuracies.

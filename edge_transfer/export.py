@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import exporters
 from edge_transfer import interrupts, stats
 from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
-from edge_transfer.fields import option
+from edge_transfer.fields import option, renamed
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, SampleIds
@@ -83,7 +82,7 @@ class ExportConfig:
     calibration_method: str = option("minmax", "ONNX static int8 calibration",
                                       names=exporters.CALIBRATION_METHODS)
     opset: int = option(17, "ONNX opset")
-    out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
+    out: Path | None = option(None, "output folder (default: RUN/export)")
     max_accuracy_drop: float = option(
         0.05, "a variant fails its check when its accuracy dropped by more than this below the "
               "float model's, and significantly (see --decide)", metavar="FRACTION")
@@ -95,8 +94,7 @@ class ExportConfig:
     qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
-                                       "you trust (--unsafe is an alias)",
-                                aliases=("--unsafe",))
+                                       "you trust", aliases=("--unsafe",))
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
     keep_float: tuple[str, ...] | None = option(
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
@@ -111,14 +109,13 @@ class ExportConfig:
     diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
                                    "format's int8 (as `edge-transfer diagnose`)")
 
-    # The old name of qat_epochs, accepted for one release (hidden, like --epochs).
+    # Old names of qat_epochs (hidden, like --epochs) and out, accepted for one release.
     finetune_epochs: dataclasses.InitVar[int | None] = None
+    out_dir: dataclasses.InitVar[Path | None] = None
 
-    def __post_init__(self, finetune_epochs: int | None) -> None:
-        if finetune_epochs is not None:
-            warnings.warn("ExportConfig(finetune_epochs=...) is now qat_epochs",
-                          DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "qat_epochs", finetune_epochs)
+    def __post_init__(self, finetune_epochs: int | None, out_dir: Path | None) -> None:
+        renamed(self, "finetune_epochs", "qat_epochs", finetune_epochs)
+        renamed(self, "out_dir", "out", out_dir)
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")
@@ -246,9 +243,9 @@ class ExportResult:
         return self.to_record().to_dict()
 
 
-def load_run_model(run: Run, unsafe: bool = False) -> Any:
-    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe``."""
-    return run.load_model(unsafe=unsafe)
+def load_run_model(run: Run, unsafe_load: bool = False) -> Any:
+    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe_load``."""
+    return run.load_model(unsafe_load=unsafe_load)
 
 
 def _check_model(model: Any, run: Run) -> None:
@@ -265,7 +262,7 @@ def _check_model(model: Any, run: Run) -> None:
 def output_dir(run_dir: str | Path, config: ExportConfig, create: bool = False) -> Path:
     """The export folder (default ``RUN/export``); refuses an existing file. It is created
     (``create=True``) only once the model loaded, so bad input leaves no folder behind."""
-    out = Path(config.out_dir) if config.out_dir is not None else Path(run_dir) / "export"
+    out = Path(config.out) if config.out is not None else Path(run_dir) / "export"
     if out.exists() and not out.is_dir():
         raise UnsupportedExportError(
             f"output folder {out} is a file; pass --out a folder path (it is created)")
@@ -404,7 +401,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    model = load_run_model(run, unsafe=config.unsafe_load)
+    model = load_run_model(run, unsafe_load=config.unsafe_load)
     _check_model(model, run)
     output_dir(run_dir, config, create=True)
     _retire_record(out)
@@ -429,7 +426,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                     spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
                 except ExportError as exc:
                     interrupts.check(exc)
-                    artifacts.append(Artifact(fmt, spec).failed(str(exc)))
+                    artifacts.append(Artifact(fmt, spec, status="failed", reason=str(exc)))
                     continue
             artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
                                    y_val, float_accuracy, config)
@@ -504,7 +501,7 @@ def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Prog
             diagnose_run(run_dir, DiagnoseConfig(
                 format=fmt, calibration_samples=config.calibration_samples,
                 calibration_method=config.calibration_method, opset=config.opset,
-                out_dir=out, seed=config.seed, unsafe_load=config.unsafe_load))
+                out=out, seed=config.seed, unsafe_load=config.unsafe_load))
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
@@ -526,7 +523,7 @@ def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Cali
                 out: Path, meta: ModelMetadata, options: ExportOptions, y_val: np.ndarray,
                 float_accuracy: float, config: ExportConfig) -> Artifact:
     module = exporters.get(fmt)
-    pending = Artifact(fmt, spec)
+    pending = Artifact(fmt, spec, status="failed")  # until it is made and checked
     try:
         source, reference = sources.get(spec)
         start = time.perf_counter()

@@ -188,8 +188,8 @@ class Run:
         split = stratified_sample(self.splits.get(name), count, seed)
         return self.preprocessing.apply(split.x.read()), split.y
 
-    def load_model(self, unsafe: bool = False) -> Any:
-        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe``."""
+    def load_model(self, unsafe_load: bool = False) -> Any:
+        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe_load``."""
         from edge_transfer.models import load_keras_model
 
-        return load_keras_model(self.model_path, unsafe=unsafe)
+        return load_keras_model(self.model_path, unsafe_load=unsafe_load)

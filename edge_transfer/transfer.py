@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ from edge_transfer.data import (
     stratified_sample,
 )
 from edge_transfer.errors import ConfigError
-from edge_transfer.fields import option, required
+from edge_transfer.fields import option, renamed, required
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import (
     HISTORY_FILE,
@@ -110,9 +109,8 @@ class TrainingConfig:
     cut_layer: str | None = option(
         None, "with a .keras backbone file: the layer whose output is the features (default: "
               "the layer before the last)", metavar="NAME")
-    unsafe: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone file you "
-                                  "trust (--unsafe is an alias)",
-                           flag="--unsafe-load", aliases=("--unsafe",))
+    unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone "
+                                       "file you trust", aliases=("--unsafe",))
     epochs: int = option(40, "maximum epochs; early stopping usually ends sooner")
     batch_size: int = option(32, "global batch size")
     learning_rate: float = option(1e-3, "Adam learning rate")
@@ -154,15 +152,15 @@ class TrainingConfig:
     cpu_devices: int | None = option(None, "split the CPU into N logical devices (to try "
                                             "--strategy mirrored without GPUs)", metavar="N")
     verbose: int = 1                    # 0 silent, 1 progress bars, 2 one line per epoch
-    # The old name of mixed_precision, accepted for one release (hidden, like --precision).
+    # Old names of mixed_precision and unsafe_load, accepted for one release (hidden, like
+    # --precision and --unsafe).
     precision: InitVar[str | None] = None
+    unsafe: InitVar[bool | None] = None
 
-    def __post_init__(self, precision: str | None) -> None:
+    def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
         """Refuse bad options before anything heavy runs."""
-        if precision is not None:
-            warnings.warn("precision= is now mixed_precision= (the Keras mixed-precision "
-                          "policy)", DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "mixed_precision", precision)
+        renamed(self, "precision", "mixed_precision", precision)
+        renamed(self, "unsafe", "unsafe_load", unsafe)
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy {self.strategy} is unknown; use "
                               f"{'|'.join(STRATEGIES)}")
@@ -185,6 +183,10 @@ class TrainingConfig:
         if not path.exists():
             backbones.check_options(self.backbone, self.input_size, self.width,
                                     self.weights or backbones.default_weights(self.backbone))
+        elif path.is_file():  # a damaged model file fails here, before TensorFlow loads
+            from edge_transfer.models import check_model_file
+
+            check_model_file(path, self.unsafe_load)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; give a folder")
 
@@ -222,8 +224,8 @@ class FinetuneConfig(TrainingConfig):
         None, "scratch: also train the same architecture from random weights on the same data "
               "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
 
-    def __post_init__(self, precision: str | None) -> None:
-        super().__post_init__(precision)
+    def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
+        super().__post_init__(precision, unsafe)
         if self.finetune_epochs < 0:
             raise ConfigError("--finetune-epochs must be 0 or more")
         if not self.finetune_lr_factor > 0:
@@ -507,7 +509,7 @@ def _strategy(tf: Any, name: str) -> Any:
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
     return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
-                             cut_layer=cfg.cut_layer, unsafe=cfg.unsafe)
+                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load)
 
 
 def _compile(keras: Any, model: Any, learning_rate: float) -> None:

@@ -10,6 +10,7 @@ import pytest
 from _export_shared import (
     export_all,
     export_holding,
+    export_integer_io,
     export_post_training,
     paired,
     variant_params,
@@ -17,7 +18,7 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.export import ExportResult
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
 from edge_transfer.samples import decode
@@ -138,11 +139,8 @@ def test_export_json_records_qat_and_pruning(full: ExportResult) -> None:
 
 
 @pytest.mark.parametrize("io", ["int8", "uint8"])
-def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
-    result = export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",),
-                                                 io=io, calibration_samples=32,
-                                                 out_dir=tmp_path))
-    artifact = result.get("tflite-int8")
+def test_integer_io(digits_run: Path, io: str) -> None:
+    artifact = export_integer_io(digits_run, io).get("tflite-int8")
     assert artifact.ok, artifact.reason
     for tensor in (*artifact.inputs, *artifact.outputs):
         assert tensor.dtype == io and tensor.scale is not None and tensor.zero_point is not None

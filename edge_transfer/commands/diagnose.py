@@ -44,8 +44,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--top", type=int, default=defaults.top,
                         help=f"rows of the table (default {defaults.top})")
     parser.add_argument("--out", type=Path, help="output folder (default RUN/export)")
-    parser.add_argument("--unsafe-load", "--unsafe", dest="unsafe_load", action="store_true",
+    parser.add_argument("--unsafe-load", action="store_true",
                         help="allow Lambda layers (arbitrary code) in a run's model you trust")
+    parser.add_argument("--unsafe", dest="unsafe_load", action="store_true",
+                        help=argparse.SUPPRESS)  # the old spelling, for one release
     parser.set_defaults(handler=run)
 
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = DiagnoseConfig(format=args.format, precision=args.precision, samples=args.samples,
                             calibration_samples=args.calibration_samples, top=args.top,
-                            out_dir=args.out, unsafe_load=args.unsafe_load)
+                            out=args.out, unsafe_load=args.unsafe_load)
     Run.open(args.run)   # bad input first, before TensorFlow is imported
     with Console(stderr=True).status(f"diagnosing {config.format} {config.precision}"):
         diagnosis = diagnose_run(args.run, config)
