@@ -39,7 +39,7 @@ import numpy as np
 
 import exporters
 from edge_transfer import export_workers, interrupts, stats
-from edge_transfer.data import Dataset
+from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option, renamed
 from edge_transfer.metadata import ModelMetadata
@@ -108,7 +108,8 @@ class ExportConfig:
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
               "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float; auto keeps the fewest of "
               "the layers `edge-transfer diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, "
-              "until accuracy is within --max-accuracy-drop of float, in at most "
+              "until accuracy (on a fixed stratified sample of at most 2,000 validation "
+              "images) is within --max-accuracy-drop of float, in at most "
               "--keep-float-conversions re-quantizations of one calibration",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
     keep_float_conversions: int = option(6, "--keep-float auto: at most N tries (6: up to 13 "
@@ -384,6 +385,16 @@ class CheckData:
     def __len__(self) -> int:
         return len(self.split)
 
+    @property
+    def y(self) -> np.ndarray:
+        """The split's integer labels, in the order :meth:`predict` returns outputs."""
+        return self.split.y
+
+    @classmethod
+    def sample(cls, run: Run, name: str, count: int, seed: int = 0) -> CheckData:
+        """At most ``count`` images of a split (a fixed stratified sample, seeded)."""
+        return cls(stratified_sample(run.splits.get(name), count, seed), run.preprocessing)
+
     def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``function`` (float input batch -> outputs) over the whole split, concatenated."""
         outputs = [function(self.preprocessing.apply(batch))
@@ -586,18 +597,22 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
 def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
                      config: ExportConfig) -> tuple[ExportSpec, tuple[str, ...]]:
     """``--keep-float auto``: the spec with the layers the search chose (see mixed.py), on
-    the validation split (the check that judges the variant runs on the test split)."""
+    at most ``mixed.SEARCH_SAMPLES`` validation images, read a batch at a time (the check
+    that judges the variant runs on the whole test split)."""
     from edge_transfer import mixed
 
     source = sources.get(ExportSpec.fp32())[0]
-    x_sel, y_sel = sources.run.split_arrays("val")
-    float_accuracy = float(np.mean(
-        source.model.predict(x_sel, verbose=0, batch_size=256).argmax(1) == y_sel))
+    run, seed = sources.run, config.seed
+    selection = CheckData.sample(run, "val", mixed.SEARCH_SAMPLES, seed)
+    float_accuracy = float(np.mean(selection.predict(
+        lambda x: np.asarray(source.model(x, training=False))).argmax(1) == selection.y))
     try:
-        choice = mixed.choose(fmt, source, calibration, x_sel, y_sel,
+        choice = mixed.choose(fmt, source, calibration,
+                              run.sample_arrays("val", mixed.MEASURE_SAMPLES, seed)[0],
+                              selection,
                               float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
                               conversions=config.keep_float_conversions, opset=config.opset,
-                              keras_model=source.model, seed=config.seed)
+                              keras_model=source.model)
     except Exception as exc:
         raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
     return (dataclasses.replace(spec, keep_float=choice.layers),
