@@ -424,7 +424,8 @@ class ArtifactOutcome:
     inputs: tuple[TensorRecord, ...] = ()
     outputs: tuple[TensorRecord, ...] = ()
     check: ExportCheck | None = None
-    seconds: float | None = None
+    seconds: float | None = None          # converting and writing the file
+    check_seconds: float | None = None    # running it over the test split
     notes: tuple[str, ...] = ()      # e.g. what --keep-float auto / QAT left float
 
     @property
@@ -452,6 +453,23 @@ class ExportArtifact(ArtifactOutcome, Record):
 
 
 @dataclass(frozen=True)
+class ExportTiming(Record):
+    """Where an export's time went: its wall time, the worker processes that converted
+    variants side by side (1: one after another), the sums of the variants' convert and
+    check seconds, and the preparation (loading, float predictions, QAT / pruning)."""
+
+    wall_seconds: float
+    jobs: int
+    convert_seconds: float
+    check_seconds: float
+    preparation_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def variant_seconds(self) -> float:
+        return self.convert_seconds + self.check_seconds
+
+
+@dataclass(frozen=True)
 class ExportRecord(FileRecord):
     """``RUN/export/export.json``: every variant an export produced or failed to produce."""
 
@@ -470,6 +488,7 @@ class ExportRecord(FileRecord):
     samples: SampleIds | None = None          # the test samples every check ran on
     float_predictions: str | None = None      # the Keras model's top-1 on them
     decision: ExportDecision | None = None
+    timing: ExportTiming | None = field(default=None, metadata=OMIT_NONE)
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:

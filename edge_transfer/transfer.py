@@ -64,6 +64,9 @@ SOURCE_HEAD_FILE = "source_head.keras"
 # Few-shot data makes one-batch epochs: an epoch is at least this many steps (data repeated),
 # so that early stopping and the epoch budget mean the same on 50 images as on 5,000.
 MIN_STEPS_PER_EPOCH = 10
+# Without a source head, the linear probe trains on the features of at most this many source
+# training images (a fixed stratified sample): bounded time and memory on a large source.
+PROBE_SAMPLES = 5000
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,10 @@ class TrainingConfig:
     cache: Path | None = option(None, "keep the decoded training images of large data in "
                                       "files under DIR (small splits are cached in memory "
                                       "anyway)", metavar="DIR")
-    eval_samples: int = option(500, "validation images (a fixed stratified subset) evaluated "
+    eval_samples: int = option(300, "validation images (a fixed stratified subset) evaluated "
                                     "each epoch for early stopping, and for the final "
-                                    "validation accuracy; test figures use the whole test "
-                                    "split", metavar="N")
+                                    "validation accuracy (raise it for many classes); test "
+                                    "figures use the whole test split", metavar="N")
     eval_batch_size: int = option(256, "batch size of evaluation passes", metavar="N")
     augment: bool = option(False, "random shifts, zooms and small rotations of training "
                                    "images")
@@ -213,6 +216,10 @@ class FinetuneConfig(TrainingConfig):
         None, "also measure source-task test accuracy before and after fine-tuning (the "
               "forgetting figure), with the pretrain run's source head, or a linear probe "
               "trained on the frozen start", metavar="SPEC")
+    source_samples: int = option(
+        1000, "source-task test images (a fixed stratified subset, seeded; the whole split "
+              "when smaller) the source accuracy before and after is measured on, the same "
+              "images both times", metavar="N")
     baseline: str | None = option(
         None, "scratch: also train the same architecture from random weights on the same data "
               "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
@@ -227,6 +234,8 @@ class FinetuneConfig(TrainingConfig):
             raise ConfigError("--unfreeze must be a number of layers >= 0, or all")
         if self.l2sp < 0:
             raise ConfigError("--l2sp must be 0 or more")
+        if self.source_samples < 1:
+            raise ConfigError("--source-samples must be at least 1")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f"--baseline {self.baseline} is unknown; use "
                               f"{'|'.join(BASELINES)}")
@@ -302,7 +311,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             layer.trainable = False
         with strategy.scope():
             _compile(keras, model, cfg.learning_rate)
-        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)}
+        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer,
+                                frozen=(extractor, features))}
 
         if cfg.finetune_epochs > 0:
             unfrozen = _unfreeze(extractor, cfg.unfreeze, bn_trainable)
@@ -538,8 +548,13 @@ class _Timer:
 
 
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
-         epochs: int, seed: int, timer: _Timer | None = None) -> dict[str, list[float]]:
-    from edge_transfer.tfdata import from_dataset
+         epochs: int, seed: int, timer: _Timer | None = None,
+         frozen: tuple[Any, Any] | None = None) -> dict[str, list[float]]:
+    """``model.fit`` with early stopping on the validation loss of a fixed stratified subset
+    (``--eval-samples``, the same subset :func:`_accuracies` reports on). ``frozen``
+    (extractor, its features model) while the extractor does not train: the subset's
+    features are computed once and each epoch runs only the head on them."""
+    from edge_transfer.tfdata import from_dataset, reading
 
     steps = -(-len(splits.train) // cfg.batch_size)
     workers = _workers(model)
@@ -548,18 +563,52 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
                          repeat=steps < MIN_STEPS_PER_EPOCH or workers is not None,
                          cache_file=_cache_file(cfg, splits.train, pre, "train"),
                          shard=workers)
-    val = from_dataset(stratified_sample(splits.val, cfg.eval_samples, cfg.seed), pre,
-                       cfg.eval_batch_size)  # the same subset _accuracies reports on
+    subset = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
     timer = timer or _Timer()
-    with timer.phase("training"):
-        result = model.fit(train, validation_data=val, epochs=epochs,
-                           callbacks=[stop, timer.callback(keras)],
+    val, callbacks = None, [stop, timer.callback(keras)]
+    if frozen is not None and workers is None:
+        with timer.phase("evaluation"):
+            check = _head_validation(keras, model, *frozen, subset, pre, cfg.eval_batch_size,
+                                     timer)
+        callbacks.insert(0, check)          # before EarlyStopping, which reads its logs
+    else:
+        val = from_dataset(subset, pre, cfg.eval_batch_size)
+    with timer.phase("training"), reading():
+        result = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
                            steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
     history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     history["best_epoch"] = [float(np.argmin(history["val_loss"]) + 1)]
     return history
+
+
+def _head_validation(keras: Any, model: Any, extractor: Any, features: Any, subset: Dataset,
+                     pre: Preprocessing, batch_size: int, timer: _Timer) -> Any:
+    """A callback logging ``val_loss`` and ``val_accuracy`` at each epoch's end, as
+    ``fit(validation_data=...)`` would, for a model whose extractor is frozen: the subset's
+    features are computed once here, then each epoch runs only the head on them (the
+    extractor's share of the work is done once instead of every epoch)."""
+    from edge_transfer.models import head_model
+
+    vectors = predict_split(features, subset, pre, batch_size)
+    head = head_model(model, extractor)
+    labels = subset.y
+
+    class HeadValidation(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            start = time.perf_counter()
+            probs = predict(head, vectors, batch_size)
+            loss = np.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
+            loss += sum(float(extra) for extra in model.losses)   # as Keras adds them
+            if logs is not None:
+                logs["val_loss"] = float(loss)
+                logs["val_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == labels))
+            spent = time.perf_counter() - start
+            timer.seconds["evaluation"] += spent
+            timer.seconds["training"] -= spent   # fit's time is counted as training
+
+    return HeadValidation()
 
 
 def _unfreeze(extractor: Any, top: int | None, bn_trainable: bool) -> int:
@@ -690,10 +739,11 @@ def predict_split(model: Any, split: Dataset, pre: Preprocessing,
                   batch_size: int = 256) -> np.ndarray:
     """Model outputs on a split, read through its stream (decoded in parallel, prefetched),
     eagerly and locally."""
-    from edge_transfer.tfdata import from_dataset
+    from edge_transfer.tfdata import from_dataset, reading
 
     call = _inference(model, pre)
-    outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
+    with reading():
+        outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
@@ -751,16 +801,18 @@ def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
 
 def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
                    backbone: backbones.Backbone, features: Any) -> Any:
-    """Source-task accuracy of the starting extractor + its source head; returns a function
-    that measures the same after fine-tuning."""
+    """Source-task accuracy of the starting extractor + its source head on a fixed
+    stratified subset of the source test split (``--source-samples``); returns a function
+    that measures the same images after fine-tuning (a paired figure)."""
     from edge_transfer.models import load_keras_model
 
     pre = backbone.preprocessing
-    test, batch = source.splits.test, cfg.eval_batch_size
+    test = stratified_sample(source.splits.test, cfg.source_samples, cfg.seed)
+    batch = cfg.eval_batch_size
     if source.head_file is not None:
         head = load_keras_model(source.head_file)
     else:
-        train = source.splits.train
+        train = stratified_sample(source.splits.train, PROBE_SAMPLES, cfg.seed)
         head = _probe_head(cfg, keras, predict_split(features, train, pre, batch), train.y,
                            train.num_classes)
     before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
@@ -769,6 +821,7 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
         return {"source_accuracy_before": before,
                 "source_accuracy_after": _accuracy(
                     head, predict_split(features_now, test, pre, batch), test.y),
+                "source_samples": len(test),
                 "source_head": "pretrain" if source.head_file else "linear-probe"}
 
     return after

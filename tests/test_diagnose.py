@@ -123,3 +123,35 @@ def test_trap_really_is_float_harmless(bad_run: Path) -> None:
     x, _ = run.split_arrays("val")
     conv1 = keras.Model(model.input, model.get_layer("conv1").output).predict(x, verbose=0)
     assert np.all(conv1[..., -1] == 0)
+
+
+def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On large data neither --keep-float auto nor the diagnosis loads the validation split
+    whole: each reads a fixed stratified sample of at most N images, a batch at a time, and
+    the search still finds the trap on it."""
+    from edge_transfer import diagnose, export, mixed
+    from edge_transfer.runs import Run
+
+    def whole_split(*_: object) -> None:
+        raise AssertionError("a whole split was loaded into memory")
+
+    monkeypatch.setattr(Run, "split_arrays", whole_split)
+    monkeypatch.setattr(mixed, "SEARCH_SAMPLES", 60)
+    monkeypatch.setattr(diagnose, "ACCURACY_SAMPLES", 50)
+    sizes: list[int] = []
+    real = export.CheckData.predict
+
+    def counting(self, function):  # type: ignore[no-untyped-def]
+        sizes.append(len(self))
+        return real(self, function)
+
+    monkeypatch.setattr(export.CheckData, "predict", counting)
+    result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
+                                              keep_float=("auto",), diagnose=True,
+                                              out=tmp_path))
+    test = len(Run.open(bad_run).splits.test)
+    assert result.get("tflite-int8-mixed").spec.keep_float == (TRAP,)
+    assert set(sizes) == {test, 60, 50}        # the export check keeps the whole test split
+    diagnosis = load_diagnoses(tmp_path)[0]
+    assert diagnosis.samples == DiagnoseConfig().samples and diagnosis.layers[0].layer == TRAP

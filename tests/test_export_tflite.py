@@ -67,7 +67,9 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
 @pytest.mark.parametrize("variant", variant_params(["fp32", "fp32-pruned50"]))
 def test_fp32_matches_keras_within_1e4(digits_run: Path, variant: str) -> None:
     check = export_holding(digits_run, variant).get(f"tflite-{variant}").check
-    assert check is not None and check.max_abs_diff <= 1e-4 and check.tolerance == 1e-4
+    # The small CNN matches far inside the tolerance (1e-4 + 1e-3 x its largest probability).
+    assert check is not None and check.max_abs_diff <= 1e-4
+    assert check.tolerance is not None and 1e-4 < check.tolerance <= 1.1e-3
     assert check.top1_agreement == 1.0
 
 

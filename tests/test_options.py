@@ -84,6 +84,7 @@ def test_old_python_keywords_still_work_with_a_warning(make, field: str, value: 
     (lambda: PretrainConfig(data="digits", out=Path("x"), batch_size=0), ConfigError),
     (lambda: FinetuneConfig(data="digits", out=Path("x"), l2sp=-1), ConfigError),
     (lambda: ExportConfig(qat_epochs=0), UnsupportedExportError),
+    (lambda: ExportConfig(jobs=0), UnsupportedExportError),
     (lambda: Tolerances(max_size_growth=-0.1), ConfigError),
 ])
 def test_configs_refuse_bad_values_on_construction(make, error: type[UserError]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from edge_transfer.diagnose import MEASURABLE, DiagnoseConfig
+    from edge_transfer.diagnose import ACCURACY_SAMPLES, MEASURABLE, DiagnoseConfig
 
     defaults = DiagnoseConfig()
     parser = subparsers.add_parser(
@@ -34,7 +34,9 @@ def add_parser(subparsers: Any) -> None:
                         help="int8 (TFLite full integer, ONNX static QDQ); int16x8 and dynamic "
                              f"are not measured per layer (default {defaults.precision})")
     parser.add_argument("--samples", type=int, default=defaults.samples, metavar="N",
-                        help=f"validation images to measure on (default {defaults.samples})")
+                        help="validation images the per-layer errors are measured on (default "
+                             f"{defaults.samples}); the accuracies use at most "
+                             f"{ACCURACY_SAMPLES}")
     parser.add_argument("--calibration-samples", type=int,
                         default=defaults.calibration_samples, metavar="N",
                         help="training samples to calibrate int8 ranges "
