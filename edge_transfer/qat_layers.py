@@ -5,13 +5,18 @@ MobileNetV3's preprocessing), the ``Multiply`` of squeeze-excite and hard-swish,
 ``TFOpLambda`` layers (``x + 3``, ``x * (1/6)``) Keras builds hard-swish/hard-sigmoid from.
 :func:`annotate_and_apply` rewrites those ``TFOpLambda`` layers whose other operand is a
 constant into :class:`ConstOp` layers, annotates every layer tfmot supports with its own
-config and the rest with a pass-through ``QuantizeConfig`` (no fake quantization: their int8
-ranges come from the converter's calibration, like post-training quantization), and applies
+config and the rest with an output-only ``QuantizeConfig`` (their outputs are fake-quantized,
+as int8 TFLite and ONNX run them; they have no weights to quantize), and applies
 quantization. What it could not take is named in the returned notes.
+
+The output quantizer is not optional. Without a fake-quant node after such a layer, the TFLite
+converter folds a constant ``Mul``/``Add`` (EfficientNet's ``Rescaling(1/255)``) into the next
+convolution's float weights but quantizes them with the ranges QAT learned for the unfolded
+weights: on raw 0-255 input every weight of the stem rounds to 0 and the model is at chance.
 
 >>> qat, notes = annotate_and_apply(model)                               # doctest: +SKIP
 >>> notes                                                                # doctest: +SKIP
-('QAT without fake quantization on 3 layer(s) tfmot has no int8 config for: rescaling ...',)
+('QAT quantizes only the output of 3 layer(s) tfmot has no int8 config for: rescaling ...',)
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ _CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
 
 @cache
 def classes() -> tuple[type, type]:
-    """``(PassThroughQuantizeConfig, ConstOp)``, defined on first use (TensorFlow needed)."""
+    """``(OutputQuantizeConfig, ConstOp)``, defined on first use (TensorFlow needed)."""
     import tensorflow_model_optimization as tfmot
 
     tf, keras = load()
 
-    class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):  # type: ignore[misc]
-        """Quantizes nothing: the layer runs in float during QAT."""
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):  # type: ignore[misc]
+        """Fake-quantizes the layer's output only (int8, asymmetric, per tensor, as tfmot's
+        ``Add``); the layer has no weights to quantize."""
 
         def get_weights_and_quantizers(self, layer: Any) -> list[Any]:
             return []
@@ -49,7 +55,8 @@ def classes() -> tuple[type, type]:
             pass
 
         def get_output_quantizers(self, layer: Any) -> list[Any]:
-            return []
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
         def get_config(self) -> dict[str, Any]:
             return {}
@@ -72,12 +79,12 @@ def classes() -> tuple[type, type]:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "op": self.op, "value": self.value}
 
-    return PassThroughQuantizeConfig, ConstOp
+    return OutputQuantizeConfig, ConstOp
 
 
 def custom_objects() -> dict[str, type]:
-    passthrough, const_op = classes()
-    return {"PassThroughQuantizeConfig": passthrough, "ConstOp": const_op}
+    output_only, const_op = classes()
+    return {"OutputQuantizeConfig": output_only, "ConstOp": const_op}
 
 
 def replace_const_tfops(model: Any) -> tuple[Any, int]:
@@ -116,7 +123,7 @@ def replace_const_tfops(model: Any) -> tuple[Any, int]:
 
 
 def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
-    """A QAT model of ``model`` (a copy) with pass-through configs where tfmot has none."""
+    """A QAT model of ``model`` (a copy) with output-only configs where tfmot has none."""
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_module,
@@ -125,7 +132,7 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
     _, keras = load()
     quantize = tfmot.quantization.keras
     registry = registry_module.Default8BitQuantizeRegistry()
-    passthrough, _ = classes()
+    output_only, _ = classes()
     model, replaced = replace_const_tfops(model)
     floated: list[str] = []
 
@@ -136,7 +143,7 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
         if isinstance(layer, keras.layers.BatchNormalization) or registry.supports(layer):
             return quantize.quantize_annotate_layer(new)
         floated.append(f"{layer.name} ({type(layer).__name__})")
-        return quantize.quantize_annotate_layer(new, quantize_config=passthrough())
+        return quantize.quantize_annotate_layer(new, quantize_config=output_only())
 
     with quantize.quantize_scope(custom_objects()):
         annotated = keras.models.clone_model(model, clone_function=clone)
@@ -146,8 +153,8 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
     if floated:
         shown = ", ".join(floated[:4]) + (f" and {len(floated) - 4} more" if len(floated) > 4
                                           else "")
-        notes.append(f"QAT without fake quantization on {len(floated)} layer(s) tfmot has no "
-                     f"int8 config for: {shown}; their int8 ranges come from calibration")
+        notes.append(f"QAT quantizes only the output of {len(floated)} layer(s) tfmot has no "
+                     f"int8 config for: {shown}")
     if replaced:
         notes.append(f"{replaced} TFOpLambda layer(s) with a constant operand (hard-swish, "
                      "hard-sigmoid) rewritten as ConstOp layers for QAT")
