@@ -1,5 +1,6 @@
 """The next step a failed variant's message names: one that works for this model, never one
-this export already saw fail.
+this export already saw fail, nor one that cannot help (a QAT file at chance is a broken
+conversion: more QAT epochs do not fix it).
 
 >>> from exporters import Artifact, ExportSpec
 >>> int8 = Artifact("tflite", ExportSpec.int8(), status="failed")
@@ -10,6 +11,8 @@ this export already saw fail.
 >>> mixed = Artifact("tflite", ExportSpec.int8().mixed(("conv2",)), status="ok")
 >>> next_step(int8, [int8, mixed], "runs/t")
 'use tflite-int8-mixed (conv2 kept in float), which passed'
+>>> next_step(qat, [qat, Artifact("tflite", ExportSpec.int8(), status="ok")], "runs/t")
+'use tflite-int8 (post-training int8), which passed'
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_transfer import stats
+from edge_transfer.samples import decode
 from exporters import Artifact
 
 
@@ -24,16 +29,52 @@ def _same_format(artifacts: Sequence[Artifact], fmt: str) -> list[Artifact]:
     return [a for a in artifacts if a.format == fmt]
 
 
-def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path) -> str:
-    """What to do about ``failed``, given every variant of the same export."""
+def _post_training(artifact: Artifact) -> bool:
+    spec = artifact.spec
+    return (spec.precision == "int8" and not spec.qat and spec.keep_float is None
+            and spec.sparsity is None)
+
+
+def broken(artifact: Artifact, classes: int | None) -> str | None:
+    """How ``artifact``'s check shows a broken model (at chance, or one class for nearly
+    every sample), or None: a state more training does not fix.
+
+    >>> from exporters import ExportSpec
+    >>> from edge_transfer.records import ExportCheck
+    >>> from edge_transfer.samples import encode
+    >>> check = ExportCheck(samples=100, max_abs_diff=0.9, top1_agreement=0.2, accuracy=0.2,
+    ...                     tolerance=0.01, passed=False, predictions=encode([4] * 100))
+    >>> broken(Artifact("tflite", ExportSpec.int8(), status="failed", check=check), 5)
+    'at chance (accuracy 20.0 [13.3, 28.9] contains 1/5)'
+    """
+    check = artifact.check
+    if check is None or not check.samples:
+        return None
+    interval = stats.wilson(round(check.accuracy * check.samples), check.samples)
+    if classes is not None and stats.at_chance(interval, classes):
+        return f"at chance (accuracy {interval.points()} contains 1/{classes})"
+    if check.predictions:
+        predictions = decode(check.predictions)
+        top = stats.collapsed(predictions)
+        if top is not None:
+            return (f"predicting class {top} for {(predictions == top).mean():.0%} of "
+                    f"{predictions.size} samples")
+    return None
+
+
+def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
+              classes: int | None = None) -> str:
+    """What to do about ``failed``, given every variant of the same export (``classes``:
+    how many the model has, to tell a model at chance)."""
     mine = _same_format(artifacts, failed.format)
     mixed = [a for a in mine if a.spec.keep_float is not None]
     qat = [a for a in mine if a.spec.qat]
-    passed = [a for a in mixed + qat if a.ok and a is not failed]
-    if passed and failed.spec.keep_float is None and not failed.spec.qat:
+    ptq = [a for a in mine if _post_training(a)] if failed.spec.qat else []
+    passed = [a for a in ptq + mixed + qat if a.ok and a is not failed]
+    if passed and failed.spec.keep_float is None:
         best = passed[0]
-        kept = (f" ({', '.join(best.spec.keep_float)} kept in float)"
-                if best.spec.keep_float else "")
+        kept = (f" ({', '.join(best.spec.keep_float)} kept in float)" if best.spec.keep_float
+                else " (post-training int8)" if _post_training(best) else "")
         return f"use {best.name}{kept}, which passed"
     steps = []
     if failed.spec.keep_float is not None:
@@ -42,10 +83,17 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path) 
     elif not mixed:
         steps.append(f"run `edge-transfer diagnose {run} --format {failed.format}` to see "
                      "which layers break, then export with --keep-float auto")
-    if failed.spec.qat:
-        steps.append("fine-tune QAT longer (--epochs)")
-    elif not qat:
+    how = broken(failed, classes) if failed.spec.qat else None
+    if failed.spec.qat and how is None:
+        steps.append("fine-tune QAT longer (--qat-epochs)")
+    elif failed.spec.qat and not ptq:
+        steps.append("export post-training int8 (--precision int8 without --qat)")
+    elif not failed.spec.qat and not qat:
         steps.append("try --qat")
     if not steps:
         steps.append("export fp16 or dynamic, which keep activations in float")
-    return "; or ".join(steps)
+    advice = "; or ".join(steps)
+    if how is not None:
+        return (f"this QAT file is {how}, a broken conversion that more --qat-epochs will "
+                f"not fix: {advice}")
+    return advice

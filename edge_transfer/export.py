@@ -486,7 +486,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                                           options, judge, config)
         report("done", len(variants), len(variants))
     artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
-                        float_accuracy, config.max_accuracy_drop)
+                        float_accuracy, config.max_accuracy_drop, len(run.labels))
     preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
@@ -580,7 +580,7 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
 
 
 def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
-            max_drop: float) -> list[Artifact]:
+            max_drop: float, classes: int) -> list[Artifact]:
     """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
     from edge_transfer.advice import next_step
 
@@ -589,7 +589,7 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
         if not a.ok and a.check is not None and not a.check.passed:
             a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
                                         max_drop=max_drop,
-                                        advice=next_step(a, artifacts, run)))
+                                        advice=next_step(a, artifacts, run, classes)))
         out.append(a)
     return out
 

@@ -63,8 +63,8 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     """tfmot ``quantize_model`` on a copy of ``model``, fine-tuned for ``epochs``.
 
     Layers tfmot refuses (Rescaling, Normalization, Multiply, hard-swish's TFOpLambda) get
-    pass-through configs (:mod:`edge_transfer.qat_layers`); what that leaves in float is
-    appended to ``notes``. Raises ConversionError naming the layer when QAT still fails.
+    output-only quantize configs (:mod:`edge_transfer.qat_layers`); they are named in
+    ``notes``. Raises ConversionError naming the layer when QAT still fails.
     """
     import tensorflow_model_optimization as tfmot
 

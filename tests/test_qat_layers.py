@@ -54,3 +54,42 @@ def test_qat_exports_what_tfmot_refuses(tmp_path: Path) -> None:
     record = json.loads(result.path.read_text())
     row = next(a for a in record["artifacts"] if a["name"] == "tflite-int8-qat")
     assert row["notes"] and np.isfinite(row["accuracy"])
+
+
+def write_raw_pixel_run(out: Path, size: int = 16) -> Path:
+    """EfficientNet's stem in small: raw 0-255 input, ``Rescaling(1/255)`` in the model right
+    before a convolution, squeeze-excite after it."""
+    from edge_transfer.preprocessing import Preprocessing
+
+    keras, dataset, splits, _ = digits_splits(size)
+    pre = Preprocessing(size, size, channels=1, mean=(0.0,), std=(1.0,))
+    inputs = keras.Input(pre.input_shape, name="image")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
+    se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_conv")(se)
+    x = keras.layers.Multiply(name="se_excite")([x, se])
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(dataset.num_classes, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=10, batch_size=32, verbose=0)
+    return save_run(out, model, dataset, pre)
+
+
+@pytest.mark.slow
+def test_qat_tflite_with_rescaling_before_a_conv_is_not_at_chance(tmp_path: Path) -> None:
+    """Without a fake-quant after Rescaling, the converter folded 1/255 into the conv's
+    weights and quantized them with QAT's ranges: all zero, tflite-int8-qat at chance (0.2)
+    while the ONNX QAT file and PTQ were fine."""
+    run = write_raw_pixel_run(tmp_path / "run")
+    result = export_run(run, ExportConfig(formats=("tflite",), precisions=(), qat=True,
+                                          qat_epochs=1, out=tmp_path / "export"))
+    qat = result.get("tflite-int8-qat")
+    assert result.float_accuracy >= 0.8
+    assert qat.ok, qat.reason
+    assert qat.accuracy >= result.float_accuracy - 0.05   # 11 of 225 test images
+    assert any("rescaling (Rescaling)" in note for note in qat.notes)

@@ -1,0 +1,34 @@
+"""The advice of a failed variant names a step that can work (issue 11 item 4)."""
+
+from __future__ import annotations
+
+from edge_transfer.advice import next_step
+from edge_transfer.records import ExportCheck
+from edge_transfer.samples import encode
+from exporters import Artifact, ExportSpec
+
+
+def _qat(predictions: list[int], accuracy: float) -> Artifact:
+    check = ExportCheck(samples=len(predictions), max_abs_diff=0.9, top1_agreement=accuracy,
+                        accuracy=accuracy, tolerance=0.01, passed=False,
+                        predictions=encode(predictions))
+    return Artifact("tflite", ExportSpec.int8().with_qat(), status="failed", check=check)
+
+
+def test_qat_at_chance_is_not_told_to_train_longer() -> None:
+    collapsed = _qat([4] * 225, 0.2)
+    step = next_step(collapsed, [collapsed], "runs/t", classes=5)
+    assert "at chance" in step and "will not fix" in step
+    assert "--keep-float auto" in step and "without --qat" in step
+
+
+def test_qat_at_chance_is_pointed_at_the_ptq_variant_that_passed() -> None:
+    collapsed = _qat([4] * 225, 0.2)
+    ptq = Artifact("tflite", ExportSpec.int8(), status="ok")
+    assert next_step(collapsed, [ptq, collapsed], "runs/t", classes=5) == (
+        "use tflite-int8 (post-training int8), which passed")
+
+
+def test_qat_somewhat_below_float_may_train_longer() -> None:
+    below = _qat([0, 1, 2, 3, 4] * 45, 0.85)
+    assert "fine-tune QAT longer (--qat-epochs)" in next_step(below, [below], "runs/t", 5)
