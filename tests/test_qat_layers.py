@@ -66,7 +66,7 @@ def write_raw_pixel_run(out: Path, size: int = 16) -> Path:
     inputs = keras.Input(pre.input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
     se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_conv")(se)
@@ -76,7 +76,7 @@ def write_raw_pixel_run(out: Path, size: int = 16) -> Path:
     outputs = keras.layers.Dense(dataset.num_classes, activation="softmax", name="classes")(x)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=10, batch_size=32, verbose=0)
+    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=20, batch_size=32, verbose=0)
     return save_run(out, model, dataset, pre)
 
 
