@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import RESULTS, ROOT, machine, write_result
+
 sys.path.insert(0, str(ROOT))
 README_START = "<!-- backbone-matrix:start (benchmarks/backbones.py writes this table) -->"
 README_END = "<!-- backbone-matrix:end -->"
@@ -53,7 +53,7 @@ def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
         row = probe(name, Path(work), epochs=epochs, qat=qat)
-    out.write_text(json.dumps(row))
+    write_result(out, row)  # atomic: --import-row may read it after the sweep died
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
@@ -81,13 +81,11 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         return row
 
 
-def write(path: Path, done: dict[str, dict], pending: list[str], args: argparse.Namespace,
-          started: float) -> dict:
+def write(path: Path, done: dict[str, dict], pending: list[str], started: float,
+          machine_at_start: dict) -> dict:
     """Merge this sweep's finished rows and pending names into ``path`` under a file lock
     (several sweeps may share the file), atomically; return the merged data."""
     import fcntl
-
-    from edge_transfer.atomic import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -103,14 +101,12 @@ def write(path: Path, done: dict[str, dict], pending: list[str], args: argparse.
                          "epochs": "per row (pretrain epochs; QAT fine-tune 1 epoch)",
                          "variants": "fp32 + int8, TFLite + ONNX; QAT int8 too where the row "
                                      "has QAT variants (rows with qat_measured false skip it)"},
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                        "note": "2 cores shared with other jobs (load average ~10): seconds "
-                                "are wall time under that load, indicative only"},
+            "machine": machine_at_start,  # seconds are wall time under its load
             "seconds": round(time.time() - started, 1),
             "models": list(rows.values()),
             "not_finished": waiting,
         }
-        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+        write_result(path, data)
     return data
 
 
@@ -143,7 +139,7 @@ def main() -> int:
     parser.add_argument("--no-qat", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="backbones measured at once")
     parser.add_argument("--timeout", type=int, default=2400, help="seconds per backbone")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/backbones.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "backbones.json")
     parser.add_argument("--import-row", type=Path, metavar="ROW",
                         help="merge one row written by an interrupted sweep's child")
     parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
@@ -153,28 +149,29 @@ def main() -> int:
     if args.one:
         run_one(args.one, args.epochs, not args.no_qat, args.row)
         return 0
-    started = time.time()
+    started, machine_at_start = time.time(), machine()
     if args.import_row or args.readme:
         done = {}
         if args.import_row:
             row = json.loads(args.import_row.read_text())
             done[row["name"]] = row
-        update_readme(write(args.out, done, [], args, started))
+        update_readme(write(args.out, done, [], started, machine_at_start))
         return 0
     names = [n for n in planned(args.all, args.only) if n not in args.skip]
     finished: dict[str, dict] = {}
-    write(args.out, finished, names, args, started)
+    write(args.out, finished, names, started, machine_at_start)
 
     def one(name: str) -> None:
         print(f"{name} ...", flush=True)
         row = measure(name, args)
         finished[name] = row
         print(f"{name}: {json.dumps(row)[:600]}", flush=True)
-        write(args.out, {name: row}, [n for n in names if n not in finished], args, started)
+        write(args.out, {name: row}, [n for n in names if n not in finished], started,
+              machine_at_start)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(one, names))
-    update_readme(write(args.out, {}, [], args, started))
+    update_readme(write(args.out, {}, [], started, machine_at_start))
     return 0
 
 

@@ -4,18 +4,33 @@ accuracy and Δ vs float, written as JSON.
     python benchmarks/export.py [RUN] [--repeats 3] [--out benchmarks/results/export.json]
 
 Without RUN it trains the demo's run first (small-cnn, digits:0-4 -> digits:5-9, 5 shots).
+
+``--parallel`` measures instead what converting variants side by side gains: every TFLite and
+ONNX precision without QAT of mobilenet_v2 (width 1.0, random weights: conversion time does
+not depend on the weights' values) at ``--size`` px (224 by default), each export a whole
+``edge-transfer export`` command (Python and TensorFlow start-up included, as a user waits for
+it), ``--jobs 1`` against ``--jobs N`` (default: as export chooses), interleaved, median of
+``--repeats`` (at least 2) each. It writes the ``parallel`` section of the results file (the
+rest is kept); the goal is parallel <= 0.6x sequential wall time.
+
+    python benchmarks/export.py --parallel [--size 224] [--repeats 2] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from _results import RESULTS, ROOT, repo_path, write_result
+from _results import RESULTS, ROOT, machine, repo_path, write_result
 
 VARIANTS = dict(formats=("tflite", "onnx"),
                 precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
@@ -34,7 +49,8 @@ def digits_run(out: Path) -> Path:
 def benchmark(run: Path, repeats: int) -> dict:
     from edge_transfer.export import ExportConfig, export_run
 
-    results = [export_run(run, ExportConfig(**VARIANTS, out_dir=run / f"bench-{k}"))
+    machine_at_start = machine()
+    results = [export_run(run, ExportConfig(**VARIANTS, out=run / f"bench-{k}"))
                for k in range(repeats)]
     last = results[-1]
     fp32 = {a.format: a.bytes for a in last.artifacts if a.spec.name == "fp32"}
@@ -57,10 +73,97 @@ def benchmark(run: Path, repeats: int) -> dict:
         "benchmark": "export", "run": repo_path(run), "repeats": repeats,
         "float_accuracy": last.float_accuracy,
         "fine_tune_seconds": [r.preparation_seconds for r in results],
-        "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "processor": platform.processor()},
+        "machine": {**machine_at_start, "processor": platform.processor()},
         "variants": rows,
     }
+
+
+PARALLEL_PRECISIONS = "fp32,fp16,dynamic,int8,int16x8"
+PARALLEL_BACKBONE = "mobilenet_v2"
+
+
+def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) -> Path:
+    """A run directory of ``backbone`` (width 1.0, random weights) with a 5-class head on
+    digits 0-4 upscaled to ``size`` px: what export needs, without training."""
+    from edge_transfer._keras import load
+    from edge_transfer.backbones import create
+    from edge_transfer.data import load_dataset
+    from edge_transfer.models import save_keras_model
+    from edge_transfer.runs import write_json
+
+    dataset = load_dataset("digits:0-4", image_size=(size, size))
+    built = create(backbone, (size, size, 3), weights="none", width=1.0)
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    head = keras.layers.Dense(len(dataset.class_names), activation="softmax")
+    model = keras.Model(built.extractor.input, head(built.extractor.output))
+    out.mkdir(parents=True, exist_ok=True)
+    save_keras_model(model, out / "model.keras")
+    (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
+    write_json(out / "preprocessing.json", built.preprocessing.to_dict())
+    write_json(out / "run.json", {"command": "benchmark", "data": {
+        "spec": "digits:0-4", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
+        "shots": None, "fingerprint": dataset.fingerprint()}})
+    return out
+
+
+def _export_command(run: Path, out: Path, jobs: int | None) -> dict[str, Any]:
+    """One ``edge-transfer export`` of every precision, timed from outside; its timing."""
+    command = [sys.executable, "-m", "edge_transfer", "export", str(run), "--formats",
+               "tflite,onnx", "--precision", PARALLEL_PRECISIONS, "--out", str(out)]
+    command += ["--jobs", str(jobs)] if jobs is not None else []
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - start
+    if not (out / "export.json").is_file():
+        raise SystemExit(f"export failed ({done.returncode}): {done.stderr[-2000:]}")
+    record = json.loads((out / "export.json").read_text())
+    return {"wall_seconds": round(wall, 2), "exit_code": done.returncode,
+            "timing": record.get("timing"),
+            "variants": {a["name"]: {"status": a["status"], "seconds": a.get("seconds"),
+                                     "check_seconds": a.get("check_seconds"),
+                                     "sha256": a.get("sha256")}
+                         for a in record["artifacts"]}}
+
+
+def parallel_benchmark(run: Path, size: int, repeats: int, jobs: int | None,
+                       work: Path) -> dict[str, Any]:
+    """``--jobs 1`` against parallel, interleaved (the order alternates each repeat)."""
+    load = machine()
+    modes = {"sequential": 1, "parallel": jobs}
+    runs: dict[str, list[dict[str, Any]]] = {"sequential": [], "parallel": []}
+    for k in range(repeats):
+        order = list(modes) if k % 2 == 0 else list(reversed(modes))
+        for mode in order:
+            result = _export_command(run, work / f"{mode}-{k}", modes[mode])
+            runs[mode].append(result)
+            print(f"repeat {k + 1}/{repeats} {mode}: {result['wall_seconds']:.1f} s wall "
+                  f"(jobs {(result['timing'] or {}).get('jobs')})", flush=True)
+    median = {mode: statistics.median(r["wall_seconds"] for r in rs) for mode, rs in runs.items()}
+    files = [{n: (v["status"], v["sha256"]) for n, v in r["variants"].items()}
+             for rs in runs.values() for r in rs]
+    same = all(f == files[0] for f in files)
+    return {
+        "backbone": PARALLEL_BACKBONE, "width": 1.0, "weights": "random", "input_size": size,
+        "formats": ["tflite", "onnx"], "precisions": PARALLEL_PRECISIONS.split(","),
+        "repeats": repeats, "jobs_asked": jobs,
+        "jobs_used": (runs["parallel"][0]["timing"] or {}).get("jobs"),
+        "wall_seconds_median": {m: round(v, 2) for m, v in median.items()},
+        "ratio_parallel_to_sequential": round(median["parallel"] / median["sequential"], 3),
+        "goal": "<= 0.6", "same_files": same,
+        "machine": {**load, "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
+        "runs": runs,
+    }
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The results file as it is (empty when missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _num(value: float | int | None, spec: str) -> str:
@@ -73,12 +176,33 @@ def main() -> int:
     parser.add_argument("run", nargs="?", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "export.json")
+    parser.add_argument("--parallel", action="store_true",
+                        help="measure --jobs 1 against converting side by side (see above)")
+    parser.add_argument("--size", type=int, default=224, help="--parallel: input px")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="--parallel: worker processes (default: as export chooses)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.parallel:
+        if args.repeats < 2:
+            parser.error("--parallel needs --repeats 2 or more (a median of each)")
+        with tempfile.TemporaryDirectory() as tmp:
+            run = args.run or random_weights_run(Path(tmp) / "run", args.size)
+            parallel = parallel_benchmark(run, args.size, args.repeats, args.jobs, Path(tmp))
+        write_result(args.out, {**_read(args.out), "parallel": parallel})
+        print(f"median wall: sequential {parallel['wall_seconds_median']['sequential']:.1f} s, "
+              f"parallel ({parallel['jobs_used']} workers) "
+              f"{parallel['wall_seconds_median']['parallel']:.1f} s: ratio "
+              f"{parallel['ratio_parallel_to_sequential']:.3f} (goal <= 0.6; load "
+              f"{parallel['machine']['load_average_1min']} at start); same files: "
+              f"{parallel['same_files']}")
+        print(f"wrote {args.out}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or digits_run(Path(tmp))
         report = benchmark(run, args.repeats)
-    write_result(args.out, report)
+    previous = _read(args.out).get("parallel")   # the --parallel section stays
+    write_result(args.out, {**report, **({"parallel": previous} if previous else {})})
     print(f"{'variant':24} {'status':7} {'s':>7} {'bytes':>9} {'x fp32':>7} {'acc':>7} {'Δ pt':>6}")
     for row in report["variants"]:
         print(f"{row['name']:24} {row['status']:7} {_num(row['export_seconds_median'], '7.2f')} "

@@ -12,14 +12,13 @@ disk / memory. Writes benchmarks/results/input_pipeline.json.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _results import RESULTS, write_result
+from _results import RESULTS, machine, write_result
 from PIL import Image
 
 from edge_transfer._keras import load
@@ -66,6 +65,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    machine_at_start = machine()
     results: dict[str, dict[str, list[float]]] = {"disk": {"first": [], "later": []},
                                                  "memory": {"first": [], "later": []}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +90,7 @@ def main() -> None:
     report = {
         "what": "training steps/s, small-cnn classifier, digits as PNG files vs arrays",
         "images": len(labels), "size": args.size, "batch_size": args.batch_size,
-        "epochs": args.epochs, "repeats": args.repeats, "machine": platform.machine(),
+        "epochs": args.epochs, "repeats": args.repeats, "machine": machine_at_start,
         "steps_per_s": summary, "runs": results,
         "ratio_after_first_epoch": summary["disk"]["later"] / summary["memory"]["later"],
         "ratio_first_epoch": summary["disk"]["first"] / summary["memory"]["first"],

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -31,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import RESULTS, ROOT, machine, write_result
+
 ARGS = ("--formats", "tflite,onnx", "--precision", "fp32,int8", "--qat")
 # The files an export of ARGS writes, in order: signalled as each appears, the export is in
 # the next step (check of that file, the QAT fine-tune, tf2onnx, ONNX Runtime quantization).
@@ -132,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigterm", type=int, default=4)
     parser.add_argument("--after", default=",".join(AFTER), metavar="FILES",
                         help="also signal once the export rewrote each of these files")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/interrupts.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "interrupts.json")
     args = parser.parse_args(argv)
     # Started in the background by a script (`cmd &`), this process and so its children would
     # ignore SIGINT; a user's export at a terminal does not.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    machine_at_start = machine()
     with tempfile.TemporaryDirectory(prefix="interrupts-") as name:
         work = Path(name)
         run = args.run
@@ -160,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         for delay, signum, after in plan:
             rows.append(attempt(run, out, delay, signum, expected, after))
             print(json.dumps(rows[-1]), flush=True)
-            _write(args.out, total, rows, None)   # as it goes: a long run can be read midway
+            # as it goes: a long run can be read midway
+            _write(args.out, total, rows, None, machine_at_start)
         final = attempt(run, out, 3600, signal.SIGINT, expected)
-    result = _write(args.out, total, rows, final["outcome"])
+    result = _write(args.out, total, rows, final["outcome"], machine_at_start)
     print(json.dumps({k: result[k] for k in ("full_export_seconds", "outcomes",
                                              "rerun_after_interrupts")}))
     return 0 if result["outcomes"]["bad"] == 0 and final["outcome"] == "finished" else 1
 
 
-def _write(path: Path, total: float, rows: list[dict], rerun: str | None) -> dict:
+def _write(path: Path, total: float, rows: list[dict], rerun: str | None,
+           machine_at_start: dict) -> dict:
     counts = {o: sum(r["outcome"] == o for r in rows) for o in ("interrupted", "finished", "bad")}
     stops = [r["seconds"] - r["delay_s"] for r in rows if r["outcome"] == "interrupted"]
     result = {
@@ -176,12 +179,10 @@ def _write(path: Path, total: float, rows: list[dict], rerun: str | None) -> dic
         "full_export_seconds": total, "rerun_after_interrupts": rerun,
         "outcomes": counts,
         "median_seconds_to_exit_after_signal": statistics.median(stops) if stops else None,
-        "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0]},
+        "machine": machine_at_start,
         "attempts": rows,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(path, result)
     return result
 
 

@@ -15,7 +15,6 @@ and the ratio of the largest to the smallest size per step (goal <= 1.3, and <= 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import RESULTS, machine, write_result
+from _results import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 FINETUNE = ["--backbone", "mobilenet_v2", "--weights", "none", "--width", "0.35",
             "--input-size", "96", "--epochs", "1", "--finetune-epochs", "0", "--quiet"]
 
@@ -87,6 +86,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep folders and runs here")
     parser.add_argument("--out", type=Path, default=RESULTS / "memory.json")
     args = parser.parse_args()
+    machine_at_start = machine()
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edge-transfer-memory-") as tmp:
         work = args.work or Path(tmp)
@@ -103,16 +103,17 @@ def main() -> None:
                                   work),
             }
             rows[str(size)] = {"images": origin, **steps}
-            _write(args.out, args, rows)
+            _write(args.out, args, rows, machine_at_start)
     small, large = str(min(args.sizes)), str(max(args.sizes))
     if small != large:
         for step in ("finetune", "export", "bundle"):
             a, b = rows[small][step]["peak_rss_mb"], rows[large][step]["peak_rss_mb"]
             print(f"{step:9s} {small}: {a:8.0f} MB   {large}: {b:8.0f} MB   ratio {b / a:.2f}")
-    _write(args.out, args, rows)
+    _write(args.out, args, rows, machine_at_start)
 
 
-def _write(out: Path, args: argparse.Namespace, rows: dict[str, Any]) -> None:
+def _write(out: Path, args: argparse.Namespace, rows: dict[str, Any],
+           machine_at_start: dict[str, Any]) -> None:
     sizes = sorted(int(s) for s in rows)
     ratios = {}
     if len(sizes) > 1:
@@ -122,13 +123,10 @@ def _write(out: Path, args: argparse.Namespace, rows: dict[str, Any]) -> None:
     result = {"command": "python benchmarks/memory.py --sizes "
                          + " ".join(str(s) for s in args.sizes),
               "finetune_args": FINETUNE, "export_formats": args.formats,
-              "export_precision": args.precision, "cpu_count": os.cpu_count(),
-              "note": "peak RSS per CLI process (os.wait4 ru_maxrss); machine shared and loaded",
+              "export_precision": args.precision, "machine": machine_at_start,
+              "note": "peak RSS per CLI process (os.wait4 ru_maxrss)",
               "sizes": rows, "ratio_largest_to_smallest": ratios}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_result(out, result)
 
 
 if __name__ == "__main__":

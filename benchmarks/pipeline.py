@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-from _results import RESULTS, repo_path, write_result
+from _results import RESULTS, machine, repo_path, write_result
 
 from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
 
@@ -30,6 +29,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="work folder (default: a temporary folder)")
     ap.add_argument("--json", type=Path, default=RESULTS / "pipeline.json")
     args = ap.parse_args()
+    machine_at_start = machine()
     with tempfile.TemporaryDirectory(prefix="edge-transfer-bench-") as tmp:
         pipeline = load_pipeline(args.config, out=args.out or Path(tmp) / "work")
         results = run_pipeline(pipeline)
@@ -39,7 +39,7 @@ def main() -> None:
         report = (json.loads(report_path.read_text())
                   if report_path and report_path.is_file() else None)
     rows = [{k: r[k] for k in COLUMNS} for r in report["artifacts"]] if report else None
-    out = {"config": repo_path(args.config), "machine": platform.machine(),
+    out = {"config": repo_path(args.config), "machine": machine_at_start,
            "steps": [{"name": r.name, "seconds": round(r.seconds, 2), "exit_code": r.exit_code}
                      for r in results],
            "total_seconds": round(sum(r.seconds for r in results), 2),

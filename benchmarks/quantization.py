@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_result
+from _results import RESULTS, ROOT, machine, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
              "mobilenet_v2": ["--width", "0.35"]}
 
@@ -85,7 +84,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
     start = time.perf_counter()
     result = export_run(run, ExportConfig(
         formats=formats, precisions=("fp32", "int8"), qat=qat, keep_float=("auto",),
-        out_dir=out,
+        out=out,
         max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
@@ -100,7 +99,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                     get(a.format).predict(a.path, x).argmax(1) == y)), 4)
             row["ms_per_image"] = _ms_per_image(a.path, splits["test"][0][:50])
         rows.append(row)
-    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out_dir=out))
+    diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out=out))
     int8 = result.get("tflite-int8")
     return {"backbone": backbone, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT)
             else run.name, "float_test_accuracy": result.float_accuracy,
@@ -124,7 +123,7 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--formats", default="tflite,onnx")
     parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantization.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     results, load_at_start = [], machine()

@@ -19,7 +19,6 @@ Loops alternate within each repeat; figures are medians over ``--repeats``.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _results import RESULTS, ROOT, repo_path, write_result
+from _results import RESULTS, ROOT, machine, repo_path, write_result
 
 sys.path.insert(0, str(ROOT))
 
@@ -165,6 +164,7 @@ def main() -> None:
     parser.add_argument("--per-sample", type=int, default=200)
     parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
     args = parser.parse_args()
+    machine_at_start = machine()
     run = Run.open(args.run)
     export_dir = export_dir_of(run, args.export)
     export = ExportRecord.load(export_dir)
@@ -192,8 +192,7 @@ def main() -> None:
         "benchmark": "runtime", "run": repo_path(run.path),
         "input_shape": list(run.preprocessing.input_shape), "threads": args.threads,
         "repeats": args.repeats, "samples": args.samples, "per_sample": args.per_sample,
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": {**machine_at_start, "platform": platform.platform()},
         "keras_ms_per_sample": keras, "artifacts": results,
     }
     out = write_result(args.out, report)

@@ -1,9 +1,8 @@
 """The benchmark table: one row per artifact (format, status, size, accuracy, ms per image,
 FPS), measured by :func:`devices.validate_bundle` on any device, with an accuracy floor.
 
-A source is a bundle (folder or ``.tar.gz``), a run directory (its ``RUN/export`` is bundled
-into a temporary folder: the sample is the run's test split, as in ``edge-transfer bundle``),
-an export folder (``export.json``), or one model file inside an export folder.
+A source is a bundle, a run directory, an export folder or one model file of one
+(:mod:`devices.bench_source` turns it into a bundle).
 
 Not run as a doctest (it needs a run and the emulated device; tests/test_devices.py
 benches a run locally):
@@ -22,14 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from devices.bench_source import as_bundle
 from devices.profile import DeviceProfile
 from devices.validate import validate
-from edge_transfer.bundle import MANIFEST, create_bundle
-from edge_transfer.errors import BenchSourceError
-from edge_transfer.records import BenchRow, BenchTable, ExportRecord, ValidationRow, as_dict
+from edge_transfer.records import BenchRow, BenchTable, ValidationRow, as_dict
 
 MB = 1024 * 1024
-MODEL_SUFFIXES = (".tflite", ".onnx")
 
 
 def bench_table(
@@ -44,7 +41,7 @@ def bench_table(
     them (:func:`bench` returns the same as a dict)."""
     path = Path(source)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-bench-") as tmp:
-        bundle, artifacts = _as_bundle(path, Path(tmp))
+        bundle, artifacts = as_bundle(path, Path(tmp))
         result = validate(bundle, device=device, profile=profile, threads=threads,
                           data=data, artifacts=artifacts, timeout=timeout)
     result = dataclasses.replace(result, bundle=str(source))
@@ -83,48 +80,3 @@ def below_floor(table: BenchTable | dict[str, Any], min_accuracy: float) -> list
         elif row.ok and row.accuracy is not None and row.accuracy < min_accuracy:
             out.append(f"{row.name} ({row.accuracy:.4f})")
     return out
-
-
-def _as_bundle(path: Path, tmp: Path) -> tuple[Path, list[str]]:
-    """(bundle folder or archive, artifact names to run: all when empty)."""
-    if path.is_file() and path.name.endswith(".tar.gz"):
-        return path, []
-    if path.is_dir() and (path / MANIFEST).is_file():
-        return path, []
-    if path.is_dir() and (path / "run.json").is_file():
-        export_dir = path / "export"
-        if not (export_dir / ExportRecord.FILE_NAME).is_file():
-            raise BenchSourceError(f"{path} has no export ({export_dir}/export.json): run "
-                                   f"`edge-transfer export {path}` first")
-        return create_bundle(path, tmp / "bundle", export_dir=export_dir), []
-    if path.is_dir() and (path / ExportRecord.FILE_NAME).is_file():
-        return create_bundle(_run_of(path), tmp / "bundle", export_dir=path), []
-    if path.is_file() and path.suffix in MODEL_SUFFIXES:
-        export_dir = path.parent
-        if not (export_dir / ExportRecord.FILE_NAME).is_file():
-            raise BenchSourceError(
-                f"{path} has no export.json beside it, so there is no labelled sample to "
-                "measure accuracy on: bench its run, export folder or bundle instead")
-        export = _export_of(export_dir)
-        names = [a.name for a in export.ok_artifacts if a.file == path.name]
-        if not names:
-            raise BenchSourceError(f"{path.name} is not a status-ok artifact of "
-                                   f"{export_dir}/export.json; export the run again")
-        return create_bundle(_run_of(export_dir), tmp / "bundle", export_dir=export_dir), names
-    if not path.exists():
-        raise BenchSourceError(f"{path} does not exist; give a run directory, an export "
-                               "folder, a .tflite/.onnx file of one, or a bundle")
-    raise BenchSourceError(f"{path} is not a run (run.json), an export folder (export.json), "
-                           "a bundle (manifest.json or .tar.gz) or a .tflite/.onnx model")
-
-
-def _export_of(export_dir: Path) -> ExportRecord:
-    return ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BenchSourceError)
-
-
-def _run_of(export_dir: Path) -> Path:
-    run = Path(_export_of(export_dir).run or "")
-    if not (run / "run.json").is_file():
-        raise BenchSourceError(f"{export_dir}/export.json names run {str(run)!r}, which is "
-                               "not there; bench the bundle of the run instead")
-    return run

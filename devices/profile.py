@@ -28,6 +28,8 @@ has it loads with a warning to remove it (``formats`` says what the device runs)
 
 from __future__ import annotations
 
+import json
+import platform
 import sys
 import warnings
 from dataclasses import dataclass, fields
@@ -47,12 +49,18 @@ else:  # pragma: no cover
 FORMATS: tuple[str, ...] = tuple(BACKENDS)          # what the device runtime runs
 PRECISIONS: tuple[str, ...] = exporters.precisions()  # what the exporters produce
 ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+DEFAULT_PROFILES = {"x86_64": "generic-x86-64"}  # used when no --profile is given
 
 
 def normalize_arch(arch: str) -> str:
     """One spelling per architecture, the one ``uname -m`` prints on Linux."""
     arch = arch.strip().lower()
     return ARCH_ALIASES.get(arch, arch)
+
+
+def machine_arch() -> str:
+    """This machine's architecture, normalised (:func:`normalize_arch`)."""
+    return normalize_arch(platform.machine())
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,8 @@ _OPTIONAL: dict[str, _Kind] = {
     "float_fallback": bool,
     "runtime": str,  # no effect (see the module docstring); accepted with a warning
 }
-STAND_INS = ("emulated:arm64",)
+EMULATED_ARM64 = "emulated:arm64"
+STAND_INS = (EMULATED_ARM64,)
 
 
 def _parse(content: str, source: str) -> DeviceProfile:
@@ -186,3 +195,31 @@ def _check_choice(source: str, key: str, values: Any, allowed: tuple[str, ...]) 
     if bad or not values:
         raise DeviceError(f"{source}: field {key!r} has {bad or 'no values'}; "
                           f"choose from {', '.join(allowed)}")
+
+
+def resolve_profile(profile: str | Path | DeviceProfile | None) -> DeviceProfile | None:
+    """A profile given by name, file or value; none given: this machine's default, if any."""
+    if isinstance(profile, DeviceProfile):
+        return profile
+    if profile is not None:
+        return load_profile(profile)
+    default = DEFAULT_PROFILES.get(machine_arch())
+    return load_profile(default) if default else None
+
+
+def write_profile(profile: DeviceProfile, folder: Path) -> Path:
+    """``profile`` as ``FOLDER/NAME.toml``, to pass to another process or device.
+
+    >>> import tempfile
+    >>> path = write_profile(load_profile("coral-dev-board"), Path(tempfile.mkdtemp()))
+    >>> load_profile(path).precisions, path.name
+    (('int8',), 'coral-dev-board.toml')
+    """
+    lines = []
+    for key, value in profile.to_dict().items():
+        if key == "source" or value is None:
+            continue
+        lines.append(f"{key} = {json.dumps(value)}")
+    path = folder / f"{profile.name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -10,6 +10,7 @@ host-key checking is never turned off (options that try are refused).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import subprocess
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devices.profile import DeviceProfile, load_profile, write_profile
+from edge_transfer.bundle import open_bundle
 from edge_transfer.errors import DeviceError
 from edge_transfer.records import ValidationResult
 
@@ -141,6 +144,41 @@ def _check_option(option: str) -> None:
     if checks_off:
         raise DeviceError("refusing to turn host-key checking off; add the device's key "
                           "to known_hosts (ssh-keyscan, after checking it) instead")
+
+
+def validate_ssh(
+    bundle_dir: Path, device: str, profile: str | Path | DeviceProfile | None,
+    threads: int | None, data: str | None, artifacts: Sequence[str], remote_command: str,
+    ssh_options: Sequence[str], identity: str | None, connect_timeout: int, timeout: float,
+) -> ValidationResult:
+    """Validate the bundle on ``device`` (``ssh://user@host[:port]``): the profile and a
+    ``--data`` file travel with it; the rows are the device's, its name the URL."""
+    target = SSHTarget.parse(device, ssh_options, identity, connect_timeout)
+    with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
+        bundle = open_bundle(bundle_dir, extract_to=Path(tmp) / "bundle")  # verify before sending
+        files: list[Path] = []
+        args: list[str] = []
+        if isinstance(profile, DeviceProfile):
+            files.append(write_profile(profile, Path(tmp)))
+        elif profile is not None and Path(profile).is_file():
+            files.append(Path(profile))
+        if files:
+            args += ["--profile", "{remote}/" + files[0].name]
+        elif isinstance(profile, (str, Path)):
+            args += ["--profile", load_profile(profile).name]
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        if data is not None:
+            if Path(data).exists():
+                files.append(Path(data))
+                args += ["--data", "{remote}/" + Path(data).name]
+            else:
+                args += ["--data", data]
+        for name in artifacts:
+            args += ["--artifact", name]
+        result = validate_over_ssh(target, bundle.path, remote_command, args, files, timeout)
+    return dataclasses.replace(result, device=dataclasses.replace(result.device, name=target.url),
+                               bundle=str(bundle_dir))
 
 
 def validate_over_ssh(

@@ -7,7 +7,7 @@ this export already saw fail.
 >>> step = next_step(int8, [int8, qat], "runs/t")  # QAT failed here: not advised again
 >>> step.startswith("run `edge-transfer diagnose runs/t --format tflite`"), "qat" in step
 (True, False)
->>> mixed = Artifact("tflite", ExportSpec.int8().mixed(("conv2",)))
+>>> mixed = Artifact("tflite", ExportSpec.int8().mixed(("conv2",)), status="ok")
 >>> next_step(int8, [int8, mixed], "runs/t")
 'use tflite-int8-mixed (conv2 kept in float), which passed'
 """

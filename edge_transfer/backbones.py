@@ -316,7 +316,7 @@ def resolve(
     input_size: int | None = None,
     width: float = 1.0,
     cut_layer: str | None = None,
-    unsafe: bool = False,
+    unsafe_load: bool = False,
 ) -> Backbone:
     """A registry name, a pretrain run directory or a model file -> a :class:`Backbone`.
 
@@ -331,13 +331,13 @@ def resolve(
         check_options(backbone, size, width, weights or default_weights(backbone))
         return create(backbone, shape, weights, width)
     if path.is_dir():
-        return load_extractor(path, unsafe)
+        return load_extractor(path, unsafe_load)
     if path.is_file():
-        return load_cut_model(path, cut_layer, unsafe)
+        return load_cut_model(path, cut_layer, unsafe_load)
     raise ModelError(f"unknown backbone {backbone!r}; {_suggest(backbone)}")
 
 
-def load_extractor(run_dir: Path, unsafe: bool = False) -> Backbone:
+def load_extractor(run_dir: Path, unsafe_load: bool = False) -> Backbone:
     """The ``extractor.keras`` + ``preprocessing.json`` of a pretrain run directory."""
     from edge_transfer.models import flatten_model, load_keras_model
 
@@ -346,18 +346,18 @@ def load_extractor(run_dir: Path, unsafe: bool = False) -> Backbone:
         raise ModelError(f"{run_dir} has no {EXTRACTOR_FILE}; give the --out folder of "
                          "`edge-transfer pretrain`, or a backbone name")
     pre = Preprocessing.load(run_dir / "preprocessing.json")
-    extractor = flatten_model(load_keras_model(file, unsafe=unsafe))
+    extractor = flatten_model(load_keras_model(file, unsafe_load=unsafe_load))
     return Backbone(str(run_dir), extractor, pre, "pretrained", str(run_dir))
 
 
-def load_cut_model(file: Path, cut_layer: str | None, unsafe: bool = False) -> Backbone:
+def load_cut_model(file: Path, cut_layer: str | None, unsafe_load: bool = False) -> Backbone:
     """A saved model cut at ``cut_layer`` (default: before its last layer).
 
     Its preprocessing comes from a ``preprocessing.json`` beside the file, else pixels / 255.
     """
     from edge_transfer.models import cut_model, load_keras_model
 
-    model = load_keras_model(file, unsafe=unsafe)
+    model = load_keras_model(file, unsafe_load=unsafe_load)
     extractor = cut_model(model, cut_layer)
     sidecar = file.with_name("preprocessing.json")
     if sidecar.is_file():

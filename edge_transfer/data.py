@@ -466,9 +466,28 @@ class _Scan:
     digest: str
 
 
+def _maybe_truncated(raw: bytes, image_format: str | None) -> bool:
+    """Whether a file Pillow's ``verify`` passed may still be cut short (``verify`` checks
+    PNG chunks, not JPEG or BMP data): a JPEG without an end-of-image marker after its last
+    start-of-scan, a BMP shorter than its header says.
+
+    >>> _maybe_truncated(b"\\xff\\xd8...\\xff\\xda...\\xff\\xd9", "JPEG")
+    False
+    >>> _maybe_truncated(b"\\xff\\xd8...\\xff\\xda...", "JPEG")
+    True
+    """
+    if image_format == "JPEG":
+        return raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
+    if image_format == "BMP" and len(raw) >= 6:
+        return int.from_bytes(raw[2:6], "little") > len(raw)
+    return False
+
+
 def scan_images(paths: Sequence[Path], root: Path) -> _Scan:
     """Read every file once, in order: sha256 of names (relative to ``root``), sizes and bytes;
-    each image's header checked (and Pillow's ``verify``), nothing decoded or kept."""
+    each image's header checked (and Pillow's ``verify``), a JPEG or BMP that looks cut short
+    decoded to be sure; nothing kept. A file that still fails later, when its batch is
+    decoded, stops the run with one ``error:`` line naming it (``tfdata.reading``)."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -492,6 +511,9 @@ def scan_images(paths: Sequence[Path], root: Path) -> _Scan:
                 gray = image.mode in ("L", "I;16", "I", "1")
                 image_size = (image.height, image.width)
                 image.verify()
+            if _maybe_truncated(raw, image.format):
+                with Image.open(io.BytesIO(raw)) as image:
+                    image.load()        # decoded only when the cheap check is not sure
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             bad.append(str(path))
             reason = reason or str(exc)
@@ -640,19 +662,26 @@ def split_dataset(
 
 
 def stratified_sample(dataset: Dataset, count: int, seed: int = 0) -> Dataset:
-    """At most ``count`` images, each class in its share (at least one each), seeded; the
-    whole dataset when it is no larger.
+    """``count`` images, each class in its share (at least one each, so more only when
+    ``count`` is below the number of classes), seeded; the whole dataset when it is no
+    larger.
 
     >>> part = stratified_sample(load_dataset("digits:0-1"), 20)
     >>> len(part), np.bincount(part.y).tolist()
     (20, [10, 10])
+    >>> len(stratified_sample(load_dataset("digits"), 64)), len(stratified_sample(
+    ...     load_dataset("digits"), 99))
+    (64, 99)
     """
     if len(dataset) <= count:
         return dataset
     rng = np.random.default_rng(seed)
-    keep = []
-    for label in np.unique(dataset.y):
-        index = np.flatnonzero(dataset.y == label)
-        share = max(1, round(count * len(index) / len(dataset)))
-        keep.append(rng.permutation(index)[:share])
+    labels, sizes = np.unique(dataset.y, return_counts=True)
+    exact = count * sizes / len(dataset)
+    shares = np.maximum(1, np.floor(exact)).astype(int)
+    left = count - int(shares.sum())          # largest remainders first, so the total is
+    if left > 0:                              # ``count`` (more only with more classes)
+        shares[np.argsort(-(exact - np.floor(exact)), kind="stable")[:left]] += 1
+    keep = [rng.permutation(np.flatnonzero(dataset.y == label))[:share]
+            for label, share in zip(labels, shares, strict=True)]
     return dataset.subset(np.sort(np.concatenate(keep)))

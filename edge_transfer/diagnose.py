@@ -6,6 +6,8 @@ output against the float model), both relative (0.01 = 1 % noise, 1.0 = signal g
 by local error, each with a one-line reading. TFLite int8 measures through
 ``tf.lite.experimental.QuantizationDebugger``; ONNX static int8 through
 ``onnxruntime.quantization.qdq_loss_debug``. The same ranking drives ``--keep-float auto``.
+The float and int8 accuracies beside it are on a fixed stratified sample of at most
+``ACCURACY_SAMPLES`` validation images, read a batch at a time.
 
 >>> d = diagnose_run("runs/target", DiagnoseConfig(format="tflite"))      # doctest: +SKIP
 >>> d.layers[0].layer, d.layers[0].reading                                # doctest: +SKIP
@@ -23,18 +25,20 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.fields import renamed
 from edge_transfer.records import DiagnoseRecord, Diagnosis, LayerDiagnosis
 from exporters._diagnosis import TensorError
 
 DIAGNOSE_FILE = DiagnoseRecord.FILE_NAME
 MEASURABLE = {"tflite": ("int8",), "onnx": ("int8",)}
+ACCURACY_SAMPLES = 2000      # validation images (at most) the two accuracies are measured on
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,18 @@ class DiagnoseConfig:
 
     format: str = "tflite"
     precision: str = "int8"
-    samples: int = 64            # validation images run through both models
+    samples: int = 64            # validation images the per-layer errors are measured on
     calibration_samples: int = 100
     calibration_method: str = "minmax"
     opset: int = 17
     top: int = 10                # rows of the table
-    out_dir: Path | None = None  # default RUN/export
+    out: Path | None = None      # default RUN/export
     seed: int = 0
     unsafe_load: bool = False
+    out_dir: InitVar[Path | None] = None  # the old name of out, accepted for one release
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, out_dir: Path | None) -> None:
+        renamed(self, "out_dir", "out", out_dir)
         if self.format not in MEASURABLE:
             raise UnsupportedExportError(
                 f"unknown format {self.format!r}; diagnose measures {', '.join(MEASURABLE)}")
@@ -239,7 +245,13 @@ def ranked(layers: tuple[LayerDiagnosis, ...]) -> tuple[LayerDiagnosis, ...]:
 
 def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> Diagnosis:
     """Measure, write ``diagnose.json`` (all diagnoses of the folder) and the depth plot."""
-    from edge_transfer.export import ExportConfig, calibration_data, load_run_model, output_dir
+    from edge_transfer.export import (
+        CheckData,
+        ExportConfig,
+        calibration_data,
+        load_run_model,
+        output_dir,
+    )
     from edge_transfer.runs import Run
     from exporters import KerasSource
 
@@ -248,29 +260,32 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
     export_config = ExportConfig(formats=(config.format,), precisions=("int8",),
                                  calibration_samples=config.calibration_samples,
                                  calibration_method=config.calibration_method,
-                                 opset=config.opset, out_dir=config.out_dir, seed=config.seed)
+                                 opset=config.opset, out=config.out, seed=config.seed)
     out = output_dir(run_dir, export_config)
-    model = load_run_model(run, unsafe=config.unsafe_load)
+    model = load_run_model(run, unsafe_load=config.unsafe_load)
     out = output_dir(run_dir, export_config, create=True)
-    x_val, y_val = run.split_arrays("val")
+    # Only what is measured is read: config.samples images for the per-layer errors, and at
+    # most ACCURACY_SAMPLES (a fixed stratified sample) streamed for the two accuracies.
+    x_measure, _ = run.sample_arrays("val", config.samples, config.seed)
+    data = CheckData.sample(run, "val", ACCURACY_SAMPLES, config.seed)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as work:
         source = KerasSource(model, Path(work))
         calibration = calibration_data(run, export_config, source.input_name)
         start = time.perf_counter()
-        order = np.random.default_rng(config.seed).permutation(len(x_val))[: config.samples]
         with quiet():
-            measured = measure(config.format, source, calibration, x_val[order],
+            measured = measure(config.format, source, calibration, x_measure,
                                opset=config.opset, keras_model=model)
-            quantized = measured.predict(measured.quantize(()), x_val)
+            int8 = measured.quantize(())
+            quantized = data.predict(lambda x: measured.predict(int8, x))
         seconds = time.perf_counter() - start
-    float_accuracy = float(np.mean(model.predict(x_val, verbose=0).argmax(1) == y_val))
+    float_out = data.predict(lambda x: np.asarray(model(x, training=False)))
     plot = out / f"diagnose-{config.format}-{config.precision}.png"
     diagnosis = Diagnosis(
         run=str(run.path), format=config.format, precision=config.precision,
-        samples=len(order), float_accuracy=float_accuracy,
-        quantized_accuracy=float(np.mean(quantized.argmax(1) == y_val)),
+        samples=len(x_measure), float_accuracy=float(np.mean(float_out.argmax(1) == data.y)),
+        quantized_accuracy=float(np.mean(quantized.argmax(1) == data.y)),
         seconds=round(seconds, 3), layers=ranked(measured.layers), plot=plot.name,
         by_depth=tuple(la.layer for la in measured.layers))
     plot_errors(diagnosis, plot)

@@ -10,6 +10,13 @@ it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact M
 variant never stops the others; :attr:`ExportResult.ok` is False if any failed (the CLI then
 exits 1).
 
+Post-training variants convert side by side in spawned worker processes when the model is big
+enough to gain from it and memory allows (``jobs``; 1: one after another in this process, see
+:mod:`edge_transfer.export_workers`); QAT, pruned and int8-mixed variants, which train or
+search in this process first, convert here after them. ``export.json`` is the same either way
+apart from the timings: each variant's convert and check seconds, and ``timing`` (wall time,
+workers, sums).
+
 Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.py export one):
 
 >>> result = export_run("runs/target", ExportConfig(precisions=("fp32", "int8")))  # doctest: +SKIP
@@ -19,10 +26,10 @@ Not run as a doctest (it needs a fine-tuned run directory; tests/test_export_*.p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +38,13 @@ from typing import Any
 import numpy as np
 
 import exporters
-from edge_transfer import interrupts, stats
-from edge_transfer.data import Dataset
+from edge_transfer import export_workers, interrupts, stats
+from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
-from edge_transfer.fields import option
+from edge_transfer.fields import option, renamed
 from edge_transfer.metadata import ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.records import ExportDecision, ExportRecord, SampleIds
+from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
 from edge_transfer.runs import Run, versions
 from edge_transfer.samples import encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
@@ -83,7 +90,7 @@ class ExportConfig:
     calibration_method: str = option("minmax", "ONNX static int8 calibration",
                                       names=exporters.CALIBRATION_METHODS)
     opset: int = option(17, "ONNX opset")
-    out_dir: Path | None = option(None, "output folder (default: RUN/export)", flag="--out")
+    out: Path | None = option(None, "output folder (default: RUN/export)")
     max_accuracy_drop: float = option(
         0.05, "a variant fails its check when its accuracy dropped by more than this below the "
               "float model's, and significantly (see --decide)", metavar="FRACTION")
@@ -95,29 +102,32 @@ class ExportConfig:
     qat_epochs: int = option(2, "fine-tune epochs of --qat and --prune", aliases=("--epochs",))
     seed: int = 0
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a run's model "
-                                       "you trust (--unsafe is an alias)",
-                                aliases=("--unsafe",))
+                                       "you trust", aliases=("--unsafe",))
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
     keep_float: tuple[str, ...] | None = option(
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
               "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float; auto keeps the fewest of "
               "the layers `edge-transfer diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, "
-              "until accuracy is within --max-accuracy-drop of float, in at most "
+              "until accuracy (on a fixed stratified sample of at most 2,000 validation "
+              "images) is within --max-accuracy-drop of float, in at most "
               "--keep-float-conversions re-quantizations of one calibration",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
     keep_float_conversions: int = option(6, "--keep-float auto: at most N tries (6: up to 13 "
                                             "layers)", metavar="N")
     diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
                                    "format's int8 (as `edge-transfer diagnose`)")
+    jobs: int | None = option(
+        None, "worker processes converting the post-training variants side by side (default: "
+              "from the free memory and cores, 1 for a small model; 1: one after another in "
+              "this process)", metavar="N")
 
-    # The old name of qat_epochs, accepted for one release (hidden, like --epochs).
+    # Old names of qat_epochs (hidden, like --epochs) and out, accepted for one release.
     finetune_epochs: dataclasses.InitVar[int | None] = None
+    out_dir: dataclasses.InitVar[Path | None] = None
 
-    def __post_init__(self, finetune_epochs: int | None) -> None:
-        if finetune_epochs is not None:
-            warnings.warn("ExportConfig(finetune_epochs=...) is now qat_epochs",
-                          DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "qat_epochs", finetune_epochs)
+    def __post_init__(self, finetune_epochs: int | None, out_dir: Path | None) -> None:
+        renamed(self, "finetune_epochs", "qat_epochs", finetune_epochs)
+        renamed(self, "out_dir", "out", out_dir)
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")
@@ -180,6 +190,9 @@ class ExportConfig:
                 raise UnsupportedExportError("--keep-float needs a format that does int8")
         if self.keep_float_conversions < 1:
             raise UnsupportedExportError("--keep-float-conversions must be at least 1")
+        if self.jobs is not None and self.jobs < 1:
+            raise UnsupportedExportError(
+                f"--jobs {self.jobs} must be at least 1 (1: one variant after another)")
 
     def variants(self) -> list[tuple[str, ExportSpec]]:
         """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
@@ -216,6 +229,7 @@ class ExportResult:
     samples: SampleIds | None = None        # the test samples every check ran on
     float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
     decision: ExportDecision | None = None
+    timing: ExportTiming | None = None
 
     @property
     def ok(self) -> bool:
@@ -239,15 +253,15 @@ class ExportResult:
             versions=versions(),
             artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts),
             samples=self.samples, float_predictions=self.float_predictions,
-            decision=self.decision)
+            decision=self.decision, timing=self.timing)
 
     def to_json(self) -> dict[str, Any]:
         return self.to_record().to_dict()
 
 
-def load_run_model(run: Run, unsafe: bool = False) -> Any:
-    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe``."""
-    return run.load_model(unsafe=unsafe)
+def load_run_model(run: Run, unsafe_load: bool = False) -> Any:
+    """The run's tf_keras model, loaded in Keras' safe mode unless ``unsafe_load``."""
+    return run.load_model(unsafe_load=unsafe_load)
 
 
 def _check_model(model: Any, run: Run) -> None:
@@ -264,7 +278,7 @@ def _check_model(model: Any, run: Run) -> None:
 def output_dir(run_dir: str | Path, config: ExportConfig, create: bool = False) -> Path:
     """The export folder (default ``RUN/export``); refuses an existing file. It is created
     (``create=True``) only once the model loaded, so bad input leaves no folder behind."""
-    out = Path(config.out_dir) if config.out_dir is not None else Path(run_dir) / "export"
+    out = Path(config.out) if config.out is not None else Path(run_dir) / "export"
     if out.exists() and not out.is_dir():
         raise UnsupportedExportError(
             f"output folder {out} is a file; pass --out a folder path (it is created)")
@@ -284,7 +298,12 @@ def _retire_record(out: Path) -> None:
     record = out / EXPORT_FILE
     if record.is_file():
         record.replace(out / PREVIOUS_FILE)
-    for pattern in (".model-*.tmp", f".{EXPORT_FILE}.tmp"):  # our own temporaries only
+    _remove_temporaries(out)
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Our own half-written files in ``out`` (a killed run's, or a killed worker's)."""
+    for pattern in (".model-*.tmp", f".{EXPORT_FILE}.tmp"):
         for tmp in out.glob(pattern):
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
@@ -366,11 +385,30 @@ class CheckData:
     def __len__(self) -> int:
         return len(self.split)
 
+    @property
+    def y(self) -> np.ndarray:
+        """The split's integer labels, in the order :meth:`predict` returns outputs."""
+        return self.split.y
+
+    @classmethod
+    def sample(cls, run: Run, name: str, count: int, seed: int = 0) -> CheckData:
+        """At most ``count`` images of a split (a fixed stratified sample, seeded)."""
+        return cls(stratified_sample(run.splits.get(name), count, seed), run.preprocessing)
+
     def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``function`` (float input batch -> outputs) over the whole split, concatenated."""
         outputs = [function(self.preprocessing.apply(batch))
                    for batch in self.split.x.batches(self.batch_size)]
         return np.concatenate(outputs)
+
+    def predict_file(self, path: Path, fmt: str) -> np.ndarray:
+        """A model file's float outputs over the whole split in one pass: its runtime opened
+        once (as on the device, :func:`~edge_transfer.runtime._backends.run_float`), fed a
+        batch at a time."""
+        from edge_transfer.runtime._backends import open_backend, run_float
+
+        backend = open_backend(Path(path), format=fmt)
+        return self.predict(lambda x: run_float(backend, x))
 
 
 def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
@@ -385,62 +423,160 @@ def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
 
 
 def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
-               progress: Progress | None = None) -> ExportResult:
-    """Export, check and record every variant of ``config``; writes ``export.json``."""
+               progress: Progress | None = None,
+               worker: export_workers.Worker | None = None) -> ExportResult:
+    """Export, check and record every variant of ``config``; writes ``export.json``.
+
+    ``worker`` is the function a worker process runs per variant (default
+    :func:`edge_transfer.export_workers.run_task`; tests pass one that crashes)."""
+    started = time.perf_counter()
     config = config or ExportConfig()
     run = Run.open(run_dir)
     out = output_dir(run_dir, config)
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    model = load_run_model(run, unsafe=config.unsafe_load)
-    _check_model(model, run)
-    output_dir(run_dir, config, create=True)
-    _retire_record(out)
-    test = run.splits.test
-    x_val, y_val = CheckData(test, run.preprocessing), test.y
-    meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
-    options = ExportOptions(opset=config.opset)
-    artifacts: list[Artifact] = []
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-export-") as work:
-        done = len(artifacts)
+    side_by_side = [k for k, (_, spec) in enumerate(variants) if _converts_alone(spec)]
+    model_file = run.model_path
+    jobs = export_workers.choose_jobs(config.jobs, len(side_by_side),
+                                      model_file.stat().st_size if model_file.is_file() else 0)
+    by_index: dict[int, Artifact] = {}
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-transfer-export-"))
+        workers = (stack.enter_context(export_workers.Workers(jobs, Path(work), run.path,
+                                                              worker))
+                   if jobs > 1 else None)   # they start while the model loads here
+        model = load_run_model(run, unsafe_load=config.unsafe_load)
+        _check_model(model, run)
+        loaded = time.perf_counter() - started
+        output_dir(run_dir, config, create=True)
+        _retire_record(out)
+        test = run.splits.test
+        x_val, y_val = CheckData(test, run.preprocessing), test.y
+        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
+        options = ExportOptions(opset=config.opset)
+        done = 0
+        start = time.perf_counter()
         sources = _Sources(model, run, config, Path(work), x_val,
                            lambda what: report(what, done, len(variants)))
+        sources.seconds["load"] = loaded
         float_out = sources.get(ExportSpec.fp32())[1]
         float_top1 = np.argmax(float_out, axis=1)
         float_accuracy = float(np.mean(float_top1 == y_val))
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
-        for done, (fmt, spec) in enumerate(variants):
+        sources.seconds["float"] = time.perf_counter() - start
+        judge = _Judge(y_val, float_accuracy, config)
+        if workers is not None:
+            try:
+                by_index = _convert_in_workers(
+                    [(k, *variants[k]) for k in side_by_side], workers, sources, calibration,
+                    out, meta, options, judge, lambda name, n: report(name, n, len(variants)))
+            except BaseException:
+                workers.stop()
+                _remove_temporaries(out)   # what a terminated worker was writing
+                raise
+            workers.close()   # before QAT / pruning train here: their memory is free again
+            interrupts.check()
+        for k, (fmt, spec) in enumerate(variants):
+            if k in by_index:
+                continue
+            done = len(by_index)
             report(f"{fmt}-{spec.name}", done, len(variants))
-            notes: tuple[str, ...] = ()
-            if spec.keep_float == ("auto",):
-                try:
-                    spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
-                except ExportError as exc:
-                    interrupts.check(exc)
-                    artifacts.append(Artifact(fmt, spec).failed(str(exc)))
-                    continue
-            artifact = _export_one(fmt, spec, sources, calibration, out, meta, options,
-                                   y_val, float_accuracy, config)
-            if spec.qat:
-                notes += sources.notes.get("qat", ())
-            artifacts.append(dataclasses.replace(artifact, notes=artifact.notes + notes))
+            by_index[k] = _export_variant(fmt, spec, sources, calibration, out, meta,
+                                          options, judge, config)
         report("done", len(variants), len(variants))
-    artifacts = _advise(artifacts, run.path, float_accuracy, config.max_accuracy_drop)
+    artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
+                        float_accuracy, config.max_accuracy_drop)
+    preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
                           float_accuracy=float_accuracy, artifacts=tuple(artifacts),
-                          preparation_seconds=dict(sources.seconds),
+                          preparation_seconds=preparation,
                           samples=SampleIds.of(run.data_fingerprint, "test", y_val),
                           float_predictions=encode(float_top1),
                           decision=ExportDecision(config.max_accuracy_drop, config.alpha,
-                                                  config.decide))
+                                                  config.decide),
+                          timing=_timing(artifacts, started, jobs, preparation))
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
     if config.diagnose:
         _diagnose(run_dir, config, out, report)
     return result
+
+
+def _converts_alone(spec: ExportSpec) -> bool:
+    """Whether a variant converts from the run's own model with nothing to train or search
+    first (a worker can convert it)."""
+    return not spec.qat and spec.sparsity is None and spec.keep_float is None
+
+
+def _timing(artifacts: list[Artifact], started: float, jobs: int,
+            preparation: dict[str, float]) -> ExportTiming:
+    return ExportTiming(
+        wall_seconds=round(time.perf_counter() - started, 3), jobs=jobs,
+        convert_seconds=round(sum(a.seconds or 0.0 for a in artifacts), 3),
+        check_seconds=round(sum(a.check_seconds or 0.0 for a in artifacts), 3),
+        preparation_seconds=preparation)
+
+
+@dataclass(frozen=True, eq=False)
+class _Judge:
+    """Compares a file's outputs with the float model's (the variant's reference)."""
+
+    y: np.ndarray
+    float_accuracy: float
+    config: ExportConfig
+
+    def __call__(self, artifact: Artifact, outputs: np.ndarray,
+                 reference: np.ndarray) -> Artifact:
+        config = self.config
+        check = check_outputs(outputs, reference, self.y, precision=artifact.spec.precision,
+                              float_accuracy=self.float_accuracy,
+                              max_drop=config.max_accuracy_drop, alpha=config.alpha,
+                              rule="point" if config.decide == "point" else "significant")
+        artifact = dataclasses.replace(artifact, check=check)
+        if not check.passed:
+            return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
+                                                  max_drop=config.max_accuracy_drop))
+        return artifact
+
+
+def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
+                        workers: export_workers.Workers, sources: _Sources,
+                        calibration: Calibration, out: Path, meta: ModelMetadata,
+                        options: ExportOptions, judge: _Judge,
+                        report: Callable[[str, int], None]) -> dict[int, Artifact]:
+    """The float model's variants converted by the worker processes, judged here."""
+    work = workers.workdir
+    source, reference = sources.get(ExportSpec.fp32())
+    start = time.perf_counter()
+    try:
+        saved: Path | None = source.saved_model   # written once, shared by the workers
+    except Exception as exc:   # the workers convert from the Keras model instead
+        interrupts.check(exc)
+        saved = None
+    sources.seconds["saved_model"] = time.perf_counter() - start
+    np.save(work / "calibration.npy", calibration.x)
+    shared = work / "shared"
+    shared.mkdir()
+    tasks = [export_workers.Task(
+        index=k, fmt=fmt, spec=spec, run=sources.run.path,
+        unsafe_load=sources.config.unsafe_load, saved_model=saved, cache_dir=shared,
+        calibration=work / "calibration.npy", input_name=calibration.input_name,
+        calibration_method=calibration.method, out_dir=out, metadata=meta, options=options)
+        for k, fmt, spec in variants]
+    report(f"{len(tasks)} variants in {workers.jobs} worker processes", 0)
+    finished: list[int] = []
+
+    def done(task: export_workers.Task, _outcome: export_workers.Outcome) -> None:
+        finished.append(task.index)
+        report(task.name, len(finished))
+
+    outcomes = workers.convert_all(tasks, done)
+    return {k: (judge(o.artifact, o.outputs, reference)
+                if o.artifact.ok and o.outputs is not None else o.artifact)
+            for k, o in outcomes.items()}
 
 
 def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
@@ -461,18 +597,22 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
 def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
                      config: ExportConfig) -> tuple[ExportSpec, tuple[str, ...]]:
     """``--keep-float auto``: the spec with the layers the search chose (see mixed.py), on
-    the validation split (the check that judges the variant runs on the test split)."""
+    at most ``mixed.SEARCH_SAMPLES`` validation images, read a batch at a time (the check
+    that judges the variant runs on the whole test split)."""
     from edge_transfer import mixed
 
     source = sources.get(ExportSpec.fp32())[0]
-    x_sel, y_sel = sources.run.split_arrays("val")
-    float_accuracy = float(np.mean(
-        source.model.predict(x_sel, verbose=0, batch_size=256).argmax(1) == y_sel))
+    run, seed = sources.run, config.seed
+    selection = CheckData.sample(run, "val", mixed.SEARCH_SAMPLES, seed)
+    float_accuracy = float(np.mean(selection.predict(
+        lambda x: np.asarray(source.model(x, training=False))).argmax(1) == selection.y))
     try:
-        choice = mixed.choose(fmt, source, calibration, x_sel, y_sel,
+        choice = mixed.choose(fmt, source, calibration,
+                              run.sample_arrays("val", mixed.MEASURE_SAMPLES, seed)[0],
+                              selection,
                               float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
                               conversions=config.keep_float_conversions, opset=config.opset,
-                              keras_model=source.model, seed=config.seed)
+                              keras_model=source.model)
     except Exception as exc:
         raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
     return (dataclasses.replace(spec, keep_float=choice.layers),
@@ -489,7 +629,7 @@ def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Prog
             diagnose_run(run_dir, DiagnoseConfig(
                 format=fmt, calibration_samples=config.calibration_samples,
                 calibration_method=config.calibration_method, opset=config.opset,
-                out_dir=out, seed=config.seed, unsafe_load=config.unsafe_load))
+                out=out, seed=config.seed, unsafe_load=config.unsafe_load))
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
@@ -507,31 +647,57 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
             (out / name).unlink(missing_ok=True)
 
 
-def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
-                out: Path, meta: ModelMetadata, options: ExportOptions, y_val: np.ndarray,
-                float_accuracy: float, config: ExportConfig) -> Artifact:
+def convert_variant(fmt: str, spec: ExportSpec, source: KerasSource,
+                    calibration: Calibration, out: Path, meta: ModelMetadata,
+                    options: ExportOptions, check_data: CheckData
+                    ) -> tuple[Artifact, np.ndarray]:
+    """Convert and write one variant, then run the file over the check split once: the
+    artifact (with its convert and check seconds) and its outputs, still to be judged.
+    Raises what the converter or runtime raised."""
     module = exporters.get(fmt)
-    pending = Artifact(fmt, spec)
+    start = time.perf_counter()
+    artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
+    converted = time.perf_counter()
+    assert artifact.path is not None
+    outputs = check_data.predict_file(artifact.path, fmt)
+    return dataclasses.replace(artifact, seconds=round(converted - start, 3),
+                               check_seconds=round(time.perf_counter() - converted, 3)), outputs
+
+
+def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
+                    out: Path, meta: ModelMetadata, options: ExportOptions, judge: _Judge,
+                    config: ExportConfig) -> Artifact:
+    """One variant in this process, as ``--jobs 1`` does them all: ``--keep-float auto``'s
+    search first, QAT or pruning on first use."""
+    notes: tuple[str, ...] = ()
+    if spec.keep_float == ("auto",):
+        try:
+            spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
+        except ExportError as exc:
+            interrupts.check(exc)
+            return Artifact(fmt, spec, status="failed", reason=str(exc))
+    artifact = _export_one(fmt, spec, sources, calibration, out, meta, options, judge)
+    if spec.qat:
+        notes += sources.notes.get("qat", ())
+    return dataclasses.replace(artifact, notes=artifact.notes + notes)
+
+
+def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
+                out: Path, meta: ModelMetadata, options: ExportOptions,
+                judge: _Judge) -> Artifact:
+    pending = Artifact(fmt, spec, status="failed")  # until it is made and checked
+    start = time.perf_counter()
     try:
         source, reference = sources.get(spec)
         start = time.perf_counter()
-        artifact = module.export(source, spec, calibration, out, metadata=meta, options=options)
-        seconds = round(time.perf_counter() - start, 3)
-        outputs = sources.x_val.predict(
-            lambda x: module.predict(artifact.path, x))  # type: ignore[arg-type]
+        artifact, outputs = convert_variant(fmt, spec, source, calibration, out, meta, options,
+                                            sources.x_val)
     except Exception as exc:
         interrupts.check(exc)   # a signal in a converter is an interrupt, not a failed variant
-        return pending.failed(str(conversion_failure(pending.name, exc)))
+        failed = pending.failed(str(conversion_failure(pending.name, exc)))
+        return dataclasses.replace(failed, seconds=round(time.perf_counter() - start, 3))
     interrupts.check()          # ... also when the converter swallowed it
-    max_drop = config.max_accuracy_drop
-    check = check_outputs(outputs, reference, y_val, precision=spec.precision,
-                          float_accuracy=float_accuracy, max_drop=max_drop, alpha=config.alpha,
-                          rule="point" if config.decide == "point" else "significant")
-    artifact = dataclasses.replace(artifact, check=check, seconds=seconds)
-    if not check.passed:
-        return artifact.failed(failure_reason(check, float_accuracy=float_accuracy,
-                                              max_drop=max_drop))
-    return artifact
+    return judge(artifact, outputs, reference)
 
 
 def results_table(result: ExportResult) -> Any:
@@ -546,7 +712,7 @@ def results_table(result: ExportResult) -> Any:
                           "[95% Newcombe interval], exact McNemar p. An interval that spans 0 "
                           "is no evidence of a change.")
     for column in ("format", "precision", "status", "size", "gzip", "× fp32", "accuracy",
-                   "Δ vs float", "p"):
+                   "Δ vs float", "p", "convert s", "check s"):
         table.add_column(column, justify="left" if column in ("format", "precision",
                                                               "status") else "right")
     fp32 = {a.format: a.bytes for a in result.artifacts
@@ -565,8 +731,36 @@ def results_table(result: ExportResult) -> Any:
                      else f"{(a.accuracy - result.float_accuracy) * 100:+.1f} pt")
             p_value = "-"
         table.add_row(a.format, a.spec.name, status, _size(a.bytes), _size(a.gzip_bytes), ratio,
-                      accuracy, delta, p_value)
+                      accuracy, delta, p_value, _seconds(a.seconds), _seconds(a.check_seconds))
     return table
+
+
+def timing_line(timing: ExportTiming | None) -> str | None:
+    """Where the time went, in one line: wall time against the variants' summed seconds.
+
+    >>> from edge_transfer.records import ExportTiming
+    >>> timing = ExportTiming(wall_seconds=50.0, jobs=2, convert_seconds=80.0,
+    ...                       check_seconds=4.0, preparation_seconds={"load": 3.0})
+    >>> print(timing_line(timing))  # doctest: +NORMALIZE_WHITESPACE
+    time: 50.0 s wall with 2 worker processes; the variants took 84.0 s one after another
+    (convert 80.0 s + check 4.0 s), preparation 3.0 s: together 1.74x the wall time
+    """
+    t = timing
+    if t is None:
+        return None
+    how = "in this process" if t.jobs == 1 else f"with {t.jobs} worker processes"
+    preparation = sum(t.preparation_seconds.values())
+    line = (f"time: {t.wall_seconds:.1f} s wall {how}; the variants took "
+            f"{t.variant_seconds:.1f} s one after another (convert {t.convert_seconds:.1f} s "
+            f"+ check {t.check_seconds:.1f} s), preparation {preparation:.1f} s")
+    if t.jobs > 1 and t.wall_seconds > 0:
+        gain = (t.variant_seconds + preparation) / t.wall_seconds
+        line += f": together {gain:.2f}x the wall time"
+    return line
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def result_notes(result: ExportResult) -> list[str]:
@@ -600,3 +794,4 @@ def _size(n: int | None) -> str:
     if n is None:
         return "-"
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+

@@ -4,6 +4,9 @@ The layers are ranked by the error each adds under int8 (:mod:`edge_transfer.dia
 then the most harmful 1, 2, 3, 5, 8, 13, ... are kept in float, one re-quantization of the
 same calibration per try, until accuracy on the validation split is within the budget of
 the float model's; at most ``conversions`` tries (the search stops at the first that fits).
+The ranking is measured on ``MEASURE_SAMPLES`` validation images; each try's accuracy on a
+fixed stratified sample of at most ``SEARCH_SAMPLES`` (the whole split when smaller), read
+a batch at a time, so memory stays flat on large data.
 
 >>> sizes(6, 40)
 [1, 2, 3, 5, 8, 13]
@@ -13,15 +16,27 @@ the float model's; at most ``conversions`` tries (the search stops at the first 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_transfer.diagnose import measure, quiet, ranked
 
 MAX_CONVERSIONS = 6          # the --keep-float-conversions default (stated in --help)
-MEASURE_SAMPLES = 64
+MEASURE_SAMPLES = 64         # validation images the per-layer errors are measured on
+SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
+
+
+class Batches(Protocol):
+    """Labelled images read a batch at a time (``export.CheckData``)."""
+
+    @property
+    def y(self) -> np.ndarray: ...
+
+    def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray: ...
 
 
 def sizes(conversions: int, candidates: int) -> list[int]:
@@ -52,13 +67,14 @@ class Choice:
                 f"{float_accuracy:.4f}; tries: {tried}",)
 
 
-def choose(fmt: str, source: Any, calibration: Any, x_val: np.ndarray, y_val: np.ndarray, *,
+def choose(fmt: str, source: Any, calibration: Any, x_measure: np.ndarray, data: Batches, *,
            float_accuracy: float, max_drop: float, conversions: int = MAX_CONVERSIONS,
-           opset: int = 17, keras_model: Any | None = None, seed: int = 0) -> Choice:
-    """Greedy over the measured sensitivities; see the module docstring."""
-    order = np.random.default_rng(seed).permutation(len(x_val))[:MEASURE_SAMPLES]
+           opset: int = 17, keras_model: Any | None = None) -> Choice:
+    """Greedy over the sensitivities measured on ``x_measure``, each try judged on ``data``
+    against ``float_accuracy`` (the float model's on the same ``data``); see the module
+    docstring."""
     with quiet():
-        measured = measure(fmt, source, calibration, x_val[order], opset=opset,
+        measured = measure(fmt, source, calibration, x_measure, opset=opset,
                            keras_model=keras_model)
     ranking = tuple(la.layer for la in ranked(measured.layers) if la.local > 0)
     tries: list[tuple[int, float]] = []
@@ -66,8 +82,8 @@ def choose(fmt: str, source: Any, calibration: Any, x_val: np.ndarray, y_val: np
     for n in sizes(conversions, len(ranking)):
         layers = ranking[:n]
         with quiet():
-            outputs = measured.predict(measured.quantize(layers), x_val)
-        accuracy = float(np.mean(outputs.argmax(1) == y_val))
+            outputs = data.predict(partial(measured.predict, measured.quantize(layers)))
+        accuracy = float(np.mean(outputs.argmax(1) == data.y))
         tries.append((n, accuracy))
         if accuracy > best[0]:
             best = (accuracy, layers)

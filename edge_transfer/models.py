@@ -1,7 +1,7 @@
 """Keras model files and model surgery: loading safely, flattening, heads, L2-SP.
 
 Every ``.keras`` file this project reads goes through :func:`load_keras_model`: safe mode
-(no arbitrary code from ``Lambda`` layers) unless ``unsafe=True``, the project's custom
+(no arbitrary code from ``Lambda`` layers) unless ``unsafe_load=True``, the project's custom
 objects registered, and a :class:`~edge_transfer.errors.ModelError` naming the fix for a
 missing or corrupt file.
 
@@ -70,10 +70,15 @@ def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
     return custom_objects()["L2SP"](alpha, reference)
 
 
-def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = False) -> Any:
-    """Load a tf_keras model file (``.keras``, or legacy ``.h5``).
+def check_model_file(path: str | Path, unsafe_load: bool = False) -> Path:
+    """What can be told of a model file without TensorFlow: there, a Keras file, a whole
+    ``.keras`` archive, not empty, no ``Lambda`` code in its config (Keras' safe mode refuses
+    the same when loading) and a legacy HDF5 file, only with ``unsafe_load``.
 
-    ``unsafe=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you trust.
+    >>> check_model_file("model.txt")
+    Traceback (most recent call last):
+    ...
+    edge_transfer.errors.ModelError: model file model.txt does not exist; check the path
     """
     path = Path(path)
     if not path.is_file():
@@ -83,27 +88,67 @@ def load_keras_model(path: str | Path, unsafe: bool = False, compile: bool = Fal
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModelError(f"{path} is not a valid .keras archive (corrupt or truncated); "
                          "save the model again")
-    if path.suffix.lower() != ".keras" and not unsafe:
+    if path.suffix.lower() != ".keras" and not unsafe_load:
         # tf_keras applies safe_mode to .keras archives only: an HDF5 model's Lambda layers
         # would run their stored code unchecked.
         raise ModelError(
             f"{path} is a legacy HDF5 model, which Keras cannot load safely; re-save it as "
             ".keras (model.save('model.keras')), or pass --unsafe-load if you trust the file"
         )
-    _, keras = load()
     if path.stat().st_size == 0:
         raise ModelError(f"{path} is empty (0 bytes); save the model again")
+    if not unsafe_load and path.suffix.lower() == ".keras" and _has_lambda_code(path):
+        raise ModelError(LAMBDA_REFUSED.format(path=path))
+    return path
+
+
+LAMBDA_REFUSED = ("{path} contains a Lambda layer (arbitrary code); pass --unsafe-load only "
+                  "if you trust the file")
+
+
+def _has_lambda_code(path: Path) -> bool:
+    """Whether a ``.keras`` archive's config holds a Lambda layer with Python code (what
+    tf_keras' safe mode refuses); an unreadable config is left to Keras to judge."""
+    import json
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error):
+        return False
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            inner = node.get("config")
+            if node.get("class_name") == "Lambda" and isinstance(inner, dict) and "lambda" in (
+                    inner.get("function_type"), inner.get("output_shape_type")):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool = False) -> Any:
+    """Load a tf_keras model file (``.keras``, or legacy ``.h5``), checked first
+    (:func:`check_model_file`).
+
+    ``unsafe_load=True`` allows ``Lambda`` layers (arbitrary Python code): only for files you
+    trust.
+    """
+    path = check_model_file(path, unsafe_load)
+    _, keras = load()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf_keras warns about Lambda code it then refuses
             return keras.models.load_model(path, custom_objects=custom_objects(),
-                                           compile=compile, safe_mode=not unsafe)
+                                           compile=compile, safe_mode=not unsafe_load)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise ModelError(
-                f"{path} contains a Lambda layer (arbitrary code); pass --unsafe-load "
-                "only if you trust the file"
-            ) from exc
+            raise ModelError(LAMBDA_REFUSED.format(path=path)) from exc
         raise ModelError(f"cannot load {path}: {one_line(exc, first=True)}; "
                          "save the model again") from exc
     except (OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:

@@ -410,33 +410,63 @@ class ExportCheck(Record):
     underpowered: str | None = None         # too few samples to resolve a drop of the tolerance
 
 
-@dataclass(frozen=True)
-class ExportArtifact(Record):
-    """One variant in ``export.json``; ``file`` is relative to the export folder."""
+@dataclass(frozen=True, kw_only=True)
+class ArtifactOutcome:
+    """What exporting one variant gave, declared once for the exporters' ``Artifact`` (which
+    adds its spec and path) and ``export.json``'s :class:`ExportArtifact` (which adds the
+    names and the relative file); keyword-only."""
 
-    name: str
-    format: str
-    precision: str
-    status: str
-    qat: bool = False
-    sparsity: float | None = None
-    io: str = "float"
+    status: str                      # "ok" only after the file's check passed
     reason: str | None = None
-    file: str | None = None
     bytes: int | None = None
     gzip_bytes: int | None = None
     sha256: str | None = None
     inputs: tuple[TensorRecord, ...] = ()
     outputs: tuple[TensorRecord, ...] = ()
     check: ExportCheck | None = None
-    accuracy: float | None = None
-    seconds: float | None = None
-    kept_float: tuple[str, ...] | None = None   # int8-mixed: the layers left in float
-    notes: tuple[str, ...] = ()                 # e.g. what --keep-float auto / QAT left float
+    seconds: float | None = None          # converting and writing the file
+    check_seconds: float | None = None    # running it over the test split
+    notes: tuple[str, ...] = ()      # e.g. what --keep-float auto / QAT left float
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def outcome(self) -> dict[str, Any]:
+        """These fields by name (to build the other kind of artifact from this one)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ArtifactOutcome)}
+
+
+@dataclass(frozen=True)
+class ExportArtifact(ArtifactOutcome, Record):
+    """One variant in ``export.json``; ``file`` is relative to the export folder."""
+
+    name: str
+    format: str
+    precision: str
+    qat: bool = False
+    sparsity: float | None = None
+    io: str = "float"
+    file: str | None = None
+    accuracy: float | None = None
+    kept_float: tuple[str, ...] | None = None   # int8-mixed: the layers left in float
+
+
+@dataclass(frozen=True)
+class ExportTiming(Record):
+    """Where an export's time went: its wall time, the worker processes that converted
+    variants side by side (1: one after another), the sums of the variants' convert and
+    check seconds, and the preparation (loading, float predictions, QAT / pruning)."""
+
+    wall_seconds: float
+    jobs: int
+    convert_seconds: float
+    check_seconds: float
+    preparation_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def variant_seconds(self) -> float:
+        return self.convert_seconds + self.check_seconds
 
 
 @dataclass(frozen=True)
@@ -458,6 +488,7 @@ class ExportRecord(FileRecord):
     samples: SampleIds | None = None          # the test samples every check ran on
     float_predictions: str | None = None      # the Keras model's top-1 on them
     decision: ExportDecision | None = None
+    timing: ExportTiming | None = field(default=None, metadata=OMIT_NONE)
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:

@@ -16,7 +16,7 @@ Not run as a doctest (it needs a run directory; tests/test_transfer.py trains on
 >>> run = Run.open("runs/target")                        # doctest: +SKIP
 >>> run.labels, run.preprocessing.input_shape            # doctest: +SKIP
 (('5', '6', '7', '8', '9'), (16, 16, 1))
->>> x, y = run.split_arrays("val")                       # doctest: +SKIP
+>>> x, y = run.sample_arrays("val", 500)                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.atomic import write_text_atomic
-from edge_transfer.data import Splits, load_dataset, split_dataset
+from edge_transfer.data import Splits, load_dataset, split_dataset, stratified_sample
 from edge_transfer.errors import DataError, ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
 
@@ -175,12 +175,21 @@ class Run:
 
     def split_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """A split as model input (float32, preprocessed) and integer labels, whole in
-        memory (small data; large data is read through ``tfdata.from_dataset``)."""
+        memory: for small data and tests only. The product reads :meth:`sample_arrays` (N
+        images) or streams a split (``tfdata.from_dataset``, ``export.CheckData``)."""
         split = self.splits.get(name)
         return self.preprocessing.apply(split.x.read()), split.y
 
-    def load_model(self, unsafe: bool = False) -> Any:
-        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe``."""
+    def sample_arrays(self, name: str, count: int,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """At most ``count`` images of a split, a fixed stratified sample (each class in its
+        share, seeded; the whole split when it is no larger), as model input and labels.
+        Only those images are read."""
+        split = stratified_sample(self.splits.get(name), count, seed)
+        return self.preprocessing.apply(split.x.read()), split.y
+
+    def load_model(self, unsafe_load: bool = False) -> Any:
+        """The tf_keras model (imports TensorFlow), in Keras' safe mode unless ``unsafe_load``."""
         from edge_transfer.models import load_keras_model
 
-        return load_keras_model(self.model_path, unsafe=unsafe)
+        return load_keras_model(self.model_path, unsafe_load=unsafe_load)

@@ -22,7 +22,9 @@ indices, keeps its share of the batches).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,32 @@ import numpy as np
 
 from edge_transfer._keras import load
 from edge_transfer.data import Dataset, read_image
+from edge_transfer.errors import DataError
 from edge_transfer.preprocessing import Preprocessing
 
 MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
                                 # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
 READ_BATCH = 64                 # images read and decoded per call of the parallel map
 SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, not the split)
+
+
+_DATA_ERROR = re.compile(r"\bDataError: (.*?)(?:\n|$)")
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Around whatever iterates a stream (``fit``, a prediction loop): an image that fails to
+    decode inside the pipeline (a :class:`DataError` raised in the parallel map, which
+    TensorFlow wraps in an ``OpError`` with a traceback) is raised again as that one
+    ``DataError`` naming the file."""
+    tf, _ = load()
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        found = _DATA_ERROR.search(exc.message or "")
+        if found is None:
+            raise
+        raise DataError(found.group(1)) from None
 
 
 def cached_in_memory(dataset: Dataset, preprocessing: Preprocessing) -> bool:

@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ from edge_transfer.data import (
     stratified_sample,
 )
 from edge_transfer.errors import ConfigError
-from edge_transfer.fields import option, required
+from edge_transfer.fields import option, renamed, required
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import (
     HISTORY_FILE,
@@ -65,6 +64,9 @@ SOURCE_HEAD_FILE = "source_head.keras"
 # Few-shot data makes one-batch epochs: an epoch is at least this many steps (data repeated),
 # so that early stopping and the epoch budget mean the same on 50 images as on 5,000.
 MIN_STEPS_PER_EPOCH = 10
+# Without a source head, the linear probe trains on the features of at most this many source
+# training images (a fixed stratified sample): bounded time and memory on a large source.
+PROBE_SAMPLES = 5000
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,8 @@ class TrainingConfig:
     cut_layer: str | None = option(
         None, "with a .keras backbone file: the layer whose output is the features (default: "
               "the layer before the last)", metavar="NAME")
-    unsafe: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone file you "
-                                  "trust (--unsafe is an alias)",
-                           flag="--unsafe-load", aliases=("--unsafe",))
+    unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone "
+                                       "file you trust", aliases=("--unsafe",))
     epochs: int = option(40, "maximum epochs; early stopping usually ends sooner")
     batch_size: int = option(32, "global batch size")
     learning_rate: float = option(1e-3, "Adam learning rate")
@@ -130,10 +131,10 @@ class TrainingConfig:
     cache: Path | None = option(None, "keep the decoded training images of large data in "
                                       "files under DIR (small splits are cached in memory "
                                       "anyway)", metavar="DIR")
-    eval_samples: int = option(500, "validation images (a fixed stratified subset) evaluated "
+    eval_samples: int = option(300, "validation images (a fixed stratified subset) evaluated "
                                     "each epoch for early stopping, and for the final "
-                                    "validation accuracy; test figures use the whole test "
-                                    "split", metavar="N")
+                                    "validation accuracy (raise it for many classes); test "
+                                    "figures use the whole test split", metavar="N")
     eval_batch_size: int = option(256, "batch size of evaluation passes", metavar="N")
     augment: bool = option(False, "random shifts, zooms and small rotations of training "
                                    "images")
@@ -151,15 +152,15 @@ class TrainingConfig:
     cpu_devices: int | None = option(None, "split the CPU into N logical devices (to try "
                                             "--strategy mirrored without GPUs)", metavar="N")
     verbose: int = 1                    # 0 silent, 1 progress bars, 2 one line per epoch
-    # The old name of mixed_precision, accepted for one release (hidden, like --precision).
+    # Old names of mixed_precision and unsafe_load, accepted for one release (hidden, like
+    # --precision and --unsafe).
     precision: InitVar[str | None] = None
+    unsafe: InitVar[bool | None] = None
 
-    def __post_init__(self, precision: str | None) -> None:
+    def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
         """Refuse bad options before anything heavy runs."""
-        if precision is not None:
-            warnings.warn("precision= is now mixed_precision= (the Keras mixed-precision "
-                          "policy)", DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "mixed_precision", precision)
+        renamed(self, "precision", "mixed_precision", precision)
+        renamed(self, "unsafe", "unsafe_load", unsafe)
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy {self.strategy} is unknown; use "
                               f"{'|'.join(STRATEGIES)}")
@@ -182,6 +183,10 @@ class TrainingConfig:
         if not path.exists():
             backbones.check_options(self.backbone, self.input_size, self.width,
                                     self.weights or backbones.default_weights(self.backbone))
+        elif path.is_file():  # a damaged model file fails here, before TensorFlow loads
+            from edge_transfer.models import check_model_file
+
+            check_model_file(path, self.unsafe_load)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; give a folder")
 
@@ -211,12 +216,16 @@ class FinetuneConfig(TrainingConfig):
         None, "also measure source-task test accuracy before and after fine-tuning (the "
               "forgetting figure), with the pretrain run's source head, or a linear probe "
               "trained on the frozen start", metavar="SPEC")
+    source_samples: int = option(
+        1000, "source-task test images (a fixed stratified subset, seeded; the whole split "
+              "when smaller) the source accuracy before and after is measured on, the same "
+              "images both times", metavar="N")
     baseline: str | None = option(
         None, "scratch: also train the same architecture from random weights on the same data "
               "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
 
-    def __post_init__(self, precision: str | None) -> None:
-        super().__post_init__(precision)
+    def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
+        super().__post_init__(precision, unsafe)
         if self.finetune_epochs < 0:
             raise ConfigError("--finetune-epochs must be 0 or more")
         if not self.finetune_lr_factor > 0:
@@ -225,6 +234,8 @@ class FinetuneConfig(TrainingConfig):
             raise ConfigError("--unfreeze must be a number of layers >= 0, or all")
         if self.l2sp < 0:
             raise ConfigError("--l2sp must be 0 or more")
+        if self.source_samples < 1:
+            raise ConfigError("--source-samples must be at least 1")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f"--baseline {self.baseline} is unknown; use "
                               f"{'|'.join(BASELINES)}")
@@ -300,7 +311,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             layer.trainable = False
         with strategy.scope():
             _compile(keras, model, cfg.learning_rate)
-        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)}
+        history = {"head": _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer,
+                                frozen=(extractor, features))}
 
         if cfg.finetune_epochs > 0:
             unfrozen = _unfreeze(extractor, cfg.unfreeze, bn_trainable)
@@ -497,7 +509,7 @@ def _strategy(tf: Any, name: str) -> Any:
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
     return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
-                             cut_layer=cfg.cut_layer, unsafe=cfg.unsafe)
+                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load)
 
 
 def _compile(keras: Any, model: Any, learning_rate: float) -> None:
@@ -536,8 +548,13 @@ class _Timer:
 
 
 def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Preprocessing,
-         epochs: int, seed: int, timer: _Timer | None = None) -> dict[str, list[float]]:
-    from edge_transfer.tfdata import from_dataset
+         epochs: int, seed: int, timer: _Timer | None = None,
+         frozen: tuple[Any, Any] | None = None) -> dict[str, list[float]]:
+    """``model.fit`` with early stopping on the validation loss of a fixed stratified subset
+    (``--eval-samples``, the same subset :func:`_accuracies` reports on). ``frozen``
+    (extractor, its features model) while the extractor does not train: the subset's
+    features are computed once and each epoch runs only the head on them."""
+    from edge_transfer.tfdata import from_dataset, reading
 
     steps = -(-len(splits.train) // cfg.batch_size)
     workers = _workers(model)
@@ -546,18 +563,52 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
                          repeat=steps < MIN_STEPS_PER_EPOCH or workers is not None,
                          cache_file=_cache_file(cfg, splits.train, pre, "train"),
                          shard=workers)
-    val = from_dataset(stratified_sample(splits.val, cfg.eval_samples, cfg.seed), pre,
-                       cfg.eval_batch_size)  # the same subset _accuracies reports on
+    subset = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True)
     timer = timer or _Timer()
-    with timer.phase("training"):
-        result = model.fit(train, validation_data=val, epochs=epochs,
-                           callbacks=[stop, timer.callback(keras)],
+    val, callbacks = None, [stop, timer.callback(keras)]
+    if frozen is not None and workers is None:
+        with timer.phase("evaluation"):
+            check = _head_validation(keras, model, *frozen, subset, pre, cfg.eval_batch_size,
+                                     timer)
+        callbacks.insert(0, check)          # before EarlyStopping, which reads its logs
+    else:
+        val = from_dataset(subset, pre, cfg.eval_batch_size)
+    with timer.phase("training"), reading():
+        result = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
                            steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
     history = {k: [float(v) for v in vs] for k, vs in result.history.items()}
     history["best_epoch"] = [float(np.argmin(history["val_loss"]) + 1)]
     return history
+
+
+def _head_validation(keras: Any, model: Any, extractor: Any, features: Any, subset: Dataset,
+                     pre: Preprocessing, batch_size: int, timer: _Timer) -> Any:
+    """A callback logging ``val_loss`` and ``val_accuracy`` at each epoch's end, as
+    ``fit(validation_data=...)`` would, for a model whose extractor is frozen: the subset's
+    features are computed once here, then each epoch runs only the head on them (the
+    extractor's share of the work is done once instead of every epoch)."""
+    from edge_transfer.models import head_model
+
+    vectors = predict_split(features, subset, pre, batch_size)
+    head = head_model(model, extractor)
+    labels = subset.y
+
+    class HeadValidation(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            start = time.perf_counter()
+            probs = predict(head, vectors, batch_size)
+            loss = np.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
+            loss += sum(float(extra) for extra in model.losses)   # as Keras adds them
+            if logs is not None:
+                logs["val_loss"] = float(loss)
+                logs["val_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == labels))
+            spent = time.perf_counter() - start
+            timer.seconds["evaluation"] += spent
+            timer.seconds["training"] -= spent   # fit's time is counted as training
+
+    return HeadValidation()
 
 
 def _unfreeze(extractor: Any, top: int | None, bn_trainable: bool) -> int:
@@ -688,10 +739,11 @@ def predict_split(model: Any, split: Dataset, pre: Preprocessing,
                   batch_size: int = 256) -> np.ndarray:
     """Model outputs on a split, read through its stream (decoded in parallel, prefetched),
     eagerly and locally."""
-    from edge_transfer.tfdata import from_dataset
+    from edge_transfer.tfdata import from_dataset, reading
 
     call = _inference(model, pre)
-    outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
+    with reading():
+        outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
@@ -749,16 +801,18 @@ def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
 
 def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
                    backbone: backbones.Backbone, features: Any) -> Any:
-    """Source-task accuracy of the starting extractor + its source head; returns a function
-    that measures the same after fine-tuning."""
+    """Source-task accuracy of the starting extractor + its source head on a fixed
+    stratified subset of the source test split (``--source-samples``); returns a function
+    that measures the same images after fine-tuning (a paired figure)."""
     from edge_transfer.models import load_keras_model
 
     pre = backbone.preprocessing
-    test, batch = source.splits.test, cfg.eval_batch_size
+    test = stratified_sample(source.splits.test, cfg.source_samples, cfg.seed)
+    batch = cfg.eval_batch_size
     if source.head_file is not None:
         head = load_keras_model(source.head_file)
     else:
-        train = source.splits.train
+        train = stratified_sample(source.splits.train, PROBE_SAMPLES, cfg.seed)
         head = _probe_head(cfg, keras, predict_split(features, train, pre, batch), train.y,
                            train.num_classes)
     before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
@@ -767,6 +821,7 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
         return {"source_accuracy_before": before,
                 "source_accuracy_after": _accuracy(
                     head, predict_split(features_now, test, pre, batch), test.y),
+                "source_samples": len(test),
                 "source_head": "pretrain" if source.head_file else "linear-probe"}
 
     return after

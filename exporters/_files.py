@@ -68,5 +68,6 @@ def write_artifact(fmt: str, suffix: str, spec: ExportSpec, data: bytes,
     path = Path(out_dir) / f"model-{spec.name}{suffix}"
     write_bytes_atomic(path, data)
     facts = file_facts(data)
-    return Artifact(fmt, spec, path=path, bytes=facts.bytes, gzip_bytes=facts.gzip_bytes,
-                    sha256=facts.sha256, inputs=inputs, outputs=outputs)
+    return Artifact(fmt, spec, status="ok", path=path, bytes=facts.bytes,
+                    gzip_bytes=facts.gzip_bytes, sha256=facts.sha256, inputs=inputs,
+                    outputs=outputs)

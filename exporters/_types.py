@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
-from edge_transfer.records import ExportArtifact, ExportCheck, TensorRecord
+from edge_transfer.records import ArtifactOutcome, ExportArtifact, ExportCheck
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("float", "int8", "uint8")
@@ -212,30 +212,17 @@ Check = ExportCheck
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """One exported variant; ``status`` is ``ok`` only after its check passed."""
+class Artifact(ArtifactOutcome):
+    """One exported variant (its outcome fields: :class:`~edge_transfer.records.ArtifactOutcome`);
+    ``status`` is ``ok`` only after its check passed."""
 
     format: str
     spec: ExportSpec
-    status: str = "ok"
-    reason: str | None = None
     path: Path | None = None
-    bytes: int | None = None
-    gzip_bytes: int | None = None
-    sha256: str | None = None
-    inputs: tuple[TensorRecord, ...] = ()
-    outputs: tuple[TensorRecord, ...] = ()
-    check: Check | None = None
-    seconds: float | None = None
-    notes: tuple[str, ...] = ()   # e.g. layers kept float, and why
 
     @property
     def name(self) -> str:
         return f"{self.format}-{self.spec.name}"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     @property
     def accuracy(self) -> float | None:
@@ -251,12 +238,8 @@ class Artifact:
             file = Path(self.path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
         return ExportArtifact(
             name=self.name, format=self.format, precision=self.spec.precision,
-            qat=self.spec.qat, sparsity=self.spec.sparsity, io=self.spec.io,
-            status=self.status, reason=self.reason, file=file, bytes=self.bytes,
-            gzip_bytes=self.gzip_bytes, sha256=self.sha256, inputs=self.inputs,
-            outputs=self.outputs, check=self.check, accuracy=self.accuracy,
-            seconds=self.seconds,
-            kept_float=self.spec.keep_float, notes=self.notes)
+            qat=self.spec.qat, sparsity=self.spec.sparsity, io=self.spec.io, file=file,
+            accuracy=self.accuracy, kept_float=self.spec.keep_float, **self.outcome())
 
     def to_json(self, relative_to: Path) -> dict[str, Any]:
         """:meth:`to_record` as the JSON object of ``export.json``."""

@@ -41,14 +41,23 @@ def trained_again(variant: str) -> bool:
 def export_post_training(run_dir: Path) -> ExportResult:
     """``POST_TRAINING`` of ``run_dir``, into ``run_dir/export-post-training``, once."""
     out = run_dir / "export-post-training"
-    return export_run(run_dir, ExportConfig(**{**POST_TRAINING.__dict__, "out_dir": out}))
+    return export_run(run_dir, ExportConfig(**{**POST_TRAINING.__dict__, "out": out}))
 
 
 @cache
 def export_all(run_dir: Path) -> ExportResult:
     """``ALL_VARIANTS`` of ``run_dir``, into ``run_dir/export-all``, once (slow tests only)."""
     out = run_dir / "export-all"
-    return export_run(run_dir, ExportConfig(**{**ALL_VARIANTS.__dict__, "out_dir": out}))
+    return export_run(run_dir, ExportConfig(**{**ALL_VARIANTS.__dict__, "out": out}))
+
+
+@cache
+def export_integer_io(run_dir: Path, io: str) -> ExportResult:
+    """TFLite int8 with ``io`` (int8 or uint8) input and output, into
+    ``run_dir/export-io-IO``, once (the export and the runtime tests share it)."""
+    return export_run(run_dir, ExportConfig(formats=("tflite",), precisions=("int8",), io=io,
+                                            calibration_samples=64,
+                                            out=run_dir / f"export-io-{io}"))
 
 
 def export_holding(run_dir: Path, variant: str) -> ExportResult:

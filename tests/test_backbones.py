@@ -121,7 +121,7 @@ def test_load_keras_model_errors(tmp_path: Path) -> None:
     lambda_model.save(tmp_path / "lambda.keras")
     with pytest.raises(ModelError, match="--unsafe"):
         load_keras_model(tmp_path / "lambda.keras")
-    assert load_keras_model(tmp_path / "lambda.keras", unsafe=True) is not None
+    assert load_keras_model(tmp_path / "lambda.keras", unsafe_load=True) is not None
 
 
 def test_cut_layer_backbone_from_a_run(digits_run: Path, tmp_path: Path) -> None:

@@ -28,12 +28,12 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def mixed_export(bad_run: Path) -> ExportResult:
     return export_run(bad_run, ExportConfig(precisions=("fp32", "int8"), keep_float=("auto",),
-                                            out_dir=bad_run / "export-mixed"))
+                                            out=bad_run / "export-mixed"))
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_diagnosis_names_the_trap_first(bad_run: Path, fmt: str, tmp_path: Path) -> None:
-    diagnosis = diagnose_run(bad_run, DiagnoseConfig(format=fmt, samples=32, out_dir=tmp_path))
+    diagnosis = diagnose_run(bad_run, DiagnoseConfig(format=fmt, samples=32, out=tmp_path))
     worst = diagnosis.layers[0]
     assert worst.layer == TRAP
     assert worst.local > 0.5 and worst.local > 5 * diagnosis.layers[1].local
@@ -63,10 +63,10 @@ def test_keep_float_auto_keeps_exactly_the_trap(mixed_export: ExportResult, fmt:
 
 def test_keep_float_by_name_and_unknown_names(bad_run: Path, tmp_path: Path) -> None:
     result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
-                                              keep_float=(TRAP,), out_dir=tmp_path))
+                                              keep_float=(TRAP,), out=tmp_path))
     assert result.get("tflite-int8-mixed").ok
     result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
-                                              keep_float=("nosuchlayer",), out_dir=tmp_path))
+                                              keep_float=("nosuchlayer",), out=tmp_path))
     reason = result.get("tflite-int8-mixed").reason
     assert "nosuchlayer matches no layer" in reason and TRAP in reason
     with pytest.raises(UnsupportedExportError, match="--keep-float takes auto"):
@@ -83,7 +83,7 @@ def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
                                                           tmp_path: Path) -> None:
     from edge_transfer.report import build_report
 
-    diagnose_run(bad_run, DiagnoseConfig(samples=16, out_dir=mixed_export.out_dir))
+    diagnose_run(bad_run, DiagnoseConfig(samples=16, out=mixed_export.out_dir))
     build_report(bad_run, tmp_path, export_json=mixed_export.out_dir)
     markdown = (tmp_path / "report.md").read_text()
     assert "![tflite int8 error against depth](diagnose-tflite-int8.png)" in markdown
@@ -123,3 +123,35 @@ def test_trap_really_is_float_harmless(bad_run: Path) -> None:
     x, _ = run.split_arrays("val")
     conv1 = keras.Model(model.input, model.get_layer("conv1").output).predict(x, verbose=0)
     assert np.all(conv1[..., -1] == 0)
+
+
+def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On large data neither --keep-float auto nor the diagnosis loads the validation split
+    whole: each reads a fixed stratified sample of at most N images, a batch at a time, and
+    the search still finds the trap on it."""
+    from edge_transfer import diagnose, export, mixed
+    from edge_transfer.runs import Run
+
+    def whole_split(*_: object) -> None:
+        raise AssertionError("a whole split was loaded into memory")
+
+    monkeypatch.setattr(Run, "split_arrays", whole_split)
+    monkeypatch.setattr(mixed, "SEARCH_SAMPLES", 60)
+    monkeypatch.setattr(diagnose, "ACCURACY_SAMPLES", 50)
+    sizes: list[int] = []
+    real = export.CheckData.predict
+
+    def counting(self, function):  # type: ignore[no-untyped-def]
+        sizes.append(len(self))
+        return real(self, function)
+
+    monkeypatch.setattr(export.CheckData, "predict", counting)
+    result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
+                                              keep_float=("auto",), diagnose=True,
+                                              out=tmp_path))
+    test = len(Run.open(bad_run).splits.test)
+    assert result.get("tflite-int8-mixed").spec.keep_float == (TRAP,)
+    assert set(sizes) == {test, 60, 50}        # the export check keeps the whole test split
+    diagnosis = load_diagnoses(tmp_path)[0]
+    assert diagnosis.samples == DiagnoseConfig().samples and diagnosis.layers[0].layer == TRAP

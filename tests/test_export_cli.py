@@ -87,6 +87,7 @@ def unquantizable_run(digits_run: Path, tmp_path_factory: pytest.TempPathFactory
     return run
 
 
+@pytest.mark.slow  # trains a model, then a whole QAT export in a subprocess
 def test_qat_keeps_a_layer_it_cannot_take_in_float_and_says_so(unquantizable_run: Path,
                                                                   tmp_path: Path) -> None:
     """A layer tfmot refuses (LayerNormalization) stays float with a note in export.json; the

@@ -97,7 +97,7 @@ def test_qat_model_exports_with_its_quantization(digits_run: Path) -> None:
 def test_calibration_methods_and_opset(digits_run: Path, tmp_path: Path, method: str) -> None:
     result = export_run(digits_run, ExportConfig(
         formats=("onnx",), precisions=("fp32", "int8"), calibration_samples=32,
-        calibration_method=method, opset=13, out_dir=tmp_path))
+        calibration_method=method, opset=13, out=tmp_path))
     assert result.ok, [a.reason for a in result.artifacts]
     model = onnx.load(str(result.get("onnx-int8").path))
     assert {o.domain: o.version for o in model.opset_import}[""] >= 13

@@ -10,6 +10,7 @@ import pytest
 from _export_shared import (
     export_all,
     export_holding,
+    export_integer_io,
     export_post_training,
     paired,
     variant_params,
@@ -17,7 +18,7 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.export import ExportResult
 from edge_transfer.metadata import read_metadata
 from edge_transfer.runs import Run
 from edge_transfer.samples import decode
@@ -66,7 +67,9 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
 @pytest.mark.parametrize("variant", variant_params(["fp32", "fp32-pruned50"]))
 def test_fp32_matches_keras_within_1e4(digits_run: Path, variant: str) -> None:
     check = export_holding(digits_run, variant).get(f"tflite-{variant}").check
-    assert check is not None and check.max_abs_diff <= 1e-4 and check.tolerance == 1e-4
+    # The small CNN matches far inside the tolerance (1e-4 + 1e-3 x its largest probability).
+    assert check is not None and check.max_abs_diff <= 1e-4
+    assert check.tolerance is not None and 1e-4 < check.tolerance <= 1.1e-3
     assert check.top1_agreement == 1.0
 
 
@@ -138,11 +141,8 @@ def test_export_json_records_qat_and_pruning(full: ExportResult) -> None:
 
 
 @pytest.mark.parametrize("io", ["int8", "uint8"])
-def test_integer_io(digits_run: Path, tmp_path: Path, io: str) -> None:
-    result = export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",),
-                                                 io=io, calibration_samples=32,
-                                                 out_dir=tmp_path))
-    artifact = result.get("tflite-int8")
+def test_integer_io(digits_run: Path, io: str) -> None:
+    artifact = export_integer_io(digits_run, io).get("tflite-int8")
     assert artifact.ok, artifact.reason
     for tensor in (*artifact.inputs, *artifact.outputs):
         assert tensor.dtype == io and tensor.scale is not None and tensor.zero_point is not None

@@ -124,3 +124,50 @@ def test_sigterm_in_the_qat_fine_tune_stops_with_143(digits_run: Path, tmp_path:
     assert not (out / "export.json").exists()
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
     assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []  # .ses: onnxruntime's
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds ``marker`` (a parent and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_export_and_its_workers(digits_run: Path, tmp_path: Path) -> None:
+    """SIGINT while worker processes convert (`--jobs 2`): exit 130, `interrupted`, no worker
+    left running, no record, no temporaries of ours, in the export folder or elsewhere."""
+    out, tmp = tmp_path / "export", tmp_path / "tmp"
+    tmp.mkdir()
+    marker = f"EDGE_TRANSFER_TEST_MARK={os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp),
+           marker.split("=")[0]: marker.split("=")[1]}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_transfer", "export", str(digits_run), "--formats",
+         "tflite,onnx", "--precision", "fp32,fp16,dynamic,int8,int16x8", "--jobs", "2",
+         "--out", str(out)], env=env, text=True, preexec_fn=_at_a_terminal,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: any(out.glob("model-*")), process, timeout=600)
+        assert len(_processes_with(marker)) >= 3, "no worker processes running"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:   # the test failed: stop the export and its workers
+            process.terminate()
+            process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    deadline = time.monotonic() + 10
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+    assert not (out / "export.json").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []  # .ses: onnxruntime's

@@ -11,6 +11,7 @@ import pytest
 from edge_transfer.check import Tolerances
 from edge_transfer.cli import build_parser
 from edge_transfer.commands._options import flag, option_fields
+from edge_transfer.diagnose import DiagnoseConfig
 from edge_transfer.errors import ConfigError, UnsupportedExportError, UserError
 from edge_transfer.export import ExportConfig
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig
@@ -43,6 +44,8 @@ def test_every_option_default_is_the_configs(command: str) -> None:
     (["finetune", *REQUIRED["finetune"], "--precision", "float32"], "mixed_precision",
      "float32", "--precision"),
     (["export", "RUN", "--epochs", "3"], "qat_epochs", 3, "--epochs"),
+    (["export", "RUN", "--unsafe"], "unsafe_load", True, "--unsafe"),
+    (["finetune", *REQUIRED["finetune"], "--unsafe"], "unsafe_load", True, "--unsafe"),
 ])
 def test_old_spellings_still_work_but_are_hidden(argv: list[str], field: str, value: object,
                                                  old: str) -> None:
@@ -61,11 +64,27 @@ def test_json_has_one_meaning(command: str) -> None:
     assert parse([command, *positional, "--json", "out.json"]).json == "out.json"
 
 
+@pytest.mark.parametrize(("make", "field", "value"), [
+    (lambda: FinetuneConfig(data="digits", out=Path("x"), precision="float32"),
+     "mixed_precision", "float32"),
+    (lambda: FinetuneConfig(data="digits", out=Path("x"), unsafe=True), "unsafe_load", True),
+    (lambda: ExportConfig(finetune_epochs=3), "qat_epochs", 3),
+    (lambda: ExportConfig(out_dir=Path("e")), "out", Path("e")),
+    (lambda: DiagnoseConfig(out_dir=Path("e")), "out", Path("e")),
+])
+def test_old_python_keywords_still_work_with_a_warning(make, field: str, value: object) -> None:
+    """One spelling per concept (``out``, ``unsafe_load``...); the old keyword warns."""
+    with pytest.warns(DeprecationWarning, match=r"is now"):
+        config = make()
+    assert getattr(config, field) == value
+
+
 @pytest.mark.parametrize(("make", "error"), [
     (lambda: FinetuneConfig(data="digits", out=Path("x"), mixed_precision="fp8"), ConfigError),
     (lambda: PretrainConfig(data="digits", out=Path("x"), batch_size=0), ConfigError),
     (lambda: FinetuneConfig(data="digits", out=Path("x"), l2sp=-1), ConfigError),
     (lambda: ExportConfig(qat_epochs=0), UnsupportedExportError),
+    (lambda: ExportConfig(jobs=0), UnsupportedExportError),
     (lambda: Tolerances(max_size_growth=-0.1), ConfigError),
 ])
 def test_configs_refuse_bad_values_on_construction(make, error: type[UserError]) -> None:

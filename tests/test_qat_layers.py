@@ -44,7 +44,7 @@ def test_qat_exports_what_tfmot_refuses(tmp_path: Path) -> None:
     run = write_refused_run(tmp_path / "run")
     assert unquantizable_layer(Run.open(run).load_model()) is not None  # tfmot alone refuses
     result = export_run(run, ExportConfig(precisions=("int8",), qat=True, qat_epochs=1,
-                                          out_dir=tmp_path / "export"))
+                                          out=tmp_path / "export"))
     for fmt in ("tflite", "onnx"):
         qat = result.get(f"{fmt}-int8-qat")
         assert qat.ok, qat.reason

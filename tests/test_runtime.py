@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _export_shared import export_integer_io
 from conftest import REPO_ROOT, run_cli
 from runtime_export import CORE, export_folder
 
@@ -28,14 +29,9 @@ def digits_export(digits_run: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def int8_io_export(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_io_export(digits_run: Path) -> Path:
     """A full-integer .tflite with int8 input and output (``--io int8``), by the exporter."""
-    from edge_transfer.export import ExportConfig, export_run
-
-    out = tmp_path_factory.mktemp("int8_io")
-    export_run(digits_run, ExportConfig(formats=("tflite",), precisions=("int8",), io="int8",
-                                        calibration_samples=64, out_dir=out))
-    return out
+    return export_integer_io(digits_run, "int8").out_dir
 
 
 def ok_artifacts(export_dir: Path) -> list[dict]:

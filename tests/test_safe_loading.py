@@ -3,6 +3,7 @@ cannot leave their folder, no shell strings, SSH host keys checked by default.""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import io
 import tarfile
@@ -33,23 +34,30 @@ def _lambda_model(path: Path) -> Path:
 
 
 def test_lambda_layers_need_unsafe_load(tmp_path: Path) -> None:
-    from edge_transfer.models import load_keras_model
+    from edge_transfer.models import check_model_file, load_keras_model
 
     path = _lambda_model(tmp_path / "lambda.keras")
     with pytest.raises(ModelError, match=r"Lambda.*--unsafe-load"):
         load_keras_model(path)
-    model = load_keras_model(path, unsafe=True)
+    # seen in the archive's config, before TensorFlow is needed (refused as Keras would)
+    with pytest.raises(ModelError, match=r"Lambda.*--unsafe-load"):
+        check_model_file(path)
+    assert check_model_file(path, unsafe_load=True) == path
+    model = load_keras_model(path, unsafe_load=True)
     np.testing.assert_allclose(model.predict(np.ones((1, 4)), verbose=0), 2.0)
 
 
-@pytest.mark.parametrize("command", ["pretrain", "finetune", "export"])
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "export", "diagnose"])
 @pytest.mark.parametrize("flag", ["--unsafe-load", "--unsafe"])
 def test_every_model_loading_command_takes_unsafe_load(command: str, flag: str) -> None:
-    required = {"export": ["RUN"]}.get(command, ["--data", "digits", "--out", "x"])
+    """One name (unsafe_load, --unsafe-load) everywhere; --unsafe is a hidden old spelling."""
+    required = {"export": ["RUN"], "diagnose": ["RUN"]}.get(
+        command, ["--data", "digits", "--out", "x"])
     args = build_parser().parse_args([command, *required, flag])
-    assert (args.unsafe_load if command == "export" else args.unsafe) is True
+    assert args.unsafe_load is True
     default = build_parser().parse_args([command, *required])
-    assert not (default.unsafe_load if command == "export" else default.unsafe)
+    assert not getattr(default, "unsafe_load", False)
+    assert "--unsafe " not in _help(command)
 
 
 def test_npz_object_arrays_are_refused_without_unpickling(tmp_path: Path) -> None:
@@ -128,3 +136,9 @@ def test_ssh_checks_host_keys_by_default() -> None:
     for off in ("StrictHostKeyChecking=no", "StrictHostKeyChecking off"):
         with pytest.raises(DeviceError, match="refusing to turn host-key checking off"):
             SSHTarget.parse("ssh://pi@h", options=[off])
+
+
+def _help(command: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return str(sub.choices[command].format_help())

@@ -95,3 +95,52 @@ def test_bad_presplit_folders_are_one_error(tmp_path: Path, case: str, message: 
     result = run_cli("finetune", "--data", str(root), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and result.stderr.startswith("error:")
     assert message.split()[-1] in result.stderr and not (tmp_path / "run").exists()
+
+
+def _png_with_broken_pixels(path: Path) -> Path:
+    """A PNG whose chunks and CRCs are valid (Pillow's ``verify`` passes) but whose pixel
+    data is not a zlib stream: it fails only when decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", 10, 10, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", b"not a zlib stream") + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "bmp"])
+def test_truncated_image_is_refused_before_training(tmp_path: Path, kind: str) -> None:
+    """Pillow's verify() passes a cut JPEG or BMP; the folder check still names it, and
+    --skip-bad-files leaves it out."""
+    folder = make_folder(tmp_path / "f", {"a": 6, "b": 6})
+    suffix = {"jpeg": ".jpg", "bmp": ".bmp"}[kind]
+    whole = folder / "a" / f"whole{suffix}"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 40), np.uint8), "L").save(whole)
+    cut = folder / "a" / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 2 // 3])
+    with pytest.raises(DataError, match=rf"unreadable image\(s\): \S*cut{suffix}.*"
+                                        "--skip-bad-files"):
+        load_dataset(str(folder))
+    kept = load_dataset(str(folder), skip_bad_files=True)
+    assert len(kept) == 13 and kept.x.read().shape == (13, 10, 10, 1)   # whole one kept
+
+
+def test_image_failing_mid_training_is_one_error_naming_it(tmp_path: Path) -> None:
+    """A file that passes the folder check but cannot be decoded stops finetune with one
+    `error:` line naming it (exit 2), not a TensorFlow traceback; no run is left behind."""
+    folder = make_folder(tmp_path / "f", {"a": 8, "b": 8})
+    _png_with_broken_pixels(folder / "b" / "broken.png")
+    assert len(load_dataset(str(folder))) == 17                # passes the check
+    result = run_cli("finetune", "--data", str(folder), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--finetune-epochs", "0", "--quiet",
+                     env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.png is not a usable image" in errors[0]
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()

@@ -67,6 +67,51 @@ def test_run_directory_contract(digits_run: Path) -> None:
     assert accuracy == pytest.approx(run.metrics["test_accuracy"], abs=1e-6)
 
 
+def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluation stays a small share of a few-shot run: the final figures read the whole
+    test split once per final model (transfer, scratch) and a fixed subset of the source
+    test split twice (before, after); the frozen head stage validates on features computed
+    once, and logs the same val_loss Keras computes on the restored model."""
+    from edge_transfer import transfer
+    from edge_transfer.data import load_dataset, split_dataset
+
+    reads: list[tuple[str, int]] = []
+    real = transfer.predict_split
+
+    def counting(model, split, pre, batch_size=256):  # type: ignore[no-untyped-def]
+        reads.append((model.name, len(split)))
+        return real(model, split, pre, batch_size)
+
+    monkeypatch.setattr(transfer, "predict_split", counting)
+    out = transfer.finetune(transfer.FinetuneConfig(
+        data="digits:5-9", out=tmp_path / "run", backbone=str(pretrain_run), shots=10,
+        epochs=6, finetune_epochs=0, baseline="scratch", source_data="digits:0-4",
+        source_samples=60, eval_samples=100, **FAST))
+    splits = split_dataset(load_dataset("digits:5-9"), seed=0, val_fraction=0.15,
+                           test_fraction=0.25, shots=10)
+    val = transfer.stratified_sample(splits.val, 100, 0)          # the fixed subset
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_samples"] == len(splits.test) > 200      # the whole test split
+    assert len(decode(metrics["scratch_test_predictions"])) == len(splits.test)
+    assert metrics["source_samples"] == 60 and metrics["val_samples"] == len(val)
+    sizes = [n for _, n in reads]
+    assert sizes.count(len(splits.test)) == 2                     # transfer, scratch: once each
+    assert sizes.count(60) == 2                                   # source before, after
+    assert sizes.count(len(val)) == 3  # head features once; final val of transfer and scratch
+    assert len(reads) == 2 + 2 + 3 + 2                            # + train accuracy of both
+    # The head stage's logged validation is what Keras computes on the restored model.
+    history = json.loads((out / "history.json").read_text())["head"]
+    best = int(history["best_epoch"][0]) - 1
+    assert len(history["val_loss"]) == len(history["loss"])
+    assert history["val_accuracy"][best] == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+    run = Run.open(out)
+    model = run.load_model()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, _ = model.evaluate(run.preprocessing.apply(val.x.read()), val.y, verbose=0)
+    assert history["val_loss"][best] == pytest.approx(loss, rel=1e-4)
+
+
 def test_same_seed_same_model(pretrain_run: Path, digits_run: Path, tmp_path: Path) -> None:
     """Reproducible on a CPU: the fixture's fine-tune, repeated, gives the same weights."""
     from edge_transfer.models import load_keras_model

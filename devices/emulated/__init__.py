@@ -10,7 +10,9 @@ One module per job:
 - :mod:`~devices.emulated.userland`: the cache folder and what goes in it;
 - :mod:`~devices.emulated.host`: what the host lacks, qemu's binfmt_misc entry, the mirror;
 - :mod:`~devices.emulated.build`: building the userland (:func:`setup_emulated_arm64`);
-- :mod:`~devices.emulated.inside`: running inside it (:func:`run_in_userland`, validate).
+- :mod:`~devices.emulated.inside`: running inside it (:func:`run_in_userland`, validate);
+- :mod:`~devices.emulated.compare`: ``--device emulated:arm64``, validated there and here
+  on the same sample, the two devices' outputs compared.
 
 It needs root on a Linux host with ``apt-get install debootstrap qemu-user-static``, so the
 examples are not run as doctests (tests/test_emulated_arm64.py runs them where it can):

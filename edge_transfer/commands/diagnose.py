@@ -15,7 +15,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from edge_transfer.diagnose import MEASURABLE, DiagnoseConfig
+    from edge_transfer.diagnose import ACCURACY_SAMPLES, MEASURABLE, DiagnoseConfig
 
     defaults = DiagnoseConfig()
     parser = subparsers.add_parser(
@@ -34,7 +34,9 @@ def add_parser(subparsers: Any) -> None:
                         help="int8 (TFLite full integer, ONNX static QDQ); int16x8 and dynamic "
                              f"are not measured per layer (default {defaults.precision})")
     parser.add_argument("--samples", type=int, default=defaults.samples, metavar="N",
-                        help=f"validation images to measure on (default {defaults.samples})")
+                        help="validation images the per-layer errors are measured on (default "
+                             f"{defaults.samples}); the accuracies use at most "
+                             f"{ACCURACY_SAMPLES}")
     parser.add_argument("--calibration-samples", type=int,
                         default=defaults.calibration_samples, metavar="N",
                         help="training samples to calibrate int8 ranges "
@@ -42,8 +44,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--top", type=int, default=defaults.top,
                         help=f"rows of the table (default {defaults.top})")
     parser.add_argument("--out", type=Path, help="output folder (default RUN/export)")
-    parser.add_argument("--unsafe-load", "--unsafe", dest="unsafe_load", action="store_true",
+    parser.add_argument("--unsafe-load", action="store_true",
                         help="allow Lambda layers (arbitrary code) in a run's model you trust")
+    parser.add_argument("--unsafe", dest="unsafe_load", action="store_true",
+                        help=argparse.SUPPRESS)  # the old spelling, for one release
     parser.set_defaults(handler=run)
 
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = DiagnoseConfig(format=args.format, precision=args.precision, samples=args.samples,
                             calibration_samples=args.calibration_samples, top=args.top,
-                            out_dir=args.out, unsafe_load=args.unsafe_load)
+                            out=args.out, unsafe_load=args.unsafe_load)
     Run.open(args.run)   # bad input first, before TensorFlow is imported
     with Console(stderr=True).status(f"diagnosing {config.format} {config.precision}"):
         diagnosis = diagnose_run(args.run, config)

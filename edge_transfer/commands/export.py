@@ -39,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edge_transfer.export import export_run, output_dir, result_notes, results_table
+    from edge_transfer.export import (
+        export_run,
+        output_dir,
+        result_notes,
+        results_table,
+        timing_line,
+    )
     from edge_transfer.runs import Run
 
     config = ExportConfig(**config_kwargs(args, ExportConfig))
@@ -57,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         result = export_run(args.run, config, progress=show)
     console = Console(width=160)
     console.print(results_table(result))
+    line = timing_line(result.timing)
+    if line:
+        print(line)
     from edge_transfer.commands._warn import warn
 
     for line in result_notes(result):

@@ -1,0 +1,407 @@
+"""Convert export variants in worker processes, side by side, with results in the usual order.
+
+TensorFlow is not safe in a forked process, so the workers are *spawned* (each a fresh
+interpreter) and receive only paths and specs (:class:`Task`): the SavedModel the parent
+wrote once and every TFLite variant converts from, the run's folder (its model file, loaded
+by a worker only when tf2onnx needs the Keras model itself; its test split, read a batch at a
+time for the check), the calibration samples saved as ``.npy``, and a folder of intermediates
+one worker makes for the others: the float ONNX graph every ONNX precision starts from. So
+the first ONNX variant is converted first, and the other ONNX variants once it is done.
+
+Each worker converts, writes the file atomically (:mod:`edge_transfer.atomic`) and runs it
+over the test split once (:meth:`~edge_transfer.export.CheckData.predict_file`); the parent
+compares those outputs with the Keras model as the sequential path does, so ``export.json``
+is the same apart from its timings.
+
+The workers start (spawn, TensorFlow and the converters imported, the test split opened)
+when :class:`Workers` is entered, while the parent loads the model and writes the SavedModel.
+
+A worker that dies (a converter's crash, the kernel's out-of-memory killer) breaks the pool;
+the variants in flight then run again one at a time in a single fresh worker, so only the
+variant that kills its worker again fails, with that reason. Ctrl-C / SIGTERM:
+the workers ignore SIGINT (a terminal sends it to the whole process group) and write their
+temporary files inside the export's work folder; the parent (:mod:`edge_transfer.interrupts`)
+terminates them, waits for them, deletes what they were writing, and stops.
+
+>>> choose_jobs(None, tasks=9, model_bytes=100_000)          # a small model: not worth it
+1
+>>> choose_jobs(3, tasks=2, model_bytes=100_000)             # never more workers than tasks
+2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer.atomic import write_bytes_atomic
+from edge_transfer.errors import one_line
+from edge_transfer.metadata import ModelMetadata
+from exporters import Artifact, ExportOptions, ExportSpec
+
+# Below this model file size a variant converts in about the time a worker takes to start
+# (spawn + importing TensorFlow, a few seconds): one after another in this process is faster.
+SMALL_MODEL_BYTES = 2_000_000
+# Peak memory of one converting worker: TensorFlow, converters and runtimes, plus the
+# converter's copies of the graph and weights (measured on mobilenet_v2: about 1.4 GB
+# at 14 MB of weights, int8 calibration included).
+WORKER_BYTES = 1_200_000_000
+WORKER_BYTES_PER_MODEL_BYTE = 40
+# Formats whose variants share an intermediate made by the first of them (KerasSource.cache).
+SHARED_FIRST = ("onnx",)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One variant to convert in a worker: only paths, specs and small records."""
+
+    index: int                     # its place in ExportConfig.variants()
+    fmt: str
+    spec: ExportSpec
+    run: Path
+    unsafe_load: bool
+    saved_model: Path | None       # None: the model could not be saved; convert from Keras
+    cache_dir: Path                # intermediates shared between workers (float ONNX graph)
+    calibration: Path              # .npy of the calibration samples
+    input_name: str
+    calibration_method: str
+    out_dir: Path
+    metadata: ModelMetadata
+    options: ExportOptions
+
+    @property
+    def name(self) -> str:
+        return f"{self.fmt}-{self.spec.name}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back: the artifact (``failed`` with its reason, or converted and
+    written, its check still to judge) and the file's outputs on the test split."""
+
+    artifact: Artifact
+    outputs: np.ndarray | None = None
+
+
+Worker = Callable[[Task], Outcome]
+
+
+def choose_jobs(requested: int | None, tasks: int, model_bytes: int) -> int:
+    """How many worker processes: ``requested`` (``--jobs``) capped at ``tasks``, else from
+    the cores this process may use and the memory available (1: convert in this process)."""
+    if requested is not None:
+        return max(1, min(requested, tasks))
+    if tasks < 2 or model_bytes < SMALL_MODEL_BYTES:
+        return 1
+    per_worker = WORKER_BYTES + WORKER_BYTES_PER_MODEL_BYTE * model_bytes
+    by_memory = int(0.8 * available_memory() // per_worker)
+    return max(1, min(usable_cores(), tasks, by_memory))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """Bytes of memory available without swapping (Linux ``MemAvailable``; else free pages;
+    0 when unknown, which keeps the export in this process)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+# ------------------------------------------------------------------------------ parent side
+
+
+class Workers:
+    """``jobs`` spawned worker processes, started (TensorFlow and the converters imported,
+    the run's test split opened) as soon as the context is entered, so that they warm up
+    while this process loads the model and writes the SavedModel. On any exception, an
+    interrupt above all, the workers are terminated and waited for before it propagates, so
+    nothing keeps writing once the parent's clean-up runs.
+
+    ``worker`` is the function each runs per task (default :func:`run_task`; a test passes
+    one that crashes)."""
+
+    def __init__(self, jobs: int, workdir: Path, run: Path,
+                 worker: Worker | None = None) -> None:
+        self.jobs, self.workdir, self.run = jobs, Path(workdir), Path(run)
+        self.worker = worker or run_task
+        self._pool: ProcessPoolExecutor | None = None
+        self._processes: dict[int, Any] = {}
+
+    def __enter__(self) -> Workers:
+        self._pool = _new_pool(self.jobs, self.workdir, self.run)
+        try:
+            for _ in range(self.jobs):      # one process each, started now
+                self._pool.submit(_ready)
+            self._note_processes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None:
+            self.stop()
+            return
+        self.close()
+
+    def close(self) -> None:
+        """Let the workers finish and end (their memory is free again); idempotent."""
+        if self._pool is None:
+            return
+        try:
+            self._pool.shutdown(wait=True)
+        except BaseException:
+            self.stop()
+            raise
+        self._pool = None
+
+    def convert_all(self, tasks: list[Task],
+                    done: Callable[[Task, Outcome], None]) -> dict[int, Outcome]:
+        """Every task's :class:`Outcome` by its index; ``done`` is called in this process as
+        each finishes. What a dead worker may have been running runs again alone."""
+        assert self._pool is not None, "use Workers in a with block"
+        outcomes: dict[int, Outcome] = {}
+        pending = self._run(tasks, outcomes, done)
+        while pending:   # one at a time in one worker: the task it dies on is the culprit
+            with Workers(1, self.workdir, self.run, self.worker) as alone:
+                while pending:
+                    task = pending.pop(0)
+                    if alone._run([task], outcomes, done):
+                        outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
+                            f"{task.name}: its worker process died while converting "
+                            f"({_how_it_ended(alone._processes)}), e.g. a crash in the "
+                            "converter or out of memory; the other variants are not affected; "
+                            "run with --jobs 1 to see the error in the export's own process"))
+                        outcomes[task.index] = outcome
+                        done(task, outcome)
+                        break   # that pool is broken: the rest in a fresh one
+        return outcomes
+
+    def _run(self, tasks: list[Task], outcomes: dict[int, Outcome],
+             done: Callable[[Task, Outcome], None]) -> list[Task]:
+        """Run ``tasks`` in this pool; returns those a dead worker left without an outcome."""
+        pool = self._pool
+        assert pool is not None
+        first, waiting = _leaders(tasks)
+        running: dict[Future[Outcome], Task] = {}
+        broken: list[Task] = []
+
+        def submit(batch: list[Task]) -> None:
+            for task in batch:
+                try:
+                    running[pool.submit(self.worker, task)] = task
+                except BrokenProcessPool:
+                    broken.append(task)
+            self._note_processes()
+
+        submit(first)
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    broken.append(task)
+                    continue
+                except Exception as exc:   # the task or its result could not be pickled
+                    outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
+                        f"{task.name}: its worker process failed: {one_line(exc, 200)}"))
+                outcomes[task.index] = outcome
+                done(task, outcome)
+                follow = waiting.pop(task.fmt, [])
+                if broken:
+                    broken += follow
+                else:
+                    submit(follow)
+        broken += [t for rest in waiting.values() for t in rest]
+        return sorted(broken, key=lambda t: t.index)
+
+    def _note_processes(self) -> None:
+        """Keep the worker processes (their exit codes outlive a broken pool)."""
+        self._processes.update(getattr(self._pool, "_processes", None) or {})
+
+    def stop(self) -> None:
+        """Terminate the workers now and wait for them (what they were writing stays
+        behind as temporaries for the caller to delete); idempotent."""
+        if self._pool is None:
+            return
+        self._note_processes()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in self._processes.values():
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + 10
+        for process in self._processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._pool = None
+
+
+def _leaders(tasks: list[Task]) -> tuple[list[Task], dict[str, list[Task]]]:
+    """Tasks to start now (the first of each SHARED_FIRST format, then the others), and per
+    format the ones that start when its first is done."""
+    first: list[Task] = []
+    waiting: dict[str, list[Task]] = {}
+    seen: set[str] = set()
+    for task in tasks:
+        if task.fmt in SHARED_FIRST and task.fmt in seen:
+            waiting.setdefault(task.fmt, []).append(task)
+        else:
+            seen.add(task.fmt)
+            first.append(task)
+    first.sort(key=lambda t: t.fmt not in SHARED_FIRST)   # stable: leaders first
+    return first, waiting
+
+
+def _how_it_ended(processes: dict[int, Any]) -> str:
+    codes = [p.exitcode for p in processes.values() if p.exitcode not in (None, 0)]
+    if not codes:
+        return "exit status unknown"
+    code = codes[0]
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _new_pool(jobs: int, workdir: Path, run: Path) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(str(workdir), str(run)))
+
+
+# ------------------------------------------------------------------------------ worker side
+
+
+def _init_worker(workdir: str, run: str) -> None:
+    """In each worker, once: SIGINT ignored (the parent decides; a terminal's Ctrl-C reaches
+    the whole process group), temporary files inside the export's work folder, then the
+    imports and the test split every task needs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tempfile.tempdir = workdir
+    os.environ["TMPDIR"] = workdir
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_transfer._keras import load
+
+    load()
+    import onnxruntime  # noqa: F401
+    import tf2onnx  # noqa: F401
+
+    _check_data(Path(run))
+
+
+def _ready() -> None:
+    """A first task that only makes the pool start a worker process (it is warm once its
+    initializer returned)."""
+
+
+_STATE: dict[tuple[Any, ...], Any] = {}   # per worker process: what its tasks share
+
+
+def run_task(task: Task) -> Outcome:
+    """Convert one variant in this worker and run the file over the test split once."""
+    from edge_transfer import export
+    from exporters._failures import conversion_failure
+
+    pending = Artifact(task.fmt, task.spec, status="failed")  # until it is made
+    start = time.perf_counter()
+    try:
+        source = _source(task)
+        artifact, outputs = export.convert_variant(
+            task.fmt, task.spec, source, _calibration(task), task.out_dir, task.metadata,
+            task.options, _check_data(task.run))
+    except Exception as exc:
+        reason = str(conversion_failure(pending.name, exc))
+        seconds = round(time.perf_counter() - start, 3)
+        return Outcome(dataclasses.replace(pending.failed(reason), seconds=seconds))
+    finally:
+        if "source" in locals():
+            _share(source.cache, task.cache_dir)
+    return Outcome(artifact, outputs)
+
+
+def _source(task: Task) -> Any:
+    """The float model as a KerasSource: the parent's SavedModel, its shared intermediates,
+    and the Keras model loaded only when a converter needs it."""
+    from exporters import KerasSource
+
+    key = ("source", task.run, task.saved_model)
+    source = _STATE.get(key)
+    cache = dict(source.cache) if source is not None else {}
+    for path in sorted(task.cache_dir.glob("[!.]*")):
+        cache.setdefault(path.name, path.read_bytes())
+    needs_model = (task.saved_model is None if task.fmt == "tflite"
+                   else f"onnx-fp32-opset{task.options.opset}" not in cache)
+    if source is None or (needs_model and source.model is None):
+        model = _keras_model(task) if needs_model else None
+        source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache)
+        if task.saved_model is not None:
+            source.__dict__["saved_model"] = task.saved_model   # the parent's, shared
+        _STATE[key] = source
+    else:
+        source.cache.update(cache)
+    return source
+
+
+def _keras_model(task: Task) -> Any:
+    from edge_transfer.runs import Run
+
+    return Run.open(task.run).load_model(unsafe_load=task.unsafe_load)
+
+
+def _share(cache: dict[str, Any], folder: Path) -> None:
+    """Write the intermediates this worker made (bytes) for the other workers."""
+    for key, value in cache.items():
+        if isinstance(value, bytes) and not (folder / key).exists():
+            write_bytes_atomic(folder / key, value)
+
+
+def _calibration(task: Task) -> Any:
+    from exporters import Calibration
+
+    key = ("calibration", task.calibration)
+    if key not in _STATE:
+        x = np.load(task.calibration, allow_pickle=False)
+        _STATE[key] = Calibration(x, task.input_name, method=task.calibration_method)
+    return _STATE[key]
+
+
+def _check_data(run: Path) -> Any:
+    from edge_transfer.export import CheckData
+    from edge_transfer.runs import Run
+
+    key = ("check", run)
+    if key not in _STATE:
+        opened = Run.open(run)
+        _STATE[key] = CheckData(opened.splits.test, opened.preprocessing)
+    return _STATE[key]
