@@ -112,6 +112,17 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                              for la in diagnosis.layers[:5]]}
 
 
+def merged(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The result file's backbone rows with ``row`` replacing the one of its backbone, so a
+    rerun of one backbone (``--backbones NAME``) keeps the others' figures."""
+    import json
+
+    old = json.loads(path.read_text())["backbones"] if path.is_file() else []
+    rows = [r for r in old if r["backbone"] != row["backbone"]] + [row]
+    return sorted(rows, key=lambda r: list(BACKBONES).index(r["backbone"])
+                  if r["backbone"] in BACKBONES else len(BACKBONES))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default=",".join(BACKBONES))
@@ -134,11 +145,10 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "machine": load_at_start,
-                  "pretrain_epochs": args.pretrain_epochs,
-                  "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "backbones": results}
-        write_result(args.out, report)
+        write_result(args.out, {
+            "benchmark": "quantization", "pretrain_epochs": args.pretrain_epochs,
+            "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
+            "backbones": merged(args.out, {**results[-1], "machine": load_at_start})})
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "

@@ -391,7 +391,7 @@ def _calibration(task: Task) -> Any:
 
     key = ("calibration", task.calibration)
     if key not in _STATE:
-        x = np.load(task.calibration)
+        x = np.load(task.calibration, allow_pickle=False)
         _STATE[key] = Calibration(x, task.input_name, method=task.calibration_method)
     return _STATE[key]
 

@@ -72,7 +72,8 @@ def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
 
 def check_model_file(path: str | Path, unsafe_load: bool = False) -> Path:
     """What can be told of a model file without TensorFlow: there, a Keras file, a whole
-    ``.keras`` archive, not empty, and a legacy HDF5 file only with ``unsafe_load``.
+    ``.keras`` archive, not empty, no ``Lambda`` code in its config (Keras' safe mode refuses
+    the same when loading) and a legacy HDF5 file, only with ``unsafe_load``.
 
     >>> check_model_file("model.txt")
     Traceback (most recent call last):
@@ -96,7 +97,39 @@ def check_model_file(path: str | Path, unsafe_load: bool = False) -> Path:
         )
     if path.stat().st_size == 0:
         raise ModelError(f"{path} is empty (0 bytes); save the model again")
+    if not unsafe_load and path.suffix.lower() == ".keras" and _has_lambda_code(path):
+        raise ModelError(LAMBDA_REFUSED.format(path=path))
     return path
+
+
+LAMBDA_REFUSED = ("{path} contains a Lambda layer (arbitrary code); pass --unsafe-load only "
+                  "if you trust the file")
+
+
+def _has_lambda_code(path: Path) -> bool:
+    """Whether a ``.keras`` archive's config holds a Lambda layer with Python code (what
+    tf_keras' safe mode refuses); an unreadable config is left to Keras to judge."""
+    import json
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error):
+        return False
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            inner = node.get("config")
+            if node.get("class_name") == "Lambda" and isinstance(inner, dict) and "lambda" in (
+                    inner.get("function_type"), inner.get("output_shape_type")):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool = False) -> Any:
@@ -115,10 +148,7 @@ def load_keras_model(path: str | Path, unsafe_load: bool = False, compile: bool 
                                            compile=compile, safe_mode=not unsafe_load)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise ModelError(
-                f"{path} contains a Lambda layer (arbitrary code); pass --unsafe-load "
-                "only if you trust the file"
-            ) from exc
+            raise ModelError(LAMBDA_REFUSED.format(path=path)) from exc
         raise ModelError(f"cannot load {path}: {one_line(exc, first=True)}; "
                          "save the model again") from exc
     except (OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:

@@ -34,11 +34,15 @@ def _lambda_model(path: Path) -> Path:
 
 
 def test_lambda_layers_need_unsafe_load(tmp_path: Path) -> None:
-    from edge_transfer.models import load_keras_model
+    from edge_transfer.models import check_model_file, load_keras_model
 
     path = _lambda_model(tmp_path / "lambda.keras")
     with pytest.raises(ModelError, match=r"Lambda.*--unsafe-load"):
         load_keras_model(path)
+    # seen in the archive's config, before TensorFlow is needed (refused as Keras would)
+    with pytest.raises(ModelError, match=r"Lambda.*--unsafe-load"):
+        check_model_file(path)
+    assert check_model_file(path, unsafe_load=True) == path
     model = load_keras_model(path, unsafe_load=True)
     np.testing.assert_allclose(model.predict(np.ones((1, 4)), verbose=0), 2.0)
 
