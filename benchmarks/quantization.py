@@ -55,7 +55,8 @@ def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int)
 
 
 def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
-    """Median over repeats of batch-1 latency through the device-side runtime."""
+    """Median over repeats of batch-1 latency through the device-side runtime, which takes
+    images as 0..255 pixels and applies the run's preprocessing itself."""
     import statistics
 
     from edge_transfer.runtime import EdgeModel
@@ -88,6 +89,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
         max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
+    pixels = Run.open(run).splits.get("test").x.read()[:50]  # what a device is given: 0..255
     rows = []
     for a in result.artifacts:
         row: dict[str, Any] = {"name": a.name, "status": a.status, "reason": a.reason,
@@ -97,7 +99,7 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
             for split, (x, y) in splits.items():
                 row[f"{split}_accuracy"] = round(float(np.mean(
                     get(a.format).predict(a.path, x).argmax(1) == y)), 4)
-            row["ms_per_image"] = _ms_per_image(a.path, splits["test"][0][:50])
+            row["ms_per_image"] = _ms_per_image(a.path, pixels)
         rows.append(row)
     diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out=out))
     int8 = result.get("tflite-int8")
@@ -110,6 +112,17 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                                               if int8.seconds else None),
             "worst_layers": [(la.layer, la.op_type, round(la.local, 3), la.reading)
                              for la in diagnosis.layers[:5]]}
+
+
+def merged(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The result file's backbone rows with ``row`` replacing the one of its backbone, so a
+    rerun of one backbone (``--backbones NAME``) keeps the others' figures."""
+    import json
+
+    old = json.loads(path.read_text())["backbones"] if path.is_file() else []
+    rows = [r for r in old if r["backbone"] != row["backbone"]] + [row]
+    return sorted(rows, key=lambda r: list(BACKBONES).index(r["backbone"])
+                  if r["backbone"] in BACKBONES else len(BACKBONES))
 
 
 def main() -> int:
@@ -134,11 +147,10 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
-        report = {"benchmark": "quantization", "machine": load_at_start,
-                  "pretrain_epochs": args.pretrain_epochs,
-                  "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-                  "backbones": results}
-        write_result(args.out, report)
+        write_result(args.out, {
+            "benchmark": "quantization", "pretrain_epochs": args.pretrain_epochs,
+            "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
+            "backbones": merged(args.out, {**results[-1], "machine": load_at_start})})
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "
