@@ -48,7 +48,17 @@ def machine() -> dict[str, Any]:
     slower than on an idle machine (ratios measured in one run stay comparable).
 
     >>> sorted(machine())
-    ['cores', 'load_average_1min', 'machine', 'python']
+    ['commit', 'cores', 'load_average_1min', 'machine', 'python']
     """
     return {"python": platform.python_version(), "machine": platform.machine(),
-            "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+            "cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+            "commit": _commit()}
+
+
+def _commit() -> str | None:
+    """The repository's HEAD commit the figures were measured at (None outside git)."""
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
