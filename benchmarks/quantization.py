@@ -74,12 +74,9 @@ def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
 def measure(backbone: str, run: Path, max_drop: float, epochs: int,
             formats: tuple[str, ...] = ("tflite", "onnx"), qat: bool = True) -> dict[str, Any]:
     """Export float, int8, int8-mixed (auto) and int8-qat to both formats; time diagnose."""
-    import numpy as np
-
     from edge_transfer.diagnose import DiagnoseConfig, diagnose_run
     from edge_transfer.export import ExportConfig, export_run
     from edge_transfer.runs import Run
-    from exporters import get
 
     out = run / "bench-export"
     start = time.perf_counter()
@@ -88,7 +85,6 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
         out=out,
         max_accuracy_drop=max_drop, qat_epochs=epochs))
     export_seconds = time.perf_counter() - start
-    splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
     pixels = Run.open(run).splits.get("test").x.read()[:50]  # what a device is given: 0..255
     rows = []
     for a in result.artifacts:
@@ -96,11 +92,11 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                                "bytes": a.bytes, "kept_float": list(a.spec.keep_float or ()),
                                "notes": list(a.notes), "convert_seconds": a.seconds}
         if a.path is not None and a.path.is_file():
-            for split, (x, y) in splits.items():
-                row[f"{split}_accuracy"] = round(float(np.mean(
-                    get(a.format).predict(a.path, x).argmax(1) == y)), 4)
             row["ms_per_image"] = _ms_per_image(a.path, pixels)
         rows.append(row)
+    scored = accuracies(run, {a.name: a.path for a in result.artifacts
+                              if a.path is not None and a.path.is_file()})
+    rows = [{**row, **scored.get(row["name"], {})} for row in rows]
     diagnosis = diagnose_run(run, DiagnoseConfig(format="tflite", out=out))
     int8 = result.get("tflite-int8")
     return {"backbone": backbone, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT)
@@ -112,6 +108,49 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
                                               if int8.seconds else None),
             "worst_layers": [(la.layer, la.op_type, round(la.local, 3), la.reading)
                              for la in diagnosis.layers[:5]]}
+
+
+def accuracies(run: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per variant: accuracy on the validation and test splits, and the paired difference to
+    its format's fp32 file on the same val+test images (95% interval, exact McNemar p): on a
+    few hundred images one image is 0.3-0.75 points, so a drop inside the interval is noise.
+    """
+    import numpy as np
+
+    from edge_transfer import stats
+    from edge_transfer.runs import Run
+    from exporters import get
+
+    splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
+    correct = {name: {split: get(path.suffix.lstrip(".")).predict(path, x).argmax(1) == y
+                      for split, (x, y) in splits.items()} for name, path in files.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, by_split in correct.items():
+        row: dict[str, Any] = {f"{split}_accuracy": round(float(np.mean(c)), 4)
+                               for split, c in by_split.items()}
+        reference = correct.get(f"{name.split('-')[0]}-fp32")
+        if reference is not None and not name.endswith("-fp32"):
+            both = stats.paired(np.concatenate(list(reference.values())),
+                                np.concatenate(list(by_split.values())))
+            row["vs_float_val_test"] = {k: round(v, 4) if isinstance(v, float) else v
+                                        for k, v in both.as_dict().items()}
+        out[name] = row
+    return out
+
+
+def rescore(path: Path, work: Path) -> None:
+    """Recompute the accuracy columns of an existing result file from the exported files
+    kept in ``work`` (no export, no training): ``--rescore``."""
+    import json
+
+    report = json.loads(path.read_text())
+    for row in report["backbones"]:
+        export_dir = work / row["backbone"] / "target" / "bench-export"
+        files = {v["name"]: export_dir / f"model-{v['name'].split('-', 1)[1]}."
+                 f"{v['name'].split('-')[0]}" for v in row["variants"]}
+        scored = accuracies(export_dir.parent, {n: f for n, f in files.items() if f.is_file()})
+        row["variants"] = [{**v, **scored.get(v["name"], {})} for v in row["variants"]]
+    write_result(path, report)
 
 
 def merged(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -137,8 +176,13 @@ def main() -> int:
     parser.add_argument("--formats", default="tflite,onnx")
     parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only recompute the accuracy columns from the kept exports")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.rescore:
+        rescore(args.out, args.work)
+        return 0
     results, load_at_start = [], machine()
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
