@@ -1,16 +1,19 @@
 """Quantization benchmark: when int8 breaks a backbone, what diagnosis, keep-float and QAT buy.
 
 For each registry backbone trained from random weights on digits 0-4 and fine-tuned on 5-9
-at 48 px (through the CLI, as a user would): float, int8, int8-mixed (``--keep-float auto``)
-and int8-qat for TFLite and ONNX, with accuracy on the validation and test splits, bytes,
-ms/image (median over repeats, batch 1), and the layers kept float; plus the time of one
-``diagnose`` against one int8 conversion.
+at 48 px (``--input-size``; through the CLI, as a user would): float, int8, int8-mixed
+(``--keep-float auto``) and int8-qat for TFLite and ONNX, with accuracy on the validation
+and test splits, bytes, ms/image (median over repeats, batch 1), and the layers kept float;
+plus the time of one ``diagnose`` against one int8 conversion.
 
     nice -n 5 python benchmarks/quantization.py [--backbones efficientnet_b0,...]
         [--work benchmarks/.quantization-runs] [--pretrain-epochs 15] [--finetune-epochs 8]
+        [--input-size 48] [--rescore]
 
 Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
-``benchmarks/results/quantization.json`` (paths relative to the repository).
+``benchmarks/results/quantization.json`` (``quantization-SIZE.json`` at another input size;
+paths relative to the repository). Each variant is paired against its format's fp32 on the
+same images: on a few hundred images a 1-point difference is inside the noise.
 """
 
 from __future__ import annotations
@@ -40,12 +43,19 @@ def cli(*args: str) -> None:
         raise RuntimeError(done.stderr[-2000:])
 
 
-def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int) -> Path:
-    """digits:0-4 from random weights, then digits:5-9, at 48 px; reused when present."""
-    source, target = work / backbone / "source", work / backbone / "target"
+def run_folder(work: Path, backbone: str, input_size: int) -> Path:
+    return work / (backbone if input_size == 48 else f"{backbone}-{input_size}")
+
+
+def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int,
+          input_size: int = 48) -> Path:
+    """digits:0-4 from random weights, then digits:5-9, at ``input_size`` px; reused when
+    present (runs at another size than 48 px live in WORK/NAME-SIZE)."""
+    source, target = run_folder(work, backbone, input_size) / "source", \
+        run_folder(work, backbone, input_size) / "target"
     if not (source / "extractor.keras").is_file():
         cli("pretrain", "--data", "digits:0-4", "--out", str(source), "--backbone", backbone,
-            "--weights", "none", "--input-size", "48", *BACKBONES[backbone],
+            "--weights", "none", "--input-size", str(input_size), *BACKBONES[backbone],
             "--epochs", str(pretrain_epochs), "--patience", "5", "--quiet")
     if not (target / "model.keras").is_file():
         cli("finetune", "--data", "digits:5-9", "--out", str(target), "--backbone", str(source),
@@ -138,14 +148,14 @@ def accuracies(run: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def rescore(path: Path, work: Path) -> None:
+def rescore(path: Path, work: Path, input_size: int) -> None:
     """Recompute the accuracy columns of an existing result file from the exported files
     kept in ``work`` (no export, no training): ``--rescore``."""
     import json
 
     report = json.loads(path.read_text())
     for row in report["backbones"]:
-        export_dir = work / row["backbone"] / "target" / "bench-export"
+        export_dir = run_folder(work, row["backbone"], input_size) / "target" / "bench-export"
         files = {v["name"]: export_dir / f"model-{v['name'].split('-', 1)[1]}."
                  f"{v['name'].split('-')[0]}" for v in row["variants"]}
         scored = accuracies(export_dir.parent, {n: f for n, f in files.items() if f.is_file()})
@@ -171,22 +181,30 @@ def main() -> int:
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=8)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--input-size", type=int, default=48,
+                        help="pixels (32: where efficientnet_b0's ONNX int8 lost 4.5 points "
+                             "in the backbone sweep)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--formats", default="tflite,onnx")
     parser.add_argument("--no-qat", action="store_true", help="skip the int8-qat variants")
-    parser.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
+    parser.add_argument("--out", type=Path,
+                        help="(default: results/quantization.json at 48 px, "
+                             "results/quantization-SIZE.json at another size)")
     parser.add_argument("--rescore", action="store_true",
                         help="only recompute the accuracy columns from the kept exports")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / ("quantization.json" if args.input_size == 48
+                                      else f"quantization-{args.input_size}.json")
     sys.path.insert(0, str(ROOT))
     if args.rescore:
-        rescore(args.out, args.work)
+        rescore(args.out, args.work, args.input_size)
         return 0
     results, load_at_start = [], machine()
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
-        run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs)
+        run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs,
+                    args.input_size)
         if args.train_only:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
