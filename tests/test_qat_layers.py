@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,12 +19,10 @@ def _hard_swish(keras, x):  # type: ignore[no-untyped-def]
     return keras.layers.Multiply()([x, keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
 
 
-def write_refused_run(out: Path, size: int = 16) -> Path:
-    keras, dataset, splits, pre = digits_splits(size)
-    inputs = keras.Input(pre.input_shape, name="image")
-    x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescaling")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(x)
-    x = _hard_swish(keras, x)
+def _squeeze_excite_classifier(out: Path, keras: Any, inputs: Any, x: Any, dataset: Any,
+                               splits: Any, pre: Any, epochs: int) -> Path:
+    """A squeeze-excite block (the ``Multiply`` tfmot refuses), a strided conv and the
+    classifier on ``x``; trained on the digits splits and saved as a run at ``out``."""
     se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
     se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_conv")(se)
     x = keras.layers.Multiply(name="se_excite")([x, se])
@@ -32,8 +31,18 @@ def write_refused_run(out: Path, size: int = 16) -> Path:
     outputs = keras.layers.Dense(dataset.num_classes, activation="softmax", name="classes")(x)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=10, batch_size=32, verbose=0)
+    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=epochs, batch_size=32,
+              verbose=0)
     return save_run(out, model, dataset, pre)
+
+
+def write_refused_run(out: Path, size: int = 16) -> Path:
+    keras, dataset, splits, pre = digits_splits(size)
+    inputs = keras.Input(pre.input_shape, name="image")
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescaling")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(x)
+    x = _hard_swish(keras, x)
+    return _squeeze_excite_classifier(out, keras, inputs, x, dataset, splits, pre, epochs=10)
 
 
 @pytest.mark.slow
@@ -68,16 +77,7 @@ def write_raw_pixel_run(out: Path, size: int = 16) -> Path:
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
-    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
-    se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_conv")(se)
-    x = keras.layers.Multiply(name="se_excite")([x, se])
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(dataset.num_classes, activation="softmax", name="classes")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(pre.apply(splits.train.x), splits.train.y, epochs=20, batch_size=32, verbose=0)
-    return save_run(out, model, dataset, pre)
+    return _squeeze_excite_classifier(out, keras, inputs, x, dataset, splits, pre, epochs=20)
 
 
 @pytest.mark.slow
