@@ -29,18 +29,21 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=RESULTS / "fashion_baseline.json")
     args = parser.parse_args()
     started, load_at_start = time.time(), machine()
     with tempfile.TemporaryDirectory() as tmp:
         run = pretrain(PretrainConfig(data="fashion-mnist", out=Path(tmp, "run"),
                                       epochs=args.epochs, patience=args.patience,
-                                      width=args.width, augment=args.augment, verbose=2))
+                                      width=args.width, augment=args.augment,
+                                      batch_size=args.batch_size, verbose=2))
         metrics = json.loads((run / "metrics.json").read_text())
         history = json.loads((run / "history.json").read_text())["pretrain"]
         info = json.loads((run / "run.json").read_text())
     result = {"command": "python benchmarks/fashion_baseline.py --epochs "
-                         f"{args.epochs} --width {args.width}",
+                         f"{args.epochs} --width {args.width} --batch-size {args.batch_size}"
+                         + (" --augment" if args.augment else ""),
               "test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
               "test_samples": metrics.get("test_samples"), "goal": 0.92,
               "published": PUBLISHED, "epochs_run": len(history["loss"]),
