@@ -51,8 +51,8 @@ def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int,
           input_size: int = 48) -> Path:
     """digits:0-4 from random weights, then digits:5-9, at ``input_size`` px; reused when
     present (runs at another size than 48 px live in WORK/NAME-SIZE)."""
-    source, target = run_folder(work, backbone, input_size) / "source", \
-        run_folder(work, backbone, input_size) / "target"
+    folder = run_folder(work, backbone, input_size)
+    source, target = folder / "source", folder / "target"
     if not (source / "extractor.keras").is_file():
         cli("pretrain", "--data", "digits:0-4", "--out", str(source), "--backbone", backbone,
             "--weights", "none", "--input-size", str(input_size), *BACKBONES[backbone],
@@ -153,12 +153,14 @@ def rescore(path: Path, work: Path, input_size: int) -> None:
     kept in ``work`` (no export, no training): ``--rescore``."""
     import json
 
+    from edge_transfer.records import ExportRecord
+
     report = json.loads(path.read_text())
     for row in report["backbones"]:
         export_dir = run_folder(work, row["backbone"], input_size) / "target" / "bench-export"
-        files = {v["name"]: export_dir / f"model-{v['name'].split('-', 1)[1]}."
-                 f"{v['name'].split('-')[0]}" for v in row["variants"]}
-        scored = accuracies(export_dir.parent, {n: f for n, f in files.items() if f.is_file()})
+        files = {a.name: export_dir / a.file for a in ExportRecord.load(export_dir).artifacts
+                 if a.file is not None and (export_dir / a.file).is_file()}
+        scored = accuracies(export_dir.parent, files)
         row["variants"] = [{**v, **scored.get(v["name"], {})} for v in row["variants"]]
     write_result(path, report)
 

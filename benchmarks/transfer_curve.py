@@ -84,11 +84,11 @@ def summary(args: argparse.Namespace, task: dict[str, Any], rows: list[dict[str,
     """Mean and std per method and shot count over the seeds run so far, with the runs."""
     cells = {}
     for shots in args.shots:
+        same = [r for r in rows if r["shots"] == shots]
         for method in ("transfer", "scratch"):
-            values = [r[method] for r in rows if r["shots"] == shots]
+            values = [r[method] for r in same]
             cells[f"{method}@{shots}"] = {"mean": float(np.mean(values)),
                                           "std": float(np.std(values)), "n": len(values)}
-        same = [r for r in rows if r["shots"] == shots]
         above = [r for r in same if r["gain"] > 0]
         cells[f"gain@{shots}"] = {"seeds_above_scratch": len(above),
                                   "seeds_significantly_above": sum(r["gain_p"] < 0.05
