@@ -359,7 +359,8 @@ def _source(task: Task) -> Any:
     source = _STATE.get(key)
     cache = dict(source.cache) if source is not None else {}
     for path in sorted(task.cache_dir.glob("[!.]*")):
-        cache.setdefault(path.name, path.read_bytes())
+        if path.name not in cache:   # read each shared file once per worker
+            cache[path.name] = path.read_bytes()
     needs_model = (task.saved_model is None if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
     if source is None or (needs_model and source.model is None):
