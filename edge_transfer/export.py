@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +327,21 @@ class _Sources:
         return source, self.x_val.predict(lambda x: model.predict(x, verbose=0,
                                                                    batch_size=256))
 
+    @cached_property
+    def search_data(self) -> tuple[CheckData, float, np.ndarray]:
+        """``--keep-float auto``'s data, the same for every format (read and predicted once):
+        at most ``mixed.SEARCH_SAMPLES`` validation images, the float model's accuracy on
+        them, and the ``mixed.MEASURE_SAMPLES`` images the per-layer errors are measured on."""
+        from edge_transfer import mixed
+
+        source = self.get(ExportSpec.fp32())[0]
+        seed = self.config.seed
+        selection = CheckData.sample(self.run, "val", mixed.SEARCH_SAMPLES, seed)
+        accuracy = float(np.mean(selection.predict(
+            lambda x: np.asarray(source.model(x, training=False))).argmax(1) == selection.y))
+        return (selection, accuracy,
+                self.run.sample_arrays("val", mixed.MEASURE_SAMPLES, seed)[0])
+
     def get(self, spec: ExportSpec) -> tuple[KerasSource, np.ndarray]:
         key = "qat" if spec.qat else "pruned" if spec.sparsity is not None else "float"
         if key not in self._built:
@@ -602,14 +618,9 @@ def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration:
     from edge_transfer import mixed
 
     source = sources.get(ExportSpec.fp32())[0]
-    run, seed = sources.run, config.seed
-    selection = CheckData.sample(run, "val", mixed.SEARCH_SAMPLES, seed)
-    float_accuracy = float(np.mean(selection.predict(
-        lambda x: np.asarray(source.model(x, training=False))).argmax(1) == selection.y))
+    selection, float_accuracy, measured = sources.search_data
     try:
-        choice = mixed.choose(fmt, source, calibration,
-                              run.sample_arrays("val", mixed.MEASURE_SAMPLES, seed)[0],
-                              selection,
+        choice = mixed.choose(fmt, source, calibration, measured, selection,
                               float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
                               conversions=config.keep_float_conversions, opset=config.opset,
                               keras_model=source.model)
