@@ -33,7 +33,6 @@ from devices.profile import (
     resolve_profile,
     write_profile,
 )
-from devices.sample import validation_data
 from edge_transfer.bundle import open_bundle
 from edge_transfer.errors import DeviceError
 from edge_transfer.records import (
@@ -60,11 +59,8 @@ def validate_emulated(
     with tempfile.TemporaryDirectory(prefix="edge-transfer-arm64-") as name:
         tmp = Path(name)
         bundle = open_bundle(bundle_dir, extract_to=tmp / "bundle")  # every sha256 first
-        for artifact in artifacts:
-            bundle.artifact(artifact)
-        if data is not None:
-            validation_data(bundle, data)  # a bad --data fails here, on the host, once
         options, binds = _inside_options(resolved, threads, data, artifacts, tmp)
+        # validate_local checks the --artifact names and --data on the host first (exit 2)
         reference = validate_local(bundle.path, "local", resolved, threads, data,
                                    artifacts=artifacts, timeout=timeout,
                                    outputs=tmp / "workstation")
