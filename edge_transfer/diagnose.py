@@ -26,7 +26,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +82,12 @@ class Quantizer:
 
     fmt: str
     quantize: Callable[[tuple[str, ...]], Any]  # layer names -> model (bytes or onnx proto)
-    predict: Callable[[Any, np.ndarray], np.ndarray]
-    size: Callable[[Any], int]                  # a quantized model's bytes
+    serialize: Callable[[Any], bytes]           # a quantized model as its file's bytes
     _measure: Callable[[np.ndarray, Any], tuple[LayerDiagnosis, ...]]
+
+    def size(self, model: Any) -> int:
+        """The bytes of a quantized model's file."""
+        return len(self.serialize(model))
 
     def measure(self, x: np.ndarray, int8: Any | None = None) -> tuple[LayerDiagnosis, ...]:
         """Per-layer local and cumulative int8 error on ``x``, in graph order (``int8``: the
@@ -115,7 +117,7 @@ def quantizer(fmt: str, source: Any, calibration: Any, *, opset: int = 17,
             return _by_layer(tfl.measure(calibrated, x), nodes, op_types,
                              calibrated.weights_of, keras_model)
 
-        return Quantizer(fmt, quantize_tfl, _predict_tflite, len, measure_tfl)
+        return Quantizer(fmt, quantize_tfl, bytes, measure_tfl)
 
     from exporters import _onnx_debug as onx
     from exporters._types import ExportOptions
@@ -134,11 +136,11 @@ def quantizer(fmt: str, source: Any, calibration: Any, *, opset: int = 17,
         return _by_layer(onx.measure(prepared, calibration, x, quantized=int8),
                          prepared.nodes_of, op_types_onnx, prepared.weights_of, keras_model)
 
-    return Quantizer(fmt, quantize_onnx, _predict_onnx, _onnx_size, measure_onnx)
+    return Quantizer(fmt, quantize_onnx, _onnx_bytes, measure_onnx)
 
 
-def _onnx_size(model: Any) -> int:
-    return int(model.ByteSize())
+def _onnx_bytes(model: Any) -> bytes:
+    return bytes(model.SerializeToString())
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +161,7 @@ class Sample:
     def correct(self, quantizer: Quantizer, model: Any) -> np.ndarray:
         """A quantized model right or wrong, per image of ``data`` (in its order)."""
         with quiet():
-            outputs = self.data.predict(partial(quantizer.predict, model))
+            outputs = self.data.predict_file(quantizer.serialize(model), quantizer.fmt)
         return np.asarray(outputs.argmax(1) == self.data.y)
 
 
@@ -174,28 +176,6 @@ def validation_sample(run: Any, model: Any, count: int, measure: int,
     float_out = predict_split(model, data.split, data.preprocessing)
     return Sample(data, np.asarray(float_out.argmax(1) == data.y),
                   run.sample_arrays("val", measure, seed)[0])
-
-
-def _predict_tflite(model: bytes, x: np.ndarray) -> np.ndarray:
-    import tempfile
-
-    from exporters import tflite
-
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(model)
-        return tflite.predict(path, x)
-
-
-def _predict_onnx(model: Any, x: np.ndarray) -> np.ndarray:
-    import tempfile
-
-    from exporters import onnx as onnx_exporter
-
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(model.SerializeToString())
-        return onnx_exporter.predict(path, x)
 
 
 def _by_layer(errors: list[TensorError], nodes: Callable[[str], list[str]],

@@ -433,13 +433,13 @@ class CheckData:
                    for batch in self.split.x.batches(self.batch_size)]
         return np.concatenate(outputs)
 
-    def predict_file(self, path: Path, fmt: str) -> np.ndarray:
-        """A model file's float outputs over the whole split in one pass: its runtime opened
-        once (as on the device, :func:`~edge_transfer.runtime._backends.run_float`), fed a
-        batch at a time."""
+    def predict_file(self, path: Path | bytes, fmt: str) -> np.ndarray:
+        """A model file's (or its bytes') float outputs over the whole split in one pass: its
+        runtime opened once (as on the device,
+        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time."""
         from edge_transfer.runtime._backends import open_backend, run_float
 
-        backend = open_backend(Path(path), format=fmt)
+        backend = open_backend(path if isinstance(path, bytes) else Path(path), format=fmt)
         return self.predict(lambda x: run_float(backend, x))
 
 
