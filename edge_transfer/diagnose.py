@@ -368,7 +368,8 @@ def markdown_section(export_dir: Path, out_dir: Path) -> str:
     mixed = [a for a in record.artifacts if a.kept_float is not None]
     if mixed:
         lines += ["", "## Layers kept in float (int8-mixed)", ""]
-        lines += [f"- **{a.name}**: {', '.join(a.kept_float or ()) or 'none'}" for a in mixed]
+        lines += [f"- **{a.name}**: {', '.join(a.kept_float or ()) or 'none (plain int8)'}"
+                  for a in mixed]
         lines.append("")
     return "\n".join(lines)
 

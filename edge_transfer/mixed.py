@@ -100,7 +100,7 @@ def affordable(ranked: Sequence[LayerDiagnosis], int8_bytes: int,
 
     >>> def la(name, weights):
     ...     return LayerDiagnosis(name, "CONV_2D", 0, 0.5, 0.5, "", weights=weights)
-    >>> affordable([la("a", 100), la("huge", 10_000), la("b", 100)], 1_000, cap=1_500)
+    >>> affordable([la("a", 50), la("huge", 10_000), la("b", 50)], 1_000, cap=1_500)
     ('a', 'b')
     """
     kept, total = [], float(int8_bytes)
@@ -126,9 +126,13 @@ class Choice:
         budget = (f"within {max_drop:.3f} of float {s.float_accuracy:.4f}"
                   + (" and not significantly below it" if rule == "significant" else ""))
         verdict = budget if s.within_budget else f"no try was {budget}"
+        def p(value: float) -> str:
+            text = stats.format_p(value)
+            return f"p{text}" if text.startswith("<") else f"p={text}"
+
         tries = ", ".join(f"{t.layers} -> {t.accuracy:.4f} ({t.vs_float.difference * 100:+.1f}"
-                          f" pt, p={stats.format_p(t.vs_float.p_value)}, "
-                          f"{t.bytes / s.int8_bytes:.2f}x)" for t in s.tries)
+                          f" pt, {p(t.vs_float.p_value)}, {t.bytes / s.int8_bytes:.2f}x)"
+                          for t in s.tries)
         return (f"--keep-float auto kept {len(self.layers)} layer(s) in float ({kept}); "
                 f"{s.bytes_ratio:.2f}x the plain int8 bytes (cap {s.max_bytes_ratio:g}x); "
                 f"{verdict} on {s.samples} validation images; {s.conversions} conversion(s), "
