@@ -295,6 +295,13 @@ def set_batchnorm(model: Any, momentum: float | None = None,
     return count
 
 
+def has_batchnorm(model: Any) -> bool:
+    """Whether ``model`` (flattened) has a BatchNormalization layer (VGG has none)."""
+    _, keras = load()
+    return any(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in flatten_model(model).layers)
+
+
 def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:
     """Replace the moving statistics of every trainable BatchNorm layer of ``model`` by their
     average over ``batches`` (preprocessed images); return how many layers were updated.
