@@ -43,9 +43,9 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     seconds) and ``variants`` (per artifact: status, accuracy, seconds, reason).
     """
     from edge_transfer import backbones
-    from edge_transfer.errors import EdgeTransferError
+    from edge_transfer.errors import EdgeTransferError, ModelError
     from edge_transfer.export import ExportConfig, export_run
-    from edge_transfer.runs import read_json
+    from edge_transfer.records import RunInfo, RunMetrics
     from edge_transfer.transfer import PretrainConfig, chance_warning, pretrain
 
     spec = backbones.get(name)
@@ -63,12 +63,18 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
                         "seconds": round(time.perf_counter() - start, 1)}
         row["variants"] = {}
         return row
-    metrics = read_json(run / "metrics.json")
-    sizes = read_json(run / "run.json")["data"]["sizes"]
-    at_chance = chance_warning(1.0, metrics["val_accuracy"], 5, sizes["val"]) is not None
+    metrics = RunMetrics.load(run)
+    val, train = metrics.val_accuracy, metrics.train_accuracy
+    if val is None or train is None:
+        raise ModelError(f"{run}/{RunMetrics.FILE_NAME} has no train/val accuracy; the "
+                         "pretrain did not finish: run it again")
+    # The chance test on the images val_accuracy was measured on (older runs: the val split).
+    sizes = RunInfo.load(run).data.sizes
+    val_size = metrics.val_samples or (sizes.val if sizes else 0)
+    at_chance = chance_warning(1.0, val, 5, val_size) is not None
     row["params"] = _params(run)
-    row["train"] = {"status": "ok", "val_accuracy": round(metrics["val_accuracy"], 4),
-                    "train_accuracy": round(metrics["train_accuracy"], 4), "chance": 0.2,
+    row["train"] = {"status": "ok", "val_accuracy": round(val, 4),
+                    "train_accuracy": round(train, 4), "chance": 0.2,
                     "above_chance": not at_chance,
                     "seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
