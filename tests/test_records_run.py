@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from edge_transfer.errors import ModelError, UserError
+from edge_transfer.errors import ModelError
 from edge_transfer.records import (
     ExportRecord,
+    MalformedRecord,
     RunBackbone,
     RunData,
     RunInfo,
@@ -155,7 +156,7 @@ def test_a_bad_run_file_is_one_error_naming_the_fix(tmp_path: Path, name: str,
 
 def test_only_the_run_files_may_lack_a_schema_version() -> None:
     """Files that had a schema_version from their first release still must have one."""
-    with pytest.raises(UserError, match="schema_version None"):
+    with pytest.raises(MalformedRecord, match="schema_version None"):
         ExportRecord.from_dict({"run": "r", "data_fingerprint": None, "labels": [],
                                 "preprocessing": {"height": 8, "width": 8, "channels": 1},
                                 "float_accuracy": None, "artifacts": []})
