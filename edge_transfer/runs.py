@@ -130,7 +130,9 @@ class Run:
                 f"{path} is not a finished run: missing {', '.join(missing)}; "
                 "run `edge-transfer finetune --out` to create it"
             )
-        return cls(path)
+        run = cls(path)
+        run.info  # noqa: B018 - a malformed run.json fails here, before any heavy work
+        return run
 
     @property
     def model_path(self) -> Path:

@@ -194,3 +194,11 @@ def test_an_old_reports_transfer_figures_load() -> None:
     figures = TransferFigures.from_dict(old)
     assert figures.test_samples == 359 and figures.transfer_gain_p == 1e-9
     assert figures.to_dict() == old
+
+
+def test_opening_a_run_checks_its_run_json(tmp_path: Path) -> None:
+    """export / diagnose / bundle open the run first: a bad run.json stops them there."""
+    folder = _old_run_dir(tmp_path / "run")
+    _write(folder, "run.json", {**OLD_RUN, "data": {"spec": "digits:5-9"}})
+    with pytest.raises(ModelError, match=r"data\.seed is missing.*train the run again"):
+        Run.open(folder)
