@@ -95,9 +95,9 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     Returns one row of the support matrix: ``train`` (status, val accuracy, above chance,
     seconds) and ``variants`` (per artifact: status, accuracy, seconds, reason).
     """
-    from edge_transfer.errors import EdgeTransferError
+    from edge_transfer.errors import EdgeTransferError, ModelError
     from edge_transfer.export import ExportConfig, export_run
-    from edge_transfer.runs import read_json
+    from edge_transfer.records import RunInfo, RunMetrics
     from edge_transfer.stats import at_chance, wilson
     from edge_transfer.transfer import PretrainConfig, pretrain
 
@@ -114,15 +114,21 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
                         "seconds": round(time.perf_counter() - start, 1)}
         row["variants"] = {}
         return row
-    metrics = read_json(run / "metrics.json")
-    info = read_json(run / "run.json")
-    n_val = int(metrics.get("val_samples") or info["data"]["sizes"]["val"])
-    val_at_chance = at_chance(wilson(round(metrics["val_accuracy"] * n_val), n_val), classes=5)
+    metrics = RunMetrics.load(run)
+    val, train = metrics.val_accuracy, metrics.train_accuracy
+    if val is None or train is None:
+        raise ModelError(f"{run}/{RunMetrics.FILE_NAME} has no train/val accuracy; the "
+                         "pretrain did not finish: run it again")
+    # The chance test on the images val_accuracy was measured on (older runs: the val split).
+    info = RunInfo.load(run)
+    sizes = info.data.sizes
+    val_size = metrics.val_samples or (sizes.val if sizes else 0)
+    val_at_chance = bool(val_size) and at_chance(wilson(round(val * val_size), val_size), 5)
     row["params"] = _params(run)
-    row["train"] = {"status": "ok", "val_accuracy": round(metrics["val_accuracy"], 4),
-                    "train_accuracy": round(metrics["train_accuracy"], 4), "chance": 0.2,
+    row["train"] = {"status": "ok", "val_accuracy": round(val, 4),
+                    "train_accuracy": round(train, 4), "chance": 0.2,
                     "above_chance": not val_at_chance,
-                    "warnings": [relative_paths(w, workdir) for w in info.get("warnings") or []],
+                    "warnings": [relative_paths(w, workdir) for w in info.warnings],
                     "seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
     try:
