@@ -90,6 +90,7 @@ def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) 
     from edge_transfer.backbones import create
     from edge_transfer.data import load_dataset
     from edge_transfer.models import save_keras_model
+    from edge_transfer.records import RunData, RunInfo
     from edge_transfer.runs import write_json
 
     dataset = load_dataset("digits:0-4", image_size=(size, size))
@@ -102,9 +103,9 @@ def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) 
     save_keras_model(model, out / "model.keras")
     (out / "labels.txt").write_text("\n".join(dataset.class_names) + "\n")
     write_json(out / "preprocessing.json", built.preprocessing.to_dict())
-    write_json(out / "run.json", {"command": "benchmark", "data": {
-        "spec": "digits:0-4", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
-        "shots": None, "fingerprint": dataset.fingerprint()}})
+    RunInfo(command="benchmark", data=RunData(
+        spec="digits:0-4", seed=0, val_fraction=0.15, test_fraction=0.25,
+        fingerprint=dataset.fingerprint())).dump(out / RunInfo.FILE_NAME)
     return out
 
 
