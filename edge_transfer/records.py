@@ -679,6 +679,9 @@ class ExportRecord(FileRecord):
     float_predictions: str | None = None      # the Keras model's top-1 on them
     decision: ExportDecision | None = None
     timing: ExportTiming | None = field(default=None, metadata=OMIT_NONE)
+    # The float model at chance or on one class on the check data: every variant then
+    # "passes" by matching a model that does not work (stats.health_warning, with a hint).
+    float_health: str | None = field(default=None, metadata=OMIT_NONE)
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:

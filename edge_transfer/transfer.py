@@ -280,7 +280,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             head = head_model(model, backbone.extractor)
         with timer.phase("evaluation"):
             metrics = _accuracies(model, splits, pre, cfg)
-        warnings = _chance_warnings(history, metrics, splits)
+        warnings = _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
@@ -357,7 +357,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             metrics = replace(metrics, scratch_test_accuracy=scratch_acc.test_accuracy,
                               scratch_val_accuracy=scratch_acc.val_accuracy,
                               scratch_test_predictions=scratch_acc.test_predictions)
-        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits)
+        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits,
+                                    model, cfg.learning_rate)
         seconds = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -729,16 +730,49 @@ def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
             "model's BatchNorm layers, or start from a pretrain run of this extractor")
 
 
+def untrained_warning(train_accuracy: float, val_accuracy: float, classes: int,
+                      val_size: int, has_batchnorm: bool,
+                      learning_rate: float | None = None) -> str | None:
+    """A warning when validation accuracy is at chance and training accuracy is not clearly
+    above it either (the case :func:`chance_warning` leaves out): the model learned nothing,
+    with what to change (:func:`edge_transfer.advice.untrained_hint`).
+
+    >>> print(untrained_warning(0.20, 0.20, 5, 135, has_batchnorm=False, learning_rate=1e-3))
+    ... # doctest: +ELLIPSIS
+    the model did not learn: validation accuracy 0.200 is chance level (0.200) and training \
+accuracy 0.200 is not clearly above it; it has no BatchNorm layer: ... --learning-rate 0.0001, ...
+    >>> untrained_warning(0.98, 0.20, 5, 135, has_batchnorm=True) is None   # chance_warning's
+    True
+    """
+    from edge_transfer import stats
+    from edge_transfer.advice import untrained_hint
+
+    if classes < 2 or val_size < 1:
+        return None
+    interval = stats.wilson(round(val_accuracy * val_size), val_size)
+    if not stats.at_chance(interval, classes) or train_accuracy >= interval.high + 0.2:
+        return None
+    return (f"the model did not learn: validation accuracy {val_accuracy:.3f} is chance level "
+            f"({1 / classes:.3f}) and training accuracy {train_accuracy:.3f} is not clearly "
+            f"above it; {untrained_hint(has_batchnorm, learning_rate)}")
+
+
 def _chance_warnings(history: dict[str, list[float]], metrics: RunMetrics,
-                     splits: Splits) -> list[str]:
-    """The training-mode accuracy of the best epoch vs the final validation accuracy."""
+                     splits: Splits, model: Any, learning_rate: float) -> list[str]:
+    """The training-mode accuracy of the best epoch vs the final validation accuracy: a
+    warning naming BatchNorm, or one saying the model did not learn (with a hint)."""
+    from edge_transfer.models import has_batchnorm
+
     if metrics.val_accuracy is None:
         return []
     accuracy = history.get("accuracy") or [0.0]
     best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
     train = max(accuracy[min(best, len(accuracy) - 1)], metrics.train_accuracy or 0.0)
     val_size = len(splits.val) if metrics.val_samples is None else metrics.val_samples
-    warning = chance_warning(train, metrics.val_accuracy, splits.train.num_classes, val_size)
+    classes = splits.train.num_classes
+    warning = (chance_warning(train, metrics.val_accuracy, classes, val_size)
+               or untrained_warning(train, metrics.val_accuracy, classes, val_size,
+                                    has_batchnorm(model), learning_rate))
     if warning is None:
         return []
     print(f"warning: {warning}", file=sys.stderr, flush=True)
