@@ -30,9 +30,8 @@ def _same_format(artifacts: Sequence[Artifact], fmt: str) -> list[Artifact]:
 
 
 def _post_training(artifact: Artifact) -> bool:
-    spec = artifact.spec
-    return (spec.precision == "int8" and not spec.qat and spec.keep_float is None
-            and spec.sparsity is None)
+    """Plain post-training int8 (:attr:`~exporters.ExportSpec.post_training`)."""
+    return artifact.spec.precision == "int8" and artifact.spec.post_training
 
 
 def broken(artifact: Artifact, classes: int | None) -> str | None:
@@ -78,8 +77,13 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
         return f"use {best.name}{kept}, which passed"
     steps = []
     if failed.spec.keep_float is not None:
-        steps.append("keep more layers in float (--keep-float-conversions, or name them "
-                     "after `edge-transfer diagnose`)")
+        search = failed.keep_float_search
+        limit = search.limit if search is not None else None
+        bound = {"max_bytes": "--keep-float-max-bytes larger",
+                 "conversions": "--keep-float-conversions larger"}.get(
+                     limit or "", "--keep-float-conversions or --keep-float-max-bytes larger")
+        steps.append(f"keep more layers in float ({bound}, or name them after "
+                     "`edge-transfer diagnose`)")
     elif not mixed:
         steps.append(f"run `edge-transfer diagnose {run} --format {failed.format}` to see "
                      "which layers break, then export with --keep-float auto")

@@ -12,9 +12,9 @@ A data spec is a string:
   MNIST, KMNIST, EMNIST and the like; t10k is the test split.
 - ``path/to/file.npz``: arrays ``x`` (N, H, W[, C]) of 0..255 pixels, ``y`` (N,) integer
   labels, optional ``class_names``; read with ``allow_pickle=False``, ``x`` memory-mapped.
-- ``path/to/folder``: one subfolder per class holding .jpg/.jpeg/.png/.bmp files; or
-  pre-split: ``train/``, ``val/`` (or ``validation/``) and ``test/``, each with one subfolder
-  per class, used as given.
+- ``path/to/folder``: one subfolder per class holding .jpg/.jpeg/.png/.bmp/.gif files (a
+  GIF's first frame); or pre-split: ``train/``, ``val/`` (or ``validation/``) and ``test/``,
+  each with one subfolder per class, used as given.
 
 >>> ds = load_dataset("digits:5-9")
 >>> ds.class_names, ds.x.shape[1:]
@@ -41,7 +41,7 @@ from edge_transfer.errors import DataError
 from edge_transfer.images import Images, concat
 from edge_transfer.preprocessing import as_uint8_batch, convert_channels, resize_batch
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS_PREFIX = "digits"
 FASHION_PREFIX = "fashion-mnist"
 BUILT_IN = (DIGITS_PREFIX, FASHION_PREFIX)
@@ -421,7 +421,7 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             mode = "L" if image.mode in ("L", "I;16", "I", "1") else "RGB"
             pixels = np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path} is not a usable image: {exc}; give a .png, .jpg or .bmp "
+        raise DataError(f"{path} is not a usable image: {exc}; give a .png, .jpg, .bmp or .gif "
                         "file, or remove it") from exc
     batch = as_uint8_batch(pixels[np.newaxis])
     if batch.shape[1:3] != size:
@@ -468,24 +468,28 @@ class _Scan:
 
 def _maybe_truncated(raw: bytes, image_format: str | None) -> bool:
     """Whether a file Pillow's ``verify`` passed may still be cut short (``verify`` checks
-    PNG chunks, not JPEG or BMP data): a JPEG without an end-of-image marker after its last
-    start-of-scan, a BMP shorter than its header says.
+    PNG chunks, not JPEG, BMP or GIF data): a JPEG without an end-of-image marker after its
+    last start-of-scan, a BMP shorter than its header says, a GIF without its trailer byte.
 
     >>> _maybe_truncated(b"\\xff\\xd8...\\xff\\xda...\\xff\\xd9", "JPEG")
     False
     >>> _maybe_truncated(b"\\xff\\xd8...\\xff\\xda...", "JPEG")
     True
+    >>> _maybe_truncated(b"GIF89a...;", "GIF"), _maybe_truncated(b"GIF89a...", "GIF")
+    (False, True)
     """
     if image_format == "JPEG":
         return raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
     if image_format == "BMP" and len(raw) >= 6:
         return int.from_bytes(raw[2:6], "little") > len(raw)
+    if image_format == "GIF":
+        return not raw.endswith(b";")
     return False
 
 
 def scan_images(paths: Sequence[Path], root: Path) -> _Scan:
     """Read every file once, in order: sha256 of names (relative to ``root``), sizes and bytes;
-    each image's header checked (and Pillow's ``verify``), a JPEG or BMP that looks cut short
+    each image's header checked (and Pillow's ``verify``), a JPEG, BMP or GIF that looks cut short
     decoded to be sure; nothing kept. A file that still fails later, when its batch is
     decoded, stops the run with one ``error:`` line naming it (``tfdata.reading``)."""
     from PIL import Image

@@ -410,6 +410,37 @@ class ExportCheck(Record):
     underpowered: str | None = None         # too few samples to resolve a drop of the tolerance
 
 
+@dataclass(frozen=True)
+class KeepFloatTry(Record):
+    """One re-quantization ``--keep-float auto`` judged: how many layers it kept in float,
+    its bytes, its accuracy on the search sample and its paired comparison with float."""
+
+    layers: int
+    bytes: int
+    accuracy: float
+    vs_float: Comparison
+
+
+@dataclass(frozen=True)
+class KeepFloatSearch(Record):
+    """How ``--keep-float auto`` chose an int8-mixed variant's float layers
+    (:mod:`edge_transfer.mixed`): every try (plain int8 first) on ``samples`` validation
+    images paired with the float model, the chosen model's bytes over plain int8's, whether
+    the per-layer errors had to be measured, and why the search stopped."""
+
+    samples: int
+    float_accuracy: float
+    int8_bytes: int
+    max_bytes_ratio: float        # the cap (--keep-float-max-bytes)
+    bytes_ratio: float            # the chosen model's bytes / plain int8's
+    conversions: int              # re-quantizations tried, plain int8 included
+    measured: bool                # per-layer errors measured (not when plain int8 passed)
+    within_budget: bool
+    stopped: str                  # why the search stopped, one line
+    tries: tuple[KeepFloatTry, ...] = ()
+    limit: str | None = None      # the bound it hit: "max_bytes" or "conversions" (or None)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ArtifactOutcome:
     """What exporting one variant gave, declared once for the exporters' ``Artifact`` (which
@@ -427,6 +458,7 @@ class ArtifactOutcome:
     seconds: float | None = None          # converting and writing the file
     check_seconds: float | None = None    # running it over the test split
     notes: tuple[str, ...] = ()      # e.g. what --keep-float auto / QAT left float
+    keep_float_search: KeepFloatSearch | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:
@@ -515,6 +547,7 @@ class LayerDiagnosis(Record):
     cumulative: float     # error built up by its output against the float model
     reading: str
     nodes: tuple[str, ...] = ()
+    weights: int = 0      # weight values its ops hold (float costs ~3 bytes more per value)
 
 
 @dataclass(frozen=True)

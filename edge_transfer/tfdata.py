@@ -73,7 +73,7 @@ def from_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-    augment: bool = False,
+    augment: Sequence[str] = (),
     repeat: bool = False,
     cache_file: Path | None = None,
     shard: tuple[int, int] | None = None,
@@ -149,7 +149,7 @@ def from_arrays(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-    augment: bool = False,
+    augment: Sequence[str] = (),
     repeat: bool = False,
 ) -> Any:
     """uint8 images (N, H, W, C) + labels -> a batched, cached, prefetched ``tf.data.Dataset``
@@ -166,7 +166,7 @@ def from_files(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-    augment: bool = False,
+    augment: Sequence[str] = (),
     repeat: bool = False,
 ) -> Any:
     """Image files streamed from disk (decoded and preprocessed in parallel, cached after the
@@ -189,7 +189,8 @@ def from_files(
     return _finish(ds.cache(), len(y), batch_size, shuffle, seed, augment, repeat)
 
 
-def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int, augment: bool,
+def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int,
+            augment: Sequence[str],
             repeat: bool, batched: bool = False, sharded: tuple[int, int] | None = None) -> Any:
     tf, _ = load()
     if shuffle:
@@ -199,7 +200,7 @@ def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int, augment:
     if not batched:
         ds = ds.batch(batch_size)
     if augment:
-        augmenter = augmentation(seed)
+        augmenter = augmentation(augment, seed)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
@@ -210,11 +211,24 @@ def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int, augment:
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def augmentation(seed: int = 0) -> Any:
-    """Small random shifts, zooms and rotations (no flips: they change digits and text)."""
+AUGMENTATIONS = ("shift", "flip")
+
+
+def augmentation(names: Sequence[str], seed: int = 0) -> Any:
+    """Random changes of training images, by name: ``shift`` (small shifts, zooms and
+    rotations, fit for any image) and ``flip`` (left-right mirror: for photos and clothing,
+    never for digits or text, which it changes).
+
+    >>> augmentation(["flip"]).name  # doctest: +SKIP
+    'augmentation'
+    """
     _, keras = load()
-    return keras.Sequential([
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
-        keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 1),
-        keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 2),
-    ], name="augmentation")
+    layers = {
+        "shift": lambda: [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
+            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 2)],
+        "flip": lambda: [keras.layers.RandomFlip("horizontal", seed=seed + 3)],
+    }
+    return keras.Sequential([layer for name in names for layer in layers[name]()],
+                            name="augmentation")

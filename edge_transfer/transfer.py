@@ -138,6 +138,8 @@ class TrainingConfig:
     eval_batch_size: int = option(256, "batch size of evaluation passes", metavar="N")
     augment: bool = option(False, "random shifts, zooms and small rotations of training "
                                    "images")
+    flip: bool = option(False, "random left-right flips of training images (for photos and "
+                                "clothing; not for digits or text, which a mirror changes)")
     skip_bad_files: bool = option(False, "skip unreadable images in a folder instead of "
                                           "stopping")
     strategy: str = option(
@@ -156,6 +158,15 @@ class TrainingConfig:
     # --precision and --unsafe).
     precision: InitVar[str | None] = None
     unsafe: InitVar[bool | None] = None
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The names of the random changes applied to training images (``tfdata``'s).
+
+        >>> TrainingConfig(data="digits", out=Path("run"), flip=True).augmentations
+        ('flip',)
+        """
+        return tuple(name for name, on in (("shift", self.augment), ("flip", self.flip)) if on)
 
     def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
         """Refuse bad options before anything heavy runs."""
@@ -559,7 +570,7 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
     steps = -(-len(splits.train) // cfg.batch_size)
     workers = _workers(model)
     train = from_dataset(splits.train, pre, cfg.batch_size, shuffle=True, seed=seed,
-                         augment=cfg.augment,
+                         augment=cfg.augmentations,
                          repeat=steps < MIN_STEPS_PER_EPOCH or workers is not None,
                          cache_file=_cache_file(cfg, splits.train, pre, "train"),
                          shard=workers)

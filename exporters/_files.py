@@ -63,7 +63,7 @@ def write_artifact(fmt: str, suffix: str, spec: ExportSpec, data: bytes,
     except Exception as exc:
         interrupts.check(exc)
         raise ConversionError(f"{name}: the {fmt} runtime cannot run the converted file "
-                              f"({one_line(exc, 200, first=True)}); no file was written"
+                              f"({one_line(exc, 400, first=True)}); no file was written"
                               ) from exc
     path = Path(out_dir) / f"model-{spec.name}{suffix}"
     write_bytes_atomic(path, data)

@@ -98,5 +98,5 @@ def test_help_explains_every_option() -> None:
     result = run_cli("finetune", "--help")
     assert result.returncode == 0
     for option in ("--l2sp", "--source-data", "--baseline", "--strategy", "--mixed-precision",
-                   "--shots", "--augment", "--unfreeze", "--weights", "--cut-layer"):
+                   "--shots", "--augment", "--flip", "--unfreeze", "--weights", "--cut-layer"):
         assert option in result.stdout

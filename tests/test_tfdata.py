@@ -32,3 +32,20 @@ def test_disk_and_memory_pipelines_agree(tmp_path: Path) -> None:
     shuffled = from_arrays(memory.x, memory.y, pre, batch_size=10, shuffle=True, seed=3)
     first, second = (next(iter(shuffled))[1].numpy() for _ in range(2))
     assert sorted(first) == sorted(memory.y.tolist()) and not np.array_equal(first, second)
+
+
+def test_flip_mirrors_some_training_images_and_changes_nothing_else() -> None:
+    """``--flip``: each training image is either itself or its left-right mirror, and both
+    occur; without augmentation the batches are the images as given."""
+    from edge_transfer.tfdata import from_arrays
+
+    image = np.zeros((6, 6, 1), np.uint8)
+    image[:, 0] = 255                                   # a bright left edge only
+    x, y = np.repeat(image[np.newaxis], 64, axis=0), np.zeros(64, np.int64)
+    pre = Preprocessing(6, 6, 1, mean=(0.0,), std=(255.0,))
+    plain, _ = next(iter(from_arrays(x, y, pre, batch_size=64)))
+    flipped, _ = next(iter(from_arrays(x, y, pre, batch_size=64, augment=("flip",), seed=1)))
+    mirrored = np.all(flipped.numpy() == pre.apply(image[np.newaxis, :, ::-1]), axis=(1, 2, 3))
+    as_given = np.all(flipped.numpy() == pre.apply(image[np.newaxis]), axis=(1, 2, 3))
+    assert np.all(plain.numpy() == pre.apply(image[np.newaxis]))
+    assert np.all(mirrored | as_given) and 10 < mirrored.sum() < 54

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="a .tflite or .onnx file made by `edge-transfer export`")
     parser.add_argument("images", nargs="*", metavar="IMAGE",
-                        help="image files (.png, .jpg, .bmp), one or more")
+                        help="image files (.png, .jpg, .bmp, .gif), one or more")
     parser.add_argument("--top-k", type=int, default=1, help="labels per image (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
     add_json(parser, "the labels instead of a table")

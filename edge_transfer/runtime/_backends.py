@@ -7,6 +7,7 @@ ONNX Runtime are imported here, lazily, only when a file of their format is load
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -104,6 +105,26 @@ def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
     return TensorInfo(detail["name"], dtype, shape=shape)
 
 
+def litert_load_error(reason: str) -> str:
+    """Why LiteRT refused a model, and what to do: a node it cannot prepare (an op or a
+    quantization this runtime cannot run) is not a damaged file.
+
+    >>> litert_load_error("kernel_util.cc:349 no_integer_overflow_from_quantization was not "
+    ...                   "true.Node number 15 (DEPTHWISE_CONV_2D) failed to prepare.")[:70]
+    'LiteRT cannot prepare node 15 (DEPTHWISE_CONV_2D): kernel_util.cc:349 '
+    >>> litert_load_error("Model provided has model identifier 'abcd'")[-64:]
+    'the file is damaged or not a .tflite: copy it or export it again'
+    """
+    node = re.search(r"Node number (\d+) \((\w+)\) failed to prepare", reason)
+    if node is None:
+        return (f"LiteRT cannot load this model ({reason}); the file is damaged or not a "
+                ".tflite: copy it or export it again")
+    return (f"LiteRT cannot prepare node {node[1]} ({node[2]}): "
+            f"{reason[:node.start()].strip(' .')}; this runtime cannot run that op as "
+            "converted (e.g. an int16x8 depthwise convolution whose scales overflow its "
+            "integer arithmetic): use another precision")
+
+
 class LiteRTBackend:
     """A .tflite file on ``ai_edge_litert.interpreter.Interpreter``."""
 
@@ -117,8 +138,7 @@ class LiteRTBackend:
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             interrupts.check(exc)
-            raise ModelError(f"LiteRT cannot load this model ({one_line(exc)}); the file is "
-                             "damaged or not a .tflite: copy or export it again") from exc
+            raise ModelError(litert_load_error(one_line(exc))) from exc
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
