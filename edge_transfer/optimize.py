@@ -68,13 +68,12 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     fails on stays float. All are named in ``notes``. Raises ConversionError naming the
     layer when QAT cannot be applied.
     """
-    import tensorflow_model_optimization as tfmot
 
-    from edge_transfer import qat_layers
+    from edge_transfer import qat_layers, qat_scheme
 
     _, keras = load()
     try:
-        qat = tfmot.quantization.keras.quantize_model(copy_model(model))
+        qat = qat_scheme.quantize_model(copy_model(model))
     except Exception as first:
         interrupts.check(first)
         try:

@@ -36,7 +36,7 @@ import re
 from functools import cache
 from typing import Any
 
-from edge_transfer import interrupts
+from edge_transfer import interrupts, qat_scheme
 from edge_transfer._keras import load
 from edge_transfer.errors import ConversionError, one_line
 
@@ -260,7 +260,7 @@ def _apply(model: Any, left_float: tuple[str, ...]) -> tuple[Any, list[str]]:
     with quantize.quantize_scope(custom_objects()):
         annotated = keras.models.clone_model(model, clone_function=clone)
         annotated.set_weights(model.get_weights())
-        return quantize.quantize_apply(annotated), floated
+        return qat_scheme.quantize_apply(annotated), floated
 
 
 def _where(layer: Any) -> str:
