@@ -250,6 +250,7 @@ class ExportResult:
     float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
     decision: ExportDecision | None = None
     timing: ExportTiming | None = None
+    float_health: str | None = None         # the float model at chance / on one class
 
     @property
     def ok(self) -> bool:
@@ -273,7 +274,7 @@ class ExportResult:
             versions=versions(),
             artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts),
             samples=self.samples, float_predictions=self.float_predictions,
-            decision=self.decision, timing=self.timing)
+            decision=self.decision, timing=self.timing, float_health=self.float_health)
 
     def to_json(self) -> dict[str, Any]:
         return self.to_record().to_dict()
@@ -496,6 +497,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         float_out = sources.get(ExportSpec.fp32())[1]
         float_top1 = np.argmax(float_out, axis=1)
         float_accuracy = float(np.mean(float_top1 == y_val))
+        float_health = float_model_health(float_accuracy, float_top1, run, model)
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         sources.seconds["float"] = time.perf_counter() - start
         judge = _Judge(y_val, float_accuracy, config)
@@ -529,13 +531,31 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           float_predictions=encode(float_top1),
                           decision=ExportDecision(config.max_accuracy_drop, config.alpha,
                                                   config.decide),
-                          timing=_timing(artifacts, started, jobs, preparation))
+                          timing=_timing(artifacts, started, jobs, preparation),
+                          float_health=float_health)
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
     if config.diagnose:
         _diagnose(run_dir, config, out, report)
     return result
+
+
+def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) -> str | None:
+    """One line when the float model is at chance or predicts one class on the check data
+    (:func:`stats.health_warning`): every variant "passes" by matching it, so the line says
+    that, and what to train differently (:func:`advice.untrained_hint`)."""
+    from edge_transfer.advice import untrained_hint
+    from edge_transfer.models import has_batchnorm
+
+    n = len(top1)
+    line = stats.health_warning(stats.wilson(round(accuracy * n), n), len(run.labels), top1,
+                                run.labels, what="the float model") if n else None
+    if line is None:
+        return None
+    rate = run.info.args.get("learning_rate")
+    return (f"{line} on the test split, so each variant's check only shows it matches a model "
+            f"that does not work; {untrained_hint(has_batchnorm(model), rate)}")
 
 
 def _timing(artifacts: list[Artifact], started: float, jobs: int,
@@ -793,17 +813,7 @@ def _seconds(value: float | None) -> str:
 def result_notes(result: ExportResult) -> list[str]:
     """Warnings worth one line each: a float model at chance or collapsed onto one class,
     and a check whose samples are too few to resolve a drop of the tolerance's size."""
-    notes = []
-    if result.samples is not None and result.float_predictions is not None:
-        from edge_transfer.samples import decode
-
-        n = result.samples.count
-        correct = round(result.float_accuracy * n)
-        line = stats.health_warning(stats.wilson(correct, n), len(result.labels),
-                                    decode(result.float_predictions), result.labels,
-                                    what="the float model")
-        if line:
-            notes.append(line)
+    notes = [result.float_health] if result.float_health else []
     under = {a.check.underpowered for a in result.artifacts
              if a.check is not None and a.check.underpowered}
     notes += [f"export checks: {u} (use more test data, or --max-accuracy-drop larger)"
