@@ -142,7 +142,8 @@ def _rewrite(layer: dict[str, Any]) -> bool:
         layer["config"] = {**base, "trainable": False, "op": function, "value": float(value)}
         layer["inbound_nodes"] = [[[*entry[:3], {}]]]
         return True
-    if _is_tensor_reference(value) and function in _TENSOR_OPS:
+    if isinstance(value, list | tuple) and _is_tensor_reference(value) and \
+            function in _TENSOR_OPS:
         layer["class_name"] = _TENSOR_OPS[function]
         layer.pop("registered_name", None)
         layer["config"] = {**base, "trainable": True}
