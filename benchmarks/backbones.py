@@ -57,7 +57,11 @@ def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    """One backbone in a child process; a crash or timeout becomes a failed row."""
+    """One backbone in a child process; a crash or timeout becomes a failed row (with the
+    registry's family and input size, and paths relative to the run)."""
+    from edge_transfer.support import base_row, relative_paths
+
+    base = base_row(name, args.epochs, not args.no_qat)
     with tempfile.TemporaryDirectory() as tmp:
         row_file = Path(tmp) / "row.json"
         command = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs),
@@ -67,14 +71,14 @@ def measure(name: str, args: argparse.Namespace) -> dict:
             done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
         except subprocess.TimeoutExpired:
-            return {"name": name, "train": {"status": "failed",
-                                            "reason": f"timed out after {args.timeout} s"},
+            return {**base, "train": {"status": "failed",
+                                      "reason": f"timed out after {args.timeout} s"},
                     "variants": {}, "seconds": args.timeout}
         if done.returncode != 0 or not row_file.is_file():
             tail = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["?"]
-            return {"name": name, "train": {"status": "failed",
-                                            "reason": f"process exited {done.returncode}: "
-                                                      f"{tail[0][:200]}"},
+            return {**base, "train": {"status": "failed",
+                                      "reason": f"process exited {done.returncode}: "
+                                                f"{relative_paths(tail[0])[:200]}"},
                     "variants": {}, "seconds": round(time.perf_counter() - start, 1)}
         row = json.loads(row_file.read_text())
         row["seconds"] = round(time.perf_counter() - start, 1)
@@ -142,20 +146,23 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "backbones.json")
     parser.add_argument("--import-row", type=Path, metavar="ROW",
                         help="merge one row written by an interrupted sweep's child")
-    parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite the README table from the JSON (left unchanged)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         run_one(args.one, args.epochs, not args.no_qat, args.row)
         return 0
+    if args.readme and not args.import_row:   # the JSON keeps its sweep's machine and seconds
+        from edge_transfer.support import load_matrix
+
+        update_readme(load_matrix(args.out))
+        return 0
     started, machine_at_start = time.time(), machine()
-    if args.import_row or args.readme:
-        done = {}
-        if args.import_row:
-            row = json.loads(args.import_row.read_text())
-            done[row["name"]] = row
-        update_readme(write(args.out, done, [], started, machine_at_start))
+    if args.import_row:
+        row = json.loads(args.import_row.read_text())
+        update_readme(write(args.out, {row["name"]: row}, [], started, machine_at_start))
         return 0
     names = [n for n in planned(args.all, args.only) if n not in args.skip]
     finished: dict[str, dict] = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from _results import RESULTS, machine, write_result
 
+from edge_transfer.records import RunInfo, RunMetrics
 from edge_transfer.transfer import PretrainConfig, pretrain
 
 PUBLISHED = {"2 Conv <100K parameters": 0.925, "2 Conv ~113K parameters": 0.922,
@@ -45,21 +46,20 @@ def main() -> None:
                                       flip=args.flip, dropout=args.dropout,
                                       eval_samples=args.eval_samples,
                                       batch_size=args.batch_size, verbose=2))
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics, info = RunMetrics.load(run), RunInfo.load(run)
         history = json.loads((run / "history.json").read_text())["pretrain"]
-        info = json.loads((run / "run.json").read_text())
     result = {"command": "python benchmarks/fashion_baseline.py "
                          f"--epochs {args.epochs} --patience {args.patience} "
                          f"--width {args.width} --batch-size {args.batch_size} "
                          f"--dropout {args.dropout} --eval-samples {args.eval_samples}"
                          + "".join(f" --{flag}" for flag in ("augment", "flip")
                                    if getattr(args, flag)),
-              "test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
-              "test_samples": metrics.get("test_samples"),
-              "val_samples": metrics.get("val_samples"), "goal": 0.92,
+              "test_accuracy": metrics.test_accuracy, "val_accuracy": metrics.val_accuracy,
+              "test_samples": metrics.test_samples,
+              "val_samples": metrics.val_samples, "goal": 0.92,
               "published": PUBLISHED, "epochs_run": len(history["loss"]),
               "seconds": round(time.time() - started, 1),
-              "seconds_by_phase": info.get("seconds_by_phase"),
+              "seconds_by_phase": info.seconds_by_phase,
               "machine": load_at_start}
     write_result(args.out, result)
     print(f"small-cnn on Fashion-MNIST: test accuracy {result['test_accuracy']:.4f} "

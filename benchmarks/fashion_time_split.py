@@ -27,6 +27,7 @@ from typing import Any
 
 from _results import RESULTS, machine, write_result
 
+from edge_transfer.records import RunInfo, RunMetrics
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
 COMMAND = ("edge-transfer finetune --data fashion-mnist:5-9 --backbone SRC --shots 10 "
@@ -45,15 +46,14 @@ def measure(source: Path, out: Path) -> dict[str, Any]:
                                   shots=10, baseline="scratch",
                                   source_data="fashion-mnist:0-4", verbose=0))
     written = time.time() - started
-    info = json.loads((run / "run.json").read_text())
-    metrics = json.loads((run / "metrics.json").read_text())
-    phases, seconds = info["seconds_by_phase"], float(info["seconds"])
+    info, metrics = RunInfo.load(run), RunMetrics.load(run)
+    phases, seconds = info.seconds_by_phase or {}, float(info.seconds or 0.0)
     return {"seconds": round(seconds, 1), "seconds_with_writing": round(written, 1),
             "seconds_by_phase": phases,
             "evaluation_share": round(phases["evaluation"] / seconds, 3),
             "epochs": {stage: len(h["loss"]) for stage, h in
                        json.loads((run / "history.json").read_text()).items()},
-            "metrics": {k: metrics[k] for k in METRICS if k in metrics}}
+            "metrics": {k: v for k, v in metrics.to_dict().items() if k in METRICS}}
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = args.source or pretrain(PretrainConfig(
             data="fashion-mnist:0-4", out=Path(tmp, "source"), epochs=5, verbose=2))
-        source_accuracy = json.loads((source / "metrics.json").read_text())["test_accuracy"]
+        source_accuracy = RunMetrics.load(source).test_accuracy
         after = measure(source, Path(tmp, "target"))
     after = {"what": args.what, **after, "machine": at_start,
              "load_average_1min_at_end": round(os.getloadavg()[0], 2)}

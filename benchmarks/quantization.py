@@ -8,12 +8,23 @@ plus the time of one ``diagnose`` against one int8 conversion.
 
     nice -n 5 python benchmarks/quantization.py [--backbones efficientnet_b0,...]
         [--work benchmarks/.quantization-runs] [--pretrain-epochs 15] [--finetune-epochs 8]
-        [--input-size 48] [--rescore]
+        [--input-size 48] [--paired-on val+test|test] [--rescore]
 
 Trained runs are kept in ``--work`` and reused (delete it to retrain). Writes
 ``benchmarks/results/quantization.json`` (``quantization-SIZE.json`` at another input size;
-paths relative to the repository). Each variant is paired against its format's fp32 on the
-same images: on a few hundred images a 1-point difference is inside the noise.
+paths relative to the repository); a run of some backbones replaces their rows and keeps the
+others'. Each variant is paired against its format's fp32 on the same images (val+test
+pooled by default, ``--paired-on test``: the test split alone, which ``--keep-float auto``
+never saw) and the issue's goals are judged on that paired interval, per backbone and
+format (``goals`` in the JSON, and the table printed at the end):
+
+- *int8 misses float*: its drop is significant (exact McNemar p < 0.05) or its whole
+  interval lies below -1 point;
+- *int8-mixed / int8-qat within 1 point*: the interval's lower bound is at or above -1 point
+  ("within 1 pt"), or at least the drop is not significant ("not significantly below": the
+  images cannot resolve 1 point); int8-mixed must also stay at or under 1.5x the int8 bytes.
+
+On a few hundred images a 1-point difference is inside the noise: the verdicts say so.
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ from _results import RESULTS, ROOT, machine, write_result
 
 BACKBONES = {"efficientnet_b0": [], "mobilenet_v3_small": [], "mobilenet_v3_large": [],
              "mobilenet_v2": ["--width", "0.35"]}
+MARGIN = 0.01          # the issue's "1 point"
+ALPHA = 0.05           # significance of a drop (exact McNemar)
+MIXED_BYTES = 1.5      # the issue's cap on int8-mixed: times the int8 bytes
+PAIRED_ON = {"val+test": "vs_float_val_test", "test": "vs_float_test"}
 
 
 def cli(*args: str) -> None:
@@ -55,7 +70,7 @@ def train(backbone: str, work: Path, pretrain_epochs: int, finetune_epochs: int,
     source, target = folder / "source", folder / "target"
     if not (source / "extractor.keras").is_file():
         cli("pretrain", "--data", "digits:0-4", "--out", str(source), "--backbone", backbone,
-            "--weights", "none", "--input-size", str(input_size), *BACKBONES[backbone],
+            "--weights", "none", "--input-size", str(input_size), *BACKBONES.get(backbone, []),
             "--epochs", str(pretrain_epochs), "--patience", "5", "--quiet")
     if not (target / "model.keras").is_file():
         cli("finetune", "--data", "digits:5-9", "--out", str(target), "--backbone", str(source),
@@ -101,6 +116,12 @@ def measure(backbone: str, run: Path, max_drop: float, epochs: int,
         row: dict[str, Any] = {"name": a.name, "status": a.status, "reason": a.reason,
                                "bytes": a.bytes, "kept_float": list(a.spec.keep_float or ()),
                                "notes": list(a.notes), "convert_seconds": a.seconds}
+        if a.keep_float_search is not None:
+            search = a.keep_float_search
+            row["keep_float_search"] = {
+                "bytes_ratio": search.bytes_ratio, "conversions": search.conversions,
+                "measured": search.measured, "within_budget": search.within_budget,
+                "samples": search.samples, "stopped": search.stopped}
         if a.path is not None and a.path.is_file():
             row["ms_per_image"] = _ms_per_image(a.path, pixels)
         rows.append(row)
@@ -140,17 +161,105 @@ def accuracies(run: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
                                for split, c in by_split.items()}
         reference = correct.get(f"{name.split('-')[0]}-fp32")
         if reference is not None and not name.endswith("-fp32"):
-            both = stats.paired(np.concatenate(list(reference.values())),
-                                np.concatenate(list(by_split.values())))
-            row["vs_float_val_test"] = {k: round(v, 4) if isinstance(v, float) else v
-                                        for k, v in both.as_dict().items()}
+            for key, parts in (("vs_float_val_test", ("val", "test")), ("vs_float_test",
+                                                                          ("test",))):
+                cmp = stats.paired(np.concatenate([reference[p] for p in parts]),
+                                   np.concatenate([by_split[p] for p in parts]))
+                row[key] = {k: round(v, 4) if isinstance(v, float) else v
+                            for k, v in cmp.as_dict().items()}
         out[name] = row
     return out
 
 
-def rescore(path: Path, work: Path, input_size: int) -> None:
-    """Recompute the accuracy columns of an existing result file from the exported files
-    kept in ``work`` (no export, no training): ``--rescore``."""
+def verdict(cmp: dict[str, Any], alpha: float = ALPHA, margin: float = MARGIN) -> str:
+    """A variant against its format's float on the paired images: ``below`` (significantly
+    below float, or the whole interval below -1 point), ``within 1 pt`` (the interval's lower
+    bound at or above -1 point), else ``not significantly below`` (cannot resolve 1 point).
+
+    >>> verdict({"difference": -0.045, "low": -0.07, "high": -0.02, "p_value": 0.001})
+    'below'
+    >>> verdict({"difference": -0.008, "low": -0.027, "high": 0.009, "p_value": 0.45})
+    'not significantly below'
+    >>> verdict({"difference": 0.0, "low": -0.006, "high": 0.006, "p_value": 1.0})
+    'within 1 pt'
+    """
+    if (cmp["difference"] < 0 and cmp["p_value"] < alpha) or cmp["high"] < -margin:
+        return "below"
+    if cmp["low"] >= -margin:
+        return "within 1 pt"
+    return "not significantly below"
+
+
+def goals(variants: list[dict[str, Any]], paired_on: str = "val+test") -> list[dict[str, Any]]:
+    """Per format, the issue's goals judged on the paired interval of ``paired_on``: does
+    int8 miss float; is int8-mixed within 1 point at <= 1.5x the int8 bytes (asked where
+    int8 misses float); is int8-qat ok and within 1 point."""
+    key = PAIRED_ON[paired_on]
+    by_name = {v["name"]: v for v in variants}
+    out = []
+    for fmt in dict.fromkeys(v["name"].split("-")[0] for v in variants):
+        int8 = by_name.get(f"{fmt}-int8")
+        judged: dict[str, Any] = {"format": fmt, "paired_on": paired_on}
+        misses = None
+        for name in ("int8", "int8-mixed", "int8-qat"):
+            row = by_name.get(f"{fmt}-{name}")
+            if row is None:
+                continue
+            cmp = row.get(key)
+            entry: dict[str, Any] = {"status": row["status"]}
+            if cmp is not None:
+                judged["paired_images"] = cmp["n"]
+                entry.update(verdict=verdict(cmp), difference=cmp["difference"],
+                             low=cmp["low"], high=cmp["high"], p_value=cmp["p_value"])
+            if name == "int8":
+                misses = entry.get("verdict") == "below"
+                entry["misses_float"] = misses
+            else:
+                holds = row["status"] == "ok" and entry.get("verdict") not in (None, "below")
+                if name == "int8-mixed":
+                    ratio = (round(row["bytes"] / int8["bytes"], 3)
+                             if int8 and int8.get("bytes") and row.get("bytes") else None)
+                    entry.update(bytes_over_int8=ratio, kept_float=len(row["kept_float"]))
+                    holds = holds and ratio is not None and ratio <= MIXED_BYTES
+                    # the goal is asked only where plain int8 misses float
+                    entry["goal_met"] = holds if misses else None
+                else:
+                    entry["goal_met"] = holds
+            judged[name.replace("-", "_")] = entry
+        out.append(judged)
+    return out
+
+
+def print_goals(rows: list[dict[str, Any]]) -> None:
+    """The verdicts of every backbone row, one line per variant."""
+    def pt(x: float) -> str:
+        return f"{x * 100:+.1f}"
+
+    for row in rows:
+        for g in row.get("goals", []):
+            print(f"{row['backbone']} {g['format']} at {row.get('input_size', 48)} px: "
+                  f"{g.get('paired_images', '?')} paired {g['paired_on']} images", flush=True)
+            for name in ("int8", "int8_mixed", "int8_qat"):
+                e = g.get(name)
+                if e is None:
+                    continue
+                if "verdict" not in e:
+                    print(f"  {name:11} {e['status']}", flush=True)
+                    continue
+                met = {True: "yes", False: "NO", None: "not asked (int8 does not miss)"}
+                extra = (f"misses float: {'YES' if e['misses_float'] else 'no'}"
+                         if name == "int8" else f"goal met: {met[e['goal_met']]}")
+                if name == "int8_mixed":
+                    extra = (f"{e['bytes_over_int8']}x int8, {e['kept_float']} float; "
+                             + extra)
+                print(f"  {name:11} {pt(e['difference'])} pt [{pt(e['low'])}, "
+                      f"{pt(e['high'])}] p={e['p_value']:.3f}  {e['verdict']:24} {extra}",
+                      flush=True)
+
+
+def rescore(path: Path, work: Path, input_size: int, paired_on: str = "val+test") -> None:
+    """Recompute the accuracy columns and the goals of an existing result file from the
+    exported files kept in ``work`` (no export, no training): ``--rescore``."""
     import json
 
     from edge_transfer.records import ExportRecord
@@ -158,11 +267,17 @@ def rescore(path: Path, work: Path, input_size: int) -> None:
     report = json.loads(path.read_text())
     for row in report["backbones"]:
         export_dir = run_folder(work, row["backbone"], input_size) / "target" / "bench-export"
-        files = {a.name: export_dir / a.file for a in ExportRecord.load(export_dir).artifacts
-                 if a.file is not None and (export_dir / a.file).is_file()}
-        scored = accuracies(export_dir.parent, files)
-        row["variants"] = [{**v, **scored.get(v["name"], {})} for v in row["variants"]]
+        if (export_dir / ExportRecord.FILE_NAME).is_file():
+            files = {a.name: export_dir / a.file for a in ExportRecord.load(export_dir).artifacts
+                     if a.file is not None and (export_dir / a.file).is_file()}
+            scored = accuracies(export_dir.parent, files)
+            row["variants"] = [{**v, **scored.get(v["name"], {})} for v in row["variants"]]
+        else:   # its exports are not in this --work: its goals from the recorded figures
+            print(f"{row['backbone']}: no exports in {export_dir}, accuracies kept as recorded",
+                  flush=True)
+        row["goals"] = goals(row["variants"], paired_on)
     write_result(path, report)
+    print_goals(report["backbones"])
 
 
 def merged(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -193,16 +308,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path,
                         help="(default: results/quantization.json at 48 px, "
                              "results/quantization-SIZE.json at another size)")
+    parser.add_argument("--paired-on", choices=list(PAIRED_ON), default="val+test",
+                        help="the images the goals are judged on, paired with float: val and "
+                             "test pooled (more images), or test alone (--keep-float auto "
+                             "chose its layers on val)")
     parser.add_argument("--rescore", action="store_true",
-                        help="only recompute the accuracy columns from the kept exports")
+                        help="only recompute the accuracy columns and goals from the kept "
+                             "exports")
     args = parser.parse_args()
     args.out = args.out or RESULTS / ("quantization.json" if args.input_size == 48
                                       else f"quantization-{args.input_size}.json")
     sys.path.insert(0, str(ROOT))
     if args.rescore:
-        rescore(args.out, args.work, args.input_size)
+        rescore(args.out, args.work, args.input_size, args.paired_on)
         return 0
     results, load_at_start = [], machine()
+    rows: list[dict[str, Any]] = []
     for backbone in args.backbones.split(","):
         print(backbone, flush=True)
         run = train(backbone, args.work, args.pretrain_epochs, args.finetune_epochs,
@@ -211,16 +332,24 @@ def main() -> int:
             continue
         results.append(measure(backbone, run, args.max_accuracy_drop, args.qat_epochs,
                                tuple(args.formats.split(",")), not args.no_qat))
+        results[-1]["goals"] = goals(results[-1]["variants"], args.paired_on)
+        settings = {"input_size": args.input_size, "pretrain_epochs": args.pretrain_epochs,
+                    "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
+                    "max_accuracy_drop": args.max_accuracy_drop}
+        rows = [{**r, "goals": r.get("goals") or goals(r["variants"], args.paired_on)}
+                for r in merged(args.out, {**results[-1], **settings,
+                                           "machine": load_at_start})]
         write_result(args.out, {
             "benchmark": "quantization", "pretrain_epochs": args.pretrain_epochs,
             "finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-            "backbones": merged(args.out, {**results[-1], "machine": load_at_start})})
+            "input_size": args.input_size, "backbones": rows})
         for row in results[-1]["variants"]:
             print(f"  {row['name']:20} {row['status']:6} val {row.get('val_accuracy', '-')} "
                   f"test {row.get('test_accuracy', '-')} bytes {row['bytes']} "
                   f"ms {row.get('ms_per_image', '-')} float {row['kept_float']}", flush=True)
         print(f"  diagnose/int8 conversion: {results[-1]['diagnose_over_int8_conversion']}",
               flush=True)
+    print_goals(rows)
     return 0
 
 

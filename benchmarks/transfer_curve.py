@@ -13,7 +13,6 @@ benchmarks/results/transfer_curve[_fashion].json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 from _results import RESULTS, machine, write_result
 
+from edge_transfer.records import RunMetrics
 from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
 TASKS: dict[str, dict[str, Any]] = {
@@ -61,9 +61,9 @@ def main() -> None:
                                               epochs=args.epochs,
                                               finetune_epochs=args.finetune_epochs,
                                               baseline="scratch", verbose=0))
-                m = json.loads((run / "metrics.json").read_text())
-                rows.append({"seed": seed, "shots": shots, "transfer": m["test_accuracy"],
-                             "scratch": m["scratch_test_accuracy"],
+                m = RunMetrics.load(run)
+                rows.append({"seed": seed, "shots": shots, "transfer": m.test_accuracy,
+                             "scratch": m.scratch_test_accuracy,
                              **paired_gain(run, m), "seconds": time.time() - started})
                 print(rows[-1], flush=True)
             result = summary(args, task, rows, load_at_start)  # kept after every seed
@@ -105,7 +105,7 @@ def summary(args: argparse.Namespace, task: dict[str, Any], rows: list[dict[str,
     return result
 
 
-def paired_gain(run: Path, metrics: dict[str, Any]) -> dict[str, float]:
+def paired_gain(run: Path, metrics: RunMetrics) -> dict[str, float]:
     """Transfer minus scratch on the same test images: the difference, its 95% interval
     and the exact McNemar p-value (a gain inside the noise has a wide interval)."""
     from edge_transfer import stats
@@ -113,8 +113,10 @@ def paired_gain(run: Path, metrics: dict[str, Any]) -> dict[str, float]:
     from edge_transfer.samples import decode
 
     labels = Run.open(run).splits.get("test").y
-    gain = stats.paired(decode(metrics["scratch_test_predictions"]) == labels,
-                        decode(metrics["test_predictions"]) == labels)
+    if metrics.scratch_test_predictions is None or metrics.test_predictions is None:
+        raise SystemExit(f"{run}/metrics.json has no test predictions of both models")
+    gain = stats.paired(decode(metrics.scratch_test_predictions) == labels,
+                        decode(metrics.test_predictions) == labels)
     return {"gain": round(gain.difference, 4), "gain_low": round(gain.interval.low, 4),
             "gain_high": round(gain.interval.high, 4), "gain_p": gain.p_value}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge_transfer.bundle import MANIFEST, create_bundle
 from edge_transfer.errors import BenchSourceError
-from edge_transfer.records import ExportRecord
+from edge_transfer.records import ExportRecord, RunInfo
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
 
@@ -26,7 +26,7 @@ def as_bundle(path: Path, tmp: Path) -> tuple[Path, list[str]]:
         return path, []
     if path.is_dir() and (path / MANIFEST).is_file():
         return path, []
-    if path.is_dir() and (path / "run.json").is_file():
+    if path.is_dir() and (path / RunInfo.FILE_NAME).is_file():
         export_dir = path / "export"
         if not (export_dir / ExportRecord.FILE_NAME).is_file():
             raise BenchSourceError(f"{path} has no export ({export_dir}/export.json): run "
@@ -59,7 +59,7 @@ def _export_of(export_dir: Path) -> ExportRecord:
 
 def _run_of(export_dir: Path) -> Path:
     run = Path(_export_of(export_dir).run or "")
-    if not (run / "run.json").is_file():
+    if not (run / RunInfo.FILE_NAME).is_file():
         raise BenchSourceError(f"{export_dir}/export.json names run {str(run)!r}, which is "
                                "not there; bench the bundle of the run instead")
     return run

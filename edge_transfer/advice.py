@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_transfer import stats
-from edge_transfer.samples import decode
+from edge_transfer.samples import SamplesError, decode
 from exporters import Artifact
 
 
@@ -30,14 +30,14 @@ def _same_format(artifacts: Sequence[Artifact], fmt: str) -> list[Artifact]:
 
 
 def _post_training(artifact: Artifact) -> bool:
-    spec = artifact.spec
-    return (spec.precision == "int8" and not spec.qat and spec.keep_float is None
-            and spec.sparsity is None)
+    """Plain post-training int8 (:attr:`~exporters.ExportSpec.post_training`)."""
+    return artifact.spec.precision == "int8" and artifact.spec.post_training
 
 
 def broken(artifact: Artifact, classes: int | None) -> str | None:
-    """How ``artifact``'s check shows a broken model (at chance, or one class for nearly
-    every sample), or None: a state more training does not fix.
+    """How ``artifact``'s check shows a broken model, or None: :func:`stats.health_warning`
+    (at chance, or one class for nearly every sample) of its check, a state more training of
+    the same file does not fix.
 
     >>> from exporters import ExportSpec
     >>> from edge_transfer.records import ExportCheck
@@ -45,21 +45,38 @@ def broken(artifact: Artifact, classes: int | None) -> str | None:
     >>> check = ExportCheck(samples=100, max_abs_diff=0.9, top1_agreement=0.2, accuracy=0.2,
     ...                     tolerance=0.01, passed=False, predictions=encode([4] * 100))
     >>> broken(Artifact("tflite", ExportSpec.int8(), status="failed", check=check), 5)
-    'at chance (accuracy 20.0 [13.3, 28.9] contains 1/5)'
+    'tflite-int8 is at chance: accuracy 20.0 [13.3, 28.9] contains 1/5 = 20.0'
     """
     check = artifact.check
     if check is None or not check.samples:
         return None
     interval = stats.wilson(round(check.accuracy * check.samples), check.samples)
-    if classes is not None and stats.at_chance(interval, classes):
-        return f"at chance (accuracy {interval.points()} contains 1/{classes})"
+    predictions = None
     if check.predictions:
-        predictions = decode(check.predictions)
-        top = stats.collapsed(predictions)
-        if top is not None:
-            return (f"predicting class {top} for {(predictions == top).mean():.0%} of "
-                    f"{predictions.size} samples")
-    return None
+        try:
+            predictions = decode(check.predictions)
+        except SamplesError:
+            predictions = None
+    return stats.health_warning(interval, classes or 0, predictions, what=artifact.name)
+
+
+def untrained_hint(has_batchnorm: bool, learning_rate: float | None = None) -> str:
+    """What to try when a model trained from random weights learned nothing (training
+    accuracy at chance too): a network without BatchNorm (VGG) needs a lower learning rate.
+
+    >>> untrained_hint(False, 1e-3)
+    'it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from random \
+weights often learns nothing at this learning rate; train again with --learning-rate 0.0001, \
+or from pretrained weights'
+    >>> untrained_hint(True)
+    'train again with more --epochs, a lower --learning-rate, or from pretrained weights'
+    """
+    if has_batchnorm:
+        return "train again with more --epochs, a lower --learning-rate, or from pretrained weights"
+    lower = f"{learning_rate / 10:g}" if learning_rate else "1e-4"
+    return ("it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from "
+            "random weights often learns nothing at this learning rate; train again with "
+            f"--learning-rate {lower}, or from pretrained weights")
 
 
 def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
@@ -78,8 +95,13 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
         return f"use {best.name}{kept}, which passed"
     steps = []
     if failed.spec.keep_float is not None:
-        steps.append("keep more layers in float (--keep-float-conversions, or name them "
-                     "after `edge-transfer diagnose`)")
+        search = failed.keep_float_search
+        limit = search.limit if search is not None else None
+        bound = {"max_bytes": "--keep-float-max-bytes larger",
+                 "conversions": "--keep-float-conversions larger"}.get(
+                     limit or "", "--keep-float-conversions or --keep-float-max-bytes larger")
+        steps.append(f"keep more layers in float ({bound}, or name them after "
+                     "`edge-transfer diagnose`)")
     elif not mixed:
         steps.append(f"run `edge-transfer diagnose {run} --format {failed.format}` to see "
                      "which layers break, then export with --keep-float auto")
@@ -94,6 +116,5 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
         steps.append("export fp16 or dynamic, which keep activations in float")
     advice = "; or ".join(steps)
     if how is not None:
-        return (f"this QAT file is {how}, a broken conversion that more --qat-epochs will "
-                f"not fix: {advice}")
+        return f"{how}: a broken conversion that more --qat-epochs will not fix: {advice}"
     return advice

@@ -76,22 +76,32 @@ class DiagnoseConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class Measured:
-    """Per-layer errors of one format, and how to build a model keeping layers in float."""
+class Quantizer:
+    """One format's int8 of one calibration: re-quantize it keeping layers in float (cheap),
+    run a quantized model, and measure the per-layer errors (the costly part, on demand)."""
 
-    layers: tuple[LayerDiagnosis, ...]        # graph order
+    fmt: str
     quantize: Callable[[tuple[str, ...]], Any]  # layer names -> model (bytes or onnx proto)
-    predict: Callable[[Any, np.ndarray], np.ndarray]
+    serialize: Callable[[Any], bytes]           # a quantized model as its file's bytes
+    _measure: Callable[[np.ndarray, Any], tuple[LayerDiagnosis, ...]]
+
+    def size(self, model: Any) -> int:
+        """The bytes of a quantized model's file."""
+        return len(self.serialize(model))
+
+    def measure(self, x: np.ndarray, int8: Any | None = None) -> tuple[LayerDiagnosis, ...]:
+        """Per-layer local and cumulative int8 error on ``x``, in graph order (``int8``: the
+        plain int8 model, when it is already made)."""
+        return self._measure(x, int8)
 
 
-def measure(fmt: str, source: Any, calibration: Any, x: np.ndarray, *, opset: int = 17,
-            keras_model: Any | None = None) -> Measured:
-    """Per-layer local and cumulative int8 error of ``source`` on ``x`` (graph order)."""
+def quantizer(fmt: str, source: Any, calibration: Any, *, opset: int = 17,
+              keras_model: Any | None = None) -> Quantizer:
+    """Calibrate ``source`` once for ``fmt`` (the expensive part of an int8 conversion)."""
     if fmt == "tflite":
         from exporters import _tflite_debug as tfl
 
         calibrated = tfl.calibrate(source, calibration)
-        errors = tfl.measure(calibrated, x)
 
         def nodes(layer: str) -> list[str]:
             return tfl.nodes_of(calibrated, layer)
@@ -103,52 +113,73 @@ def measure(fmt: str, source: Any, calibration: Any, x: np.ndarray, *, opset: in
             return tfl.quantize(calibrated, denylisted_nodes=[n for la in layers
                                                               for n in nodes(la)])
 
-        quantize: Callable[[tuple[str, ...]], Any] = quantize_tfl
-        predict = _predict_tflite
-    else:
-        from exporters import _onnx_debug as onx
-        from exporters._types import ExportOptions
+        def measure_tfl(x: np.ndarray, _int8: Any) -> tuple[LayerDiagnosis, ...]:
+            return _by_layer(tfl.measure(calibrated, x), nodes, op_types,
+                             calibrated.weights_of, keras_model)
 
-        prepared = onx.prepare(source, ExportOptions(opset=opset))
-        errors = onx.measure(prepared, calibration, x)
-        nodes = prepared.nodes_of
+        return Quantizer(fmt, quantize_tfl, bytes, measure_tfl)
 
-        def op_types(layer: str) -> list[str]:
-            names = set(nodes(layer))
-            return [op for node, op, _ in prepared.producers.values() if node in names]
+    from exporters import _onnx_debug as onx
+    from exporters._types import ExportOptions
 
-        def quantize_onnx(layers: tuple[str, ...]) -> Any:
-            return onx.quantize(prepared, calibration, [n for la in layers for n in nodes(la)])
+    prepared = onx.prepare(source, ExportOptions(opset=opset))
 
-        quantize = quantize_onnx
-        predict = _predict_onnx
-    return Measured(_by_layer(errors, nodes, op_types, keras_model), quantize, predict)
+    def op_types_onnx(layer: str) -> list[str]:
+        names = set(prepared.nodes_of(layer))
+        return [op for node, op, _ in prepared.producers.values() if node in names]
 
+    def quantize_onnx(layers: tuple[str, ...]) -> Any:
+        return onx.quantize(prepared, calibration,
+                            [n for la in layers for n in prepared.nodes_of(la)])
 
-def _predict_tflite(model: bytes, x: np.ndarray) -> np.ndarray:
-    import tempfile
+    def measure_onnx(x: np.ndarray, int8: Any) -> tuple[LayerDiagnosis, ...]:
+        return _by_layer(onx.measure(prepared, calibration, x, quantized=int8),
+                         prepared.nodes_of, op_types_onnx, prepared.weights_of, keras_model)
 
-    from exporters import tflite
-
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(model)
-        return tflite.predict(path, x)
+    return Quantizer(fmt, quantize_onnx, _onnx_bytes, measure_onnx)
 
 
-def _predict_onnx(model: Any, x: np.ndarray) -> np.ndarray:
-    import tempfile
+def _onnx_bytes(model: Any) -> bytes:
+    return bytes(model.SerializeToString())
 
-    from exporters import onnx as onnx_exporter
 
-    with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(model.SerializeToString())
-        return onnx_exporter.predict(path, x)
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """What a quantized model is judged on: a fixed stratified sample of a run's validation
+    split (read a batch at a time) with the float model's per-image correctness on it, and
+    the few images the per-layer errors are measured on. ``diagnose``'s two accuracies and
+    ``--keep-float auto``'s tries (paired with float) both use it."""
+
+    data: Any                     # edge_transfer.export.CheckData
+    float_correct: np.ndarray     # the float model right or wrong, per image of ``data``
+    x_measure: np.ndarray
+
+    @property
+    def float_accuracy(self) -> float:
+        return float(np.mean(self.float_correct))
+
+    def correct(self, quantizer: Quantizer, model: Any) -> np.ndarray:
+        """A quantized model right or wrong, per image of ``data`` (in its order)."""
+        with quiet():
+            outputs = self.data.predict_file(quantizer.serialize(model), quantizer.fmt)
+        return np.asarray(outputs.argmax(1) == self.data.y)
+
+
+def validation_sample(run: Any, model: Any, count: int, measure: int,
+                      seed: int = 0) -> Sample:
+    """At most ``count`` validation images (streamed; the float model run over them once)
+    and ``measure`` of them as arrays, both fixed stratified samples of ``seed``."""
+    from edge_transfer.export import CheckData
+    from edge_transfer.transfer import predict_split
+
+    data = CheckData.sample(run, "val", count, seed)
+    float_out = predict_split(model, data.split, data.preprocessing)
+    return Sample(data, np.asarray(float_out.argmax(1) == data.y),
+                  run.sample_arrays("val", measure, seed)[0])
 
 
 def _by_layer(errors: list[TensorError], nodes: Callable[[str], list[str]],
-              op_types: Callable[[str], list[str]],
+              op_types: Callable[[str], list[str]], weights: Callable[[list[str]], int],
               keras_model: Any | None) -> tuple[LayerDiagnosis, ...]:
     """Group tensor errors by Keras layer (graph order), read each one."""
     groups: dict[str, list[TensorError]] = {}
@@ -173,7 +204,7 @@ def _by_layer(errors: list[TensorError], nodes: Callable[[str], list[str]],
                             range_ratio=(ranges[depth] / max(float(np.median(neighbours)),
                                                              1e-12) if neighbours else 1.0),
                             weights=_kernel(keras_model, name)),
-            nodes=tuple(nodes(name))))
+            nodes=tuple(nodes(name)), weights=weights(nodes(name))))
     return tuple(out)
 
 
@@ -245,13 +276,9 @@ def ranked(layers: tuple[LayerDiagnosis, ...]) -> tuple[LayerDiagnosis, ...]:
 
 def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> Diagnosis:
     """Measure, write ``diagnose.json`` (all diagnoses of the folder) and the depth plot."""
-    from edge_transfer.export import (
-        CheckData,
-        ExportConfig,
-        calibration_data,
-        load_run_model,
-        output_dir,
-    )
+    import tempfile
+
+    from edge_transfer.export import ExportConfig, calibration_data, load_run_model, output_dir
     from edge_transfer.runs import Run
     from exporters import KerasSource
 
@@ -266,28 +293,25 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
     out = output_dir(run_dir, export_config, create=True)
     # Only what is measured is read: config.samples images for the per-layer errors, and at
     # most ACCURACY_SAMPLES (a fixed stratified sample) streamed for the two accuracies.
-    x_measure, _ = run.sample_arrays("val", config.samples, config.seed)
-    data = CheckData.sample(run, "val", ACCURACY_SAMPLES, config.seed)
-    import tempfile
-
+    sample = validation_sample(run, model, ACCURACY_SAMPLES, config.samples, config.seed)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-diagnose-") as work:
         source = KerasSource(model, Path(work))
         calibration = calibration_data(run, export_config, source.input_name)
         start = time.perf_counter()
         with quiet():
-            measured = measure(config.format, source, calibration, x_measure,
-                               opset=config.opset, keras_model=model)
-            int8 = measured.quantize(())
-            quantized = data.predict(lambda x: measured.predict(int8, x))
+            q = quantizer(config.format, source, calibration, opset=config.opset,
+                          keras_model=model)
+            int8 = q.quantize(())
+            layers = q.measure(sample.x_measure, int8)
+        quantized = sample.correct(q, int8)
         seconds = time.perf_counter() - start
-    float_out = data.predict(lambda x: np.asarray(model(x, training=False)))
     plot = out / f"diagnose-{config.format}-{config.precision}.png"
     diagnosis = Diagnosis(
         run=str(run.path), format=config.format, precision=config.precision,
-        samples=len(x_measure), float_accuracy=float(np.mean(float_out.argmax(1) == data.y)),
-        quantized_accuracy=float(np.mean(quantized.argmax(1) == data.y)),
-        seconds=round(seconds, 3), layers=ranked(measured.layers), plot=plot.name,
-        by_depth=tuple(la.layer for la in measured.layers))
+        samples=len(sample.x_measure), float_accuracy=sample.float_accuracy,
+        quantized_accuracy=float(np.mean(quantized)),
+        seconds=round(seconds, 3), layers=ranked(layers), plot=plot.name,
+        by_depth=tuple(la.layer for la in layers))
     plot_errors(diagnosis, plot)
     others = [d for d in load_diagnoses(out)
               if (d.format, d.precision) != (config.format, config.precision)]
@@ -344,7 +368,8 @@ def markdown_section(export_dir: Path, out_dir: Path) -> str:
     mixed = [a for a in record.artifacts if a.kept_float is not None]
     if mixed:
         lines += ["", "## Layers kept in float (int8-mixed)", ""]
-        lines += [f"- **{a.name}**: {', '.join(a.kept_float or ()) or 'none'}" for a in mixed]
+        lines += [f"- **{a.name}**: {', '.join(a.kept_float or ()) or 'none (plain int8)'}"
+                  for a in mixed]
         lines.append("")
     return "\n".join(lines)
 

@@ -34,12 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import exporters
-from edge_transfer import export_workers, interrupts, stats
+from edge_transfer import export_workers, interrupts, mixed, stats
 from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option, renamed
@@ -51,6 +51,9 @@ from edge_transfer.samples import encode
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
+
+if TYPE_CHECKING:
+    from edge_transfer.diagnose import Sample
 
 EXPORT_FILE = ExportRecord.FILE_NAME
 PREVIOUS_FILE = f".{EXPORT_FILE}.previous"
@@ -107,14 +110,21 @@ class ExportConfig:
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
     keep_float: tuple[str, ...] | None = option(
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
-              "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float; auto keeps the fewest of "
-              "the layers `edge-transfer diagnose` ranks worst, 1, 2, 3, 5, 8, 13... at a time, "
-              "until accuracy (on a fixed stratified sample of at most 2,000 validation "
-              "images) is within --max-accuracy-drop of float, in at most "
-              "--keep-float-conversions re-quantizations of one calibration",
+              "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float. auto tries plain int8 "
+              "first and keeps no layer when it is within --max-accuracy-drop of float and "
+              "not significantly below it (paired, on a fixed stratified sample of at most "
+              "2,000 validation images); else it keeps the layers `edge-transfer diagnose` "
+              "ranks worst per float byte they cost, 1, 2, 3, 5, 8... at a time, until it is, "
+              "in a bounded number of conversions (at most --keep-float-conversions "
+              "re-quantizations of one calibration), never past --keep-float-max-bytes",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
-    keep_float_conversions: int = option(6, "--keep-float auto: at most N tries (6: up to 13 "
-                                            "layers)", metavar="N")
+    keep_float_conversions: int = option(
+        mixed.MAX_CONVERSIONS, "--keep-float auto: at most N re-quantizations, plain int8 "
+                               "included (7: up to 13 layers)", metavar="N")
+    keep_float_max_bytes: float = option(
+        mixed.MAX_BYTES, "--keep-float auto: keep no more layers in float than fit in this "
+                         "many times the plain int8 file's bytes (a layer's weights cost about "
+                         "4x their int8 bytes in float)", metavar="RATIO")
     diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
                                    "format's int8 (as `edge-transfer diagnose`)")
     jobs: int | None = option(
@@ -191,9 +201,18 @@ class ExportConfig:
                 raise UnsupportedExportError("--keep-float needs a format that does int8")
         if self.keep_float_conversions < 1:
             raise UnsupportedExportError("--keep-float-conversions must be at least 1")
+        if not self.keep_float_max_bytes >= 1.0:
+            raise UnsupportedExportError(
+                f"--keep-float-max-bytes {self.keep_float_max_bytes} must be at least 1 (times "
+                "the plain int8 file's bytes); 1.5 is the default")
         if self.jobs is not None and self.jobs < 1:
             raise UnsupportedExportError(
                 f"--jobs {self.jobs} must be at least 1 (1: one variant after another)")
+
+    @property
+    def rule(self) -> stats.Rule:
+        """``decide`` as the rule :func:`edge_transfer.stats.decide` takes."""
+        return "point" if self.decide == "point" else "significant"
 
     def variants(self) -> list[tuple[str, ExportSpec]]:
         """Every (format, spec) to produce, format by format: asked precisions, QAT, pruned."""
@@ -210,7 +229,7 @@ class ExportConfig:
             if self.prune is not None:
                 pruned = self.prune_precisions or self.precisions
                 specs += [s.pruned(self.prune) for s in specs
-                          if not s.qat and s.keep_float is None and s.precision in pruned]
+                          if s.post_training and s.precision in pruned]
             out += [(name, spec) for spec in specs]
         return out
 
@@ -231,6 +250,7 @@ class ExportResult:
     float_predictions: str | None = None    # the Keras model's top-1 on them (encoded)
     decision: ExportDecision | None = None
     timing: ExportTiming | None = None
+    float_health: str | None = None         # the float model at chance / on one class
 
     @property
     def ok(self) -> bool:
@@ -254,7 +274,7 @@ class ExportResult:
             versions=versions(),
             artifacts=tuple(a.to_record(self.out_dir) for a in self.artifacts),
             samples=self.samples, float_predictions=self.float_predictions,
-            decision=self.decision, timing=self.timing)
+            decision=self.decision, timing=self.timing, float_health=self.float_health)
 
     def to_json(self) -> dict[str, Any]:
         return self.to_record().to_dict()
@@ -328,19 +348,16 @@ class _Sources:
                                                                    batch_size=256))
 
     @cached_property
-    def search_data(self) -> tuple[CheckData, float, np.ndarray]:
+    def search_data(self) -> Sample:
         """``--keep-float auto``'s data, the same for every format (read and predicted once):
-        at most ``mixed.SEARCH_SAMPLES`` validation images, the float model's accuracy on
-        them, and the ``mixed.MEASURE_SAMPLES`` images the per-layer errors are measured on."""
-        from edge_transfer import mixed
+        at most ``mixed.SEARCH_SAMPLES`` validation images with the float model right or
+        wrong on each, and the ``mixed.MEASURE_SAMPLES`` the per-layer errors are measured
+        on."""
+        from edge_transfer.diagnose import validation_sample
 
-        source = self.get(ExportSpec.fp32())[0]
-        seed = self.config.seed
-        selection = CheckData.sample(self.run, "val", mixed.SEARCH_SAMPLES, seed)
-        accuracy = float(np.mean(selection.predict(
-            lambda x: np.asarray(source.model(x, training=False))).argmax(1) == selection.y))
-        return (selection, accuracy,
-                self.run.sample_arrays("val", mixed.MEASURE_SAMPLES, seed)[0])
+        model = self.get(ExportSpec.fp32())[0].model
+        return validation_sample(self.run, model, mixed.SEARCH_SAMPLES, mixed.MEASURE_SAMPLES,
+                                 self.config.seed)
 
     def get(self, spec: ExportSpec) -> tuple[KerasSource, np.ndarray]:
         key = "qat" if spec.qat else "pruned" if spec.sparsity is not None else "float"
@@ -417,13 +434,13 @@ class CheckData:
                    for batch in self.split.x.batches(self.batch_size)]
         return np.concatenate(outputs)
 
-    def predict_file(self, path: Path, fmt: str) -> np.ndarray:
-        """A model file's float outputs over the whole split in one pass: its runtime opened
-        once (as on the device, :func:`~edge_transfer.runtime._backends.run_float`), fed a
-        batch at a time."""
+    def predict_file(self, path: Path | bytes, fmt: str) -> np.ndarray:
+        """A model file's (or its bytes') float outputs over the whole split in one pass: its
+        runtime opened once (as on the device,
+        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time."""
         from edge_transfer.runtime._backends import open_backend, run_float
 
-        backend = open_backend(Path(path), format=fmt)
+        backend = open_backend(path if isinstance(path, bytes) else Path(path), format=fmt)
         return self.predict(lambda x: run_float(backend, x))
 
 
@@ -452,7 +469,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    side_by_side = [k for k, (_, spec) in enumerate(variants) if _converts_alone(spec)]
+    # a worker converts what needs nothing trained or searched first: the post-training ones
+    side_by_side = [k for k, (_, spec) in enumerate(variants) if spec.post_training]
     model_file = run.model_path
     jobs = export_workers.choose_jobs(config.jobs, len(side_by_side),
                                       model_file.stat().st_size if model_file.is_file() else 0)
@@ -479,6 +497,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         float_out = sources.get(ExportSpec.fp32())[1]
         float_top1 = np.argmax(float_out, axis=1)
         float_accuracy = float(np.mean(float_top1 == y_val))
+        float_health = float_model_health(float_accuracy, float_top1, run, model)
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         sources.seconds["float"] = time.perf_counter() - start
         judge = _Judge(y_val, float_accuracy, config)
@@ -502,7 +521,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                                           options, judge, config)
         report("done", len(variants), len(variants))
     artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
-                        float_accuracy, config.max_accuracy_drop, len(run.labels))
+                        float_accuracy, config, len(run.labels))
     preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
@@ -512,7 +531,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                           float_predictions=encode(float_top1),
                           decision=ExportDecision(config.max_accuracy_drop, config.alpha,
                                                   config.decide),
-                          timing=_timing(artifacts, started, jobs, preparation))
+                          timing=_timing(artifacts, started, jobs, preparation),
+                          float_health=float_health)
     _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
@@ -521,10 +541,21 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     return result
 
 
-def _converts_alone(spec: ExportSpec) -> bool:
-    """Whether a variant converts from the run's own model with nothing to train or search
-    first (a worker can convert it)."""
-    return not spec.qat and spec.sparsity is None and spec.keep_float is None
+def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) -> str | None:
+    """One line when the float model is at chance or predicts one class on the check data
+    (:func:`stats.health_warning`): every variant "passes" by matching it, so the line says
+    that, and what to train differently (:func:`advice.untrained_hint`)."""
+    from edge_transfer.advice import untrained_hint
+    from edge_transfer.models import has_batchnorm
+
+    n = len(top1)
+    line = stats.health_warning(stats.wilson(round(accuracy * n), n), len(run.labels), top1,
+                                run.labels, what="the float model") if n else None
+    if line is None:
+        return None
+    rate = run.info.args.get("learning_rate")
+    return (f"{line} on the test split, so each variant's check only shows it matches a model "
+            f"that does not work; {untrained_hint(has_batchnorm(model), rate)}")
 
 
 def _timing(artifacts: list[Artifact], started: float, jobs: int,
@@ -550,11 +581,12 @@ class _Judge:
         check = check_outputs(outputs, reference, self.y, precision=artifact.spec.precision,
                               float_accuracy=self.float_accuracy,
                               max_drop=config.max_accuracy_drop, alpha=config.alpha,
-                              rule="point" if config.decide == "point" else "significant")
+                              rule=config.rule)
         artifact = dataclasses.replace(artifact, check=check)
         if not check.passed:
             return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
-                                                  max_drop=config.max_accuracy_drop))
+                                                  max_drop=config.max_accuracy_drop,
+                                                  rule=config.rule))
         return artifact
 
 
@@ -596,7 +628,7 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
 
 
 def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
-            max_drop: float, classes: int) -> list[Artifact]:
+            config: ExportConfig, classes: int) -> list[Artifact]:
     """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
     from edge_transfer.advice import next_step
 
@@ -604,30 +636,32 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
     for a in artifacts:
         if not a.ok and a.check is not None and not a.check.passed:
             a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
-                                        max_drop=max_drop,
-                                        advice=next_step(a, artifacts, run, classes)))
+                                        max_drop=config.max_accuracy_drop,
+                                        advice=next_step(a, artifacts, run, classes),
+                                        rule=config.rule))
         out.append(a)
     return out
 
 
 def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
-                     config: ExportConfig) -> tuple[ExportSpec, tuple[str, ...]]:
+                     config: ExportConfig) -> tuple[ExportSpec, mixed.Choice]:
     """``--keep-float auto``: the spec with the layers the search chose (see mixed.py), on
     at most ``mixed.SEARCH_SAMPLES`` validation images, read a batch at a time (the check
     that judges the variant runs on the whole test split)."""
-    from edge_transfer import mixed
+    from edge_transfer.diagnose import quantizer, quiet
 
     source = sources.get(ExportSpec.fp32())[0]
-    selection, float_accuracy, measured = sources.search_data
     try:
-        choice = mixed.choose(fmt, source, calibration, measured, selection,
-                              float_accuracy=float_accuracy, max_drop=config.max_accuracy_drop,
-                              conversions=config.keep_float_conversions, opset=config.opset,
-                              keras_model=source.model)
+        with quiet():
+            q = quantizer(fmt, source, calibration, opset=config.opset, keras_model=source.model)
+        choice = mixed.choose(q, sources.search_data, max_drop=config.max_accuracy_drop,
+                              alpha=config.alpha,
+                              rule=config.rule,
+                              conversions=config.keep_float_conversions,
+                              max_bytes=config.keep_float_max_bytes)
     except Exception as exc:
         raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
-    return (dataclasses.replace(spec, keep_float=choice.layers),
-            choice.notes(float_accuracy, config.max_accuracy_drop))
+    return dataclasses.replace(spec, keep_float=choice.layers), choice
 
 
 def _diagnose(run_dir: str | Path, config: ExportConfig, out: Path, report: Progress) -> None:
@@ -681,16 +715,20 @@ def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: 
     """One variant in this process, as ``--jobs 1`` does them all: ``--keep-float auto``'s
     search first, QAT or pruning on first use."""
     notes: tuple[str, ...] = ()
+    search = None
     if spec.keep_float == ("auto",):
         try:
-            spec, notes = _auto_keep_float(fmt, spec, sources, calibration, config)
+            spec, choice = _auto_keep_float(fmt, spec, sources, calibration, config)
         except ExportError as exc:
             interrupts.check(exc)
             return Artifact(fmt, spec, status="failed", reason=str(exc))
+        search = choice.search
+        notes = choice.notes(config.max_accuracy_drop,
+                             config.rule)
     artifact = _export_one(fmt, spec, sources, calibration, out, meta, options, judge)
     if spec.qat:
         notes += sources.notes.get("qat", ())
-    return dataclasses.replace(artifact, notes=artifact.notes + notes)
+    return dataclasses.replace(artifact, notes=artifact.notes + notes, keep_float_search=search)
 
 
 def _export_one(fmt: str, spec: ExportSpec, sources: _Sources, calibration: Calibration,
@@ -777,17 +815,7 @@ def _seconds(value: float | None) -> str:
 def result_notes(result: ExportResult) -> list[str]:
     """Warnings worth one line each: a float model at chance or collapsed onto one class,
     and a check whose samples are too few to resolve a drop of the tolerance's size."""
-    notes = []
-    if result.samples is not None and result.float_predictions is not None:
-        from edge_transfer.samples import decode
-
-        n = result.samples.count
-        correct = round(result.float_accuracy * n)
-        line = stats.health_warning(stats.wilson(correct, n), len(result.labels),
-                                    decode(result.float_predictions), result.labels,
-                                    what="the float model")
-        if line:
-            notes.append(line)
+    notes = [result.float_health] if result.float_health else []
     under = {a.check.underpowered for a in result.artifacts
              if a.check is not None and a.check.underpowered}
     notes += [f"export checks: {u} (use more test data, or --max-accuracy-drop larger)"

@@ -62,7 +62,31 @@ def custom_objects() -> dict[str, Any]:
             reference = None if self.reference is None else self.reference.tolist()
             return {"alpha": self.alpha, "reference": reference}
 
-    return {"edge_transfer>L2SP": L2SP, "L2SP": L2SP}
+    return {"edge_transfer>L2SP": L2SP, "L2SP": L2SP, **application_layers()}
+
+
+# keras.applications' own layer classes. tf_keras saves them by class name but registers none
+# of them, and its loader then returns the bare name where the layer should be: load_model
+# fails with "'str' object is not callable" (ConvNeXt, InceptionResNetV2).
+APPLICATION_LAYERS = {
+    "tf_keras.src.applications.convnext": ("LayerScale", "StochasticDepth"),
+    "tf_keras.src.applications.inception_resnet_v2": ("CustomScaleLayer",),
+}
+
+
+def application_layers() -> dict[str, Any]:
+    """The unregistered layer classes of keras.applications (:data:`APPLICATION_LAYERS`) by
+    class name, as custom objects; a module or class this tf_keras lacks is left out."""
+    import importlib
+
+    found: dict[str, Any] = {}
+    for module_name, names in APPLICATION_LAYERS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found |= {name: getattr(module, name) for name in names if hasattr(module, name)}
+    return found
 
 
 def l2sp(alpha: float, reference: np.ndarray | None = None) -> Any:
@@ -293,6 +317,13 @@ def set_batchnorm(model: Any, momentum: float | None = None,
                 layer.trainable = trainable
             count += 1
     return count
+
+
+def has_batchnorm(model: Any) -> bool:
+    """Whether ``model`` (flattened) has a BatchNormalization layer (VGG has none)."""
+    _, keras = load()
+    return any(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in flatten_model(model).layers)
 
 
 def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:

@@ -1,6 +1,8 @@
 """The JSON files edge-transfer writes and reads: one frozen, typed record per file.
 
     file                      record            rows               written by / read by
+    RUN/run.json              RunInfo           RunData, ...       pretrain, finetune / Run, report
+    RUN/metrics.json          RunMetrics        -                  pretrain, finetune / report, runs
     RUN/export/export.json    ExportRecord      ExportArtifact     export / bundle, report, bench
     BUNDLE/manifest.json      Manifest          ManifestArtifact   bundle / validate (device)
     validate --json OUT       ValidationResult  ValidationRow      validate / report, bench
@@ -15,7 +17,8 @@ subclass (the record's ``ERROR``, or the caller's ``error=``) whose message name
 
 To add a figure to a file, add a field with a default to its record: older files (without
 the key) still load, and readers that do not know the key ignore it. A field declared with
-``field(default=None, metadata=OMIT_NONE)`` is left out of the JSON while it is None.
+``field(default=None, metadata=OMIT_NONE)`` is left out of the JSON while it is None; one
+declared with ``metadata=json_key("class")`` is written under that key (a Python keyword).
 Importing this module needs numpy and nothing heavier (the device side uses it).
 
 >>> row = ManifestArtifact(name="tflite-int8", file="model-int8.tflite", format="tflite",
@@ -44,6 +47,7 @@ from edge_transfer.errors import (
     BundleError,
     DeviceError,
     ExportError,
+    ModelError,
     UserError,
     one_line,
 )
@@ -51,6 +55,19 @@ from edge_transfer.preprocessing import Preprocessing
 
 OMIT_NONE = {"omit_none": True}
 """Field metadata: leave the key out of the JSON while the value is None."""
+
+
+def json_key(key: str, **metadata: Any) -> dict[str, Any]:
+    """Field metadata: the field's JSON key is ``key`` (for a key that is a Python keyword).
+
+    >>> json_key("class")
+    {'key': 'class'}
+    """
+    return {"key": key, **metadata}
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("key", f.name))
 
 R = TypeVar("R", bound="Record")
 F = TypeVar("F", bound="FileRecord")
@@ -80,9 +97,10 @@ class Record:
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if not f.init:
                 continue
-            key = f"{where}.{f.name}" if where else f.name
-            if f.name in data:
-                values[f.name] = _convert(hints[f.name], data[f.name], key)
+            name = _key(f)
+            key = f"{where}.{name}" if where else name
+            if name in data:
+                values[f.name] = _convert(hints[f.name], data[name], key)
             elif (f.default is dataclasses.MISSING
                   and f.default_factory is dataclasses.MISSING):
                 raise MalformedRecord(f"{key} is missing")
@@ -102,7 +120,7 @@ class Record:
             value = getattr(self, f.name)
             if value is None and f.metadata.get("omit_none"):
                 continue
-            out[f.name] = _plain(value)
+            out[_key(f)] = _plain(value)
         return out
 
 
@@ -125,10 +143,14 @@ class FileRecord(Record):
     SCHEMA_VERSION: ClassVar[int]
     ERROR: ClassVar[type[UserError]] = UserError
     MAKE: ClassVar[str] = "write it again"   # how the user makes this file again
+    # True for files that existed before their record: one without ``schema_version``
+    # (written by an older release) is read as this version.
+    UNVERSIONED_IS_CURRENT: ClassVar[bool] = False
 
     @classmethod
     def _check_dict(cls, data: Mapping[str, Any]) -> None:
-        _check_version(cls, data.get("schema_version"))
+        if "schema_version" in data or not cls.UNVERSIONED_IS_CURRENT:
+            _check_version(cls, data.get("schema_version"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": self.SCHEMA_VERSION, **super().to_dict()}
@@ -381,6 +403,142 @@ class ExportDecision(Record):
     decide: str = "significant"
 
 
+# --------------------------------------------------------------------------- run.json, metrics.json
+
+_RETRAIN = "train the run again (`edge-transfer finetune --out RUN`, or pretrain)"
+
+
+@dataclass(frozen=True)
+class SplitSizes(Record):
+    """Images in each split of a run."""
+
+    train: int
+    val: int
+    test: int
+
+
+@dataclass(frozen=True)
+class RunData(Record):
+    """What reproduces a run's splits: the data spec (absolute paths), the split's seed and
+    fractions, the shots, the separate validation / test data, and the data's fingerprint
+    (checked when the splits are rebuilt)."""
+
+    spec: str
+    seed: int
+    val_fraction: float
+    test_fraction: float
+    fingerprint: str
+    shots: int | None = None
+    val_data: str | None = None
+    test_data: str | None = None
+    skip_bad_files: bool = False
+    sizes: SplitSizes | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class RunBackbone(Record):
+    """The extractor a run started from: its name, where it came from (registry name, run
+    folder or model file), its starting weights and the model's input shape."""
+
+    name: str
+    source: str
+    weights: str | None
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RunStrategy(Record):
+    """The tf.distribute strategy a run trained under (``class`` in the JSON)."""
+
+    class_name: str = field(metadata=json_key("class"))
+    replicas: int
+    name: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class RunInfo(FileRecord):
+    """``RUN/run.json``: how a run was made: the command, its arguments, the data that
+    reproduces its splits, the backbone, strategy, precision policy, the versions of every
+    package that matters, the wall seconds (all and by phase) and the warnings it printed.
+    Files written before the record existed (no ``schema_version``, fewer keys) still load.
+
+    >>> info = RunInfo.from_dict({"command": "finetune", "data": {
+    ...     "spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
+    ...     "shots": 10, "fingerprint": "1025a9517fa0a376"}})
+    >>> info.data.shots, info.seconds, info.warnings
+    (10, None, ())
+    """
+
+    FILE_NAME: ClassVar[str] = "run.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = ModelError
+    MAKE: ClassVar[str] = _RETRAIN
+    UNVERSIONED_IS_CURRENT: ClassVar[bool] = True
+
+    command: str
+    data: RunData
+    seconds: float | None = None
+    seconds_by_phase: dict[str, float] | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    backbone: RunBackbone | None = field(default=None, metadata=OMIT_NONE)
+    strategy: RunStrategy | None = field(default=None, metadata=OMIT_NONE)
+    precision: str | None = field(default=None, metadata=OMIT_NONE)
+    versions: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunMetrics(FileRecord):
+    """``RUN/metrics.json``: a run's figures (fractions in [0, 1]). A figure the run did not
+    measure (no ``--baseline scratch``, no ``--source-data``, pretrain's L2-SP) is None here
+    and absent from the file, as it always was; older files load with what they hold.
+
+    ``val_accuracy`` is on ``val_samples`` images (the fixed stratified subset early stopping
+    used), ``test_accuracy`` on the whole test split (``test_samples``); ``test_predictions``
+    and ``scratch_test_predictions`` are the test split's top-1 per sample
+    (:func:`edge_transfer.samples.encode`); the source figures are on the same
+    ``source_samples`` images before and after fine-tuning, through ``source_head``
+    (``pretrain`` or ``linear-probe``).
+
+    >>> m = RunMetrics(test_accuracy=0.9, scratch_test_accuracy=0.8)
+    >>> sorted(m.to_dict()), m.transfer_measured
+    (['schema_version', 'scratch_test_accuracy', 'test_accuracy'], True)
+    >>> RunMetrics.from_dict({"test_accuracy": "high"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    edge_transfer.records.MalformedRecord: test_accuracy: expected float, got 'high'
+    """
+
+    FILE_NAME: ClassVar[str] = "metrics.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = ModelError
+    MAKE: ClassVar[str] = _RETRAIN
+    UNVERSIONED_IS_CURRENT: ClassVar[bool] = True
+
+    train_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    val_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    val_samples: int | None = field(default=None, metadata=OMIT_NONE)
+    test_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    test_samples: int | None = field(default=None, metadata=OMIT_NONE)
+    test_predictions: str | None = field(default=None, metadata=OMIT_NONE)
+    l2sp_penalty: float | None = field(default=None, metadata=OMIT_NONE)
+    source_accuracy_before: float | None = field(default=None, metadata=OMIT_NONE)
+    source_accuracy_after: float | None = field(default=None, metadata=OMIT_NONE)
+    source_samples: int | None = field(default=None, metadata=OMIT_NONE)
+    source_head: str | None = field(default=None, metadata=OMIT_NONE)
+    scratch_test_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    scratch_val_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
+    scratch_test_predictions: str | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def transfer_measured(self) -> bool:
+        """True when the run measured a scratch baseline or the source accuracy."""
+        return any(v is not None for v in (self.scratch_test_accuracy,
+                                           self.source_accuracy_before,
+                                           self.source_accuracy_after))
+
+
 # --------------------------------------------------------------------------- export.json
 
 
@@ -410,6 +568,37 @@ class ExportCheck(Record):
     underpowered: str | None = None         # too few samples to resolve a drop of the tolerance
 
 
+@dataclass(frozen=True)
+class KeepFloatTry(Record):
+    """One re-quantization ``--keep-float auto`` judged: how many layers it kept in float,
+    its bytes, its accuracy on the search sample and its paired comparison with float."""
+
+    layers: int
+    bytes: int
+    accuracy: float
+    vs_float: Comparison
+
+
+@dataclass(frozen=True)
+class KeepFloatSearch(Record):
+    """How ``--keep-float auto`` chose an int8-mixed variant's float layers
+    (:mod:`edge_transfer.mixed`): every try (plain int8 first) on ``samples`` validation
+    images paired with the float model, the chosen model's bytes over plain int8's, whether
+    the per-layer errors had to be measured, and why the search stopped."""
+
+    samples: int
+    float_accuracy: float
+    int8_bytes: int
+    max_bytes_ratio: float        # the cap (--keep-float-max-bytes)
+    bytes_ratio: float            # the chosen model's bytes / plain int8's
+    conversions: int              # re-quantizations tried, plain int8 included
+    measured: bool                # per-layer errors measured (not when plain int8 passed)
+    within_budget: bool
+    stopped: str                  # why the search stopped, one line
+    tries: tuple[KeepFloatTry, ...] = ()
+    limit: str | None = None      # the bound it hit: "max_bytes" or "conversions" (or None)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ArtifactOutcome:
     """What exporting one variant gave, declared once for the exporters' ``Artifact`` (which
@@ -427,6 +616,7 @@ class ArtifactOutcome:
     seconds: float | None = None          # converting and writing the file
     check_seconds: float | None = None    # running it over the test split
     notes: tuple[str, ...] = ()      # e.g. what --keep-float auto / QAT left float
+    keep_float_search: KeepFloatSearch | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:
@@ -489,6 +679,9 @@ class ExportRecord(FileRecord):
     float_predictions: str | None = None      # the Keras model's top-1 on them
     decision: ExportDecision | None = None
     timing: ExportTiming | None = field(default=None, metadata=OMIT_NONE)
+    # The float model at chance or on one class on the check data: every variant then
+    # "passes" by matching a model that does not work (stats.health_warning, with a hint).
+    float_health: str | None = field(default=None, metadata=OMIT_NONE)
 
     def artifact(self, name: str) -> ExportArtifact:
         for artifact in self.artifacts:
@@ -515,6 +708,7 @@ class LayerDiagnosis(Record):
     cumulative: float     # error built up by its output against the float model
     reading: str
     nodes: tuple[str, ...] = ()
+    weights: int = 0      # weight values its ops hold (float costs ~3 bytes more per value)
 
 
 @dataclass(frozen=True)
@@ -721,6 +915,27 @@ class ReportRow(Record):
 
 
 @dataclass(frozen=True)
+class TransferFigures(Record):
+    """A report's ``transfer``: the run's figures from metrics.json (transfer vs scratch on
+    the test split, source accuracy before / after), the gain and the forgetting (before -
+    after); with both models' test predictions the gain is paired (``transfer_gain_low`` /
+    ``_high``: its 95% interval, ``transfer_gain_p``: exact McNemar), else those are absent.
+    ``test_samples`` is the test split's size (a float in the files, as it always was)."""
+
+    test_accuracy: float | None = None
+    val_accuracy: float | None = None
+    scratch_test_accuracy: float | None = None
+    source_accuracy_before: float | None = None
+    source_accuracy_after: float | None = None
+    transfer_gain: float | None = None
+    forgetting: float | None = None
+    test_samples: float | None = None
+    transfer_gain_low: float | None = field(default=None, metadata=OMIT_NONE)
+    transfer_gain_high: float | None = field(default=None, metadata=OMIT_NONE)
+    transfer_gain_p: float | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
 class ReportFiles(Record):
     markdown: str = "report.md"
     plot: str | None = "accuracy_vs_size.png"
@@ -743,7 +958,7 @@ class Report(FileRecord):
     labels: tuple[str, ...] = ()
     float_accuracy: float | None = None
     device: DeviceInfo | None = None
-    transfer: dict[str, float | None] | None = None
+    transfer: TransferFigures | None = None
     files: ReportFiles | None = None
     samples: SampleIds | None = None          # the test samples of workstation figures
     device_samples: SampleIds | None = None   # the samples the device ran

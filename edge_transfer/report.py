@@ -51,7 +51,6 @@ Not run as a doctest (it needs a run and its export; tests/test_report.py writes
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +65,14 @@ from edge_transfer.records import (
     Report,
     ReportFiles,
     ReportRow,
+    RunInfo,
+    RunMetrics,
     SampleIds,
+    TransferFigures,
     ValidationResult,
     ValidationRow,
 )
-from edge_transfer.runs import METRICS_FILE, RUN_FILE
+from edge_transfer.runs import METRICS_FILE
 
 REPORT_FILE = Report.FILE_NAME
 MARKDOWN_FILE = "report.md"
@@ -89,7 +91,7 @@ class Inputs:
 
     run_dir: Path
     fingerprint: str
-    metrics: Mapping[str, Any]
+    metrics: RunMetrics
     export_path: Path
     export: ExportRecord
     validation_path: Path | None = None
@@ -133,13 +135,16 @@ def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
                 validation_json: str | Path | None = None) -> Inputs:
     """Read run.json, metrics.json, export.json and the validation JSON; same data or UserError."""
     run_dir = Path(run_dir)
-    run_info = _read(run_dir / RUN_FILE, f"{run_dir} is not a run directory",
-                     "create it with `edge-transfer finetune --out`")
-    fingerprint = (run_info.get("data") or {}).get("fingerprint")
+    retrain = "fine-tune the run again (`edge-transfer finetune --out RUN`)"
+    run_info = RunInfo.load(run_dir / RunInfo.FILE_NAME, error=UserError, fix=retrain,
+                            missing=f"{run_dir} is not a run directory; create it with "
+                                    "`edge-transfer finetune --out`")
+    fingerprint = run_info.data.fingerprint
     if not fingerprint:
-        raise UserError(f"{run_dir / RUN_FILE} has no data fingerprint; fine-tune the run again")
+        raise UserError(f"{run_dir / RunInfo.FILE_NAME} has no data fingerprint; {retrain}")
     metrics_path = run_dir / METRICS_FILE
-    metrics = _read(metrics_path, "", "") if metrics_path.is_file() else {}
+    metrics = (RunMetrics.load(metrics_path, error=UserError, fix=retrain)
+               if metrics_path.is_file() else RunMetrics())
     export_path = _export_path(run_dir, export_json)
     export = ExportRecord.load(
         export_path, error=UserError,
@@ -147,14 +152,14 @@ def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
     _check_fingerprint(fingerprint, export.data_fingerprint, export_path,
                        f"export the run again: `edge-transfer export {run_dir}`")
     if validation_json is None:
-        return Inputs(run_dir, str(fingerprint), metrics, export_path, export)
+        return Inputs(run_dir, fingerprint, metrics, export_path, export)
     validation_path = Path(validation_json)
     validation = ValidationResult.load(
         validation_path, error=UserError,
         fix="write it with `edge-transfer validate BUNDLE --json OUT`")
     _check_fingerprint(fingerprint, validation.data_fingerprint, validation_path,
                        "bundle and validate this run's export again")
-    return Inputs(run_dir, str(fingerprint), metrics, export_path, export, validation_path,
+    return Inputs(run_dir, fingerprint, metrics, export_path, export, validation_path,
                   validation)
 
 
@@ -225,34 +230,38 @@ def _warnings(export: ExportRecord, rows: Sequence[ReportRow], context: _Context
     return out
 
 
-def transfer_figures(metrics: Mapping[str, Any], samples: SampleIds | None = None
-                     ) -> dict[str, float | None] | None:
+def transfer_figures(metrics: RunMetrics, samples: SampleIds | None = None
+                     ) -> TransferFigures | None:
     """Transfer against scratch and the forgetting figure, when the run measured them.
 
     With the test split's predictions of both models (metrics.json) and the test samples'
     identity, the transfer gain is paired: ``transfer_gain_low``/``_high`` (95% interval) and
     ``transfer_gain_p`` (exact McNemar); ``test_samples`` is the size of the test split.
 
-    >>> transfer_figures({"test_accuracy": 0.95, "scratch_test_accuracy": 0.80})["transfer_gain"]
+    >>> m = RunMetrics(test_accuracy=0.95, scratch_test_accuracy=0.80)
+    >>> transfer_figures(m).transfer_gain
     0.15
-    >>> transfer_figures({"test_accuracy": 0.95}) is None
+    >>> transfer_figures(RunMetrics(test_accuracy=0.95)) is None
     True
     """
-    keys = ("scratch_test_accuracy", "source_accuracy_before", "source_accuracy_after")
-    if not any(metrics.get(k) is not None for k in keys):
+    if not metrics.transfer_measured:
         return None
-    got = {k: _num(metrics.get(k)) for k in ("test_accuracy", "val_accuracy", *keys)}
-    out = {**got,
-           "transfer_gain": _diff(got["test_accuracy"], got["scratch_test_accuracy"]),
-           "forgetting": _diff(got["source_accuracy_before"], got["source_accuracy_after"]),
-           "test_samples": _num(metrics.get("test_samples"))}
-    gain = comparisons.paired_difference(samples, metrics.get("scratch_test_predictions"),
-                                         metrics.get("test_predictions"))
-    if gain is not None:
-        out |= {"transfer_gain_low": round(gain.interval.low, 6),
-                "transfer_gain_high": round(gain.interval.high, 6),
-                "transfer_gain_p": gain.p_value}
-    return out
+    m = metrics
+    out = TransferFigures(
+        test_accuracy=m.test_accuracy, val_accuracy=m.val_accuracy,
+        scratch_test_accuracy=m.scratch_test_accuracy,
+        source_accuracy_before=m.source_accuracy_before,
+        source_accuracy_after=m.source_accuracy_after,
+        transfer_gain=_diff(m.test_accuracy, m.scratch_test_accuracy),
+        forgetting=_diff(m.source_accuracy_before, m.source_accuracy_after),
+        test_samples=_num(m.test_samples))
+    gain = comparisons.paired_difference(samples, m.scratch_test_predictions,
+                                         m.test_predictions)
+    if gain is None:
+        return out
+    return dataclasses.replace(out, transfer_gain_low=round(gain.interval.low, 6),
+                               transfer_gain_high=round(gain.interval.high, 6),
+                               transfer_gain_p=gain.p_value)
 
 
 def _row(art: ExportArtifact, dev: ValidationRow | None,
@@ -342,18 +351,16 @@ def render_markdown(report: Report) -> str:
         lines += ["## Warnings", ""]
         lines += [f"- ⚠ {w}" for w in report.warnings]
         lines.append("")
-    transfer = report.transfer
-    if transfer:
-        n = transfer.get("test_samples")
+    t = report.transfer
+    if t:
+        n = t.test_samples
         lines += ["## Transfer", "", "| figure | value |", "|---|---|",
-                  f"| test accuracy (transfer) | "
-                  f"{_with_interval(transfer['test_accuracy'], _iv(transfer, 'test_accuracy'))} |",
-                  f"| test accuracy (scratch) | "
-                  f"{_with_interval(transfer['scratch_test_accuracy'], _iv(transfer, 'scratch_test_accuracy'))} |",  # noqa: E501
-                  f"| transfer gain | {_gain(transfer)} |",
-                  f"| source accuracy before | {_pct(transfer['source_accuracy_before'])} |",
-                  f"| source accuracy after | {_pct(transfer['source_accuracy_after'])} |",
-                  f"| forgetting (before − after) | {_pts(transfer['forgetting'])} |", "",
+                  f"| test accuracy (transfer) | {_with_interval(t.test_accuracy, _iv(t.test_accuracy, n))} |",  # noqa: E501
+                  f"| test accuracy (scratch) | {_with_interval(t.scratch_test_accuracy, _iv(t.scratch_test_accuracy, n))} |",  # noqa: E501
+                  f"| transfer gain | {_gain(t)} |",
+                  f"| source accuracy before | {_pct(t.source_accuracy_before)} |",
+                  f"| source accuracy after | {_pct(t.source_accuracy_after)} |",
+                  f"| forgetting (before − after) | {_pts(t.forgetting)} |", "",
                   f"*How to read this:* accuracies on the test split{_of(n)} with their 95% "
                   "Wilson interval; the transfer gain is paired (the same test images, both "
                   "models): its 95% interval and exact McNemar p. An interval that spans 0 is "
@@ -454,18 +461,17 @@ def _paired(value: float | None, cmp: Comparison | None) -> str:
             f"p={stats.format_p(cmp.p_value)}")
 
 
-def _iv(transfer: Mapping[str, Any], key: str) -> tuple[float, float] | None:
-    interval = comparisons.interval_of(transfer.get(key), transfer.get("test_samples"))
+def _iv(accuracy: float | None, n: float | None) -> tuple[float, float] | None:
+    interval = comparisons.interval_of(accuracy, int(n) if n else None)
     return None if interval is None else (interval.low, interval.high)
 
 
-def _gain(transfer: Mapping[str, Any]) -> str:
-    if transfer.get("transfer_gain_p") is None or transfer.get("transfer_gain") is None:
-        return _pts(transfer.get("transfer_gain"))
-    return (f"{transfer['transfer_gain'] * 100:+.1f} pt "
-            f"[{transfer['transfer_gain_low'] * 100:+.1f}, "
-            f"{transfer['transfer_gain_high'] * 100:+.1f}] "
-            f"p={stats.format_p(transfer['transfer_gain_p'])}")
+def _gain(t: TransferFigures) -> str:
+    if (t.transfer_gain is None or t.transfer_gain_p is None or t.transfer_gain_low is None
+            or t.transfer_gain_high is None):
+        return _pts(t.transfer_gain)
+    return (f"{t.transfer_gain * 100:+.1f} pt [{t.transfer_gain_low * 100:+.1f}, "
+            f"{t.transfer_gain_high * 100:+.1f}] p={stats.format_p(t.transfer_gain_p)}")
 
 
 def _of(n: Any) -> str:
@@ -632,18 +638,6 @@ def _write_text(path: Path, text: str) -> None:
 def _export_path(run_dir: Path, given: str | Path | None) -> Path:
     path = Path(given) if given else run_dir / "export"
     return path / "export.json" if path.is_dir() or not path.suffix else path
-
-
-def _read(path: Path, missing: str, fix: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UserError(f"{missing}: {path} does not exist; {fix}") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; {fix or 'write it again'}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path} holds no JSON object; {fix or 'write it again'}")
-    return data
 
 
 def _check_fingerprint(expected: str, got: str | None, path: Path, fix: str) -> None:

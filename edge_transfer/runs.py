@@ -4,12 +4,14 @@
                              softmax probabilities (N, classes) out
     RUN/labels.txt           one class name per line, in output order
     RUN/preprocessing.json   :class:`~edge_transfer.preprocessing.Preprocessing`
-    RUN/run.json             command, every argument, versions, seed, data spec + fingerprint
-    RUN/metrics.json         test_accuracy, val_accuracy, ... (fractions in [0, 1])
+    RUN/run.json             :class:`~edge_transfer.records.RunInfo`: command, every argument,
+                             versions, seed, data spec + fingerprint, seconds, warnings
+    RUN/metrics.json         :class:`~edge_transfer.records.RunMetrics`: test_accuracy,
+                             val_accuracy, ... (fractions in [0, 1])
     RUN/history.json         per-epoch training history of each stage
 
-``run.json["data"]`` holds what reproduces the splits: ``spec``, ``seed``, ``val_fraction``,
-``test_fraction``, ``shots``, ``fingerprint``.
+``Run.info.data`` (:class:`~edge_transfer.records.RunData`) holds what reproduces the
+splits: ``spec``, ``seed``, ``val_fraction``, ``test_fraction``, ``shots``, ``fingerprint``.
 
 Not run as a doctest (it needs a run directory; tests/test_transfer.py trains one):
 
@@ -34,12 +36,13 @@ from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import Splits, load_dataset, split_dataset, stratified_sample
 from edge_transfer.errors import DataError, ModelError, UserError
 from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.records import RunInfo, RunMetrics
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
 PREPROCESSING_FILE = "preprocessing.json"
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"
+RUN_FILE = RunInfo.FILE_NAME
+METRICS_FILE = RunMetrics.FILE_NAME
 HISTORY_FILE = "history.json"
 
 
@@ -127,7 +130,9 @@ class Run:
                 f"{path} is not a finished run: missing {', '.join(missing)}; "
                 "run `edge-transfer finetune --out` to create it"
             )
-        return cls(path)
+        run = cls(path)
+        run.info  # noqa: B018 - a malformed run.json fails here, before any heavy work
+        return run
 
     @property
     def model_path(self) -> Path:
@@ -142,36 +147,36 @@ class Run:
         return Preprocessing.load(self.path / PREPROCESSING_FILE)
 
     @cached_property
-    def info(self) -> dict[str, Any]:
-        return read_json(self.path / RUN_FILE)
+    def info(self) -> RunInfo:
+        """run.json (ModelError naming the fix when it is malformed)."""
+        return RunInfo.load(self.path)
 
     @property
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> RunMetrics:
+        """metrics.json; no figures (every field None) when the run has none."""
         path = self.path / METRICS_FILE
-        return read_json(path) if path.is_file() else {}
+        return RunMetrics.load(path) if path.is_file() else RunMetrics()
 
     @property
     def data_fingerprint(self) -> str:
-        return str(self.info["data"]["fingerprint"])
+        return self.info.data.fingerprint
 
     @cached_property
     def splits(self) -> Splits:
         """The run's own train/val/test splits, rebuilt from the data spec and seed."""
-        data = self.info["data"]
+        data = self.info.data
         pre = self.preprocessing
-        dataset = load_dataset(data["spec"], image_size=(pre.height, pre.width),
-                               skip_bad_files=bool(data.get("skip_bad_files", False)),
-                               val_data=data.get("val_data"), test_data=data.get("test_data"))
-        if dataset.fingerprint() != data["fingerprint"]:
+        dataset = load_dataset(data.spec, image_size=(pre.height, pre.width),
+                               skip_bad_files=data.skip_bad_files,
+                               val_data=data.val_data, test_data=data.test_data)
+        if dataset.fingerprint() != data.fingerprint:
             raise DataError(
-                f"the data at {data['spec']} changed since this run was trained "
-                f"(fingerprint {dataset.fingerprint()} != {data['fingerprint']}); "
+                f"the data at {data.spec} changed since this run was trained "
+                f"(fingerprint {dataset.fingerprint()} != {data.fingerprint}); "
                 "train again, or restore the original data"
             )
-        return split_dataset(dataset, seed=int(data["seed"]),
-                             val_fraction=float(data["val_fraction"]),
-                             test_fraction=float(data["test_fraction"]),
-                             shots=data.get("shots"))
+        return split_dataset(dataset, seed=data.seed, val_fraction=data.val_fraction,
+                             test_fraction=data.test_fraction, shots=data.shots)
 
     def split_arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """A split as model input (float32, preprocessed) and integer labels, whole in

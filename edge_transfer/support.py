@@ -11,11 +11,19 @@ table are read from that file (:func:`load_matrix`, :func:`markdown_table`), nev
 ...        "variants": {"tflite-fp32": {"status": "ok", "accuracy": 0.96, "seconds": 3.0}}}
 >>> cells(row)["tflite fp32"], cells(row)["onnx int8"]
 ('ok 0.96 (3 s)', '-')
+
+A float model at chance is said so in every cell: its files "pass" only by matching it.
+
+>>> row["train"] |= {"val_accuracy": 0.2, "above_chance": False}
+>>> cells(row)["trains"], cells(row)["tflite fp32"]
+('NO (chance) 0.20', 'at chance 0.96 (matches float; 3 s)')
 """
 
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,51 @@ RESULTS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / 
 SOURCE_DATA = "digits:0-4"
 COLUMNS = {"tflite fp32": "tflite-fp32", "tflite int8": "tflite-int8", "onnx fp32": "onnx-fp32",
            "onnx int8": "onnx-int8", "tflite qat": "tflite-int8-qat", "onnx qat": "onnx-int8-qat"}
+
+
+def base_row(name: str, epochs: int, qat: bool, input_size: int | None = None
+             ) -> dict[str, Any]:
+    """The fields of a matrix row known before anything runs (from the registry), so that a
+    row that fails, even as a crashed process, still shows its family and input size.
+
+    >>> base_row("vgg16", 4, True)["input_size"]
+    32
+    """
+    from edge_transfer import backbones
+
+    spec = backbones.get(name)
+    return {"name": spec.name, "family": spec.family, "input_size": input_size or spec.min_size,
+            "epochs": epochs, "qat_measured": qat}
+
+
+def relative_paths(text: str, root: str | Path | None = None) -> str:
+    """``text`` with ``root`` (a run's work folder) and any other temporary folder cut from
+    the paths it names, so a reason reads ``convnext_tiny/model.keras``, not a ``/tmp``
+    path that no longer exists.
+
+    >>> relative_paths("cannot load /tmp/bench-x-ab12/convnext_tiny/model.keras: bad",
+    ...                "/tmp/bench-x-ab12")
+    'cannot load convnext_tiny/model.keras: bad'
+    >>> relative_paths("cannot load /tmp/tmpq3k_/row/model.keras")
+    'cannot load row/model.keras'
+    """
+    if root is not None:
+        text = text.replace(f"{str(root).rstrip('/')}/", "")
+    temp = re.escape(tempfile.gettempdir().rstrip("/"))
+    return re.sub(rf"{temp}/[^/\s]+/", "", text)
+
+
+def tidy_reason(text: str) -> str:
+    """A failure reason for the matrix: paths relative to the run, class and exception names
+    without their modules.
+
+    >>> tidy_reason("process exited 1: edge_transfer.errors.ModelError: cannot load /tmp/t1/m")
+    'process exited 1: ModelError: cannot load m'
+    >>> tidy_reason("Layer bn:<class 'tf_keras.src.layers.BatchNormalization'> is not supported")
+    'Layer bn: BatchNormalization is not supported'
+    """
+    text = re.sub(r":?<class '(?:\w+\.)*(\w+)'>", r": \1", relative_paths(text))
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Z]\w*(?:Error|Exception|Exit))\b", r"\1", text)
 
 
 def smallest_input(name: str) -> int:
@@ -42,16 +95,14 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     Returns one row of the support matrix: ``train`` (status, val accuracy, above chance,
     seconds) and ``variants`` (per artifact: status, accuracy, seconds, reason).
     """
-    from edge_transfer import backbones
-    from edge_transfer.errors import EdgeTransferError
+    from edge_transfer.errors import EdgeTransferError, ModelError
     from edge_transfer.export import ExportConfig, export_run
-    from edge_transfer.runs import read_json
-    from edge_transfer.transfer import PretrainConfig, chance_warning, pretrain
+    from edge_transfer.records import RunInfo, RunMetrics
+    from edge_transfer.stats import at_chance, wilson
+    from edge_transfer.transfer import PretrainConfig, pretrain
 
-    spec = backbones.get(name)
-    size = input_size or spec.min_size
-    row: dict[str, Any] = {"name": name, "family": spec.family, "input_size": size,
-                           "epochs": epochs, "qat_measured": qat}
+    row = base_row(name, epochs, qat, input_size)
+    size = row["input_size"]
     run = Path(workdir) / name
     start = time.perf_counter()
     try:
@@ -59,25 +110,42 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
                                 input_size=size, epochs=epochs, patience=epochs, seed=seed,
                                 verbose=0))
     except (EdgeTransferError, ValueError, RuntimeError) as exc:
-        row["train"] = {"status": "failed", "reason": _line(exc),
+        row["train"] = {"status": "failed", "reason": _line(exc, workdir),
                         "seconds": round(time.perf_counter() - start, 1)}
         row["variants"] = {}
         return row
-    metrics = read_json(run / "metrics.json")
-    sizes = read_json(run / "run.json")["data"]["sizes"]
-    at_chance = chance_warning(1.0, metrics["val_accuracy"], 5, sizes["val"]) is not None
+    metrics = RunMetrics.load(run)
+    val, train = metrics.val_accuracy, metrics.train_accuracy
+    if val is None or train is None:
+        raise ModelError(f"{run}/{RunMetrics.FILE_NAME} has no train/val accuracy; the "
+                         "pretrain did not finish: run it again")
+    # The chance test on the images val_accuracy was measured on (older runs: the val split).
+    info = RunInfo.load(run)
+    sizes = info.data.sizes
+    val_size = metrics.val_samples or (sizes.val if sizes else 0)
+    val_at_chance = bool(val_size) and at_chance(wilson(round(val * val_size), val_size), 5)
     row["params"] = _params(run)
-    row["train"] = {"status": "ok", "val_accuracy": round(metrics["val_accuracy"], 4),
-                    "train_accuracy": round(metrics["train_accuracy"], 4), "chance": 0.2,
-                    "above_chance": not at_chance,
+    row["train"] = {"status": "ok", "val_accuracy": round(val, 4),
+                    "train_accuracy": round(train, 4), "chance": 0.2,
+                    "above_chance": not val_at_chance,
+                    "warnings": [relative_paths(w, workdir) for w in info.warnings],
                     "seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
-    result = export_run(run, ExportConfig(precisions=("fp32", "int8"), qat=qat,
-                                          calibration_samples=64, qat_epochs=1, seed=seed))
+    try:
+        result = export_run(run, ExportConfig(precisions=("fp32", "int8"), qat=qat,
+                                              calibration_samples=64, qat_epochs=1, seed=seed))
+    except EdgeTransferError as exc:   # e.g. the saved model cannot be loaded back
+        row["export"] = {"status": "failed", "reason": _line(exc, workdir),
+                         "seconds": round(time.perf_counter() - start, 1)}
+        row["variants"] = {}
+        return row
     row["export_seconds"] = round(time.perf_counter() - start, 1)
     row["float_accuracy"] = round(result.float_accuracy, 4)
+    row["float_health"] = result.float_health   # the float model at chance on the test split
     row["variants"] = {a.name: {"status": a.status, "accuracy": _round(a.accuracy),
-                                "seconds": a.seconds, "bytes": a.bytes, "reason": a.reason}
+                                "seconds": a.seconds, "bytes": a.bytes,
+                                "reason": None if a.reason is None
+                                else relative_paths(a.reason, workdir)}
                        for a in result.artifacts}
     return row
 
@@ -96,9 +164,18 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _line(exc: BaseException) -> str:
+def _line(exc: BaseException, workdir: Path | None = None) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    return relative_paths(text[0] if text else type(exc).__name__, workdir)[:300]
+
+
+def float_at_chance(row: dict[str, Any]) -> bool:
+    """Whether the row's float model is at chance: on the export's test split
+    (``float_health``), or on validation after training (rows measured before that field)."""
+    if row.get("float_health"):
+        return True
+    train = row.get("train", {})
+    return train.get("status") == "ok" and train.get("above_chance") is False
 
 
 def load_matrix(path: Path | None = None) -> dict[str, Any]:
@@ -112,26 +189,33 @@ def load_matrix(path: Path | None = None) -> dict[str, Any]:
 def cells(row: dict[str, Any]) -> dict[str, str]:
     """One matrix row as short text cells: trains, then each variant column."""
     train = row.get("train", {})
+    chance = float_at_chance(row)
     if train.get("status") == "ok":
-        mark = "yes" if train.get("above_chance") else "NO (chance)"
+        mark = "NO (chance)" if chance else "yes"
         trains = f"{mark} {train['val_accuracy']:.2f}"
+        if row.get("export", {}).get("status") == "failed":
+            trains += f"; export failed: {row['export'].get('reason')}"
     else:
         trains = f"failed: {train.get('reason', 'not run')}" if train else "-"
-    out = {"trains": trains}
+    out = {"trains": tidy_reason(trains)}
     variants = row.get("variants", {})
     for column, key in COLUMNS.items():
         v = variants.get(key)
         if v is None:
             out[column] = "not run" if "qat" in key and row.get("qat_measured") is False else "-"
         elif v["status"] == "ok":
-            seconds = f" ({v['seconds']:.0f} s)" if v.get("seconds") is not None else ""
-            out[column] = f"ok {v['accuracy']:.2f}{seconds}"
+            seconds = f"{v['seconds']:.0f} s" if v.get("seconds") is not None else ""
+            if chance:   # it passed by matching a float model that learned nothing
+                out[column] = f"at chance {v['accuracy']:.2f} (matches float" + (
+                    f"; {seconds})" if seconds else ")")
+            else:
+                out[column] = f"ok {v['accuracy']:.2f}" + (f" ({seconds})" if seconds else "")
         elif (str(v.get("reason")).startswith("accuracy") and v.get("accuracy") is not None
               and row.get("float_accuracy") is not None):
             out[column] = (f"failed: accuracy {v['accuracy']:.2f} vs float "
                            f"{row['float_accuracy']:.2f} (more than the allowed drop)")
         else:
-            out[column] = f"failed: {v.get('reason') or 'unknown'}"
+            out[column] = f"failed: {tidy_reason(v.get('reason') or 'unknown')}"
     return out
 
 
@@ -141,11 +225,24 @@ def markdown_table(matrix: dict[str, Any], reason_limit: int = 90) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in matrix.get("models", []):
         text = cells(row)
+        row = {**_registry_fields(row["name"]), **{k: v for k, v in row.items() if v is not None}}
         values = [f"`{row['name']}`", row.get("family", ""), f"{row.get('input_size', '')} px",
                   _millions(row.get("params")),
                   *(_short(text[c], reason_limit) for c in ("trains", *COLUMNS))]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
+
+
+def _registry_fields(name: str) -> dict[str, Any]:
+    """A row's family and input size from the registry (rows of a crashed process lack them)."""
+    from edge_transfer import backbones
+    from edge_transfer.errors import ModelError
+
+    try:
+        spec = backbones.get(name)
+    except ModelError:   # a name the registry no longer has
+        return {}
+    return {"family": spec.family, "input_size": spec.min_size}
 
 
 def _millions(params: int | None) -> str:

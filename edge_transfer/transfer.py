@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import InitVar, asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from edge_transfer.data import (
 from edge_transfer.errors import ConfigError
 from edge_transfer.fields import option, renamed, required
 from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.records import RunBackbone, RunData, RunInfo, RunMetrics, RunStrategy, SplitSizes
 from edge_transfer.runs import (
     HISTORY_FILE,
     LABELS_FILE,
@@ -52,7 +53,6 @@ from edge_transfer.runs import (
     MODEL_FILE,
     PREPROCESSING_FILE,
     RUN_FILE,
-    read_json,
     versions,
     write_json,
 )
@@ -280,14 +280,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
             head = head_model(model, backbone.extractor)
         with timer.phase("evaluation"):
             metrics = _accuracies(model, splits, pre, cfg)
-        warnings = _chance_warnings(history, metrics, splits)
+        warnings = _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
             _save_model(head, out / SOURCE_HEAD_FILE)
             _write_run(out, "pretrain", cfg, dataset, splits, pre, backbone, model,
-                       {"pretrain": history}, {**metrics, "seconds": time.time() - started},
-                       strategy, warnings, timer)
+                       {"pretrain": history}, metrics, time.time() - started, strategy,
+                       warnings, timer)
         finally:
             cleanup()
     return cfg.out
@@ -339,10 +339,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
             if bn_trainable:
                 _recompute_batchnorm(cfg, model, splits, pre)
         with timer.phase("evaluation"):
-            metrics: dict[str, Any] = _accuracies(model, splits, pre, cfg)
+            metrics = _accuracies(model, splits, pre, cfg)
             if source_eval is not None:
-                metrics.update(source_eval(features))
-        metrics["l2sp_penalty"] = float(sum(float(loss) for loss in model.losses))
+                metrics = source_eval(features, metrics)
+        metrics = replace(metrics,
+                          l2sp_penalty=float(sum(float(loss) for loss in model.losses)))
         if cfg.baseline == "scratch":
             with strategy.scope():
                 scratch = _scratch_model(keras, extractor, dataset.num_classes, cfg)
@@ -353,15 +354,16 @@ def finetune(cfg: FinetuneConfig) -> Path:
             _recompute_batchnorm(cfg, scratch, splits, pre)
             with timer.phase("evaluation"):
                 scratch_acc = _accuracies(scratch, splits, pre, cfg)
-            metrics["scratch_test_accuracy"] = scratch_acc["test_accuracy"]
-            metrics["scratch_val_accuracy"] = scratch_acc["val_accuracy"]
-            metrics["scratch_test_predictions"] = scratch_acc["test_predictions"]
-        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits)
-        metrics["seconds"] = time.time() - started
+            metrics = replace(metrics, scratch_test_accuracy=scratch_acc.test_accuracy,
+                              scratch_val_accuracy=scratch_acc.val_accuracy,
+                              scratch_test_predictions=scratch_acc.test_predictions)
+        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits,
+                                    model, cfg.learning_rate)
+        seconds = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
-                       metrics, strategy, warnings, timer)
+                       metrics, seconds, strategy, warnings, timer)
         finally:
             cleanup()
     return cfg.out
@@ -369,24 +371,28 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 def summary_line(run_dir: Path) -> str:
     """One line: what was trained, its accuracies and where it went."""
-    if not (Path(run_dir) / METRICS_FILE).is_file():
+    run_dir = Path(run_dir)
+    if not (run_dir / METRICS_FILE).is_file():
         return "this worker is done; the chief worker wrote the run directory"
     from edge_transfer import stats
 
-    m = read_json(Path(run_dir) / METRICS_FILE)
-    test = f"test accuracy {m['test_accuracy']:.3f}"
-    if m.get("test_samples"):
-        n = int(m["test_samples"])
-        iv = stats.wilson(round(m["test_accuracy"] * n), n)
-        test += f" [{iv.low:.3f}, {iv.high:.3f}] on {n}"
-    parts = [test, f"val {m['val_accuracy']:.3f}"]
-    if "scratch_test_accuracy" in m:
-        parts.append(f"scratch baseline {m['scratch_test_accuracy']:.3f}")
-    if "source_accuracy_before" in m:
-        parts.append(f"source {m['source_accuracy_before']:.3f} -> "
-                     f"{m['source_accuracy_after']:.3f}")
-    seconds = read_json(Path(run_dir) / RUN_FILE).get("seconds", 0.0)
+    m = RunMetrics.load(run_dir)
+    test = f"test accuracy {_figure(m.test_accuracy)}"
+    if m.test_samples and m.test_accuracy is not None:
+        iv = stats.wilson(round(m.test_accuracy * m.test_samples), m.test_samples)
+        test += f" [{iv.low:.3f}, {iv.high:.3f}] on {m.test_samples}"
+    parts = [test, f"val {_figure(m.val_accuracy)}"]
+    if m.scratch_test_accuracy is not None:
+        parts.append(f"scratch baseline {m.scratch_test_accuracy:.3f}")
+    if m.source_accuracy_before is not None:
+        parts.append(f"source {m.source_accuracy_before:.3f} -> "
+                     f"{_figure(m.source_accuracy_after)}")
+    seconds = RunInfo.load(run_dir).seconds or 0.0
     return f"{', '.join(parts)} in {seconds:.0f} s -> {run_dir}"
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 # ----------------------------------------------------------------------------- data
@@ -416,15 +422,15 @@ def health_line(run_dir: Path, what: str = "the model") -> str | None:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return None
-    m = read_json(path)
-    n, labels = m.get("test_samples"), _labels(Path(run_dir))
-    if not n or not labels:
+    m = RunMetrics.load(path)
+    n, labels = m.test_samples, _labels(Path(run_dir))
+    if not n or not labels or m.test_accuracy is None:
         return None
     try:
-        predictions = decode(m["test_predictions"]) if m.get("test_predictions") else None
+        predictions = decode(m.test_predictions) if m.test_predictions else None
     except SamplesError:
         predictions = None
-    return stats.health_warning(stats.wilson(round(m["test_accuracy"] * n), int(n)),
+    return stats.health_warning(stats.wilson(round(m.test_accuracy * n), n),
                                 len(labels), predictions, labels, what=what)
 
 
@@ -454,10 +460,9 @@ def _load_source(cfg: FinetuneConfig) -> _Source:
     run_file = Path(cfg.backbone) / RUN_FILE
     seed, val, test, head = cfg.seed, cfg.val_fraction, cfg.test_fraction, None
     if run_file.is_file():
-        info = read_json(run_file)
-        data = info.get("data", {})
-        if data.get("spec") == cfg.source_data and info.get("command") == "pretrain":
-            seed, val, test = int(data["seed"]), data["val_fraction"], data["test_fraction"]
+        info = RunInfo.load(run_file)
+        if info.data.spec == cfg.source_data and info.command == "pretrain":
+            seed, val, test = info.data.seed, info.data.val_fraction, info.data.test_fraction
             head = Path(cfg.backbone) / SOURCE_HEAD_FILE
     dataset = load_dataset(cfg.source_data, image_size=_data_image_size(cfg),
                            skip_bad_files=cfg.skip_bad_files)
@@ -725,14 +730,49 @@ def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
             "model's BatchNorm layers, or start from a pretrain run of this extractor")
 
 
-def _chance_warnings(history: dict[str, list[float]], metrics: dict[str, Any],
-                     splits: Splits) -> list[str]:
-    """The training-mode accuracy of the best epoch vs the final validation accuracy."""
+def untrained_warning(train_accuracy: float, val_accuracy: float, classes: int,
+                      val_size: int, has_batchnorm: bool,
+                      learning_rate: float | None = None) -> str | None:
+    """A warning when validation accuracy is at chance and training accuracy is not clearly
+    above it either (the case :func:`chance_warning` leaves out): the model learned nothing,
+    with what to change (:func:`edge_transfer.advice.untrained_hint`).
+
+    >>> print(untrained_warning(0.20, 0.20, 5, 135, has_batchnorm=False, learning_rate=1e-3))
+    ... # doctest: +ELLIPSIS
+    the model did not learn: validation accuracy 0.200 is chance level (0.200) and training \
+accuracy 0.200 is not clearly above it; it has no BatchNorm layer: ... --learning-rate 0.0001, ...
+    >>> untrained_warning(0.98, 0.20, 5, 135, has_batchnorm=True) is None   # chance_warning's
+    True
+    """
+    from edge_transfer import stats
+    from edge_transfer.advice import untrained_hint
+
+    if classes < 2 or val_size < 1:
+        return None
+    interval = stats.wilson(round(val_accuracy * val_size), val_size)
+    if not stats.at_chance(interval, classes) or train_accuracy >= interval.high + 0.2:
+        return None
+    return (f"the model did not learn: validation accuracy {val_accuracy:.3f} is chance level "
+            f"({1 / classes:.3f}) and training accuracy {train_accuracy:.3f} is not clearly "
+            f"above it; {untrained_hint(has_batchnorm, learning_rate)}")
+
+
+def _chance_warnings(history: dict[str, list[float]], metrics: RunMetrics,
+                     splits: Splits, model: Any, learning_rate: float) -> list[str]:
+    """The training-mode accuracy of the best epoch vs the final validation accuracy: a
+    warning naming BatchNorm, or one saying the model did not learn (with a hint)."""
+    from edge_transfer.models import has_batchnorm
+
+    if metrics.val_accuracy is None:
+        return []
     accuracy = history.get("accuracy") or [0.0]
     best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
-    train = max(accuracy[min(best, len(accuracy) - 1)], metrics.get("train_accuracy", 0.0))
-    warning = chance_warning(train, metrics["val_accuracy"], splits.train.num_classes,
-                             int(metrics.get("val_samples", len(splits.val))))
+    train = max(accuracy[min(best, len(accuracy) - 1)], metrics.train_accuracy or 0.0)
+    val_size = len(splits.val) if metrics.val_samples is None else metrics.val_samples
+    classes = splits.train.num_classes
+    warning = (chance_warning(train, metrics.val_accuracy, classes, val_size)
+               or untrained_warning(train, metrics.val_accuracy, classes, val_size,
+                                    has_batchnorm(model), learning_rate))
     if warning is None:
         return []
     print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -790,7 +830,7 @@ def _split_accuracy(model: Any, split: Dataset, pre: Preprocessing, batch_size: 
 
 
 def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
-                cfg: TrainingConfig) -> dict[str, Any]:
+                cfg: TrainingConfig) -> RunMetrics:
     """Train accuracy, val accuracy (on the fixed stratified subset early stopping used,
     ``val_samples`` images), test accuracy on the whole test split (each split streamed), and
     the test split's top-1 per sample (encoded, see :mod:`edge_transfer.samples`) so that test
@@ -799,22 +839,19 @@ def _accuracies(model: Any, splits: Splits, pre: Preprocessing,
 
     batch_size = cfg.eval_batch_size
     val = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
-    out: dict[str, Any] = {
-        "train_accuracy": _split_accuracy(model, splits.train, pre, batch_size),
-        "val_accuracy": _split_accuracy(model, val, pre, batch_size),
-        "val_samples": len(val)}
+    train_accuracy = _split_accuracy(model, splits.train, pre, batch_size)
+    val_accuracy = _split_accuracy(model, val, pre, batch_size)
     top1 = np.argmax(predict_split(model, splits.test, pre, batch_size), axis=1)
-    out["test_accuracy"] = float(np.mean(top1 == splits.test.y))
-    out["test_samples"] = len(splits.test)
-    out["test_predictions"] = encode(top1)
-    return out
+    return RunMetrics(train_accuracy=train_accuracy, val_accuracy=val_accuracy,
+                      val_samples=len(val), test_accuracy=float(np.mean(top1 == splits.test.y)),
+                      test_samples=len(splits.test), test_predictions=encode(top1))
 
 
 def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
                    backbone: backbones.Backbone, features: Any) -> Any:
     """Source-task accuracy of the starting extractor + its source head on a fixed
     stratified subset of the source test split (``--source-samples``); returns a function
-    that measures the same images after fine-tuning (a paired figure)."""
+    that adds the same images' accuracy after fine-tuning to the metrics (a paired figure)."""
     from edge_transfer.models import load_keras_model
 
     pre = backbone.preprocessing
@@ -828,12 +865,12 @@ def _source_before(cfg: FinetuneConfig, keras: Any, source: _Source,
                            train.num_classes)
     before = _accuracy(head, predict_split(features, test, pre, batch), test.y)
 
-    def after(features_now: Any) -> dict[str, Any]:
-        return {"source_accuracy_before": before,
-                "source_accuracy_after": _accuracy(
-                    head, predict_split(features_now, test, pre, batch), test.y),
-                "source_samples": len(test),
-                "source_head": "pretrain" if source.head_file else "linear-probe"}
+    def after(features_now: Any, metrics: RunMetrics) -> RunMetrics:
+        return replace(metrics, source_accuracy_before=before,
+                       source_accuracy_after=_accuracy(
+                           head, predict_split(features_now, test, pre, batch), test.y),
+                       source_samples=len(test),
+                       source_head="pretrain" if source.head_file else "linear-probe")
 
     return after
 
@@ -878,39 +915,39 @@ def _save_model(model: Any, path: Path) -> None:
 
 def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
                pre: Preprocessing, backbone: backbones.Backbone, model: Any,
-               history: dict[str, Any], metrics: dict[str, Any], strategy: Any,
+               history: dict[str, Any], metrics: RunMetrics, seconds: float, strategy: Any,
                warnings: list[str], timer: _Timer | None = None) -> None:
+    """The run directory; the wall ``seconds`` go to run.json, so that metrics.json (the
+    figures alone) is the same bytes for the same seed."""
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
     write_json(out / PREPROCESSING_FILE, pre.to_dict())
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    metrics = dict(metrics)
-    seconds = metrics.pop("seconds", None)  # wall time: run.json, so metrics.json reproduces
-    write_json(out / RUN_FILE, {
-        "command": command,
-        "seconds": seconds,
-        "seconds_by_phase": ({k: round(v, 3) for k, v in timer.seconds.items()}
-                             if timer else None),
-        "args": args,
-        "seed": cfg.seed,
-        "data": {"spec": absolute_spec(cfg.data), "seed": cfg.seed,
-                 "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction,
-                 "shots": cfg.shots,
-                 "val_data": cfg.val_data and absolute_spec(cfg.val_data),
-                 "test_data": cfg.test_data and absolute_spec(cfg.test_data),
-                 "fingerprint": dataset.fingerprint(), "skip_bad_files": cfg.skip_bad_files,
-                 "sizes": {"train": len(splits.train), "val": len(splits.val),
-                           "test": len(splits.test)}},
-        "backbone": {"name": backbone.name, "source": backbone.source,
-                     "weights": backbone.weights, "input_shape": list(pre.input_shape)},
-        "strategy": {"name": cfg.strategy, "class": type(strategy).__name__,
-                     "replicas": int(strategy.num_replicas_in_sync)},
-        "precision": str(_policy_name(model)),
-        "versions": versions(),
-        "warnings": warnings,
-    })
+    RunInfo(
+        command=command,
+        seconds=seconds,
+        seconds_by_phase=({k: round(v, 3) for k, v in timer.seconds.items()}
+                          if timer else None),
+        args=args,
+        seed=cfg.seed,
+        data=RunData(spec=absolute_spec(cfg.data), seed=cfg.seed,
+                     val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                     shots=cfg.shots,
+                     val_data=cfg.val_data and absolute_spec(cfg.val_data),
+                     test_data=cfg.test_data and absolute_spec(cfg.test_data),
+                     fingerprint=dataset.fingerprint(), skip_bad_files=cfg.skip_bad_files,
+                     sizes=SplitSizes(train=len(splits.train), val=len(splits.val),
+                                      test=len(splits.test))),
+        backbone=RunBackbone(name=backbone.name, source=backbone.source,
+                             weights=backbone.weights, input_shape=tuple(pre.input_shape)),
+        strategy=RunStrategy(name=cfg.strategy, class_name=type(strategy).__name__,
+                             replicas=int(strategy.num_replicas_in_sync)),
+        precision=str(_policy_name(model)),
+        versions=versions(),
+        warnings=tuple(warnings),
+    ).dump(out / RUN_FILE)
     write_json(out / HISTORY_FILE, history)
-    write_json(out / METRICS_FILE, metrics)
+    metrics.dump(out / METRICS_FILE)
 
 
 def _policy_name(model: Any) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,12 @@ class Prepared:
 
     model: bytes
     producers: dict[str, tuple[str, str, tuple[str, ...]]]  # tensor -> (node, op, inputs)
+    weights: dict[str, int] = field(default_factory=dict)  # node -> its weight values
+
+    def weights_of(self, nodes: Sequence[str]) -> int:
+        """The weight values (initializers of 2 or more axes) of ``nodes``: what keeping
+        them in float stores as float32 instead of int8."""
+        return sum(self.weights.get(node, 0) for node in nodes)
 
     def nodes_of(self, layer: str) -> list[str]:
         """The names of the nodes converted from Keras layer ``layer``."""
@@ -62,7 +68,11 @@ def prepare(source: KerasSource, options: ExportOptions) -> Prepared:
         graph = onnx.load_from_string(data).graph
         producers = {out: (node.name, node.op_type, tuple(node.input))
                      for node in graph.node for out in node.output}
-        source.cache[key] = Prepared(data, producers)
+        sizes = {init.name: int(np.prod(init.dims)) for init in graph.initializer
+                 if len(init.dims) >= 2}   # 1-axis biases stay 32-bit in int8 too
+        weights = {node.name: sum(sizes.get(name, 0) for name in node.input)
+                   for node in graph.node}
+        source.cache[key] = Prepared(data, producers, weights)
     prepared_model: Prepared = source.cache[key]
     return prepared_model
 

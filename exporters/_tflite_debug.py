@@ -14,7 +14,7 @@ float). int16x8 uses the same calibration with 16-bit activations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,12 @@ class Calibrated:
 
     model: bytes
     op_outputs: dict[str, str]   # tensor name -> op type, in graph order
+    weights: dict[str, int] = field(default_factory=dict)  # tensor name -> its op's weights
+
+    def weights_of(self, nodes: Sequence[str]) -> int:
+        """The weight values (constant inputs of 2 or more axes) of the ops making ``nodes``:
+        what keeping them in float stores as float32 instead of int8."""
+        return sum(self.weights.get(node, 0) for node in nodes)
 
 
 def calibrate(source: KerasSource, calibration: Calibration) -> Calibrated:
@@ -47,7 +53,7 @@ def calibrate(source: KerasSource, calibration: Calibration) -> Calibrated:
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=_representative(calibration))
         model = bytes(debugger.calibrated_model)
-        source.cache[key] = Calibrated(model, _op_outputs(model))
+        source.cache[key] = Calibrated(model, *_graph(model))
     calibrated: Calibrated = source.cache[key]
     return calibrated
 
@@ -58,15 +64,27 @@ def _interpreter(model: bytes, preserve: bool = False) -> Any:
     return Interpreter(model_content=model, experimental_preserve_all_tensors=preserve)
 
 
-def _op_outputs(model: bytes) -> dict[str, str]:
+def _graph(model: bytes) -> tuple[dict[str, str], dict[str, int]]:
+    """(op output tensor name -> op type, op output tensor name -> the weight values of its
+    op), in graph order. A weight is a constant input (produced by no op, not a graph
+    input) of two or more axes: 1-axis biases stay 32-bit in int8 too."""
     interpreter = _interpreter(model)
-    details = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    out: dict[str, str] = {}
-    for op in interpreter._get_ops_details():
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    produced = {index for op in ops for index in op["outputs"]}
+    produced |= {d["index"] for d in interpreter.get_input_details()}
+    kinds: dict[str, str] = {}
+    weights: dict[str, int] = {}
+    for op in ops:
+        held = sum(int(np.prod(details[i]["shape"])) for i in op["inputs"]
+                   if i >= 0 and i in details and i not in produced
+                   and len(details[i]["shape"]) >= 2)
         for index in op["outputs"]:
             if index in details:
-                out.setdefault(details[index], op["op_name"])
-    return out
+                name = str(details[index]["name"])
+                kinds.setdefault(name, op["op_name"])
+                weights.setdefault(name, held)
+    return kinds, weights
 
 
 def quantize(calibrated: Calibrated, *, precision: str = "int8",

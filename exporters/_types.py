@@ -109,6 +109,15 @@ class ExportSpec:
         return dataclasses.replace(self, keep_float=tuple(keep_float))
 
     @property
+    def post_training(self) -> bool:
+        """Converted from the model as it is: not QAT-trained, pruned nor int8-mixed.
+
+        >>> ExportSpec.int8().post_training, ExportSpec.int8().with_qat().post_training
+        (True, False)
+        """
+        return not self.qat and self.sparsity is None and self.keep_float is None
+
+    @property
     def name(self) -> str:
         """``<precision>[-qat][-pruned50]``: the artifact name after ``<format>-``."""
         name = self.precision + ("-qat" if self.qat else "")

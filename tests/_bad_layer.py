@@ -40,8 +40,10 @@ def set_trap(model) -> None:  # type: ignore[no-untyped-def]
     model.get_layer(TRAP).set_weights([kernel, bias])
 
 
-def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16) -> Path:
-    """Train the model on digits:5-9 at ``size`` px, set the trap, write a run directory."""
+def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16,
+                        trap: bool = True) -> Path:
+    """Train the model on digits:5-9 at ``size`` px, set the trap (unless ``trap`` is False:
+    the same model, fine in int8), write a run directory."""
     from edge_transfer.runs import write_json
 
     keras, dataset, splits, pre = digits_splits(size)
@@ -49,7 +51,8 @@ def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16) -> Path:
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     x = pre.apply(splits.train.x)
     model.fit(x, splits.train.y, epochs=epochs, batch_size=32, verbose=0)
-    set_trap(model)
+    if trap:
+        set_trap(model)
     # The dead channel gets no gradient, so the trap survives a short retraining that lets
     # the other filters take over what conv1's last filter did.
     model.fit(x, splits.train.y, epochs=max(2, epochs // 3), batch_size=32, verbose=0)

@@ -183,3 +183,20 @@ def test_support_matrix_comes_from_the_benchmark_file(tmp_path: Path,
     assert "| `regnetx_002` | RegNetX | 32 px | 2.3 M | yes 0.90 |" in table
     assert "failed: tflite-fp32 needs SELECT_TF_OPS (Foo)" in table
     assert "failed: accuracy 0.50 vs float 0.90" in table and "ok 0.90 (12 s)" in table
+
+
+def test_matrix_rows_say_chance_show_input_size_and_no_temporary_paths() -> None:
+    from edge_transfer.support import markdown_table
+
+    crashed = {"name": "convnext_tiny", "variants": {}, "train": {
+        "status": "failed", "reason": "process exited 1: edge_transfer.errors.ModelError: cannot "
+                                      "load /tmp/bench-convnext_tiny-ermvna1l/convnext_tiny/"
+                                      "model.keras: bad"}}
+    chance = {"name": "vgg16", "family": "VGG", "input_size": 32, "float_accuracy": 0.2,
+              "train": {"status": "ok", "val_accuracy": 0.2, "above_chance": False},
+              "variants": {"tflite-fp32": {"status": "ok", "accuracy": 0.2, "seconds": 10.0}}}
+    table = markdown_table({"models": [crashed, chance]})
+    assert "| `convnext_tiny` | ConvNeXt | 32 px |" in table       # from the registry
+    assert "cannot load convnext_tiny/model.keras: bad" in table and "/tmp" not in table
+    assert "| `vgg16` | VGG | 32 px | - | NO (chance) 0.20 | at chance 0.20 (matches float; " \
+           "10 s) |" in table

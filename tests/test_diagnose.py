@@ -59,6 +59,41 @@ def test_keep_float_auto_keeps_exactly_the_trap(mixed_export: ExportResult, fmt:
     record = json.loads(mixed_export.path.read_text())
     row = next(a for a in record["artifacts"] if a["name"] == f"{fmt}-int8-mixed")
     assert row["kept_float"] == [TRAP] and "kept 1 layer(s)" in row["notes"][0]
+    # Plain int8 was tried first and is significantly below float; one more conversion
+    # (after measuring) kept the trap, well under the 1.5x byte cap.
+    search = mixed.keep_float_search
+    assert search is not None and search.measured and search.within_budget
+    assert search.conversions == 2 and [t.layers for t in search.tries] == [0, 1]
+    assert search.tries[0].vs_float.p_value < 0.05 and search.bytes_ratio <= 1.5
+    assert row["keep_float_search"]["conversions"] == 2
+
+
+def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same model without the trap: plain int8 is within budget, so no layer is kept,
+    the per-layer errors are never measured (one conversion per format), and the variant
+    says it is plain int8."""
+    from edge_transfer.diagnose import Quantizer
+
+    def measured(*_: object) -> None:
+        raise AssertionError("per-layer errors measured although plain int8 is fine")
+
+    monkeypatch.setattr(Quantizer, "measure", measured)
+    fine = write_bad_layer_run(tmp_path_factory.mktemp("fine_run"), trap=False)
+    result = export_run(fine, ExportConfig(precisions=("int8",), keep_float=("auto",),
+                                           out=fine / "export"))
+    for fmt in ("tflite", "onnx"):
+        int8, mixed = result.get(f"{fmt}-int8"), result.get(f"{fmt}-int8-mixed")
+        assert int8.ok and mixed.ok, (int8.reason, mixed.reason)
+        assert mixed.spec.keep_float == ()
+        search = mixed.keep_float_search
+        assert search is not None and search.within_budget and not search.measured
+        assert search.conversions == 1 and search.bytes_ratio == 1.0
+        assert "no layer needed" in search.stopped
+        assert "kept 0 layer(s) in float (none: no layer needed, this file is plain int8)" \
+            in mixed.notes[0]
+        assert mixed.bytes is not None and int8.bytes is not None
+        assert mixed.bytes < 1.05 * int8.bytes
 
 
 def test_keep_float_by_name_and_unknown_names(bad_run: Path, tmp_path: Path) -> None:

@@ -46,14 +46,16 @@ def test_run_directory_contract(digits_run: Path) -> None:
 
     run = Run.open(digits_run)
     info = run.info
-    assert set(info["data"]) >= {"spec", "seed", "val_fraction", "test_fraction", "shots",
-                                 "fingerprint", "skip_bad_files"}
-    assert info["data"]["shots"] == 10 and info["args"]["backbone"] and info["seed"] == 0
-    assert {"tensorflow", "tf-keras", "numpy", "python"} <= set(info["versions"])
-    phases = info["seconds_by_phase"]            # where the wall time went
-    assert set(phases) == {"data", "training", "evaluation"}
+    raw = json.loads((digits_run / "run.json").read_text())   # the file's keys, unchanged
+    assert set(raw["data"]) >= {"spec", "seed", "val_fraction", "test_fraction", "shots",
+                                "fingerprint", "skip_bad_files", "sizes"}
+    assert set(raw["strategy"]) == {"name", "class", "replicas"}
+    assert info.data.shots == 10 and info.args["backbone"] and info.seed == 0
+    assert {"tensorflow", "tf-keras", "numpy", "python"} <= set(info.versions)
+    phases = info.seconds_by_phase            # where the wall time went
+    assert phases is not None and set(phases) == {"data", "training", "evaluation"}
     assert phases["training"] > 0 and phases["evaluation"] > 0
-    assert sum(phases.values()) <= info["seconds"] + 1
+    assert info.seconds is not None and sum(phases.values()) <= info.seconds + 1
     history = json.loads((digits_run / "history.json").read_text())
     assert {"head", "finetune", "scratch"} <= set(history)
     model = run.load_model()
@@ -64,7 +66,7 @@ def test_run_directory_contract(digits_run: Path) -> None:
     assert probs.shape == (len(y), 5)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     accuracy = float(np.mean(probs.argmax(1) == y))
-    assert accuracy == pytest.approx(run.metrics["test_accuracy"], abs=1e-6)
+    assert accuracy == pytest.approx(run.metrics.test_accuracy, abs=1e-6)
 
 
 def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_path: Path,
@@ -157,9 +159,9 @@ def test_cli_mirrored_over_two_logical_cpus(pretrain_run: Path, tmp_path: Path) 
                            "--cpu-devices", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy" in result.stdout.strip().splitlines()[-1]
-    info = Run.open(tmp_path / "m").info
-    assert info["strategy"]["class"] == "MirroredStrategy"
-    assert info["strategy"]["replicas"] == 2
+    strategy = Run.open(tmp_path / "m").info.strategy
+    assert strategy is not None and strategy.class_name == "MirroredStrategy"
+    assert strategy.replicas == 2
     assert Run.open(tmp_path / "m").load_model() is not None
 
 
@@ -206,8 +208,8 @@ def test_cli_multiworker_two_local_processes(pretrain_run: Path, tmp_path: Path)
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-2000:]
     chief = Run.open(tmp_path / "w0")
-    assert chief.info["strategy"]["name"] == "multiworker"
-    assert chief.info["strategy"]["replicas"] == 2
-    assert chief.metrics["test_accuracy"] > 0.2          # it trained (5 classes: chance 0.2)
+    strategy = chief.info.strategy
+    assert strategy is not None and strategy.name == "multiworker" and strategy.replicas == 2
+    assert (chief.metrics.test_accuracy or 0) > 0.2      # it trained (5 classes: chance 0.2)
     assert not (tmp_path / "w1").exists()              # only the chief writes the run
-    assert chief.info["data"]["spec"] == str(folder)
+    assert chief.info.data.spec == str(folder)
