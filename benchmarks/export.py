@@ -33,6 +33,8 @@ from typing import Any
 
 from _results import RESULTS, ROOT, machine, repo_path, write_result
 
+from edge_transfer.records import ExportRecord, RunData, RunInfo
+
 VARIANTS = dict(formats=("tflite", "onnx"),
                 precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
                 qat=True, prune=0.5, calibration_samples=100)
@@ -90,7 +92,6 @@ def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) 
     from edge_transfer.backbones import create
     from edge_transfer.data import load_dataset
     from edge_transfer.models import save_keras_model
-    from edge_transfer.records import RunData, RunInfo
     from edge_transfer.runs import write_json
 
     dataset = load_dataset("digits:0-4", image_size=(size, size))
@@ -121,16 +122,15 @@ def _export_command(run: Path, out: Path, jobs: int | None) -> dict[str, Any]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)   # the workers' CPU time included
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if not (out / "export.json").is_file():
+    if not (out / ExportRecord.FILE_NAME).is_file():
         raise SystemExit(f"export failed ({done.returncode}): {done.stderr[-2000:]}")
-    record = json.loads((out / "export.json").read_text())
+    record = ExportRecord.load(out)
     return {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
             "cpu_share": round(cpu / wall, 2), "exit_code": done.returncode,
-            "timing": record.get("timing"),
-            "variants": {a["name"]: {"status": a["status"], "seconds": a.get("seconds"),
-                                     "check_seconds": a.get("check_seconds"),
-                                     "sha256": a.get("sha256")}
-                         for a in record["artifacts"]}}
+            "timing": record.timing.to_dict() if record.timing else None,
+            "variants": {a.name: {"status": a.status, "seconds": a.seconds,
+                                  "check_seconds": a.check_seconds, "sha256": a.sha256}
+                         for a in record.artifacts}}
 
 
 def parallel_benchmark(run: Path, size: int, repeats: int, jobs: int | None,

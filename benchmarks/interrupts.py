@@ -48,19 +48,18 @@ def _export(run: Path, out: Path, tmpdir: Path) -> subprocess.Popen[str]:
 
 def _record_problems(out: Path) -> list[str]:
     """What is wrong with out/export.json: an ok file whose bytes differ, a failed variant."""
-    record = out / "export.json"
-    if not record.exists():
+    from edge_transfer.records import ExportRecord
+
+    if not (out / ExportRecord.FILE_NAME).exists():
         return []
     problems = []
-    for artifact in json.loads(record.read_text())["artifacts"]:
-        if artifact["status"] != "ok":
-            problems.append(f"{artifact['name']} recorded {artifact['status']}: "
-                            f"{artifact.get('reason')}")
+    for artifact in ExportRecord.load(out).artifacts:
+        if not artifact.ok or artifact.file is None:
+            problems.append(f"{artifact.name} recorded {artifact.status}: {artifact.reason}")
             continue
-        data = (out / artifact["file"]).read_bytes()
-        if (hashlib.sha256(data).hexdigest(), len(data)) != (artifact["sha256"],
-                                                              artifact["bytes"]):
-            problems.append(f"{artifact['name']} listed ok but its file differs")
+        data = (out / artifact.file).read_bytes()
+        if (hashlib.sha256(data).hexdigest(), len(data)) != (artifact.sha256, artifact.bytes):
+            problems.append(f"{artifact.name} listed ok but its file differs")
     return problems
 
 

@@ -9,7 +9,6 @@ Writes benchmarks/results/pipeline.json: {"config", "out", "steps": [{"name", "s
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from importlib.resources import files
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from _results import RESULTS, machine, repo_path, write_result
 
 from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
+from edge_transfer.records import Report
 
 COLUMNS = ("name", "status", "bytes", "ratio_to_fp32", "workstation_accuracy",
            "device_accuracy", "delta_vs_float", "latency_p50_ms", "fps")
@@ -36,14 +36,16 @@ def main() -> None:
         report_step = pipeline.step("report")
         report_path = (Path(pipeline.expand(str(report_step.get("out")), is_path=True))
                        / "report.json") if report_step and report_step.get("out") else None
-        report = (json.loads(report_path.read_text())
+        report = (Report.load(report_path)
                   if report_path and report_path.is_file() else None)
-    rows = [{k: r[k] for k in COLUMNS} for r in report["artifacts"]] if report else None
+    rows = ([{k: v for k, v in r.to_dict().items() if k in COLUMNS} for r in report.artifacts]
+            if report else None)
     out = {"config": repo_path(args.config), "machine": machine_at_start,
            "steps": [{"name": r.name, "seconds": round(r.seconds, 2), "exit_code": r.exit_code}
                      for r in results],
            "total_seconds": round(sum(r.seconds for r in results), 2),
-           "transfer": report["transfer"] if report else None, "report": rows}
+           "transfer": report.transfer.to_dict() if report and report.transfer else None,
+           "report": rows}
     write_result(args.json, out)
     for step in out["steps"]:
         print(f"{step['name']:>10}: {step['seconds']:7.1f} s (exit {step['exit_code']})")

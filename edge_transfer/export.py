@@ -531,7 +531,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                                           options, judge, config)
         report("done", len(variants), len(variants))
     artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
-                        float_accuracy, config.max_accuracy_drop, len(run.labels))
+                        float_accuracy, config, len(run.labels))
     preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
@@ -595,7 +595,8 @@ class _Judge:
         artifact = dataclasses.replace(artifact, check=check)
         if not check.passed:
             return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
-                                                  max_drop=config.max_accuracy_drop))
+                                                  max_drop=config.max_accuracy_drop,
+                                                  rule=config.rule))
         return artifact
 
 
@@ -637,7 +638,7 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
 
 
 def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
-            max_drop: float, classes: int) -> list[Artifact]:
+            config: ExportConfig, classes: int) -> list[Artifact]:
     """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
     from edge_transfer.advice import next_step
 
@@ -645,8 +646,9 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
     for a in artifacts:
         if not a.ok and a.check is not None and not a.check.passed:
             a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
-                                        max_drop=max_drop,
-                                        advice=next_step(a, artifacts, run, classes)))
+                                        max_drop=config.max_accuracy_drop,
+                                        advice=next_step(a, artifacts, run, classes),
+                                        rule=config.rule))
         out.append(a)
     return out
 

@@ -19,7 +19,8 @@ the drop alone).
    at most ``conversions`` tries in all, plain int8 included. A try whose file comes out past
    the cap ends the search unjudged.
 
-When no try is within budget, the most accurate one is kept (plain int8 when none beats it).
+When no try is within budget, the most accurate one is kept if it is significantly better
+than plain int8 on the same images, else plain int8 (no layer is kept for noise).
 
 >>> sizes(6, 40)
 [1, 2, 3, 5, 8, 13]
@@ -111,6 +112,40 @@ def affordable(ranked: Sequence[LayerDiagnosis], int8_bytes: int,
     return tuple(kept)
 
 
+@dataclass(frozen=True, eq=False)
+class _Judged:
+    """One try: the layers it kept, its record, whether it is within budget, and which
+    images it got right."""
+
+    layers: tuple[str, ...]
+    outcome: KeepFloatTry
+    ok: bool
+    correct: np.ndarray
+
+
+def _pick(judged: Sequence[_Judged], alpha: float, rule: stats.Rule) -> _Judged:
+    """The first try within budget (the fewest layers); else the most accurate try that is
+    significantly better than plain int8 (the first try) on the same images (rule
+    ``point``: the most accurate, fewest layers on a tie); else plain int8, so that no
+    layer is kept for a difference the images cannot tell from noise.
+
+    >>> def tried(layers, right):     # one more image right than plain int8, of 100
+    ...     outcome = KeepFloatTry(len(layers), 100, right / 100, Comparison(100, 0, 0, 0, 1, 0, 0))
+    ...     return _Judged(layers, outcome, False, np.arange(100) < right)
+    >>> int8, one_more = tried((), 90), tried(("conv2",), 91)
+    >>> [_pick([int8, one_more], 0.05, rule).layers for rule in ("significant", "point")]
+    [(), ('conv2',)]
+    """
+    passed = [j for j in judged if j.ok]
+    if passed:
+        return passed[0]
+    best = max(judged, key=lambda j: (j.outcome.accuracy, -j.outcome.layers))
+    if rule == "point":
+        return best
+    better = stats.paired(judged[0].correct, best.correct)
+    return best if better.difference > 0 and better.p_value < alpha else judged[0]
+
+
 @dataclass(frozen=True)
 class Choice:
     """The layers the search kept in float, and how it got there (``export.json``)."""
@@ -122,7 +157,9 @@ class Choice:
     def notes(self, max_drop: float, rule: stats.Rule = "significant") -> tuple[str, ...]:
         """One line for the variant's notes: what was kept, at what size, every try."""
         s = self.search
-        kept = ", ".join(self.layers) or "none: no layer needed, this file is plain int8"
+        kept = ", ".join(self.layers) or (
+            "none: no layer needed, this file is plain int8" if s.within_budget else
+            "none: no try was significantly better, this file is plain int8")
         budget = (f"within {max_drop:.3f} of float {s.float_accuracy:.4f}"
                   + (" and not significantly below it" if rule == "significant" else ""))
         verdict = budget if s.within_budget else f"no try was {budget}"
@@ -144,7 +181,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
            max_bytes: float = MAX_BYTES) -> Choice:
     """The search of the module docstring, on ``sample``
     (:func:`edge_transfer.diagnose.validation_sample`)."""
-    judged: list[tuple[tuple[str, ...], KeepFloatTry, bool]] = []
+    judged: list[_Judged] = []
 
     def attempt(layers: tuple[str, ...], model: Any) -> bool:
         correct = sample.correct(quantizer, model)
@@ -152,7 +189,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         done = KeepFloatTry(layers=len(layers), bytes=quantizer.size(model),
                             accuracy=float(np.mean(correct)), vs_float=Comparison.of(comparison))
         ok = within_budget(comparison, max_drop, alpha, rule)
-        judged.append((layers, done, ok))
+        judged.append(_Judged(layers, done, ok, correct))
         return ok
 
     with quiet():
@@ -200,13 +237,12 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
             elif k == len(steps) - 1:
                 stopped = f"the conversion limit ({conversions}) is reached{over}"
                 limit = "conversions"
-    passed = [j for j in judged if j[2]]
-    layers_kept, best, ok = (passed[0] if passed else
-                             max(judged, key=lambda j: (j[1].accuracy, -j[1].layers)))
+    chosen = _pick(judged, alpha, rule)
+    layers_kept, best, ok = chosen.layers, chosen.outcome, chosen.ok
     search = KeepFloatSearch(
         samples=len(sample.float_correct), float_accuracy=sample.float_accuracy,
         int8_bytes=int8_bytes, max_bytes_ratio=max_bytes,
         bytes_ratio=round(best.bytes / int8_bytes, 4), conversions=made,
         measured=measured, within_budget=ok, stopped=stopped,
-        tries=tuple(j[1] for j in judged), limit=None if ok else limit)
+        tries=tuple(j.outcome for j in judged), limit=None if ok else limit)
     return Choice(layers_kept, search, order)

@@ -62,27 +62,28 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
                        notes: list[str] | None = None) -> Any:
     """tfmot ``quantize_model`` on a copy of ``model``, fine-tuned for ``epochs``.
 
-    Layers tfmot refuses (Rescaling, Normalization, Multiply, hard-swish's TFOpLambda) get
-    output-only quantize configs (:mod:`edge_transfer.qat_layers`); they are named in
-    ``notes``. Raises ConversionError naming the layer when QAT still fails.
+    Layers tfmot refuses (Rescaling, Normalization, Multiply, hard-swish's and residual
+    sums' TFOpLambda, a BatchNormalization after no convolution) get output-only quantize
+    configs or are rewritten (:mod:`edge_transfer.qat_layers`); a layer quantization still
+    fails on stays float. All are named in ``notes``. Raises ConversionError naming the
+    layer when QAT cannot be applied.
     """
-    import tensorflow_model_optimization as tfmot
 
-    from edge_transfer import qat_layers
+    from edge_transfer import qat_layers, qat_scheme
 
     _, keras = load()
     try:
-        qat = tfmot.quantization.keras.quantize_model(copy_model(model))
+        qat = qat_scheme.quantize_model(copy_model(model))
     except Exception as first:
         interrupts.check(first)
         try:
             qat, found = qat_layers.annotate_and_apply(copy_model(model))
+        except ConversionError:
+            raise   # names the layer that failed
         except Exception as exc:
             interrupts.check(exc)
-            layer = unquantizable_layer(model)
-            where = f"layer {layer}" if layer else "this model"
             raise ConversionError(
-                f"QAT cannot quantize {where}: {one_line(exc, 200, first=True)}; export "
+                f"QAT cannot quantize this model: {one_line(exc, 200, first=True)}; export "
                 "--keep-float auto instead (int8 with the worst layers in float)"
             ) from exc
         if notes is not None:
