@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -463,6 +464,9 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     ``worker`` is the function a worker process runs per variant (default
     :func:`edge_transfer.export_workers.run_task`; tests pass one that crashes)."""
     started = time.perf_counter()
+    if export_workers.importing_main():
+        raise ExportError("export was called while a worker process of an export imported the "
+                          'main script again: put the export under `if __name__ == "__main__":`')
     config = config or ExportConfig()
     run = Run.open(run_dir)
     out = output_dir(run_dir, config)
@@ -501,6 +505,12 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         sources.seconds["float"] = time.perf_counter() - start
         judge = _Judge(y_val, float_accuracy, config)
+        why = workers.start_failure() if workers is not None else None
+        if workers is not None and why is not None:   # all in this process, as with --jobs 1
+            print(f"warning: {why}; converting in this process instead", file=sys.stderr,
+                  flush=True)
+            workers.stop()
+            workers, jobs = None, 1
         if workers is not None:
             try:
                 by_index = _convert_in_workers(
@@ -521,7 +531,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                                           options, judge, config)
         report("done", len(variants), len(variants))
     artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
-                        float_accuracy, config.max_accuracy_drop, len(run.labels))
+                        float_accuracy, config, len(run.labels))
     preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
     result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
                           labels=run.labels, preprocessing=run.preprocessing,
@@ -585,7 +595,8 @@ class _Judge:
         artifact = dataclasses.replace(artifact, check=check)
         if not check.passed:
             return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
-                                                  max_drop=config.max_accuracy_drop))
+                                                  max_drop=config.max_accuracy_drop,
+                                                  rule=config.rule))
         return artifact
 
 
@@ -627,7 +638,7 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
 
 
 def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
-            max_drop: float, classes: int) -> list[Artifact]:
+            config: ExportConfig, classes: int) -> list[Artifact]:
     """Reword each accuracy failure's advice with the next step known to work (advice.py)."""
     from edge_transfer.advice import next_step
 
@@ -635,8 +646,9 @@ def _advise(artifacts: list[Artifact], run: Path, float_accuracy: float,
     for a in artifacts:
         if not a.ok and a.check is not None and not a.check.passed:
             a = a.failed(failure_reason(a.check, float_accuracy=float_accuracy,
-                                        max_drop=max_drop,
-                                        advice=next_step(a, artifacts, run, classes)))
+                                        max_drop=config.max_accuracy_drop,
+                                        advice=next_step(a, artifacts, run, classes),
+                                        rule=config.rule))
         out.append(a)
     return out
 

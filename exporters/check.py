@@ -73,8 +73,9 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
 
 def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
                    advice: str = "calibrate with more samples (--calibration-samples) "
-                                 "or try --qat") -> str:
-    """One line saying why a check failed, and ``advice``: the next step to take.
+                                 "or try --qat", rule: stats.Rule = "significant") -> str:
+    """One line saying why a check failed (by ``rule``, as :func:`check_outputs` judged it),
+    and ``advice``: the next step to take.
 
     >>> from exporters._types import Check
     >>> drop = Comparison(n=5000, difference=-0.03, low=-0.036, high=-0.024, p_value=1e-9,
@@ -82,6 +83,9 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
     >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float=drop),
     ...                float_accuracy=0.95, max_drop=0.01)[:78]
     'accuracy 0.9200 is -3.0 pt [-3.6, -2.4] from the float model (0.9500, p=<0.001'
+    >>> "significant" in failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float=drop),
+    ...                                 float_accuracy=0.95, max_drop=0.01, rule="point")
+    False
     """
     if check.tolerance is not None and not check.max_abs_diff <= check.tolerance:
         scale = (check.tolerance - FP32_ATOL) / FP32_RTOL
@@ -97,4 +101,5 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
             f"[{cmp.low * 100:+.1f}, {cmp.high * 100:+.1f}] from the float model "
             f"({float_accuracy:.4f}, p={stats.format_p(cmp.p_value)}, lost {cmp.lost}, "
             f"gained {cmp.gained}) on {check.samples} test samples: beyond the "
-            f"{max_drop * 100:.1f}-pt tolerance and significant; {fix}")
+            f"{max_drop * 100:.1f}-pt tolerance"
+            f"{' and significant' if rule == 'significant' else ''}; {fix}")
