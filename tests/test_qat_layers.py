@@ -285,10 +285,11 @@ def test_qat_onnx_stores_every_conv_weight_in_int8(tmp_path: Path) -> None:
     assert len(conv_weights) == 3
 
 
+@pytest.mark.slow   # a QAT fine-tune and a TFLite conversion: 15-40 s
 def test_qat_tflite_converts_densenet_transition_into_a_concat(tmp_path: Path) -> None:
     """DenseNet's transition (BatchNormalization, ReLU, 1x1 conv, AveragePooling2D) feeding
     a dense block's Concatenate: the TFLite converter refused the QAT model ("violate the
-    same scale constraint" on the pooling); now it converts and matches QAT Keras (~10 s)."""
+    same scale constraint" on the pooling); now it converts and matches QAT Keras."""
     from edge_transfer import optimize
     from edge_transfer._keras import load
     from edge_transfer.runtime._backends import open_backend, run_float
