@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -463,6 +464,9 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     ``worker`` is the function a worker process runs per variant (default
     :func:`edge_transfer.export_workers.run_task`; tests pass one that crashes)."""
     started = time.perf_counter()
+    if export_workers.importing_main():
+        raise ExportError("export was called while a worker process of an export imported the "
+                          'main script again: put the export under `if __name__ == "__main__":`')
     config = config or ExportConfig()
     run = Run.open(run_dir)
     out = output_dir(run_dir, config)
@@ -501,6 +505,12 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
         sources.seconds["float"] = time.perf_counter() - start
         judge = _Judge(y_val, float_accuracy, config)
+        why = workers.start_failure() if workers is not None else None
+        if workers is not None and why is not None:   # all in this process, as with --jobs 1
+            print(f"warning: {why}; converting in this process instead", file=sys.stderr,
+                  flush=True)
+            workers.stop()
+            workers, jobs = None, 1
         if workers is not None:
             try:
                 by_index = _convert_in_workers(

@@ -152,12 +152,13 @@ class Workers:
         self.worker = worker or run_task
         self._pool: ProcessPoolExecutor | None = None
         self._processes: dict[int, Any] = {}
+        self._warm: list[Future[None]] = []
 
     def __enter__(self) -> Workers:
         self._pool = _new_pool(self.jobs, self.workdir, self.run)
         try:
-            for _ in range(self.jobs):      # one process each, started now
-                self._pool.submit(_ready)
+            # one process each, started now
+            self._warm = [self._pool.submit(_ready) for _ in range(self.jobs)]
             self._note_processes()
         except BaseException:
             self.stop()
@@ -180,6 +181,22 @@ class Workers:
             self.stop()
             raise
         self._pool = None
+
+    def start_failure(self) -> str | None:
+        """None once every worker has started (waiting for them); else why they did not: a
+        worker died starting up, before any variant (the usual cause: spawning re-runs the
+        main script, which exported at import, without ``if __name__ == "__main__":``)."""
+        for future in self._warm:
+            try:
+                future.result()
+            except BrokenProcessPool:
+                self._note_processes()
+                return (f"the export's worker processes died while starting "
+                        f"({_how_it_ended(self._processes)}); a script that exports must do it "
+                        'under `if __name__ == "__main__":` (each worker imports the main '
+                        "script again, see Python's multiprocessing guidelines), or pass "
+                        "--jobs 1 / ExportConfig(jobs=1)")
+        return None
 
     def convert_all(self, tasks: list[Task],
                     done: Callable[[Task, Outcome], None]) -> dict[int, Outcome]:
@@ -293,6 +310,13 @@ def _how_it_ended(processes: dict[int, Any]) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def importing_main() -> bool:
+    """Whether this process is a spawned worker still importing the parent's main script:
+    an export started there (a script without a ``__main__`` guard) would start workers of
+    its own, which multiprocessing refuses."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
 def _new_pool(jobs: int, workdir: Path, run: Path) -> ProcessPoolExecutor:

@@ -10,6 +10,11 @@ the post-training int8 bytes). Here such a layer's own activation becomes tfmot'
 ``NoOpActivation`` instead, as tfmot's Conv + BatchNormalization + ReLU transform does: its
 weights are fake-quantized and there is still no fake-quant between it and the ReLU.
 
+The same is done for a convolution followed by ``AveragePooling2D``: TFLite's
+``AVERAGE_POOL_2D`` needs one scale on its input and output, and with a fake-quant after the
+convolution and the pooling's output tied to a ``Concatenate`` (DenseNet's transition) the
+converter failed ("quantization parameters violate the same scale constraint").
+
 >>> qat = quantize_apply(annotated_model)                                # doctest: +SKIP
 """
 
@@ -72,6 +77,14 @@ def scheme_class() -> type:
     def custom_objects(self: Any) -> dict[str, Any]:
         return {**t.LayerReLUQuantize.custom_objects(self), "NoOpActivation": no_op}
 
+    def pool_pattern(self: Any) -> Any:
+        return t.LayerPattern("AveragePooling2D", inputs=[t.LayerPattern(
+            "Conv2D|DepthwiseConv2D", config={"activation": "linear"})])
+
+    # An average pooling after a convolution: no fake-quant between them (TFLite's
+    # AVERAGE_POOL_2D needs its input's scale on its output).
+    pool_after_conv = type("PoolAfterConv", (t.LayerReLUQuantize,), {
+        "pattern": pool_pattern, "replacement": replacement, "custom_objects": custom_objects})
     relu = type("ReLUKeepsWeights", (t.LayerReLUQuantize,),
                 {"replacement": replacement, "custom_objects": custom_objects})
     relu_activation = type("ReluActivationKeepsWeights", (t.LayerReluActivationQuantize,),
@@ -91,6 +104,7 @@ def scheme_class() -> type:
                 t.ConcatTransform4Inputs(), t.ConcatTransform3Inputs(), t.ConcatTransform(),
                 t.DenseBatchNormQuantize(), t.DenseBatchNormReLUQuantize(),
                 t.DenseBatchNormActivationQuantize(), relu(), relu_activation(),
+                pool_after_conv(),
             ]
             return model_transformer.ModelTransformer(
                 model, transforms, set(layer_quantize_map.keys()), layer_quantize_map

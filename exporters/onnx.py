@@ -120,12 +120,14 @@ def convert_float(source: KerasSource, opset: int) -> Any:
     Grouped convolutions (RegNet, ResNeXt-style blocks) run in tf_keras through an
     XLA-compiled ``tf.function``, which tf2onnx leaves as a ``PartitionedCall`` node that no
     ONNX runtime has (tf2onnx issue #2099); they are traced as plain convolutions instead
-    (same maths, checked by the export's comparison with Keras). Each path of
+    (same maths, checked by the export's comparison with Keras). So is the exact GELU
+    (ConvNeXt): TensorFlow computes it with ``Erfc``, which tf2onnx cannot convert, so it is
+    traced as ``0.5 x (1 + erf(x / sqrt 2))``. Each path of
     :func:`conversion_paths` is tried until ONNX Runtime loads the result; if none does, the
     error names every path's reason and failing node.
     """
     failures = []
-    with inline_grouped_convolutions(source.model):
+    with inline_grouped_convolutions(source.model), gelu_through_erf(source.model):
         for label, entry, path_opset in conversion_paths(opset):
             try:
                 model = _tf2onnx(source, entry, path_opset)
@@ -197,6 +199,31 @@ def inline_grouped_convolutions(model: Any) -> Iterator[int]:
     finally:
         for layer in layers:
             del layer._jit_compiled_convolution_op   # back to the class's compiled method
+
+
+@contextmanager
+def gelu_through_erf(model: Any) -> Iterator[int]:
+    """Trace every exact-GELU activation of ``model`` (``activation="gelu"``, as ConvNeXt's)
+    as ``0.5 x (1 + erf(x / sqrt 2))`` while the block runs; yields how many layers.
+
+    TensorFlow's ``gelu(approximate=False)`` is ``0.5 x erfc(-x / sqrt 2)``, and tf2onnx has
+    no conversion for ``Erfc`` (ONNX has ``Erf``): the same function, written with ``Erf``."""
+    originals = [(layer, layer.activation) for layer in model.submodules
+                 if getattr(getattr(layer, "activation", None), "__name__", None) == "gelu"]
+    for layer, _ in originals:
+        layer.activation = _gelu_erf
+    try:
+        yield len(originals)
+    finally:
+        for layer, activation in originals:
+            layer.activation = activation
+
+
+def _gelu_erf(x: Any) -> Any:
+    from edge_transfer._keras import load
+
+    tf, _ = load()
+    return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
 
 
 def _plain_convolution(layer: Any) -> Any:

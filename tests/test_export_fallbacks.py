@@ -47,6 +47,30 @@ def test_grouped_convolution_exports_to_onnx_runtime(tmp_path: Path, precision: 
     assert "_jit_compiled_convolution_op" not in vars(model.get_layer("grouped"))
 
 
+def test_exact_gelu_exports_to_onnx(tmp_path: Path) -> None:
+    """ConvNeXt's exact GELU: TensorFlow computes it with Erfc, which tf2onnx cannot convert;
+    it is traced with Erf instead (same values), and the layers get their GELU back."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3), name="image")
+    x = keras.layers.Dense(8, activation="gelu", name="mlp")(inputs)
+    x = keras.layers.Activation("gelu", name="act")(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(0, 2, (16, 6, 6, 3)).astype(np.float32)
+    source = KerasSource(model, tmp_path)
+    meta = ModelMetadata(labels=("a", "b", "c"),
+                         preprocessing=Preprocessing(height=6, width=6, channels=3))
+    artifact = onnx_exporter.export(source, ExportSpec.fp32(),
+                                    Calibration(x, source.input_name), tmp_path, metadata=meta)
+    assert "Erf" in {node.op_type for node in onnx.load(str(artifact.path)).graph.node}
+    np.testing.assert_allclose(onnx_exporter.predict(artifact.path, x),
+                               model.predict(x, verbose=0), atol=1e-5)
+    assert model.get_layer("act").activation is keras.activations.gelu
+
+
 def test_runtime_refusal_names_the_node() -> None:
     from onnx import TensorProto, helper
 

@@ -283,3 +283,37 @@ def test_qat_onnx_stores_every_conv_weight_in_int8(tmp_path: Path) -> None:
     assert float_weights == []
     conv_weights = {node.input[1] for node in graph.node if node.op_type == "Conv"}
     assert len(conv_weights) == 3
+
+
+@pytest.mark.slow   # a QAT fine-tune and a TFLite conversion: 15-40 s
+def test_qat_tflite_converts_densenet_transition_into_a_concat(tmp_path: Path) -> None:
+    """DenseNet's transition (BatchNormalization, ReLU, 1x1 conv, AveragePooling2D) feeding
+    a dense block's Concatenate: the TFLite converter refused the QAT model ("violate the
+    same scale constraint" on the pooling); now it converts and matches QAT Keras."""
+    from edge_transfer import optimize
+    from edge_transfer._keras import load
+    from edge_transfer.runtime._backends import open_backend, run_float
+    from exporters import tflite
+    from exporters._types import Calibration, ExportSpec, KerasSource
+
+    _, keras = load()
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = layers.BatchNormalization(name="t_bn")(x)
+    x = layers.ReLU(name="t_relu")(x)
+    x = layers.Conv2D(8, 1, use_bias=False, name="t_conv")(x)
+    x = layers.AveragePooling2D(2, strides=2, name="t_pool")(x)
+    y = layers.BatchNormalization(name="b_bn")(x)
+    y = layers.ReLU(name="b_relu")(y)
+    y = layers.Conv2D(4, 3, padding="same", use_bias=False, name="b_conv")(y)
+    x = layers.Concatenate(name="b_concat")([x, y])
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, layers.Dense(5, activation="softmax", name="classes")(x))
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    qat = optimize.quantization_aware(model, x, rng.integers(0, 5, 64), epochs=1)
+    data = tflite._convert(KerasSource(qat, tmp_path), ExportSpec.int8().with_qat(),
+                           Calibration(x[:16], "image"))
+    out = run_float(open_backend(bytes(data), format="tflite"), x)
+    assert np.abs(out - qat.predict(x, verbose=0)).max() < 0.05

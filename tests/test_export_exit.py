@@ -1,0 +1,68 @@
+"""Scripts that export with worker processes: one that raises afterwards exits at once (issue
+13: a benchmark that crashed after exporting stayed alive at interpreter exit), and one
+without a ``__main__`` guard, whose workers die importing it again, still exports every
+variant, in its own process, with a warning naming the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _small_runs import digits_splits, save_run
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow   # two scripts, each spawning 2 workers that import TensorFlow
+
+EXPORT = """
+import sys
+from pathlib import Path
+from edge_transfer.export import ExportConfig, export_run
+
+def export():
+    result = export_run(Path(sys.argv[1]), ExportConfig(precisions=("fp32", "int8"), jobs=2,
+                                                        out=Path(sys.argv[2])))
+    print("exported", " ".join(a.status for a in result.artifacts), flush=True)
+"""
+RAISES_AFTER = EXPORT + """
+if __name__ == "__main__":
+    export()
+    raise RuntimeError("the script's own bug, after the export")
+"""
+NO_GUARD = EXPORT + "\nexport()\n"
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    keras, dataset, _, pre = digits_splits(8)
+    inputs = keras.Input(pre.input_shape)
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x))
+    return save_run(tmp_path_factory.mktemp("exit") / "run", model, dataset, pre)
+
+
+def _script(tmp_path: Path, text: str, run: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``text`` as a script; one still alive after 300 s (a hang at exit) fails the test."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    return subprocess.run([sys.executable, str(script), str(run), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+
+def test_a_script_that_raises_after_exporting_exits(small_run: Path, tmp_path: Path) -> None:
+    done = _script(tmp_path, RAISES_AFTER, small_run)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "exported ok ok ok ok" in done.stdout
+    assert done.stderr.rstrip().endswith("RuntimeError: the script's own bug, after the export")
+
+
+def test_a_script_without_main_guard_exports_in_its_own_process(small_run: Path,
+                                                                 tmp_path: Path) -> None:
+    done = _script(tmp_path, NO_GUARD, small_run)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exported ok ok ok ok" in done.stdout
+    assert "warning: the export's worker processes died while starting" in done.stderr
+    assert 'under `if __name__ == "__main__":`' in done.stderr
