@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -329,9 +330,10 @@ def _new_pool(jobs: int, workdir: Path, run: Path) -> ProcessPoolExecutor:
 
 def _init_worker(workdir: str, run: str) -> None:
     """In each worker, once: SIGINT ignored (the parent decides; a terminal's Ctrl-C reaches
-    the whole process group), temporary files inside the export's work folder, then the
-    imports and the test split every task needs."""
+    the whole process group), an exit when the parent dies, temporary files inside the
+    export's work folder, then the imports and the test split every task needs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     tempfile.tempdir = workdir
     os.environ["TMPDIR"] = workdir
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -342,6 +344,22 @@ def _init_worker(workdir: str, run: str) -> None:
     import tf2onnx  # noqa: F401
 
     _check_data(Path(run))
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as the export's process is gone. A parent that could not stop
+    its workers (SIGKILL, the out-of-memory killer, a script killed by SIGTERM without a
+    handler) would otherwise leave them waiting for tasks forever: each holds its own task
+    queue's write end, so it never reads an end of file."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()          # returns when the parent's sentinel pipe closes: it died
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _ready() -> None:
