@@ -172,9 +172,10 @@ def accuracies(run: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
 
 
 def verdict(cmp: dict[str, Any], alpha: float = ALPHA, margin: float = MARGIN) -> str:
-    """A variant against its format's float on the paired images: ``below`` (significantly
-    below float, or the whole interval below -1 point), ``within 1 pt`` (the interval's lower
-    bound at or above -1 point), else ``not significantly below`` (cannot resolve 1 point).
+    """A variant against its format's float on the paired images: ``within 1 pt`` (the
+    interval's lower bound at or above -1 point, even when a smaller drop is significant),
+    else ``below`` (significantly below float, or the whole interval below -1 point), else
+    ``not significantly below`` (the images cannot resolve 1 point).
 
     >>> verdict({"difference": -0.045, "low": -0.07, "high": -0.02, "p_value": 0.001})
     'below'
@@ -182,11 +183,13 @@ def verdict(cmp: dict[str, Any], alpha: float = ALPHA, margin: float = MARGIN) -
     'not significantly below'
     >>> verdict({"difference": 0.0, "low": -0.006, "high": 0.006, "p_value": 1.0})
     'within 1 pt'
+    >>> verdict({"difference": -0.003, "low": -0.005, "high": -0.001, "p_value": 0.01})
+    'within 1 pt'
     """
-    if (cmp["difference"] < 0 and cmp["p_value"] < alpha) or cmp["high"] < -margin:
-        return "below"
     if cmp["low"] >= -margin:
         return "within 1 pt"
+    if (cmp["difference"] < 0 and cmp["p_value"] < alpha) or cmp["high"] < -margin:
+        return "below"
     return "not significantly below"
 
 

@@ -418,7 +418,7 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             refuse_huge(image.width, image.height)
-            mode = "L" if image.mode in ("L", "I;16", "I", "1") else "RGB"
+            mode = "L" if is_gray(image) else "RGB"
             pixels = np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} is not a usable image: {exc}; give a .png, .jpg, .bmp or .gif "
@@ -427,6 +427,25 @@ def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     if batch.shape[1:3] != size:
         batch = resize_batch(batch, *size)
     return batch[0]
+
+
+def is_gray(image: Any) -> bool:
+    """Whether a Pillow image holds gray pixels: a gray mode, or a palette of grays (how
+    Pillow opens a grayscale GIF).
+
+    >>> from PIL import Image
+    >>> is_gray(Image.new("L", (2, 2))), is_gray(Image.new("RGB", (2, 2)))
+    (True, False)
+    >>> red = Image.new("RGB", (2, 2), (255, 0, 0))
+    >>> is_gray(Image.new("L", (2, 2)).convert("P")), is_gray(red.quantize())
+    (True, False)
+    """
+    if image.mode in ("L", "I;16", "I", "1"):
+        return True
+    if image.mode != "P":
+        return False
+    colours = np.asarray(image.getpalette() or [0, 0, 0]).reshape(-1, 3)
+    return bool(np.all(colours == colours[:, :1]))
 
 
 def refuse_huge(width: int, height: int) -> None:
@@ -512,7 +531,7 @@ def scan_images(paths: Sequence[Path], root: Path) -> _Scan:
         try:
             with Image.open(io.BytesIO(raw)) as image:
                 refuse_huge(image.width, image.height)
-                gray = image.mode in ("L", "I;16", "I", "1")
+                gray = is_gray(image)
                 image_size = (image.height, image.width)
                 image.verify()
             if _maybe_truncated(raw, image.format):

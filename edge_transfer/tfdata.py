@@ -222,6 +222,9 @@ def augmentation(names: Sequence[str], seed: int = 0) -> Any:
     >>> augmentation(["flip"]).name  # doctest: +SKIP
     'augmentation'
     """
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; use {', '.join(AUGMENTATIONS)}")
     _, keras = load()
     layers = {
         "shift": lambda: [
