@@ -96,11 +96,10 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
     steps = []
     if failed.spec.keep_float is not None:
         search = failed.keep_float_search
-        limit = search.limit if search is not None else None
-        bound = {"max_bytes": "--keep-float-max-bytes larger",
-                 "conversions": "--keep-float-conversions larger"}.get(
-                     limit or "", "--keep-float-conversions or --keep-float-max-bytes larger")
-        steps.append(f"keep more layers in float ({bound}, or name them after "
+        bound = {"max_bytes": "--keep-float-max-bytes larger, ",
+                 "conversions": "--keep-float-conversions larger, "}.get(
+                     (search.limit if search is not None else None) or "", "")
+        steps.append(f"keep more layers in float ({bound}or name them after "
                      "`edge-transfer diagnose`)")
     elif not mixed:
         steps.append(f"run `edge-transfer diagnose {run} --format {failed.format}` to see "

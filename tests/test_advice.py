@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge_transfer.advice import next_step
-from edge_transfer.records import ExportCheck
+from edge_transfer.records import ExportCheck, KeepFloatSearch
 from edge_transfer.samples import encode
 from exporters import Artifact, ExportSpec
 
@@ -32,3 +32,22 @@ def test_qat_at_chance_is_pointed_at_the_ptq_variant_that_passed() -> None:
 def test_qat_somewhat_below_float_may_train_longer() -> None:
     below = _qat([0, 1, 2, 3, 4] * 45, 0.85)
     assert "fine-tune QAT longer (--qat-epochs)" in next_step(below, [below], "runs/t", 5)
+
+
+def _mixed(keep: tuple[str, ...], limit: str | None) -> Artifact:
+    search = None if keep != ("auto",) else KeepFloatSearch(
+        samples=134, float_accuracy=0.95, int8_bytes=1000, max_bytes_ratio=1.5,
+        bytes_ratio=1.4, conversions=7, measured=True, within_budget=False,
+        stopped="limit reached", limit=limit)
+    return Artifact("tflite", ExportSpec.int8().mixed(keep), status="failed",
+                    keep_float_search=search)
+
+
+def test_a_failed_mixed_variant_names_only_the_bound_that_stopped_it() -> None:
+    steps = {name: next_step(_mixed(keep, limit), [_mixed(keep, limit)], "runs/t")
+             for name, keep, limit in [("bytes", ("auto",), "max_bytes"),
+                                       ("conversions", ("auto",), "conversions"),
+                                       ("named", ("conv2",), None)]}
+    assert "--keep-float-max-bytes larger" in steps["bytes"]
+    assert "--keep-float-conversions larger" in steps["conversions"]
+    assert "--keep-float-" not in steps["named"] and "name them after" in steps["named"]
