@@ -193,10 +193,11 @@ class Workers:
             except BrokenProcessPool:
                 self._note_processes()
                 return (f"the export's worker processes died while starting "
-                        f"({_how_it_ended(self._processes)}); a script that exports must do it "
-                        'under `if __name__ == "__main__":` (each worker imports the main '
-                        "script again, see Python's multiprocessing guidelines), or pass "
-                        "--jobs 1 / ExportConfig(jobs=1)")
+                        f"({_how_it_ended(self._processes)}); if a script of yours exports, "
+                        'it must do it under `if __name__ == "__main__":` (each worker '
+                        "imports the main script again, see Python's multiprocessing "
+                        "guidelines); else a worker ran out of memory or could not import "
+                        "TensorFlow: pass --jobs 1 / ExportConfig(jobs=1) to see it")
         return None
 
     def convert_all(self, tasks: list[Task],
