@@ -301,7 +301,14 @@ def _leaders(tasks: list[Task]) -> tuple[list[Task], dict[str, list[Task]]]:
     return first, waiting
 
 
-def _how_it_ended(processes: dict[int, Any]) -> str:
+def _how_it_ended(processes: dict[int, Any], wait: float = 5.0) -> str:
+    """How a broken pool's processes ended, e.g. "killed by SIGKILL". The pool's own thread
+    reaps them after it fails the futures; until it has stored an exit code, asking for one
+    finds none (the child is already reaped), so wait for the codes a little."""
+    deadline = time.monotonic() + wait
+    while (any(p.exitcode is None for p in processes.values())
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
     codes = [p.exitcode for p in processes.values() if p.exitcode not in (None, 0)]
     if not codes:
         return "exit status unknown"
