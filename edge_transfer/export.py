@@ -113,9 +113,9 @@ class ExportConfig:
         None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
               "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float. auto tries plain int8 "
               "first and keeps no layer when it is within --max-accuracy-drop of float and "
-              "not significantly below it (paired, on a fixed stratified sample of at most "
-              "2,000 validation images); else it keeps the layers `edge-transfer diagnose` "
-              "ranks worst per float byte they cost, 1, 2, 3, 5, 8... at a time, until it is, "
+              "(unless --decide point) not significantly below it (paired, on a fixed "
+              "stratified sample of at most 2,000 validation images); else it keeps the "
+              "layers `edge-transfer diagnose` ranks worst per float byte they cost, 1, 2, 3, 5, 8... at a time, until it is, "
               "in a bounded number of conversions (at most --keep-float-conversions "
               "re-quantizations of one calibration), never past --keep-float-max-bytes",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
