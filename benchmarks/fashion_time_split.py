@@ -47,7 +47,9 @@ def measure(source: Path, out: Path) -> dict[str, Any]:
                                   source_data="fashion-mnist:0-4", verbose=0))
     written = time.time() - started
     info, metrics = RunInfo.load(run), RunMetrics.load(run)
-    phases, seconds = info.seconds_by_phase or {}, float(info.seconds or 0.0)
+    if not info.seconds or not info.seconds_by_phase:
+        raise SystemExit(f"{run}/run.json has no timing: train it with this release")
+    phases, seconds = info.seconds_by_phase, float(info.seconds)
     return {"seconds": round(seconds, 1), "seconds_with_writing": round(written, 1),
             "seconds_by_phase": phases,
             "evaluation_share": round(phases["evaluation"] / seconds, 3),

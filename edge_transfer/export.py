@@ -110,14 +110,15 @@ class ExportConfig:
                                        "you trust", aliases=("--unsafe",))
     # int8-mixed: ("auto",) or Keras layer names / op types to keep in float (None: no variant)
     keep_float: tuple[str, ...] | None = option(
-        None, "add an int8-mixed variant per format that keeps these Keras layers or op types "
-              "(TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float. auto tries plain int8 "
+        None, "add an int8-mixed variant per format that keeps these Keras layers or op types"
+              " (TFLite CONV_2D, MUL...; ONNX Conv, Mul...) in float. auto tries plain int8 "
               "first and keeps no layer when it is within --max-accuracy-drop of float and "
-              "not significantly below it (paired, on a fixed stratified sample of at most "
-              "2,000 validation images); else it keeps the layers `edge-transfer diagnose` "
-              "ranks worst per float byte they cost, 1, 2, 3, 5, 8... at a time, until it is, "
-              "in a bounded number of conversions (at most --keep-float-conversions "
-              "re-quantizations of one calibration), never past --keep-float-max-bytes",
+              "(unless --decide point) not significantly below it (paired, on a fixed "
+              "stratified sample of at most 2,000 validation images); else it keeps the "
+              "layers `edge-transfer diagnose` ranks worst per float byte they cost, 1, 2, 3,"
+              " 5, 8... at a time, until it is, in a bounded number of conversions (at most "
+              "--keep-float-conversions re-quantizations of one calibration), never past "
+              "--keep-float-max-bytes",
         metavar="auto|NAME[,NAME...]|OP_TYPE")
     keep_float_conversions: int = option(
         mixed.MAX_CONVERSIONS, "--keep-float auto: at most N re-quantizations, plain int8 "
