@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_transfer import stats
-from edge_transfer.samples import SamplesError, decode
+from edge_transfer.samples import decode_or_none
 from exporters import Artifact
 
 
@@ -48,16 +48,10 @@ def broken(artifact: Artifact, classes: int | None) -> str | None:
     'tflite-int8 is at chance: accuracy 20.0 [13.3, 28.9] contains 1/5 = 20.0'
     """
     check = artifact.check
-    if check is None or not check.samples:
+    if check is None:
         return None
-    interval = stats.wilson(round(check.accuracy * check.samples), check.samples)
-    predictions = None
-    if check.predictions:
-        try:
-            predictions = decode(check.predictions)
-        except SamplesError:
-            predictions = None
-    return stats.health_warning(interval, classes or 0, predictions, what=artifact.name)
+    return stats.health_of(check.accuracy, check.samples, classes or 0,
+                           decode_or_none(check.predictions), what=artifact.name)
 
 
 def untrained_hint(has_batchnorm: bool, learning_rate: float | None = None) -> str:

@@ -22,11 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from edge_transfer import stats
 from edge_transfer.records import SampleIds
-from edge_transfer.samples import SamplesError, correct, decode
+from edge_transfer.samples import SamplesError, correct, decode_or_none
 
 
 def accuracy_interval(ids: SampleIds | None, predictions: str | None) -> stats.Interval | None:
@@ -98,21 +96,8 @@ def class_changes(ids: SampleIds | None, before: str | None, after: str | None,
 def health(ids: SampleIds | None, predictions: str | None, labels: Sequence[str],
            what: str) -> str | None:
     """:func:`edge_transfer.stats.health_warning` of kept predictions (None when unknown)."""
-    interval = accuracy_interval(ids, predictions)
-    if interval is None or predictions is None:
-        return None
-    try:
-        top1 = decode(predictions)
-    except SamplesError:
+    interval, top1 = accuracy_interval(ids, predictions), decode_or_none(predictions)
+    if interval is None or top1 is None:
         return None
     return stats.health_warning(interval, len(labels), top1, list(labels), what=what)
 
-
-def decode_or_none(text: str | None) -> np.ndarray | None:
-    """:func:`edge_transfer.samples.decode`, or None for a missing or damaged string."""
-    if text is None:
-        return None
-    try:
-        return decode(text)
-    except SamplesError:
-        return None

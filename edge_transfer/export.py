@@ -559,9 +559,8 @@ def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) 
     from edge_transfer.advice import untrained_hint
     from edge_transfer.models import has_batchnorm
 
-    n = len(top1)
-    line = stats.health_warning(stats.wilson(round(accuracy * n), n), len(run.labels), top1,
-                                run.labels, what="the float model") if n else None
+    line = stats.health_of(accuracy, len(top1), len(run.labels), top1, run.labels,
+                           what="the float model")
     if line is None:
         return None
     rate = run.info.args.get("learning_rate")

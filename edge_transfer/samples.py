@@ -80,6 +80,21 @@ def decode(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=_WIDTHS[width]).astype(np.int64)
 
 
+def decode_or_none(text: str | None) -> np.ndarray | None:
+    """:func:`decode`, or None when ``text`` is missing or damaged (figures that only
+    enrich a message do without it).
+
+    >>> decode_or_none(encode([1, 2])).tolist(), decode_or_none("3:AAAA"), decode_or_none(None)
+    ([1, 2], None, None)
+    """
+    if not text:
+        return None
+    try:
+        return decode(text)
+    except SamplesError:
+        return None
+
+
 def correct(predictions: str | None, ids: SampleIds | None) -> np.ndarray | None:
     """Per-sample correctness of encoded ``predictions`` on ``ids``'s samples, or None when
     either is missing or they do not match in length.

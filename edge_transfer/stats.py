@@ -309,6 +309,23 @@ def health_warning(accuracy: Interval, classes: int,
     return None
 
 
+def health_of(accuracy: float, samples: int, classes: int,
+              predictions: Sequence[int] | np.ndarray | None = None,
+              class_names: Sequence[str] | None = None, what: str = "the model") -> str | None:
+    """:func:`health_warning` of an accuracy measured on ``samples`` images (its Wilson
+    interval); None when there are none.
+
+    >>> health_of(0.2, 100, 5, what="tflite-int8")
+    'tflite-int8 is at chance: accuracy 20.0 [13.3, 28.9] contains 1/5 = 20.0'
+    >>> health_of(0.9, 0, 5) is None
+    True
+    """
+    if not samples:
+        return None
+    return health_warning(wilson(round(accuracy * samples), samples), classes, predictions,
+                          class_names, what=what)
+
+
 @dataclass(frozen=True)
 class Decision:
     """Whether a comparison is a regression, and the one line that says why."""

@@ -417,21 +417,17 @@ def health_line(run_dir: Path, what: str = "the model") -> str | None:
     """One line when the run's model is at chance on its test split, or predicts one class
     for >= 90% of it (see :func:`edge_transfer.stats.health_warning`); None otherwise."""
     from edge_transfer import stats
-    from edge_transfer.samples import SamplesError, decode
+    from edge_transfer.samples import decode_or_none
 
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return None
     m = RunMetrics.load(path)
-    n, labels = m.test_samples, _labels(Path(run_dir))
-    if not n or not labels or m.test_accuracy is None:
+    labels = _labels(Path(run_dir))
+    if not m.test_samples or not labels or m.test_accuracy is None:
         return None
-    try:
-        predictions = decode(m.test_predictions) if m.test_predictions else None
-    except SamplesError:
-        predictions = None
-    return stats.health_warning(stats.wilson(round(m.test_accuracy * n), n),
-                                len(labels), predictions, labels, what=what)
+    return stats.health_of(m.test_accuracy, m.test_samples, len(labels),
+                           decode_or_none(m.test_predictions), labels, what=what)
 
 
 def _labels(run_dir: Path) -> list[str]:
