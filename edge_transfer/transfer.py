@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import InitVar, asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,6 +56,9 @@ from edge_transfer.runs import (
     versions,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from edge_transfer.stats import Interval
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16")
@@ -701,6 +704,21 @@ def _recompute_batchnorm(cfg: TrainingConfig, model: Any, splits: Splits,
                   f"{len(x)} training images")
 
 
+LEARNED_MARGIN = 0.2   # training accuracy this far above the chance interval: it learned
+
+
+def _val_at_chance(val_accuracy: float, classes: int, val_size: int) -> Interval | None:
+    """The Wilson interval of a validation accuracy on ``val_size`` images when it contains
+    chance (``1 / classes``), else None: what :func:`chance_warning` and
+    :func:`untrained_warning` both start from."""
+    from edge_transfer import stats
+
+    if classes < 2 or val_size < 1:
+        return None
+    interval = stats.wilson(round(val_accuracy * val_size), val_size)
+    return interval if stats.at_chance(interval, classes) else None
+
+
 def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
                    val_size: int) -> str | None:
     """A warning naming BatchNorm when validation accuracy is at chance (its Wilson interval
@@ -712,12 +730,8 @@ def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
     >>> chance_warning(0.98, 0.90, 5, 135) is None
     True
     """
-    from edge_transfer import stats
-
-    if classes < 2 or val_size < 1:
-        return None
-    interval = stats.wilson(round(val_accuracy * val_size), val_size)
-    if not stats.at_chance(interval, classes) or train_accuracy < interval.high + 0.2:
+    interval = _val_at_chance(val_accuracy, classes, val_size)
+    if interval is None or train_accuracy < interval.high + LEARNED_MARGIN:
         return None
     return (f"validation accuracy {val_accuracy:.3f} is chance level ({1 / classes:.3f}) while "
             f"training accuracy is {train_accuracy:.3f}: the BatchNorm moving statistics "
@@ -740,13 +754,10 @@ accuracy 0.200 is not clearly above it; it has no BatchNorm layer: ... --learnin
     >>> untrained_warning(0.98, 0.20, 5, 135, has_batchnorm=True) is None   # chance_warning's
     True
     """
-    from edge_transfer import stats
     from edge_transfer.advice import untrained_hint
 
-    if classes < 2 or val_size < 1:
-        return None
-    interval = stats.wilson(round(val_accuracy * val_size), val_size)
-    if not stats.at_chance(interval, classes) or train_accuracy >= interval.high + 0.2:
+    interval = _val_at_chance(val_accuracy, classes, val_size)
+    if interval is None or train_accuracy >= interval.high + LEARNED_MARGIN:
         return None
     return (f"the model did not learn: validation accuracy {val_accuracy:.3f} is chance level "
             f"({1 / classes:.3f}) and training accuracy {train_accuracy:.3f} is not clearly "
