@@ -210,7 +210,10 @@ def flatten_model(model: Any) -> Any:
     if not getattr(model, "_is_graph_network", False):
         raise ModelError(f"model {model.name} is subclassed; only functional and Sequential "
                          "models can be flattened")
-    inputs = [keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs]
+    # by shape, not type_spec: an InputLayer built from a type_spec cannot be cloned (tfmot's
+    # quantize_apply fails on it with "Unknown object: '__typespec__'")
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])
+              for t in model.inputs]
     outputs = _call_flat(model, inputs)
     try:
         return keras.Model(inputs, outputs, name=model.name)

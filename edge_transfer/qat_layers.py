@@ -39,6 +39,7 @@ from typing import Any
 from edge_transfer import interrupts, qat_scheme
 from edge_transfer._keras import load
 from edge_transfer.errors import ConversionError, one_line
+from edge_transfer.models import output_in
 
 # TFOpLambda symbols (tf_keras ``config["function"]``) rewritten as ConstOp layers.
 _CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
@@ -327,7 +328,7 @@ def init_ranges(qat: Any, model: Any, x: Any) -> int:
     names = [n for n in wanted if _has_layer(model, n)]
     if not names:
         return 0
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    probe = keras.Model(model.input, [output_in(model, model.get_layer(n)) for n in names])
     values = probe.predict(x, verbose=0, batch_size=64)
     values = values if isinstance(values, list) else [values]
     for name, value in zip(names, values, strict=True):
