@@ -71,6 +71,7 @@ WORKER_BYTES_PER_MODEL_BYTE = 40
 # graph in KerasSource.cache; TFLite: the SavedModel).
 SHARED_FIRST = ("onnx", "tflite")
 SAVED_MODEL = "saved_model"   # the shared SavedModel's folder in Task.cache_dir
+FAILED = ".failed"            # a shared intermediate's suffix when it holds why it failed
 # Seconds to convert and check a variant (mobilenet_v2 at 224 px, benchmarks/export.py): the
 # order in which a format's variants start. Calibration makes int8 slow; ONNX Runtime runs
 # a dynamic model's ConvInteger nodes slowly, so its check is the costly part.
@@ -444,8 +445,9 @@ def _source(task: Task) -> Any:
     source = _STATE.get(key)
     cache = dict(source.cache) if source is not None else {}
     for path in sorted(task.cache_dir.glob("[!.]*")):
-        if path.name not in cache and path.is_file():   # read each shared file once
-            cache[path.name] = path.read_bytes()
+        key = path.name.removesuffix(FAILED)
+        if key not in cache and path.is_file():   # read each shared file once
+            cache[key] = path.read_text() if path.name.endswith(FAILED) else path.read_bytes()
     saved = task.cache_dir / SAVED_MODEL
     needs_model = (not saved.is_dir() if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
@@ -467,9 +469,11 @@ def _keras_model(task: Task) -> Any:
 
 
 def _share(source: Any, folder: Path) -> None:
-    """Give the other workers what this one made: the intermediates (bytes) and the SavedModel
-    (moved into ``folder``, then used from there)."""
+    """Give the other workers what this one made: the intermediates (bytes, or a str: why
+    one could not be made) and the SavedModel (moved into ``folder``, used from there)."""
     for key, value in source.cache.items():
+        if isinstance(value, str):   # why it could not be made
+            key, value = key + FAILED, value.encode()
         if isinstance(value, bytes) and not (folder / key).exists():
             write_bytes_atomic(folder / key, value)
     written = source.__dict__.get("saved_model")

@@ -70,12 +70,19 @@ def export(
 
 
 def _float_model(source: KerasSource, opset: int) -> Any:
-    """The fp32 graph of ``source``, converted once per opset and shared by its variants."""
+    """The fp32 graph of ``source``, converted once per opset and shared by its variants (as
+    is the reason it cannot be: each path tried again would fail again, slowly)."""
     import onnx
 
     key = f"onnx-fp32-opset{opset}"
+    if isinstance(source.cache.get(key), str):
+        raise ConversionError(source.cache[key])
     if key not in source.cache:
-        model = convert_float(source, opset)
+        try:
+            model = convert_float(source, opset)
+        except ConversionError as exc:
+            source.cache[key] = str(exc)
+            raise
         canonical_names(model.graph)
         for value in (*model.graph.input, *model.graph.output):
             dims = value.type.tensor_type.shape.dim
