@@ -445,9 +445,9 @@ def _source(task: Task) -> Any:
     source = _STATE.get(key)
     cache = dict(source.cache) if source is not None else {}
     for path in sorted(task.cache_dir.glob("[!.]*")):
-        key = path.name.removesuffix(FAILED)
-        if key not in cache and path.is_file():   # read each shared file once
-            cache[key] = path.read_text() if path.name.endswith(FAILED) else path.read_bytes()
+        name = path.name.removesuffix(FAILED)
+        if name not in cache and path.is_file():   # read each shared file once
+            cache[name] = path.read_text() if path.name.endswith(FAILED) else path.read_bytes()
     saved = task.cache_dir / SAVED_MODEL
     needs_model = (not saved.is_dir() if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
