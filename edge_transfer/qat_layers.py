@@ -47,7 +47,8 @@ _CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
 # TFOpLambda symbols of two tensors rewritten as the Keras merge layer of the same maths.
 _TENSOR_OPS = {"__operators__.add": "Add", "math.add": "Add", "math.subtract": "Subtract",
                "math.multiply": "Multiply"}
-# How many layers quantization may fail on (each is left in float and QAT applied again).
+# How many layers quantization may fail on (each is left in float and QAT applied again),
+# beyond those left float up front (unwrappable_layers).
 MAX_FLOAT_LAYERS = 8
 
 @cache
@@ -136,15 +137,16 @@ def _rewrite(layer: dict[str, Any]) -> bool:
     if set(kwargs) - {"y", "name"}:
         return False
     base = {"name": layer["config"]["name"], "dtype": layer["config"].get("dtype", "float32")}
-    layer.pop("module", None)
     if isinstance(value, int | float) and not isinstance(value, bool) and \
             function in _CONST_OPS:
+        layer.pop("module", None)
         layer["class_name"] = layer["registered_name"] = "ConstOp"
         layer["config"] = {**base, "trainable": False, "op": function, "value": float(value)}
         layer["inbound_nodes"] = [[[*entry[:3], {}]]]
         return True
     if isinstance(value, list | tuple) and _is_tensor_reference(value) and \
             function in _TENSOR_OPS:
+        layer.pop("module", None)
         layer["class_name"] = _TENSOR_OPS[function]
         layer.pop("registered_name", None)
         layer["config"] = {**base, "trainable": True}
@@ -214,6 +216,7 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
     _, keras = load()
     model, replaced = replace_const_tfops(model)
     left_float = dict(unwrappable_layers(model))   # layer name -> why it stays float
+    up_front = len(left_float)
     while True:
         try:
             qat, output_only = _apply(model, tuple(left_float))
@@ -222,7 +225,8 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
             interrupts.check(exc)
             name = failing_layer(exc)
             layer = _find(model, name)
-            if layer is None or name in left_float or len(left_float) >= MAX_FLOAT_LAYERS \
+            if layer is None or name in left_float \
+                    or len(left_float) - up_front >= MAX_FLOAT_LAYERS \
                     or isinstance(layer, keras.layers.InputLayer):
                 raise ConversionError(
                     f"QAT cannot quantize {_where(layer)}: {one_line(exc, 200, first=True)}; "
