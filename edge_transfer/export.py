@@ -463,6 +463,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                worker: export_workers.Worker | None = None) -> ExportResult:
     """Export, check and record every variant of ``config``; writes ``export.json``.
 
+    ``progress(what, done, total)`` is called as the export goes on; with worker processes
+    also from a thread of this process that waits for them (a rich ``Progress`` is safe).
     ``worker`` is the function a worker process runs per variant (default
     :func:`edge_transfer.export_workers.run_task`; tests pass one that crashes)."""
     started = time.perf_counter()
@@ -517,8 +519,10 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
             float_health = float_model_health(float_accuracy, float_top1, run, model)
             sources.seconds["float"] = time.perf_counter() - start
             judge = _Judge(y_val, float_accuracy, config)
-            if converting is not None:
+            if workers is not None and converting is not None:
                 by_index = _judge_all(converting.result(), judge, float_out)
+                # int8-mixed variants convert here from the workers' SavedModel and graph
+                export_workers.adopt_shared(sources.get(ExportSpec.fp32())[0], workers.shared)
         except BaseException:
             if workers is not None:
                 workers.stop()
@@ -613,7 +617,7 @@ def _start_in_workers(variants: list[tuple[int, str, ExportSpec]],
     file while this process goes on (each outcome still to judge)."""
     work = workers.workdir
     np.save(work / "calibration.npy", calibration.x)
-    shared = work / "shared"
+    shared = workers.shared
     shared.mkdir()
     tasks = [export_workers.Task(
         index=k, fmt=fmt, spec=spec, run=run.path, unsafe_load=config.unsafe_load,

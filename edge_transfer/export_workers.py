@@ -32,6 +32,7 @@ terminates them, waits for them, deletes what they were writing, and stops.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -220,6 +221,11 @@ class Workers:
                         "TensorFlow: pass --jobs 1 / ExportConfig(jobs=1) to see it")
         return None
 
+    @property
+    def shared(self) -> Path:
+        """The folder of what one worker makes for the others (:func:`share`)."""
+        return self.workdir / "shared"
+
     def convert_in_background(self, tasks: list[Task], done: Callable[[Task, Outcome], None]
                               ) -> Future[dict[int, Outcome]]:
         """:meth:`convert_all` in a thread of this process, which is free meanwhile;
@@ -248,6 +254,8 @@ class Workers:
                         outcomes[task.index] = outcome
                         done(task, outcome)
                         break   # that pool is broken: the rest in a fresh one
+                if self._stopped:   # stopped while this pool started: no waiting for it
+                    alone.stop()
         return outcomes
 
     def _run(self, tasks: list[Task], outcomes: dict[int, Outcome],
@@ -432,7 +440,8 @@ def run_task(task: Task) -> Outcome:
         return Outcome(dataclasses.replace(pending.failed(reason), seconds=seconds))
     finally:
         if "source" in locals():
-            _share(source, task.cache_dir)
+            with contextlib.suppress(Exception):   # e.g. a full disk: the others make their
+                share(source, task.cache_dir)           # own, as they would without it
     return Outcome(artifact, outputs)
 
 
@@ -444,22 +453,31 @@ def _source(task: Task) -> Any:
     key = ("source", task.run)
     source = _STATE.get(key)
     cache = dict(source.cache) if source is not None else {}
-    for path in sorted(task.cache_dir.glob("[!.]*")):
-        name = path.name.removesuffix(FAILED)
-        if name not in cache and path.is_file():   # read each shared file once
-            cache[name] = path.read_text() if path.name.endswith(FAILED) else path.read_bytes()
-    saved = task.cache_dir / SAVED_MODEL
-    needs_model = (not saved.is_dir() if task.fmt == "tflite"
+    _read_shared(cache, task.cache_dir)
+    needs_model = (not (task.cache_dir / SAVED_MODEL).is_dir() if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
     if source is None or (needs_model and source.model is None):
         model = _keras_model(task) if needs_model else None
         source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache)
         _STATE[key] = source
-    else:
-        source.cache.update(cache)
-    if saved.is_dir():
-        source.__dict__["saved_model"] = saved   # another worker's, shared
+    adopt_shared(source, task.cache_dir)
     return source
+
+
+def adopt_shared(source: Any, folder: Path) -> None:
+    """Give ``source`` (a KerasSource) what the workers shared in ``folder``: intermediates
+    it lacks, and the SavedModel."""
+    _read_shared(source.cache, folder)
+    if (folder / SAVED_MODEL).is_dir():
+        source.__dict__["saved_model"] = folder / SAVED_MODEL
+
+
+def _read_shared(cache: dict[str, Any], folder: Path) -> None:
+    for path in sorted(folder.glob("[!.]*")):
+        name = path.name.removesuffix(FAILED)
+        if name not in cache and path.is_file():   # read each shared file once
+            cache[name] = (path.read_text(encoding="utf-8") if path.name.endswith(FAILED)
+                           else path.read_bytes())
 
 
 def _keras_model(task: Task) -> Any:
@@ -468,7 +486,7 @@ def _keras_model(task: Task) -> Any:
     return Run.open(task.run).load_model(unsafe_load=task.unsafe_load)
 
 
-def _share(source: Any, folder: Path) -> None:
+def share(source: Any, folder: Path) -> None:
     """Give the other workers what this one made: the intermediates (bytes, or a str: why
     one could not be made) and the SavedModel (moved into ``folder``, used from there)."""
     for key, value in source.cache.items():

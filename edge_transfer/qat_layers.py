@@ -211,7 +211,8 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
     """A QAT model of ``model`` (a copy) with output-only configs where tfmot has none.
 
     Raises ConversionError naming the layer when quantization fails on a layer that cannot
-    be left in float, or on more than :data:`MAX_FLOAT_LAYERS` layers.
+    be left in float, or on more than :data:`MAX_FLOAT_LAYERS` layers beyond those left float up
+    front.
     """
     _, keras = load()
     model, replaced = replace_const_tfops(model)

@@ -64,7 +64,8 @@ def relative_paths(text: str, root: str | Path | None = None) -> str:
     """
     if root is not None:
         text = text.replace(f"{str(root).rstrip('/')}/", "")
-    temps = "|".join(re.escape(t.rstrip("/")) for t in {tempfile.gettempdir(), "/tmp"})
+    longest_first = sorted({tempfile.gettempdir().rstrip("/"), "/tmp"}, key=len, reverse=True)
+    temps = "|".join(re.escape(t) for t in longest_first)
     return re.sub(rf"(?:{temps})/[^/\s]+/", "", text)
 
 
