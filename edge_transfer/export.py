@@ -498,12 +498,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
         options = ExportOptions(opset=config.opset)
         calibration = calibration_data(run, config, str(model.input_names[0]))
-        why = workers.start_failure() if workers is not None else None
-        if workers is not None and why is not None:   # all in this process, as with --jobs 1
-            print(f"warning: {why}; converting in this process instead", file=sys.stderr,
-                  flush=True)
-            workers.stop()
-            workers, jobs = None, 1
+        workers = _started(workers)
+        jobs = workers.jobs if workers is not None else 1
         done = 0
         try:
             converting = (None if workers is None else _start_in_workers(
@@ -606,6 +602,17 @@ class _Judge:
                                                   max_drop=config.max_accuracy_drop,
                                                   rule=config.rule))
         return artifact
+
+
+def _started(workers: export_workers.Workers | None) -> export_workers.Workers | None:
+    """``workers`` once they have started; None (with a warning) when they died starting:
+    then every variant converts in this process, as with ``--jobs 1``."""
+    why = workers.start_failure() if workers is not None else None
+    if workers is None or why is None:
+        return workers
+    print(f"warning: {why}; converting in this process instead", file=sys.stderr, flush=True)
+    workers.stop()
+    return None
 
 
 def _start_in_workers(variants: list[tuple[int, str, ExportSpec]],
