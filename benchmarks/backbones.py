@@ -105,7 +105,7 @@ def write(path: Path, done: dict[str, dict], pending: list[str], started: float,
                          "epochs": "per row (pretrain epochs; QAT fine-tune 1 epoch)",
                          "variants": "fp32 + int8, TFLite + ONNX; QAT int8 too where the row "
                                      "has QAT variants (rows with qat_measured false skip it)"},
-            "machine": machine_at_start,  # seconds are wall time under its load
+            "machine": machine_at_start,  # the last sweep's; each row has its own
             "seconds": round(time.time() - started, 1),
             "models": list(rows.values()),
             "not_finished": waiting,
@@ -170,7 +170,9 @@ def main() -> int:
 
     def one(name: str) -> None:
         print(f"{name} ...", flush=True)
-        row = measure(name, args)
+        # each row its own provenance: rows of several sweeps share the file
+        at_start = {**machine(), "backbones_at_once": args.jobs}
+        row = {**measure(name, args), "machine": at_start}
         finished[name] = row
         print(f"{name}: {json.dumps(row)[:600]}", flush=True)
         write(args.out, {name: row}, [n for n in names if n not in finished], started,

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -462,6 +463,8 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
                worker: export_workers.Worker | None = None) -> ExportResult:
     """Export, check and record every variant of ``config``; writes ``export.json``.
 
+    ``progress(what, done, total)`` is called as the export goes on; with worker processes
+    also from a thread of this process that waits for them (a rich ``Progress`` is safe).
     ``worker`` is the function a worker process runs per variant (default
     :func:`edge_transfer.export_workers.run_task`; tests pass one that crashes)."""
     started = time.perf_counter()
@@ -494,35 +497,36 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         x_val, y_val = CheckData(test, run.preprocessing), test.y
         meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
         options = ExportOptions(opset=config.opset)
+        calibration = calibration_data(run, config, str(model.input_names[0]))
+        workers = _started(workers)
+        jobs = workers.jobs if workers is not None else 1
         done = 0
-        start = time.perf_counter()
-        sources = _Sources(model, run, config, Path(work), x_val,
-                           lambda what: report(what, done, len(variants)))
-        sources.seconds["load"] = loaded
-        float_out = sources.get(ExportSpec.fp32())[1]
-        float_top1 = np.argmax(float_out, axis=1)
-        float_accuracy = float(np.mean(float_top1 == y_val))
-        float_health = float_model_health(float_accuracy, float_top1, run, model)
-        calibration = calibration_data(run, config, sources.get(ExportSpec.fp32())[0].input_name)
-        sources.seconds["float"] = time.perf_counter() - start
-        judge = _Judge(y_val, float_accuracy, config)
-        why = workers.start_failure() if workers is not None else None
-        if workers is not None and why is not None:   # all in this process, as with --jobs 1
-            print(f"warning: {why}; converting in this process instead", file=sys.stderr,
-                  flush=True)
-            workers.stop()
-            workers, jobs = None, 1
-        if workers is not None:
-            try:
-                by_index = _convert_in_workers(
-                    [(k, *variants[k]) for k in side_by_side], workers, sources, calibration,
-                    out, meta, options, judge, lambda name, n: report(name, n, len(variants)))
-            except BaseException:
+        try:
+            converting = (None if workers is None else _start_in_workers(
+                [(k, *variants[k]) for k in side_by_side], workers, run, config, calibration,
+                out, meta, options, lambda name, n: report(name, n, len(variants))))
+            start = time.perf_counter()   # the float model's outputs, while workers convert
+            sources = _Sources(model, run, config, Path(work), x_val,
+                               lambda what: report(what, done, len(variants)))
+            sources.seconds["load"] = loaded
+            float_out = sources.get(ExportSpec.fp32())[1]
+            float_top1 = np.argmax(float_out, axis=1)
+            float_accuracy = float(np.mean(float_top1 == y_val))
+            float_health = float_model_health(float_accuracy, float_top1, run, model)
+            sources.seconds["float"] = time.perf_counter() - start
+            judge = _Judge(y_val, float_accuracy, config)
+            if workers is not None and converting is not None:
+                by_index = _judge_all(converting.result(), judge, float_out)
+                # int8-mixed variants convert here from the workers' SavedModel and graph
+                export_workers.adopt_shared(sources.get(ExportSpec.fp32())[0], workers.shared)
+        except BaseException:
+            if workers is not None:
                 workers.stop()
-                _remove_temporaries(out)   # what a terminated worker was writing
-                raise
+            _remove_temporaries(out)   # what a terminated worker was writing
+            raise
+        if workers is not None:
             workers.close()   # before QAT / pruning train here: their memory is free again
-            interrupts.check()
+        interrupts.check()
         for k, (fmt, spec) in enumerate(variants):
             if k in by_index:
                 continue
@@ -600,29 +604,33 @@ class _Judge:
         return artifact
 
 
-def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
-                        workers: export_workers.Workers, sources: _Sources,
-                        calibration: Calibration, out: Path, meta: ModelMetadata,
-                        options: ExportOptions, judge: _Judge,
-                        report: Callable[[str, int], None]) -> dict[int, Artifact]:
-    """The float model's variants converted by the worker processes, judged here."""
+def _started(workers: export_workers.Workers | None) -> export_workers.Workers | None:
+    """``workers`` once they have started; None (with a warning) when they died starting:
+    then every variant converts in this process, as with ``--jobs 1``."""
+    why = workers.start_failure() if workers is not None else None
+    if workers is None or why is None:
+        return workers
+    print(f"warning: {why}; converting in this process instead", file=sys.stderr, flush=True)
+    workers.stop()
+    return None
+
+
+def _start_in_workers(variants: list[tuple[int, str, ExportSpec]],
+                      workers: export_workers.Workers, run: Run, config: ExportConfig,
+                      calibration: Calibration, out: Path, meta: ModelMetadata,
+                      options: ExportOptions, report: Callable[[str, int], None]
+                      ) -> Future[dict[int, export_workers.Outcome]]:
+    """The float model's variants, converted by the worker processes from the run's model
+    file while this process goes on (each outcome still to judge)."""
     work = workers.workdir
-    source, reference = sources.get(ExportSpec.fp32())
-    start = time.perf_counter()
-    try:
-        saved: Path | None = source.saved_model   # written once, shared by the workers
-    except Exception as exc:   # the workers convert from the Keras model instead
-        interrupts.check(exc)
-        saved = None
-    sources.seconds["saved_model"] = time.perf_counter() - start
     np.save(work / "calibration.npy", calibration.x)
-    shared = work / "shared"
+    shared = workers.shared
     shared.mkdir()
     tasks = [export_workers.Task(
-        index=k, fmt=fmt, spec=spec, run=sources.run.path,
-        unsafe_load=sources.config.unsafe_load, saved_model=saved, cache_dir=shared,
-        calibration=work / "calibration.npy", input_name=calibration.input_name,
-        calibration_method=calibration.method, out_dir=out, metadata=meta, options=options)
+        index=k, fmt=fmt, spec=spec, run=run.path, unsafe_load=config.unsafe_load,
+        cache_dir=shared, calibration=work / "calibration.npy",
+        input_name=calibration.input_name, calibration_method=calibration.method,
+        out_dir=out, metadata=meta, options=options)
         for k, fmt, spec in variants]
     report(f"{len(tasks)} variants in {workers.jobs} worker processes", 0)
     finished: list[int] = []
@@ -631,7 +639,11 @@ def _convert_in_workers(variants: list[tuple[int, str, ExportSpec]],
         finished.append(task.index)
         report(task.name, len(finished))
 
-    outcomes = workers.convert_all(tasks, done)
+    return workers.convert_in_background(tasks, done)
+
+
+def _judge_all(outcomes: dict[int, export_workers.Outcome], judge: _Judge,
+               reference: np.ndarray) -> dict[int, Artifact]:
     return {k: (judge(o.artifact, o.outputs, reference)
                 if o.artifact.ok and o.outputs is not None else o.artifact)
             for k, o in outcomes.items()}

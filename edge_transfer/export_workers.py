@@ -1,12 +1,12 @@
 """Convert export variants in worker processes, side by side, with results in the usual order.
 
 TensorFlow is not safe in a forked process, so the workers are *spawned* (each a fresh
-interpreter) and receive only paths and specs (:class:`Task`): the SavedModel the parent
-wrote once and every TFLite variant converts from, the run's folder (its model file, loaded
-by a worker only when tf2onnx needs the Keras model itself; its test split, read a batch at a
-time for the check), the calibration samples saved as ``.npy``, and a folder of intermediates
-one worker makes for the others: the float ONNX graph every ONNX precision starts from. So
-the first ONNX variant is converted first, and the other ONNX variants once it is done.
+interpreter) and receive only paths and specs (:class:`Task`): the run's folder (its model
+file, loaded by a worker that needs the Keras model; its test split, read a batch at a time
+for the check), the calibration samples saved as ``.npy``, and a folder of intermediates one
+worker makes for the others: the SavedModel every TFLite variant converts from and the float
+ONNX graph every ONNX precision starts from. So the first variant of each format is converted
+first, and the format's other variants once it is done.
 
 Each worker converts, writes the file atomically (:mod:`edge_transfer.atomic`) and runs it
 over the test split once (:meth:`~edge_transfer.export.CheckData.predict_file`); the parent
@@ -14,7 +14,8 @@ compares those outputs with the Keras model as the sequential path does, so ``ex
 is the same apart from its timings.
 
 The workers start (spawn, TensorFlow and the converters imported, the test split opened)
-when :class:`Workers` is entered, while the parent loads the model and writes the SavedModel.
+when :class:`Workers` is entered, while the parent loads the model; they convert while the
+parent computes the float model's outputs (:meth:`Workers.convert_in_background`).
 
 A worker that dies (a converter's crash, the kernel's out-of-memory killer) breaks the pool;
 the variants in flight then run again one at a time in a single fresh worker, so only the
@@ -31,6 +32,7 @@ terminates them, waits for them, deletes what they were writing, and stops.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -39,7 +41,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +68,17 @@ SMALL_MODEL_BYTES = 2_000_000
 # at 14 MB of weights, int8 calibration included).
 WORKER_BYTES = 1_200_000_000
 WORKER_BYTES_PER_MODEL_BYTE = 40
-# Formats whose variants share an intermediate made by the first of them (KerasSource.cache).
-SHARED_FIRST = ("onnx",)
+# Formats whose variants share an intermediate made by the first of them (ONNX: the float
+# graph in KerasSource.cache; TFLite: the SavedModel).
+SHARED_FIRST = ("onnx", "tflite")
+SAVED_MODEL = "saved_model"   # the shared SavedModel's folder in Task.cache_dir
+FAILED = ".failed"            # a shared intermediate's suffix when it holds why it failed
+# Seconds to convert and check a variant (mobilenet_v2 at 224 px, benchmarks/export.py): the
+# order in which a format's variants start. Calibration makes int8 slow; ONNX Runtime runs
+# a dynamic model's ConvInteger nodes slowly, so its check is the costly part.
+COST = {("tflite", "int16x8"): 20, ("tflite", "int8"): 17, ("onnx", "dynamic"): 16,
+        ("tflite", "dynamic"): 13, ("tflite", "fp16"): 12, ("onnx", "int8"): 6,
+        ("onnx", "fp16"): 4}
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,7 @@ class Task:
     spec: ExportSpec
     run: Path
     unsafe_load: bool
-    saved_model: Path | None       # None: the model could not be saved; convert from Keras
-    cache_dir: Path                # intermediates shared between workers (float ONNX graph)
+    cache_dir: Path                # intermediates shared between workers (SavedModel, ONNX)
     calibration: Path              # .npy of the calibration samples
     input_name: str
     calibration_method: str
@@ -140,7 +156,7 @@ def available_memory() -> int:
 class Workers:
     """``jobs`` spawned worker processes, started (TensorFlow and the converters imported,
     the run's test split opened) as soon as the context is entered, so that they warm up
-    while this process loads the model and writes the SavedModel. On any exception, an
+    while this process loads the model. On any exception, an
     interrupt above all, the workers are terminated and waited for before it propagates, so
     nothing keeps writing once the parent's clean-up runs.
 
@@ -154,6 +170,9 @@ class Workers:
         self._pool: ProcessPoolExecutor | None = None
         self._processes: dict[int, Any] = {}
         self._warm: list[Future[None]] = []
+        self._background: ThreadPoolExecutor | None = None
+        self._retry: Workers | None = None   # the one-worker pool re-running a dead one's tasks
+        self._stopped = False
 
     def __enter__(self) -> Workers:
         self._pool = _new_pool(self.jobs, self.workdir, self.run)
@@ -178,6 +197,8 @@ class Workers:
             return
         try:
             self._pool.shutdown(wait=True)
+            if self._background is not None:
+                self._background.shutdown(wait=True)
         except BaseException:
             self.stop()
             raise
@@ -200,16 +221,29 @@ class Workers:
                         "TensorFlow: pass --jobs 1 / ExportConfig(jobs=1) to see it")
         return None
 
+    @property
+    def shared(self) -> Path:
+        """The folder of what one worker makes for the others (:func:`share`)."""
+        return self.workdir / "shared"
+
+    def convert_in_background(self, tasks: list[Task], done: Callable[[Task, Outcome], None]
+                              ) -> Future[dict[int, Outcome]]:
+        """:meth:`convert_all` in a thread of this process, which is free meanwhile;
+        :meth:`stop` ends it too."""
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="export-workers")
+        return self._background.submit(self.convert_all, tasks, done)
+
     def convert_all(self, tasks: list[Task],
                     done: Callable[[Task, Outcome], None]) -> dict[int, Outcome]:
-        """Every task's :class:`Outcome` by its index; ``done`` is called in this process as
-        each finishes. What a dead worker may have been running runs again alone."""
+        """Every task's :class:`Outcome` by its index; ``done`` is called as each finishes.
+        What a dead worker may have been running runs again alone (unless stopped)."""
         assert self._pool is not None, "use Workers in a with block"
         outcomes: dict[int, Outcome] = {}
         pending = self._run(tasks, outcomes, done)
-        while pending:   # one at a time in one worker: the task it dies on is the culprit
+        while pending and not self._stopped:   # one at a time: the task it dies on is culprit
             with Workers(1, self.workdir, self.run, self.worker) as alone:
-                while pending:
+                self._retry = alone
+                while pending and not self._stopped:
                     task = pending.pop(0)
                     if alone._run([task], outcomes, done):
                         outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
@@ -220,6 +254,8 @@ class Workers:
                         outcomes[task.index] = outcome
                         done(task, outcome)
                         break   # that pool is broken: the rest in a fresh one
+                if self._stopped:   # stopped while this pool started: no waiting for it
+                    alone.stop()
         return outcomes
 
     def _run(self, tasks: list[Task], outcomes: dict[int, Outcome],
@@ -235,7 +271,7 @@ class Workers:
             for task in batch:
                 try:
                     running[pool.submit(self.worker, task)] = task
-                except BrokenProcessPool:
+                except (BrokenProcessPool, RuntimeError):   # RuntimeError: stopped meanwhile
                     broken.append(task)
             self._note_processes()
 
@@ -269,6 +305,9 @@ class Workers:
     def stop(self) -> None:
         """Terminate the workers now and wait for them (what they were writing stays
         behind as temporaries for the caller to delete); idempotent."""
+        self._stopped = True
+        if self._retry is not None:
+            self._retry.stop()
         if self._pool is None:
             return
         self._note_processes()
@@ -282,12 +321,15 @@ class Workers:
             if process.is_alive():
                 process.kill()
                 process.join()
+        if self._background is not None:   # its loop ends once the workers are gone
+            self._background.shutdown(wait=True)
         self._pool = None
 
 
 def _leaders(tasks: list[Task]) -> tuple[list[Task], dict[str, list[Task]]]:
     """Tasks to start now (the first of each SHARED_FIRST format, then the others), and per
-    format the ones that start when its first is done."""
+    format the ones that start when its first is done, the costliest first (so that no long
+    one is left to run alone at the end)."""
     first: list[Task] = []
     waiting: dict[str, list[Task]] = {}
     seen: set[str] = set()
@@ -298,6 +340,8 @@ def _leaders(tasks: list[Task]) -> tuple[list[Task], dict[str, list[Task]]]:
             seen.add(task.fmt)
             first.append(task)
     first.sort(key=lambda t: t.fmt not in SHARED_FIRST)   # stable: leaders first
+    for followers in waiting.values():
+        followers.sort(key=lambda t: -COST.get((t.fmt, t.spec.precision), 0))
     return first, waiting
 
 
@@ -396,32 +440,44 @@ def run_task(task: Task) -> Outcome:
         return Outcome(dataclasses.replace(pending.failed(reason), seconds=seconds))
     finally:
         if "source" in locals():
-            _share(source.cache, task.cache_dir)
+            with contextlib.suppress(Exception):   # e.g. a full disk: the others make their
+                share(source, task.cache_dir)           # own, as they would without it
     return Outcome(artifact, outputs)
 
 
 def _source(task: Task) -> Any:
-    """The float model as a KerasSource: the parent's SavedModel, its shared intermediates,
-    and the Keras model loaded only when a converter needs it."""
+    """The float model as a KerasSource: the shared SavedModel and intermediates, and the
+    Keras model loaded only when a converter needs it (the first variant of a format)."""
     from exporters import KerasSource
 
-    key = ("source", task.run, task.saved_model)
+    key = ("source", task.run)
     source = _STATE.get(key)
     cache = dict(source.cache) if source is not None else {}
-    for path in sorted(task.cache_dir.glob("[!.]*")):
-        if path.name not in cache:   # read each shared file once per worker
-            cache[path.name] = path.read_bytes()
-    needs_model = (task.saved_model is None if task.fmt == "tflite"
+    _read_shared(cache, task.cache_dir)
+    needs_model = (not (task.cache_dir / SAVED_MODEL).is_dir() if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
     if source is None or (needs_model and source.model is None):
         model = _keras_model(task) if needs_model else None
         source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache)
-        if task.saved_model is not None:
-            source.__dict__["saved_model"] = task.saved_model   # the parent's, shared
         _STATE[key] = source
-    else:
-        source.cache.update(cache)
+    adopt_shared(source, task.cache_dir)
     return source
+
+
+def adopt_shared(source: Any, folder: Path) -> None:
+    """Give ``source`` (a KerasSource) what the workers shared in ``folder``: intermediates
+    it lacks, and the SavedModel."""
+    _read_shared(source.cache, folder)
+    if (folder / SAVED_MODEL).is_dir():
+        source.__dict__["saved_model"] = folder / SAVED_MODEL
+
+
+def _read_shared(cache: dict[str, Any], folder: Path) -> None:
+    for path in sorted(folder.glob("[!.]*")):
+        name = path.name.removesuffix(FAILED)
+        if name not in cache and path.is_file():   # read each shared file once
+            cache[name] = (path.read_text(encoding="utf-8") if path.name.endswith(FAILED)
+                           else path.read_bytes())
 
 
 def _keras_model(task: Task) -> Any:
@@ -430,11 +486,19 @@ def _keras_model(task: Task) -> Any:
     return Run.open(task.run).load_model(unsafe_load=task.unsafe_load)
 
 
-def _share(cache: dict[str, Any], folder: Path) -> None:
-    """Write the intermediates this worker made (bytes) for the other workers."""
-    for key, value in cache.items():
+def share(source: Any, folder: Path) -> None:
+    """Give the other workers what this one made: the intermediates (bytes, or a str: why
+    one could not be made) and the SavedModel (moved into ``folder``, used from there)."""
+    for key, value in source.cache.items():
+        if isinstance(value, str):   # why it could not be made
+            key, value = key + FAILED, value.encode()
         if isinstance(value, bytes) and not (folder / key).exists():
             write_bytes_atomic(folder / key, value)
+    written = source.__dict__.get("saved_model")
+    shared = folder / SAVED_MODEL
+    if written is not None and written != shared and not shared.exists():
+        os.rename(written, shared)   # one file system: the export's work folder
+        source.__dict__["saved_model"] = shared
 
 
 def _calibration(task: Task) -> Any:

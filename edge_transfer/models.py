@@ -210,13 +210,24 @@ def flatten_model(model: Any) -> Any:
     if not getattr(model, "_is_graph_network", False):
         raise ModelError(f"model {model.name} is subclassed; only functional and Sequential "
                          "models can be flattened")
-    inputs = [keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs]
+    inputs = [_input_like(t) for t in model.inputs]
     outputs = _call_flat(model, inputs)
     try:
         return keras.Model(inputs, outputs, name=model.name)
     except ValueError as exc:
         raise ModelError(f"cannot flatten {model.name}: {one_line(exc, first=True)}; "
                          "give the nested models' layers unique names") from exc
+
+
+def _input_like(tensor: Any) -> Any:
+    """A new input like ``tensor``: by shape for a dense tensor (an InputLayer built from a
+    type_spec cannot be cloned: tfmot's quantize_apply fails on it with "Unknown object:
+    '__typespec__'"), by type_spec for a sparse or ragged one."""
+    tf, keras = load()
+    name = tensor.name.split(":")[0]
+    if isinstance(tensor.type_spec, tf.TensorSpec):
+        return keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=name)
+    return keras.Input(type_spec=tensor.type_spec, name=name)
 
 
 def _call_flat(model: Any, inputs: list[Any]) -> Any:

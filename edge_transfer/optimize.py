@@ -69,25 +69,16 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
     layer when QAT cannot be applied.
     """
 
-    from edge_transfer import qat_layers, qat_scheme
+    from edge_transfer import qat_layers
+    from edge_transfer.models import custom_objects
 
     _, keras = load()
-    try:
-        qat = qat_scheme.quantize_model(copy_model(model))
-    except Exception as first:
-        interrupts.check(first)
-        try:
-            qat, found = qat_layers.annotate_and_apply(copy_model(model))
-        except ConversionError:
-            raise   # names the layer that failed
-        except Exception as exc:
-            interrupts.check(exc)
-            raise ConversionError(
-                f"QAT cannot quantize this model: {one_line(exc, 200, first=True)}; export "
-                "--keep-float auto instead (int8 with the worst layers in float)"
-            ) from exc
-        if notes is not None:
-            notes.extend(found)
+    # tfmot rebuilds the model from its config: keras.applications' unregistered layers
+    # (ConvNeXt's LayerScale, ...) must be known by name, or Keras leaves a str in their place
+    with keras.utils.custom_object_scope(custom_objects()):
+        qat, found = _quantize(model)
+    if notes is not None:
+        notes.extend(found)
     # Few-shot fine-tunes run too few steps for tfmot's range averages to leave [-6, 6].
     qat_layers.init_ranges(qat, model, x[:256])
     keras.utils.set_random_seed(seed)
@@ -95,6 +86,26 @@ def quantization_aware(model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int 
                 metrics=["accuracy"])
     _fit(qat, x, y, epochs)
     return qat
+
+
+def _quantize(model: Any) -> tuple[Any, tuple[str, ...]]:
+    """tfmot's ``quantize_model``, else the layer-by-layer annotation of
+    :mod:`edge_transfer.qat_layers`; the layers it left float."""
+    from edge_transfer import qat_layers, qat_scheme
+
+    try:
+        return qat_scheme.quantize_model(copy_model(model)), ()
+    except Exception as first:
+        interrupts.check(first)
+    try:
+        return qat_layers.annotate_and_apply(copy_model(model))
+    except ConversionError:
+        raise   # names the layer that failed
+    except Exception as exc:
+        interrupts.check(exc)
+        raise ConversionError(
+            f"QAT cannot quantize this model: {one_line(exc, 200, first=True)}; export "
+            "--keep-float auto instead (int8 with the worst layers in float)") from exc
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,7 @@ from typing import Any
 from edge_transfer import interrupts, qat_scheme
 from edge_transfer._keras import load
 from edge_transfer.errors import ConversionError, one_line
+from edge_transfer.models import output_in
 
 # TFOpLambda symbols (tf_keras ``config["function"]``) rewritten as ConstOp layers.
 _CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
@@ -46,7 +47,8 @@ _CONST_OPS = ("__operators__.add", "math.add", "math.multiply", "math.subtract",
 # TFOpLambda symbols of two tensors rewritten as the Keras merge layer of the same maths.
 _TENSOR_OPS = {"__operators__.add": "Add", "math.add": "Add", "math.subtract": "Subtract",
                "math.multiply": "Multiply"}
-# How many layers quantization may fail on (each is left in float and QAT applied again).
+# How many layers quantization may fail on (each is left in float and QAT applied again),
+# beyond those left float up front (unwrappable_layers).
 MAX_FLOAT_LAYERS = 8
 
 @cache
@@ -135,15 +137,16 @@ def _rewrite(layer: dict[str, Any]) -> bool:
     if set(kwargs) - {"y", "name"}:
         return False
     base = {"name": layer["config"]["name"], "dtype": layer["config"].get("dtype", "float32")}
-    layer.pop("module", None)
     if isinstance(value, int | float) and not isinstance(value, bool) and \
             function in _CONST_OPS:
+        layer.pop("module", None)
         layer["class_name"] = layer["registered_name"] = "ConstOp"
         layer["config"] = {**base, "trainable": False, "op": function, "value": float(value)}
         layer["inbound_nodes"] = [[[*entry[:3], {}]]]
         return True
     if isinstance(value, list | tuple) and _is_tensor_reference(value) and \
             function in _TENSOR_OPS:
+        layer.pop("module", None)
         layer["class_name"] = _TENSOR_OPS[function]
         layer.pop("registered_name", None)
         layer["config"] = {**base, "trainable": True}
@@ -208,11 +211,13 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
     """A QAT model of ``model`` (a copy) with output-only configs where tfmot has none.
 
     Raises ConversionError naming the layer when quantization fails on a layer that cannot
-    be left in float, or on more than :data:`MAX_FLOAT_LAYERS` layers.
+    be left in float, or on more than :data:`MAX_FLOAT_LAYERS` layers beyond those left float up
+    front.
     """
     _, keras = load()
     model, replaced = replace_const_tfops(model)
     left_float = dict(unwrappable_layers(model))   # layer name -> why it stays float
+    up_front = len(left_float)
     while True:
         try:
             qat, output_only = _apply(model, tuple(left_float))
@@ -221,7 +226,8 @@ def annotate_and_apply(model: Any) -> tuple[Any, tuple[str, ...]]:
             interrupts.check(exc)
             name = failing_layer(exc)
             layer = _find(model, name)
-            if layer is None or name in left_float or len(left_float) >= MAX_FLOAT_LAYERS \
+            if layer is None or name in left_float \
+                    or len(left_float) - up_front >= MAX_FLOAT_LAYERS \
                     or isinstance(layer, keras.layers.InputLayer):
                 raise ConversionError(
                     f"QAT cannot quantize {_where(layer)}: {one_line(exc, 200, first=True)}; "
@@ -327,7 +333,7 @@ def init_ranges(qat: Any, model: Any, x: Any) -> int:
     names = [n for n in wanted if _has_layer(model, n)]
     if not names:
         return 0
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    probe = keras.Model(model.input, [output_in(model, model.get_layer(n)) for n in names])
     values = probe.predict(x, verbose=0, batch_size=64)
     values = values if isinstance(values, list) else [values]
     for name, value in zip(names, values, strict=True):

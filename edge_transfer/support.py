@@ -53,8 +53,8 @@ def base_row(name: str, epochs: int, qat: bool, input_size: int | None = None
 
 def relative_paths(text: str, root: str | Path | None = None) -> str:
     """``text`` with ``root`` (a run's work folder) and any other temporary folder cut from
-    the paths it names, so a reason reads ``convnext_tiny/model.keras``, not a ``/tmp``
-    path that no longer exists.
+    the paths it names (``$TMPDIR``'s and ``/tmp``'s), so a reason reads
+    ``convnext_tiny/model.keras``, not a temporary path that no longer exists.
 
     >>> relative_paths("cannot load /tmp/bench-x-ab12/convnext_tiny/model.keras: bad",
     ...                "/tmp/bench-x-ab12")
@@ -64,8 +64,9 @@ def relative_paths(text: str, root: str | Path | None = None) -> str:
     """
     if root is not None:
         text = text.replace(f"{str(root).rstrip('/')}/", "")
-    temp = re.escape(tempfile.gettempdir().rstrip("/"))
-    return re.sub(rf"{temp}/[^/\s]+/", "", text)
+    longest_first = sorted({tempfile.gettempdir().rstrip("/"), "/tmp"}, key=len, reverse=True)
+    temps = "|".join(re.escape(t) for t in longest_first)
+    return re.sub(rf"(?:{temps})/[^/\s]+/", "", text)
 
 
 def tidy_reason(text: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,12 +70,19 @@ def export(
 
 
 def _float_model(source: KerasSource, opset: int) -> Any:
-    """The fp32 graph of ``source``, converted once per opset and shared by its variants."""
+    """The fp32 graph of ``source``, converted once per opset and shared by its variants (as
+    is the reason it cannot be: each path tried again would fail again, slowly)."""
     import onnx
 
     key = f"onnx-fp32-opset{opset}"
+    if isinstance(source.cache.get(key), str):
+        raise ConversionError(source.cache[key])
     if key not in source.cache:
-        model = convert_float(source, opset)
+        try:
+            model = convert_float(source, opset)
+        except ConversionError as exc:
+            source.cache[key] = str(exc)
+            raise
         canonical_names(model.graph)
         for value in (*model.graph.input, *model.graph.output):
             dims = value.type.tensor_type.shape.dim
@@ -237,19 +244,32 @@ _GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")
 
 
 def canonical_names(graph: Any) -> None:
-    """Renumber the ``NAME__<n>`` suffixes tf2onnx gives the nodes it inserts 1, 2, 3... in
-    graph order. tf2onnx draws ``n`` from a process-wide counter, so without this the same
-    model converted twice in one process gives different bytes. The renaming is one-to-one.
+    """Names and order that do not depend on the converting process, so the same model gives
+    the same bytes: the ``NAME__<n>`` suffixes tf2onnx gives the nodes it inserts renumbered
+    1, 2, 3... in graph order (tf2onnx draws ``n`` from a process-wide counter); constants
+    that several nodes share named ``shared_constant__<k>`` in order of first use (tf2onnx
+    merges equal constants under whichever name its hash order puts first); initializers
+    sorted by name. Every renaming is one-to-one.
     """
     numbers: dict[str, str] = {}
 
-    def rename(name: str) -> str:
+    def renumber(name: str) -> str:
         match = _GENERATED.search(name)
         if not match:
             return name
         new = numbers.setdefault(match.group(1), str(len(numbers) + 1))
         return name[: match.start(1)] + new + name[match.end(1):]
 
+    _rename(graph, renumber)
+    shared = _shared_constants(graph)
+    _rename(graph, lambda name: shared.get(name, name))
+    initializers = sorted(graph.initializer, key=lambda t: t.name)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def _rename(graph: Any, rename: Callable[[str], str]) -> None:
+    """Apply ``rename`` to every value and node name of ``graph`` and of its subgraphs."""
     for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
         value.name = rename(value.name)
     for node in graph.node:
@@ -258,7 +278,16 @@ def canonical_names(graph: Any) -> None:
         node.output[:] = [rename(n) for n in node.output]
         for attribute in node.attribute:
             for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                canonical_names(sub)
+                _rename(sub, rename)
+
+
+def _shared_constants(graph: Any) -> dict[str, str]:
+    """``{name: shared_constant__<k>}`` for the initializers more than one node reads."""
+    initializers = {t.name for t in graph.initializer}
+    readers = Counter(name for node in graph.node for name in node.input if name in initializers)
+    shared = [name for name in dict.fromkeys(n for node in graph.node for n in node.input)
+              if readers[name] > 1]
+    return {name: f"shared_constant__{k}" for k, name in enumerate(shared, start=1)}
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,

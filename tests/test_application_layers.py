@@ -49,3 +49,30 @@ def test_convnext_tiny_classifier_saves_and_loads_back(tmp_path: Path) -> None:
     loaded = load_keras_model(tmp_path / "model.keras")
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_qat_takes_application_layers_in_a_flattened_model() -> None:
+    """ConvNeXt's QAT failed with "'str' object is not callable" (tfmot rebuilds the model
+    without knowing LayerScale), then with "Unknown object: '__typespec__'" (the input layer
+    a flattened model had). Here: a nested stem as ConvNeXt's, a LayerScale, a residual sum.
+    (ConvNeXt builds StochasticDepth only for a drop_path_rate above 0, its default.)"""
+    from edge_transfer._keras import load
+    from edge_transfer.models import add_head, flatten_model
+    from edge_transfer.optimize import quantization_aware
+
+    _, keras = load()
+    layers = application_layers()
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same")],
+                            name="stem")
+    x = stem(inputs)
+    y = layers["LayerScale"](0.5, 4, name="scale")(x)
+    x = x + y   # a residual sum (TFOpLambda) as ConvNeXt's blocks end
+    model = add_head(flatten_model(keras.Model(inputs, x)), 3)
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((32, 8, 8, 3), np.float32), rng.integers(0, 3, 32)
+    notes: list[str] = []
+    qat = quantization_aware(model, images, labels, epochs=1, notes=notes)
+    assert "scale (LayerScale)" in " ".join(notes)
+    probabilities = qat.predict(images, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)

@@ -103,3 +103,35 @@ def test_tflite_needing_select_tf_ops_says_so_and_writes_nothing(tmp_path: Path)
         tflite.export(source, ExportSpec("fp32"), Calibration(x_cal, source.input_name), out,
                       metadata=meta)
     assert list(out.iterdir()) == []
+
+
+def test_a_float_graph_that_fails_fails_each_onnx_variant_once(tmp_path: Path,
+                                                              monkeypatch: Any) -> None:
+    """tf2onnx cannot convert Svd: every path is tried for the first ONNX variant; the other
+    variants fail with the same reason without converting again (each path took minutes on
+    a large model)."""
+    import tensorflow as tf
+
+    from edge_transfer._keras import load
+    from edge_transfer.errors import ConversionError
+
+    _, keras = load()
+    inputs = keras.Input((4,), name="image")
+    x = tf.reshape(keras.layers.Dense(4)(inputs), (-1, 2, 2))
+    x = tf.reshape(tf.linalg.svd(x, compute_uv=False), (-1, 2))   # Svd: no ONNX kernel
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    conversions: list[int] = []
+    convert = onnx_exporter.convert_float
+    monkeypatch.setattr(onnx_exporter, "convert_float",
+                        lambda *args: conversions.append(1) or convert(*args))
+    source = KerasSource(model, tmp_path)
+    meta = ModelMetadata(labels=("a", "b"), preprocessing=Preprocessing(height=1, width=4))
+    x_cal = np.random.default_rng(0).random((4, 4), np.float32)
+    reasons = []
+    for precision in ("fp32", "fp16", "int8"):
+        with pytest.raises(ConversionError, match="no tf2onnx path") as failed:
+            onnx_exporter.export(source, ExportSpec(precision),
+                                 Calibration(x_cal, source.input_name), tmp_path, metadata=meta)
+        reasons.append(str(failed.value).split(": ", 1)[1])
+    assert conversions == [1]
+    assert "Svd" in reasons[0] and reasons == [reasons[0]] * 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FAST
 
@@ -46,3 +47,30 @@ def test_run_and_export_records_name_versions_and_data(digits_run: Path) -> None
     assert Run.open(digits_run).data_fingerprint == data["fingerprint"]
     for key in ("spec", "seed", "val_fraction", "test_fraction", "shots"):
         assert key in data
+
+
+def test_onnx_names_do_not_depend_on_the_converting_process() -> None:
+    """tf2onnx merges equal constants under whichever name its hash order puts first, and
+    orders initializers so too: the same model converted in two processes (a worker and the
+    export's own) gave different bytes. canonical_names gives both the same."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from exporters.onnx import canonical_names
+
+    def converted(kept: str, order: list[str]) -> bytes:
+        zeros = {name: numpy_helper.from_array(np.zeros(2, np.float32), name)
+                 for name in ("a/bias", "b/bias", "scale__7")}
+        zeros["scale__7"] = numpy_helper.from_array(np.ones(2, np.float32), "scale__7")
+        nodes = [helper.make_node("Add", ["x", kept], ["y"], name="a"),
+                 helper.make_node("Add", ["y", kept], ["z"], name="b"),
+                 helper.make_node("Mul", ["z", "scale__7"], ["out"], name="c")]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])],
+            [zeros[name] for name in order if name != ({"a/bias", "b/bias"} - {kept}).pop()])
+        canonical_names(graph)
+        return helper.make_model(graph).SerializeToString()
+
+    one = converted("a/bias", ["a/bias", "scale__7"])
+    other = converted("b/bias", ["scale__7", "b/bias"])
+    assert one == other
