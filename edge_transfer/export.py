@@ -417,6 +417,7 @@ class CheckData:
     split: Dataset
     preprocessing: Preprocessing
     batch_size: int = 128  # a runtime arena (and RSS) grows with the batch: keep it small
+    threads: int | None = None   # the runtimes' threads (None: their default, every core)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -443,7 +444,8 @@ class CheckData:
         :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time."""
         from edge_transfer.runtime._backends import open_backend, run_float
 
-        backend = open_backend(path if isinstance(path, bytes) else Path(path), format=fmt)
+        backend = open_backend(path if isinstance(path, bytes) else Path(path), self.threads,
+                               format=fmt)
         return self.predict(lambda x: run_float(backend, x))
 
 

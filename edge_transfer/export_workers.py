@@ -373,22 +373,29 @@ def importing_main() -> bool:
 
 
 def _new_pool(jobs: int, workdir: Path, run: Path) -> ProcessPoolExecutor:
+    threads = max(1, usable_cores() // jobs)
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(str(workdir), str(run)))
+                               initializer=_init_worker,
+                               initargs=(str(workdir), str(run), threads))
 
 
 # ------------------------------------------------------------------------------ worker side
 
 
-def _init_worker(workdir: str, run: str) -> None:
+def _init_worker(workdir: str, run: str, threads: int) -> None:
     """In each worker, once: SIGINT ignored (the parent decides; a terminal's Ctrl-C reaches
     the whole process group), an exit when the parent dies, temporary files inside the
-    export's work folder, then the imports and the test split every task needs."""
+    export's work folder, its share of the cores (``threads`` for TensorFlow and the checks'
+    runtimes: workers that each take every core slow each other down, e.g. 5% at 224 px on
+    2 cores), then the imports and the test split every task needs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     tempfile.tempdir = workdir
     os.environ["TMPDIR"] = workdir
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)   # read when TensorFlow starts
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    _STATE["threads"] = threads
     from edge_transfer._keras import load
 
     load()
@@ -419,7 +426,7 @@ def _ready() -> None:
     initializer returned)."""
 
 
-_STATE: dict[tuple[Any, ...], Any] = {}   # per worker process: what its tasks share
+_STATE: dict[Any, Any] = {}   # per worker process: what its tasks share
 
 
 def run_task(task: Task) -> Outcome:
@@ -518,5 +525,6 @@ def _check_data(run: Path) -> Any:
     key = ("check", run)
     if key not in _STATE:
         opened = Run.open(run)
-        _STATE[key] = CheckData(opened.splits.test, opened.preprocessing)
+        _STATE[key] = CheckData(opened.splits.test, opened.preprocessing,
+                                threads=_STATE.get("threads"))
     return _STATE[key]
