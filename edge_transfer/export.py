@@ -519,8 +519,9 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
             judge = _Judge(y_val, float_accuracy, config)
             if workers is not None and converting is not None:
                 by_index = _judge_all(converting.result(), judge, float_out)
-                # int8-mixed variants convert here from the workers' SavedModel and graph
-                export_workers.adopt_shared(sources.get(ExportSpec.fp32())[0], workers.shared)
+                if len(by_index) < len(variants):   # the rest convert here: from the
+                    export_workers.adopt_shared(    # workers' SavedModel and ONNX graph
+                        sources.get(ExportSpec.fp32())[0], workers.shared)
         except BaseException:
             if workers is not None:
                 workers.stop()

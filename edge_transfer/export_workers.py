@@ -459,7 +459,7 @@ def _source(task: Task) -> Any:
 
     key = ("source", task.run)
     source = _STATE.get(key)
-    cache = dict(source.cache) if source is not None else {}
+    cache = source.cache if source is not None else {}
     _read_shared(cache, task.cache_dir)
     needs_model = (not (task.cache_dir / SAVED_MODEL).is_dir() if task.fmt == "tflite"
                    else f"onnx-fp32-opset{task.options.opset}" not in cache)
@@ -467,7 +467,7 @@ def _source(task: Task) -> Any:
         model = _keras_model(task) if needs_model else None
         source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache)
         _STATE[key] = source
-    adopt_shared(source, task.cache_dir)
+    _use_shared_saved_model(source, task.cache_dir)
     return source
 
 
@@ -475,6 +475,10 @@ def adopt_shared(source: Any, folder: Path) -> None:
     """Give ``source`` (a KerasSource) what the workers shared in ``folder``: intermediates
     it lacks, and the SavedModel."""
     _read_shared(source.cache, folder)
+    _use_shared_saved_model(source, folder)
+
+
+def _use_shared_saved_model(source: Any, folder: Path) -> None:
     if (folder / SAVED_MODEL).is_dir():
         source.__dict__["saved_model"] = folder / SAVED_MODEL
 
