@@ -101,14 +101,6 @@ def output_file(path: str | Path, option: str) -> Path:
     return path
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise ModelError(f"{path} is missing") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from exc
-
 
 @dataclass(frozen=True)
 class Run:

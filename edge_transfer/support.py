@@ -82,12 +82,6 @@ def tidy_reason(text: str) -> str:
     return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Z]\w*(?:Error|Exception|Exit))\b", r"\1", text)
 
 
-def smallest_input(name: str) -> int:
-    """The smallest square input side a registry backbone accepts."""
-    from edge_transfer import backbones
-
-    return backbones.get(name).min_size
-
 
 def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int = 4,
           qat: bool = True, seed: int = 0) -> dict[str, Any]:
