@@ -22,9 +22,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from edge_transfer import stats
 from edge_transfer.records import SampleIds
-from edge_transfer.samples import SamplesError, correct, decode_or_none
+from edge_transfer.samples import SamplesError, decode, decode_or_none
+
+
+def correct(predictions: str | None, ids: SampleIds | None) -> np.ndarray | None:
+    """Per-sample correctness of encoded ``predictions`` on ``ids``'s samples, or None when
+    either is missing or they do not match in length.
+
+    >>> from edge_transfer.samples import encode
+    >>> ids = SampleIds.of("f", "test", labels=[0, 1, 2])
+    >>> correct(encode([0, 2, 2]), ids).tolist()
+    [True, False, True]
+    """
+    if predictions is None or ids is None:
+        return None
+    try:
+        preds, labels = decode(predictions), ids.label_array()
+    except SamplesError:
+        return None
+    if preds.size != labels.size:
+        return None
+    return preds == labels
 
 
 def accuracy_interval(ids: SampleIds | None, predictions: str | None) -> stats.Interval | None:

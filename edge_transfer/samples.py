@@ -25,12 +25,8 @@ import base64
 import binascii
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from edge_transfer.records import SampleIds
 
 _WIDTHS = {1: "<u1", 2: "<u2", 4: "<u4"}
 MAX_DECODED = 1 << 28   # refuse to inflate a string into more than this many bytes
@@ -94,22 +90,3 @@ def decode_or_none(text: str | None) -> np.ndarray | None:
     except SamplesError:
         return None
 
-
-def correct(predictions: str | None, ids: SampleIds | None) -> np.ndarray | None:
-    """Per-sample correctness of encoded ``predictions`` on ``ids``'s samples, or None when
-    either is missing or they do not match in length.
-
-    >>> from edge_transfer.records import SampleIds
-    >>> ids = SampleIds.of("f", "test", labels=[0, 1, 2])
-    >>> correct(encode([0, 2, 2]), ids).tolist()
-    [True, False, True]
-    """
-    if predictions is None or ids is None:
-        return None
-    try:
-        preds, labels = decode(predictions), ids.label_array()
-    except SamplesError:
-        return None
-    if preds.size != labels.size:
-        return None
-    return preds == labels
