@@ -48,6 +48,7 @@ class BackboneSpec:
     summary: str = ""
     family: str = ""
     preprocessing_mode: str = ""         # tf | torch | caffe | raw (see PREPROCESSING_MODES)
+    factory: str = ""                    # keras.applications' function, e.g. "EfficientNetB0"
 
     def preprocessing(self, height: int, width: int, channels: int = 3) -> Preprocessing:
         return Preprocessing(height=height, width=width, channels=3 if self.rgb else channels,
@@ -197,7 +198,7 @@ def _application_specs() -> tuple[BackboneSpec, ...]:
                 name, _application(factory, family.width_arg, **dict(family.kwargs)), size,
                 family.min_size, mean, std, channel_order=order, widths=family.widths,
                 summary=f"keras.applications.{factory}{note}", family=family.name,
-                preprocessing_mode=family.mode))
+                preprocessing_mode=family.mode, factory=factory))
     return tuple(specs)
 
 

@@ -22,8 +22,10 @@ True
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge_transfer import stats
-from edge_transfer.records import RunMetrics
+from edge_transfer.records import RunInfo, RunMetrics
 from edge_transfer.stats import Interval
 
 LEARNED_MARGIN = 0.2   # training accuracy this far above the chance interval: it learned
@@ -177,3 +179,17 @@ def run_warnings(history: dict[str, list[float]], metrics: RunMetrics, train_siz
                or untrained_warning(train, metrics.val_accuracy, classes, size, has_batchnorm,
                                     learning_rate))
     return out + ([warning] if warning else [])
+
+
+def training_warnings(run_dir: str | Path) -> list[str]:
+    """The warnings a run's training recorded (run.json), each as ``from training: ...``, for
+    the commands that read the run later (export, report); empty when there is no record."""
+    from edge_transfer.errors import UserError
+
+    path = Path(run_dir) / RunInfo.FILE_NAME
+    if not path.is_file():
+        return []
+    try:
+        return [f"from training: {line}" for line in RunInfo.load(path).warnings]
+    except UserError:
+        return []

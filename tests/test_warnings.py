@@ -130,6 +130,9 @@ def test_a_model_that_is_not_the_one_evaluated_is_named(tmp_path: Path) -> None:
                             "541 training images it scores 0.2") and "in training mode at the "
                "kept epoch" in w and "layers active only in training" in w
                and "BatchNorm" not in w for w in warnings), warnings
+    from edge_transfer.health import training_warnings  # what export and report repeat
+
+    assert training_warnings(out) == [f"from training: {w}" for w in warnings]
 
 
 def test_the_warnings_stay_quiet_on_a_good_history() -> None:
