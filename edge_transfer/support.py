@@ -291,16 +291,16 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
 
 def markdown_table(matrix: dict[str, Any], reason_limit: int = 90) -> str:
     """The support matrix as a Markdown table (the README's backbone section)."""
-    header = ["backbone", "family", "input", "params", "trains (val acc)", FILE_COLUMN,
-              *COLUMNS]
+    header = ["backbone", "family", "input", "params", "trains (val acc)", *COLUMNS,
+              FILE_COLUMN]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in matrix.get("models", []):
         text = cells(row)
         row = {**_registry_fields(row["name"]), **{k: v for k, v in row.items() if v is not None}}
         values = [f"`{row['name']}`", row.get("family", ""), f"{row.get('input_size', '')} px",
                   _millions(row.get("params")),
-                  _short(text["trains"], reason_limit), _short(file_cell(row), reason_limit),
-                  *(_short(text[c], reason_limit) for c in COLUMNS)]
+                  *(_short(text[c], reason_limit) for c in ("trains", *COLUMNS)),
+                  _short(file_cell(row), reason_limit)]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
