@@ -127,7 +127,7 @@ def test_a_model_that_is_not_the_one_evaluated_is_named(tmp_path: Path) -> None:
                             "while training accuracy rose to") and "early stopping kept epoch"
                in w for w in warnings), warnings
     assert any(w.startswith("the model evaluated is not the model that trained: on the same "
-                            "541 training images it scores 0.2") and "in training mode at the "
+                            "541 training images it scores 0.") and "in training mode at the "
                "kept epoch" in w and "layers active only in training" in w
                and "BatchNorm" not in w for w in warnings), warnings
     from edge_transfer.health import training_warnings  # what export and report repeat
