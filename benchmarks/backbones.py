@@ -9,6 +9,11 @@ rewrites the README's backbone table from the JSON.
 
     nice -n 5 python benchmarks/backbones.py [--all] [--only NAME ...] [--epochs 4]
         [--no-qat] [--jobs 2] [--timeout 2400] [--out benchmarks/results/backbones.json]
+
+``--from-file`` measures the matrix's "from a .keras file" column instead: each backbone's
+keras.applications model saved as a ``.keras`` file (random weights, the smallest input,
+every argument at its default), pretrained from that file as a user would; the cell is its
+test accuracy, or the warning that says why it is low (``support.probe_file``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,55 @@ def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
         row = probe(name, Path(work), epochs=epochs, qat=qat)
     write_result(out, row)  # atomic: --import-row may read it after the sweep died
+
+
+def run_one_file(name: str, epochs: int, out: Path) -> None:
+    from edge_transfer.support import probe_file
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-file-{name}-") as work:
+        cell = probe_file(name, Path(work), epochs=epochs)
+    write_result(out, cell)
+
+
+def measure_file(name: str, args: argparse.Namespace) -> dict:
+    """The "from a .keras file" cell of one backbone, in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cell_file = Path(tmp) / "cell.json"
+        command = [sys.executable, __file__, "--one-file", name, "--epochs", str(args.epochs),
+                   "--row", str(cell_file)]
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {args.timeout} s",
+                    "seconds": args.timeout}
+        if done.returncode != 0 or not cell_file.is_file():
+            tail = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["?"]
+            return {"status": "failed", "reason": f"process exited {done.returncode}: "
+                                                  f"{tail[0][:200]}",
+                    "seconds": round(time.perf_counter() - start, 1)}
+        return {**json.loads(cell_file.read_text()), "machine": machine(),
+                "epochs": args.epochs}
+
+
+def add_file_cell(path: Path, name: str, cell: dict) -> dict:
+    """Put ``cell`` into the row of ``name`` (a new row when there is none), under the lock."""
+    import fcntl
+
+    from edge_transfer.support import base_row
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.is_file() else {"models": []}
+        rows = data.setdefault("models", [])
+        row = next((r for r in rows if r["name"] == name), None)
+        if row is None:
+            row = {**base_row(name, cell.get("epochs", 4), False), "train": {}, "variants": {}}
+            rows.append(row)
+        row["from_file"] = cell
+        write_result(path, data)
+    return data
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
@@ -148,11 +202,24 @@ def main() -> int:
                         help="merge one row written by an interrupted sweep's child")
     parser.add_argument("--readme", action="store_true",
                         help="only rewrite the README table from the JSON (left unchanged)")
+    parser.add_argument("--from-file", action="store_true",
+                        help="measure the 'from a .keras file' column only")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--one-file", help=argparse.SUPPRESS)
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         run_one(args.one, args.epochs, not args.no_qat, args.row)
+        return 0
+    if args.one_file:
+        run_one_file(args.one_file, args.epochs, args.row)
+        return 0
+    if args.from_file:
+        for name in [n for n in planned(args.all, args.only) if n not in args.skip]:
+            print(f"{name} (from a .keras file) ...", flush=True)
+            cell = measure_file(name, args)
+            print(f"{name}: {json.dumps(cell)[:400]}", flush=True)
+            update_readme(add_file_cell(args.out, name, cell))
         return 0
     if args.readme and not args.import_row:   # the JSON keeps its sweep's machine and seconds
         from edge_transfer.support import load_matrix

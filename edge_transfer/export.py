@@ -560,9 +560,9 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
 
 
 def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) -> str | None:
-    """One line when the float model is at chance or predicts one class on the check data
-    (:func:`stats.health_warning`): every variant "passes" by matching it, so the line says
-    that, and what to train differently (:func:`advice.untrained_hint`)."""
+    """One line when the float model is at chance, below it or predicts one class on the
+    check data (:func:`stats.health_warning`): every variant "passes" by matching it, so the
+    line says that, and what to train differently (:func:`advice.untrained_hint`)."""
     from edge_transfer.advice import untrained_hint
     from edge_transfer.models import has_batchnorm
 
@@ -570,6 +570,10 @@ def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) 
                            what="the float model")
     if line is None:
         return None
+    if stats.below_chance(stats.wilson(round(accuracy * len(top1)), len(top1)),
+                          len(run.labels)):      # the line names the cause and the fix
+        return (f"{line}; this is on the test split, so each variant's check only shows it "
+                "matches a model that does not work")
     rate = run.info.args.get("learning_rate")
     return (f"{line} on the test split, so each variant's check only shows it matches a model "
             f"that does not work; {untrained_hint(has_batchnorm(model), rate)}")

@@ -347,6 +347,8 @@ def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:
     momentum set to a running mean (``i / (i + 1)`` at batch ``i``) gives each layer the mean
     and variance of its inputs under the final weights (as ``torch.optim.swa_utils.update_bn``).
     Frozen BatchNorm layers (``trainable=False``) run in inference mode and keep theirs.
+    Dropout layers are off during the pass (as at inference): dropout in training mode
+    inflates the variance the next layers see (EfficientNet's stochastic depth does so).
     """
     _, keras = load()
     layers = [layer for layer in model.layers
@@ -354,7 +356,11 @@ def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:
     if not layers or not model.trainable:
         return 0
     momenta = [layer.momentum for layer in layers]
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in dropouts]
     try:
+        for layer in dropouts:
+            layer.rate = 0
         for i, batch in enumerate(batches):
             for layer in layers:
                 layer.momentum = i / (i + 1)
@@ -362,6 +368,8 @@ def recompute_batchnorm(model: Any, batches: Iterable[np.ndarray]) -> int:
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates, strict=True):
+            layer.rate = rate
     return len(layers)
 
 

@@ -165,6 +165,8 @@ def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
 
 def assemble(inputs: Inputs) -> Report:
     """The report record (nothing written)."""
+    from edge_transfer.health import training_warnings
+
     export, device_rows = inputs.export, inputs.device_rows
     float_accuracy = export.float_accuracy
     samples = export.samples
@@ -178,7 +180,7 @@ def assemble(inputs: Inputs) -> Report:
         samples=samples, device_samples=device_samples,
         float_predictions=export.float_predictions,
         float_interval=_pair(float_iv),
-        warnings=tuple(_warnings(export, rows, context)),
+        warnings=tuple(training_warnings(inputs.run_dir) + _warnings(export, rows, context)),
         run=str(inputs.run_dir),
         export=str(inputs.export_path),
         validation=str(inputs.validation_path) if inputs.validation_path else None,

@@ -11,8 +11,9 @@ numpy and the standard library only (the TensorFlow-free device side imports it)
   (two-sided binomial test of the discordant pairs, ``scipy.stats.binomtest(b, b + c)``).
 - :func:`samples_needed` - how many paired samples a McNemar test needs to detect a drop
   (Connor 1987, *Biometrics* 43:207-211).
-- :func:`at_chance`, :func:`collapsed` - a model no better than guessing, or one that predicts
-  one class for almost every sample.
+- :func:`at_chance`, :func:`below_chance`, :func:`collapsed` - a model no better than
+  guessing, one significantly worse (its labels or preprocessing are inconsistent with the
+  data), or one that predicts one class for almost every sample.
 - :func:`decide` - the regression rule: a drop fails when it is beyond the tolerance *and*
   significant at ``alpha`` (``rule="point"`` keeps the point-estimate rule).
 
@@ -269,6 +270,22 @@ def at_chance(accuracy: Interval, classes: int) -> bool:
     return classes > 1 and (1.0 / classes) in accuracy
 
 
+def below_chance(accuracy: Interval, classes: int) -> bool:
+    """True when the whole accuracy interval lies below the chance level 1/classes: a model
+    that learned something, then is shown labels or inputs that do not match what it learned.
+
+    >>> below_chance(wilson(25, 225), 5), below_chance(wilson(20, 100), 5)
+    (True, False)
+    """
+    return classes > 1 and accuracy.high < 1.0 / classes
+
+
+BELOW_CHANCE_CAUSE = ("its labels or its preprocessing are inconsistent with the data (classes "
+                      "in another order, or pixels scaled differently from training); check "
+                      "labels.txt against the data's classes, and the `input:` line of "
+                      "training (preprocessing.json, --input-range)")
+
+
 def collapsed(predictions: Sequence[int] | np.ndarray, share: float = COLLAPSE_SHARE
               ) -> int | None:
     """The class predicted for at least ``share`` of the samples, or None.
@@ -287,10 +304,13 @@ def collapsed(predictions: Sequence[int] | np.ndarray, share: float = COLLAPSE_S
 def health_warning(accuracy: Interval, classes: int,
                    predictions: Sequence[int] | np.ndarray | None = None,
                    class_names: Sequence[str] | None = None, what: str = "the model") -> str | None:
-    """One line when a model is at chance or collapsed onto one class, else None.
+    """One line when a model is at chance, significantly below it (with what that means,
+    :data:`BELOW_CHANCE_CAUSE`) or collapsed onto one class, else None.
 
     >>> health_warning(wilson(20, 100), 5)
     'the model is at chance: accuracy 20.0 [13.3, 28.9] contains 1/5 = 20.0'
+    >>> health_warning(wilson(25, 225), 5).split(":")[:2]
+    ['the model is below chance', ' accuracy 11.1 [7.6, 15.9] is significantly below 1/5 = 20.0']
     >>> health_warning(wilson(45, 50), 5, [2] * 48 + [1, 0], ["a", "b", "c", "d", "e"])
     'the model predicts one class (c) for 96% of 50 samples'
     >>> health_warning(wilson(90, 100), 5, list(range(5)) * 20) is None
@@ -299,6 +319,9 @@ def health_warning(accuracy: Interval, classes: int,
     if at_chance(accuracy, classes):
         return (f"{what} is at chance: accuracy {accuracy.points()} contains "
                 f"1/{classes} = {100 / classes:.1f}")
+    if below_chance(accuracy, classes):
+        return (f"{what} is below chance: accuracy {accuracy.points()} is significantly below "
+                f"1/{classes} = {100 / classes:.1f}: {BELOW_CHANCE_CAUSE}")
     if predictions is not None:
         top = collapsed(predictions)
         if top is not None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import InitVar, asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +44,8 @@ from edge_transfer.data import (
 )
 from edge_transfer.errors import ConfigError
 from edge_transfer.fields import option, renamed, required
+from edge_transfer.health import chance_warning, untrained_warning  # noqa: F401 (public names)
+from edge_transfer.input_range import INPUT_RANGES
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import RunBackbone, RunData, RunInfo, RunMetrics, RunStrategy, SplitSizes
 from edge_transfer.runs import (
@@ -56,9 +58,6 @@ from edge_transfer.runs import (
     versions,
     write_json,
 )
-
-if TYPE_CHECKING:
-    from edge_transfer.stats import Interval
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 MIXED_PRECISIONS = ("auto", "float32", "mixed_float16")
@@ -112,6 +111,13 @@ class TrainingConfig:
     cut_layer: str | None = option(
         None, "with a .keras backbone file: the layer whose output is the features (default: "
               "the layer before the last)", metavar="NAME")
+    input_range: str = option(
+        "auto", "the pixel range the backbone is fed: auto (0..255 when its first layers "
+                "scale pixels themselves, as keras.applications' Rescaling/Normalization do; "
+                "else its preprocessing.json, the registry's range, or pixels / 255), raw "
+                "(0..255), unit (pixels / 255: 0..1) or symmetric (pixels / 127.5 - 1: -1..1); "
+                "the choice is printed and written to preprocessing.json",
+        choices=INPUT_RANGES)
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone "
                                        "file you trust", aliases=("--unsafe",))
     epochs: int = option(40, "maximum epochs; early stopping usually ends sooner")
@@ -178,6 +184,9 @@ class TrainingConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy {self.strategy} is unknown; use "
                               f"{'|'.join(STRATEGIES)}")
+        if self.input_range not in INPUT_RANGES:
+            raise ConfigError(f"--input-range {self.input_range} is unknown; use "
+                              f"{'|'.join(INPUT_RANGES)}")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ConfigError(f"--mixed-precision {self.mixed_precision} is unknown; use "
                               f"{'|'.join(MIXED_PRECISIONS)}")
@@ -277,13 +286,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
             model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
             _compile(keras, model, cfg.learning_rate)
         _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
+        noted = _input_note(cfg, backbone)
         history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)
         _recompute_batchnorm(cfg, model, splits, pre)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
         with timer.phase("evaluation"):
             metrics = _accuracies(model, splits, pre, cfg)
-        warnings = _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
+        warnings = noted + _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
@@ -319,6 +329,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             source_eval = (_source_before(cfg, keras, source, backbone, features)
                            if source else None)
 
+        noted = _input_note(cfg, backbone)
         _say(cfg, f"finetune stage 1: head only, {backbone.name} frozen "
                   f"({len(splits.train)} train images, {dataset.num_classes} classes)")
         for layer in extractor.layers:
@@ -360,8 +371,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
             metrics = replace(metrics, scratch_test_accuracy=scratch_acc.test_accuracy,
                               scratch_val_accuracy=scratch_acc.val_accuracy,
                               scratch_test_predictions=scratch_acc.test_predictions)
-        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits,
-                                    model, cfg.learning_rate)
+        stages = {"stage 1 (head)": history["head"], "stage 2": history.get("finetune", {})}
+        warnings = noted + _chance_warnings(history.get("finetune") or history["head"], metrics,
+                                            splits, model, cfg.learning_rate, stages)
         seconds = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -524,7 +536,21 @@ def _strategy(tf: Any, name: str) -> Any:
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
     return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
-                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load)
+                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load,
+                             input_range=cfg.input_range)
+
+
+def _input_note(cfg: TrainingConfig, backbone: backbones.Backbone) -> list[str]:
+    """Say what the backbone is fed (one line, see :mod:`edge_transfer.input_range`); a
+    warning when pixels are scaled twice, returned for run.json."""
+    decision = backbone.input
+    if decision is None:
+        return []
+    _say(cfg, decision.line())
+    if decision.warning is None:
+        return []
+    print(f"warning: {decision.warning}", file=sys.stderr, flush=True)
+    return [decision.warning]
 
 
 def _compile(keras: Any, model: Any, learning_rate: float) -> None:
@@ -568,7 +594,9 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
     """``model.fit`` with early stopping on the validation loss of a fixed stratified subset
     (``--eval-samples``, the same subset :func:`_accuracies` reports on). ``frozen``
     (extractor, its features model) while the extractor does not train: the subset's
-    features are computed once and each epoch runs only the head on them."""
+    features are computed once and each epoch runs only the head on them. While BatchNorm
+    layers train, their statistics are recomputed before each validation pass
+    (:mod:`edge_transfer.batchnorm`): the epoch kept is judged on the model then evaluated."""
     from edge_transfer.tfdata import from_dataset, reading
 
     steps = -(-len(splits.train) // cfg.batch_size)
@@ -590,6 +618,10 @@ def _fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepr
         callbacks.insert(0, check)          # before EarlyStopping, which reads its logs
     else:
         val = from_dataset(subset, pre, cfg.eval_batch_size)
+        from edge_transfer import batchnorm
+
+        if batchnorm.trains_batchnorm(model):   # after the timer's: counted as evaluation
+            callbacks.append(batchnorm.before_validation(keras, model, splits.train, pre, seed))
     with timer.phase("training"), reading():
         result = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
                            steps_per_epoch=max(steps, MIN_STEPS_PER_EPOCH), verbose=cfg.verbose)
@@ -704,86 +736,19 @@ def _recompute_batchnorm(cfg: TrainingConfig, model: Any, splits: Splits,
                   f"{len(x)} training images")
 
 
-LEARNED_MARGIN = 0.2   # training accuracy this far above the chance interval: it learned
-
-
-def _val_at_chance(val_accuracy: float, classes: int, val_size: int) -> Interval | None:
-    """The Wilson interval of a validation accuracy on ``val_size`` images when it contains
-    chance (``1 / classes``), else None: what :func:`chance_warning` and
-    :func:`untrained_warning` both start from."""
-    from edge_transfer import stats
-
-    if classes < 2 or val_size < 1:
-        return None
-    interval = stats.wilson(round(val_accuracy * val_size), val_size)
-    return interval if stats.at_chance(interval, classes) else None
-
-
-def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
-                   val_size: int) -> str | None:
-    """A warning naming BatchNorm when validation accuracy is at chance (its Wilson interval
-    contains ``1 / classes``, see :mod:`edge_transfer.stats`) while training accuracy is
-    not (above that interval by 0.2 or more).
-
-    >>> chance_warning(0.98, 0.20, 5, 135) is not None
-    True
-    >>> chance_warning(0.98, 0.90, 5, 135) is None
-    True
-    """
-    interval = _val_at_chance(val_accuracy, classes, val_size)
-    if interval is None or train_accuracy < interval.high + LEARNED_MARGIN:
-        return None
-    return (f"validation accuracy {val_accuracy:.3f} is chance level ({1 / classes:.3f}) while "
-            f"training accuracy is {train_accuracy:.3f}: the BatchNorm moving statistics "
-            "probably do not describe the data (BatchNorm layers trained from random weights "
-            "with a high momentum, or frozen with statistics from other data); check the "
-            "model's BatchNorm layers, or start from a pretrain run of this extractor")
-
-
-def untrained_warning(train_accuracy: float, val_accuracy: float, classes: int,
-                      val_size: int, has_batchnorm: bool,
-                      learning_rate: float | None = None) -> str | None:
-    """A warning when validation accuracy is at chance and training accuracy is not clearly
-    above it either (the case :func:`chance_warning` leaves out): the model learned nothing,
-    with what to change (:func:`edge_transfer.advice.untrained_hint`).
-
-    >>> print(untrained_warning(0.20, 0.20, 5, 135, has_batchnorm=False, learning_rate=1e-3))
-    ... # doctest: +ELLIPSIS
-    the model did not learn: validation accuracy 0.200 is chance level (0.200) and training \
-accuracy 0.200 is not clearly above it; it has no BatchNorm layer: ... --learning-rate 0.0001, ...
-    >>> untrained_warning(0.98, 0.20, 5, 135, has_batchnorm=True) is None   # chance_warning's
-    True
-    """
-    from edge_transfer.advice import untrained_hint
-
-    interval = _val_at_chance(val_accuracy, classes, val_size)
-    if interval is None or train_accuracy >= interval.high + LEARNED_MARGIN:
-        return None
-    return (f"the model did not learn: validation accuracy {val_accuracy:.3f} is chance level "
-            f"({1 / classes:.3f}) and training accuracy {train_accuracy:.3f} is not clearly "
-            f"above it; {untrained_hint(has_batchnorm, learning_rate)}")
-
-
 def _chance_warnings(history: dict[str, list[float]], metrics: RunMetrics,
-                     splits: Splits, model: Any, learning_rate: float) -> list[str]:
-    """The training-mode accuracy of the best epoch vs the final validation accuracy: a
-    warning naming BatchNorm, or one saying the model did not learn (with a hint)."""
+                     splits: Splits, model: Any, learning_rate: float,
+                     stages: dict[str, dict[str, list[float]]] | None = None) -> list[str]:
+    """The warnings of :func:`edge_transfer.health.run_warnings` (the kept epoch's
+    ``history``; every stage's per-epoch validation), each printed on stderr."""
+    from edge_transfer.health import run_warnings
     from edge_transfer.models import has_batchnorm
 
-    if metrics.val_accuracy is None:
-        return []
-    accuracy = history.get("accuracy") or [0.0]
-    best = int(history.get("best_epoch", [len(accuracy)])[0]) - 1
-    train = max(accuracy[min(best, len(accuracy) - 1)], metrics.train_accuracy or 0.0)
-    val_size = len(splits.val) if metrics.val_samples is None else metrics.val_samples
-    classes = splits.train.num_classes
-    warning = (chance_warning(train, metrics.val_accuracy, classes, val_size)
-               or untrained_warning(train, metrics.val_accuracy, classes, val_size,
-                                    has_batchnorm(model), learning_rate))
-    if warning is None:
-        return []
-    print(f"warning: {warning}", file=sys.stderr, flush=True)
-    return [warning]
+    lines = run_warnings(history, metrics, len(splits.train), len(splits.val),
+                         splits.train.num_classes, has_batchnorm(model), learning_rate, stages)
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    return lines
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -928,7 +893,8 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
     figures alone) is the same bytes for the same seed."""
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
-    write_json(out / PREPROCESSING_FILE, pre.to_dict())
+    decision = backbone.input.to_dict() if backbone.input else None
+    write_json(out / PREPROCESSING_FILE, {**pre.to_dict(), "input": decision})
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     RunInfo(
         command=command,

@@ -39,6 +39,10 @@ def test_demo_end_to_end_reports_every_artifact(tmp_path: Path) -> None:
         assert row["device_accuracy"] >= 0.85, name
         assert all(verdict == "pass" for verdict in row["checks"].values()), (name, row["checks"])
 
+    for stage in ("source", "target"):   # none of the health warnings fires on the demo
+        assert json.loads((out / stage / "run.json").read_text())["warnings"] == [], stage
+    assert not [w for w in report["warnings"] if "chance" in w or "not the model" in w]
+
     transfer = report["transfer"]
     assert transfer["test_accuracy"] >= 0.85 and transfer["scratch_test_accuracy"] is not None
     assert transfer["source_accuracy_before"] is not None

@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if line:
         print(line)
     from edge_transfer.commands._warn import warn
+    from edge_transfer.health import training_warnings
 
-    for line in result_notes(result):
+    for line in [*training_warnings(args.run), *result_notes(result)]:
         warn(line)
     print(f"wrote {result.path}")
     failed = [a.name for a in result.artifacts if not a.ok]

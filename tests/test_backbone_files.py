@@ -1,0 +1,46 @@
+"""keras.applications families saved as ``.keras`` files, pretrained from the file (slow).
+
+Each model is saved as a user saves one (random weights, the smallest input it accepts,
+every argument at its default: the families with ``include_preprocessing`` keep their
+scaling layers) and pretrained with ``--backbone FILE`` on digits 0-4 for a few epochs: it
+reaches 0.8 test accuracy, or the run ends with a warning naming the cause. By default a
+fixed sample of families with in-graph preprocessing runs (CI budget); set
+``EDGE_TRANSFER_FILE_FAMILIES=all`` (or a comma-separated list of backbone names) for one
+smallest model of every family. ``benchmarks/backbones.py --from-file`` is the full sweep
+(the README matrix's "from a .keras file" column).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_transfer import backbones
+
+SAMPLE = ("efficientnet_v2_b0", "mobilenet_v3_small")   # Rescaling + Normalization; Rescaling
+EVERY_FAMILY = tuple(names[0] for family, names in backbones.families().items()
+                     if family != "small-cnn")
+
+
+def _chosen() -> tuple[str, ...]:
+    wanted = os.environ.get("EDGE_TRANSFER_FILE_FAMILIES", "")
+    if wanted == "all":
+        return EVERY_FAMILY
+    return tuple(n.strip() for n in wanted.split(",") if n.strip()) or SAMPLE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _chosen())
+def test_family_from_a_keras_file_trains_or_says_why(name: str, tmp_path: Path) -> None:
+    from edge_transfer.support import FILE_ACCURACY, probe_file
+
+    cell = probe_file(name, tmp_path, epochs=4)
+    assert cell["status"] == "ok", cell
+    assert (cell["input"] or "").startswith("input: "), cell
+    if cell["test_accuracy"] <= FILE_ACCURACY:
+        assert cell["warnings"], f"{name}: test accuracy {cell['test_accuracy']} and no warning"
+    if name in SAMPLE:     # both scale pixels themselves: fed 0..255, and they learn
+        assert cell["input"].startswith("input: the model scales pixels itself ("), cell
+        assert cell["test_accuracy"] > FILE_ACCURACY, cell
