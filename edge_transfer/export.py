@@ -50,6 +50,7 @@ from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
 from edge_transfer.runs import Run, versions
 from edge_transfer.samples import encode
+from edge_transfer.steps import step_of
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -516,7 +517,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
             float_accuracy = float(np.mean(float_top1 == y_val))
             float_health = float_model_health(float_accuracy, float_top1, run, model)
             sources.seconds["float"] = time.perf_counter() - start
-            judge = _Judge(y_val, float_accuracy, config)
+            judge = _Judge(y_val, float_accuracy, config, float_out)
             if workers is not None and converting is not None:
                 by_index = _judge_all(converting.result(), judge, float_out)
                 if len(by_index) < len(variants):   # the rest convert here: from the
@@ -586,19 +587,23 @@ def _timing(artifacts: list[Artifact], started: float, jobs: int,
 
 @dataclass(frozen=True, eq=False)
 class _Judge:
-    """Compares a file's outputs with the float model's (the variant's reference)."""
+    """Judges a file's outputs against the float model's (``float_outputs``), and checks
+    them against the Keras model it was converted from (``reference``: for a QAT or pruned
+    file its fine-tuned copy, whose two steps the check then records)."""
 
     y: np.ndarray
     float_accuracy: float
     config: ExportConfig
+    float_outputs: np.ndarray
 
     def __call__(self, artifact: Artifact, outputs: np.ndarray,
                  reference: np.ndarray) -> Artifact:
-        config = self.config
-        check = check_outputs(outputs, reference, self.y, precision=artifact.spec.precision,
+        config, spec = self.config, artifact.spec
+        check = check_outputs(outputs, reference, self.y, precision=spec.precision,
                               float_accuracy=self.float_accuracy,
                               max_drop=config.max_accuracy_drop, alpha=config.alpha,
-                              rule=config.rule)
+                              rule=config.rule, float_reference=self.float_outputs,
+                              step=step_of(spec.qat, spec.sparsity))
         artifact = dataclasses.replace(artifact, check=check)
         if not check.passed:
             return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
