@@ -756,6 +756,11 @@ def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: 
         notes = choice.notes(config.max_accuracy_drop,
                              config.rule)
     artifact = _export_one(fmt, spec, sources, calibration, out, meta, options, judge)
+    if search is not None and artifact.bytes is not None:
+        search = dataclasses.replace(search, file_bytes=artifact.bytes)
+        wrong = mixed.file_mismatch(search, artifact.bytes)
+        if wrong is not None and artifact.ok:
+            artifact = artifact.failed(wrong)
     if spec.qat:
         notes += sources.notes.get("qat", ())
     return dataclasses.replace(artifact, notes=artifact.notes + notes, keep_float_search=search)

@@ -46,6 +46,7 @@ MEASURE_SAMPLES = 64         # validation images the per-layer errors are measur
 SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
 FLOAT_EXTRA = 3              # bytes a weight value costs more in float32 than in int8
 MIN_COST = 0.01              # the least a layer kept in float counts: this share of int8
+METADATA_SLACK = 16 * 1024   # bytes a written file may carry beyond the search's model
 
 
 def sizes(conversions: int, candidates: int) -> list[int]:
@@ -246,3 +247,27 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         measured=measured, within_budget=ok, stopped=stopped,
         tries=tuple(j.outcome for j in judged), limit=None if ok else limit)
     return Choice(layers_kept, search, order)
+
+
+def file_mismatch(search: KeepFloatSearch, file_bytes: int) -> str | None:
+    """Why the int8-mixed file written from a search's choice is not the model the search
+    measured (beyond the labels and preprocessing embedded in it, ``METADATA_SLACK``), or
+    is past the byte cap; None when it is the one the record states.
+
+    >>> s = KeepFloatSearch(samples=100, float_accuracy=0.9, int8_bytes=1_000_000,
+    ...                     max_bytes_ratio=1.5, bytes_ratio=1.01, conversions=3,
+    ...                     measured=True, within_budget=True, stopped="")
+    >>> file_mismatch(s, 1_012_000) is None
+    True
+    >>> file_mismatch(s, 2_770_000)  # doctest: +NORMALIZE_WHITESPACE
+    'the written file is 2,770,000 bytes, 2.77x the plain int8 model of the search, which
+    measured 1.01x for the layers it chose (cap 1.5x): the file is not the model the search
+    judged'
+    """
+    stated = search.bytes_ratio * search.int8_bytes
+    if abs(file_bytes - stated) <= METADATA_SLACK + 0.01 * search.int8_bytes:
+        return None
+    return (f"the written file is {file_bytes:,} bytes, {file_bytes / search.int8_bytes:.2f}x "
+            f"the plain int8 model of the search, which measured {search.bytes_ratio:.2f}x for "
+            f"the layers it chose (cap {search.max_bytes_ratio:g}x): the file is not the model "
+            "the search judged")

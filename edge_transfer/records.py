@@ -617,6 +617,8 @@ class KeepFloatSearch(Record):
     stopped: str                  # why the search stopped, one line
     tries: tuple[KeepFloatTry, ...] = ()
     limit: str | None = None      # the bound it hit: "max_bytes" or "conversions" (or None)
+    # the file written from the choice (its metadata included): checked against the above
+    file_bytes: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, kw_only=True)
