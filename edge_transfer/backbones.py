@@ -24,6 +24,7 @@ from typing import Any
 
 from edge_transfer import interrupts
 from edge_transfer.errors import ConfigError, ModelError, one_line
+from edge_transfer.input_range import InputDecision, choose
 from edge_transfer.preprocessing import Preprocessing
 
 SCRATCH_BN_MOMENTUM = 0.9
@@ -71,6 +72,7 @@ class Backbone:
     preprocessing: Preprocessing
     weights: str                        # "imagenet" | "none" | a path | "pretrained"
     source: str                         # registry name, run dir or model file
+    input: InputDecision | None = None  # what it is fed and why (input_range.choose)
 
     @property
     def pretrained(self) -> bool:
@@ -273,13 +275,15 @@ def create(
     input_shape: tuple[int, int, int],
     weights: str | None = None,
     width: float = 1.0,
+    input_range: str = "auto",
 ) -> Backbone:
     """Build a registry backbone for ``input_shape`` (H, W, C of the data).
 
     ``weights``: ``"imagenet"`` (through Keras' download cache), ``"none"`` (random; BatchNorm
     momentum lowered to 0.9 so short training on small data leaves usable statistics) or the
     path of a weights file saved from the same architecture. ``None`` picks
-    :func:`default_weights`.
+    :func:`default_weights`. ``input_range`` (raw|unit|symmetric) overrides the input the
+    model is fed (see :func:`edge_transfer.input_range.choose`).
     """
     spec = get(name)
     weights = weights or default_weights(name)
@@ -306,7 +310,8 @@ def create(
     extractor = flatten_model(extractor)
     if weights == "none":
         set_batchnorm(extractor, momentum=SCRATCH_BN_MOMENTUM)
-    return Backbone(name, extractor, pre, weights, name)
+    pre, decision = choose(extractor, pre, "registry", name, input_range)
+    return Backbone(name, extractor, pre, weights, name, decision)
 
 
 def resolve(
@@ -317,11 +322,14 @@ def resolve(
     width: float = 1.0,
     cut_layer: str | None = None,
     unsafe_load: bool = False,
+    input_range: str = "auto",
 ) -> Backbone:
     """A registry name, a pretrain run directory or a model file -> a :class:`Backbone`.
 
     ``data_shape`` is the (H, W, C) of the data; a registry backbone uses ``input_size``
-    (square) or its default, small-cnn the data's own size.
+    (square) or its default, small-cnn the data's own size. ``input_range`` (auto, raw, unit,
+    symmetric): what the model is fed; auto reads the model's own first layers, a record
+    (``preprocessing.json``) or the registry (:func:`edge_transfer.input_range.choose`).
     """
     path = Path(backbone)
     if backbone in _REGISTRY:
@@ -329,15 +337,16 @@ def resolve(
         size = input_size or spec.default_size
         shape = (size, size, data_shape[2]) if size else data_shape
         check_options(backbone, size, width, weights or default_weights(backbone))
-        return create(backbone, shape, weights, width)
+        return create(backbone, shape, weights, width, input_range)
     if path.is_dir():
-        return load_extractor(path, unsafe_load)
+        return load_extractor(path, unsafe_load, input_range)
     if path.is_file():
-        return load_cut_model(path, cut_layer, unsafe_load)
+        return load_cut_model(path, cut_layer, unsafe_load, input_range)
     raise ModelError(f"unknown backbone {backbone!r}; {_suggest(backbone)}")
 
 
-def load_extractor(run_dir: Path, unsafe_load: bool = False) -> Backbone:
+def load_extractor(run_dir: Path, unsafe_load: bool = False,
+                   input_range: str = "auto") -> Backbone:
     """The ``extractor.keras`` + ``preprocessing.json`` of a pretrain run directory."""
     from edge_transfer.models import flatten_model, load_keras_model
 
@@ -345,15 +354,19 @@ def load_extractor(run_dir: Path, unsafe_load: bool = False) -> Backbone:
     if not file.is_file():
         raise ModelError(f"{run_dir} has no {EXTRACTOR_FILE}; give the --out folder of "
                          "`edge-transfer pretrain`, or a backbone name")
-    pre = Preprocessing.load(run_dir / "preprocessing.json")
+    record = run_dir / "preprocessing.json"
     extractor = flatten_model(load_keras_model(file, unsafe_load=unsafe_load))
-    return Backbone(str(run_dir), extractor, pre, "pretrained", str(run_dir))
+    pre, decision = choose(extractor, Preprocessing.load(record), "record", str(record),
+                           input_range)
+    return Backbone(str(run_dir), extractor, pre, "pretrained", str(run_dir), decision)
 
 
-def load_cut_model(file: Path, cut_layer: str | None, unsafe_load: bool = False) -> Backbone:
+def load_cut_model(file: Path, cut_layer: str | None, unsafe_load: bool = False,
+                   input_range: str = "auto") -> Backbone:
     """A saved model cut at ``cut_layer`` (default: before its last layer).
 
-    Its preprocessing comes from a ``preprocessing.json`` beside the file, else pixels / 255.
+    Its input: ``input_range`` when given, else a ``preprocessing.json`` beside the file, else
+    0..255 when the model scales pixels itself (its first layers), else pixels / 255.
     """
     from edge_transfer.models import cut_model, load_keras_model
 
@@ -361,14 +374,16 @@ def load_cut_model(file: Path, cut_layer: str | None, unsafe_load: bool = False)
     extractor = cut_model(model, cut_layer)
     sidecar = file.with_name("preprocessing.json")
     if sidecar.is_file():
-        pre = Preprocessing.load(sidecar)
+        pre, reason, source = Preprocessing.load(sidecar), "record", str(sidecar)
     else:
         shape = tuple(model.inputs[0].shape[1:])
         if None in shape or len(shape) != 3:
             raise ModelError(f"{file} has input shape {shape}; it needs a fixed (H, W, C) "
                              "input, or a preprocessing.json beside it")
         pre = Preprocessing(height=shape[0], width=shape[1], channels=shape[2])
-    return Backbone(str(file), extractor, pre, "pretrained", str(file))
+        reason, source = "assumed", file.name
+    pre, decision = choose(extractor, pre, reason, source, input_range)
+    return Backbone(str(file), extractor, pre, "pretrained", str(file), decision)
 
 
 def _load_weights_file(model: Any, path: str) -> None:

@@ -44,6 +44,7 @@ from edge_transfer.data import (
 )
 from edge_transfer.errors import ConfigError
 from edge_transfer.fields import option, renamed, required
+from edge_transfer.input_range import INPUT_RANGES
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import RunBackbone, RunData, RunInfo, RunMetrics, RunStrategy, SplitSizes
 from edge_transfer.runs import (
@@ -112,6 +113,13 @@ class TrainingConfig:
     cut_layer: str | None = option(
         None, "with a .keras backbone file: the layer whose output is the features (default: "
               "the layer before the last)", metavar="NAME")
+    input_range: str = option(
+        "auto", "the pixel range the backbone is fed: auto (0..255 when its first layers "
+                "scale pixels themselves, as keras.applications' Rescaling/Normalization do; "
+                "else its preprocessing.json, the registry's range, or pixels / 255), raw "
+                "(0..255), unit (pixels / 255: 0..1) or symmetric (pixels / 127.5 - 1: -1..1); "
+                "the choice is printed and written to preprocessing.json",
+        choices=INPUT_RANGES)
     unsafe_load: bool = option(False, "allow Lambda layers (arbitrary code) in a backbone "
                                        "file you trust", aliases=("--unsafe",))
     epochs: int = option(40, "maximum epochs; early stopping usually ends sooner")
@@ -178,6 +186,9 @@ class TrainingConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy {self.strategy} is unknown; use "
                               f"{'|'.join(STRATEGIES)}")
+        if self.input_range not in INPUT_RANGES:
+            raise ConfigError(f"--input-range {self.input_range} is unknown; use "
+                              f"{'|'.join(INPUT_RANGES)}")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ConfigError(f"--mixed-precision {self.mixed_precision} is unknown; use "
                               f"{'|'.join(MIXED_PRECISIONS)}")
@@ -277,13 +288,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
             model = add_head(backbone.extractor, dataset.num_classes, cfg.dropout)
             _compile(keras, model, cfg.learning_rate)
         _say(cfg, f"pretrain: {backbone.name} on {cfg.data} ({len(splits.train)} train images)")
+        noted = _input_note(cfg, backbone)
         history = _fit(cfg, keras, model, splits, pre, cfg.epochs, cfg.seed, timer)
         _recompute_batchnorm(cfg, model, splits, pre)
         with strategy.scope():
             head = head_model(model, backbone.extractor)
         with timer.phase("evaluation"):
             metrics = _accuracies(model, splits, pre, cfg)
-        warnings = _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
+        warnings = noted + _chance_warnings(history, metrics, splits, model, cfg.learning_rate)
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
             _save_model(backbone.extractor, out / backbones.EXTRACTOR_FILE)
@@ -319,6 +331,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             source_eval = (_source_before(cfg, keras, source, backbone, features)
                            if source else None)
 
+        noted = _input_note(cfg, backbone)
         _say(cfg, f"finetune stage 1: head only, {backbone.name} frozen "
                   f"({len(splits.train)} train images, {dataset.num_classes} classes)")
         for layer in extractor.layers:
@@ -360,8 +373,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             metrics = replace(metrics, scratch_test_accuracy=scratch_acc.test_accuracy,
                               scratch_val_accuracy=scratch_acc.val_accuracy,
                               scratch_test_predictions=scratch_acc.test_predictions)
-        warnings = _chance_warnings(history.get("finetune") or history["head"], metrics, splits,
-                                    model, cfg.learning_rate)
+        warnings = noted + _chance_warnings(history.get("finetune") or history["head"], metrics,
+                                            splits, model, cfg.learning_rate)
         seconds = time.time() - started
         out, cleanup = _output_dir(cfg.out, strategy)
         try:
@@ -524,7 +537,21 @@ def _strategy(tf: Any, name: str) -> Any:
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
     return backbones.resolve(cfg.backbone, dataset.x.image_shape, weights=cfg.weights,
                              input_size=cfg.input_size, width=cfg.width,
-                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load)
+                             cut_layer=cfg.cut_layer, unsafe_load=cfg.unsafe_load,
+                             input_range=cfg.input_range)
+
+
+def _input_note(cfg: TrainingConfig, backbone: backbones.Backbone) -> list[str]:
+    """Say what the backbone is fed (one line, see :mod:`edge_transfer.input_range`); a
+    warning when pixels are scaled twice, returned for run.json."""
+    decision = backbone.input
+    if decision is None:
+        return []
+    _say(cfg, decision.line())
+    if decision.warning is None:
+        return []
+    print(f"warning: {decision.warning}", file=sys.stderr, flush=True)
+    return [decision.warning]
 
 
 def _compile(keras: Any, model: Any, learning_rate: float) -> None:
@@ -928,7 +955,8 @@ def _write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, s
     figures alone) is the same bytes for the same seed."""
     _save_model(model, out / MODEL_FILE)
     write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
-    write_json(out / PREPROCESSING_FILE, pre.to_dict())
+    decision = backbone.input.to_dict() if backbone.input else None
+    write_json(out / PREPROCESSING_FILE, {**pre.to_dict(), "input": decision})
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     RunInfo(
         command=command,
