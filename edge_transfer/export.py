@@ -679,16 +679,17 @@ def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration:
     at most ``mixed.SEARCH_SAMPLES`` validation images, read a batch at a time (the check
     that judges the variant runs on the whole test split)."""
     from edge_transfer.diagnose import quantizer, quiet
+    from edge_transfer.quant_signs import first_ranges
 
     source = sources.get(ExportSpec.fp32())[0]
     try:
         with quiet():
             q = quantizer(fmt, source, calibration, opset=config.opset, keras_model=source.model)
-        choice = mixed.choose(q, sources.search_data, max_drop=config.max_accuracy_drop,
-                              alpha=config.alpha,
-                              rule=config.rule,
-                              conversions=config.keep_float_conversions,
-                              max_bytes=config.keep_float_max_bytes)
+        data = sources.search_data
+        choice = mixed.choose(q, data, max_drop=config.max_accuracy_drop, alpha=config.alpha,
+                              rule=config.rule, conversions=config.keep_float_conversions,
+                              max_bytes=config.keep_float_max_bytes,
+                              ranges=first_ranges(source.model, data.x_measure))
     except Exception as exc:
         raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
     return dataclasses.replace(spec, keep_float=choice.layers), choice

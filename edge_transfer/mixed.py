@@ -38,6 +38,7 @@ import numpy as np
 
 from edge_transfer import stats
 from edge_transfer.diagnose import Quantizer, Sample, quiet
+from edge_transfer.quant_signs import TensorRange, signs
 from edge_transfer.records import Comparison, KeepFloatSearch, KeepFloatTry, LayerDiagnosis
 
 MAX_CONVERSIONS = 7          # the --keep-float-conversions default (stated in --help)
@@ -154,6 +155,7 @@ class Choice:
     layers: tuple[str, ...]
     search: KeepFloatSearch
     ranking: tuple[str, ...] = ()
+    signs: tuple[str, ...] = ()     # what the measured errors say (edge_transfer.quant_signs)
 
     def notes(self, max_drop: float, rule: stats.Rule = "significant") -> tuple[str, ...]:
         """One line for the variant's notes: what was kept, at what size, every try."""
@@ -174,14 +176,17 @@ class Choice:
         return (f"--keep-float auto kept {len(self.layers)} layer(s) in float ({kept}); "
                 f"{s.bytes_ratio:.2f}x the plain int8 bytes (cap {s.max_bytes_ratio:g}x); "
                 f"{verdict} on {s.samples} validation images; {s.conversions} conversion(s), "
-                f"layers -> accuracy: {tries}; stopped: {s.stopped}",)
+                f"layers -> accuracy: {tries}; stopped: {s.stopped}",
+                *(f"--keep-float auto: {sign}" for sign in self.signs))
 
 
 def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: float = 0.05,
            rule: stats.Rule = "significant", conversions: int = MAX_CONVERSIONS,
-           max_bytes: float = MAX_BYTES) -> Choice:
+           max_bytes: float = MAX_BYTES, ranges: Sequence[TensorRange] = ()) -> Choice:
     """The search of the module docstring, on ``sample``
-    (:func:`edge_transfer.diagnose.validation_sample`)."""
+    (:func:`edge_transfer.diagnose.validation_sample`); with the per-layer errors measured,
+    the choice also carries their signs (:func:`edge_transfer.quant_signs.signs`, with the
+    first layers' float ``ranges``)."""
     judged: list[_Judged] = []
 
     def attempt(layers: tuple[str, ...], model: Any) -> bool:
@@ -198,6 +203,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
     int8_bytes = quantizer.size(int8)
     cap = max_bytes * int8_bytes
     order: tuple[str, ...] = ()
+    found: tuple[str, ...] = ()
     measured, made = False, 1
     limit: str | None = None      # the option that bounded the search, if one did
     if attempt((), int8):
@@ -208,6 +214,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         with quiet():
             layers = quantizer.measure(sample.x_measure, int8)
         measured = True
+        found = signs(layers, ranges)
         ranked = ranking(layers, int8_bytes)
         order = affordable(ranked, int8_bytes, cap)
         passed_over = len(ranked) - len(order)
@@ -246,7 +253,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         bytes_ratio=round(best.bytes / int8_bytes, 4), conversions=made,
         measured=measured, within_budget=ok, stopped=stopped,
         tries=tuple(j.outcome for j in judged), limit=None if ok else limit)
-    return Choice(layers_kept, search, order)
+    return Choice(layers_kept, search, order, found)
 
 
 def file_mismatch(search: KeepFloatSearch, file_bytes: int) -> str | None:

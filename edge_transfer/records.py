@@ -747,6 +747,7 @@ class Diagnosis(Record):
     layers: tuple[LayerDiagnosis, ...]
     plot: str | None = None
     by_depth: tuple[str, ...] = ()    # layer names in graph order
+    signs: tuple[str, ...] = ()       # what the errors' shape says (edge_transfer.quant_signs)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ def test_diagnosis_names_the_trap_first(bad_run: Path, fmt: str, tmp_path: Path)
     assert diagnosis.float_accuracy > diagnosis.quantized_accuracy + 0.3
     by_depth = {la.layer: la for la in diagnosis.layers}
     assert by_depth["conv1"].cumulative < 0.1 < by_depth[TRAP].cumulative
+    # One layer with a cause of its own: no sign of a wrong input range nor of spread error.
+    assert diagnosis.signs == (), diagnosis.signs
     # What is written is what was measured, and the plot is a PNG.
     assert load_diagnoses(tmp_path)[0] == diagnosis
     assert (tmp_path / str(diagnosis.plot)).read_bytes()[:4] == b"\x89PNG"
