@@ -1,6 +1,6 @@
 """QAT and pruned files are judged against the float model the user had; their fine-tune
 and their conversion are each a second paired comparison that names the step that lost
-accuracy (issue 22). numpy only, no TensorFlow."""
+accuracy (issue 22). numpy only, except the last test (a real QAT export of a small model)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _bad_layer import write_bad_layer_run
 from report_inputs import SAMPLES, export_record, predictions, write_run
+
+from edge_transfer.comparisons import paired_difference
+from edge_transfer.export import ExportConfig, export_run
+from edge_transfer.records import ExportRecord
 
 from edge_transfer.report import build_report
 from exporters.check import check_outputs, failure_reason
@@ -124,3 +129,29 @@ def test_the_report_carries_both_steps(tmp_path: Path) -> None:
     assert "## QAT and pruned files, step by step" in markdown
     assert ("**tflite-int8-qat**: neither step lost accuracy: the QAT fine-tune: QAT model"
             in markdown)
+
+
+def test_a_real_qat_export_records_both_steps(tmp_path: Path) -> None:
+    """export --qat --prune on a small model: each trained file's vs_float is against the
+    float model's own predictions, and its steps pair the trained model in between."""
+    run = write_bad_layer_run(tmp_path / "run", trap=False, epochs=6)
+    export_run(run, ExportConfig(formats=("tflite",), precisions=("int8",), qat=True,
+                                 prune=0.5, out=tmp_path / "export"))
+    record = ExportRecord.load(tmp_path / "export")
+    for name in ("tflite-int8-qat", "tflite-int8-pruned50"):
+        row = record.artifact(name)
+        check = row.check
+        assert check is not None and check.steps is not None and check.vs_float is not None
+        expected = paired_difference(record.samples, record.float_predictions,
+                                     check.predictions)
+        assert expected is not None
+        assert check.vs_float.difference == expected.difference
+        steps = check.steps
+        assert steps.step == ("QAT" if "qat" in name else "pruning")
+        assert steps.model_predictions is not None
+        fine_tune = paired_difference(record.samples, record.float_predictions,
+                                      steps.model_predictions)
+        assert fine_tune is not None and steps.fine_tune.difference == fine_tune.difference
+        total = steps.fine_tune.difference + steps.conversion.difference
+        assert abs(total - check.vs_float.difference) < 1e-9
+    assert record.artifact("tflite-int8").check.steps is None
