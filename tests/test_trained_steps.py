@@ -14,7 +14,6 @@ from report_inputs import SAMPLES, export_record, predictions, write_run
 from edge_transfer.comparisons import paired_difference
 from edge_transfer.export import ExportConfig, export_run
 from edge_transfer.records import ExportRecord
-
 from edge_transfer.report import build_report
 from exporters.check import check_outputs, failure_reason
 
@@ -154,4 +153,5 @@ def test_a_real_qat_export_records_both_steps(tmp_path: Path) -> None:
         assert fine_tune is not None and steps.fine_tune.difference == fine_tune.difference
         total = steps.fine_tune.difference + steps.conversion.difference
         assert abs(total - check.vs_float.difference) < 1e-9
-    assert record.artifact("tflite-int8").check.steps is None
+    plain = record.artifact("tflite-int8").check
+    assert plain is not None and plain.steps is None
