@@ -65,10 +65,11 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
     diff = float(np.max(np.abs(outputs.astype(np.float64) - reference))) if len(y) else 0.0
     top1 = np.argmax(outputs, axis=1)
     source_top1 = np.argmax(reference, axis=1)
-    trained = step is not None and float_reference is not None
-    float_top1 = np.argmax(float_reference, axis=1) if trained else source_top1
-    steps = (measure(str(step), file_top1=top1, model_top1=source_top1, float_top1=float_top1,
-                     y=y) if trained else None)
+    float_top1, steps = source_top1, None
+    if step is not None and float_reference is not None:   # converted from a trained copy
+        float_top1 = np.argmax(float_reference, axis=1)
+        steps = measure(step, file_top1=top1, model_top1=source_top1, float_top1=float_top1,
+                        y=y)
     agreement = float(np.mean(top1 == source_top1)) if len(y) else 0.0
     accuracy = float(np.mean(top1 == y)) if len(y) else 0.0
     comparison = stats.paired(float_top1 == y, top1 == y)
