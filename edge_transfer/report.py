@@ -64,6 +64,7 @@ from edge_transfer.errors import DataError, UserError
 from edge_transfer.records import (
     Comparison,
     ExportArtifact,
+    ExportDecision,
     ExportRecord,
     Report,
     ReportFiles,
@@ -231,6 +232,25 @@ def _warnings(export: ExportRecord, rows: Sequence[ReportRow], context: _Context
     under = sorted({a.check.underpowered for a in export.artifacts
                     if a.check is not None and a.check.underpowered})
     out += [f"export checks: {u}" for u in under[:1]]
+    return out + _unjudged(export, rows)
+
+
+def _unjudged(export: ExportRecord, rows: Sequence[ReportRow]) -> list[str]:
+    """An export.json older than ``steps`` judged its QAT and pruned files against their own
+    trained model: one line for each ``ok`` one that is a regression against the float model
+    (paired, by the export's own tolerance and rule)."""
+    decision = export.decision or ExportDecision(max_accuracy_drop=0.05)
+    out = []
+    for row in rows:
+        cmp = row.vs_float
+        if (row.status != "ok" or row.steps is not None or cmp is None
+                or not (row.qat or row.sparsity is not None)):
+            continue
+        significant = decision.decide == "point" or cmp.p_value < decision.alpha
+        if cmp.difference < -decision.max_accuracy_drop and significant:
+            out.append(f"{row.name} is {cmp.describe()} against the float model, but its "
+                       "export.json (older than the step-by-step check) judged it only against "
+                       "its own trained model: export again to judge it")
     return out
 
 

@@ -107,6 +107,8 @@ def test_an_old_export_json_qat_row_is_compared_with_the_float_model(tmp_path: P
     qat = next(r for r in report["artifacts"] if r["name"] == "tflite-int8-qat")
     assert round(qat["vs_float"]["difference"], 4) == round((70 - 131) / SAMPLES, 4)
     assert qat["vs_float"]["lost"] == 61 and "steps" not in qat
+    assert any(w.startswith("tflite-int8-qat is -45.5 pt") and "export again" in w
+               for w in report["warnings"]), report["warnings"]
 
 
 def test_the_report_carries_both_steps(tmp_path: Path) -> None:
