@@ -1,8 +1,9 @@
 """Export a run's model to every asked format and precision, and check each file.
 
 For each variant: convert (exporters/<format>.py), embed labels and preprocessing, load the
-file in LiteRT / ONNX Runtime, compare it with the Keras model on the run's test split (the
-split that chose no epoch; the bundle's sample is that same split), and record it in
+file in LiteRT / ONNX Runtime, compare it with the float Keras model on the run's test split
+(the split that chose no epoch; the bundle's sample is that same split; a QAT or pruned file
+also with its trained model, :mod:`edge_transfer.steps`), and record it in
 ``export.json`` as ``ok`` or ``failed`` with the reason. An accuracy drop fails a variant when
 it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact McNemar;
 ``decide="point"``: beyond the tolerance alone). ``export.json`` keeps the samples' identity
@@ -99,8 +100,9 @@ class ExportConfig:
     opset: int = option(17, "ONNX opset")
     out: Path | None = option(None, "output folder (default: RUN/export)")
     max_accuracy_drop: float = option(
-        0.05, "a variant fails its check when its accuracy dropped by more than this below the "
-              "float model's, and significantly (see --decide)", metavar="FRACTION")
+        0.05, "a variant (QAT and pruned ones included) fails its check when its accuracy "
+              "dropped by more than this below the float model's, and significantly (see "
+              "--decide)", metavar="FRACTION")
     alpha: float = option(0.05, "significance level of an accuracy drop (exact McNemar test on "
                                 "the same samples)")
     decide: str = option("significant", "significant: fail a drop beyond the tolerance only "
