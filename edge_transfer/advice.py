@@ -54,6 +54,13 @@ def broken(artifact: Artifact, classes: int | None) -> str | None:
                            decode_or_none(check.predictions), what=artifact.name)
 
 
+def _conversion_lost(artifact: Artifact) -> bool:
+    """Whether the conversion of a QAT / pruned model lost more than its fine-tune did
+    (:class:`~edge_transfer.records.TrainedSteps`; False when unknown)."""
+    steps = artifact.check.steps if artifact.check is not None else None
+    return steps is not None and steps.conversion.difference < steps.fine_tune.difference
+
+
 def untrained_hint(has_batchnorm: bool, learning_rate: float | None = None) -> str:
     """What to try when a model trained from random weights learned nothing (training
     accuracy at chance too): a network without BatchNorm (VGG) needs a lower learning rate.
@@ -99,7 +106,10 @@ def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
         steps.append(f"run `edge-transfer diagnose {run} --format {failed.format}` to see "
                      "which layers break, then export with --keep-float auto")
     how = broken(failed, classes) if failed.spec.qat else None
-    if failed.spec.qat and how is None:
+    if failed.spec.qat and how is None and _conversion_lost(failed):
+        steps.append("the conversion lost it, not the QAT fine-tune, so more --qat-epochs will "
+                     "not help: export post-training int8 (or --keep-float auto)")
+    elif failed.spec.qat and how is None:
         steps.append("fine-tune QAT longer (--qat-epochs)")
     elif failed.spec.qat and not ptq:
         steps.append("export post-training int8 (--precision int8 without --qat)")

@@ -279,6 +279,7 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
     import tempfile
 
     from edge_transfer.export import ExportConfig, calibration_data, load_run_model, output_dir
+    from edge_transfer.quant_signs import first_ranges, signs
     from edge_transfer.runs import Run
     from exporters import KerasSource
 
@@ -305,13 +306,14 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
             layers = q.measure(sample.x_measure, int8)
         quantized = sample.correct(q, int8)
         seconds = time.perf_counter() - start
+    found = signs(layers, first_ranges(model, sample.x_measure))
     plot = out / f"diagnose-{config.format}-{config.precision}.png"
     diagnosis = Diagnosis(
         run=str(run.path), format=config.format, precision=config.precision,
         samples=len(sample.x_measure), float_accuracy=sample.float_accuracy,
         quantized_accuracy=float(np.mean(quantized)),
         seconds=round(seconds, 3), layers=ranked(layers), plot=plot.name,
-        by_depth=tuple(la.layer for la in layers))
+        by_depth=tuple(la.layer for la in layers), signs=found)
     plot_errors(diagnosis, plot)
     others = [d for d in load_diagnoses(out)
               if (d.format, d.precision) != (config.format, config.precision)]
@@ -355,6 +357,7 @@ def markdown_section(export_dir: Path, out_dir: Path) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {k} | {la.layer} | {la.op_type} | {la.local:.3f} | {la.cumulative:.3f} | "
                   f"{la.reading} |" for k, la in enumerate(d.layers[:5], 1)]
+        lines += [""] + [f"- ⚠ {sign}" for sign in d.signs] if d.signs else []
         plot = Path(export_dir) / str(d.plot) if d.plot else None
         if plot is not None and plot.is_file():
             if plot.resolve() != (Path(out_dir) / plot.name).resolve():

@@ -1,8 +1,9 @@
 """Export a run's model to every asked format and precision, and check each file.
 
 For each variant: convert (exporters/<format>.py), embed labels and preprocessing, load the
-file in LiteRT / ONNX Runtime, compare it with the Keras model on the run's test split (the
-split that chose no epoch; the bundle's sample is that same split), and record it in
+file in LiteRT / ONNX Runtime, compare it with the float Keras model on the run's test split
+(the split that chose no epoch; the bundle's sample is that same split; a QAT or pruned file
+also with its trained model, :mod:`edge_transfer.steps`), and record it in
 ``export.json`` as ``ok`` or ``failed`` with the reason. An accuracy drop fails a variant when
 it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact McNemar;
 ``decide="point"``: beyond the tolerance alone). ``export.json`` keeps the samples' identity
@@ -50,6 +51,7 @@ from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
 from edge_transfer.runs import Run, versions
 from edge_transfer.samples import encode
+from edge_transfer.steps import step_of
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters._failures import conversion_failure
 from exporters.check import check_outputs, failure_reason
@@ -98,8 +100,9 @@ class ExportConfig:
     opset: int = option(17, "ONNX opset")
     out: Path | None = option(None, "output folder (default: RUN/export)")
     max_accuracy_drop: float = option(
-        0.05, "a variant fails its check when its accuracy dropped by more than this below the "
-              "float model's, and significantly (see --decide)", metavar="FRACTION")
+        0.05, "a variant (QAT and pruned ones included) fails its check when its accuracy "
+              "dropped by more than this below the float model's, and significantly (see "
+              "--decide)", metavar="FRACTION")
     alpha: float = option(0.05, "significance level of an accuracy drop (exact McNemar test on "
                                 "the same samples)")
     decide: str = option("significant", "significant: fail a drop beyond the tolerance only "
@@ -516,7 +519,7 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
             float_accuracy = float(np.mean(float_top1 == y_val))
             float_health = float_model_health(float_accuracy, float_top1, run, model)
             sources.seconds["float"] = time.perf_counter() - start
-            judge = _Judge(y_val, float_accuracy, config)
+            judge = _Judge(y_val, float_accuracy, config, float_out)
             if workers is not None and converting is not None:
                 by_index = _judge_all(converting.result(), judge, float_out)
                 if len(by_index) < len(variants):   # the rest convert here: from the
@@ -590,19 +593,23 @@ def _timing(artifacts: list[Artifact], started: float, jobs: int,
 
 @dataclass(frozen=True, eq=False)
 class _Judge:
-    """Compares a file's outputs with the float model's (the variant's reference)."""
+    """Judges a file's outputs against the float model's (``float_outputs``), and checks
+    them against the Keras model it was converted from (``reference``: for a QAT or pruned
+    file its fine-tuned copy, whose two steps the check then records)."""
 
     y: np.ndarray
     float_accuracy: float
     config: ExportConfig
+    float_outputs: np.ndarray
 
     def __call__(self, artifact: Artifact, outputs: np.ndarray,
                  reference: np.ndarray) -> Artifact:
-        config = self.config
-        check = check_outputs(outputs, reference, self.y, precision=artifact.spec.precision,
+        config, spec = self.config, artifact.spec
+        check = check_outputs(outputs, reference, self.y, precision=spec.precision,
                               float_accuracy=self.float_accuracy,
                               max_drop=config.max_accuracy_drop, alpha=config.alpha,
-                              rule=config.rule)
+                              rule=config.rule, float_reference=self.float_outputs,
+                              step=step_of(spec.qat, spec.sparsity))
         artifact = dataclasses.replace(artifact, check=check)
         if not check.passed:
             return artifact.failed(failure_reason(check, float_accuracy=self.float_accuracy,
@@ -678,16 +685,17 @@ def _auto_keep_float(fmt: str, spec: ExportSpec, sources: _Sources, calibration:
     at most ``mixed.SEARCH_SAMPLES`` validation images, read a batch at a time (the check
     that judges the variant runs on the whole test split)."""
     from edge_transfer.diagnose import quantizer, quiet
+    from edge_transfer.quant_signs import first_ranges
 
     source = sources.get(ExportSpec.fp32())[0]
     try:
         with quiet():
             q = quantizer(fmt, source, calibration, opset=config.opset, keras_model=source.model)
-        choice = mixed.choose(q, sources.search_data, max_drop=config.max_accuracy_drop,
-                              alpha=config.alpha,
-                              rule=config.rule,
-                              conversions=config.keep_float_conversions,
-                              max_bytes=config.keep_float_max_bytes)
+        data = sources.search_data
+        choice = mixed.choose(q, data, max_drop=config.max_accuracy_drop, alpha=config.alpha,
+                              rule=config.rule, conversions=config.keep_float_conversions,
+                              max_bytes=config.keep_float_max_bytes,
+                              ranges=first_ranges(source.model, data.x_measure))
     except Exception as exc:
         raise conversion_failure(f"{fmt}-{spec.name} (--keep-float auto)", exc) from exc
     return dataclasses.replace(spec, keep_float=choice.layers), choice
@@ -755,6 +763,11 @@ def _export_variant(fmt: str, spec: ExportSpec, sources: _Sources, calibration: 
         notes = choice.notes(config.max_accuracy_drop,
                              config.rule)
     artifact = _export_one(fmt, spec, sources, calibration, out, meta, options, judge)
+    if search is not None and artifact.bytes is not None:
+        search = dataclasses.replace(search, file_bytes=artifact.bytes)
+        wrong = mixed.file_mismatch(search, artifact.bytes)
+        if wrong is not None and artifact.ok:
+            artifact = artifact.failed(wrong)
     if spec.qat:
         notes += sources.notes.get("qat", ())
     return dataclasses.replace(artifact, notes=artifact.notes + notes, keep_float_search=search)

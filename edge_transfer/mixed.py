@@ -38,6 +38,7 @@ import numpy as np
 
 from edge_transfer import stats
 from edge_transfer.diagnose import Quantizer, Sample, quiet
+from edge_transfer.quant_signs import TensorRange, signs
 from edge_transfer.records import Comparison, KeepFloatSearch, KeepFloatTry, LayerDiagnosis
 
 MAX_CONVERSIONS = 7          # the --keep-float-conversions default (stated in --help)
@@ -46,6 +47,7 @@ MEASURE_SAMPLES = 64         # validation images the per-layer errors are measur
 SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
 FLOAT_EXTRA = 3              # bytes a weight value costs more in float32 than in int8
 MIN_COST = 0.01              # the least a layer kept in float counts: this share of int8
+METADATA_SLACK = 16 * 1024   # bytes a written file may carry beyond the search's model
 
 
 def sizes(conversions: int, candidates: int) -> list[int]:
@@ -153,6 +155,7 @@ class Choice:
     layers: tuple[str, ...]
     search: KeepFloatSearch
     ranking: tuple[str, ...] = ()
+    signs: tuple[str, ...] = ()     # what the measured errors say (edge_transfer.quant_signs)
 
     def notes(self, max_drop: float, rule: stats.Rule = "significant") -> tuple[str, ...]:
         """One line for the variant's notes: what was kept, at what size, every try."""
@@ -173,14 +176,17 @@ class Choice:
         return (f"--keep-float auto kept {len(self.layers)} layer(s) in float ({kept}); "
                 f"{s.bytes_ratio:.2f}x the plain int8 bytes (cap {s.max_bytes_ratio:g}x); "
                 f"{verdict} on {s.samples} validation images; {s.conversions} conversion(s), "
-                f"layers -> accuracy: {tries}; stopped: {s.stopped}",)
+                f"layers -> accuracy: {tries}; stopped: {s.stopped}",
+                *(f"--keep-float auto: {sign}" for sign in self.signs))
 
 
 def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: float = 0.05,
            rule: stats.Rule = "significant", conversions: int = MAX_CONVERSIONS,
-           max_bytes: float = MAX_BYTES) -> Choice:
+           max_bytes: float = MAX_BYTES, ranges: Sequence[TensorRange] = ()) -> Choice:
     """The search of the module docstring, on ``sample``
-    (:func:`edge_transfer.diagnose.validation_sample`)."""
+    (:func:`edge_transfer.diagnose.validation_sample`); with the per-layer errors measured,
+    the choice also carries their signs (:func:`edge_transfer.quant_signs.signs`, with the
+    first layers' float ``ranges``)."""
     judged: list[_Judged] = []
 
     def attempt(layers: tuple[str, ...], model: Any) -> bool:
@@ -197,6 +203,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
     int8_bytes = quantizer.size(int8)
     cap = max_bytes * int8_bytes
     order: tuple[str, ...] = ()
+    found: tuple[str, ...] = ()
     measured, made = False, 1
     limit: str | None = None      # the option that bounded the search, if one did
     if attempt((), int8):
@@ -207,6 +214,7 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         with quiet():
             layers = quantizer.measure(sample.x_measure, int8)
         measured = True
+        found = signs(layers, ranges)
         ranked = ranking(layers, int8_bytes)
         order = affordable(ranked, int8_bytes, cap)
         passed_over = len(ranked) - len(order)
@@ -245,4 +253,28 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
         bytes_ratio=round(best.bytes / int8_bytes, 4), conversions=made,
         measured=measured, within_budget=ok, stopped=stopped,
         tries=tuple(j.outcome for j in judged), limit=None if ok else limit)
-    return Choice(layers_kept, search, order)
+    return Choice(layers_kept, search, order, found)
+
+
+def file_mismatch(search: KeepFloatSearch, file_bytes: int) -> str | None:
+    """Why the int8-mixed file written from a search's choice is not the model the search
+    measured (beyond the labels and preprocessing embedded in it, ``METADATA_SLACK``), or
+    is past the byte cap; None when it is the one the record states.
+
+    >>> s = KeepFloatSearch(samples=100, float_accuracy=0.9, int8_bytes=1_000_000,
+    ...                     max_bytes_ratio=1.5, bytes_ratio=1.01, conversions=3,
+    ...                     measured=True, within_budget=True, stopped="")
+    >>> file_mismatch(s, 1_012_000) is None
+    True
+    >>> file_mismatch(s, 2_770_000)  # doctest: +NORMALIZE_WHITESPACE
+    'the written file is 2,770,000 bytes, 2.77x the plain int8 model of the search, which
+    measured 1.01x for the layers it chose (cap 1.5x): the file is not the model the search
+    judged'
+    """
+    stated = search.bytes_ratio * search.int8_bytes
+    if abs(file_bytes - stated) <= METADATA_SLACK + 0.01 * search.int8_bytes:
+        return None
+    return (f"the written file is {file_bytes:,} bytes, {file_bytes / search.int8_bytes:.2f}x "
+            f"the plain int8 model of the search, which measured {search.bytes_ratio:.2f}x for "
+            f"the layers it chose (cap {search.max_bytes_ratio:g}x): the file is not the model "
+            "the search judged")

@@ -554,8 +554,27 @@ class TensorRecord(Record):
 
 
 @dataclass(frozen=True)
+class TrainedSteps(Record):
+    """A QAT or pruned variant's two steps, each paired on the check samples: the fine-tune
+    (``fine_tune``: the trained Keras model against the float model the user had) and the
+    conversion (``conversion``: the file against that trained model; ``agreement``: their
+    top-1 agreement). The file against the float model is the check's ``vs_float``."""
+
+    step: str                        # "QAT" or "pruning"
+    model_accuracy: float            # the trained Keras model's accuracy
+    fine_tune: Comparison            # trained Keras model - float model
+    conversion: Comparison           # file - trained Keras model
+    agreement: float                 # top-1 agreement of the file with the trained model
+    model_predictions: str | None = None   # the trained Keras model's top-1 per sample
+
+
+@dataclass(frozen=True)
 class ExportCheck(Record):
-    """The exported file compared with its Keras model on the run's test split."""
+    """The exported file compared with its Keras model on the run's test split
+    (``max_abs_diff``, ``top1_agreement``: with the model it was converted from) and with the
+    float model (``vs_float``; for a QAT or pruned file also ``steps``, which says which step
+    lost what). In an export.json written before ``steps`` existed, a QAT or pruned file's
+    ``vs_float`` is against its own trained model, not the float model."""
 
     samples: int
     max_abs_diff: float
@@ -566,6 +585,7 @@ class ExportCheck(Record):
     predictions: str | None = None          # top-1 per sample (edge_transfer.samples.encode)
     vs_float: Comparison | None = None      # this file against the float model, paired
     underpowered: str | None = None         # too few samples to resolve a drop of the tolerance
+    steps: TrainedSteps | None = field(default=None, metadata=OMIT_NONE)   # QAT / pruned
 
 
 @dataclass(frozen=True)
@@ -597,6 +617,8 @@ class KeepFloatSearch(Record):
     stopped: str                  # why the search stopped, one line
     tries: tuple[KeepFloatTry, ...] = ()
     limit: str | None = None      # the bound it hit: "max_bytes" or "conversions" (or None)
+    # the file written from the choice (its metadata included): checked against the above
+    file_bytes: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -725,6 +747,7 @@ class Diagnosis(Record):
     layers: tuple[LayerDiagnosis, ...]
     plot: str | None = None
     by_depth: tuple[str, ...] = ()    # layer names in graph order
+    signs: tuple[str, ...] = ()       # what the errors' shape says (edge_transfer.quant_signs)
 
 
 @dataclass(frozen=True)
@@ -912,6 +935,8 @@ class ReportRow(Record):
     vs_float: Comparison | None = None
     device_vs_workstation: Comparison | None = None
     health: str | None = None
+    # A QAT or pruned file: its fine-tune and its conversion, each paired (export.json's)
+    steps: TrainedSteps | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff",
                     "predictions", "device_predictions", "reference_predictions",
                     "workstation_interval", "device_interval", "vs_float",
-                    "device_vs_workstation", "health"}],
+                    "device_vs_workstation", "health", "steps" (QAT / pruned only)}],
      "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
 
 Per-sample figures (:mod:`edge_transfer.samples`, :mod:`edge_transfer.stats`): ``samples`` and
@@ -31,7 +31,10 @@ Per-sample figures (:mod:`edge_transfer.samples`, :mod:`edge_transfer.stats`): `
 intervals are 95% Wilson intervals ``[low, high]``; ``vs_float`` (the file against the float
 model) and ``device_vs_workstation`` are paired comparisons on the same samples (difference,
 95% Newcombe interval, exact McNemar p, lost and gained samples); ``health`` and
-``warnings`` name models at chance or predicting one class.
+``warnings`` name models at chance or predicting one class. ``steps`` (a QAT or pruned file)
+pairs its fine-tune (the trained Keras model against the float model) and its conversion (the
+file against that trained model); its ``vs_float`` is against the float model the user had,
+recomputed from the predictions for an export.json older than ``steps``.
 
 ``workstation_accuracy`` is export.json's (the run's test split); ``delta_vs_float`` is
 it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
@@ -61,6 +64,7 @@ from edge_transfer.errors import DataError, UserError
 from edge_transfer.records import (
     Comparison,
     ExportArtifact,
+    ExportDecision,
     ExportRecord,
     Report,
     ReportFiles,
@@ -73,6 +77,7 @@ from edge_transfer.records import (
     ValidationRow,
 )
 from edge_transfer.runs import METRICS_FILE
+from edge_transfer.steps import which_step
 
 REPORT_FILE = Report.FILE_NAME
 MARKDOWN_FILE = "report.md"
@@ -229,6 +234,25 @@ def _warnings(export: ExportRecord, rows: Sequence[ReportRow], context: _Context
     under = sorted({a.check.underpowered for a in export.artifacts
                     if a.check is not None and a.check.underpowered})
     out += [f"export checks: {u}" for u in under[:1]]
+    return out + _unjudged(export, rows)
+
+
+def _unjudged(export: ExportRecord, rows: Sequence[ReportRow]) -> list[str]:
+    """An export.json older than ``steps`` judged its QAT and pruned files against their own
+    trained model: one line for each ``ok`` one that is a regression against the float model
+    (paired, by the export's own tolerance and rule)."""
+    decision = export.decision or ExportDecision(max_accuracy_drop=0.05)
+    out = []
+    for row in rows:
+        cmp = row.vs_float
+        if (row.status != "ok" or row.steps is not None or cmp is None
+                or not (row.qat or row.sparsity is not None)):
+            continue
+        significant = decision.decide == "point" or cmp.p_value < decision.alpha
+        if cmp.difference < -decision.max_accuracy_drop and significant:
+            out.append(f"{row.name} is {cmp.describe()} against the float model, but its "
+                       "export.json (older than the step-by-step check) judged it only against "
+                       "its own trained model: export again to judge it")
     return out
 
 
@@ -284,7 +308,11 @@ def _row(art: ExportArtifact, dev: ValidationRow | None,
     predictions = check.predictions if check and _counts(context.samples, check.samples) else None
     work_iv = (comparisons.accuracy_interval(context.samples, predictions)
                or comparisons.interval_of(work_acc, check.samples if check else None))
-    vs_float = check.vs_float if check and check.vs_float else _comparison(
+    steps = art.check.steps if art.check is not None else None
+    # an older export.json compared a QAT / pruned file with its own trained model only
+    own = check is not None and check.vs_float is not None and (
+        steps is not None or not (art.qat or art.sparsity is not None))
+    vs_float = check.vs_float if check and own else _comparison(
         comparisons.paired_difference(context.samples, context.float_predictions, predictions))
     ran_here = ran if ran and _counts(context.device_samples, ran.samples) else None
     dev_preds = ran_here.predictions if ran_here else None
@@ -299,7 +327,7 @@ def _row(art: ExportArtifact, dev: ValidationRow | None,
     return ReportRow(
         predictions=predictions, device_predictions=dev_preds, reference_predictions=ref_preds,
         workstation_interval=_pair(work_iv), device_interval=_pair(dev_iv),
-        vs_float=vs_float, device_vs_workstation=device_vs, health=health,
+        vs_float=vs_float, device_vs_workstation=device_vs, health=health, steps=steps,
         name=art.name, format=art.format, precision=art.precision, qat=art.qat,
         sparsity=art.sparsity, status=status, reason=reason,
         export_status=art.status, device_status=device_status, file=art.file,
@@ -374,6 +402,14 @@ def render_markdown(report: Report) -> str:
               "95% Newcombe interval and the exact McNemar p-value; a difference whose "
               "interval spans 0 (p ≥ 0.05) may be noise.", ""]
     lines += _class_table(report)
+    trained = [r for r in report.artifacts if r.steps is not None and r.status == "ok"]
+    if trained:
+        lines += ["## QAT and pruned files, step by step", ""]
+        lines += [f"- **{r.name}**: {which_step(r.steps)}" for r in trained if r.steps]
+        lines += ["", "*How to read this:* such a file is judged against the float model; "
+                  "in between, the fine-tune (its trained Keras model against the float model)"
+                  " and the conversion (the file against that trained model) are each paired "
+                  "on the same test images.", ""]
     failed = [r for r in report.artifacts if r.status != "ok"]
     if failed:
         lines += ["## Failed artifacts", ""]

@@ -167,7 +167,8 @@ def nodes_of(calibrated: Calibrated, layer: str) -> list[str]:
 
 def mixed(source: KerasSource, calibration: Calibration, keep_float: Sequence[str]) -> bytes:
     """int8 with ``keep_float`` (Keras layer names or TFLite op types such as ``MUL``) in
-    float; raises UnsupportedExportError for a name that matches nothing."""
+    float; raises UnsupportedExportError for a name that matches nothing. A Keras layer's
+    name wins over an op type of the same name (``--keep-float auto`` names layers)."""
     from edge_transfer.errors import UnsupportedExportError
     from exporters._diagnosis import unknown_names
 
@@ -177,10 +178,10 @@ def mixed(source: KerasSource, calibration: Calibration, keep_float: Sequence[st
     ops: list[str] = []
     unknown = []
     for name in keep_float:
-        if name.upper() in kinds:
-            ops.append(kinds[name.upper()])
-        elif found := nodes_of(calibrated, name):
+        if found := nodes_of(calibrated, name):
             nodes += found
+        elif name.upper() in kinds:
+            ops.append(kinds[name.upper()])
         else:
             unknown.append(name)
     if unknown:

@@ -24,6 +24,7 @@ import numpy as np
 from edge_transfer import stats
 from edge_transfer.records import Comparison
 from edge_transfer.samples import encode
+from edge_transfer.steps import measure, which_step
 from exporters._types import Check
 
 FP32_ATOL = 1e-4
@@ -44,12 +45,17 @@ def tolerance_for(precision: str, output_scale: float = 1.0) -> float | None:
 
 def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
                   precision: str, float_accuracy: float, max_drop: float,
-                  alpha: float = stats.DEFAULT_ALPHA, rule: stats.Rule = "significant"
+                  alpha: float = stats.DEFAULT_ALPHA, rule: stats.Rule = "significant",
+                  float_reference: np.ndarray | None = None, step: str | None = None
                   ) -> Check:
-    """A :class:`Check`: passed when within tolerance and its accuracy drop against the
-    float model (``reference``, the Keras outputs on the same samples) is not a regression
-    under ``rule`` (see the module docstring). ``float_accuracy`` is kept for callers; the
-    comparison is made from ``reference`` itself."""
+    """A :class:`Check`: passed when within tolerance of ``reference`` (the outputs of the
+    Keras model the file was converted from, on the same samples) and its accuracy drop
+    against the float model is not a regression under ``rule`` (see the module docstring).
+
+    The float model's outputs are ``reference`` itself, unless the file was converted from a
+    fine-tuned copy (``step``: ``"QAT"`` or ``"pruning"``): then they are
+    ``float_reference``, and the check also records both steps (:mod:`edge_transfer.steps`).
+    ``float_accuracy`` is kept for callers; the comparison is made from the outputs."""
     y = np.asarray(y).astype(np.int64)
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     tolerance = tolerance_for(precision, scale)
@@ -58,8 +64,13 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
                      accuracy=0.0, tolerance=tolerance, passed=False)
     diff = float(np.max(np.abs(outputs.astype(np.float64) - reference))) if len(y) else 0.0
     top1 = np.argmax(outputs, axis=1)
-    float_top1 = np.argmax(reference, axis=1)
-    agreement = float(np.mean(top1 == float_top1)) if len(y) else 0.0
+    source_top1 = np.argmax(reference, axis=1)
+    float_top1, steps = source_top1, None
+    if step is not None and float_reference is not None:   # converted from a trained copy
+        float_top1 = np.argmax(float_reference, axis=1)
+        steps = measure(step, file_top1=top1, model_top1=source_top1, float_top1=float_top1,
+                        y=y)
+    agreement = float(np.mean(top1 == source_top1)) if len(y) else 0.0
     accuracy = float(np.mean(top1 == y)) if len(y) else 0.0
     comparison = stats.paired(float_top1 == y, top1 == y)
     decision = stats.decide(comparison, max_drop, alpha, rule)
@@ -68,7 +79,7 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
     return Check(samples=len(y), max_abs_diff=diff, top1_agreement=agreement,
                  accuracy=accuracy, tolerance=tolerance, passed=passed,
                  predictions=encode(top1), vs_float=Comparison.of(comparison),
-                 underpowered=decision.underpowered)
+                 underpowered=decision.underpowered, steps=steps)
 
 
 def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
@@ -93,6 +104,8 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
                 f"> tolerance {check.tolerance:.3g} (= {FP32_ATOL:g} + {FP32_RTOL:g} x "
                 f"max|Keras output| {scale:.3g}) on {check.samples} test samples")
     fix = advice
+    if check.steps is not None:
+        fix = f"{which_step(check.steps)}; {advice}"
     cmp = check.vs_float
     if cmp is None:
         return (f"accuracy {check.accuracy:.4f} is more than {max_drop:.3f} below the float "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from edge_transfer.advice import next_step
 from edge_transfer.records import ExportCheck, KeepFloatSearch
 from edge_transfer.samples import encode
@@ -51,3 +53,22 @@ def test_a_failed_mixed_variant_names_only_the_bound_that_stopped_it() -> None:
     assert "--keep-float-max-bytes larger" in steps["bytes"]
     assert "--keep-float-conversions larger" in steps["conversions"]
     assert "--keep-float-" not in steps["named"] and "name them after" in steps["named"]
+
+
+def test_qat_lost_by_its_conversion_is_not_told_to_train_longer() -> None:
+    """A QAT file whose trained model kept float's accuracy and whose conversion lost it:
+    more QAT epochs would not help (issue 22: the check names the step)."""
+    import numpy as np
+
+    from edge_transfer.steps import measure
+
+    y = np.arange(225) % 5
+    lost = y.copy()
+    lost[:60] = (lost[:60] + 1) % 5
+    below = _qat(list(lost), float(np.mean(lost == y)))
+    assert below.check is not None
+    steps = measure("QAT", file_top1=lost, model_top1=y, float_top1=y, y=y)
+    conversion = dataclasses.replace(below, check=dataclasses.replace(below.check, steps=steps))
+    step = next_step(conversion, [conversion], "runs/t", 5)
+    assert "the conversion lost it" in step and "--qat-epochs" in step
+    assert "fine-tune QAT longer" not in step

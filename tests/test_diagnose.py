@@ -42,6 +42,8 @@ def test_diagnosis_names_the_trap_first(bad_run: Path, fmt: str, tmp_path: Path)
     assert diagnosis.float_accuracy > diagnosis.quantized_accuracy + 0.3
     by_depth = {la.layer: la for la in diagnosis.layers}
     assert by_depth["conv1"].cumulative < 0.1 < by_depth[TRAP].cumulative
+    # One layer with a cause of its own: no sign of a wrong input range nor of spread error.
+    assert diagnosis.signs == (), diagnosis.signs
     # What is written is what was measured, and the plot is a PNG.
     assert load_diagnoses(tmp_path)[0] == diagnosis
     assert (tmp_path / str(diagnosis.plot)).read_bytes()[:4] == b"\x89PNG"
@@ -190,3 +192,21 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     assert set(sizes) == {test, 60, 50}        # the export check keeps the whole test split
     diagnosis = load_diagnoses(tmp_path)[0]
     assert diagnosis.samples == DiagnoseConfig().samples and diagnosis.layers[0].layer == TRAP
+
+
+def test_a_layer_named_like_an_op_type_keeps_only_that_layer(tmp_path: Path) -> None:
+    """MobileNetV3's first convolution is the Keras layer ``Conv``, also an ONNX op type:
+    --keep-float auto chose that one layer, and the file kept every convolution in float
+    (2.77x int8 while its search record said 1.01x). The written file is now the model the
+    search measured: within the byte cap, and its bytes are the record's."""
+    run = write_bad_layer_run(tmp_path / "run", trap_name="Conv")
+    result = export_run(run, ExportConfig(formats=("onnx",), precisions=("int8",),
+                                          keep_float=("auto",), out=tmp_path / "export"))
+    int8, mixed = result.get("onnx-int8"), result.get("onnx-int8-mixed")
+    assert mixed.ok, mixed.reason
+    assert mixed.spec.keep_float == ("Conv",)
+    search = mixed.keep_float_search
+    assert search is not None and int8.bytes is not None and mixed.bytes is not None
+    assert search.file_bytes == mixed.bytes
+    assert mixed.bytes < search.max_bytes_ratio * int8.bytes
+    assert abs(mixed.bytes - search.bytes_ratio * search.int8_bytes) < 0.02 * int8.bytes

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     with Console(stderr=True).status(f"diagnosing {config.format} {config.precision}"):
         diagnosis = diagnose_run(args.run, config)
     Console(width=160).print(table(diagnosis, config.top))
+    for sign in diagnosis.signs:
+        print(f"warning: {sign}")
     out = Path(args.out) if args.out else Path(args.run) / "export"
     print(f"wrote {out / 'diagnose.json'} and {out / str(diagnosis.plot)}")
     return 0
