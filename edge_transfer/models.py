@@ -381,8 +381,10 @@ def pixel_adapter(model: Any, preprocessing: Preprocessing) -> Any:
     them): one fixed 1x1 convolution applies ``preprocessing`` (luma for a one-channel
     model, BGR order, mean and std: :meth:`Preprocessing.pixel_map`) inside the graph.
 
-    The input keeps ``model``'s input name; ``model`` itself is called unchanged (nested),
-    so a QAT model keeps its fake-quant nodes.
+    The input keeps ``model``'s input name. ``model``'s layers (fake-quant wrappers of a QAT
+    model included) are called again on the adapter's output in a flat model of the same name,
+    so the converted graph's names are those of ``model`` (a nested call would prefix every
+    tensor name with the wrapper's: measured +12 KB on the digits model's 90 KB ONNX int8).
 
     >>> from edge_transfer.preprocessing import Preprocessing
     >>> _, keras = load()
@@ -401,4 +403,6 @@ def pixel_adapter(model: Any, preprocessing: Preprocessing) -> Any:
                                   trainable=False, dtype="float32")
     x = adapter(pixels)
     adapter.set_weights([weights.reshape(1, 1, 3, preprocessing.channels), bias])
-    return keras.Model(pixels, model(x), name=f"{model.name}_rgb_pixels")
+    if not getattr(model, "_is_graph_network", False):   # subclassed: call it as one layer
+        return keras.Model(pixels, model(x), name=f"{model.name}_rgb_pixels")
+    return keras.Model(pixels, _call_flat(model, [x]), name=model.name)
