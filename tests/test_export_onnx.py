@@ -58,7 +58,7 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
 def test_fp32_matches_keras_with_a_dynamic_batch_axis(result: ExportResult) -> None:
     artifact = result.get("onnx-fp32")
     assert artifact.check.max_abs_diff <= 1e-4
-    assert artifact.inputs[0].shape == (-1, 8, 8, 1)
+    assert artifact.inputs[0].shape == (-1, 8, 8, 3)   # RGB pixels in, gray inside
     model = onnx.load(str(artifact.path))
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
 
