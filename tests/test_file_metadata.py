@@ -20,6 +20,7 @@ from _export_shared import export_integer_io, export_post_training
 from edge_transfer import tflite_metadata as standard
 from edge_transfer.export import ExportResult
 from edge_transfer.metadata import METADATA_KEY, read_metadata, tflite_entry
+from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
 from edge_transfer.runtime import EdgeModel
 
@@ -166,3 +167,34 @@ def test_openvino_model_api(result: ExportResult) -> None:
     pytest.importorskip("model_api", reason='pip install openvino "openvino-model-api[onnx]"')
     for name, agreement, labels_right in _agreement(result, "openvino"):
         assert agreement >= AGREEMENT and labels_right, (name, agreement)
+
+
+@pytest.mark.parametrize("pre", [
+    Preprocessing(6, 6, 1, mean=(0.0,), std=(255.0,)),
+    Preprocessing(6, 6, 3, mean=(127.5,), std=(127.5,)),
+    Preprocessing(6, 6, 3, mean=(10.0, 20.0, 30.0), std=(2.0, 3.0, 4.0), channel_order="bgr"),
+])
+def test_pixel_adapter_is_the_preprocessing(pre: Preprocessing) -> None:
+    """On RGB pixels the adapted model computes what the model computes on the preprocessed
+    image (luma, BGR order, per-channel mean and std inside), and keeps the layer names."""
+    from edge_transfer._keras import load
+    from edge_transfer.models import PIXEL_ADAPTER, pixel_adapter
+
+    _, keras = load()
+    inputs = keras.Input(pre.input_shape, name="image")
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(
+        keras.layers.Flatten()(keras.layers.Conv2D(3, 3, name="conv")(inputs))), name="net")
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 6, 3)).astype(np.uint8)
+    adapted = pixel_adapter(model, pre)
+    expected = model(pre.normalize(_channels(rgb, pre))).numpy()
+    np.testing.assert_allclose(adapted(rgb.astype(np.float32)).numpy(), expected,
+                               rtol=1e-4, atol=1e-4)
+    assert adapted.input_names == ["image"] and adapted.name == "net"
+    assert {layer.name for layer in adapted.layers} >= {PIXEL_ADAPTER, "conv", "head"}
+
+
+def _channels(rgb: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """RGB -> the model's channels without rounding (the graph's luma is not rounded)."""
+    if pre.channels == 1:
+        return (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    return rgb
