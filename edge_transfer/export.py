@@ -438,12 +438,10 @@ class CheckData:
         """At most ``count`` images of a split (a fixed stratified sample, seeded)."""
         return cls(stratified_sample(run.splits.get(name), count, seed), run.preprocessing)
 
-    def predict(self, function: Callable[[np.ndarray], np.ndarray],
-                preprocessing: Preprocessing | None = None) -> np.ndarray:
-        """``function`` (float input batch -> outputs) over the whole split, concatenated;
-        the images preprocessed by ``preprocessing`` (default: the run's)."""
-        pre = preprocessing or self.preprocessing
-        outputs = [function(pre.apply(batch)) for batch in self.split.x.batches(self.batch_size)]
+    def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``function`` (float input batch -> outputs) over the whole split, concatenated."""
+        outputs = [function(self.preprocessing.apply(batch))
+                   for batch in self.split.x.batches(self.batch_size)]
         return np.concatenate(outputs)
 
     def predict_file(self, path: Path | bytes, fmt: str) -> np.ndarray:
@@ -458,8 +456,8 @@ class CheckData:
         model = path if isinstance(path, bytes) else Path(path)
         backend = open_backend(model, self.threads, format=fmt)
         meta = embedded_metadata(backend, model)
-        return self.predict(lambda x: run_float(backend, x),
-                            None if meta is None else meta.preprocessing)
+        data = self if meta is None else dataclasses.replace(self, preprocessing=meta.preprocessing)
+        return data.predict(lambda x: run_float(backend, x))
 
 
 def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:

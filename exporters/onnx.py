@@ -93,6 +93,13 @@ def _float_model(source: KerasSource, opset: int) -> Any:
     return onnx.load_from_string(source.cache[key])
 
 
+def adapter_nodes(model: Any) -> list[str]:
+    """The nodes of the pixel adapter (:func:`edge_transfer.models.pixel_adapter`) in a graph."""
+    from edge_transfer.models import PIXEL_ADAPTER
+
+    return [node.name for node in model.graph.node if PIXEL_ADAPTER in node.name]
+
+
 def float_key(opset: int, suffix: str = "") -> str:
     """The cache key of a source's float graph (``suffix``: :attr:`KerasSource.key_suffix`).
 
@@ -325,7 +332,10 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))
         if spec.precision == "dynamic":
-            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
+            # the pixel adapter stays float: quantized per batch, its raw-pixel input's scale
+            # would follow each batch's brightest pixel (and the result the batch)
+            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8,
+                             nodes_to_exclude=adapter_nodes(model))
         elif spec.precision == "int8":
             from onnxruntime.quantization import CalibrationMethod, QuantFormat
 
