@@ -125,6 +125,9 @@ def embed_in_tflite(model: bytes, meta: ModelMetadata) -> bytes:
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
     _set_entry(obj, METADATA_KEY, meta.to_json().encode())
+    _set_entry(obj, WEIGHTS_KEY, _weights_digest(
+        [t.buffer for g in obj.subgraphs or () for t in g.tensors or ()],
+        lambda b: obj.buffers[b].data).encode())
     info = standard_info(meta)
     if info is not None:
         _set_entry(obj, standard.METADATA_NAME, standard.standard_metadata(info))
@@ -132,6 +135,42 @@ def embed_in_tflite(model: bytes, meta: ModelMetadata) -> bytes:
     if info is None:
         return data
     return standard.append_files(data, {info.labels_file: standard.labels_text(meta.labels)})
+
+
+WEIGHTS_KEY = "edge_transfer_weights"   # sha256 of the tensors' constant buffers
+
+
+def _weights_digest(buffers: list[int], data: Any) -> str:
+    """sha256 over the constant data of the buffers ``buffers`` names (in that order);
+    ``data(index)`` is a buffer's bytes as a numpy array, or None when it has none."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for index in buffers:
+        payload = data(index) if index > 0 else None
+        if payload is not None and not isinstance(payload, int):
+            digest.update(np.asarray(payload, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def check_tflite_weights(data: bytes) -> None:
+    """Raise :class:`ModelError` when the weights of a .tflite are not those it was exported
+    with (a copy damaged where LiteRT does not look: inside the weights). Files without the
+    digest (exported before it) pass."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    expected = tflite_entry(data, WEIGHTS_KEY)
+    if expected is None:
+        return
+    model = schema.Model.GetRootAs(data, 0)
+    buffers = [model.Subgraphs(g).Tensors(t).Buffer() for g in range(model.SubgraphsLength())
+               for t in range(model.Subgraphs(g).TensorsLength())]
+    found = _weights_digest(buffers, lambda b: model.Buffers(b).DataAsNumpy())
+    if found.encode() != expected:
+        raise ModelError("the model's weights differ from those it was exported with (sha256): "
+                         "the file is damaged, copy it or export it again")
 
 
 def standard_info(meta: ModelMetadata) -> Any:
