@@ -46,7 +46,7 @@ from edge_transfer import export_workers, interrupts, mixed, stats
 from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option, renamed
-from edge_transfer.metadata import ModelMetadata
+from edge_transfer.metadata import About, ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
 from edge_transfer.runs import Run, versions
@@ -131,6 +131,11 @@ class ExportConfig:
         mixed.MAX_BYTES, "--keep-float auto: keep no more layers in float than fit in this "
                          "many times the plain int8 file's bytes (a layer's weights cost about "
                          "4x their int8 bytes in float)", metavar="RATIO")
+    model_name: str = option("", "name in the files' standard metadata (TFLite ModelMetadata, "
+                                 "ONNX metadata_props; default: the run folder's name)")
+    model_version: str = option("", "version in the files' standard metadata")
+    author: str = option("", "author in the files' standard metadata")
+    license: str = option("", "license in the files' standard metadata, e.g. Apache-2.0")
     diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
                                    "format's int8 (as `edge-transfer diagnose`)")
     jobs: int | None = option(
@@ -349,7 +354,8 @@ class _Sources:
         self.notes: dict[str, tuple[str, ...]] = {}   # e.g. QAT: layers left in float
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
-        source = KerasSource(model, self.workdir)
+        # converted behind the pixel adapter: RGB pixels in, normalization inside the file
+        source = KerasSource(model, self.workdir, in_graph=self.run.preprocessing)
         return source, self.x_val.predict(lambda x: model.predict(x, verbose=0,
                                                                    batch_size=256))
 
@@ -444,12 +450,17 @@ class CheckData:
     def predict_file(self, path: Path | bytes, fmt: str) -> np.ndarray:
         """A model file's (or its bytes') float outputs over the whole split in one pass: its
         runtime opened once (as on the device,
-        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time."""
+        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time, the
+        images preprocessed as its own metadata says (as on the device; the run's
+        preprocessing for a graph without it)."""
+        from edge_transfer.metadata import embedded_metadata
         from edge_transfer.runtime._backends import open_backend, run_float
 
-        backend = open_backend(path if isinstance(path, bytes) else Path(path), self.threads,
-                               format=fmt)
-        return self.predict(lambda x: run_float(backend, x))
+        model = path if isinstance(path, bytes) else Path(path)
+        backend = open_backend(model, self.threads, format=fmt)
+        meta = embedded_metadata(backend, model)
+        data = self if meta is None else dataclasses.replace(self, preprocessing=meta.preprocessing)
+        return data.predict(lambda x: run_float(backend, x))
 
 
 def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
@@ -500,7 +511,10 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         _retire_record(out)
         test = run.splits.test
         x_val, y_val = CheckData(test, run.preprocessing), test.y
-        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
+        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing,
+                             about=About.of(run.path.name, run.labels, config.model_name,
+                                            config.model_version, config.author,
+                                            config.license))
         options = ExportOptions(opset=config.opset)
         calibration = calibration_data(run, config, str(model.input_names[0]))
         workers = _started(workers)

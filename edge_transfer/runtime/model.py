@@ -23,7 +23,12 @@ import numpy as np
 
 from edge_transfer import interrupts
 from edge_transfer.errors import DataError, ModelError, one_line
-from edge_transfer.metadata import ModelMetadata, read_from_onnx_map, read_from_tflite
+from edge_transfer.metadata import (
+    ModelMetadata,
+    check_tflite_weights,
+    read_from_onnx_map,
+    read_from_tflite,
+)
 from edge_transfer.preprocessing import Preprocessing, as_uint8_batch
 from edge_transfer.runtime._backends import (
     Backend,
@@ -124,6 +129,7 @@ class EdgeModel:
             if suffix == ".tflite":
                 _check_tflite_header(data)
                 backend: Backend = LiteRTBackend(data, threads)  # verifies the flatbuffer
+                check_tflite_weights(data)
                 metadata = read_from_tflite(data)
             else:
                 onnx = OnnxBackend(data, threads)
