@@ -232,8 +232,24 @@ class _Features:
     def of(self, split: Dataset) -> np.ndarray:
         from edge_transfer.transfer import predict_split
 
-        return predict_split(self.parts.features, split, self.pre,
-                             self.cfg.eval_batch_size).astype(np.float32)
+        key = (self.parts.digest, split.fingerprint())
+        if _CACHE is not None and key in _CACHE:
+            return _CACHE[key].astype(np.float32)
+        x = predict_split(self.parts.features, split, self.pre,
+                          self.cfg.eval_batch_size).astype(np.float32)
+        if _CACHE is not None:
+            _CACHE[key] = x.astype(np.float16)
+        return x
+
+
+_CACHE: dict[tuple[str, str], np.ndarray] | None = None
+
+
+def cache_features(enabled: bool = True) -> None:
+    """Keep every feature array computed in this process (float16, keyed by extractor and
+    images): for benchmarks that extend the same run many times; off by default."""
+    global _CACHE
+    _CACHE = {} if enabled else None
 
 
 # ----------------------------------------------------------------------------- model

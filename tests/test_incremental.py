@@ -161,10 +161,36 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
                    "fp32,int8", "--out", str(export))
     assert done.returncode == 0, done.stderr
     record = json.loads((export / "export.json").read_text())
-    int8 = [a for a in record["artifacts"] if a["spec"]["precision"] == "int8"]
+    int8 = [a for a in record["artifacts"] if a["precision"] == "int8"]
     assert len(int8) == 2 and all(a["status"] == "ok" for a in int8)
     done = run_cli("report", str(second_step), "--export", str(export), "--out",
                    str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Old classes" in text and "forgetting" in text
+
+
+def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> object:
+    from edge_transfer import stats
+    from edge_transfer.records import Comparison, IncrementalHistory, StepFigures
+
+    right = round(before * n)
+    change = stats.paired_counts(right - lost, lost, gained, n - right - gained)
+    step = StepFigures(step=1, run="r", classes=("5",), total_classes=6, memory_per_class=20,
+                       memory_bytes=0, test_samples=n + 100, all_accuracy=0.9,
+                       old_accuracy=change.b.estimate, old_before=before, old_samples=n,
+                       old_change=Comparison.of(change))
+    return IncrementalHistory(steps=(step,))
+
+
+def test_check_fails_when_old_classes_drop_beyond_the_tolerance_and_significantly() -> None:
+    from edge_transfer.check import Tolerances
+    from edge_transfer.incremental import old_class_finding
+
+    tol = Tolerances()                                   # --max-old-class-drop 0.03
+    assert old_class_finding(_history(lost=60, gained=5), tol).verdict == "fail"   # -5.5 pt
+    assert old_class_finding(_history(lost=25, gained=5), tol).verdict == "pass"   # -2 pt
+    small = old_class_finding(_history(lost=4, gained=0, n=40), tol)   # -10 pt, p = 0.125
+    assert small.verdict == "pass" and "not significant" in small.message
+    assert old_class_finding(_history(lost=60, gained=5),
+                             Tolerances(max_old_class_drop=0.06)).verdict == "pass"
