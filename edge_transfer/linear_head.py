@@ -11,7 +11,8 @@ learning", 2020), the fix for the head's bias toward the newest classes.
 >>> rng = np.random.default_rng(0)
 >>> x = np.concatenate([rng.normal(-2, 1, (40, 3)), rng.normal(2, 1, (40, 3))])
 >>> y = np.repeat([0, 1], 40)
->>> head = train_head(LinearHead.initial(3, 2, seed=0), x, y, HeadTraining(epochs=20))
+>>> head = train_head(LinearHead.initial(3, 2, seed=0), x, y, HeadTraining(epochs=50,
+...                                                                   learning_rate=1e-2))
 >>> float(np.mean(head.predict(x) == y))
 1.0
 """

@@ -36,9 +36,9 @@ def herding(features: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` rows of ``features`` chosen by herding toward their mean, in
     the order chosen (each a new row).
 
-    >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [1.0, 1.0]])
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [2.0, 2.0]])
     >>> herding(x, 2).tolist()
-    [2, 3]
+    [3, 2]
     """
     count = min(count, len(features))
     if count <= 0:
