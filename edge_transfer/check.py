@@ -58,6 +58,10 @@ class Tolerances:
                                           "this much, absolute", metavar="FRACTION")
     allow_different_data: bool = option(False, "compare reports whose data fingerprints "
                                                "differ")
+    max_old_class_drop: float = option(0.03, "an extended run (`edge-transfer extend`): "
+                                             "the old classes' accuracy may drop this much "
+                                             "from before the step, absolute",
+                                       metavar="FRACTION")
     alpha: float = option(stats.DEFAULT_ALPHA, "significance level of an accuracy change, "
                                                "paired on the same samples (exact McNemar)")
     decide: stats.Rule = option("significant", "significant: an accuracy change beyond its "
@@ -66,7 +70,8 @@ class Tolerances:
                                 choices=stats.RULES)
 
     def __post_init__(self) -> None:
-        for name in ("max_accuracy_drop", "max_size_growth", "max_device_gap"):
+        for name in ("max_accuracy_drop", "max_size_growth", "max_device_gap",
+                     "max_old_class_drop"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} is negative; give a value >= 0")
         if not 0.0 < self.alpha < 1.0:
@@ -154,6 +159,10 @@ def check(report: Report | Mapping[str, Any], baseline: Report | Mapping[str, An
     findings += [Finding(name, "present", "pass", None, "new",
                          message=f"{name}: new artifact, not in the baseline")
                  for name in rows if name not in known]
+    if report.incremental is not None:
+        from edge_transfer.incremental import old_class_finding
+
+        findings.append(old_class_finding(report.incremental, tolerances))
     return CheckResult(tuple(findings), now_fp, base_fp)
 
 

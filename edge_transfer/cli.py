@@ -29,6 +29,7 @@ from edge_transfer.errors import ConfigError, EdgeTransferError, UserError, one_
 COMMANDS = (
     "pretrain",
     "finetune",
+    "extend",
     "export",
     "diagnose",
     "bundle",

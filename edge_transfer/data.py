@@ -48,6 +48,7 @@ BUILT_IN = (DIGITS_PREFIX, FASHION_PREFIX)
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs beyond this
 TRAIN, VAL, TEST = 0, 1, 2     # values of Dataset.split_of
 SPLIT_FOLDERS = {"train": TRAIN, "val": VAL, "validation": VAL, "test": TEST}
+UNION = " + "                  # "A + B": A's classes, then B's (what `extend` trains on)
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,6 +180,8 @@ def _with_channels(images: Images, channels: int) -> Images:
 def _load_one(spec: str, image_size: tuple[int, int] | None, skip_bad_files: bool,
               whole: bool = True) -> Dataset:
     """One data spec; ``whole=False``: a val/test split, which may hold a single class."""
+    if UNION in spec and not Path(spec).exists():
+        return load_union(spec, image_size, skip_bad_files)
     if spec == DIGITS_PREFIX or spec.startswith(DIGITS_PREFIX + ":"):
         return load_digits(spec)
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
@@ -200,8 +203,32 @@ def _load_one(spec: str, image_size: tuple[int, int] | None, skip_bad_files: boo
     raise DataError(f"{spec} is neither a folder nor an .npz file; see --help for data specs")
 
 
+def load_union(spec: str, image_size: tuple[int, int] | None = None,
+               skip_bad_files: bool = False) -> Dataset:
+    """``"A + B"``: the classes of A, then those of B (class names must differ).
+
+    >>> load_union("digits:0-1 + digits:7-8").class_names
+    ('0', '1', '7', '8')
+    """
+    parts = [_load_one(part.strip(), image_size, skip_bad_files) for part in spec.split(UNION)]
+    names = tuple(name for part in parts for name in part.class_names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{spec}: classes {repeated} are in more than one part; each part "
+                        "must bring classes of its own")
+    offsets = np.cumsum([0] + [p.num_classes for p in parts[:-1]])
+    shifted = [replace(p, y=p.y + int(k), class_names=names)
+               for p, k in zip(parts, offsets, strict=True)]
+    joined = _join(shifted, spec)
+    if all(p.split_of is None for p in parts):    # split as one unsplit dataset would be
+        joined = replace(joined, split_of=None)
+    return joined
+
+
 def absolute_spec(spec: str) -> str:
     """A data spec that still names the same data from another working folder."""
+    if UNION in spec and not Path(spec).exists():
+        return UNION.join(absolute_spec(part.strip()) for part in spec.split(UNION))
     if is_built_in(spec):
         return spec
     return str(Path(spec).resolve())

@@ -66,6 +66,7 @@ from edge_transfer.records import (
     ExportArtifact,
     ExportDecision,
     ExportRecord,
+    IncrementalHistory,
     Report,
     ReportFiles,
     ReportRow,
@@ -195,7 +196,14 @@ def assemble(inputs: Inputs) -> Report:
         device=inputs.validation.device if inputs.validation else None,
         transfer=transfer_figures(inputs.metrics, samples),
         artifacts=tuple(rows),
+        incremental=_incremental(inputs.run_dir),
     )
+
+
+def _incremental(run_dir: Path) -> IncrementalHistory | None:
+    """The run's class-incremental history (``extend``), if it has one."""
+    path = Path(run_dir) / IncrementalHistory.FILE_NAME
+    return IncrementalHistory.load(path, error=UserError) if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -395,6 +403,10 @@ def render_markdown(report: Report) -> str:
                   "Wilson interval; the transfer gain is paired (the same test images, both "
                   "models): its 95% interval and exact McNemar p. An interval that spans 0 is "
                   "no evidence either way.", ""]
+    if report.incremental:
+        from edge_transfer.incremental import markdown_lines
+
+        lines += markdown_lines(report.incremental)
     lines += ["## Artifacts", "", _table(report.artifacts), "",
               "*How to read this:* accuracies in % with their 95% Wilson interval (workstation: "
               "the test split; device: the bundle's sample, the same test images). Δ vs float "

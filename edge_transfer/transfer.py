@@ -246,6 +246,9 @@ class FinetuneConfig(TrainingConfig):
     baseline: str | None = option(
         None, "scratch: also train the same architecture from random weights on the same data "
               "and epoch budget -> scratch_test_accuracy", choices=BASELINES)
+    memory: int = option(20, "feature vectors kept per class (herding, no pixels) in "
+                             "RUN/memory.npz, for `edge-transfer extend` (0: none)",
+                         metavar="N")
 
     def __post_init__(self, precision: str | None, unsafe: bool | None) -> None:
         super().__post_init__(precision, unsafe)
@@ -259,6 +262,8 @@ class FinetuneConfig(TrainingConfig):
             raise ConfigError("--l2sp must be 0 or more")
         if self.source_samples < 1:
             raise ConfigError("--source-samples must be at least 1")
+        if self.memory < 0:
+            raise ConfigError(f"--memory must be 0 or more, got {self.memory}")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise ConfigError(f"--baseline {self.baseline} is unknown; use "
                               f"{'|'.join(BASELINES)}")
@@ -379,6 +384,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
                        metrics, seconds, strategy, warnings, timer)
+            from edge_transfer.incremental import keep_memory
+
+            keep_memory(out, model, splits, pre, cfg.memory, cfg.eval_batch_size)
         finally:
             cleanup()
     return cfg.out

@@ -1,0 +1,43 @@
+"""``edge-transfer extend``: add classes to a run's model, keeping the old ones."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
+from edge_transfer.incremental import ExtendConfig
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "extend",
+        help="add new classes to a run's model, keeping the old classes (class-incremental)",
+        description=(
+            "The run's extractor stays frozen; one head over the old and the new classes is "
+            "trained on the new images' features plus the feature vectors the run kept of "
+            "its classes (--memory per class, herding; RUN/memory.npz), with distillation "
+            "from the old head and weight aligning against the bias toward new classes. "
+            "RUN2 is a run like finetune's (labels old then new; export, bundle, validate, "
+            "report and check work on it) plus incremental.json: accuracy on all, old and "
+            "new classes, the old classes before and after on the same test images, "
+            "forgetting per class, the steps so far. Extend RUN2 again for a third step. "
+            "Example: edge-transfer extend runs/a --data digits:5-9 --out runs/ab "
+            "--baseline finetune,joint"
+        ),
+    )
+    parser.add_argument("run", type=Path, metavar="RUN",
+                        help="the run to extend (finetune's or extend's --out)")
+    add_config_options(parser, ExtendConfig)
+    add_quiet(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_transfer.incremental import extend, summary_line
+
+    cfg = ExtendConfig(run=args.run, **config_kwargs(args, ExtendConfig),
+                       verbose=verbosity(args))
+    print(f"extend: {summary_line(extend(cfg))}")
+    return 0
