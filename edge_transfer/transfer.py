@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_transfer import backbones
+from edge_transfer import backbones, sources
 from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import (
     Dataset,
@@ -83,13 +83,7 @@ class TrainingConfig:
     edge_transfer.errors.ConfigError: --dropout must be in [0, 1), got 1.5
     """
 
-    data: str = required(
-        "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), fashion-mnist[:A-B] "
-        "(Fashion-MNIST, classes by index; apt-get install dataset-fashion-mnist or "
-        "$EDGE_TRANSFER_DATA/fashion-mnist), a folder of MNIST-format IDX files, an .npz with "
-        "x, y [, class_names], or an image folder with one subfolder per class (or with "
-        "train/, val/ and test/ subfolders, used as given); images are streamed from disk",
-        metavar="SPEC")
+    data: str = required(sources.help_text(), metavar="SPEC")
     out: Path = required("run directory to write (created; files in it are replaced)",
                          metavar="RUN")
     backbone: str = option(

@@ -79,6 +79,48 @@ def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedP
     )
 
 
+def _process_state() -> dict[str, object]:
+    """What one CLI call must not change for the next one in the same process."""
+    import signal
+
+    state: dict[str, object] = {
+        "cwd": os.getcwd(), "environ": dict(os.environ),
+        "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
+    }
+    state["tf_loaded"] = "tensorflow" in sys.modules
+    if state["tf_loaded"]:
+        from edge_transfer._keras import load
+
+        state["policy"] = load()[1].mixed_precision.global_policy().name
+    return state
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """``edge-transfer ARGS`` in this process through ``cli.main(argv)``: (exit code, stdout,
+    stderr). Saves the ~7 s interpreter and TensorFlow start of :func:`run_cli`; asserts the
+    call left the process as it found it (working folder, environment, signal handlers, Keras'
+    precision policy), so calls do not leak into each other. Output that native code writes to
+    the file descriptors directly is not captured (use :func:`run_cli` where that matters)."""
+    import contextlib
+    import io
+
+    from edge_transfer.cli import main
+
+    before = _process_state()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:           # argparse's --help and --version
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    after = _process_state()
+    if not before.pop("tf_loaded"):    # TensorFlow's first import sets variables and Keras
+        before.pop("environ"), after.pop("environ"), after.pop("policy", None)
+    after.pop("tf_loaded")
+    assert after == before, sorted(k for k in before if before[k] != after.get(k))
+    return code, out.getvalue(), err.getvalue()
+
+
 # Small but real: the budgets below keep pretrain + finetune (+ scratch baseline) near 30 s
 # on two busy cores; the defaults of the CLI train longer.
 FAST = {"learning_rate": 3e-3, "patience": 5, "verbose": 0}
