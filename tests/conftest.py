@@ -60,6 +60,22 @@ def require_system(*parts: str) -> None:
 MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",)}
 
 
+# The tiers (pyproject.toml's markers), by the session fixtures a test uses.
+TRAINED_FIXTURES = ("pretrain_run", "digits_run", "digits_bundle")
+TINY_FIXTURES = ("tiny_run", "tiny_bundle")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``trained`` or ``tiny`` by the fixtures it uses (directly or through
+    other fixtures), so the tiers need no marker to be kept by hand."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if any(name in names for name in TRAINED_FIXTURES):
+            item.add_marker("trained")
+        elif any(name in names for name in TINY_FIXTURES):
+            item.add_marker("tiny")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture of a marked test is built (an sshd, the arm64 userland)."""
@@ -98,12 +114,13 @@ def _process_state() -> dict[str, object]:
     return state
 
 
-def run_main(*args: str) -> tuple[int, str, str]:
-    """``edge-transfer ARGS`` in this process through ``cli.main(argv)``: (exit code, stdout,
-    stderr). Saves the ~7 s interpreter and TensorFlow start of :func:`run_cli`; asserts the
-    call left the process as it found it (working folder, environment, signal handlers, Keras'
-    precision policy), so calls do not leak into each other. Output that native code writes to
-    the file descriptors directly is not captured (use :func:`run_cli` where that matters)."""
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """``edge-transfer ARGS`` in this process through ``cli.main(argv)``, reported as
+    :func:`run_cli` reports it (exit code, stdout, stderr), without its ~7 s of interpreter and
+    TensorFlow start. Asserts the call left the process as it found it (working folder,
+    environment, signal handlers, Keras' precision policy), so calls do not leak into each
+    other. Output that native code writes to the file descriptors directly is not captured
+    (use :func:`run_cli` where that matters, or where a crash must stay in a child)."""
     import contextlib
     import io
 
@@ -127,7 +144,8 @@ def run_main(*args: str) -> tuple[int, str, str]:
                         for k in {*env_a, *env_b}  # type: ignore[misc]
                         if env_a.get(k) != env_b.get(k)})  # type: ignore[attr-defined]
     assert not changed, f"edge-transfer {' '.join(args)} changed the process: {changed}"
-    return code, out.getvalue(), err.getvalue()
+    return subprocess.CompletedProcess(["edge-transfer", *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 # Small but real: the budgets below keep pretrain + finetune (+ scratch baseline) near 30 s
@@ -155,3 +173,36 @@ def digits_run(pretrain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         data="digits:5-9", out=out, backbone=str(pretrain_run), shots=10, epochs=20,
         finetune_epochs=10, baseline="scratch", source_data="digits:0-4", **FAST,
     ))
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_run: Path) -> Path:
+    """The bundle of ``digits_run``'s shared export (every post-training variant)."""
+    from runtime_export import bundle_folder
+
+    return bundle_folder(digits_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Some model, fast: small-cnn trained one epoch on digits:5-9 (no fine-tune stage, no
+    baseline), saved once. For tests that need a run directory and assert no accuracy."""
+    from edge_transfer.transfer import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    return finetune(FinetuneConfig(data="digits:5-9", out=out, epochs=1, finetune_epochs=0,
+                                   **FAST))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path) -> tuple[Path, Path]:
+    """(export folder, bundle) of ``tiny_run``: the four core variants (tflite and onnx,
+    fp32 and int8), exported and bundled once."""
+    from edge_transfer.bundle import create_bundle
+    from edge_transfer.export import ExportConfig, export_run
+
+    export = export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
+                                               precisions=("fp32", "int8"),
+                                               out=tiny_run.parent / "tiny-export"))
+    bundle = create_bundle(tiny_run, tiny_run.parent / "tiny-bundle", export_dir=export.out_dir)
+    return export.out_dir, bundle

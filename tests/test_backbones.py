@@ -127,9 +127,9 @@ def test_load_keras_model_errors(tmp_path: Path) -> None:
     assert load_keras_model(tmp_path / "lambda.keras", unsafe_load=True) is not None
 
 
-def test_cut_layer_backbone_from_a_run(digits_run: Path, tmp_path: Path) -> None:
+def test_cut_layer_backbone_from_a_run(tiny_run: Path, tmp_path: Path) -> None:
     """A fine-tuned model.keras (with its preprocessing.json beside it) as a backbone."""
-    backbone = backbones.resolve(str(digits_run / "model.keras"), (8, 8, 1),
+    backbone = backbones.resolve(str(tiny_run / "model.keras"), (8, 8, 1),
                                  cut_layer="features")
     assert backbone.preprocessing.input_shape == (8, 8, 1)
     assert backbone.extractor.output.shape[-1] > 5
@@ -213,18 +213,18 @@ def test_a_registry_entry_is_a_whole_backbone(tmp_path: Path) -> None:
 
     spec = backbones.get("pixels")
     assert spec.family in backbones.families() and not spec.application
-    code, out, err = run_main("backbones", "--family", "pixels")
-    assert code == 0 and "pixels" in out, err
+    listed = run_main("backbones", "--family", "pixels")
+    assert listed.returncode == 0 and "pixels" in listed.stdout, listed.stderr
     run = tmp_path / "run"
-    code, _, err = run_main("finetune", "--data", "digits:5-9", "--backbone", "pixels",
-                            "--out", str(run), "--epochs", "30", "--finetune-epochs", "0",
-                            "--learning-rate", "0.01", "--quiet")
-    assert code == 0, err
+    trained = run_main("finetune", "--data", "digits:5-9", "--backbone", "pixels", "--out",
+                       str(run), "--epochs", "30", "--finetune-epochs", "0", "--learning-rate",
+                       "0.01", "--quiet")
+    assert trained.returncode == 0, trained.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8, metrics          # chance is 0.2
-    code, _, err = run_main("export", str(run), "--formats", "tflite,onnx", "--precision",
-                            "fp32,int8", "--out", str(tmp_path / "export"))
-    assert code == 0, err
+    exported = run_main("export", str(run), "--formats", "tflite,onnx", "--precision",
+                        "fp32,int8", "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
     export = json.loads((tmp_path / "export" / "export.json").read_text())
     assert {a["name"]: a["status"] for a in export["artifacts"]} == {
         "tflite-fp32": "ok", "tflite-int8": "ok", "onnx-fp32": "ok", "onnx-int8": "ok"}

@@ -12,17 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from runtime_export import bundle_folder, export_folder, ok_names
+from runtime_export import export_folder, ok_names
 
 from edge_transfer.bundle import create_bundle, open_bundle
 from edge_transfer.errors import BundleError
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
-
-
-@pytest.fixture(scope="session")
-def digits_bundle(digits_run: Path) -> Path:
-    return bundle_folder(digits_run)
 
 
 def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: Path) -> None:

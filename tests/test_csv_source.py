@@ -84,10 +84,9 @@ def test_finetune_on_a_manifest_through_the_cli(tmp_path: Path,
 
     manifest = _manifest(tmp_path, _shapes(tmp_path, per_class=10))
     monkeypatch.chdir(tmp_path.parent)  # a relative spec is resolved once, for the run record
-    code, _, err = run_main("finetune", "--data", os.path.relpath(manifest), "--out",
-                            str(tmp_path / "run"), "--epochs", "1", "--finetune-epochs", "0",
-                            "--quiet")
-    assert code == 0, err
+    result = run_main("finetune", "--data", os.path.relpath(manifest), "--out",
+                      str(tmp_path / "run"), "--epochs", "1", "--finetune-epochs", "0", "--quiet")
+    assert result.returncode == 0, result.stderr
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["data"]["spec"] == str(manifest.resolve())
     assert (tmp_path / "run" / "labels.txt").read_text().split() == ["circle", "square"]

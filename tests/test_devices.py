@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from _export_shared import POST_TRAINING
 from conftest import REPO_ROOT, run_cli
-from runtime_export import bundle_folder
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
@@ -27,10 +26,6 @@ ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples
             "throughput_fps", "peak_memory_mb", "checks", "predictions",
             "workstation_predictions"}
 
-
-@pytest.fixture(scope="session")
-def digits_bundle(digits_run: Path) -> Path:
-    return bundle_folder(digits_run)
 
 
 def write_profile(path: Path, **changes: object) -> Path:
