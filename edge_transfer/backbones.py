@@ -256,7 +256,8 @@ def _suggest(name: str) -> str:
 
     close = difflib.get_close_matches(name.lower().replace("-", "_"), available(), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return (f"{hint}use one of {', '.join(available()[:6])}, ... (`edge-transfer backbones` "
+    shown = [n for n in available() if not _REGISTRY[n].application] + list(_FIRST)
+    return (f"{hint}use one of {', '.join(shown)}, ... (`edge-transfer backbones` "
             f"lists all {len(available())}), a pretrain run directory or a .keras file")
 
 

@@ -88,7 +88,8 @@ class TrainingConfig:
                          metavar="RUN")
     backbone: str = option(
         "small-cnn",
-        "feature extractor: small-cnn (fast on a CPU, any input size), or any "
+        "feature extractor: small-cnn (fast on a CPU, any input size), pixels (no learned "
+        "features: a linear baseline), or any "
         "keras.applications model by a lower-case name (mobilenet_v2, mobilenet_v3_small, "
         "efficientnet_b0, efficientnet_v2_b0, convnext_tiny, regnetx_002, densenet121, "
         "resnet50_v2, ...; `edge-transfer backbones` lists them all); or the --out folder of a "

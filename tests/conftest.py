@@ -62,7 +62,7 @@ MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",)}
 
 # The tiers (pyproject.toml's markers), by the session fixtures a test uses.
 TRAINED_FIXTURES = ("pretrain_run", "digits_run", "digits_bundle")
-TINY_FIXTURES = ("tiny_run", "tiny_bundle")
+TINY_FIXTURES = ("tiny_run", "tiny_export", "tiny_bundle")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -195,14 +195,19 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_run: Path) -> tuple[Path, Path]:
-    """(export folder, bundle) of ``tiny_run``: the four core variants (tflite and onnx,
-    fp32 and int8), exported and bundled once."""
-    from edge_transfer.bundle import create_bundle
+def tiny_export(tiny_run: Path) -> Path:
+    """The export folder of ``tiny_run``: the four core variants (tflite and onnx, fp32 and
+    int8), exported once."""
     from edge_transfer.export import ExportConfig, export_run
 
-    export = export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
-                                               precisions=("fp32", "int8"),
-                                               out=tiny_run.parent / "tiny-export"))
-    bundle = create_bundle(tiny_run, tiny_run.parent / "tiny-bundle", export_dir=export.out_dir)
-    return export.out_dir, bundle
+    return export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
+                                             precisions=("fp32", "int8"),
+                                             out=tiny_run.parent / "tiny-export")).out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path, tiny_export: Path) -> Path:
+    """The bundle of ``tiny_export`` (tests that tamper with it copy it first)."""
+    from edge_transfer.bundle import create_bundle
+
+    return create_bundle(tiny_run, tiny_run.parent / "tiny-bundle", export_dir=tiny_export)

@@ -407,9 +407,8 @@ def _fill(arg: str, env: Env) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_run: Path, tiny_bundle: tuple[Path, Path]) -> tuple[Path, Path, Path]:
-    export, bundle = tiny_bundle
-    return tiny_run, bundle, export
+def shared(tiny_run: Path, tiny_bundle: Path, tiny_export: Path) -> tuple[Path, Path, Path]:
+    return tiny_run, tiny_bundle, tiny_export
 
 
 def _left_behind(env: Env) -> list[str]:
