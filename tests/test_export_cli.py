@@ -50,8 +50,8 @@ def test_output_folder_that_is_a_file_exits_2(tiny_run: Path, tmp_path: Path) ->
     assert "is a file" in _one_error_line(result)
 
 
-def test_export_writes_files_json_and_table(digits_run: Path, tmp_path: Path) -> None:
-    result = run_cli("export", str(digits_run), "--formats", "onnx,tflite",
+def test_export_writes_files_json_and_table(tiny_run: Path, tmp_path: Path) -> None:
+    result = run_cli("export", str(tiny_run), "--formats", "onnx,tflite",
                      "--precision", "fp32", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "out" / "export.json").read_text())
