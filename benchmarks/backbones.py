@@ -45,7 +45,8 @@ def planned(all_models: bool, only: list[str] | None) -> list[str]:
 
     if only:
         return [backbones.get(name).name for name in only]
-    groups = [names for family, names in backbones.families().items() if family != "small-cnn"]
+    groups = [names for names in backbones.families().values()
+              if backbones.get(names[0]).application]      # keras.applications families
     names = [group[0] for group in groups]
     names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
     if all_models:

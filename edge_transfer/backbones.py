@@ -4,8 +4,8 @@ A backbone turns preprocessed images into a feature vector. Names come from a re
 (:func:`available`); :func:`resolve` also accepts a pretrain run directory (its
 ``extractor.keras``) or a ``.keras`` file cut at a layer.
 
->>> available()[:3]
-('small-cnn', 'mobilenet_v2', 'mobilenet_v3_small')
+>>> "mobilenet_v2" in available() and get("mobilenet_v2").application
+'MobileNetV2'
 >>> spec = get("mobilenet_v2")
 >>> spec.preprocessing(96, 96).mean
 (127.5,)
@@ -48,7 +48,7 @@ class BackboneSpec:
     summary: str = ""
     family: str = ""
     preprocessing_mode: str = ""         # tf | torch | caffe | raw (see PREPROCESSING_MODES)
-    factory: str = ""                    # keras.applications' function, e.g. "EfficientNetB0"
+    application: str = ""                # its keras.applications factory; "" for our own
 
     def preprocessing(self, height: int, width: int, channels: int = 3) -> Preprocessing:
         return Preprocessing(height=height, width=width, channels=3 if self.rgb else channels,
@@ -105,6 +105,16 @@ def _small_cnn(input_shape: tuple[int, int, int], weights: str | None, width: fl
     model = keras.Model(inputs, x, name="small_cnn")
     if weights not in (None, "none"):
         _load_weights_file(model, weights)
+    return model
+
+
+def _pixels(input_shape: tuple[int, int, int], weights: str | None, width: float) -> Any:
+    """The pixels as the features: the head on top is a linear classifier of the image."""
+    _, keras = _load()
+    inputs = keras.Input(input_shape, name="image")
+    model = keras.Model(inputs, keras.layers.Flatten(name="features")(inputs), name="pixels")
+    if weights not in (None, "none"):
+        raise ConfigError("the pixels backbone has no weights; drop --weights")
     return model
 
 
@@ -198,7 +208,7 @@ def _application_specs() -> tuple[BackboneSpec, ...]:
                 name, _application(factory, family.width_arg, **dict(family.kwargs)), size,
                 family.min_size, mean, std, channel_order=order, widths=family.widths,
                 summary=f"keras.applications.{factory}{note}", family=family.name,
-                preprocessing_mode=family.mode, factory=factory))
+                preprocessing_mode=family.mode, application=factory))
     return tuple(specs)
 
 
@@ -210,6 +220,10 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "small-cnn": BackboneSpec("small-cnn", _small_cnn, None, 4, (0.0,), (255.0,), rgb=False,
                               has_imagenet=False, family="small-cnn",
                               summary="small conv net, fast on a CPU, any size >= 4"),
+    "pixels": BackboneSpec("pixels", _pixels, None, 1, (0.0,), (255.0,), rgb=False,
+                           has_imagenet=False, family="pixels",
+                           summary="no learned features: the flattened pixels (a linear "
+                                   "classifier's baseline; transfer must beat it)"),
     **{name: _APPS[name] for name in _FIRST},
     **{name: spec for name, spec in _APPS.items() if name not in _FIRST},
 }
@@ -244,7 +258,8 @@ def _suggest(name: str) -> str:
 
     close = difflib.get_close_matches(name.lower().replace("-", "_"), available(), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return (f"{hint}use one of {', '.join(available()[:6])}, ... (`edge-transfer backbones` "
+    shown = [n for n in available() if not _REGISTRY[n].application] + list(_FIRST)
+    return (f"{hint}use one of {', '.join(shown)}, ... (`edge-transfer backbones` "
             f"lists all {len(available())}), a pretrain run directory or a .keras file")
 
 

@@ -1,7 +1,7 @@
 """Datasets: built-in digits and Fashion-MNIST, IDX files, ``.npz`` files and image folders,
 all read lazily (memory-mapped arrays, image files decoded when a batch is read).
 
-A data spec is a string:
+A data spec is a string, read by one of :mod:`edge_transfer.sources` (one module per kind):
 
 - ``digits`` or ``digits:5-9`` or ``digits:0,2,4``: scikit-learn's handwritten digits
   (8x8 gray, shipped with the package); labels are renumbered 0..k-1 in the order given.
@@ -44,7 +44,6 @@ from edge_transfer.preprocessing import as_uint8_batch, convert_channels, resize
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS_PREFIX = "digits"
 FASHION_PREFIX = "fashion-mnist"
-BUILT_IN = (DIGITS_PREFIX, FASHION_PREFIX)
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs beyond this
 TRAIN, VAL, TEST = 0, 1, 2     # values of Dataset.split_of
 SPLIT_FOLDERS = {"train": TRAIN, "val": VAL, "validation": VAL, "test": TEST}
@@ -111,7 +110,9 @@ class Splits:
 
 
 def is_built_in(spec: str) -> bool:
-    return any(spec == p or spec.startswith(p + ":") for p in BUILT_IN)
+    from edge_transfer import sources
+
+    return sources.is_built_in(spec)
 
 
 def load_dataset(
@@ -179,28 +180,15 @@ def _with_channels(images: Images, channels: int) -> Images:
 
 def _load_one(spec: str, image_size: tuple[int, int] | None, skip_bad_files: bool,
               whole: bool = True) -> Dataset:
-    """One data spec; ``whole=False``: a val/test split, which may hold a single class."""
+    """One data spec, read by its source (:mod:`edge_transfer.sources`); ``whole=False``: a
+    val/test split, which may hold a single class."""
+    from edge_transfer import sources
+
     if UNION in spec and not Path(spec).exists():
         return load_union(spec, image_size, skip_bad_files)
-    if spec == DIGITS_PREFIX or spec.startswith(DIGITS_PREFIX + ":"):
-        return load_digits(spec)
-    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
-        return load_fashion_mnist(spec)
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(
-            f"{spec} does not exist; give an image folder, an IDX folder, an .npz file, "
-            "digits[:A-B] or fashion-mnist[:A-B]"
-        )
-    if path.is_dir():
-        from edge_transfer import idx
-
-        if idx.is_idx_folder(path):
-            return load_idx_folder(path)
-        return load_image_folder(path, image_size, skip_bad_files, whole)
-    if path.suffix.lower() == ".npz":
-        return load_npz(path, whole)
-    raise DataError(f"{spec} is neither a folder nor an .npz file; see --help for data specs")
+    source = sources.find(spec)
+    path = None if source.prefix is not None else Path(spec)
+    return source.load(sources.Request(spec, path, image_size, skip_bad_files, whole))
 
 
 def load_union(spec: str, image_size: tuple[int, int] | None = None,

@@ -160,7 +160,7 @@ def save_application(name: str, path: Path, input_size: int | None = None) -> Pa
     _, keras = load()
     spec = backbones.get(name)
     size = input_size or spec.min_size
-    model = getattr(keras.applications, spec.factory)(
+    model = getattr(keras.applications, spec.application)(
         input_shape=(size, size, 3), include_top=False, weights=None, pooling="avg")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)

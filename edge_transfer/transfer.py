@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer import backbones
+from edge_transfer import backbones, sources
 from edge_transfer.atomic import write_text_atomic
 from edge_transfer.data import (
     Dataset,
@@ -82,18 +82,13 @@ class TrainingConfig:
     edge_transfer.errors.ConfigError: --dropout must be in [0, 1), got 1.5
     """
 
-    data: str = required(
-        "digits[:A-B] (built-in handwritten digits, e.g. digits:5-9), fashion-mnist[:A-B] "
-        "(Fashion-MNIST, classes by index; apt-get install dataset-fashion-mnist or "
-        "$EDGE_TRANSFER_DATA/fashion-mnist), a folder of MNIST-format IDX files, an .npz with "
-        "x, y [, class_names], or an image folder with one subfolder per class (or with "
-        "train/, val/ and test/ subfolders, used as given); images are streamed from disk",
-        metavar="SPEC")
+    data: str = required(sources.help_text(), metavar="SPEC")
     out: Path = required("run directory to write (created; files in it are replaced)",
                          metavar="RUN")
     backbone: str = option(
         "small-cnn",
-        "feature extractor: small-cnn (fast on a CPU, any input size), or any "
+        "feature extractor: small-cnn (fast on a CPU, any input size), pixels (no learned "
+        "features: a linear baseline), or any "
         "keras.applications model by a lower-case name (mobilenet_v2, mobilenet_v3_small, "
         "efficientnet_b0, efficientnet_v2_b0, convnext_tiny, regnetx_002, densenet121, "
         "resnet50_v2, ...; `edge-transfer backbones` lists them all); or the --out folder of a "

@@ -60,6 +60,22 @@ def require_system(*parts: str) -> None:
 MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",)}
 
 
+# The tiers (pyproject.toml's markers), by the session fixtures a test uses.
+TRAINED_FIXTURES = ("pretrain_run", "digits_run", "digits_bundle")
+TINY_FIXTURES = ("tiny_run", "tiny_export", "tiny_bundle")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``trained`` or ``tiny`` by the fixtures it uses (directly or through
+    other fixtures), so the tiers need no marker to be kept by hand."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if any(name in names for name in TRAINED_FIXTURES):
+            item.add_marker("trained")
+        elif any(name in names for name in TINY_FIXTURES):
+            item.add_marker("tiny")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture of a marked test is built (an sshd, the arm64 userland)."""
@@ -77,6 +93,59 @@ def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedP
         [sys.executable, "-m", "edge_transfer", *args],
         capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
     )
+
+
+def _process_state() -> dict[str, object]:
+    """What one CLI call must not change for the next one in the same process (but
+    TF_CPP_MIN_LOG_LEVEL, which tf2onnx sets on each conversion and TensorFlow reads only when
+    it is first imported)."""
+    import signal
+
+    state: dict[str, object] = {
+        "cwd": os.getcwd(),
+        "environ": {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
+    }
+    state["tf_loaded"] = "tensorflow" in sys.modules
+    if state["tf_loaded"]:
+        from edge_transfer._keras import load
+
+        state["policy"] = load()[1].mixed_precision.global_policy().name
+    return state
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    """``edge-transfer ARGS`` in this process through ``cli.main(argv)``, reported as
+    :func:`run_cli` reports it (exit code, stdout, stderr), without its ~7 s of interpreter and
+    TensorFlow start. Asserts the call left the process as it found it (working folder,
+    environment, signal handlers, Keras' precision policy), so calls do not leak into each
+    other. Output that native code writes to the file descriptors directly is not captured
+    (use :func:`run_cli` where that matters, or where a crash must stay in a child)."""
+    import contextlib
+    import io
+
+    from edge_transfer.cli import main
+
+    before = _process_state()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:           # argparse's --help and --version
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    after = _process_state()
+    if not before.pop("tf_loaded"):    # TensorFlow's first import sets variables and Keras
+        before.pop("environ"), after.pop("environ"), after.pop("policy", None)
+    after.pop("tf_loaded")
+    changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+    if "environ" in changed:
+        env_a, env_b = changed.pop("environ")
+        changed.update({k: (env_a.get(k), env_b.get(k))  # type: ignore[attr-defined]
+                        for k in {*env_a, *env_b}  # type: ignore[misc]
+                        if env_a.get(k) != env_b.get(k)})  # type: ignore[attr-defined]
+    assert not changed, f"edge-transfer {' '.join(args)} changed the process: {changed}"
+    return subprocess.CompletedProcess(["edge-transfer", *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 # Small but real: the budgets below keep pretrain + finetune (+ scratch baseline) near 30 s
@@ -104,3 +173,41 @@ def digits_run(pretrain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         data="digits:5-9", out=out, backbone=str(pretrain_run), shots=10, epochs=20,
         finetune_epochs=10, baseline="scratch", source_data="digits:0-4", **FAST,
     ))
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_run: Path) -> Path:
+    """The bundle of ``digits_run``'s shared export (every post-training variant)."""
+    from runtime_export import bundle_folder
+
+    return bundle_folder(digits_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Some model, fast: small-cnn trained one epoch on digits:5-9 (no fine-tune stage, no
+    baseline), saved once. For tests that need a run directory and assert no accuracy."""
+    from edge_transfer.transfer import FinetuneConfig, finetune
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    return finetune(FinetuneConfig(data="digits:5-9", out=out, epochs=1, finetune_epochs=0,
+                                   **FAST))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run: Path) -> Path:
+    """The export folder of ``tiny_run``: the four core variants (tflite and onnx, fp32 and
+    int8), exported once."""
+    from edge_transfer.export import ExportConfig, export_run
+
+    return export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
+                                             precisions=("fp32", "int8"),
+                                             out=tiny_run.parent / "tiny-export")).out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path, tiny_export: Path) -> Path:
+    """The bundle of ``tiny_export`` (tests that tamper with it copy it first)."""
+    from edge_transfer.bundle import create_bundle
+
+    return create_bundle(tiny_run, tiny_run.parent / "tiny-bundle", export_dir=tiny_export)

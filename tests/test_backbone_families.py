@@ -16,8 +16,8 @@ from edge_transfer import backbones
 
 # Grouped convolutions (ONNX path), a plain depthwise net, hard-swish + SE.
 SAMPLE = ("regnetx_002", "mobilenet_v1", "mobilenet_v3_small")
-EVERY_FAMILY = tuple(names[0] for family, names in backbones.families().items()
-                     if family != "small-cnn")
+EVERY_FAMILY = tuple(names[0] for names in backbones.families().values()
+                     if backbones.get(names[0]).application)
 
 
 def _chosen() -> tuple[str, ...]:

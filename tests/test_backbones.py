@@ -13,8 +13,8 @@ from edge_transfer.errors import ModelError
 
 
 def test_registry_names_and_preprocessing() -> None:
-    assert backbones.available()[:6] == ("small-cnn", "mobilenet_v2", "mobilenet_v3_small",
-                                         "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+    assert {"small-cnn", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+            "efficientnet_b0", "resnet50"} <= set(backbones.available())
     pre = backbones.get("mobilenet_v2").preprocessing(96, 96, 1)
     assert (pre.channels, pre.mean, pre.std) == (3, (127.5,), (127.5,))
     # MobileNetV2 wants [-1, 1]: 0 -> -1, 255 -> 1
@@ -34,15 +34,17 @@ def test_every_keras_applications_model_is_registered() -> None:
     _, keras = load()
     factories = {name for name in dir(keras.applications)
                  if name[0].isupper() and callable(getattr(keras.applications, name))}
-    registered = {spec.summary.split()[0].removeprefix("keras.applications.")
-                  for spec in map(backbones.get, backbones.available()[1:])}
-    assert registered == factories
+    applications = [spec for spec in map(backbones.get, backbones.available())
+                    if spec.application]
+    assert {spec.application for spec in applications} == factories
+    assert all(spec.summary.startswith(f"keras.applications.{spec.application}")
+               for spec in applications)
     names = backbones.available()
     assert len(set(names)) == len(names) and all(n == n.lower() for n in names)
     for name in ("convnext_tiny", "efficientnet_v2_b0", "regnetx_002", "densenet121",
                  "resnet50_v2", "mobilenet_v1", "nasnet_mobile", "resnetrs50", "xception"):
         assert name in names
-    assert len(backbones.families()) == 18          # small-cnn + 17 keras.applications
+    assert len({spec.family for spec in applications}) == 17   # keras.applications' families
     expect = {"densenet121": ("torch", 224, 32), "convnext_tiny": ("raw", 224, 32),
               "xception": ("tf", 299, 71), "inception_v3": ("tf", 299, 75),
               "efficientnet_b3": ("raw", 300, 32), "efficientnet_v2_s": ("raw", 384, 32),
@@ -69,7 +71,8 @@ def test_backbones_command_lists_all_without_tensorflow() -> None:
             "    assert main(['backbones', '--json']) == 0\n"
             "rows = json.loads(out.getvalue())\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-            "print(len(rows), rows[1]['name'], rows[1]['default_size'])\n")
+            "row = next(r for r in rows if r['name'] == 'mobilenet_v2')\n"
+            "print(len(rows), row['name'], row['default_size'])\n")
     from conftest import REPO_ROOT
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -124,9 +127,9 @@ def test_load_keras_model_errors(tmp_path: Path) -> None:
     assert load_keras_model(tmp_path / "lambda.keras", unsafe_load=True) is not None
 
 
-def test_cut_layer_backbone_from_a_run(digits_run: Path, tmp_path: Path) -> None:
+def test_cut_layer_backbone_from_a_run(tiny_run: Path, tmp_path: Path) -> None:
     """A fine-tuned model.keras (with its preprocessing.json beside it) as a backbone."""
-    backbone = backbones.resolve(str(digits_run / "model.keras"), (8, 8, 1),
+    backbone = backbones.resolve(str(tiny_run / "model.keras"), (8, 8, 1),
                                  cut_layer="features")
     assert backbone.preprocessing.input_shape == (8, 8, 1)
     assert backbone.extractor.output.shape[-1] > 5
@@ -200,3 +203,28 @@ def test_matrix_rows_say_chance_show_input_size_and_no_temporary_paths() -> None
     assert "cannot load convnext_tiny/model.keras: bad" in table and "/tmp" not in table
     assert "| `vgg16` | VGG | 32 px | - | NO (chance) 0.20 | at chance 0.20 (matches float; " \
            "10 s) |" in table
+
+
+def test_a_registry_entry_is_a_whole_backbone(tmp_path: Path) -> None:
+    """``pixels`` (one registry entry, no learned features) goes the whole way through the CLI:
+    listed, trained (the head alone: a linear classifier of the pixels, which on digits is
+    far above chance), and exported to both formats, int8 included."""
+    from conftest import run_main
+
+    spec = backbones.get("pixels")
+    assert spec.family in backbones.families() and not spec.application
+    listed = run_main("backbones", "--family", "pixels")
+    assert listed.returncode == 0 and "pixels" in listed.stdout, listed.stderr
+    run = tmp_path / "run"
+    trained = run_main("finetune", "--data", "digits:5-9", "--backbone", "pixels", "--out",
+                       str(run), "--epochs", "30", "--finetune-epochs", "0", "--learning-rate",
+                       "0.01", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.8, metrics          # chance is 0.2
+    exported = run_main("export", str(run), "--formats", "tflite,onnx", "--precision",
+                        "fp32,int8", "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    export = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert {a["name"]: a["status"] for a in export["artifacts"]} == {
+        "tflite-fp32": "ok", "tflite-int8": "ok", "onnx-fp32": "ok", "onnx-int8": "ok"}

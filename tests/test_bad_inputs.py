@@ -1,12 +1,15 @@
 """A catalogue of bad input over every command.
 
-Each case runs ``edge-transfer ARGS`` in a subprocess and asserts the error contract: exit
+Each case runs ``edge-transfer ARGS`` in this process through ``cli.main`` (``isolate``
+cases, which hand damaged files to native code or decode a bomb, in a subprocess of their own:
+a crash there must stay a failed case, and the exit code is the real process's) and asserts
+the error contract: exit
 code 2 (or 0 where the input is accepted, e.g. an image of another size is resized), exactly
 one ``error:`` line naming the problem and the fix, no traceback, and nothing left behind in
 the case's output folder (no file at all, no half-written temporary).
 
-The cases share one bundle and one run directory (session fixtures); each case builds its
-bad file in microseconds from them.
+The cases share one run directory, its four-variant export and bundle (the tiny session
+fixtures: no case asserts accuracy); each case builds its bad file in microseconds from them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_main
 from PIL import Image
-from runtime_export import bundle_folder, export_folder
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ class Case:
     args: Callable[[Env], list[str]]
     words: tuple[str, ...]          # each must appear in the one error line
     code: int = 2
+    isolate: bool = False           # run in a subprocess (native code meets damaged input)
 
 
 def _train(cmd: str, data: Callable[[Env], str], *extra: str) -> Callable[[Env], list[str]]:
@@ -238,13 +241,13 @@ CASES = [
     Case("finetune-decompression-bomb",
          _train("finetune", lambda e: str(_bomb(_folder(e.tmp / "imgs", ["a", "b"]) / "a"
                                                 / "bomb.png").parents[1])),
-         ("bomb.png", "pixels")),
+         ("bomb.png", "pixels"), isolate=True),
     Case("finetune-truncated-keras-backbone",
          _train("finetune", lambda e: "digits:5-9", "--backbone", "{truncated_keras}"),
          ("model.keras", "again")),
     Case("finetune-bitflipped-keras-backbone",
          _train("finetune", lambda e: "digits:5-9", "--backbone", "{bitflipped_keras}"),
-         ("model.keras", "again")),
+         ("model.keras", "again"), isolate=True),
     Case("finetune-wrong-extension-backbone",
          _train("finetune", lambda e: "digits:5-9", "--backbone", "{keras_as_txt}"),
          ("model.txt",)),
@@ -259,7 +262,7 @@ CASES = [
          ("model.keras", "again")),
     Case("export-bitflipped-model",
          lambda e: ["export", str(_bad_run_model(e, _bitflipped_keras)), "--out", str(e.out)],
-         ("model.keras", "again")),
+         ("model.keras", "again"), isolate=True),
     Case("export-zero-byte-model",
          lambda e: ["export", str(_bad_run_model(e, lambda _: b"")), "--out", str(e.out)],
          ("model.keras",)),
@@ -308,10 +311,10 @@ CASES = [
     # ---- predict
     Case("predict-truncated-tflite",
          _pred(lambda e: _file(e.tmp / "m.tflite", _truncated(e.model("model-fp32.tflite"))),
-               lambda e: _png(e.tmp / "x.png")), ("m.tflite",)),
+               lambda e: _png(e.tmp / "x.png")), ("m.tflite",), isolate=True),
     Case("predict-bitflipped-onnx",
          _pred(lambda e: _file(e.tmp / "m.onnx", _bitflipped(e.model("model-fp32.onnx"), 7)),
-               lambda e: _png(e.tmp / "x.png")), ("m.onnx",)),
+               lambda e: _png(e.tmp / "x.png")), ("m.onnx",), isolate=True),
     Case("predict-zero-byte-onnx",
          _pred(lambda e: _file(e.tmp / "m.onnx", b""), lambda e: _png(e.tmp / "x.png")),
          ("m.onnx", "empty")),
@@ -328,7 +331,8 @@ CASES = [
          _pred(lambda e: e.tmp / "nope.tflite", lambda e: _png(e.tmp / "x.png")),
          ("nope.tflite",)),
     Case("predict-rgb-image-of-another-size-is-resized",
-         _pred(_tflite, lambda e: _png(e.tmp / "x.png", (33, 21), "RGB")), (), code=0),
+         _pred(_tflite, lambda e: _png(e.tmp / "x.png", (33, 21), "RGB")), (), code=0,
+         isolate=True),
     # ---- report
     Case("report-missing-run", lambda e: ["report", str(e.tmp / "nope"), "--out", str(e.out)],
          ("not a run directory",)),
@@ -403,8 +407,8 @@ def _fill(arg: str, env: Env) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared(digits_run: Path) -> tuple[Path, Path, Path]:
-    return digits_run, bundle_folder(digits_run), export_folder(digits_run)
+def shared(tiny_run: Path, tiny_bundle: Path, tiny_export: Path) -> tuple[Path, Path, Path]:
+    return tiny_run, tiny_bundle, tiny_export
 
 
 def _left_behind(env: Env) -> list[str]:
@@ -424,7 +428,7 @@ def test_bad_input(case: Case, shared: tuple[Path, Path, Path], tmp_path: Path) 
     run, bundle, export = shared
     env = Env(run=run, bundle=bundle, export=export, tmp=tmp_path, out=tmp_path / "out")
     args = [_fill(a, env) for a in case.args(env)]
-    result = run_cli(*args, timeout=120)
+    result = run_cli(*args, timeout=120) if case.isolate else run_main(*args)
     crashed = result.returncode not in (0, 1, 2) or "Traceback" in result.stderr
     assert not crashed, result.stderr[-3000:]
     assert result.returncode == case.code, result.stderr[-3000:]
@@ -444,3 +448,5 @@ def test_catalogue_covers_every_command() -> None:
     covered = {c.id.split("-")[0] for c in CASES}
     assert set(COMMANDS) - {"demo"} <= covered, set(COMMANDS) - covered
     assert len(CASES) >= 30
+    isolated = [c for c in CASES if c.isolate]
+    assert 3 <= len(isolated) <= 8 and {c.code for c in isolated} == {0, 2}

@@ -11,18 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from runtime_export import bundle_folder, export_folder, ok_names
+from conftest import run_cli, run_main
+from runtime_export import export_folder, ok_names
 
 from edge_transfer.bundle import create_bundle, open_bundle
 from edge_transfer.errors import BundleError
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.runs import Run
-
-
-@pytest.fixture(scope="session")
-def digits_bundle(digits_run: Path) -> Path:
-    return bundle_folder(digits_run)
 
 
 def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: Path) -> None:
@@ -64,22 +59,22 @@ def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("victim", ["model-int8.tflite", "validation.npz"])
-def test_file_not_matching_its_sha256_is_refused(digits_bundle: Path, tmp_path: Path,
+def test_file_not_matching_its_sha256_is_refused(tiny_bundle: Path, tmp_path: Path,
                                                  victim: str) -> None:
-    bundle = Path(shutil.copytree(digits_bundle, tmp_path / "bundle"))
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     data = bytearray((bundle / victim).read_bytes())
     data[len(data) // 2] ^= 0x01
     (bundle / victim).write_bytes(bytes(data))
     with pytest.raises(BundleError, match="does not match its sha256"):
         open_bundle(bundle)
-    proc = run_cli("validate", str(bundle))
+    proc = run_main("validate", str(bundle))
     assert proc.returncode == 2
     assert "does not match its sha256" in proc.stderr and "nothing was run" in proc.stderr
 
 
-def test_unknown_schema_and_missing_files_are_refused(digits_bundle: Path,
+def test_unknown_schema_and_missing_files_are_refused(tiny_bundle: Path,
                                                       tmp_path: Path) -> None:
-    bundle = Path(shutil.copytree(digits_bundle, tmp_path / "bundle"))
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     manifest = json.loads((bundle / "manifest.json").read_text())
     (bundle / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 99}))
     with pytest.raises(BundleError, match="schema_version 99"):
@@ -96,10 +91,10 @@ def test_unknown_schema_and_missing_files_are_refused(digits_bundle: Path,
         open_bundle(tmp_path / "nowhere")
 
 
-def evil_archive(path: Path, digits_bundle: Path, entry: tarfile.TarInfo,
+def evil_archive(path: Path, tiny_bundle: Path, entry: tarfile.TarInfo,
                  payload: bytes = b"x") -> Path:
     with tarfile.open(path, "w:gz") as tar:
-        for file in sorted(digits_bundle.iterdir()):
+        for file in sorted(tiny_bundle.iterdir()):
             tar.add(file, arcname=f"bundle/{file.name}")
         tar.addfile(entry, io.BytesIO(payload) if entry.isfile() else None)
     return path
@@ -107,11 +102,11 @@ def evil_archive(path: Path, digits_bundle: Path, entry: tarfile.TarInfo,
 
 @pytest.mark.parametrize("name", ["../escaped.txt", "bundle/../../escaped.txt",
                                   "/tmp/escaped-absolute.txt"])
-def test_tar_entry_leaving_the_folder_is_refused(digits_bundle: Path, tmp_path: Path,
+def test_tar_entry_leaving_the_folder_is_refused(tiny_bundle: Path, tmp_path: Path,
                                                  name: str) -> None:
     entry = tarfile.TarInfo(name)
     entry.size = 1
-    archive = evil_archive(tmp_path / "evil.tar.gz", digits_bundle, entry)
+    archive = evil_archive(tmp_path / "evil.tar.gz", tiny_bundle, entry)
     dest = tmp_path / "a" / "b"
     with pytest.raises(BundleError, match="leaves the bundle folder"):
         open_bundle(archive, extract_to=dest)
@@ -120,10 +115,10 @@ def test_tar_entry_leaving_the_folder_is_refused(digits_bundle: Path, tmp_path: 
     assert not dest.exists() or not any(dest.iterdir())  # nothing unpacked at all
 
 
-def test_tar_links_are_refused(digits_bundle: Path, tmp_path: Path) -> None:
+def test_tar_links_are_refused(tiny_bundle: Path, tmp_path: Path) -> None:
     link = tarfile.TarInfo("bundle/link")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    archive = evil_archive(tmp_path / "link.tar.gz", digits_bundle, link)
+    archive = evil_archive(tmp_path / "link.tar.gz", tiny_bundle, link)
     with pytest.raises(BundleError, match="no links"):
         open_bundle(archive, extract_to=tmp_path / "out")
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")

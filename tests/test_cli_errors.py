@@ -1,4 +1,7 @@
-"""Bad input: exit code 2, one line naming the problem and the fix, no traceback."""
+"""Bad input: exit code 2, one line naming the problem and the fix, no traceback.
+
+The cases run in this process through ``cli.main`` (:func:`conftest.run_main`); the last two
+start the real command, for its exit code and its light ``--help``."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_main
 from PIL import Image
 
 
@@ -22,8 +25,8 @@ def _folder(root: Path, classes: int = 2, per_class: int = 4, size: int = 8) -> 
 
 
 def _finetune(data: str, tmp_path: Path, *extra: str):
-    return run_cli("finetune", "--data", data, "--out", str(tmp_path / "run"), "--quiet",
-                   "--epochs", "1", "--finetune-epochs", "0", *extra, timeout=300)
+    return run_main("finetune", "--data", data, "--out", str(tmp_path / "run"), "--quiet",
+                    "--epochs", "1", "--finetune-epochs", "0", *extra)
 
 
 def _one_line_error(result, *words: str) -> str:
@@ -57,7 +60,7 @@ def test_unreadable_image_listed_then_skipped(tmp_path: Path) -> None:
     (folder / "class1" / "broken.png").write_bytes(b"not a png")
     line = _one_line_error(_finetune(str(folder), tmp_path), "broken.png", "--skip-bad-files")
     assert "1 unreadable" in line
-    # What --skip-bad-files sets, in this process (TensorFlow is loaded already).
+    # What --skip-bad-files sets.
     run = finetune(FinetuneConfig(data=str(folder), out=tmp_path / "run", epochs=1,
                                   finetune_epochs=0, skip_bad_files=True, verbose=0))
     metrics = json.loads((run / "metrics.json").read_text())

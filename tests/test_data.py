@@ -39,3 +39,20 @@ def test_preprocessing_resizes_converts_and_normalizes() -> None:
     out = pre.apply(np.full((2, 8, 8, 1), 255, np.uint8))
     assert out.shape == (2, 16, 16, 3) and out.dtype == np.float32
     assert np.allclose(out, 1.0)
+
+
+def test_readme_lists_exactly_the_registered_sources() -> None:
+    """The README's data kinds are the registry's: a new source module needs its README line,
+    and a README line needs its module."""
+    import re
+
+    from conftest import REPO_ROOT
+
+    from edge_transfer import sources
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### Data", 1)[1].split("\n### ", 1)[0]
+    listed = re.findall(r"^- `([^`]+)`:", section, re.MULTILINE)
+    assert listed == [s.syntax for s in sources.registered()]
+    help_text = sources.help_text()
+    assert all(s.syntax in help_text for s in sources.registered())

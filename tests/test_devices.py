@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _export_shared import POST_TRAINING
-from conftest import REPO_ROOT, run_cli
-from runtime_export import bundle_folder
+from conftest import REPO_ROOT, run_cli, run_main
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
@@ -27,10 +26,6 @@ ROW_KEYS = {"name", "format", "precision", "status", "reason", "bytes", "samples
             "throughput_fps", "peak_memory_mb", "checks", "predictions",
             "workstation_predictions"}
 
-
-@pytest.fixture(scope="session")
-def digits_bundle(digits_run: Path) -> Path:
-    return bundle_folder(digits_run)
 
 
 def write_profile(path: Path, **changes: object) -> Path:
@@ -208,13 +203,13 @@ def test_damaged_model_is_a_failed_row_and_the_caller_lives(
 
 
 def test_a_crashing_runtime_process_becomes_a_failed_row(
-    digits_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     crash = tmp_path / "segfaulting-python"
     crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crash.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(crash))
-    result = validate_bundle(digits_bundle, device="local", artifacts=["onnx-int8"])
+    result = validate_bundle(tiny_bundle, device="local", artifacts=["onnx-int8"])
     (row,) = result["artifacts"]
     assert row["status"] == "failed" and "crashed (SIGSEGV)" in row["reason"]
     assert row["name"] == "onnx-int8" and row["workstation_accuracy"] is not None
@@ -222,7 +217,7 @@ def test_a_crashing_runtime_process_becomes_a_failed_row(
 
 @pytest.mark.parametrize(("ending", "exit_code"), [("kill -TERM $$", 143), ("exit 130", 130)])
 def test_an_interrupted_runtime_process_interrupts_the_validation(
-    digits_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str,
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str,
     exit_code: int
 ) -> None:
     """A child stopped by SIGTERM, or one that reports Ctrl-C (exit 130), stops the
@@ -232,16 +227,16 @@ def test_an_interrupted_runtime_process_interrupts_the_validation(
     child.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(child))
     with pytest.raises(Interrupted) as info:
-        validate_bundle(digits_bundle, device="local", artifacts=["onnx-int8"])
+        validate_bundle(tiny_bundle, device="local", artifacts=["onnx-int8"])
     assert info.value.exit_code == exit_code
 
 
-def test_bad_device_and_threads_are_user_errors(digits_bundle: Path) -> None:
+def test_bad_device_and_threads_are_user_errors(tiny_bundle: Path) -> None:
     with pytest.raises(DeviceError, match="unknown device 'usb'"):
-        validate_bundle(digits_bundle, device="usb")
+        validate_bundle(tiny_bundle, device="usb")
     with pytest.raises(DeviceError, match="at least 1"):
-        validate_bundle(digits_bundle, threads=0)
-    proc = run_cli("validate", str(digits_bundle), "--device", "ssh://bad host")
+        validate_bundle(tiny_bundle, threads=0)
+    proc = run_main("validate", str(tiny_bundle), "--device", "ssh://bad host")
     assert proc.returncode == 2 and "bad" in proc.stderr
 
 

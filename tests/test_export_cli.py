@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 
 def _one_error_line(result) -> str:
@@ -26,32 +26,32 @@ def _one_error_line(result) -> str:
     (["--prune", "1.5"], "strictly between 0 and 1"),
     (["--calibration-method", "kl"], "minmax, entropy, percentile"),
 ])
-def test_bad_options_exit_2_with_one_line(digits_run: Path, args: list[str],
+def test_bad_options_exit_2_with_one_line(tiny_run: Path, args: list[str],
                                           expected: str) -> None:
-    result = run_cli("export", str(digits_run), *args)
+    result = run_main("export", str(tiny_run), *args)
     assert result.returncode == 2
     assert expected in _one_error_line(result)
 
 
-def test_run_without_a_model_exits_2(digits_run: Path, tmp_path: Path) -> None:
+def test_run_without_a_model_exits_2(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("model.keras", "export*"))
-    result = run_cli("export", str(run))
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("model.keras", "export*"))
+    result = run_main("export", str(run))
     assert result.returncode == 2
     line = _one_error_line(result)
     assert "model.keras" in line and "finetune" in line
 
 
-def test_output_folder_that_is_a_file_exits_2(digits_run: Path, tmp_path: Path) -> None:
+def test_output_folder_that_is_a_file_exits_2(tiny_run: Path, tmp_path: Path) -> None:
     file = tmp_path / "out"
     file.write_text("not a folder")
-    result = run_cli("export", str(digits_run), "--out", str(file))
+    result = run_main("export", str(tiny_run), "--out", str(file))
     assert result.returncode == 2
     assert "is a file" in _one_error_line(result)
 
 
-def test_export_writes_files_json_and_table(digits_run: Path, tmp_path: Path) -> None:
-    result = run_cli("export", str(digits_run), "--formats", "onnx,tflite",
+def test_export_writes_files_json_and_table(tiny_run: Path, tmp_path: Path) -> None:
+    result = run_cli("export", str(tiny_run), "--formats", "onnx,tflite",
                      "--precision", "fp32", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "out" / "export.json").read_text())

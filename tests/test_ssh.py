@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, find_tool, run_cli
-from runtime_export import CORE, bundle_folder
+from runtime_export import CORE
 
 from devices import validate_bundle
 from edge_transfer.errors import DeviceError
@@ -92,10 +92,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         server.terminate()
         server.wait(timeout=10)
 
-
-@pytest.fixture(scope="module")
-def digits_bundle(digits_run: Path) -> Path:
-    return bundle_folder(digits_run)
 
 
 def test_bundle_validated_over_ssh_end_to_end(sshd: Server, digits_bundle: Path,
