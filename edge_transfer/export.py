@@ -346,7 +346,8 @@ class _Sources:
         self.notes: dict[str, tuple[str, ...]] = {}   # e.g. QAT: layers left in float
 
     def _wrap(self, model: Any) -> tuple[KerasSource, np.ndarray]:
-        source = KerasSource(model, self.workdir)
+        # converted behind the pixel adapter: RGB pixels in, normalization inside the file
+        source = KerasSource(model, self.workdir, in_graph=self.run.preprocessing)
         return source, self.x_val.predict(lambda x: model.predict(x, verbose=0,
                                                                    batch_size=256))
 
@@ -432,21 +433,28 @@ class CheckData:
         """At most ``count`` images of a split (a fixed stratified sample, seeded)."""
         return cls(stratified_sample(run.splits.get(name), count, seed), run.preprocessing)
 
-    def predict(self, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """``function`` (float input batch -> outputs) over the whole split, concatenated."""
-        outputs = [function(self.preprocessing.apply(batch))
-                   for batch in self.split.x.batches(self.batch_size)]
+    def predict(self, function: Callable[[np.ndarray], np.ndarray],
+                preprocessing: Preprocessing | None = None) -> np.ndarray:
+        """``function`` (float input batch -> outputs) over the whole split, concatenated;
+        the images preprocessed by ``preprocessing`` (default: the run's)."""
+        pre = preprocessing or self.preprocessing
+        outputs = [function(pre.apply(batch)) for batch in self.split.x.batches(self.batch_size)]
         return np.concatenate(outputs)
 
     def predict_file(self, path: Path | bytes, fmt: str) -> np.ndarray:
         """A model file's (or its bytes') float outputs over the whole split in one pass: its
         runtime opened once (as on the device,
-        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time."""
+        :func:`~edge_transfer.runtime._backends.run_float`), fed a batch at a time, the
+        images preprocessed as its own metadata says (as on the device; the run's
+        preprocessing for a graph without it)."""
+        from edge_transfer.metadata import embedded_metadata
         from edge_transfer.runtime._backends import open_backend, run_float
 
-        backend = open_backend(path if isinstance(path, bytes) else Path(path), self.threads,
-                               format=fmt)
-        return self.predict(lambda x: run_float(backend, x))
+        model = path if isinstance(path, bytes) else Path(path)
+        backend = open_backend(model, self.threads, format=fmt)
+        meta = embedded_metadata(backend, model)
+        return self.predict(lambda x: run_float(backend, x),
+                            None if meta is None else meta.preprocessing)
 
 
 def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:

@@ -456,16 +456,19 @@ def _source(task: Task) -> Any:
     """The float model as a KerasSource: the shared SavedModel and intermediates, and the
     Keras model loaded only when a converter needs it (the first variant of a format)."""
     from exporters import KerasSource
+    from exporters.onnx import float_key
 
     key = ("source", task.run)
     source = _STATE.get(key)
     cache = source.cache if source is not None else {}
     _read_shared(cache, task.cache_dir)
+    in_graph = task.metadata.preprocessing   # converted behind the pixel adapter
     needs_model = (not (task.cache_dir / SAVED_MODEL).is_dir() if task.fmt == "tflite"
-                   else f"onnx-fp32-opset{task.options.opset}" not in cache)
+                   else float_key(task.options.opset, "-pixels") not in cache)
     if source is None or (needs_model and source.model is None):
         model = _keras_model(task) if needs_model else None
-        source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache)
+        source = KerasSource(model, Path(tempfile.mkdtemp(prefix="worker-")), cache,
+                             in_graph=in_graph)
         _STATE[key] = source
     _use_shared_saved_model(source, task.cache_dir)
     return source

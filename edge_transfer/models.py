@@ -29,6 +29,7 @@ import numpy as np
 
 from edge_transfer._keras import load
 from edge_transfer.errors import ModelError, one_line
+from edge_transfer.preprocessing import Preprocessing
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -370,3 +371,34 @@ def weight_layers(model: Any) -> list[Any]:
     return [layer for layer in model.layers if layer.weights]
 
 
+
+
+PIXEL_ADAPTER = "rgb_pixels_to_input"
+
+
+def pixel_adapter(model: Any, preprocessing: Preprocessing) -> Any:
+    """``model`` behind an input that takes RGB pixels 0..255 (float32, as any client feeds
+    them): one fixed 1x1 convolution applies ``preprocessing`` (luma for a one-channel
+    model, BGR order, mean and std: :meth:`Preprocessing.pixel_map`) inside the graph.
+
+    The input keeps ``model``'s input name; ``model`` itself is called unchanged (nested),
+    so a QAT model keeps its fake-quant nodes.
+
+    >>> from edge_transfer.preprocessing import Preprocessing
+    >>> _, keras = load()
+    >>> inner = keras.Sequential([keras.Input((4, 4, 1), name="image"), keras.layers.Flatten()])
+    >>> outer = pixel_adapter(inner, Preprocessing(4, 4, channels=1, std=(255.0,)))
+    >>> outer.input_names, outer.input_shape
+    (['image'], (None, 4, 4, 3))
+    >>> float(outer(np.full((1, 4, 4, 3), 255.0, np.float32)).numpy().max().round(5))
+    1.0
+    """
+    _, keras = load()
+    weights, bias = preprocessing.pixel_map()
+    pixels = keras.Input((preprocessing.height, preprocessing.width, 3), dtype="float32",
+                         name=str(model.input_names[0]))
+    adapter = keras.layers.Conv2D(preprocessing.channels, 1, name=PIXEL_ADAPTER,
+                                  trainable=False, dtype="float32")
+    x = adapter(pixels)
+    adapter.set_weights([weights.reshape(1, 1, 3, preprocessing.channels), bias])
+    return keras.Model(pixels, model(x), name=f"{model.name}_rgb_pixels")

@@ -109,6 +109,53 @@ class Preprocessing:
         """0..255 images of any size, (N, H, W), (N, H, W, C) -> float32 model input."""
         return self.normalize(self.to_pixels(images))
 
+    def pixels_in(self) -> Preprocessing:
+        """The record of a file that applies this preprocessing inside its graph: it takes
+        RGB pixels 0..255 as they are (mean 0, std 1, 3 channels), same size.
+
+        >>> pre = Preprocessing(8, 8, channels=1, mean=(127.5,), std=(127.5,)).pixels_in()
+        >>> pre.input_shape, pre.mean, pre.std
+        ((8, 8, 3), (0.0,), (1.0,))
+        """
+        return Preprocessing(self.height, self.width, channels=3, mean=(0.0,), std=(1.0,))
+
+    def pixel_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(weights (3, channels), bias (channels,))``: this preprocessing as one linear
+        map of RGB pixels 0..255, ``model input = rgb @ weights + bias`` (luma for one
+        channel, BGR order and per-channel mean and std included). The in-graph adapter of
+        :func:`edge_transfer.models.pixel_adapter` is this map.
+
+        >>> pre = Preprocessing(2, 2, channels=1, mean=(127.5,), std=(127.5,))
+        >>> weights, bias = pre.pixel_map()
+        >>> rgb = np.array([[255.0, 255.0, 255.0], [0.0, 0.0, 0.0]], np.float32)
+        >>> np.round(rgb @ weights + bias, 5).ravel().tolist()
+        [1.0, -1.0]
+        """
+        mean = np.broadcast_to(np.asarray(self.mean, np.float64), (self.channels,))
+        std = np.broadcast_to(np.asarray(self.std, np.float64), (self.channels,))
+        if self.channels == 1:
+            mix = _LUMA.astype(np.float64)[:, None]            # RGB -> luma
+        else:
+            mix = np.eye(3)[:, ::-1] if self.channel_order == "bgr" else np.eye(3)
+        return (mix / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+    def rgb_pixels(self, x: np.ndarray) -> np.ndarray:
+        """Model input made by :meth:`normalize` -> the RGB pixels 0..255 (float32) that a
+        file with this preprocessing inside its graph takes for it (gray repeated to RGB).
+
+        >>> pre = Preprocessing(1, 1, channels=1, mean=(127.5,), std=(127.5,))
+        >>> pre.rgb_pixels(pre.normalize(np.full((1, 1, 1, 1), 200, np.uint8))).ravel().tolist()
+        [200.0, 200.0, 200.0]
+        """
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        pixels = np.clip(np.rint(np.asarray(x, np.float32) * std + mean), 0, 255)
+        if self.channel_order == "bgr":
+            pixels = pixels[..., ::-1]
+        if pixels.shape[-1] == 1:
+            pixels = np.repeat(pixels, 3, axis=-1)
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+
 
 def as_uint8_batch(images: np.ndarray) -> np.ndarray:
     """A batch of 0..255 pixels as uint8 (N, H, W, C); floats are rounded, never rescaled."""

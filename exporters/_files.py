@@ -13,9 +13,10 @@ import numpy as np
 from edge_transfer import interrupts
 from edge_transfer.atomic import write_bytes_atomic
 from edge_transfer.errors import ConversionError, one_line
+from edge_transfer.metadata import ModelMetadata, embedded_metadata
 from edge_transfer.records import TensorRecord
 from edge_transfer.runtime._backends import open_backend, run_float
-from exporters._types import Artifact, ExportSpec
+from exporters._types import Artifact, Calibration, ExportSpec, KerasSource
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,26 @@ def describe(model: bytes | Path, fmt: str) -> tuple[tuple[TensorRecord, ...],
 
 
 def predict(path: Path, x: np.ndarray, fmt: str) -> np.ndarray:
-    """Float outputs of a model file on float input ``x``, through the device's runtime code
-    (:func:`edge_transfer.runtime._backends.run_float`: integer I/O quantized as there)."""
-    return run_float(open_backend(Path(path), format=fmt), x)
+    """Float outputs of a model file on ``x``, the Keras model's float input, through the
+    device's runtime code (:func:`edge_transfer.runtime._backends.run_float`: integer I/O
+    quantized as there); a file that normalizes inside its graph gets ``x`` as the RGB
+    pixels it stands for."""
+    backend = open_backend(Path(path), format=fmt)
+    meta = embedded_metadata(backend, Path(path))
+    if meta is not None and meta.in_graph is not None:
+        x = meta.in_graph.rgb_pixels(x)
+    return run_float(backend, x)
+
+
+def pixels_in(source: KerasSource, spec: ExportSpec, calibration: Calibration,
+              metadata: ModelMetadata) -> tuple[KerasSource, Calibration, ModelMetadata]:
+    """What a variant converts, is calibrated on and says in its metadata: with the pixel
+    adapter in front (``source.in_graph`` set: RGB pixels 0..255 in, normalization inside,
+    the metadata saying so), except for an int8-mixed variant, whose layers were chosen on
+    the Keras model's own input (it keeps that input and says so)."""
+    if source.in_graph is None or spec.keep_float is not None:
+        return source.plain, calibration, metadata
+    return source, source.calibration(calibration), metadata.pixels_in()
 
 
 def write_artifact(fmt: str, suffix: str, spec: ExportSpec, data: bytes,

@@ -52,6 +52,7 @@ class Prepared:
 
 def prepare(source: KerasSource, options: ExportOptions) -> Prepared:
     """The source's float ONNX graph, prepared for quantization once (cached on the source)."""
+    source = source.plain   # per-layer work on the Keras model's own input
     key = f"onnx-prepared-opset{options.opset}"
     if key not in source.cache:
         import onnx

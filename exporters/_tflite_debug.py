@@ -41,6 +41,7 @@ class Calibrated:
 
 def calibrate(source: KerasSource, calibration: Calibration) -> Calibrated:
     """Calibrate ``source`` once through the QuantizationDebugger; cached on the source."""
+    source = source.plain   # per-layer work on the Keras model's own input
     key = f"tflite-calibrated-{id(calibration)}"
     if key not in source.cache:
         from edge_transfer._keras import load

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.errors import UnsupportedExportError
+from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ArtifactOutcome, ExportArtifact, ExportCheck
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -178,11 +179,48 @@ class KerasSource:
     """A tf_keras model to export, with one SavedModel written once and shared by converters.
 
     ``cache`` lets an exporter keep one intermediate per source (e.g. the float ONNX graph).
+    With ``in_graph`` (the model's preprocessing) the converters see :attr:`converted`:
+    the model behind :func:`~edge_transfer.models.pixel_adapter`, which takes RGB pixels
+    0..255 and normalizes inside the graph; :attr:`plain` is the same source without it
+    (what per-layer diagnosis works on).
     """
 
     model: Any
     workdir: Path
     cache: dict[str, Any] = field(default_factory=dict)
+    in_graph: Preprocessing | None = None
+
+    @cached_property
+    def converted(self) -> Any:
+        """The Keras model the converters convert: ``model``, behind the pixel adapter
+        when ``in_graph`` is set."""
+        if self.in_graph is None:
+            return self.model
+        from edge_transfer.models import pixel_adapter
+
+        return pixel_adapter(self.model, self.in_graph)
+
+    @cached_property
+    def plain(self) -> KerasSource:
+        """This source without the pixel adapter (same model, work folder and cache: the
+        cache keys of adapted intermediates say so, see :attr:`key_suffix`)."""
+        if self.in_graph is None:
+            return self
+        return KerasSource(self.model, self.workdir, self.cache)
+
+    @property
+    def key_suffix(self) -> str:
+        """``"-pixels"`` for a source converted behind the pixel adapter, else ``""``: part
+        of every cache key of an intermediate, so plain and adapted graphs never mix."""
+        return "" if self.in_graph is None else "-pixels"
+
+    def calibration(self, calibration: Calibration) -> Calibration:
+        """``calibration`` (the Keras model's input) as the converted model takes it: RGB
+        pixels 0..255 when the adapter is in front."""
+        if self.in_graph is None:
+            return calibration
+        return Calibration(self.in_graph.rgb_pixels(calibration.x), calibration.input_name,
+                           calibration.method)
 
     @property
     def input_name(self) -> str:
@@ -190,6 +228,9 @@ class KerasSource:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The converted model's input shape, without the batch axis."""
+        if self.in_graph is not None:
+            return self.in_graph.pixels_in().input_shape
         return tuple(int(d) for d in self.model.input_shape[1:])
 
     def input_signature(self) -> list[Any]:
@@ -201,12 +242,12 @@ class KerasSource:
 
     @cached_property
     def saved_model(self) -> Path:
-        """The model as a SavedModel (``serving_default``), written on first use."""
+        """:attr:`converted` as a SavedModel (``serving_default``), written on first use."""
         from edge_transfer._keras import load
 
         tf, _ = load()
         path = Path(tempfile.mkdtemp(prefix="saved_model-", dir=self.workdir))
-        model = self.model
+        model = self.converted
 
         @tf.function(input_signature=self.input_signature())
         def serve(x: Any) -> dict[str, Any]:

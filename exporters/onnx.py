@@ -59,6 +59,7 @@ def export(
 
     options = options or ExportOptions()
     name = f"{NAME}-{spec.name}"
+    source, calibration, metadata = _files.pixels_in(source, spec, calibration, metadata)
     try:
         model = _convert(source, spec, calibration, options)
     except Exception as exc:
@@ -74,7 +75,7 @@ def _float_model(source: KerasSource, opset: int) -> Any:
     is the reason it cannot be: each path tried again would fail again, slowly)."""
     import onnx
 
-    key = f"onnx-fp32-opset{opset}"
+    key = float_key(opset, source.key_suffix)
     if isinstance(source.cache.get(key), str):
         raise ConversionError(source.cache[key])
     if key not in source.cache:
@@ -90,6 +91,15 @@ def _float_model(source: KerasSource, opset: int) -> Any:
                 dims[0].dim_param = BATCH_AXIS
         source.cache[key] = model.SerializeToString()
     return onnx.load_from_string(source.cache[key])
+
+
+def float_key(opset: int, suffix: str = "") -> str:
+    """The cache key of a source's float graph (``suffix``: :attr:`KerasSource.key_suffix`).
+
+    >>> float_key(17, "-pixels")
+    'onnx-fp32-pixels-opset17'
+    """
+    return f"onnx-fp32{suffix}-opset{opset}"
 
 
 def _float16(model: Any) -> Any:
@@ -155,12 +165,12 @@ def _tf2onnx(source: KerasSource, entry: str, opset: int) -> Any:
 
     if entry == "keras":
         model, _ = tf2onnx.convert.from_keras(
-            source.model, input_signature=source.input_signature(), opset=opset)
+            source.converted, input_signature=source.input_signature(), opset=opset)
         return model
     from edge_transfer._keras import load
 
     tf, _ = load()
-    keras_model = source.model
+    keras_model = source.converted
     function = tf.function(lambda x: keras_model(x, training=False),
                            input_signature=source.input_signature())
     model, _ = tf2onnx.convert.from_function(function, input_signature=source.input_signature(),

@@ -46,6 +46,7 @@ def export(
 ) -> Artifact:
     """Convert ``source`` to ``out_dir/model-<spec.name>.tflite``; raises ConversionError."""
     name = f"{NAME}-{spec.name}"
+    source, calibration, metadata = _files.pixels_in(source, spec, calibration, metadata)
     try:
         data = _convert(source, spec, calibration)
     except Exception as exc:
@@ -113,7 +114,7 @@ def _converter(tf: Any, source: KerasSource) -> Any:
         saved = source.saved_model
     except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
         interrupts.check(exc)
-        return tf.lite.TFLiteConverter.from_keras_model(source.model)
+        return tf.lite.TFLiteConverter.from_keras_model(source.converted)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 
 

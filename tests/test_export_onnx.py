@@ -51,7 +51,8 @@ def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: s
     probabilities = exporters.get("onnx").predict(artifact.path, x)
     assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
     meta = read_metadata(artifact.path)
-    assert meta.labels == result.labels and meta.preprocessing == result.preprocessing
+    assert meta.labels == result.labels and meta.in_graph == result.preprocessing
+    assert meta.preprocessing == result.preprocessing.pixels_in()   # RGB pixels in
 
 
 def test_fp32_matches_keras_with_a_dynamic_batch_axis(result: ExportResult) -> None:

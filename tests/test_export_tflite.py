@@ -110,7 +110,9 @@ def test_labels_and_preprocessing_read_back_from_the_file(digits_run: Path,
     meta = read_metadata(export_holding(digits_run, variant).get(f"tflite-{variant}").path)
     run = Run.open(digits_run)
     assert meta.labels == run.labels == ("5", "6", "7", "8", "9")
-    assert meta.preprocessing == run.preprocessing
+    # RGB pixels 0..255 in, the run's normalization (and gray conversion) inside the graph
+    assert meta.preprocessing == run.preprocessing.pixels_in()
+    assert meta.in_graph == run.preprocessing
 
 
 def test_export_json_records_every_variant(result: ExportResult) -> None:
@@ -120,7 +122,7 @@ def test_export_json_records_every_variant(result: ExportResult) -> None:
     record = records["tflite-int8"]
     assert record["file"] == "model-int8.tflite" and record["status"] == "ok"
     assert (result.out_dir / record["file"]).stat().st_size == record["bytes"]
-    assert record["inputs"][0]["shape"] == [-1, 8, 8, 1]
+    assert record["inputs"][0]["shape"] == [-1, 8, 8, 3]   # RGB pixels, gray inside
     assert set(record["check"]) == {"samples", "max_abs_diff", "top1_agreement", "accuracy",
                                      "tolerance", "passed", "predictions", "vs_float",
                                      "underpowered"}
