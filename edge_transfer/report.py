@@ -406,7 +406,7 @@ def client_table(rows: Sequence[ReportRow]) -> list[str]:
     >>> from edge_transfer.records import ClientRow
     >>> row = ReportRow(name="onnx-fp32", status="ok", clients=(
     ...     ClientRow("onnx-fp32", "openvino", "refused", "no model_type"),))
-    >>> print("\n".join(client_table([row])[2:5]))
+    >>> print("\\n".join(client_table([row])[2:5]))
     | file | openvino |
     |---|---|
     | onnx-fp32 | refused |

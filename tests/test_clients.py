@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, run_cli
 from runtime_export import CORE, bundle_folder
+from test_ssh import REMOTE, Server, sshd  # noqa: F401 (sshd: the SSH device fixture)
 
-from devices.clients import CLIENTS, clients_python, parse_clients
+from devices.clients import CLIENTS, PYTHON_ENV, clients_python, parse_clients
 from edge_transfer.errors import DeviceError
 from edge_transfer.records import ClientRow, Report, ReportRow
 
@@ -197,3 +198,55 @@ def test_the_readme_snippet_runs_a_bundle_file(client: str, digits_bundle: Path,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == expected
+
+
+# --------------------------------------------------------------------- other devices
+
+
+@pytest.mark.ssh
+@pytest.mark.clients
+def test_the_clients_run_on_the_ssh_device(sshd: Server, digits_bundle: Path,  # noqa: F811
+                                           tmp_path: Path) -> None:
+    """Over SSH the clients run on the device (here: the same machine, its clients' Python
+    named by the device's environment), and their rows come back with the validation."""
+    out = tmp_path / "ssh.json"
+    options = [arg for option in sshd.options for arg in ("--ssh-option", option)]
+    remote = f"env {PYTHON_ENV}={clients_python()} {REMOTE}"
+    proc = run_cli("validate", str(digits_bundle), "--device", sshd.url, "--identity",
+                   str(sshd.key), *options, "--remote-command", remote, "--threads", "1",
+                   "--artifact", "tflite-int8", "--artifact", "onnx-int8", "--client", "all",
+                   "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["device"]["name"] == sshd.url
+    rows = {(r["artifact"], r["client"]): r for r in result["clients"]}
+    assert set(rows) == {("tflite-int8", "mediapipe"), ("tflite-int8", "litert"),
+                         ("onnx-int8", "onnxruntime"), ("onnx-int8", "openvino")}
+    for key, row in rows.items():
+        assert row["status"] == "ok" and row["agreement"] >= MIN_AGREEMENT, (key, row)
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+def test_the_clients_run_on_emulated_arm64(digits_bundle: Path, tmp_path: Path) -> None:
+    """The arm64 wheels of all four clients in the userland (setup --clients): each file runs
+    in each client under emulation and agrees with the arm64 runtime on the same images."""
+    from devices import emulated
+    from devices.emulated.clients import setup_clients
+
+    userland = emulated.setup_emulated_arm64(progress=lambda line: print(f"setup: {line}"))
+    versions = setup_clients(userland, progress=lambda line: print(f"setup: {line}"))
+    assert set(versions) >= {"mediapipe", "openvino", "openvino-model-api"}
+    out = tmp_path / "arm64.json"
+    proc = run_cli("validate", str(digits_bundle), "--device", "emulated:arm64", "--threads",
+                   "1", "--artifact", "tflite-int8", "--artifact", "onnx-fp32", "--client",
+                   "all", "--json", str(out), timeout=3600)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["device"]["arch"] == "aarch64" and result["device"]["emulated"] is True
+    rows = {(r["artifact"], r["client"]): r for r in result["clients"]}
+    assert set(rows) == {("tflite-int8", "mediapipe"), ("tflite-int8", "litert"),
+                         ("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino")}
+    for key, row in rows.items():
+        assert row["status"] == "ok" and row["agreement"] >= MIN_AGREEMENT, (key, row)

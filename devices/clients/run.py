@@ -1,11 +1,10 @@
 """Run a bundle's files in deploy clients and compare each client's top-1 with our runtime's
 on the same images: one :class:`~edge_transfer.records.ClientRow` per (file, client).
 
->>> from edge_transfer.samples import encode
 >>> row = client_row("tflite-int8", "litert", Outcome("ok", labels=("a", "b", "b", "a")),
 ...                  labels=("a", "b"), y=np.array([0, 1, 1, 1]), ours=np.array([0, 1, 1, 0]))
 >>> row.status, row.agreement, row.accuracy, row.vs_runtime.describe()
-('ok', 1.0, 0.75, '+0.0 pt [-43.6, +43.6], p=1 (lost 0, gained 0 of 4)')
+('ok', 1.0, 0.75, '+0.0 pt [-42.7, +42.7], p=1 (lost 0, gained 0 of 4)')
 >>> client_row("onnx-fp32", "openvino", Outcome("refused", "no model_type"), ("a",),
 ...            np.array([0]), None).reason
 'no model_type'
@@ -75,7 +74,9 @@ def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[st
     runtime did not run the file) and the paired accuracy difference, on labels ``y``."""
     if outcome.status != "ok":
         return ClientRow(artifact, client, outcome.status, outcome.reason, outcome.version)
-    index = {label: i for i, label in enumerate(labels)}
+    # ONNX's model_info labels are split on white space: "tabby cat" travels as "tabby_cat"
+    index = {**{"_".join(label.split()): i for i, label in enumerate(labels)},
+             **{label: i for i, label in enumerate(labels)}}
     top1 = np.array([index.get(label, -1) for label in outcome.labels], dtype=np.int64)
     unknown = sorted({label for label in outcome.labels if label not in index})
     reason = (f"labels not among the bundle's: {', '.join(unknown[:5])}" if unknown else None)
