@@ -809,10 +809,12 @@ class Agreement(Record):
 @dataclass(frozen=True)
 class ClientRow(Record):
     """One bundle file run in one deploy client (``validate --client``): ``ok`` (it ran),
-    ``refused`` (the client refused or failed on the file: ``reason`` is its message) or
-    ``missing`` (the client is not installed where the validation ran). ``agreement``: the
-    share of images whose top-1 label equals our runtime's on the same images, with its
-    Wilson 95% interval; ``vs_runtime``: the client's accuracy minus our runtime's, paired."""
+    ``disagrees`` (it ran, significantly less accurate than our runtime beyond the bundle's
+    tolerance), ``refused`` (the client refused or failed on the file: ``reason`` is its
+    message) or ``missing`` (the client is not installed where the validation ran).
+    ``agreement``: the share of images whose top-1 label equals our runtime's on the same
+    images, with its Wilson 95% interval; ``vs_runtime``: the client's accuracy minus our
+    runtime's, paired."""
 
     artifact: str
     client: str
@@ -838,14 +840,15 @@ class ClientRow(Record):
         >>> ClientRow("tflite-int8", "litert", "refused", "no labels").cell()
         'refused'
         """
-        if not self.ok:
+        if self.agreement is None and not self.ok:
             return self.status
         if self.agreement is None:
             return "ran (no runtime to compare)"
         from edge_transfer.stats import format_p
 
         p = f", p={format_p(self.vs_runtime.p_value)}" if self.vs_runtime else ""
-        return (f"agrees {self.agreement * 100:.1f}% [{(self.agreement_low or 0) * 100:.1f}, "
+        verb = "agrees" if self.ok else "DISAGREES:"
+        return (f"{verb} {self.agreement * 100:.1f}% [{(self.agreement_low or 0) * 100:.1f}, "
                 f"{(self.agreement_high or 0) * 100:.1f}]{p}")
 
 

@@ -8,6 +8,11 @@ on the same images: one :class:`~edge_transfer.records.ClientRow` per (file, cli
 >>> client_row("onnx-fp32", "openvino", Outcome("refused", "no model_type"), ("a",),
 ...            np.array([0]), None).reason
 'no model_type'
+>>> y = np.arange(300) % 2
+>>> half = client_row("onnx-int8", "openvino", Outcome("ok", labels=("a",) * 300), ("a", "b"),
+...                   y, ours=y, tolerance=0.01)
+>>> half.status, half.agreement, half.reason[:40]
+('disagrees', 0.5, 'accuracy -50.0 pt [-55.6, -44.2], p=<0.0')
 """
 
 from __future__ import annotations
@@ -69,9 +74,12 @@ def run_client(client: Client, model: Path, images: Path, python: str | None = N
 
 
 def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[str],
-               y: np.ndarray, ours: np.ndarray | None) -> ClientRow:
+               y: np.ndarray, ours: np.ndarray | None,
+               tolerance: float | None = None) -> ClientRow:
     """The row of one outcome: agreement with our runtime's top-1 ``ours`` (None when our
-    runtime did not run the file) and the paired accuracy difference, on labels ``y``."""
+    runtime did not run the file) and the paired accuracy difference, on labels ``y``. A
+    client less accurate than our runtime by more than ``tolerance`` and significantly
+    (:func:`edge_transfer.stats.decide`) ``disagrees``."""
     if outcome.status != "ok":
         return ClientRow(artifact, client, outcome.status, outcome.reason, outcome.version)
     # ONNX's model_info labels are split on white space: "tabby cat" travels as "tabby_cat"
@@ -86,9 +94,15 @@ def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[st
     if ours is None or len(ours) != len(top1):
         return row
     agree = stats.accuracy_interval(top1 == ours)
-    comparison = Comparison.of(stats.paired(ours == y, top1 == y))
-    return dataclasses.replace(row, agreement=agree.estimate, agreement_low=agree.low,
-                               agreement_high=agree.high, vs_runtime=comparison)
+    paired = stats.paired(ours == y, top1 == y)
+    row = dataclasses.replace(row, agreement=agree.estimate, agreement_low=agree.low,
+                              agreement_high=agree.high, vs_runtime=Comparison.of(paired))
+    decision = stats.decide(paired, tolerance) if tolerance is not None else None
+    if decision is None or decision.verdict == "pass":
+        return row
+    return dataclasses.replace(row, status="disagrees", reason=(
+        f"accuracy {paired.describe()} against our runtime on the same images: "
+        f"{decision.reason} ({tolerance * 100:.1f} pt)"))
 
 
 def rgb_images(x: np.ndarray) -> np.ndarray:
@@ -123,5 +137,6 @@ def run_clients(
                 outcome = run_client(client, bundle.artifact_path(artifact), images, python,
                                      timeout)
                 rows.append(client_row(artifact.name, client.name, outcome, bundle.labels,
-                                       np.asarray(y), ours.get(artifact.name)))
+                                       np.asarray(y), ours.get(artifact.name),
+                                       bundle.tolerance))
     return tuple(rows)

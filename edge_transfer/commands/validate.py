@@ -1,7 +1,8 @@
 """``edge-transfer validate BUNDLE``: run every model of a bundle on a device, check budgets.
 
 Exit code 0 when every artifact ran, no check failed and no deploy client (``--client``)
-refused a file; 1 when one did; 2 for bad input.
+refused a file or disagreed with our runtime beyond the bundle's tolerance (significantly);
+1 when one did; 2 for bad input.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "compare its top-1 with our runtime's: mediapipe (MediaPipe "
                              "Tasks ImageClassifier), litert (a bare interpreter), onnxruntime "
                              "(a bare session), openvino (OpenVINO Model API), or all; "
-                             "repeatable or comma-separated. A client that refuses a file "
-                             "fails the validation; one not installed is a row saying so")
+                             "repeatable or comma-separated. A client that refuses a file, "
+                             "or is significantly less accurate than our runtime beyond the "
+                             "bundle's tolerance, fails the validation; one not installed is "
+                             "a row saying so")
     parser.add_argument("--client-python", default=None, metavar="PYTHON",
                         help="the Python the clients are installed in (default: "
                              "$EDGE_TRANSFER_CLIENTS_PYTHON, else a checkout's "
@@ -91,7 +94,7 @@ def failures(result: dict[str, Any]) -> list[str]:
             out.append(row["name"])
         out += [f"{row['name']}:{c['name']}" for c in row["checks"] if c["status"] == "fail"]
     out += [f"{row['artifact']} in {row['client']}" for row in result.get("clients") or ()
-            if row["status"] == "refused"]
+            if row["status"] in ("refused", "disagrees")]
     return out
 
 
