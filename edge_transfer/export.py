@@ -45,7 +45,7 @@ from edge_transfer import export_workers, interrupts, mixed, stats
 from edge_transfer.data import Dataset, stratified_sample
 from edge_transfer.errors import ExportError, ModelError, UnsupportedExportError, UserError
 from edge_transfer.fields import option, renamed
-from edge_transfer.metadata import ModelMetadata
+from edge_transfer.metadata import About, ModelMetadata
 from edge_transfer.preprocessing import Preprocessing
 from edge_transfer.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
 from edge_transfer.runs import Run, versions
@@ -128,6 +128,11 @@ class ExportConfig:
         mixed.MAX_BYTES, "--keep-float auto: keep no more layers in float than fit in this "
                          "many times the plain int8 file's bytes (a layer's weights cost about "
                          "4x their int8 bytes in float)", metavar="RATIO")
+    model_name: str = option("", "name in the files' standard metadata (TFLite ModelMetadata, "
+                                 "ONNX metadata_props; default: the run folder's name)")
+    model_version: str = option("", "version in the files' standard metadata")
+    author: str = option("", "author in the files' standard metadata")
+    license: str = option("", "license in the files' standard metadata, e.g. Apache-2.0")
     diagnose: bool = option(False, "also write diagnose.json and error-vs-depth plots for each "
                                    "format's int8 (as `edge-transfer diagnose`)")
     jobs: int | None = option(
@@ -505,7 +510,10 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
         _retire_record(out)
         test = run.splits.test
         x_val, y_val = CheckData(test, run.preprocessing), test.y
-        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing)
+        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing,
+                             about=About.of(run.path.name, run.labels, config.model_name,
+                                            config.model_version, config.author,
+                                            config.license))
         options = ExportOptions(opset=config.opset)
         calibration = calibration_data(run, config, str(model.input_names[0]))
         workers = _started(workers)

@@ -35,6 +35,20 @@ class About:
     author: str = ""
     license: str = ""
 
+    @classmethod
+    def of(cls, run_name: str, labels: tuple[str, ...], name: str = "", version: str = "",
+           author: str = "", license: str = "") -> About:
+        """What an export writes: ``name`` or the run folder's name, a description naming
+        the classes, and the rest as given.
+
+        >>> About.of("pets", ("cat", "dog")).description
+        'Image classifier (2 classes: cat, dog), fine-tuned with edge-transfer.'
+        """
+        shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+        return cls(name or run_name,
+                   f"Image classifier ({len(labels)} classes: {shown}), fine-tuned with "
+                   "edge-transfer.", version, author, license)
+
     def to_dict(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
 

@@ -16,6 +16,7 @@ tests/test_export_tflite.py runs it):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,23 @@ def export(
     except Exception as exc:
         raise explain_failure(name, exc) from exc
     data = embed_in_tflite(data, metadata)
-    return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
+    artifact = _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
+    note = raw_pixel_note(artifact, metadata)
+    return dataclasses.replace(artifact, notes=(*artifact.notes, note)) if note else artifact
+
+
+def raw_pixel_note(artifact: Artifact, metadata: ModelMetadata) -> str | None:
+    """A note when a uint8 input of a pixels-in file is not the pixels themselves (scale 1,
+    zero point 0): the converter sets it from the calibration images' range, and clients that
+    feed image bytes as they are (MediaPipe) would then feed a shifted input."""
+    tensor = artifact.inputs[0] if artifact.inputs else None
+    if (metadata.in_graph is None or tensor is None or tensor.dtype != "uint8"
+            or (tensor.scale, tensor.zero_point) == (1.0, 0)):
+        return None
+    return (f"uint8 input quantized with scale {tensor.scale:.4g}, zero point "
+            f"{tensor.zero_point} (calibration pixels do not span 0..255): a client that feeds "
+            "image bytes as they are (MediaPipe) gets a shifted input; calibrate on images "
+            "that reach black and white, or use float input")
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:

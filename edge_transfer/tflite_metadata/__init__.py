@@ -67,7 +67,7 @@ def standard_metadata(info: StandardInfo) -> bytes:
 
     from edge_transfer.tflite_metadata import metadata_schema_generated as fb
 
-    model = fb.ModelMetadataT()
+    model: Any = fb.ModelMetadataT()
     model.name, model.description = info.name, info.description
     model.version = info.version or None
     model.author = info.author or None
