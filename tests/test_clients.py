@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_a_client_not_installed_is_a_row_naming_the_install(digits_bundle: Path,
                                                             tmp_path: Path) -> None:
     """This interpreter (the workstation's venv) has no MediaPipe and no Model API: a row per
     file saying so, a warning with the pip command, and no failure."""
-    python = shutil.which("python3") or "/usr/bin/python3"
+    python = sys.executable
     proc, result = validate_json(digits_bundle, tmp_path / "v.json", "--artifact",
                                  "tflite-fp32", "--client", "mediapipe",
                                  "--client-python", python)
