@@ -97,8 +97,10 @@ def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[st
     paired = stats.paired(ours == y, top1 == y)
     row = dataclasses.replace(row, agreement=agree.estimate, agreement_low=agree.low,
                               agreement_high=agree.high, vs_runtime=Comparison.of(paired))
-    decision = stats.decide(paired, tolerance) if tolerance is not None else None
-    if decision is None or decision.verdict == "pass":
+    if tolerance is None:
+        return row
+    decision = stats.decide(paired, tolerance)
+    if decision.verdict == "pass":
         return row
     return dataclasses.replace(row, status="disagrees", reason=(
         f"accuracy {paired.describe()} against our runtime on the same images: "
