@@ -30,8 +30,8 @@ def find_tool(name: str) -> str | None:
 
 
 def system_problems(part: str) -> list[str]:
-    """What this machine lacks for ``part`` (``sshd``, ``root`` or ``emulated-arm64``), each
-    with its fix; empty when it has everything."""
+    """What this machine lacks for ``part`` (``sshd``, ``root``, ``emulated-arm64`` or
+    ``clients``), each with its fix; empty when it has everything."""
     if part == "sshd":
         missing = [tool for tool in ("sshd", "ssh", "ssh-keygen") if find_tool(tool) is None]
         return [f"{', '.join(missing)} not found: apt-get install openssh-server "
@@ -61,8 +61,7 @@ def require_system(*parts: str) -> None:
 
 # What the deploy clients' Python must import, and the command that installs it there.
 CLIENT_MODULES = ("mediapipe", "openvino", "model_api", "ai_edge_litert", "onnxruntime")
-CLIENTS_INSTALL = ("python3 -m venv .venv-clients && .venv-clients/bin/pip install mediapipe "
-                   "openvino 'openvino-model-api[onnx]' ai-edge-litert onnxruntime")
+CLIENTS_INSTALL = "python3 -m venv .venv-clients && .venv-clients/bin/pip install '.[clients]'"
 
 
 def client_problems() -> list[str]:

@@ -54,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
             args.dir, progress=lambda line: console.print(f"[dim]•[/dim] {line}"),
             force=args.force)
         if args.clients:
+            from rich.markup import escape
+
             from devices.emulated.clients import setup_clients
 
-            setup_clients(userland, progress=lambda line: console.print(f"[dim]•[/dim] {line}"))
+            setup_clients(userland,
+                          progress=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"))
         print(userland.path)
         return 0
     return _status(args)
