@@ -14,7 +14,7 @@ def classify(model, images):
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb.copy(order="C"))
             best = classifier.classify(image).classifications[0].categories[0]
             labels.append(best.category_name or f"#{best.index} (no label in the file)")
-    return labels, mp.__version__
+    return labels, f"mediapipe {mp.__version__}"
 
 
 if __name__ == "__main__":
