@@ -64,13 +64,21 @@ def setup_clients(userland: Userland, progress: Progress = print) -> dict[str, s
     progress(f"creating {CLIENTS_VENV} and installing the clients offline (under emulation)")
     pip_wheel = next(wheels.glob("pip-*.whl")).name
     binds: dict[str | os.PathLike[str], str] = {wheels: CLIENTS_WHEELHOUSE}
-    _check(chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", "--clear",
-                                         "--without-pip", CLIENTS_VENV], binds={},
-                      timeout=1800), "python3 -m venv")
-    _check(chroot_run(userland.rootfs, [
-        f"{CLIENTS_VENV}/bin/python", f"{CLIENTS_WHEELHOUSE}/{pip_wheel}/pip", "install", "-q",
-        "--no-compile", "--no-index", "--find-links", CLIENTS_WHEELHOUSE,
-        "--disable-pip-version-check", *PACKAGES], binds=binds, timeout=3600), "pip install")
+    if not (userland.rootfs / CLIENTS_VENV.lstrip("/") / "bin" / "python").exists():
+        _check(chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", "--without-pip",
+                                             CLIENTS_VENV], binds={}, timeout=1800),
+               "python3 -m venv")
+    pip = [f"{CLIENTS_VENV}/bin/python", f"{CLIENTS_WHEELHOUSE}/{pip_wheel}/pip", "install",
+           "-q", "--no-compile", "--no-index", "--find-links", CLIENTS_WHEELHOUSE,
+           "--disable-pip-version-check"]
+    _check(chroot_run(userland.rootfs, [*pip, *PACKAGES], binds=binds, timeout=3600),
+           "pip install")
+    # MediaPipe's opencv-contrib-python and the Model API's opencv-python-headless both
+    # install cv2; the contrib one needs X libraries (libxcb) a minimal Debian lacks. The
+    # headless cv2 last: both clients run with it.
+    _check(chroot_run(userland.rootfs, [*pip, "--force-reinstall", "--no-deps",
+                                         "opencv-python-headless"], binds=binds, timeout=3600),
+           "pip install opencv-python-headless")
     versions = json.loads(_check(chroot_run(userland.rootfs, [
         f"{CLIENTS_VENV}/bin/python", "-c", _PROBE], binds={}, timeout=1800),
         "the clients' import check").stdout.strip().splitlines()[-1])
