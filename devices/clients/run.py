@@ -30,6 +30,7 @@ import numpy as np
 from devices.clients import CLIENTS, Client, clients_python
 from edge_transfer import stats
 from edge_transfer.bundle import Bundle
+from edge_transfer.preprocessing import as_uint8_batch, resize_batch
 from edge_transfer.records import ClientRow, Comparison
 from edge_transfer.samples import encode
 
@@ -107,13 +108,17 @@ def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[st
         f"{decision.reason} ({tolerance * 100:.1f} pt)"))
 
 
-def rgb_images(x: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8: the images as a photo decodes (a gray image as R = G = B).
+def rgb_images(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, height, width, 3) uint8: the images as a photo decodes (a gray image as R = G = B),
+    at the model's input size (resized as our runtime resizes them, so that both see the
+    same pixels: a client that resizes by itself, or not at all, is not what is measured).
 
-    >>> rgb_images(np.zeros((2, 8, 8, 1), np.uint8)).shape
-    (2, 8, 8, 3)
+    >>> rgb_images(np.zeros((2, 8, 8, 1), np.uint8), 16, 16).shape
+    (2, 16, 16, 3)
     """
-    x = np.asarray(x, dtype=np.uint8)
+    x = as_uint8_batch(x)
+    if x.shape[1:3] != (height, width):
+        x = resize_batch(x, height, width)
     if x.ndim == 3:
         x = x[..., None]
     return np.ascontiguousarray(np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x)
@@ -128,7 +133,8 @@ def run_clients(
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-transfer-clients-") as tmp:
         images = Path(tmp) / "images.npy"
-        np.save(images, rgb_images(x))
+        pre = bundle.preprocessing
+        np.save(images, rgb_images(x, pre.height, pre.width))
         for name in artifacts:
             artifact = bundle.artifact(name)
             for client in (CLIENTS[c] for c in clients):
