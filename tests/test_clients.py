@@ -230,8 +230,11 @@ def test_the_clients_run_on_the_ssh_device(sshd: Server, digits_bundle: Path,  #
 @pytest.mark.slow
 @pytest.mark.emulated
 def test_the_clients_run_on_emulated_arm64(digits_bundle: Path, tmp_path: Path) -> None:
-    """The arm64 wheels of all four clients in the userland (setup --clients): each file runs
-    in each client under emulation and agrees with the arm64 runtime on the same images."""
+    """The arm64 wheels of all four clients in the userland (setup --clients): the bare LiteRT
+    and ONNX Runtime scripts agree with the arm64 runtime on the same images; MediaPipe and
+    OpenVINO are rows either way (seen: MediaPipe's arm64 wheel wants libEGL.so.1, absent in
+    the minimal Debian; OpenVINO's CPU plugin dies of SIGSEGV under qemu-user), never a crash
+    of the validation."""
     from devices import emulated
     from devices.emulated.clients import setup_clients
 
@@ -243,11 +246,17 @@ def test_the_clients_run_on_emulated_arm64(digits_bundle: Path, tmp_path: Path) 
                    "1", "--artifact", "tflite-int8", "--artifact", "onnx-fp32", "--client",
                    "all", "--json", str(out), timeout=3600)
     print(proc.stdout)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode in (0, 1) and out.exists(), proc.stderr
     result = json.loads(out.read_text())
     assert result["device"]["arch"] == "aarch64" and result["device"]["emulated"] is True
     rows = {(r["artifact"], r["client"]): r for r in result["clients"]}
     assert set(rows) == {("tflite-int8", "mediapipe"), ("tflite-int8", "litert"),
                          ("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino")}
-    for key, row in rows.items():
-        assert row["status"] == "ok" and row["agreement"] >= MIN_AGREEMENT, (key, row)
+    for key in (("tflite-int8", "litert"), ("onnx-fp32", "onnxruntime")):
+        assert rows[key]["status"] == "ok", rows[key]
+        assert rows[key]["agreement"] >= MIN_AGREEMENT, rows[key]
+    for key in (("tflite-int8", "mediapipe"), ("onnx-fp32", "openvino")):
+        row = rows[key]
+        assert row["status"] == "ok" or (row["status"] == "refused" and row["reason"]), row
+    refused = any(r["status"] == "refused" for r in rows.values())
+    assert proc.returncode == (1 if refused else 0), proc.stderr
