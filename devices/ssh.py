@@ -150,6 +150,7 @@ def validate_ssh(
     bundle_dir: Path, device: str, profile: str | Path | DeviceProfile | None,
     threads: int | None, data: str | None, artifacts: Sequence[str], remote_command: str,
     ssh_options: Sequence[str], identity: str | None, connect_timeout: int, timeout: float,
+    clients: Sequence[str] = (),
 ) -> ValidationResult:
     """Validate the bundle on ``device`` (``ssh://user@host[:port]``): the profile and a
     ``--data`` file travel with it; the rows are the device's, its name the URL."""
@@ -176,6 +177,8 @@ def validate_ssh(
                 args += ["--data", data]
         for name in artifacts:
             args += ["--artifact", name]
+        for client in clients:  # run on the device, in the clients installed there
+            args += ["--client", client]
         result = validate_over_ssh(target, bundle.path, remote_command, args, files, timeout)
     return dataclasses.replace(result, device=dataclasses.replace(result.device, name=target.url),
                                bundle=str(bundle_dir))

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from devices.clients import parse_clients
+from devices.clients.validate import with_clients
 from devices.emulated.compare import validate_emulated
 from devices.local import validate_local
 from devices.profile import (
@@ -57,27 +59,35 @@ def validate(
     connect_timeout: int = 10,
     timeout: float = 1800,
     outputs: str | Path | None = None,
+    clients: Sequence[str] = (),
+    clients_python: str | None = None,
 ) -> ValidationResult:
     """Run every artifact of a bundle on ``device``; rows of pass/fail/skip per budget.
 
     ``outputs``: a folder where each artifact's raw outputs on the sample are saved as
     ``NAME.npy`` (float32, output units), to compare devices (local and self only).
+    ``clients``: deploy clients (:mod:`devices.clients`) that run every file too, on the
+    same device and images, each compared with our runtime (``result.clients``).
     :func:`validate_bundle` is the same, returning the validation JSON as a dict.
     """
     if threads is not None and threads < 1:
         raise DeviceError(f"--threads must be at least 1, got {threads}")
     if device == STAND_IN:
         device = _stand_in(profile)
+    clients = parse_clients(clients)
     if device == EMULATED_ARM64:
-        return validate_emulated(Path(bundle_dir), profile, threads, data, artifacts, timeout)
+        return validate_emulated(Path(bundle_dir), profile, threads, data, artifacts, timeout,
+                                 clients)
     if device.startswith("ssh://"):
         return validate_ssh(Path(bundle_dir), device, profile, threads, data, artifacts,
-                            remote_command, ssh_options, identity, connect_timeout, timeout)
+                            remote_command, ssh_options, identity, connect_timeout, timeout,
+                            clients)
     if device not in ("local", "self"):
         raise DeviceError(f"unknown device {device!r}; use local, ssh://user@host[:port], "
                           f"{EMULATED_ARM64} or {STAND_IN} (with --profile)")
-    return validate_local(bundle_dir, device, profile, threads, data, artifacts, timeout,
-                          outputs)
+    result = validate_local(bundle_dir, device, profile, threads, data, artifacts, timeout,
+                            outputs)
+    return with_clients(result, bundle_dir, clients, data, clients_python, timeout)
 
 
 validate_bundle = as_dict(validate)

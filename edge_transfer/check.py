@@ -10,6 +10,7 @@ Each artifact row of the baseline is held to these criteria; any failure is a re
     device_gap    |device accuracy - workstation accuracy| now at most ``max_device_gap``
     chance        not at chance or predicting one class now, unless the baseline was
     budget:NAME   a device budget (storage, memory, latency, accuracy) that passed then passes now
+    client:NAME   a deploy client (``validate --client``) that ran the file then runs it now
 
 Accuracy figures are compared pair by pair when both reports kept per-sample predictions on
 the same samples: a change fails when it is beyond its limit *and* significant at ``alpha``
@@ -212,7 +213,7 @@ def _compare(base: ReportRow, now: ReportRow | None, tol: Tolerances,
     out.append(_gap(name, now.device_gap, base.device_gap, tol, comparisons.paired_difference(
         device, now.reference_predictions, now.device_predictions)))
     out.append(_chance(name, base, now, pairs))
-    return out + _budgets(name, base.checks, now.checks)
+    return out + _budgets(name, base.checks, now.checks) + _clients(base, now)
 
 
 def _health(row: ReportRow, report: Report) -> str | None:
@@ -254,6 +255,31 @@ def _budgets(name: str, base: Mapping[str, str], now: Mapping[str, str]) -> list
             message=f"{name}: {budget} budget passed in the baseline, {after or 'missing'} now"
             if failed else "",
         ))
+    return findings
+
+
+def _clients(base: ReportRow, now: ReportRow) -> list[Finding]:
+    """A deploy client that ran the file in the baseline must still run it (a client not
+    run now fails too: it is no longer shown to work there)."""
+    ran = {c.client: c for c in now.clients}
+    findings = []
+    for before in base.clients:
+        criterion, after = f"client:{before.client}", ran.get(before.client)
+        if not before.ok:
+            findings.append(Finding(base.name, criterion, "skip", before.status,
+                                    after.status if after else None))
+        elif after is None:
+            findings.append(Finding(
+                base.name, criterion, "fail", "ok", None,
+                message=f"{base.name}: ran in {before.client} in the baseline, not run in "
+                        f"{before.client} now: validate with --client {before.client}"))
+        elif not after.ok:
+            findings.append(Finding(
+                base.name, criterion, "fail", "ok", after.status,
+                message=f"{base.name}: ran in {before.client} in the baseline, "
+                        f"{after.status} now: {after.reason or 'no reason recorded'}"))
+        else:
+            findings.append(Finding(base.name, criterion, "pass", "ok", "ok"))
     return findings
 
 

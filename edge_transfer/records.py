@@ -5,7 +5,8 @@
     RUN/metrics.json          RunMetrics        -                  pretrain, finetune / report, runs
     RUN/export/export.json    ExportRecord      ExportArtifact     export / bundle, report, bench
     BUNDLE/manifest.json      Manifest          ManifestArtifact   bundle / validate (device)
-    validate --json OUT       ValidationResult  ValidationRow      validate / report, bench
+    validate --json OUT       ValidationResult  ValidationRow,     validate / report, bench
+                                                ClientRow
     REPORT/report.json        Report            ReportRow          report / check
     bench --json OUT          BenchTable        BenchRow           bench
 
@@ -829,6 +830,52 @@ class Agreement(Record):
 
 
 @dataclass(frozen=True)
+class ClientRow(Record):
+    """One bundle file run in one deploy client (``validate --client``): ``ok`` (it ran),
+    ``disagrees`` (it ran, significantly less accurate than our runtime beyond the bundle's
+    tolerance), ``refused`` (the client refused or failed on the file: ``reason`` is its
+    message) or ``missing`` (the client is not installed where the validation ran).
+    ``agreement``: the share of images whose top-1 label equals our runtime's on the same
+    images, with its Wilson 95% interval; ``vs_runtime``: the client's accuracy minus our
+    runtime's, paired."""
+
+    artifact: str
+    client: str
+    status: str
+    reason: str | None = None
+    version: str | None = None
+    samples: int = 0
+    agreement: float | None = None
+    agreement_low: float | None = None
+    agreement_high: float | None = None
+    accuracy: float | None = None
+    vs_runtime: Comparison | None = None
+    predictions: str | None = None       # the client's top-1 per sample (label index)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def cell(self) -> str:
+        """A table cell: ``'agrees 99.6% [97.5, 99.9], p=1'`` (p: the paired accuracy
+        difference with our runtime), ``'ran (no runtime to compare)'``, or the status.
+
+        >>> ClientRow("tflite-int8", "litert", "refused", "no labels").cell()
+        'refused'
+        """
+        if self.agreement is None and not self.ok:
+            return self.status
+        if self.agreement is None:
+            return "ran (no runtime to compare)"
+        from edge_transfer.stats import format_p
+
+        p = f", p={format_p(self.vs_runtime.p_value)}" if self.vs_runtime else ""
+        verb = "agrees" if self.ok else "DISAGREES:"
+        return (f"{verb} {self.agreement * 100:.1f}% [{(self.agreement_low or 0) * 100:.1f}, "
+                f"{(self.agreement_high or 0) * 100:.1f}]{p}")
+
+
+@dataclass(frozen=True)
 class DeviceInfo(Record):
     """Where a validation ran."""
 
@@ -885,6 +932,7 @@ class ValidationResult(FileRecord):
     artifacts: tuple[ValidationRow, ...]
     data: str | None = None
     samples: SampleIds | None = None     # the samples every row ran on
+    clients: tuple[ClientRow, ...] = ()  # the files run in deploy clients (--client)
 
     def row(self, name: str) -> ValidationRow | None:
         return next((r for r in self.artifacts if r.name == name), None)
@@ -1007,6 +1055,7 @@ class ReportRow(Record):
     health: str | None = None
     # A QAT or pruned file: its fine-tune and its conversion, each paired (export.json's)
     steps: TrainedSteps | None = field(default=None, metadata=OMIT_NONE)
+    clients: tuple[ClientRow, ...] = ()   # this file in deploy clients (validate --client)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,10 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff",
                     "predictions", "device_predictions", "reference_predictions",
                     "workstation_interval", "device_interval", "vs_float",
-                    "device_vs_workstation", "health", "steps" (QAT / pruned only)}],
+                    "device_vs_workstation", "health", "steps" (QAT / pruned only),
+                    "clients": [{"artifact", "client", "status", "reason", "version", "samples",
+                    "agreement", "agreement_low", "agreement_high", "accuracy", "vs_runtime",
+                    "predictions"}]}],
      "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
 
 Per-sample figures (:mod:`edge_transfer.samples`, :mod:`edge_transfer.stats`): ``samples`` and
@@ -41,6 +44,10 @@ it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's va
 ``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
 ``agreement_top1`` and ``max_abs_diff`` compare the device's outputs with the workstation's on
 that sample (validation JSON ``agreement``, from ``--device emulated:arm64``), else null.
+
+``clients`` are the file's rows of ``validate --client`` (a deploy client's own API on the
+device's images; ``agreement``: top-1 equal to our runtime's, 95% Wilson interval;
+``vs_runtime``: the paired accuracy difference client - runtime).
 
 A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
 
@@ -180,6 +187,9 @@ def assemble(inputs: Inputs) -> Report:
     context = _Context(samples, export.float_predictions, device_samples, export.labels)
     rows = _with_ratios([_row(a, device_rows.get(a.name), float_accuracy, context)
                          for a in export.artifacts])
+    if inputs.validation and inputs.validation.clients:
+        rows = [dataclasses.replace(r, clients=tuple(
+            c for c in inputs.validation.clients if c.artifact == r.name)) for r in rows]
     float_iv = (comparisons.accuracy_interval(samples, export.float_predictions)
                 or comparisons.interval_of(float_accuracy, samples.count if samples else None))
     return Report(
@@ -422,6 +432,7 @@ def render_markdown(report: Report) -> str:
                   "in between, the fine-tune (its trained Keras model against the float model)"
                   " and the conversion (the file against that trained model) are each paired "
                   "on the same test images.", ""]
+    lines += client_table(report.artifacts)
     failed = [r for r in report.artifacts if r.status != "ok"]
     if failed:
         lines += ["## Failed artifacts", ""]
@@ -437,6 +448,38 @@ def render_markdown(report: Report) -> str:
         lines += ["## Confusion matrices, float against int8", "",
                   f"![confusion matrices]({files.confusion})", ""]
     return "\n".join(lines)
+
+
+def client_table(rows: Sequence[ReportRow]) -> list[str]:
+    """The files in the deploy clients (``validate --client``): a file x client table of
+    top-1 agreement with our runtime, then why a client did not run a file.
+
+    >>> from edge_transfer.records import ClientRow
+    >>> row = ReportRow(name="onnx-fp32", status="ok", clients=(
+    ...     ClientRow("onnx-fp32", "openvino", "refused", "no model_type"),))
+    >>> print("\\n".join(client_table([row])[2:5]))
+    | file | openvino |
+    |---|---|
+    | onnx-fp32 | refused |
+    """
+    runs = [c for r in rows for c in r.clients]
+    if not runs:
+        return []
+    clients = list(dict.fromkeys(c.client for c in runs))
+    lines = ["## Deploy clients", "", f"| file | {' | '.join(clients)} |",
+             "|---" * (len(clients) + 1) + "|"]
+    for r in rows:
+        if r.clients:
+            cells = {c.client: c.cell() for c in r.clients}
+            lines.append(f"| {r.name} | {' | '.join(cells.get(c, '—') for c in clients)} |")
+    lines += ["", "*How to read this:* each file run by the client's own API on the device's "
+              "images (pixels in, the client's own preprocessing and labels from the file): "
+              "the share of images whose top-1 label equals our runtime's, with its 95% Wilson "
+              "interval, and the exact McNemar p of the paired accuracy difference. — : the "
+              "client does not read that format.", ""]
+    lines += [f"- **{c.artifact}** in {c.client}: {c.status}: {c.reason}" for c in runs
+              if c.reason]
+    return [*lines, ""] if any(c.reason for c in runs) else lines
 
 
 def _class_table(report: Report) -> list[str]:

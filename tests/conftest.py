@@ -1,8 +1,9 @@
 """Shared fixtures and helpers of the tests; test modules import them as ``from conftest
 import ...`` (the one spelling: pytest puts ``tests/`` on ``sys.path``).
 
-Tests that need parts of the operating system (a real sshd, root, debootstrap, qemu) are
-marked ``ssh`` or ``emulated``, or call :func:`require_system`. Where a part is missing they
+Tests that need parts of the operating system (a real sshd, root, debootstrap, qemu) or the
+deploy clients (MediaPipe, OpenVINO, ...: a second venv) are marked ``ssh``, ``emulated`` or
+``clients``, or call :func:`require_system`. Where a part is missing they
 skip with one line naming the install command; with ``EDGE_TRANSFER_REQUIRE_SYSTEM=1`` (set by
 ``.ci/run``) the same line is a failure, so CI cannot pass by skipping them.
 """
@@ -29,8 +30,8 @@ def find_tool(name: str) -> str | None:
 
 
 def system_problems(part: str) -> list[str]:
-    """What this machine lacks for ``part`` (``sshd``, ``root`` or ``emulated-arm64``), each
-    with its fix; empty when it has everything."""
+    """What this machine lacks for ``part`` (``sshd``, ``root``, ``emulated-arm64`` or
+    ``clients``), each with its fix; empty when it has everything."""
     if part == "sshd":
         missing = [tool for tool in ("sshd", "ssh", "ssh-keygen") if find_tool(tool) is None]
         return [f"{', '.join(missing)} not found: apt-get install openssh-server "
@@ -41,6 +42,8 @@ def system_problems(part: str) -> list[str]:
         from devices import emulated
 
         return emulated.host_problems()
+    if part == "clients":
+        return client_problems()
     raise ValueError(f"unknown system part {part!r}")
 
 
@@ -56,8 +59,32 @@ def require_system(*parts: str) -> None:
     pytest.skip(f"{line} (skipped; {REQUIRE_SYSTEM}=1 makes this a failure)")
 
 
+# What the deploy clients' Python must import, and the command that installs it there.
+CLIENT_MODULES = ("mediapipe", "openvino", "model_api", "ai_edge_litert", "onnxruntime")
+CLIENTS_INSTALL = "python3 -m venv .venv-clients && .venv-clients/bin/pip install '.[clients]'"
+
+
+def client_problems() -> list[str]:
+    """What the deploy clients' Python (devices.clients.clients_python) lacks, with the fix."""
+    from devices.clients import PYTHON_ENV, clients_python
+
+    python = clients_python()
+    probe = ("import importlib.util as u, sys; "
+             "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))")
+    try:
+        proc = subprocess.run([python, "-c", probe, *CLIENT_MODULES], capture_output=True,
+                              text=True, timeout=120)
+        missing = proc.stdout.split() if proc.returncode == 0 else list(CLIENT_MODULES)
+    except OSError:
+        missing = list(CLIENT_MODULES)
+    if not missing:
+        return []
+    return [f"the deploy clients' Python {python} lacks {', '.join(missing)}: {CLIENTS_INSTALL} "
+            f"(or set {PYTHON_ENV} to a Python that has them)"]
+
+
 # The markers that stand for system parts (see pyproject.toml's markers).
-MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",)}
+MARKER_PARTS = {"ssh": ("sshd",), "emulated": ("emulated-arm64",), "clients": ("clients",)}
 
 
 # The tiers (pyproject.toml's markers), by the session fixtures a test uses.

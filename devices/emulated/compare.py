@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from devices.emulated.clients import clients_python
 from devices.emulated.inside import check_ready, validate_in_userland
-from devices.emulated.userland import Userland
+from devices.emulated.userland import SETUP_COMMAND, Userland
 from devices.local import validate_local
 from devices.profile import (
     EMULATED_ARM64,
@@ -50,9 +51,10 @@ LATENCY_EMULATED = ("measured under qemu emulation on the workstation, not on th
 
 def validate_emulated(
     bundle_dir: Path, profile: str | Path | DeviceProfile | None, threads: int | None,
-    data: str | None, artifacts: Sequence[str], timeout: float,
+    data: str | None, artifacts: Sequence[str], timeout: float, clients: Sequence[str] = (),
 ) -> ValidationResult:
-    """Validate in the arm64 userland and on this workstation, on the same sample; compare."""
+    """Validate in the arm64 userland and on this workstation, on the same sample; compare.
+    ``clients`` run inside the userland, in the clients its venv holds."""
     userland = Userland.at()
     check_ready(userland)  # not set up, stale or not root: exit 2 with the fix
     resolved = resolve_profile(profile) if profile is not None else None
@@ -60,6 +62,10 @@ def validate_emulated(
         tmp = Path(name)
         bundle = open_bundle(bundle_dir, extract_to=tmp / "bundle")  # every sha256 first
         options, binds = _inside_options(resolved, threads, data, artifacts, tmp)
+        options += [arg for client in clients for arg in ("--client", client)]
+        python = clients_python(userland)
+        if clients and python:  # else the runtimes' venv: litert and onnxruntime only
+            options += ["--client-python", python]
         # validate_local checks the --artifact names and --data on the host first (exit 2)
         reference = validate_local(bundle.path, "local", resolved, threads, data,
                                    artifacts=artifacts, timeout=timeout,
@@ -84,8 +90,11 @@ def validate_emulated(
                         host_arch=machine_arch(),
                         runtimes={k: versions.get(k) for k in ("ai-edge-litert",
                                                                "onnxruntime", "numpy")})
+    hint = f"; or `{SETUP_COMMAND} --clients` installs them in the userland"
+    missing = tuple(dataclasses.replace(c, reason=f"{c.reason}{hint}") if c.status == "missing"
+                    else c for c in result.clients)
     return dataclasses.replace(result, device=device, bundle=str(bundle_dir), data=data,
-                               artifacts=rows)
+                               artifacts=rows, clients=missing)
 
 
 def _inside_options(

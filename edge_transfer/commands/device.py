@@ -1,6 +1,6 @@
 """``edge-transfer device``: set up and inspect the emulated devices.
 
-    edge-transfer device setup emulated-arm64 [--dir DIR] [--force]
+    edge-transfer device setup emulated-arm64 [--dir DIR] [--force] [--clients]
     edge-transfer device status [--dir DIR] [--json [OUT]]
 
 Not run as a doctest (it needs root, debootstrap and qemu, and the network):
@@ -33,6 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--dir", help="cache folder (default: $EDGE_TRANSFER_CACHE/"
                                      "emulated-arm64 or ~/.cache/edge-transfer/emulated-arm64)")
     setup.add_argument("--force", action="store_true", help="rebuild everything")
+    setup.add_argument("--clients", action="store_true",
+                       help="also install the deploy clients (MediaPipe, OpenVINO Model API, "
+                            "LiteRT, ONNX Runtime) in a venv of their own inside, for "
+                            "`validate --device emulated:arm64 --client ...`")
     status = actions.add_parser("status", help="what the host has and what is set up")
     status.add_argument("--dir", help="cache folder of the emulated arm64 userland")
     add_json(status, "the status instead of a table")
@@ -49,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         userland = emulated.setup_emulated_arm64(
             args.dir, progress=lambda line: console.print(f"[dim]•[/dim] {line}"),
             force=args.force)
+        if args.clients:
+            from rich.markup import escape
+
+            from devices.emulated.clients import setup_clients
+
+            setup_clients(userland,
+                          progress=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"))
         print(userland.path)
         return 0
     return _status(args)

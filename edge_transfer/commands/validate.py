@@ -1,6 +1,8 @@
 """``edge-transfer validate BUNDLE``: run every model of a bundle on a device, check budgets.
 
-Exit code 0 when every artifact ran and no check failed, 1 when one did, 2 for bad input.
+Exit code 0 when every artifact ran, no check failed and no deploy client (``--client``)
+refused a file or disagreed with our runtime beyond the bundle's tolerance (significantly);
+1 when one did; 2 for bad input.
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--outputs", default=None, metavar="DIR",
                         help="save each artifact's raw outputs on the sample as DIR/NAME.npy "
                              "(to compare devices; local and self)")
+    parser.add_argument("--client", action="append", default=[], metavar="NAME",
+                        help="also run every file in this deploy client, on the device, and "
+                             "compare its top-1 with our runtime's: mediapipe (MediaPipe "
+                             "Tasks ImageClassifier), litert (a bare interpreter), onnxruntime "
+                             "(a bare session), openvino (OpenVINO Model API), or all; "
+                             "repeatable or comma-separated. A client that refuses a file, "
+                             "or is significantly less accurate than our runtime beyond the "
+                             "bundle's tolerance, fails the validation; one not installed is "
+                             "a row saying so")
+    parser.add_argument("--client-python", default=None, metavar="PYTHON",
+                        help="the Python the clients are installed in (default: "
+                             "$EDGE_TRANSFER_CLIENTS_PYTHON, else a checkout's "
+                             ".venv-clients, else this one); local devices")
     ssh = parser.add_argument_group("ssh devices")
     ssh.add_argument("--remote-command", default="edge-transfer",
                      help="how to start edge-transfer on the device (default: edge-transfer)")
@@ -49,12 +64,19 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, artifacts=args.artifact, remote_command=args.remote_command,
         ssh_options=args.ssh_option, identity=args.identity,
         connect_timeout=args.connect_timeout, outputs=args.outputs,
+        clients=args.client, clients_python=args.client_python,
     )
     if args.json:
         write_json_output(args.json, result)
     print_table(result, stderr=args.json == "-")
     from edge_transfer.commands._warn import warn
 
+    if result.get("clients"):
+        from devices.clients.table import missing_lines, print_clients
+
+        print_clients(result, stderr=args.json == "-")
+        for line in missing_lines(result):
+            warn(line)
     for line in health_lines(result):
         warn(line)
     failed = failures(result)
@@ -71,6 +93,8 @@ def failures(result: dict[str, Any]) -> list[str]:
         if row["status"] == "failed":
             out.append(row["name"])
         out += [f"{row['name']}:{c['name']}" for c in row["checks"] if c["status"] == "fail"]
+    out += [f"{row['artifact']} in {row['client']}" for row in result.get("clients") or ()
+            if row["status"] in ("refused", "disagrees")]
     return out
 
 
