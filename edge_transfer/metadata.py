@@ -232,18 +232,6 @@ def read_from_tflite(data: bytes) -> ModelMetadata:
     )
 
 
-def embed_in_onnx(model: Any, meta: ModelMetadata) -> None:
-    """Set ``metadata_props["edge_transfer"]`` on an ``onnx.ModelProto`` in place, and the
-    keys OpenVINO's Model API and ONNX's image metadata use (:mod:`edge_transfer.onnx_metadata`)."""
-    from edge_transfer.onnx_metadata import annotate
-
-    annotate(model, meta)
-    for prop in list(model.metadata_props):
-        if prop.key == METADATA_KEY:
-            model.metadata_props.remove(prop)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, meta.to_json()
-
 
 def read_from_onnx_map(custom_metadata: dict[str, str]) -> ModelMetadata:
     """From ``InferenceSession.get_modelmeta().custom_metadata_map``."""

@@ -21,10 +21,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from edge_transfer.metadata import ModelMetadata
+from edge_transfer.metadata import METADATA_KEY, ModelMetadata
 
 MODEL_INFO = "model_info"
 # NHWC image input, as ONNX's dimension denotations name the axes
@@ -59,9 +58,10 @@ def properties(meta: ModelMetadata) -> dict[str, str]:
 
 
 def annotate(model: Any, meta: ModelMetadata) -> None:
-    """Write :func:`properties` into an ``onnx.ModelProto`` (replacing those keys), the
-    description into its ``doc_string``, and the image denotations on its 4-D input."""
-    props = properties(meta)
+    """Write our ``edge_transfer`` entry and :func:`properties` into an ``onnx.ModelProto``
+    (replacing those keys), the description into its ``doc_string``, and the image
+    denotations on its 4-D input."""
+    props = {METADATA_KEY: meta.to_json(), **properties(meta)}
     for prop in list(model.metadata_props):
         if prop.key in props:
             model.metadata_props.remove(prop)

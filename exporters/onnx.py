@@ -31,7 +31,8 @@ import numpy as np
 
 from edge_transfer import interrupts
 from edge_transfer.errors import ConversionError, UnsupportedExportError, one_line
-from edge_transfer.metadata import ModelMetadata, embed_in_onnx
+from edge_transfer.metadata import ModelMetadata
+from edge_transfer.onnx_metadata import annotate
 from edge_transfer.runtime._backends import open_backend
 from exporters import _files
 from exporters._failures import conversion_failure
@@ -64,7 +65,7 @@ def export(
         model = _convert(source, spec, calibration, options)
     except Exception as exc:
         raise conversion_failure(name, exc) from exc
-    embed_in_onnx(model, metadata)
+    annotate(model, metadata)
     data = model.SerializeToString()
     onnx.checker.check_model(model)
     return _files.write_artifact(NAME, SUFFIX, spec, data, out_dir)
