@@ -42,7 +42,7 @@ from typing import Any, Literal
 from edge_transfer import comparisons, stats
 from edge_transfer.errors import ConfigError, DataError, UserError
 from edge_transfer.fields import option
-from edge_transfer.records import MalformedRecord, Report, ReportRow
+from edge_transfer.records import IncrementalHistory, MalformedRecord, Report, ReportRow
 
 Verdict = Literal["pass", "fail", "skip"]
 
@@ -161,8 +161,6 @@ def check(report: Report | Mapping[str, Any], baseline: Report | Mapping[str, An
                          message=f"{name}: new artifact, not in the baseline")
                  for name in rows if name not in known]
     if report.incremental is not None:
-        from edge_transfer.incremental import old_class_finding
-
         findings.append(old_class_finding(report.incremental, tolerances))
     return CheckResult(tuple(findings), now_fp, base_fp)
 
@@ -449,3 +447,25 @@ def criteria_table(findings: Sequence[Finding]) -> list[list[str]]:
 
     return [[f.artifact, f.criterion, _cell(f.baseline), _cell(f.current), change(f), limit(f),
              f.message] for f in findings]
+
+
+def old_class_finding(history: IncrementalHistory, tol: Tolerances) -> Finding:
+    """``check``'s finding on an extended run: the old classes' accuracy after the last step
+    against before it, on the same test images (fails beyond ``tol.max_old_class_drop`` and
+    significantly, see :func:`edge_transfer.stats.decide`)."""
+    last = history.last
+    name = f"step {last.step}"
+    if last.old_change is None or last.old_before is None or not last.old_samples:
+        return Finding(name, "old_classes", "skip", message=f"{name}: no old classes")
+    change, n = last.old_change, last.old_samples
+    right_before = round(last.old_before * n)
+    paired = stats.paired_counts(right_before - change.lost, change.lost, change.gained,
+                                 n - right_before - change.gained)
+    limit = tol.max_old_class_drop
+    decision = stats.decide(paired, limit, tol.alpha, tol.decide)
+    return Finding(name, "old_classes", decision.verdict, last.old_before, last.old_accuracy,
+                   paired.difference, limit,
+                   f"{name}: old classes {last.old_before:.4f} -> {last.old_accuracy:.4f} "
+                   f"({paired.describe()}; limit -{limit * 100:.2f} pt: {decision.reason})",
+                   interval=(paired.interval.low, paired.interval.high),
+                   p_value=paired.p_value, note=decision.underpowered)

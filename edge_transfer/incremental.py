@@ -39,7 +39,7 @@ from edge_transfer.data import (
 from edge_transfer.errors import ConfigError, DataError, ModelError
 from edge_transfer.fields import option, required
 from edge_transfer.linear_head import HeadTraining, LinearHead, align_weights, train_head
-from edge_transfer.memory import FeatureMemory, build_memory, extractor_digest
+from edge_transfer.memory import FeatureMemory, build_memory, classifier_layer, extractor_digest
 from edge_transfer.records import (
     BaselineFigures,
     Comparison,
@@ -261,21 +261,11 @@ def _cut(run: Run) -> _Parts:
 
     _, keras = load()
     model = run.load_model()
-    dense = _classifier(model, keras)
+    dense = classifier_layer(model)
     features = keras.Model(model.inputs, dense.input, name="features")
     kernel, bias = (np.asarray(w, np.float64) for w in dense.get_weights())
     return _Parts(model, features, LinearHead(kernel, bias), extractor_digest(features))
 
-
-def _classifier(model: Any, keras: Any) -> Any:
-    """The Dense layer whose softmax is the model's output."""
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    last = model.layers[-1]
-    if not dense or not isinstance(last, keras.layers.Activation | keras.layers.Softmax) \
-            or dense[-1] is not model.layers[-2]:
-        raise ModelError("the run's model does not end in a Dense layer and a softmax; "
-                         "extend needs a model made by `edge-transfer finetune`")
-    return dense[-1]
 
 
 def _grown_model(parts: _Parts, head: LinearHead) -> Any:
@@ -441,23 +431,6 @@ def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: Linea
     IncrementalHistory(steps=(*_history(old_run), figures)).dump(out)
 
 
-def keep_memory(out: Path, model: Any, splits: Splits, preprocessing: Any, per_class: int,
-                batch_size: int = 256) -> FeatureMemory | None:
-    """``finetune``'s part: herd ``per_class`` training feature vectors per class of the
-    finished model's classifier input into ``out/memory.npz`` (None when 0)."""
-    if per_class <= 0:
-        return None
-    from edge_transfer._keras import load
-    from edge_transfer.transfer import predict_split
-
-    _, keras = load()
-    features = keras.Model(model.inputs, _classifier(model, keras).input)
-    x = predict_split(features, splits.train, preprocessing, batch_size).astype(np.float32)
-    memory = build_memory(x, splits.train.y, splits.train.class_names, per_class,
-                          extractor_digest(features))
-    memory.save(out)
-    return memory
-
 
 def summary_line(run_dir: Path) -> str:
     """One line: all / old / new accuracy, the old classes' change, baselines."""
@@ -525,27 +498,3 @@ def markdown_lines(history: IncrementalHistory) -> list[str]:
 def _old_names(history: IncrementalHistory) -> list[str]:
     return [name for s in history.steps[:-1] for name in s.classes]
 
-
-def old_class_finding(history: IncrementalHistory, tol: Any) -> Any:
-    """``check``'s finding on an extended run: the old classes' accuracy after the last step
-    against before it, on the same test images (fails beyond ``tol.max_old_class_drop`` and
-    significantly, see :func:`edge_transfer.stats.decide`)."""
-    from edge_transfer import stats
-    from edge_transfer.check import Finding
-
-    last = history.last
-    name = f"step {last.step}"
-    if last.old_change is None or last.old_before is None or not last.old_samples:
-        return Finding(name, "old_classes", "skip", message=f"{name}: no old classes")
-    change, n = last.old_change, last.old_samples
-    right_before = round(last.old_before * n)
-    paired = stats.paired_counts(right_before - change.lost, change.lost, change.gained,
-                                 n - right_before - change.gained)
-    limit = tol.max_old_class_drop
-    decision = stats.decide(paired, limit, tol.alpha, tol.decide)
-    return Finding(name, "old_classes", decision.verdict, last.old_before, last.old_accuracy,
-                   paired.difference, limit,
-                   f"{name}: old classes {last.old_before:.4f} -> {last.old_accuracy:.4f} "
-                   f"({paired.describe()}; limit -{limit * 100:.2f} pt: {decision.reason})",
-                   interval=(paired.interval.low, paired.interval.high),
-                   p_value=paired.p_value, note=decision.underpowered)

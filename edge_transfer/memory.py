@@ -139,3 +139,25 @@ def extractor_digest(features_model: Any) -> str:
     for weight in features_model.get_weights():
         digest.update(np.ascontiguousarray(weight).tobytes())
     return digest.hexdigest()[:16]
+
+
+def classifier_layer(model: Any) -> Any:
+    """The Dense layer whose softmax is the model's output (a model made by ``finetune``)."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    last = model.layers[-1]
+    if not dense or not isinstance(last, keras.layers.Activation | keras.layers.Softmax) \
+            or dense[-1] is not model.layers[-2]:
+        raise ModelError("the run's model does not end in a Dense layer and a softmax; "
+                         "extend needs a model made by `edge-transfer finetune`")
+    return dense[-1]
+
+
+def features_model(model: Any) -> Any:
+    """``model`` cut at its classifier's input: what a memory item stores."""
+    from edge_transfer._keras import load
+
+    _, keras = load()
+    return keras.Model(model.inputs, classifier_layer(model).input, name="features")

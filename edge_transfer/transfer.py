@@ -379,12 +379,24 @@ def finetune(cfg: FinetuneConfig) -> Path:
         try:
             _write_run(out, "finetune", cfg, dataset, splits, pre, backbone, model, history,
                        metrics, seconds, strategy, warnings, timer)
-            from edge_transfer.incremental import keep_memory
-
-            keep_memory(out, model, splits, pre, cfg.memory, cfg.eval_batch_size)
+            _keep_memory(out, model, splits.train, pre, cfg)
         finally:
             cleanup()
     return cfg.out
+
+
+def _keep_memory(out: Path, model: Any, train: Dataset, pre: Preprocessing,
+                 cfg: FinetuneConfig) -> None:
+    """Herd ``cfg.memory`` training feature vectors per class (the classifier's input) into
+    ``out/memory.npz``, for a later ``extend`` (:mod:`edge_transfer.memory`)."""
+    if cfg.memory <= 0:
+        return
+    from edge_transfer.memory import build_memory, extractor_digest, features_model
+
+    features = features_model(model)
+    x = predict_split(features, train, pre, cfg.eval_batch_size).astype(np.float32)
+    build_memory(x, train.y, train.class_names, cfg.memory,
+                 extractor_digest(features)).save(out)
 
 
 def summary_line(run_dir: Path) -> str:
