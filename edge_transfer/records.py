@@ -739,6 +739,50 @@ class DiagnoseRecord(FileRecord):
     diagnoses: tuple[Diagnosis, ...] = ()
 
 
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class LatencyStats(Record):
+    """How one file's latency was measured (:mod:`edge_transfer.runtime.latency`): one image
+    at a time, ``warmup`` untimed runs, then ``runs`` timed: milliseconds at p50 (median),
+    p90, p99 and the interquartile range, with the runtime's ``threads``."""
+
+    p50: float
+    p90: float
+    p99: float
+    runs: int
+    warmup: int
+    iqr: float | None = None
+    threads: int | None = None
+    batch: int = 1
+
+    def describe(self) -> str:
+        """``'0.720 ms median (IQR 0.050) of 100 runs, 5 warm-up, 2 threads'``."""
+        from edge_transfer.runtime.latency import describe_latency
+
+        return describe_latency(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Recommendation(Record):
+    """Which file to deploy on one device (:mod:`edge_transfer.recommend`): within the
+    accuracy tolerance of float (paired), within the profile's budgets, fastest measured
+    latency, then smallest. ``artifact`` is None when no file qualifies; ``excluded`` says
+    why each other file was not chosen; ``trades`` one line per notable trade; ``basis``
+    what the latency ranking stood on."""
+
+    device: str
+    artifact: str | None
+    reason: str
+    profile: str | None = None
+    emulated: bool = False
+    basis: str = ""
+    trades: tuple[str, ...] = ()
+    excluded: dict[str, str] = field(default_factory=dict)
+    ranking: tuple[str, ...] = ()     # the qualifying files, best first
+
+
 # --------------------------------------------------------------------------- manifest.json
 
 
@@ -756,6 +800,10 @@ class ManifestArtifact(Record):
     export_accuracy: float | None = None        # export.json's (the run's test split)
     workstation_predictions: str | None = None  # top-1 per sample of the validation sample
     kept_float: tuple[str, ...] = ()            # int8-mixed: layers left in float
+    # where workstation_predictions came from: "export.json" (the export's check, reused)
+    # or "bundle" (measured when the bundle was made)
+    predictions_from: str | None = field(default=None, metadata=OMIT_NONE)
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)  # bundle --for
 
 
 @dataclass(frozen=True)
@@ -775,7 +823,20 @@ class Manifest(FileRecord):
     validation_sha256: str
     artifacts: tuple[ManifestArtifact, ...]
     run: str | None = None
-    samples: SampleIds | None = None    # the validation sample: the run's test split
+    samples: SampleIds | None = None    # the validation sample: positions in the test split
+    # issue 25: the sample is a stratified subset of ``split_samples`` test images (or all);
+    # the float model's top-1 on it (to judge each file against float, paired); and, for
+    # ``bundle --for PROFILE``, the profile, what it left out and the recommended file.
+    split_samples: int | None = field(default=None, metadata=OMIT_NONE)
+    float_predictions: str | None = field(default=None, metadata=OMIT_NONE)
+    profile: str | None = field(default=None, metadata=OMIT_NONE)
+    left_out: dict[str, str] = field(default_factory=dict)
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def recommended(self) -> str | None:
+        """The artifact name ``bundle --for`` marked as the one to deploy, or None."""
+        return self.recommendation.artifact if self.recommendation else None
 
 
 # --------------------------------------------------------------------------- validate --json
@@ -841,6 +902,7 @@ class ValidationRow(Record):
     agreement: Agreement | None = field(default=None, metadata=OMIT_NONE)
     predictions: str | None = None              # the device's top-1 per sample
     workstation_predictions: str | None = None  # the workstation's, same samples (manifest)
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)  # how, threads
 
     @property
     def ok(self) -> bool:
@@ -862,6 +924,7 @@ class ValidationResult(FileRecord):
     artifacts: tuple[ValidationRow, ...]
     data: str | None = None
     samples: SampleIds | None = None     # the samples every row ran on
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
 
     def row(self, name: str) -> ValidationRow | None:
         return next((r for r in self.artifacts if r.name == name), None)
@@ -912,6 +975,7 @@ class ReportRow(Record):
     vs_float: Comparison | None = None
     device_vs_workstation: Comparison | None = None
     health: str | None = None
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -940,6 +1004,7 @@ class ReportFiles(Record):
     markdown: str = "report.md"
     plot: str | None = "accuracy_vs_size.png"
     confusion: str | None = None
+    latency_plots: tuple[str, ...] = ()   # accuracy_vs_latency[_DEVICE].png, one per device
 
 
 @dataclass(frozen=True)
@@ -965,6 +1030,7 @@ class Report(FileRecord):
     float_predictions: str | None = None
     float_interval: tuple[float, ...] | None = None
     warnings: tuple[str, ...] = ()
+    recommendations: tuple[Recommendation, ...] = ()   # one per device validated
 
 
 # --------------------------------------------------------------------------- bench --json
@@ -988,6 +1054,7 @@ class BenchRow(Record):
     batched_fps: float | None = None
     emulated: bool = False
     agreement_top1: float | None = None
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:
@@ -1010,3 +1077,4 @@ class BenchTable(FileRecord):
     data: str | None = None
     min_accuracy: float | None = None
     below_min_accuracy: tuple[str, ...] = ()
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
