@@ -33,7 +33,7 @@ import numpy as np
 from devices.profile import DeviceProfile, machine_arch
 from edge_transfer.bundle import DEFAULT_SAMPLES, MANIFEST, BundleOptions
 from edge_transfer.errors import UserError
-from edge_transfer.recommend import Candidate, recommend
+from edge_transfer.recommend import Candidate, correct, recommend, recommend_result
 from edge_transfer.records import (
     LatencyStats,
     MalformedRecord,
@@ -41,9 +41,7 @@ from edge_transfer.records import (
     ManifestArtifact,
     Recommendation,
     ValidationResult,
-    ValidationRow,
 )
-from edge_transfer.samples import SamplesError, decode_or_none
 
 MB = 1024 * 1024
 DEFAULT_TOLERANCE = 0.005
@@ -54,14 +52,12 @@ DEFAULT_TOLERANCE = 0.005
 
 def recommend_validation(result: ValidationResult, manifest: Manifest | None,
                          profile: DeviceProfile | None) -> Recommendation:
-    """The file to deploy on the device ``result`` was measured on."""
-    labels = _labels(result)
-    reference, reference_name = _reference(result, manifest, labels)
-    tolerance = _tolerance(profile, manifest)
-    files = [_candidate(row, labels) for row in result.artifacts]
-    return recommend(files, reference, tolerance, device=result.device.name,
-                     profile=result.device.profile, emulated=result.device.emulated,
-                     reference_name=reference_name)
+    """The file to deploy on the device ``result`` was measured on; the float model's
+    predictions come from the manifest when the device ran the bundle's own sample."""
+    same = (manifest is not None and result.samples is not None
+            and result.samples.same_samples(manifest.samples))
+    return recommend_result(result, manifest.float_predictions if same and manifest else None,
+                            _tolerance(profile, manifest))
 
 
 def with_recommendation(result: dict[str, Any], bundle: str | Path,
@@ -88,52 +84,14 @@ def read_manifest(bundle: str | Path) -> Manifest | None:
     return None
 
 
-def _labels(result: ValidationResult) -> np.ndarray | None:
-    try:
-        return result.samples.label_array() if result.samples else None
-    except SamplesError:
-        return None
-
-
 def _correct(predictions: str | None, labels: np.ndarray | None) -> np.ndarray | None:
-    try:
-        top1 = decode_or_none(predictions)
-    except SamplesError:
-        return None
-    if top1 is None or labels is None or len(top1) != len(labels):
-        return None
-    return np.asarray(top1 == labels)
-
-
-def _reference(result: ValidationResult, manifest: Manifest | None, labels: np.ndarray | None
-               ) -> tuple[np.ndarray | None, str]:
-    """The float model's correctness on the device's images (the manifest's, when the
-    device ran the bundle's own sample), else the device's own fp32 file's."""
-    if manifest is not None and result.samples is not None \
-            and result.samples.same_samples(manifest.samples):
-        reference = _correct(manifest.float_predictions, labels)
-        if reference is not None:
-            return reference, "the float model"
-    for row in result.artifacts:
-        if row.ok and row.precision == "fp32" and (ref := _correct(row.predictions, labels)) \
-                is not None:
-            return ref, f"{row.name} on the device (no float predictions on these images)"
-    return None, "the float model"
+    return correct(predictions, labels)
 
 
 def _tolerance(profile: DeviceProfile | None, manifest: Manifest | None) -> float:
     if profile is not None and profile.accuracy_tolerance is not None:
         return profile.accuracy_tolerance
     return manifest.tolerance if manifest is not None else DEFAULT_TOLERANCE
-
-
-def _candidate(row: ValidationRow, labels: np.ndarray | None) -> Candidate:
-    unavailable = None if row.ok else f"{row.status}: {row.reason or 'no reason recorded'}"
-    over = tuple(c.name for c in row.checks if c.status == "fail")
-    latency = row.latency.p50 if row.latency else (row.latency_ms or {}).get("p50")
-    return Candidate(row.name, row.format, row.precision, row.bytes or 0,
-                     latency if row.ok else None, _correct(row.predictions, labels),
-                     unavailable=unavailable, over_budget=over)
 
 
 # --------------------------------------------------------------------------- bundle --for

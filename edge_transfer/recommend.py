@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_transfer import stats
-from edge_transfer.records import Recommendation
+from edge_transfer.records import Recommendation, ValidationResult, ValidationRow
+from edge_transfer.samples import SamplesError, decode_or_none
 
 TIED = 1.05       # latencies within 5% of the fastest are a tie: the smaller file wins
 NOTABLE = 1.2     # a speed ratio worth a line
@@ -148,3 +149,51 @@ def _trades(files: Sequence[Candidate]) -> tuple[str, ...]:
             out.append(f"{c.name} is {1 / ratio:.1f}x faster than {ref.name} on this device "
                        f"and {size.replace('is ', '')}")
     return tuple(out)
+
+
+# --------------------------------------------------------------------------- validation rows
+
+
+def recommend_result(result: ValidationResult, float_top1: str | None, tolerance: float
+                     ) -> Recommendation:
+    """The recommendation for the device ``result`` was measured on; ``float_top1`` is the
+    float model's top-1 on the same images (encoded), else the device's own fp32 file is the
+    reference, and the recommendation says so."""
+    labels = sample_labels(result)
+    reference, name = correct(float_top1, labels), "the float model"
+    if reference is None:
+        for row in result.artifacts:
+            if row.ok and row.precision == "fp32" and \
+                    (reference := correct(row.predictions, labels)) is not None:
+                name = f"{row.name} on the device (no float predictions on these images)"
+                break
+    files = [candidate(row, labels) for row in result.artifacts]
+    return recommend(files, reference, tolerance, device=result.device.name,
+                     profile=result.device.profile, emulated=result.device.emulated,
+                     reference_name=name)
+
+
+def sample_labels(result: ValidationResult) -> np.ndarray | None:
+    """The true labels of the samples ``result``'s rows ran on, when known."""
+    try:
+        return result.samples.label_array() if result.samples else None
+    except SamplesError:
+        return None
+
+
+def correct(predictions: str | None, labels: np.ndarray | None) -> np.ndarray | None:
+    """Per-sample correctness of encoded top-1 ``predictions`` (None when they do not pair)."""
+    top1 = decode_or_none(predictions)
+    if top1 is None or labels is None or len(top1) != len(labels):
+        return None
+    return np.asarray(top1 == labels)
+
+
+def candidate(row: ValidationRow, labels: np.ndarray | None) -> Candidate:
+    """One validation row as a candidate: its failed budget checks, its median latency."""
+    unavailable = None if row.ok else f"{row.status}: {row.reason or 'no reason recorded'}"
+    over = tuple(c.name for c in row.checks if c.status == "fail")
+    latency = row.latency.p50 if row.latency else (row.latency_ms or {}).get("p50")
+    return Candidate(row.name, row.format, row.precision, row.bytes or 0,
+                     latency if row.ok else None, correct(row.predictions, labels),
+                     unavailable=unavailable, over_budget=over)
