@@ -26,6 +26,7 @@ device: it saves 62% of the bytes"``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,9 +169,14 @@ def recommend_result(result: ValidationResult, float_top1: str | None, tolerance
                 name = f"{row.name} on the device (no float predictions on these images)"
                 break
     files = [candidate(row, labels) for row in result.artifacts]
-    return recommend(files, reference, tolerance, device=result.device.name,
-                     profile=result.device.profile, emulated=result.device.emulated,
-                     reference_name=name)
+    device = result.device
+    qemu = device.emulated and device.host_arch is not None   # emulated:arm64 under qemu
+    rec = recommend(files, reference, tolerance, device=device.name, profile=device.profile,
+                    emulated=device.emulated, reference_name=name)
+    if device.emulated and not qemu and any(f.latency_ms for f in files):
+        rec = dataclasses.replace(rec, basis=f"median latency measured on this {device.arch} "
+                                  f"machine, not on the profile's architecture")
+    return rec
 
 
 def sample_labels(result: ValidationResult) -> np.ndarray | None:

@@ -3,7 +3,8 @@
     edge-transfer bench runs/target --device emulated:arm64 --min-accuracy 0.95 --json b.json
 
 Format, status, size MB, accuracy, ms per image (p50), FPS, one row per artifact, measured
-by ``validate`` on the device (a run is bundled first: its sample is the test split).
+by ``validate`` on the device (a run is bundled first: its sample is a stratified sample of
+the test split, as ``bundle`` makes it), and the file to deploy on that device.
 Exit 1 when an artifact failed or one is below ``--min-accuracy`` (named), 2 for bad input.
 """
 
