@@ -756,6 +756,8 @@ class LatencyStats(Record):
     iqr: float | None = None
     threads: int | None = None
     batch: int = 1
+    q25: float | None = None      # the quartiles the IQR spans
+    q75: float | None = None
 
     def describe(self) -> str:
         """``'0.720 ms median (IQR 0.050) of 100 runs, 5 warm-up, 2 threads'``."""

@@ -27,6 +27,7 @@ from edge_transfer.records import (
     Recommendation,
     SampleIds,
     ValidationResult,
+    ValidationRow,
 )
 from edge_transfer.samples import SamplesError, decode, encode
 
@@ -89,32 +90,37 @@ def _tolerance(result: ValidationResult) -> float:
 
 def plot_accuracy_vs_latency(result: ValidationResult, rec: Recommendation | None,
                              path: Path) -> None:
-    """Accuracy (95% Wilson interval) against median latency (IQR as the horizontal bar),
-    one marker per format, the recommended file ringed."""
-    from edge_transfer.report import _figure, _save, _styles
+    """Accuracy (95% Wilson interval) against median latency (the bar spans the quartiles),
+    one marker per format, the recommended file ringed; log scale when latencies spread."""
+    from edge_transfer.report import _figure, _label_lifts, _save, _styles
 
     rows = [r for r in result.artifacts if r.ok and r.accuracy is not None and r.latency_ms]
+    points = [(r.latency_ms["p50"] if r.latency_ms else 0.0, r.accuracy or 0.0) for r in rows]
     fig = _figure((7, 4.5))
     ax = fig.subplots()
     for fmt, (marker, colour) in _styles(sorted({r.format for r in rows})).items():
-        mine = [r for r in rows if r.format == fmt]
-        xs = [r.latency_ms["p50"] for r in mine if r.latency_ms]
-        ys = [r.accuracy or 0.0 for r in mine]
-        ivs = [stats.wilson(round((r.accuracy or 0.0) * r.samples), r.samples) for r in mine]
-        iqr = [(r.latency.iqr or 0.0) / 2 if r.latency else 0.0 for r in mine]
-        ax.errorbar(xs, ys, xerr=iqr, yerr=[[max(0.0, y - iv.low) for y, iv in zip(ys, ivs,
-                                                                                  strict=True)],
-                                           [max(0.0, iv.high - y) for y, iv in zip(ys, ivs,
-                                                                                  strict=True)]],
+        mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
+        ivs = [stats.wilson(round(p[1] * r.samples), r.samples) for r, p in mine]
+        ax.errorbar([p[0] for _, p in mine], [p[1] for _, p in mine],
+                    xerr=[[_spread(r, p[0])[0] for r, p in mine],
+                          [_spread(r, p[0])[1] for r, p in mine]],
+                    yerr=[[max(0.0, p[1] - iv.low) for (_, p), iv in zip(mine, ivs, strict=True)],
+                          [max(0.0, iv.high - p[1]) for (_, p), iv in zip(mine, ivs,
+                                                                          strict=True)]],
                     fmt=marker, color=colour, ecolor=colour, elinewidth=1, capsize=3,
                     label=fmt, alpha=0.8)
-        for r, x, y in zip(mine, xs, ys, strict=True):
-            ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
-            if rec is not None and r.name == rec.artifact:
-                ax.scatter([x], [y], s=260, facecolors="none", edgecolors="black",
-                           linewidths=1.5, label="recommended", zorder=4)
+    log_x = bool(points) and max(p[0] for p in points) > 8 * max(min(p[0] for p in points),
+                                                                 1e-9)
+    for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
+        ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
+                    fontsize=7)
+        if rec is not None and r.name == rec.artifact:
+            ax.scatter([point[0]], [point[1]], s=260, facecolors="none", edgecolors="black",
+                       linewidths=1.5, label="recommended", zorder=4)
+    if log_x:
+        ax.set_xscale("log")
     emulated = " (qemu emulation: not an ARM core's timing)" if result.device.emulated else ""
-    ax.set_xlabel(f"median latency, ms per image (bar: IQR){emulated}")
+    ax.set_xlabel(f"median latency, ms per image (bar: quartiles){emulated}")
     ax.set_ylabel("accuracy on the device, 95% interval")
     ax.set_title(f"accuracy against latency on {result.device.name}"
                  + ("" if rows else " (no artifact measured)"))
@@ -123,6 +129,14 @@ def plot_accuracy_vs_latency(result: ValidationResult, rec: Recommendation | Non
     if rows:
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
     _save(fig, path)
+
+
+def _spread(row: ValidationRow, p50: float) -> tuple[float, float]:
+    """How far the quartiles lie below and above the median (0 when not measured)."""
+    latency = row.latency
+    if latency is None or latency.q25 is None or latency.q75 is None:
+        return 0.0, 0.0
+    return max(0.0, p50 - latency.q25), max(0.0, latency.q75 - p50)
 
 
 def write_plots(validations: Sequence[ValidationResult],

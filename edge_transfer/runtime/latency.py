@@ -42,8 +42,8 @@ def measure_latency(
         times[i] = (time.perf_counter() - start) * 1000
     q25, p50, q75, p90, p99 = np.percentile(times, [25, 50, 75, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99),
-            "iqr": float(q75 - q25), "runs": int(runs), "warmup": int(warmup),
-            "threads": threads, "batch": 1}
+            "iqr": float(q75 - q25), "q25": float(q25), "q75": float(q75),
+            "runs": int(runs), "warmup": int(warmup), "threads": threads, "batch": 1}
 
 
 def describe_latency(latency: Mapping[str, Any] | None) -> str:
