@@ -175,12 +175,14 @@ def create_bundle(
     x, y = test.x[positions], np.asarray(test.y)[positions]
     out = Path(out_dir)
     _check_out_dir(out)
+    ids = SampleIds.of(run.data_fingerprint, "test", y, positions)
+    previous = _previous(out, ids)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
-        entries, left_out = _stage_artifacts(export, export_dir, staging, options,
-                                             lambda e, a: _measured(e, a, staging, export,
-                                                                    test_ids, x, positions,
-                                                                    options.progress))
+        entries, left_out = _stage_artifacts(
+            export, export_dir, staging, options,
+            lambda e, a: _again(previous, e, options.progress) or _measured(
+                e, a, staging, export, test_ids, x, positions, options.progress))
         with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
             write_sample(tmp, x, y, run.labels)
         manifest = Manifest(
@@ -189,8 +191,7 @@ def create_bundle(
             validation_sample=VALIDATION_SAMPLE,
             validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
             artifacts=tuple(entries),
-            samples=SampleIds.of(run.data_fingerprint, "test", y, positions),
-            split_samples=test_ids.count,
+            samples=ids, split_samples=test_ids.count,
             float_predictions=float_top1(export, test_ids, positions),
             profile=options.profile, left_out=left_out)
         if options.mark is not None:
@@ -201,6 +202,28 @@ def create_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return archive_bundle(out) if tar else out
+
+
+def _previous(out: Path, ids: SampleIds) -> dict[tuple[str, str], ManifestArtifact]:
+    """The rows of the bundle ``out`` replaces that measured a file on these very samples
+    (export.json's could not be reused for it): not measured again."""
+    if not (out / MANIFEST).is_file() or not _is_bundle(out):
+        return {}
+    old = Manifest.load(out / MANIFEST)
+    if not ids.same_samples(old.samples):
+        return {}
+    return {(a.name, a.sha256): dataclasses.replace(a, latency=None) for a in old.artifacts
+            if a.predictions_from == "bundle" and a.workstation_predictions}
+
+
+def _again(previous: dict[tuple[str, str], ManifestArtifact], entry: ManifestArtifact,
+           progress: Callable[[str], None] | None) -> ManifestArtifact | None:
+    """The previous bundle's row of this very file, said so; None if there is none."""
+    row = previous.get((entry.name, entry.sha256))
+    if row is not None and progress:
+        progress(f"{entry.name}: reused the replaced bundle's predictions (measured there on "
+                 "the same images, same file)")
+    return row
 
 
 def _export_of(run: Any, export_dir: Path) -> ExportRecord:

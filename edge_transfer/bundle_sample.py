@@ -13,7 +13,7 @@ device's predictions pair with the workstation's and the float model's on the sa
 >>> default_samples(0.005)
 1568
 >>> positions = stratified_positions([0] * 80 + [1] * 20, 10)
->>> len(positions), sum(p >= 80 for p in positions)     # 8 of class 0, 2 of class 1
+>>> len(positions), int(sum(positions >= 80))     # 8 of class 0, 2 of class 1
 (10, 2)
 >>> stratified_positions([0, 1, 1], None).tolist()     # None: all of them
 [0, 1, 2]

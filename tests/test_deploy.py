@@ -86,6 +86,12 @@ def test_bundle_reuses_export_predictions_and_says_what_it_measured(
               for a in json.loads((export_folder(digits_run) / "export.json").read_text())
               ["artifacts"] if a["status"] == "ok"}
     assert measured.workstation_predictions == checks[victim["name"]]  # same as export's
+    again = run_cli("bundle", str(digits_run), "--out", str(out), "--export-dir",
+                    str(export_dir))                          # nothing changed: nothing run
+    assert again.returncode == 0, again.stderr
+    assert f"{victim['name']}: reused the replaced bundle's predictions" in again.stdout
+    assert "measured here" not in again.stdout
+    assert Manifest.load(out).artifacts == manifest.artifacts
 
 
 def test_bundle_sample_is_bounded_stratified_and_paired(digits_run: Path, digits_bundle: Path,
