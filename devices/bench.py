@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from devices.bench_source import as_bundle
-from devices.profile import DeviceProfile
+from devices.deploy import read_manifest, recommend_validation
+from devices.profile import DeviceProfile, resolve_profile
 from devices.validate import validate
 from edge_transfer.records import BenchRow, BenchTable, ValidationRow, as_dict
 
@@ -44,9 +45,11 @@ def bench_table(
         bundle, artifacts = as_bundle(path, Path(tmp))
         result = validate(bundle, device=device, profile=profile, threads=threads,
                           data=data, artifacts=artifacts, timeout=timeout)
-    result = dataclasses.replace(result, bundle=str(source))
+        rec = recommend_validation(result, read_manifest(bundle), resolve_profile(profile))
+    result = dataclasses.replace(result, bundle=str(source), recommendation=rec)
     return BenchTable(source=str(source), device=result.device, data=data,
-                      rows=tuple(bench_row(r) for r in result.artifacts), validation=result)
+                      rows=tuple(bench_row(r) for r in result.artifacts), validation=result,
+                      recommendation=rec)
 
 
 bench = as_dict(bench_table)
@@ -65,7 +68,8 @@ def bench_row(row: ValidationRow) -> BenchRow:
                     ms_per_image=p50, fps=1000.0 / p50 if p50 else None,
                     batched_fps=row.throughput_fps if ran else None,
                     emulated=bool(row.emulated),
-                    agreement_top1=row.agreement.top1 if row.agreement else None)
+                    agreement_top1=row.agreement.top1 if row.agreement else None,
+                    latency=row.latency if ran else None)
 
 
 def below_floor(table: BenchTable | dict[str, Any], min_accuracy: float) -> list[str]:

@@ -1,6 +1,7 @@
 """What ``edge-transfer bench`` measures, as a bundle: a source is a bundle (folder or
 ``.tar.gz``), a run directory (its ``RUN/export`` is bundled into a temporary folder: the
-sample is the run's test split, as in ``edge-transfer bundle``), an export folder
+sample is a stratified sample of the run's test split, as in ``edge-transfer bundle``), an
+export folder
 (``export.json``), or one model file inside an export folder (only that artifact runs).
 
 >>> as_bundle(Path("no-such-run"), Path("."))  # doctest: +ELLIPSIS

@@ -2,18 +2,24 @@
 
     BUNDLE/manifest.json     schema_version, labels, preprocessing, data_fingerprint,
                              tolerance, validation_sample (+ its sha256), samples (which
-                             samples: the test split export checked), artifacts
+                             samples: positions in the run's test split), split_samples,
+                             float_predictions, artifacts
                              [{name, file, format, precision, sha256, bytes,
                                workstation_accuracy, workstation_predictions,
-                               export_accuracy}]
+                               predictions_from, export_accuracy}],
+                             and with ``--for PROFILE``: profile, left_out, recommendation
     BUNDLE/<model files>     the status-ok artifacts of RUN/export/export.json
-    BUNDLE/validation.npz    the run's test split: x uint8 raw pixels, y labels, class_names
+    BUNDLE/validation.npz    a stratified sample of the run's test split (default 1,568
+                             images, enough to resolve the 0.5-pt tolerance; ``--samples
+                             all``: the whole split): x uint8 raw pixels, y, class_names
 
-``workstation_accuracy`` is each artifact's accuracy on validation.npz measured here with
-:mod:`edge_transfer.runtime` (``workstation_predictions``: its top-1 per sample), so a device
-that runs the same sample is compared with it pair by pair. :func:`open_bundle` checks
-every sha256 before anything runs, and unpacks a ``.tar.gz`` only when no entry leaves the
-folder. No TensorFlow needed.
+``workstation_accuracy`` is each artifact's accuracy on validation.npz
+(``workstation_predictions``: its top-1 per sample), taken from export.json's check of the
+same file on the same test images when it can be (``predictions_from: "export.json"``), else
+measured here with :mod:`edge_transfer.runtime` (``"bundle"``); a device that runs the same
+sample is compared with it pair by pair, and with the float model (``float_predictions``).
+:func:`open_bundle` checks every sha256 before anything runs, and unpacks a ``.tar.gz`` only
+when no entry leaves the folder. No TensorFlow needed.
 
 Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one):
 
@@ -32,13 +38,16 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from edge_transfer.atomic import atomic_path
+from edge_transfer.bundle_measure import float_top1, workstation_top1
+from edge_transfer.bundle_sample import default_samples, stratified_positions
 from edge_transfer.errors import BundleError, UserError
 from edge_transfer.images import Images
 from edge_transfer.preprocessing import Preprocessing
@@ -54,6 +63,7 @@ MANIFEST = Manifest.FILE_NAME
 VALIDATION_SAMPLE = "validation.npz"
 DEFAULT_TOLERANCE = 0.005
 SAMPLE_BATCH = 512  # images read, checked and written at a time
+DEFAULT_SAMPLES = default_samples(DEFAULT_TOLERANCE)  # 1,568: resolves a 0.5-pt drop
 
 BundleArtifact = ManifestArtifact
 """One model file of a bundle (its row in ``manifest.json``)."""
@@ -117,20 +127,106 @@ def sha256_file(path: Path) -> str:
 # --------------------------------------------------------------------------- create
 
 
+Select = Callable[[ManifestArtifact], str | None]   # why to leave a file out, or None
+Mark = Callable[[Manifest, Path], Manifest]   # the manifest with the file to deploy marked
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    """What goes into a bundle beyond the run's status-ok files.
+
+    ``samples``: test images in the validation sample (stratified; None: the whole split);
+    ``select``: why a file is left out (``bundle --for PROFILE``), or None to keep it;
+    ``mark``: the manifest with the file to deploy marked, given the staged bundle folder;
+    ``profile``: the profile's name recorded in the manifest; ``progress``: one line per
+    step (which predictions were reused, which measured).
+    """
+
+    samples: int | None = DEFAULT_SAMPLES
+    select: Select | None = None
+    mark: Mark | None = None
+    profile: str | None = None
+    progress: Callable[[str], None] | None = None
+
+
 def create_bundle(
     run_dir: str | Path,
     out_dir: str | Path,
     export_dir: str | Path | None = None,
     tar: bool = False,
+    options: BundleOptions | None = None,
 ) -> Path:
     """Bundle the status-ok artifacts of ``RUN/export/export.json``; the folder, or its .tar.gz.
 
-    ``out_dir`` must be empty, missing, or an older bundle (which is replaced).
+    ``out_dir`` must be empty, missing, or an older bundle (which is replaced). The sample is
+    a stratified subset of the test split (``options.samples``, default
+    :data:`DEFAULT_SAMPLES`); each file's predictions on it are export.json's when they are
+    this file's on these samples (:mod:`edge_transfer.bundle_measure`), else measured here.
     """
     from edge_transfer.runs import Run
 
+    options = options or BundleOptions()
     run = Run.open(run_dir)
     export_dir = Path(export_dir) if export_dir else run.path / "export"
+    export = _export_of(run, export_dir)
+    test = run.splits.test
+    test_ids = SampleIds.of(run.data_fingerprint, "test", test.y)
+    positions = stratified_positions(test.y, options.samples)
+    x, y = test.x[positions], np.asarray(test.y)[positions]
+    out = Path(out_dir)
+    _check_out_dir(out)
+    ids = SampleIds.of(run.data_fingerprint, "test", y, positions)
+    previous = _previous(out, ids)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
+    try:
+        entries, left_out = _stage_artifacts(
+            export, export_dir, staging, options,
+            lambda e, a: _again(previous, e, options.progress) or _measured(
+                e, a, staging, export, test_ids, x, positions, options.progress))
+        with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
+            write_sample(tmp, x, y, run.labels)
+        manifest = Manifest(
+            run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
+            data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
+            validation_sample=VALIDATION_SAMPLE,
+            validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
+            artifacts=tuple(entries),
+            samples=ids, split_samples=test_ids.count,
+            float_predictions=float_top1(export, test_ids, positions),
+            profile=options.profile, left_out=left_out)
+        if options.mark is not None:
+            manifest = options.mark(manifest, staging)
+        manifest.dump(staging / MANIFEST)
+        _replace(out, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return archive_bundle(out) if tar else out
+
+
+def _previous(out: Path, ids: SampleIds) -> dict[tuple[str, str], ManifestArtifact]:
+    """The rows of the bundle ``out`` replaces that measured a file on these very samples
+    (export.json's could not be reused for it): not measured again."""
+    if not (out / MANIFEST).is_file() or not _is_bundle(out):
+        return {}
+    old = Manifest.load(out / MANIFEST)
+    if not ids.same_samples(old.samples):
+        return {}
+    return {(a.name, a.sha256): dataclasses.replace(a, latency=None) for a in old.artifacts
+            if a.predictions_from == "bundle" and a.workstation_predictions}
+
+
+def _again(previous: dict[tuple[str, str], ManifestArtifact], entry: ManifestArtifact,
+           progress: Callable[[str], None] | None) -> ManifestArtifact | None:
+    """The previous bundle's row of this very file, said so; None if there is none."""
+    row = previous.get((entry.name, entry.sha256))
+    if row is not None and progress:
+        progress(f"{entry.name}: reused the replaced bundle's predictions (measured there on "
+                 "the same images, same file)")
+    return row
+
+
+def _export_of(run: Any, export_dir: Path) -> ExportRecord:
     export = ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BundleError,
                                missing="run `edge-transfer export RUN` first")
     if export.data_fingerprint not in (None, run.data_fingerprint):
@@ -138,39 +234,42 @@ def create_bundle(
             f"{export_dir} was exported from other data ({export.data_fingerprint}) than "
             f"{run.path} ({run.data_fingerprint}); export the run again"
         )
-    artifacts = export.ok_artifacts
-    if not artifacts:
+    if not export.ok_artifacts:
         raise BundleError(f"{export_dir}/export.json has no artifact with status ok; "
                           "fix the export (see its reasons) and export again")
-    test = run.splits.test
-    out = Path(out_dir)
-    _check_out_dir(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
-    try:
-        entries = [_copy_artifact(export_dir, a, staging) for a in artifacts]
-        entries = [_measured(e, staging / e.file, test.x, test.y) for e in entries]
-        with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
-            write_sample(tmp, test.x, test.y, run.labels)
-        Manifest(
-            run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
-            data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
-            validation_sample=VALIDATION_SAMPLE,
-            validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
-            artifacts=tuple(entries),
-            samples=SampleIds.of(run.data_fingerprint, "test", test.y),
-        ).dump(staging / MANIFEST)
-        if out.exists():  # a previous bundle (checked by _check_out_dir): swap, then delete
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.replace(old)
-            staging.replace(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.replace(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return archive_bundle(out) if tar else out
+    return export
+
+
+def _stage_artifacts(
+    export: ExportRecord, export_dir: Path, staging: Path, options: BundleOptions,
+    measure: Callable[[ManifestArtifact, ExportArtifact], ManifestArtifact],
+) -> tuple[list[ManifestArtifact], dict[str, str]]:
+    """Copy and measure the files ``options.select`` keeps; (entries, {left out: why})."""
+    entries, left_out = [], {}
+    for artifact in export.ok_artifacts:
+        entry = _described(export_dir, artifact)
+        why = options.select(entry) if options.select else None
+        if why:
+            left_out[artifact.name] = why
+            continue
+        entries.append(measure(_copy_artifact(export_dir, staging, entry), artifact))
+    if not entries:
+        raise BundleError(f"no exported file is left for {options.profile or 'the device'}: "
+                          + "; ".join(f"{k}: {v}" for k, v in left_out.items())
+                          + "; export a format and precision it runs")
+    return entries, left_out
+
+
+def _replace(out: Path, staging: Path) -> None:
+    """``staging`` becomes ``out``; a previous bundle there is swapped out, then deleted."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.replace(old)
+        staging.replace(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.replace(out)
 
 
 def archive_bundle(folder: str | Path) -> Path:
@@ -184,7 +283,8 @@ def archive_bundle(folder: str | Path) -> Path:
     return target
 
 
-def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) -> ManifestArtifact:
+def _described(export_dir: Path, artifact: ExportArtifact) -> ManifestArtifact:
+    """The manifest row of an export.json artifact, its sha256 checked against the file."""
     from edge_transfer.runtime.model import FORMATS
 
     name, file = artifact.name, artifact.file
@@ -200,25 +300,35 @@ def _copy_artifact(export_dir: Path, artifact: ExportArtifact, staging: Path) ->
     if artifact.sha256 and artifact.sha256 != digest:
         raise BundleError(f"{source} changed since export.json was written (sha256 mismatch); "
                           "export the run again")
-    with atomic_path(staging / file) as tmp:
-        shutil.copyfile(source, tmp)
     return ManifestArtifact(name=name, file=file, format=artifact.format,
                             precision=artifact.precision, sha256=digest,
                             bytes=source.stat().st_size, export_accuracy=artifact.accuracy,
                             kept_float=tuple(artifact.kept_float or ()))
 
 
-def _measured(entry: ManifestArtifact, path: Path, x: Images, y: np.ndarray
-              ) -> ManifestArtifact:
-    """The entry with the workstation's accuracy and top-1 per sample on the sample (the
-    images read a batch at a time)."""
-    from edge_transfer.runtime import EdgeModel
+def _copy_artifact(export_dir: Path, staging: Path, entry: ManifestArtifact
+                   ) -> ManifestArtifact:
+    with atomic_path(staging / entry.file) as tmp:
+        shutil.copyfile(export_dir / entry.file, tmp)
+    return entry
+
+
+def _measured(entry: ManifestArtifact, artifact: ExportArtifact, staging: Path,
+              export: ExportRecord, test_ids: SampleIds, x: Images, positions: np.ndarray,
+              progress: Callable[[str], None] | None) -> ManifestArtifact:
+    """The entry with the workstation's accuracy and top-1 per sample on the bundle's sample
+    (export.json's when they are this file's, else measured here: see
+    :mod:`edge_transfer.bundle_measure`)."""
     from edge_transfer.samples import encode
 
-    model = EdgeModel.load(path)
-    top1 = np.concatenate([model.predict(batch).indices for batch in x.batches(SAMPLE_BATCH)])
-    return dataclasses.replace(entry, workstation_accuracy=float(np.mean(top1 == y)),
-                               workstation_predictions=encode(top1))
+    got = workstation_top1(staging / entry.file, artifact, entry.sha256, export, test_ids, x,
+                           positions)
+    if progress:
+        progress(f"{entry.name}: {got.note}")
+    y = test_ids.label_array()[positions]
+    return dataclasses.replace(entry, workstation_accuracy=float(np.mean(got.predictions == y)),
+                               workstation_predictions=encode(got.predictions),
+                               predictions_from=got.source)
 
 
 def write_sample(path: Path, x: Images, y: np.ndarray, labels: Sequence[str]) -> None:

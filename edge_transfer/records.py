@@ -763,6 +763,52 @@ class DiagnoseRecord(FileRecord):
     diagnoses: tuple[Diagnosis, ...] = ()
 
 
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class LatencyStats(Record):
+    """How one file's latency was measured (:mod:`edge_transfer.runtime.latency`): one image
+    at a time, ``warmup`` untimed runs, then ``runs`` timed: milliseconds at p50 (median),
+    p90, p99 and the interquartile range, with the runtime's ``threads``."""
+
+    p50: float
+    p90: float
+    p99: float
+    runs: int
+    warmup: int
+    iqr: float | None = None
+    threads: int | None = None
+    batch: int = 1
+    q25: float | None = None      # the quartiles the IQR spans
+    q75: float | None = None
+
+    def describe(self) -> str:
+        """``'0.720 ms median (IQR 0.050) of 100 runs, 5 warm-up, 2 threads'``."""
+        from edge_transfer.runtime.latency import describe_latency
+
+        return describe_latency(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Recommendation(Record):
+    """Which file to deploy on one device (:mod:`edge_transfer.recommend`): within the
+    accuracy tolerance of float (paired), within the profile's budgets, fastest measured
+    latency, then smallest. ``artifact`` is None when no file qualifies; ``excluded`` says
+    why each other file was not chosen; ``trades`` one line per notable trade; ``basis``
+    what the latency ranking stood on."""
+
+    device: str
+    artifact: str | None
+    reason: str
+    profile: str | None = None
+    emulated: bool = False
+    basis: str = ""
+    trades: tuple[str, ...] = ()
+    excluded: dict[str, str] = field(default_factory=dict)
+    ranking: tuple[str, ...] = ()     # the qualifying files, best first
+
+
 # --------------------------------------------------------------------------- manifest.json
 
 
@@ -780,6 +826,10 @@ class ManifestArtifact(Record):
     export_accuracy: float | None = None        # export.json's (the run's test split)
     workstation_predictions: str | None = None  # top-1 per sample of the validation sample
     kept_float: tuple[str, ...] = ()            # int8-mixed: layers left in float
+    # where workstation_predictions came from: "export.json" (the export's check, reused)
+    # or "bundle" (measured when the bundle was made)
+    predictions_from: str | None = field(default=None, metadata=OMIT_NONE)
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)  # bundle --for
 
 
 @dataclass(frozen=True)
@@ -799,7 +849,20 @@ class Manifest(FileRecord):
     validation_sha256: str
     artifacts: tuple[ManifestArtifact, ...]
     run: str | None = None
-    samples: SampleIds | None = None    # the validation sample: the run's test split
+    samples: SampleIds | None = None    # the validation sample: positions in the test split
+    # issue 25: the sample is a stratified subset of ``split_samples`` test images (or all);
+    # the float model's top-1 on it (to judge each file against float, paired); and, for
+    # ``bundle --for PROFILE``, the profile, what it left out and the recommended file.
+    split_samples: int | None = field(default=None, metadata=OMIT_NONE)
+    float_predictions: str | None = field(default=None, metadata=OMIT_NONE)
+    profile: str | None = field(default=None, metadata=OMIT_NONE)
+    left_out: dict[str, str] = field(default_factory=dict)
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def recommended(self) -> str | None:
+        """The artifact name ``bundle --for`` marked as the one to deploy, or None."""
+        return self.recommendation.artifact if self.recommendation else None
 
 
 # --------------------------------------------------------------------------- validate --json
@@ -911,6 +974,7 @@ class ValidationRow(Record):
     agreement: Agreement | None = field(default=None, metadata=OMIT_NONE)
     predictions: str | None = None              # the device's top-1 per sample
     workstation_predictions: str | None = None  # the workstation's, same samples (manifest)
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)  # how, threads
 
     @property
     def ok(self) -> bool:
@@ -933,6 +997,7 @@ class ValidationResult(FileRecord):
     data: str | None = None
     samples: SampleIds | None = None     # the samples every row ran on
     clients: tuple[ClientRow, ...] = ()  # the files run in deploy clients (--client)
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
 
     def row(self, name: str) -> ValidationRow | None:
         return next((r for r in self.artifacts if r.name == name), None)
@@ -1056,6 +1121,7 @@ class ReportRow(Record):
     # A QAT or pruned file: its fine-tune and its conversion, each paired (export.json's)
     steps: TrainedSteps | None = field(default=None, metadata=OMIT_NONE)
     clients: tuple[ClientRow, ...] = ()   # this file in deploy clients (validate --client)
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -1084,6 +1150,7 @@ class ReportFiles(Record):
     markdown: str = "report.md"
     plot: str | None = "accuracy_vs_size.png"
     confusion: str | None = None
+    latency_plots: tuple[str, ...] = ()   # accuracy_vs_latency[_DEVICE].png, one per device
 
 
 @dataclass(frozen=True)
@@ -1110,6 +1177,7 @@ class Report(FileRecord):
     float_interval: tuple[float, ...] | None = None
     warnings: tuple[str, ...] = ()
     incremental: IncrementalHistory | None = field(default=None, metadata=OMIT_NONE)
+    recommendations: tuple[Recommendation, ...] = ()   # one per device validated
 
 
 # --------------------------------------------------------------------------- bench --json
@@ -1133,6 +1201,7 @@ class BenchRow(Record):
     batched_fps: float | None = None
     emulated: bool = False
     agreement_top1: float | None = None
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def ok(self) -> bool:
@@ -1155,3 +1224,4 @@ class BenchTable(FileRecord):
     data: str | None = None
     min_accuracy: float | None = None
     below_min_accuracy: tuple[str, ...] = ()
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)

@@ -119,28 +119,41 @@ def build_report(
     run_dir: str | Path,
     out_dir: str | Path,
     export_json: str | Path | None = None,
-    validation_json: str | Path | None = None,
+    validation_json: str | Path | Sequence[str | Path] | None = None,
 ) -> Path:
     """Write report.json, report.md, the plot(s) into ``out_dir``; return report.json's path.
 
-    ``export_json`` is export.json or its folder (default ``RUN/export``).
+    ``export_json`` is export.json or its folder (default ``RUN/export``);
+    ``validation_json`` one validation JSON or several (one per device: the first fills the
+    artifact table; each gets its recommended file and accuracy-vs-latency plot).
     """
+    from edge_transfer import report_devices
+
     out_dir = Path(out_dir)
-    inputs = load_inputs(run_dir, export_json, validation_json)
+    paths = ([] if validation_json is None else [validation_json]
+             if isinstance(validation_json, str | Path) else list(validation_json))
+    inputs = load_inputs(run_dir, export_json, paths[0] if paths else None)
     report = assemble(inputs)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; give a folder for the report")
     out_dir.mkdir(parents=True, exist_ok=True)
+    validations = ([inputs.validation] if inputs.validation else []) + [
+        report_devices.load_validation(p, inputs.fingerprint) for p in paths[1:]]
+    recs = report_devices.recommendations(inputs.export, validations)
     confusion = _confusion_pair(report.artifacts, inputs.device_rows)
-    report = dataclasses.replace(report, files=ReportFiles(
-        markdown=MARKDOWN_FILE, plot=PLOT_FILE, confusion=CONFUSION_FILE if confusion else None))
+    report = dataclasses.replace(report, recommendations=recs, files=ReportFiles(
+        markdown=MARKDOWN_FILE, plot=PLOT_FILE, confusion=CONFUSION_FILE if confusion else None,
+        latency_plots=report_devices.write_plots(validations, recs, out_dir)))
     plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
     if confusion:
         plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
     from edge_transfer.diagnose import markdown_section
 
     diagnosis = markdown_section(_export_path(Path(run_dir), export_json).parent, out_dir)
-    _write_text(out_dir / MARKDOWN_FILE, render_markdown(report) + diagnosis)
+    deploy = report_devices.markdown(validations, recs, report.files.latency_plots
+                                     if report.files else ())
+    _write_text(out_dir / MARKDOWN_FILE,
+                render_markdown(report) + "\n".join(["", *deploy]) + diagnosis)
     return report.dump(out_dir / REPORT_FILE)
 
 
@@ -363,6 +376,7 @@ def _row(art: ExportArtifact, dev: ValidationRow | None,
         checks={c.name: c.status for c in (dev.checks if dev else ())},
         agreement_top1=agreement.top1 if agreement else None,
         max_abs_diff=agreement.max_abs_diff if agreement else None,
+        latency=ran.latency if ran else None,
     )
 
 

@@ -184,8 +184,7 @@ def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> obj
 
 
 def test_check_fails_when_old_classes_drop_beyond_the_tolerance_and_significantly() -> None:
-    from edge_transfer.check import Tolerances
-    from edge_transfer.check import old_class_finding
+    from edge_transfer.check import Tolerances, old_class_finding
 
     tol = Tolerances()                                   # --max-old-class-drop 0.03
     assert old_class_finding(_history(lost=60, gained=5), tol).verdict == "fail"   # -5.5 pt

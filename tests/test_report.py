@@ -75,7 +75,7 @@ def test_markdown_has_the_table_and_transfer_figures(built: tuple[dict, Path]) -
     # Accuracies with their 95% Wilson interval, differences paired with interval and p.
     assert ("| tflite-int8 | tflite | int8 | ok | 14.7 KiB | 0.36× | 97.0% [92.6, 98.8] | "
             "97.0% [92.6, 98.8] | -0.7 pt [-4.3, +2.4] p=1 |") in md
-    assert md.count("*How to read this:*") == 4
+    assert md.count("*How to read this:*") == 5   # the 5th: which file to deploy (issue 25)
     assert "## What quantization changed, per class" in md
     assert "| 8 | 27 | 27 | -1 (−1/+0) | -1 (−1/+0) | -1 (−1/+0) |" in md
     t = report["transfer"]
@@ -87,8 +87,10 @@ def test_markdown_has_the_table_and_transfer_figures(built: tuple[dict, Path]) -
 def test_plots_are_real_images(built: tuple[dict, Path]) -> None:
     report, out = built
     assert report["files"] == {"markdown": "report.md", "plot": "accuracy_vs_size.png",
-                               "confusion": "confusion_float_vs_int8.png"}
-    for name in ("accuracy_vs_size.png", "confusion_float_vs_int8.png"):
+                               "confusion": "confusion_float_vs_int8.png",
+                               "latency_plots": ["accuracy_vs_latency.png"]}
+    for name in ("accuracy_vs_size.png", "confusion_float_vs_int8.png",
+                 "accuracy_vs_latency.png"):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and img.width > 300 and img.height > 200
     assert not list(out.glob(".*.tmp"))

@@ -3,7 +3,8 @@
     edge-transfer bench runs/target --device emulated:arm64 --min-accuracy 0.95 --json b.json
 
 Format, status, size MB, accuracy, ms per image (p50), FPS, one row per artifact, measured
-by ``validate`` on the device (a run is bundled first: its sample is the test split).
+by ``validate`` on the device (a run is bundled first: its sample is a stratified sample of
+the test split, as ``bundle`` makes it), and the file to deploy on that device.
 Exit 1 when an artifact failed or one is below ``--min-accuracy`` (named), 2 for bad input.
 """
 
@@ -49,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_output(args.json, table)
     print_table(table, stderr=args.json == "-")
+    from edge_transfer.commands.validate import print_recommendation
+
+    print_recommendation({"recommendation": table.get("recommendation"),
+                          "artifacts": table["validation"]["artifacts"]},
+                         stderr=args.json == "-")
     if below:
         floor = f"below --min-accuracy {args.min_accuracy}" if args.min_accuracy is not None \
             else "failed"
@@ -66,8 +72,8 @@ def print_table(table: dict[str, Any], stderr: bool = False) -> None:
     emulated = " (emulated: latency is not the device's)" if device.get("emulated") else ""
     out = Table(title=f"bench of {table['source']} on {device['name']} ({device['arch']}), "
                       f"{samples} images{emulated}")
-    for column in ("Format", "Status", "Size (MB)", "Accuracy [95%]", "ms/img (p50)", "FPS",
-                   "FPS batched"):
+    for column in ("Format", "Status", "Size (MB)", "Accuracy [95%]", "ms/img (p50)", "IQR ms",
+                   "FPS", "FPS batched"):
         out.add_column(column, justify="left" if column in ("Format", "Status") else "right")
     for row in table["rows"]:
         ok = row["status"] == "ok"
@@ -75,6 +81,7 @@ def print_table(table: dict[str, Any], stderr: bool = False) -> None:
         out.add_row(row["name"], status, f"{row['size_mb']:.3f}",
                     _accuracy(row["accuracy"], row["samples"]) if ok else "-",
                     f"{row['ms_per_image']:.3f}" if ok else "-",
+                    f"{row['latency']['iqr']:.3f}" if ok and row.get("latency") else "-",
                     f"{row['fps']:.0f}" if ok else "-",
                     f"{row['batched_fps']:.0f}" if ok else "-")
     Console(width=160, stderr=stderr).print(out)

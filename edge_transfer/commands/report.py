@@ -23,8 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="run directory written by finetune")
     p.add_argument("--export", type=Path, metavar="DIR",
                    help="export folder or export.json (default: RUN/export)")
-    p.add_argument("--validation", type=Path, metavar="JSON",
-                   help="validation JSON from `edge-transfer validate --json`")
+    p.add_argument("--validation", type=Path, metavar="JSON", action="append",
+                   help="validation JSON from `edge-transfer validate --json`; repeat it for "
+                        "more devices (the first fills the table; each gets the file to "
+                        "deploy and an accuracy-vs-latency plot)")
     p.add_argument("--out", type=Path, metavar="DIR", help="report folder (default: RUN/report)")
     p.set_defaults(handler=run)
 
@@ -61,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         console.print(f"[red]failed:[/red] {', '.join(failed)} (reasons in report.md)")
     files = report.files or ReportFiles()
-    console.print(f"report: {path.parent / files.markdown}  ({path.name}, {files.plot}; "
+    for rec in report.recommendations:
+        where = rec.device + (f" (profile {rec.profile})" if rec.profile else "")
+        console.print(f"deploy on {where}: {rec.reason}", soft_wrap=True)
+        for line in rec.trades:
+            console.print(f"  {line}", soft_wrap=True)
+    plots = ", ".join([files.plot or "", *files.latency_plots]).strip(", ")
+    console.print(f"report: {path.parent / files.markdown}  ({path.name}, {plots}; "
                   "95% intervals in the Markdown)", soft_wrap=True)
     return 0

@@ -66,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout, outputs=args.outputs,
         clients=args.client, clients_python=args.client_python,
     )
+    result = _recommended(result, args)
     if args.json:
         write_json_output(args.json, result)
     print_table(result, stderr=args.json == "-")
+    print_recommendation(result, stderr=args.json == "-")
     from edge_transfer.commands._warn import warn
 
     if result.get("clients"):
@@ -84,6 +86,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _recommended(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The result with the file to deploy on its device (``devices.deploy``)."""
+    from devices.deploy import with_recommendation
+    from devices.profile import resolve_profile
+
+    if args.device == "self":
+        return result
+    return with_recommendation(result, args.bundle, resolve_profile(args.profile))
+
+
+def print_recommendation(result: dict[str, Any], stderr: bool = False) -> None:
+    """Which file to deploy on this device, why, how latency was measured, and the trades."""
+    import sys
+
+    from edge_transfer.runtime.latency import describe_latency
+
+    rec = result.get("recommendation")
+    if not rec:
+        return
+    out = sys.stderr if stderr else sys.stdout
+    where = rec["device"] + (f" (profile {rec['profile']})" if rec.get("profile") else "")
+    print(f"deploy on {where}: {rec['reason']}", file=out)
+    print(f"  ranking by {rec['basis']}", file=out)
+    timed = next((r.get("latency") for r in result["artifacts"] if r.get("latency")), None)
+    if timed:
+        print(f"  latency: one image at a time, {timed['warmup']} warm-up then "
+              f"{timed['runs']} timed runs, median and IQR, "
+              f"{timed.get('threads') or '?'} threads "
+              f"(e.g. {describe_latency(timed).split(' of ')[0]})", file=out)
+    for line in rec.get("trades") or ():
+        print(f"  {line}", file=out)
+    for name, why in (rec.get("excluded") or {}).items():
+        print(f"  not {name}: {why}", file=out)
 
 
 def failures(result: dict[str, Any]) -> list[str]:
@@ -139,7 +176,8 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
              f"{device['profile']}{', emulated' if device['emulated'] else ''})")
     table = Table(title=title)
     compared = any(row.get("agreement") for row in result["artifacts"])
-    columns = ["Artifact", "Status", "Size KB", "Accuracy [95%]", "Workstation", "p50 ms", "p90 ms",
+    columns = ["Artifact", "Status", "Size KB", "Accuracy [95%]", "Workstation", "p50 (IQR) ms",
+               "p90 ms",
                "FPS", "Peak MB", "storage", "memory", "latency", "accuracy", "Reason"]
     if compared:  # another device's outputs against the workstation's, on the same sample
         columns[5:5] = ["Top-1 agree", "Max diff"]
@@ -156,7 +194,7 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
             _accuracy(row) if ok else "-",
             _fmt(row.get("workstation_accuracy"), ".4f"),
             *(extra if compared else []),
-            f"{row['latency_ms']['p50']:.3f}" if ok else "-",
+            _p50(row) if ok else "-",
             f"{row['latency_ms']['p90']:.3f}" if ok else "-",
             f"{row['throughput_fps']:.0f}" if ok else "-",
             f"{row['peak_memory_mb']:.0f}" if ok else "-",
@@ -164,6 +202,13 @@ def print_table(result: dict[str, Any], stderr: bool = False) -> None:
             row["reason"] or "",
         )
     Console(width=200, stderr=stderr).print(table)
+
+
+def _p50(row: dict[str, Any]) -> str:
+    """``'0.720 (0.050)'``: the median and, when measured, its interquartile range."""
+    latency = row.get("latency") or {}
+    iqr = latency.get("iqr")
+    return f"{row['latency_ms']['p50']:.3f}" + (f" ({iqr:.3f})" if iqr is not None else "")
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -83,6 +83,7 @@ class Evaluation:
     throughput_fps: float
     peak_memory_mb: float
     predictions: np.ndarray | None = None   # top-1 class index per sample
+    latency: dict[str, Any] | None = None   # how latency_ms was measured (runtime.latency)
 
     def to_dict(self) -> dict[str, Any]:
         from edge_transfer.samples import encode
@@ -93,7 +94,7 @@ class Evaluation:
             "per_class_accuracy": list(self.per_class_accuracy),
             "confusion_matrix": self.confusion_matrix.tolist(),
             "latency_ms": dict(self.latency_ms), "throughput_fps": self.throughput_fps,
-            "peak_memory_mb": self.peak_memory_mb,
+            "peak_memory_mb": self.peak_memory_mb, "latency": self.latency,
         }
 
 
@@ -180,8 +181,9 @@ class EdgeModel:
     ) -> Evaluation:
         """Accuracy over all of ``x`` (batched), latency over single images (batch of 1).
 
-        Latency is the time of ``predict`` on one image, preprocessing included, measured
-        on up to ``latency_samples`` images after 3 warm-up runs; throughput is images per
+        Latency is the time of ``predict`` on one image, preprocessing included, as
+        :func:`edge_transfer.runtime.latency.measure_latency` measures it (warm-up runs, then
+        timed runs cycling over up to ``latency_samples`` images); throughput is images per
         second of the batched pass.
         """
         y = np.asarray(y).astype(np.int64)
@@ -195,6 +197,7 @@ class EdgeModel:
         start = time.perf_counter()
         predicted = self.predict(images, batch_size=batch_size).indices
         elapsed = time.perf_counter() - start
+        latency = self.latency(images[:latency_samples])
         confusion = np.zeros((classes, classes), dtype=np.int64)
         np.add.at(confusion, (y, predicted), 1)
         support = confusion.sum(axis=1)
@@ -205,22 +208,20 @@ class EdgeModel:
             accuracy=float(np.mean(predicted == y)),
             per_class_accuracy=per_class,
             confusion_matrix=confusion,
-            latency_ms=self._latency(images[:latency_samples]),
+            latency_ms={k: latency[k] for k in ("p50", "p90", "p99")},
             throughput_fps=float(len(y) / elapsed) if elapsed > 0 else float("inf"),
             peak_memory_mb=peak_memory_mb(),
             predictions=predicted,
+            latency=latency,
         )
 
-    def _latency(self, images: np.ndarray) -> dict[str, float]:
-        for image in images[:3]:
-            self.predict(image[None])
-        times = []
-        for image in images:
-            start = time.perf_counter()
-            self.predict(image[None])
-            times.append((time.perf_counter() - start) * 1000)
-        p50, p90, p99 = np.percentile(times, [50, 90, 99])
-        return {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    def latency(self, images: np.ndarray, runs: int | None = None) -> dict[str, Any]:
+        """Milliseconds per image (batch of 1) and how they were measured, the same way
+        everywhere (:mod:`edge_transfer.runtime.latency`)."""
+        from edge_transfer.runtime.latency import RUNS, measure_latency
+
+        return measure_latency(self.predict, as_uint8_batch(images), self.threads,
+                               runs=runs or RUNS)
 
     def _check_output(self, classes: int) -> None:
         probe = np.zeros((1, *self.preprocessing.input_shape), dtype=np.uint8)
