@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_transfer import comparisons, stats
+from edge_transfer import comparisons, plots, stats
 from edge_transfer.errors import DataError, UserError
 from edge_transfer.records import (
     Comparison,
@@ -94,8 +94,6 @@ CONFUSION_FILE = "confusion_float_vs_int8.png"
 MISSING = "—"
 
 # How each format looks in the plot.
-_STYLE = {"tflite": ("o", "tab:blue"), "onnx": ("s", "tab:orange")}
-_OTHER_STYLES = [("^", "tab:green"), ("D", "tab:purple"), ("v", "tab:brown")]
 
 
 @dataclass(frozen=True)
@@ -618,9 +616,9 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
     rows = [r for r, _, acc in measured if acc is not None]
     points = [(size / 1024, acc) for _, size, acc in measured
               if size is not None and acc is not None]
-    fig = _figure((7, 4.5))
+    fig = plots.figure((7, 4.5))
     ax = fig.subplots()
-    styles = _styles(sorted({str(r.format) for r in rows}))
+    styles = plots.styles(sorted({str(r.format) for r in rows}))
     for fmt, (marker, colour) in styles.items():
         mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
         ax.scatter([p[0] for _, p in mine], [p[1] for _, p in mine], marker=marker,
@@ -634,7 +632,7 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
                         fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.6,
                         zorder=2)
     log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
-    for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
+    for r, point, lift in zip(rows, points, plots.label_lifts(points, log_x), strict=True):
         ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
                     fontsize=7)
     front = [points[i] for i in pareto_front(points)]
@@ -653,32 +651,15 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     if rows:
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    _save(fig, path)
+    plots.save(fig, path)
 
-
-def _label_lifts(points: Sequence[tuple[float, float]], log_x: bool) -> list[int]:
-    """How many label lines up each point's label goes, so that close labels do not overlap."""
-    import math
-
-    if not points:
-        return []
-    xs = [math.log10(p[0]) if log_x else p[0] for p in points]
-    ys = [p[1] for p in points]
-    span_x = (max(xs) - min(xs)) or 1.0
-    span_y = (max(ys) - min(ys)) or 1.0
-    lifts: list[int] = []
-    for i in range(len(points)):
-        taken = {lifts[j] for j in range(i)
-                 if abs(xs[i] - xs[j]) / span_x < 0.25 and abs(ys[i] - ys[j]) / span_y < 0.06}
-        lifts.append(next(k for k in range(len(points)) if k not in taken))
-    return lifts
 
 
 def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
     """Confusion matrices side by side (rows: true class, columns: predicted)."""
     import numpy as np
 
-    fig = _figure((4.2 * len(pair), 4))
+    fig = plots.figure((4.2 * len(pair), 4))
     axes = fig.subplots(1, len(pair))
     for ax, (name, matrix) in zip(np.atleast_1d(axes), pair, strict=True):
         m = np.asarray(matrix)
@@ -693,7 +674,7 @@ def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name)
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def _confusion_pair(rows: Sequence[ReportRow],
@@ -711,27 +692,7 @@ def _confusion_pair(rows: Sequence[ReportRow],
     return []
 
 
-def _styles(formats: Sequence[str]) -> dict[str, tuple[str, str]]:
-    extra = iter(_OTHER_STYLES * (len(formats) + 1))
-    return {f: _STYLE.get(f) or next(extra) for f in formats}
 
-
-def _figure(size: tuple[float, float]) -> Any:
-    """A matplotlib Figure drawn by Agg, without pyplot (no global backend switched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> None:
-    from edge_transfer.atomic import atomic_path
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -92,13 +92,13 @@ def plot_accuracy_vs_latency(result: ValidationResult, rec: Recommendation | Non
                              path: Path) -> None:
     """Accuracy (95% Wilson interval) against median latency (the bar spans the quartiles),
     one marker per format, the recommended file ringed; log scale when latencies spread."""
-    from edge_transfer.report import _figure, _label_lifts, _save, _styles
+    from edge_transfer import plots
 
     rows = [r for r in result.artifacts if r.ok and r.accuracy is not None and r.latency_ms]
     points = [(r.latency_ms["p50"] if r.latency_ms else 0.0, r.accuracy or 0.0) for r in rows]
-    fig = _figure((7, 4.5))
+    fig = plots.figure((7, 4.5))
     ax = fig.subplots()
-    for fmt, (marker, colour) in _styles(sorted({r.format for r in rows})).items():
+    for fmt, (marker, colour) in plots.styles(sorted({r.format for r in rows})).items():
         mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
         ivs = [stats.wilson(round(p[1] * r.samples), r.samples) for r, p in mine]
         ax.errorbar([p[0] for _, p in mine], [p[1] for _, p in mine],
@@ -111,7 +111,7 @@ def plot_accuracy_vs_latency(result: ValidationResult, rec: Recommendation | Non
                     label=fmt, alpha=0.8)
     log_x = bool(points) and max(p[0] for p in points) > 8 * max(min(p[0] for p in points),
                                                                  1e-9)
-    for r, point, lift in zip(rows, points, _label_lifts(points, log_x), strict=True):
+    for r, point, lift in zip(rows, points, plots.label_lifts(points, log_x), strict=True):
         ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
                     fontsize=7)
         if rec is not None and r.name == rec.artifact:
@@ -128,7 +128,7 @@ def plot_accuracy_vs_latency(result: ValidationResult, rec: Recommendation | Non
     ax.grid(True, alpha=0.3)
     if rows:
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def _spread(row: ValidationRow, p50: float) -> tuple[float, float]:
