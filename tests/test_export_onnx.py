@@ -106,7 +106,8 @@ def test_qat_onnx_computes_on_x86_what_exact_qdq_arithmetic_does(digits_run: Pat
     from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
 
     artifact = export_all(digits_run).get("onnx-int8-qat")
-    x, _ = Run.open(digits_run).split_arrays("test")
+    run = Run.open(digits_run)
+    x = run.preprocessing.rgb_pixels(run.split_arrays("test")[0])   # the file takes pixels
 
     def outputs(level: Any) -> np.ndarray:
         options = ort.SessionOptions()

@@ -157,17 +157,6 @@ def test_files_without_the_adapter_still_run(result: ExportResult, tmp_path: Pat
                                atol=1e-4)
 
 
-def test_mediapipe_image_classifier(result: ExportResult) -> None:
-    pytest.importorskip("mediapipe", reason="pip install mediapipe (CI: the clients' venv)")
-    for name, agreement, labels_right in _agreement(result, "mediapipe"):
-        assert agreement >= AGREEMENT and labels_right, (name, agreement)
-
-
-def test_openvino_model_api(result: ExportResult) -> None:
-    pytest.importorskip("model_api", reason='pip install openvino "openvino-model-api[onnx]"')
-    for name, agreement, labels_right in _agreement(result, "openvino"):
-        assert agreement >= AGREEMENT and labels_right, (name, agreement)
-
 
 @pytest.mark.parametrize("pre", [
     Preprocessing(6, 6, 1, mean=(0.0,), std=(255.0,)),

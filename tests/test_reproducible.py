@@ -25,7 +25,8 @@ def test_same_seed_same_metrics_and_same_artifact_bytes(
 ) -> None:
     runs, exports = [], []
     for name in ("a", "b"):
-        run = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / name,
+        # the same folder name: a file's standard metadata names the model after its run
+        run = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / name / "run",
                                       backbone=str(pretrain_run), shots=10, epochs=3,
                                       finetune_epochs=2, seed=3, **FAST))
         runs.append(run)

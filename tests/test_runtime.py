@@ -76,6 +76,7 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
     from _export_shared import export_all, export_post_training
 
     from edge_transfer._keras import load
+    from edge_transfer.export import CheckData
 
     digits_export = (export_all if trained_again else export_post_training)(digits_run).out_dir
 
@@ -91,7 +92,9 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
     for artifact in artifacts:
         name = artifact["name"]
         model = EdgeModel.load(digits_export / artifact["file"], threads=1)
-        prediction = model.predict(val.x, batch_size=32)
+        # the export check's batches: ONNX dynamic quantizes activations per batch, so its top-1
+        # may change with the batch's other images (1 of 225 seen at batch 32)
+        prediction = model.predict(val.x, batch_size=CheckData.batch_size)
         accuracy = float(np.mean(prediction.indices == val.y))
         assert accuracy == pytest.approx(artifact["check"]["accuracy"], abs=1e-9), name
         assert artifact["check"]["samples"] == len(val.y)

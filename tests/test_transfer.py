@@ -101,7 +101,8 @@ def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_pa
     assert sizes.count(len(splits.test)) == 2                     # transfer, scratch: once each
     assert sizes.count(60) == 2                                   # source before, after
     assert sizes.count(len(val)) == 3  # head features once; final val of transfer and scratch
-    assert len(reads) == 2 + 2 + 3 + 2                            # + train accuracy of both
+    # + train accuracy of both, + the training features finetune keeps as memory (--memory)
+    assert len(reads) == 2 + 2 + 3 + 2 + 1 and (out / "memory.npz").exists()
     # The head stage's logged validation is what Keras computes on the restored model.
     history = json.loads((out / "history.json").read_text())["head"]
     best = int(history["best_epoch"][0]) - 1
