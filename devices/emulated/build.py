@@ -220,13 +220,13 @@ def _install(userland: Userland, project_wheel: str, requirements: list[str], re
     if rebuild:
         progress(f"creating the venv {VENV} and installing the wheels offline (under emulation)")
         _remove_tree(userland.rootfs / VENV.lstrip("/"))
-        _check(chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", "--without-pip",
+        checked(chroot_run(userland.rootfs, ["/usr/bin/python3", "-m", "venv", "--without-pip",
                                              VENV], binds={}, timeout=1800), "python3 -m venv")
-        _check(chroot_run(userland.rootfs, [*pip, *requirements, "edge-transfer"],
+        checked(chroot_run(userland.rootfs, [*pip, *requirements, "edge-transfer"],
                            binds=binds, timeout=3600), "pip install")
     else:
         progress("installing the new edge-transfer wheel (dependencies unchanged)")
-    _check(chroot_run(userland.rootfs, [*pip, "--force-reinstall", "--no-deps",
+    checked(chroot_run(userland.rootfs, [*pip, "--force-reinstall", "--no-deps",
                                          f"{PROJECT_WHEELS}/{project_wheel}"],
                        binds=binds, timeout=1800), "pip install edge-transfer")
     timings["install"] = round(time.monotonic() - start, 1)
@@ -243,16 +243,20 @@ print(json.dumps({"machine": platform.machine(), "python": platform.python_versi
 
 
 def _probe_versions(userland: Userland) -> dict[str, str]:
-    proc = _check(chroot_run(userland.rootfs, [userland.python, "-c", _PROBE], binds={},
+    proc = checked(chroot_run(userland.rootfs, [userland.python, "-c", _PROBE], binds={},
                               timeout=1800), "the import check")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _check(proc: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
+def checked(proc: subprocess.CompletedProcess[str], what: str,
+            where: str = "the emulated arm64 userland",
+            rerun: str = "--force") -> subprocess.CompletedProcess[str]:
+    """``proc`` when it succeeded; else a DeviceError naming ``what`` failed ``where``, with
+    its last line of output and the setup command to rerun."""
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DeviceError(f"{what} failed in the emulated arm64 userland (exit "
-                          f"{proc.returncode}): {tail}; rerun `{SETUP_COMMAND} --force`")
+        raise DeviceError(f"{what} failed in {where} (exit {proc.returncode}): {tail}; "
+                          f"rerun `{SETUP_COMMAND} {rerun}`")
     return proc
 
 

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 
+from devices.emulated.build import checked
 from devices.emulated.host import run_host
 from devices.emulated.inside import chroot_run
-from devices.emulated.userland import PLATFORMS, PYTHON_VERSION, SETUP_COMMAND, Progress, Userland
+from devices.emulated.userland import PLATFORMS, PYTHON_VERSION, Progress, Userland
 from edge_transfer.atomic import write_text_atomic
 from edge_transfer.errors import DeviceError
 
@@ -99,8 +100,4 @@ print(json.dumps({n: m.version(n) for n in ("mediapipe", "openvino", "openvino-m
 
 
 def _check(proc: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise DeviceError(f"{what} failed in the clients' venv of the emulated arm64 userland "
-                          f"(exit {proc.returncode}): {tail}; rerun `{SETUP_COMMAND} --clients`")
-    return proc
+    return checked(proc, what, "the clients' venv of the emulated arm64 userland", "--clients")
