@@ -141,13 +141,28 @@ def _process_state() -> dict[str, object]:
     return state
 
 
-def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+def run_main(*args: str, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
     """``edge-transfer ARGS`` in this process through ``cli.main(argv)``, reported as
     :func:`run_cli` reports it (exit code, stdout, stderr), without its ~7 s of interpreter and
-    TensorFlow start. Asserts the call left the process as it found it (working folder,
-    environment, signal handlers, Keras' precision policy), so calls do not leak into each
-    other. Output that native code writes to the file descriptors directly is not captured
-    (use :func:`run_cli` where that matters, or where a crash must stay in a child)."""
+    TensorFlow start; ``env`` is set for the call only. Asserts the call left the process as it
+    found it (working folder, environment, signal handlers, Keras' precision policy), so calls
+    do not leak into each other. Output that native code writes to the file descriptors
+    directly is not captured (use :func:`run_cli` where that matters, or where a crash must
+    stay in a child)."""
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        return _run_main(args)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_main(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     import contextlib
     import io
 

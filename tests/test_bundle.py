@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_main
+from conftest import run_main
 from runtime_export import export_folder, ok_names
 
 from edge_transfer.bundle import create_bundle, open_bundle
@@ -23,7 +23,7 @@ from edge_transfer.runs import Run
 def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: Path) -> None:
     export_dir = export_folder(digits_run)
     out = tmp_path / "bundle"
-    proc = run_cli("bundle", str(digits_run), "--out", str(out), "--tar",
+    proc = run_main("bundle", str(digits_run), "--out", str(out), "--tar",
                    "--export-dir", str(export_dir))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from report_inputs import edited, write_inputs
 
 from edge_transfer.check import Tolerances, check, junit_xml, load_report
@@ -115,12 +115,12 @@ def test_cli_exit_codes_junit_and_step_summary(report: dict, tmp_path: Path) -> 
     summary.write_text("earlier step\n")
     env = {"GITHUB_STEP_SUMMARY": str(summary)}
 
-    same = run_cli("check", str(current), "--baseline", str(current), env=env)
+    same = run_main("check", str(current), "--baseline", str(current), env=env)
     assert same.returncode == 0, same.stderr
     assert "all holds" in same.stdout
 
     junit = tmp_path / "out" / "check.xml"
-    bad = run_cli("check", str(current), "--baseline", str(baseline), "--junit", str(junit),
+    bad = run_main("check", str(current), "--baseline", str(baseline), "--junit", str(junit),
                   env=env)
     assert bad.returncode == 1, bad.stderr
     assert "tflite-int8" in bad.stdout and "+25.0%" in bad.stdout
@@ -131,12 +131,12 @@ def test_cli_exit_codes_junit_and_step_summary(report: dict, tmp_path: Path) -> 
     assert "1 regression(s)" in text and "| tflite-int8 | size |" in text
 
     other = _write(tmp_path / "other.json", {**report, "data_fingerprint": "0000aaaa"})
-    refused = run_cli("check", str(current), "--baseline", str(other))
+    refused = run_main("check", str(current), "--baseline", str(other))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "--allow-different-data" in refused.stderr
-    allowed = run_cli("check", str(current), "--baseline", str(other), "--allow-different-data")
+    allowed = run_main("check", str(current), "--baseline", str(other), "--allow-different-data")
     assert allowed.returncode == 0, allowed.stderr
-    missing = run_cli("check", str(tmp_path / "nope.json"), "--baseline", str(current))
+    missing = run_main("check", str(tmp_path / "nope.json"), "--baseline", str(current))
     assert missing.returncode == 2 and "edge-transfer report" in missing.stderr
 
 

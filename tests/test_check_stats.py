@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from report_inputs import edited, write_inputs
 
 from edge_transfer.check import Tolerances, check, junit_xml, load_report, markdown_summary
@@ -118,13 +118,13 @@ def test_cli_alpha_and_decide(report: dict, tmp_path: Path) -> None:
     now.write_text(json.dumps(two_less))
     base.write_text(json.dumps(report))
     summary = tmp_path / "summary.md"
-    proc = run_cli("check", str(now), "--baseline", str(base),
+    proc = run_main("check", str(now), "--baseline", str(base),
                    env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cannot resolve" in proc.stdout + proc.stderr
     assert "| tflite-int8 | accuracy | -1.5 pt |" in summary.read_text()
     assert "| 0.5 | pass |" in summary.read_text()
-    proc = run_cli("check", str(now), "--baseline", str(base), "--decide", "point")
+    proc = run_main("check", str(now), "--baseline", str(base), "--decide", "point")
     assert proc.returncode == 1
-    proc = run_cli("check", str(now), "--baseline", str(base), "--alpha", "2")
+    proc = run_main("check", str(now), "--baseline", str(base), "--alpha", "2")
     assert proc.returncode == 2 and proc.stderr.startswith("error:")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from runtime_export import bundle_folder, export_folder
 
 from edge_transfer.recommend import Candidate, recommend
@@ -71,7 +71,7 @@ def test_bundle_reuses_export_predictions_and_says_what_it_measured(
     victim["check"]["predictions"] = None                    # this one must be measured
     (export_dir / "export.json").write_text(json.dumps(record))
     out = tmp_path / "bundle"
-    proc = run_cli("bundle", str(digits_run), "--out", str(out), "--export-dir",
+    proc = run_main("bundle", str(digits_run), "--out", str(out), "--export-dir",
                    str(export_dir))
     assert proc.returncode == 0, proc.stderr
     manifest = Manifest.load(out)
@@ -86,7 +86,7 @@ def test_bundle_reuses_export_predictions_and_says_what_it_measured(
               for a in json.loads((export_folder(digits_run) / "export.json").read_text())
               ["artifacts"] if a["status"] == "ok"}
     assert measured.workstation_predictions == checks[victim["name"]]  # same as export's
-    again = run_cli("bundle", str(digits_run), "--out", str(out), "--export-dir",
+    again = run_main("bundle", str(digits_run), "--out", str(out), "--export-dir",
                     str(export_dir))                          # nothing changed: nothing run
     assert again.returncode == 0, again.stderr
     assert f"{victim['name']}: reused the replaced bundle's predictions" in again.stdout
@@ -97,7 +97,7 @@ def test_bundle_reuses_export_predictions_and_says_what_it_measured(
 def test_bundle_sample_is_bounded_stratified_and_paired(digits_run: Path, digits_bundle: Path,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "small"
-    proc = run_cli("bundle", str(digits_run), "--out", str(out), "--samples", "60",
+    proc = run_main("bundle", str(digits_run), "--out", str(out), "--samples", "60",
                    "--export-dir", str(export_folder(digits_run)))
     assert proc.returncode == 0, proc.stderr
     manifest = Manifest.load(out)
@@ -115,11 +115,11 @@ def test_bundle_sample_is_bounded_stratified_and_paired(digits_run: Path, digits
     for small, full in zip(manifest.artifacts, whole.artifacts, strict=True):
         assert np.array_equal(decode(small.workstation_predictions or ""),
                               decode(full.workstation_predictions or "")[positions])
-    assert run_cli("bundle", str(digits_run), "--out", str(tmp_path / "x"),
+    assert run_main("bundle", str(digits_run), "--out", str(tmp_path / "x"),
                    "--samples", "0").returncode == 2
     # the device's predictions pair with the workstation's and the float model's
     result = tmp_path / "v.json"
-    proc = run_cli("validate", str(out), "--json", str(result), "--artifact", "tflite-fp32",
+    proc = run_main("validate", str(out), "--json", str(result), "--artifact", "tflite-fp32",
                    "--artifact", "tflite-int8")
     assert proc.returncode in (0, 1), proc.stderr   # 1: a latency budget on a busy machine
     validation = ValidationResult.load(result)
@@ -131,7 +131,7 @@ def test_bundle_for_a_profile_ships_what_it_runs_and_marks_the_file(
         digits_run: Path, tmp_path: Path) -> None:
     export_dir = str(export_folder(digits_run))
     coral = tmp_path / "coral"
-    proc = run_cli("bundle", str(digits_run), "--out", str(coral), "--for", "coral-dev-board",
+    proc = run_main("bundle", str(digits_run), "--out", str(coral), "--for", "coral-dev-board",
                    "--export-dir", export_dir)
     assert proc.returncode == 0, proc.stderr
     manifest = Manifest.load(coral)
@@ -141,7 +141,7 @@ def test_bundle_for_a_profile_ships_what_it_runs_and_marks_the_file(
     assert manifest.recommended in {a.name for a in manifest.artifacts}
     assert manifest.recommendation and "not timed" in manifest.recommendation.basis
     here = tmp_path / "x86"
-    proc = run_cli("bundle", str(digits_run), "--out", str(here), "--for", "generic-x86-64",
+    proc = run_main("bundle", str(digits_run), "--out", str(here), "--for", "generic-x86-64",
                    "--export-dir", export_dir)
     assert proc.returncode == 0, proc.stderr
     manifest = Manifest.load(here)
@@ -159,7 +159,7 @@ def test_bundle_for_a_profile_ships_what_it_runs_and_marks_the_file(
 def test_validate_and_report_say_which_file_to_deploy(digits_run: Path, digits_bundle: Path,
                                                       tmp_path: Path) -> None:
     first, second = tmp_path / "local.json", tmp_path / "threads1.json"
-    proc = run_cli("validate", str(digits_bundle), "--json", str(first))
+    proc = run_main("validate", str(digits_bundle), "--json", str(first))
     assert proc.returncode in (0, 1), proc.stderr   # 1: a latency budget on a busy machine
     result = ValidationResult.load(first)
     rec = result.recommendation
@@ -170,11 +170,11 @@ def test_validate_and_report_say_which_file_to_deploy(digits_run: Path, digits_b
         assert row.latency and row.latency.threads == 2 and row.latency.iqr is not None
         assert row.latency.p50 == pytest.approx(row.latency_ms["p50"])
     # a second device (here: one thread) gets its own recommendation and plot
-    proc = run_cli("validate", str(digits_bundle), "--json", str(second), "--threads", "1",
+    proc = run_main("validate", str(digits_bundle), "--json", str(second), "--threads", "1",
                    "--artifact", "tflite-fp32", "--artifact", "onnx-fp32")
     assert proc.returncode in (0, 1), proc.stderr
     out = tmp_path / "report"
-    proc = run_cli("report", str(digits_run), "--export", str(export_folder(digits_run)),
+    proc = run_main("report", str(digits_run), "--export", str(export_folder(digits_run)),
                    "--validation", str(first), "--validation", str(second), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
@@ -198,7 +198,7 @@ def test_an_old_bundle_still_validates_and_gets_a_recommendation(digits_bundle: 
         artifact.pop("predictions_from", None)
     (old / "manifest.json").write_text(json.dumps(data))
     out = tmp_path / "v.json"
-    proc = run_cli("validate", str(old), "--json", str(out), "--artifact", "tflite-fp32",
+    proc = run_main("validate", str(old), "--json", str(out), "--artifact", "tflite-fp32",
                    "--artifact", "tflite-int8")
     assert proc.returncode in (0, 1), proc.stderr
     rec = ValidationResult.load(out).recommendation

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _export_shared import POST_TRAINING
-from conftest import REPO_ROOT, run_cli, run_main
+from conftest import REPO_ROOT, run_main
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
 from edge_transfer.errors import DeviceError
@@ -39,10 +39,10 @@ def write_profile(path: Path, **changes: object) -> Path:
 
 def test_devices_cli_lists_every_profile() -> None:
     assert len(PROFILES) >= 6 and list_profiles() == PROFILES
-    proc = run_cli("devices")
+    proc = run_main("devices")
     assert proc.returncode == 0, proc.stderr
     assert all(name in proc.stdout for name in PROFILES)
-    profiles = json.loads(run_cli("devices", "--json").stdout)
+    profiles = json.loads(run_main("devices", "--json").stdout)
     coral = next(p for p in profiles if p["name"] == "coral-dev-board")
     assert coral["precisions"] == ["int8"] and coral["formats"] == ["tflite"]
     for name in PROFILES:
@@ -73,7 +73,7 @@ def test_user_profile_files_and_their_errors(tmp_path: Path) -> None:
 def test_local_validation_reproduces_workstation_accuracy(digits_bundle: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "validation.json"
-    proc = run_cli("validate", str(digits_bundle), "--device", "local", "--json", str(out))
+    proc = run_main("validate", str(digits_bundle), "--device", "local", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["schema_version"] == 1
@@ -119,7 +119,7 @@ def test_budgets_fail_and_unrunnable_precisions_skip(digits_bundle: Path,
         else:
             fits = sizes[name] / MB <= storage_mb
             assert storage["status"] == ("pass" if fits else "fail"), (name, storage)
-    proc = run_cli("validate", str(digits_bundle), "--profile", str(tight),
+    proc = run_main("validate", str(digits_bundle), "--profile", str(tight),
                    "--artifact", "tflite-fp32")
     assert proc.returncode == 1 and "tflite-fp32:storage" in proc.stderr
     coral = validate_bundle(digits_bundle, device="self", profile="coral-dev-board")
@@ -256,7 +256,7 @@ def test_validate_on_the_users_own_data(digits_bundle: Path, digits_run: Path,
     assert accuracy["status"] == "skip" and "not the bundle's validation sample" in accuracy[
         "detail"]
     np.savez(tmp_path / "other.npz", x=val.x, y=val.y, class_names=np.array(list("abcde")))
-    proc = run_cli("validate", str(digits_bundle), "--data", str(tmp_path / "other.npz"))
+    proc = run_main("validate", str(digits_bundle), "--data", str(tmp_path / "other.npz"))
     assert proc.returncode == 2 and "does not know" in proc.stderr
 
 
@@ -274,7 +274,7 @@ def test_bench_prints_a_row_per_artifact_and_fails_below_the_floor(
     out = tmp_path / "bench.json"
     # --device self: one process for all rows (the local device's child per model is
     # test_local_validation_reproduces_workstation_accuracy's)
-    proc = run_cli("bench", str(run), "--min-accuracy", "1.01", "--json", str(out),
+    proc = run_main("bench", str(run), "--min-accuracy", "1.01", "--json", str(out),
                    "--device", "self")
     assert proc.returncode == 1, proc.stderr
     table = json.loads(out.read_text())
@@ -293,8 +293,8 @@ def test_bench_prints_a_row_per_artifact_and_fails_below_the_floor(
     row = table["rows"][0]
     assert f"{row['accuracy']:.4f} [" in proc.stdout   # the Wilson interval beside it
 
-    model = run_cli("bench", str(export_dir / "model-int8.onnx"), "--min-accuracy", "0.5")
+    model = run_main("bench", str(export_dir / "model-int8.onnx"), "--min-accuracy", "0.5")
     assert model.returncode == 0, model.stderr
     assert "onnx-int8" in model.stdout and "tflite-int8" not in model.stdout
-    bad = run_cli("bench", str(tmp_path / "nothing"))
+    bad = run_main("bench", str(tmp_path / "nothing"))
     assert bad.returncode == 2 and "does not exist" in bad.stderr

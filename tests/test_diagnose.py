@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from _bad_layer import TRAP, write_bad_layer_run
 from _export_shared import weight_bytes
-from conftest import run_cli
+from conftest import run_main
 
 from edge_transfer.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
 from edge_transfer.errors import UnsupportedExportError
@@ -135,12 +135,12 @@ def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
 
 
 def test_diagnose_cli(bad_run: Path, tmp_path: Path) -> None:
-    done = run_cli("diagnose", str(bad_run), "--samples", "16", "--out", str(tmp_path))
+    done = run_main("diagnose", str(bad_run), "--samples", "16", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert TRAP in done.stdout and "weights to zero" in done.stdout
     assert json.loads((tmp_path / "diagnose.json").read_text())["diagnoses"][0]["layers"][0][
         "layer"] == TRAP
-    done = run_cli("diagnose", str(bad_run), "--format", "onnx", "--precision", "int16x8")
+    done = run_main("diagnose", str(bad_run), "--format", "onnx", "--precision", "int16x8")
     assert done.returncode == 2 and done.stderr.startswith("error: diagnose cannot measure")
 
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_main
+from conftest import run_main
 
 
 def _one_error_line(result) -> str:
@@ -51,7 +51,7 @@ def test_output_folder_that_is_a_file_exits_2(tiny_run: Path, tmp_path: Path) ->
 
 
 def test_export_writes_files_json_and_table(tiny_run: Path, tmp_path: Path) -> None:
-    result = run_cli("export", str(tiny_run), "--formats", "onnx,tflite",
+    result = run_main("export", str(tiny_run), "--formats", "onnx,tflite",
                      "--precision", "fp32", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "out" / "export.json").read_text())
@@ -92,7 +92,7 @@ def test_qat_keeps_a_layer_it_cannot_take_in_float_and_says_so(unquantizable_run
                                                                   tmp_path: Path) -> None:
     """A layer tfmot refuses (LayerNormalization) stays float with a note in export.json; the
     QAT variant is still produced and checked instead of failing (issue 11)."""
-    result = run_cli("export", str(unquantizable_run), "--formats", "tflite",
+    result = run_main("export", str(unquantizable_run), "--formats", "tflite",
                      "--precision", "fp32", "--qat", "--out", str(tmp_path))
     records = {a["name"]: a for a in json.loads((tmp_path / "export.json").read_text())
                ["artifacts"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import run_main
 from report_inputs import SAMPLES, write_inputs
 
 from edge_transfer.samples import encode
@@ -35,7 +35,7 @@ def test_report_warns_about_a_collapsed_file(tmp_path: Path) -> None:
     int8["check"]["predictions"] = encode([2] * SAMPLES)
     int8["check"]["accuracy"] = int8["accuracy"] = 27 / SAMPLES
     (run / "export" / "export.json").write_text(json.dumps(export))
-    proc = run_cli("report", str(run), "--out", str(tmp_path / "r"))
+    proc = run_main("report", str(run), "--out", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: onnx-int8 is at chance: accuracy 20.1 [14.2, 27.7] contains "

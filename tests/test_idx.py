@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_main
 
 from edge_transfer import idx
 from edge_transfer.data import load_dataset, split_dataset
@@ -88,7 +88,7 @@ def test_bad_idx_files_are_one_error_and_leave_nothing(
     with pytest.raises(DataError, match=message):
         load_dataset(str(folder))
     assert not any(p.name.startswith(".") for p in cache.glob("*"))  # no half-written copy
-    result = run_cli("finetune", "--data", str(folder), "--out", str(tmp_path / "run"),
+    result = run_main("finetune", "--data", str(folder), "--out", str(tmp_path / "run"),
                      env={"EDGE_TRANSFER_CACHE": str(cache)})
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")]

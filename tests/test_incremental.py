@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, run_main
 
 from edge_transfer.data import load_dataset, split_dataset
 from edge_transfer.errors import DataError, ModelError
@@ -89,7 +89,7 @@ def first_step(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def second_step(first_step: Path) -> Path:
     out = first_step.parent / "ab"
-    done = run_cli("extend", str(first_step), "--data", "digits:4-6", "--out", str(out),
+    done = run_main("extend", str(first_step), "--data", "digits:4-6", "--out", str(out),
                    "--memory", "10", "--baseline", "finetune,joint", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "step 1: 7 classes" in done.stdout
@@ -142,7 +142,7 @@ def test_a_third_step_knows_the_whole_history(second_step: Path) -> None:
 
 def test_extend_refuses_classes_the_run_has_and_a_missing_memory(first_step: Path,
                                                                   tmp_path: Path) -> None:
-    done = run_cli("extend", str(first_step), "--data", "digits:3-5", "--out",
+    done = run_main("extend", str(first_step), "--data", "digits:3-5", "--out",
                    str(tmp_path / "x"), "--quiet")
     assert done.returncode == 2 and "more than one part" in done.stderr
     bare = tmp_path / "bare"
@@ -150,20 +150,20 @@ def test_extend_refuses_classes_the_run_has_and_a_missing_memory(first_step: Pat
     for f in first_step.iterdir():
         if f.name != "memory.npz":
             (bare / f.name).write_bytes(f.read_bytes())
-    done = run_cli("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
+    done = run_main("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
                    "--quiet")
     assert done.returncode == 2 and "--memory 0" in done.stderr
 
 
 def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
-    done = run_cli("export", str(second_step), "--formats", "tflite,onnx", "--precision",
+    done = run_main("export", str(second_step), "--formats", "tflite,onnx", "--precision",
                    "fp32,int8", "--out", str(export))
     assert done.returncode == 0, done.stderr
     record = json.loads((export / "export.json").read_text())
     int8 = [a for a in record["artifacts"] if a["precision"] == "int8"]
     assert len(int8) == 2 and all(a["status"] == "ok" for a in int8)
-    done = run_cli("report", str(second_step), "--export", str(export), "--out",
+    done = run_main("report", str(second_step), "--export", str(export), "--out",
                    str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report" / "report.md").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import run_main
 
 from edge_transfer import backbones
 from edge_transfer.preprocessing import Preprocessing
@@ -117,7 +117,7 @@ def test_pretrain_prints_and_records_the_decision(tmp_path: Path) -> None:
     file = tmp_path / "model.keras"
     _sequential(_keras()).save(file)
     out = tmp_path / "run"
-    proc = run_cli("pretrain", "--data", "digits:0-4", "--backbone", str(file), "--out",
+    proc = run_main("pretrain", "--data", "digits:0-4", "--backbone", str(file), "--out",
                    str(out), "--epochs", "1")
     assert proc.returncode == 0, proc.stderr
     line = "input: the model scales pixels itself (Rescaling 1/255): feeding 0..255"
@@ -128,7 +128,7 @@ def test_pretrain_prints_and_records_the_decision(tmp_path: Path) -> None:
     assert Preprocessing.load(out / "preprocessing.json").std == (1.0,)
     # finetune from that run keeps its record, and says so
     target = tmp_path / "target"
-    proc = run_cli("finetune", "--data", "digits:5-9", "--backbone", str(out), "--out",
+    proc = run_main("finetune", "--data", "digits:5-9", "--backbone", str(out), "--out",
                    str(target), "--epochs", "1", "--finetune-epochs", "0", "--shots", "5")
     assert proc.returncode == 0, proc.stderr
     assert (f"input: the model scales pixels itself (Rescaling 1/255): feeding 0..255, as "
@@ -136,5 +136,5 @@ def test_pretrain_prints_and_records_the_decision(tmp_path: Path) -> None:
 
 
 def test_input_range_is_an_option() -> None:
-    proc = run_cli("pretrain", "--help")
+    proc = run_main("pretrain", "--help")
     assert "--input-range auto|raw|unit|symmetric" in " ".join(proc.stdout.split())

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from PIL import Image
 from report_inputs import EXPORTS, FINGERPRINT, SAMPLES, write_inputs
 
@@ -137,11 +137,11 @@ def test_export_of_other_data_is_refused(tmp_path: Path) -> None:
 
 def test_cli_report_bad_input_exit_2(tmp_path: Path) -> None:
     run, validation = write_inputs(tmp_path)
-    ok = run_cli("report", str(run), "--validation", str(validation), "--out",
+    ok = run_main("report", str(run), "--validation", str(validation), "--out",
                  str(tmp_path / "r"))
     assert ok.returncode == 0, ok.stderr
     assert "tflite-int8" in ok.stdout and str(tmp_path / "r" / "report.md") in ok.stdout
-    bad = run_cli("report", str(tmp_path / "missing"))
+    bad = run_main("report", str(tmp_path / "missing"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "edge-transfer finetune" in bad.stderr
 

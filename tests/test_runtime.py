@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _export_shared import export_integer_io
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, run_cli, run_main
 from runtime_export import CORE, export_folder
 
 from edge_transfer.errors import ModelError
@@ -191,13 +191,13 @@ def test_predict_cli_top_k_and_damaged_file(digits_export: Path, digits_run: Pat
         paths.append(tmp_path / f"digit{i}.png")
         Image.fromarray(test.x[i, ..., 0]).save(paths[-1])
     model_path = digits_export / "model-int8.tflite"
-    proc = run_cli("predict", str(model_path), *map(str, paths), "--top-k", "2", "--json")
+    proc = run_main("predict", str(model_path), *map(str, paths), "--top-k", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     expected = EdgeModel.load(model_path).predict(test.x[:3]).labels
     assert [r["top"][0]["label"] for r in rows] == list(expected)
     assert all(len(r["top"]) == 2 for r in rows)
-    table = run_cli("predict", str(model_path), str(paths[0]), "--top-k", "3")
+    table = run_main("predict", str(model_path), str(paths[0]), "--top-k", "3")
     assert table.returncode == 0 and expected[0] in table.stdout
     damaged = damaged_copies(model_path, tmp_path)[0]
     proc = run_cli("predict", str(damaged), str(paths[0]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_main
 from PIL import Image
 
 from edge_transfer.data import load_dataset, split_dataset
@@ -92,7 +92,7 @@ def test_bad_presplit_folders_are_one_error(tmp_path: Path, case: str, message: 
         make_folder(root / "test", {"a": 2, "b": 2})
     with pytest.raises(DataError, match=message):
         load_dataset(str(root))
-    result = run_cli("finetune", "--data", str(root), "--out", str(tmp_path / "run"))
+    result = run_main("finetune", "--data", str(root), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and result.stderr.startswith("error:")
     assert message.split()[-1] in result.stderr and not (tmp_path / "run").exists()
 
@@ -137,7 +137,7 @@ def test_image_failing_mid_training_is_one_error_naming_it(tmp_path: Path) -> No
     folder = make_folder(tmp_path / "f", {"a": 8, "b": 8})
     _png_with_broken_pixels(folder / "b" / "broken.png")
     assert len(load_dataset(str(folder))) == 17                # passes the check
-    result = run_cli("finetune", "--data", str(folder), "--out", str(tmp_path / "run"),
+    result = run_main("finetune", "--data", str(folder), "--out", str(tmp_path / "run"),
                      "--epochs", "1", "--finetune-epochs", "0", "--quiet",
                      env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 2, result.stderr[-2000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import run_cli
+from conftest import run_main
 from report_inputs import SAMPLES, TRUE_LABELS, sample_ids, write_inputs
 
 from edge_transfer.samples import encode
@@ -37,7 +37,7 @@ def _rotated_test_labels(tmp_path: Path) -> tuple[Path, Path]:
 def test_below_chance_is_named_in_pretrain_export_and_report(tmp_path: Path) -> None:
     train, test = _rotated_test_labels(tmp_path)
     run = tmp_path / "run"
-    proc = run_cli("pretrain", "--data", str(train), "--test-data", str(test), "--out",
+    proc = run_main("pretrain", "--data", str(train), "--test-data", str(test), "--out",
                    str(run), "--epochs", "4", "--quiet")
     assert proc.returncode == 0, proc.stderr
     lines = _warnings(proc.stderr)
@@ -46,14 +46,14 @@ def test_below_chance_is_named_in_pretrain_export_and_report(tmp_path: Path) -> 
     assert "is significantly below 1/5 = 20.0: its labels or its preprocessing are " \
            "inconsistent with the data" in below[0] and "labels.txt" in below[0]
 
-    proc = run_cli("export", str(run), "--formats", "onnx", "--precision", "fp32")
+    proc = run_main("export", str(run), "--formats", "onnx", "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
     exported = _warnings(proc.stderr)
     assert any(line.startswith("the float model is below chance") and
                "each variant's check only shows it matches a model that does not work" in line
                for line in exported), proc.stderr
 
-    proc = run_cli("report", str(run), "--out", str(tmp_path / "report"))
+    proc = run_main("report", str(run), "--out", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr
     reported = json.loads((tmp_path / "report" / "report.json").read_text())["warnings"]
     assert any(w.startswith("the float model is below chance") for w in reported), reported
@@ -81,7 +81,7 @@ def test_report_names_a_file_below_chance(tmp_path: Path) -> None:
     int8["check"]["predictions"] = encode([(label + 1) % 5 for label in TRUE_LABELS])
     int8["check"]["accuracy"] = int8["accuracy"] = 0.0
     (run / "export" / "export.json").write_text(json.dumps(export))
-    proc = run_cli("report", str(run), "--out", str(tmp_path / "r"))
+    proc = run_main("report", str(run), "--out", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
     assert any(line.startswith("onnx-int8 is below chance: accuracy 0.0") and
                "labels or its preprocessing are inconsistent" in line
