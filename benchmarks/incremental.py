@@ -44,12 +44,14 @@ PUBLISHED = {"fine-tuning, EWC, SI, LwF": "about 0.20",
 
 
 def chain(task: str, first: Path, memory: int, shots: int | None, seed: int,
-          baselines: bool, work: Path) -> list[dict[str, Any]]:
-    """Extend ``first`` step by step with ``memory`` vectors per class; every step's figures."""
+          baselines: bool, work: Path, head: str = "auto") -> list[dict[str, Any]]:
+    """Extend ``first`` step by step with ``memory`` vectors per class and ``head``; every
+    step's figures."""
     steps, run = TASKS[task]["steps"], first
     for k, spec in enumerate(steps[1:], start=1):
-        out = work / f"{task}-s{seed}-m{memory}-{k}"
+        out = work / f"{task}-s{seed}-m{memory}-{head}-{k}"
         run = extend(ExtendConfig(run=run, data=spec, out=out, memory=memory, shots=shots,
+                                  head=head,
                                   baseline=("finetune", "joint") if baselines else (),
                                   verbose=0))
     history = IncrementalHistory.load(run)
@@ -68,13 +70,15 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     finals: dict[str, list[float]] = {}
     for r in runs:
-        last = r["steps"][-1]
-        finals.setdefault(f"memory {r['memory']}", []).append(last["all_accuracy"])
-        finals.setdefault(f"memory {r['memory']} old", []).append(last["old_accuracy"])
+        last, key = r["steps"][-1], f"{r.get('head', 'softmax')} memory {r['memory']}"
+        finals.setdefault(key, []).append(last["all_accuracy"])
+        finals.setdefault(f"{key} old", []).append(last["old_accuracy"])
+        finals.setdefault(f"{key} old - before", []).append(last["old_accuracy"]
+                                                            - last["old_before"])
         for name, base in last.get("baselines", {}).items():
             finals.setdefault(f"baseline {name}", []).append(base["all_accuracy"])
-            finals.setdefault(f"memory {r['memory']} vs {name} p",
-                              []).append(base["method_vs"]["p_value"])
+            finals.setdefault(f"{key} - {name}", []).append(base["method_vs"]["difference"])
+            finals.setdefault(f"{key} vs {name} p", []).append(base["method_vs"]["p_value"])
     for key, values in finals.items():
         out[key] = {"mean": statistics.fmean(values), "values": values,
                     "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
@@ -86,6 +90,8 @@ def main() -> None:
     parser.add_argument("--tasks", default="fashion,digits")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--memories", default="0,5,20,50")
+    parser.add_argument("--heads", default="lda,softmax",
+                        help="extend --head of each chain (lda, softmax), paired per seed")
     parser.add_argument("--shots", type=int, default=300,
                         help="training images per Fashion class (digits: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "incremental.json")
@@ -95,7 +101,7 @@ def main() -> None:
     result: dict[str, Any] = {"machine": load, "published_split_mnist": PUBLISHED,
                               "command": "python benchmarks/incremental.py --tasks "
                               f"{args.tasks} --seeds {args.seeds} --memories {args.memories} "
-                              f"--shots {args.shots}", "tasks": {}}
+                              f"--heads {args.heads} --shots {args.shots}", "tasks": {}}
     if args.out.is_file():    # tasks run at another time stay, with their own command
         import json
 
@@ -111,11 +117,13 @@ def main() -> None:
                 first = first_step(task, seed, shots, max(memories), Path(tmp))
                 print(f"{task} seed {seed}: step A test accuracy "
                       f"{RunMetrics.load(first).test_accuracy:.3f}", flush=True)
-                for memory in memories:
-                    steps = chain(task, first, memory, shots, seed, True, Path(tmp))
-                    runs.append({"seed": seed, "memory": memory, "steps": steps})
-                    print(f"  memory {memory}: all-class accuracy per step "
-                          f"{[round(s['all_accuracy'], 3) for s in steps]}", flush=True)
+                for memory, head in ((m, h) for h in args.heads.split(",") for m in memories):
+                    steps = chain(task, first, memory, shots, seed, True, Path(tmp), head)
+                    runs.append({"seed": seed, "memory": memory, "head": head, "steps": steps})
+                    print(f"  {head} memory {memory}: all-class accuracy per step "
+                          f"{[round(s['all_accuracy'], 3) for s in steps]}, old - before "
+                          f"{steps[-1]['old_accuracy'] - steps[-1]['old_before']:+.3f}",
+                          flush=True)
                     result["tasks"][task] = {"runs": runs, "summary": summary(runs),
                                              "command": result["command"], "machine": load}
                     write_result(args.out, {**result, "seconds": round(time.time() - started)})
