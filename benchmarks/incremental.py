@@ -2,14 +2,15 @@
 
 Fashion-MNIST in 5 steps of 2 classes (0-1, +2-3, +4-5, +6-7, +8-9) and digits in 2 steps
 (0-4, +5-9); per seed, step A is ``finetune`` (small-cnn from random weights, so the
-extractor has seen only step A's classes), then ``extend`` step by step with each memory
-size (feature vectors kept per class); at every step of every chain the two baselines on
-the same test images: plain fine-tuning (the head trained on the new classes alone) and
-joint training (the head trained on every class's training images). All figures on the
-official test images (Fashion) or the run's test split (digits) of the classes seen so far.
+extractor has seen only step A's classes), then ``extend`` step by step for each chain
+``HEAD:MEMORY`` (``--head lda|softmax``, ``--memory`` feature vectors kept per class); at
+every step of every chain the two baselines on the same test images, each a fresh softmax
+head: plain fine-tuning (trained on the new classes alone) and joint training (on every
+class's training images). All figures on the official test images (Fashion) or the run's
+test split (digits) of the classes seen so far.
 
     nice -n 10 python benchmarks/incremental.py [--tasks fashion,digits] [--seeds 0,1,2]
-        [--memories 0,5,20,50] [--shots 300]
+        [--chains lda:0,softmax:0,softmax:5,softmax:20,softmax:50] [--shots 300]
 
 Writes benchmarks/results/incremental.json (commit, load, every step of every chain).
 """
@@ -89,19 +90,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="fashion,digits")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--memories", default="0,5,20,50")
-    parser.add_argument("--heads", default="lda,softmax",
-                        help="extend --head of each chain (lda, softmax), paired per seed")
+    parser.add_argument("--chains", default="lda:0,softmax:0,softmax:5,softmax:20,softmax:50",
+                        help="HEAD:MEMORY per chain (extend --head, --memory), paired per seed")
     parser.add_argument("--shots", type=int, default=300,
                         help="training images per Fashion class (digits: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "incremental.json")
     args = parser.parse_args()
     load, started = machine(), time.time()
-    memories = [int(m) for m in args.memories.split(",")]
+    chains = [(h, int(m)) for h, m in (c.split(":") for c in args.chains.split(","))]
     result: dict[str, Any] = {"machine": load, "published_split_mnist": PUBLISHED,
                               "command": "python benchmarks/incremental.py --tasks "
-                              f"{args.tasks} --seeds {args.seeds} --memories {args.memories} "
-                              f"--heads {args.heads} --shots {args.shots}", "tasks": {}}
+                              f"{args.tasks} --seeds {args.seeds} --chains {args.chains} "
+                              f"--shots {args.shots}", "tasks": {}}
     if args.out.is_file():    # tasks run at another time stay, with their own command
         import json
 
@@ -114,10 +114,10 @@ def main() -> None:
             runs = []
             for seed in (int(s) for s in args.seeds.split(",")):
                 cache_features()
-                first = first_step(task, seed, shots, max(memories), Path(tmp))
+                first = first_step(task, seed, shots, max(m for _, m in chains), Path(tmp))
                 print(f"{task} seed {seed}: step A test accuracy "
                       f"{RunMetrics.load(first).test_accuracy:.3f}", flush=True)
-                for memory, head in ((m, h) for h in args.heads.split(",") for m in memories):
+                for head, memory in chains:
                     steps = chain(task, first, memory, shots, seed, True, Path(tmp), head)
                     runs.append({"seed": seed, "memory": memory, "head": head, "steps": steps})
                     print(f"  {head} memory {memory}: all-class accuracy per step "

@@ -121,9 +121,10 @@ class ExtendConfig:
     seed: int | None = option(None, "seed of the head's training (default: the run's seed, "
                                      "which also fixes the split)", metavar="N")
     baseline: tuple[str, ...] = option(
-        (), "also measure, on the same test images: finetune (the head trained on the new "
-            "data alone, the lower bound) and/or joint (the head trained on the training "
-            "images of every class, --shots per class, the upper bound)", names=BASELINES)
+        (), "also measure, on the same test images: finetune (a fresh softmax head trained "
+            "on the new data alone, the lower bound) and/or joint (a fresh softmax head "
+            "trained on the training images of every class, --shots per class, the upper "
+            "bound)", names=BASELINES)
     eval_samples: int = option(1000, "validation images (a fixed stratified subset) the "
                                      "validation accuracy is measured on", metavar="N")
     eval_batch_size: int = option(256, "batch size of feature extraction", metavar="N")
@@ -408,7 +409,8 @@ def _with_baselines(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Featu
             x = np.concatenate([feats.of(old_train), feats.x_new])
             labels = np.concatenate([old_train.y, feats.new.y])
         _say(cfg, f"baseline {name}: head on {len(labels)} training vectors")
-        base = train_head(parts.head.grown(total, step.seed), x, labels, how)
+        fresh = LinearHead.initial(feats.x_new.shape[1], total, step.seed)   # not our head
+        base = train_head(fresh, x, labels, how)
         right = base.predict(feats.x_test) == y
         old = y < step.old
         out[name] = BaselineFigures(
