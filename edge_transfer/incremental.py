@@ -8,9 +8,10 @@ vectors RUN kept of its classes (``memory.npz``, see :mod:`edge_transfer.memory`
 distillation from RUN's head (:mod:`edge_transfer.linear_head`); weight aligning (or a
 class-balanced loss) corrects the head's bias toward the new classes. RUN2 is a regular run
 (model.keras with every class, labels.txt old then new, run.json whose data spec is
-``RUN's spec + NEW``, metrics.json on the test split of all classes), plus ``class_stats.npz``,
-``memory.npz`` and ``incremental.json`` (records.IncrementalHistory): accuracy on all / old / new classes,
-the old classes before and after on the same test images, forgetting per class, baselines.
+``RUN's spec + NEW``, metrics.json on the test split of all classes), plus
+``class_stats.npz``, ``memory.npz`` and ``incremental.json`` (records.IncrementalHistory):
+accuracy on all / old / new classes, the old classes before and after on the same test
+images, forgetting per class, baselines.
 
 Not run as a doctest (it trains; tests/test_incremental.py does):
 
