@@ -216,12 +216,17 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
     bundle = tmp_path / "bundle"
     done = run_cli("bundle", str(second_step), "--export-dir", str(export), "--out", str(bundle))
     assert done.returncode == 0, done.stderr
-    assert (bundle / "labels.txt").read_text().split() == [str(i) for i in range(7)]
+    from edge_transfer.bundle import open_bundle
+
+    assert open_bundle(bundle).labels == tuple(str(i) for i in range(7))
     done = run_cli("validate", str(bundle), "--device", "local", "--json",
                    str(tmp_path / "v.json"))
     assert done.returncode == 0, done.stdout + done.stderr
-    validation = json.loads((tmp_path / "v.json").read_text())
-    print(json.dumps(validation)[:3000])
+    for row in json.loads((tmp_path / "v.json").read_text())["artifacts"]:
+        assert row["status"] == "ok", row
+        assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.005, row["name"]
+        per_class = np.asarray(row["confusion_matrix"])       # every class, old and new
+        assert per_class.shape == (7, 7) and per_class.sum(axis=1).min() > 0
 
 
 def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> object:
