@@ -2,14 +2,15 @@
 
 Fashion-MNIST in 5 steps of 2 classes (0-1, +2-3, +4-5, +6-7, +8-9) and digits in 2 steps
 (0-4, +5-9); per seed, step A is ``finetune`` (small-cnn from random weights, so the
-extractor has seen only step A's classes), then ``extend`` step by step with each memory
-size (feature vectors kept per class); at every step of every chain the two baselines on
-the same test images: plain fine-tuning (the head trained on the new classes alone) and
-joint training (the head trained on every class's training images). All figures on the
-official test images (Fashion) or the run's test split (digits) of the classes seen so far.
+extractor has seen only step A's classes), then ``extend`` step by step for each chain
+``HEAD:MEMORY`` (``--head lda|softmax``, ``--memory`` feature vectors kept per class); at
+every step of every chain the two baselines on the same test images, each a fresh softmax
+head: plain fine-tuning (trained on the new classes alone) and joint training (on every
+class's training images). All figures on the official test images (Fashion) or the run's
+test split (digits) of the classes seen so far.
 
     nice -n 10 python benchmarks/incremental.py [--tasks fashion,digits] [--seeds 0,1,2]
-        [--memories 0,5,20,50] [--shots 300]
+        [--chains lda:0,softmax:0,softmax:5,softmax:20,softmax:50] [--shots 300]
 
 Writes benchmarks/results/incremental.json (commit, load, every step of every chain).
 """
@@ -44,12 +45,14 @@ PUBLISHED = {"fine-tuning, EWC, SI, LwF": "about 0.20",
 
 
 def chain(task: str, first: Path, memory: int, shots: int | None, seed: int,
-          baselines: bool, work: Path) -> list[dict[str, Any]]:
-    """Extend ``first`` step by step with ``memory`` vectors per class; every step's figures."""
+          baselines: bool, work: Path, head: str = "auto") -> list[dict[str, Any]]:
+    """Extend ``first`` step by step with ``memory`` vectors per class and ``head``; every
+    step's figures."""
     steps, run = TASKS[task]["steps"], first
     for k, spec in enumerate(steps[1:], start=1):
-        out = work / f"{task}-s{seed}-m{memory}-{k}"
+        out = work / f"{task}-s{seed}-m{memory}-{head}-{k}"
         run = extend(ExtendConfig(run=run, data=spec, out=out, memory=memory, shots=shots,
+                                  head=head,
                                   baseline=("finetune", "joint") if baselines else (),
                                   verbose=0))
     history = IncrementalHistory.load(run)
@@ -68,13 +71,15 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     finals: dict[str, list[float]] = {}
     for r in runs:
-        last = r["steps"][-1]
-        finals.setdefault(f"memory {r['memory']}", []).append(last["all_accuracy"])
-        finals.setdefault(f"memory {r['memory']} old", []).append(last["old_accuracy"])
+        last, key = r["steps"][-1], f"{r.get('head', 'softmax')} memory {r['memory']}"
+        finals.setdefault(key, []).append(last["all_accuracy"])
+        finals.setdefault(f"{key} old", []).append(last["old_accuracy"])
+        finals.setdefault(f"{key} old - before", []).append(last["old_accuracy"]
+                                                            - last["old_before"])
         for name, base in last.get("baselines", {}).items():
             finals.setdefault(f"baseline {name}", []).append(base["all_accuracy"])
-            finals.setdefault(f"memory {r['memory']} vs {name} p",
-                              []).append(base["method_vs"]["p_value"])
+            finals.setdefault(f"{key} - {name}", []).append(base["method_vs"]["difference"])
+            finals.setdefault(f"{key} vs {name} p", []).append(base["method_vs"]["p_value"])
     for key, values in finals.items():
         out[key] = {"mean": statistics.fmean(values), "values": values,
                     "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
@@ -85,16 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="fashion,digits")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--memories", default="0,5,20,50")
+    parser.add_argument("--chains", default="lda:0,softmax:0,softmax:5,softmax:20,softmax:50",
+                        help="HEAD:MEMORY per chain (extend --head, --memory), paired per seed")
     parser.add_argument("--shots", type=int, default=300,
                         help="training images per Fashion class (digits: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "incremental.json")
     args = parser.parse_args()
     load, started = machine(), time.time()
-    memories = [int(m) for m in args.memories.split(",")]
+    chains = [(h, int(m)) for h, m in (c.split(":") for c in args.chains.split(","))]
     result: dict[str, Any] = {"machine": load, "published_split_mnist": PUBLISHED,
                               "command": "python benchmarks/incremental.py --tasks "
-                              f"{args.tasks} --seeds {args.seeds} --memories {args.memories} "
+                              f"{args.tasks} --seeds {args.seeds} --chains {args.chains} "
                               f"--shots {args.shots}", "tasks": {}}
     if args.out.is_file():    # tasks run at another time stay, with their own command
         import json
@@ -108,14 +114,16 @@ def main() -> None:
             runs = []
             for seed in (int(s) for s in args.seeds.split(",")):
                 cache_features()
-                first = first_step(task, seed, shots, max(memories), Path(tmp))
+                first = first_step(task, seed, shots, max(m for _, m in chains), Path(tmp))
                 print(f"{task} seed {seed}: step A test accuracy "
                       f"{RunMetrics.load(first).test_accuracy:.3f}", flush=True)
-                for memory in memories:
-                    steps = chain(task, first, memory, shots, seed, True, Path(tmp))
-                    runs.append({"seed": seed, "memory": memory, "steps": steps})
-                    print(f"  memory {memory}: all-class accuracy per step "
-                          f"{[round(s['all_accuracy'], 3) for s in steps]}", flush=True)
+                for head, memory in chains:
+                    steps = chain(task, first, memory, shots, seed, True, Path(tmp), head)
+                    runs.append({"seed": seed, "memory": memory, "head": head, "steps": steps})
+                    print(f"  {head} memory {memory}: all-class accuracy per step "
+                          f"{[round(s['all_accuracy'], 3) for s in steps]}, old - before "
+                          f"{steps[-1]['old_accuracy'] - steps[-1]['old_before']:+.3f}",
+                          flush=True)
                     result["tasks"][task] = {"runs": runs, "summary": summary(runs),
                                              "command": result["command"], "machine": load}
                     write_result(args.out, {**result, "seconds": round(time.time() - started)})

@@ -1,14 +1,17 @@
 """Class-incremental transfer: grow a run's classifier with new classes, keeping the old ones.
 
 ``extend(ExtendConfig(run=RUN, data=NEW, out=RUN2))`` keeps RUN's extractor frozen, and
-trains one head over RUN's classes then NEW's on the features of NEW's training images plus
-the feature vectors RUN kept of its classes (``memory.npz``, see :mod:`edge_transfer.memory`),
-with distillation from RUN's head (:mod:`edge_transfer.linear_head`); weight aligning (or a
+makes one head over RUN's classes then NEW's: by default the LDA head of the class
+statistics RUN kept plus NEW's (``class_stats.npz``, :mod:`edge_transfer.class_stats`);
+with ``head="softmax"`` one trained on the features of NEW's training images plus the feature
+vectors RUN kept of its classes (``memory.npz``, see :mod:`edge_transfer.memory`), with
+distillation from RUN's head (:mod:`edge_transfer.linear_head`); weight aligning (or a
 class-balanced loss) corrects the head's bias toward the new classes. RUN2 is a regular run
 (model.keras with every class, labels.txt old then new, run.json whose data spec is
-``RUN's spec + NEW``, metrics.json on the test split of all classes), plus ``memory.npz`` and
-``incremental.json`` (records.IncrementalHistory): accuracy on all / old / new classes,
-the old classes before and after on the same test images, forgetting per class, baselines.
+``RUN's spec + NEW``, metrics.json on the test split of all classes), plus
+``class_stats.npz``, ``memory.npz`` and ``incremental.json`` (records.IncrementalHistory):
+accuracy on all / old / new classes, the old classes before and after on the same test
+images, forgetting per class, baselines.
 
 Not run as a doctest (it trains; tests/test_incremental.py does):
 
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.class_stats import STATS_FILE, ClassStatistics
 from edge_transfer.data import (
     UNION,
     Dataset,
@@ -39,7 +43,13 @@ from edge_transfer.data import (
 from edge_transfer.errors import ConfigError, DataError, ModelError
 from edge_transfer.fields import option, required
 from edge_transfer.linear_head import HeadTraining, LinearHead, align_weights, train_head
-from edge_transfer.memory import FeatureMemory, build_memory, classifier_layer, extractor_digest
+from edge_transfer.memory import (
+    MEMORY_FILE,
+    FeatureMemory,
+    build_memory,
+    classifier_layer,
+    extractor_digest,
+)
 from edge_transfer.records import (
     BaselineFigures,
     Comparison,
@@ -62,6 +72,7 @@ from edge_transfer.runs import (
     write_json,
 )
 
+HEADS = ("auto", "lda", "softmax")
 BIAS_CORRECTIONS = ("balanced", "wa", "none")
 OLD_HEADS = ("auto", "train", "freeze")
 BASELINES = ("finetune", "joint")
@@ -83,6 +94,12 @@ class ExtendConfig:
                          "names must differ from the run's", metavar="SPEC")
     out: Path = required("run directory to write: the model of old + new classes",
                          metavar="RUN2")
+    head: str = option(
+        "auto", "the grown head: lda (from the class means and shared covariance the run "
+                "keeps, RUN/class_stats.npz: no item needed, no forgetting of those "
+                "statistics), softmax (trained on the new features plus --memory kept "
+                "vectors per old class, with distillation and --bias-correction), auto (lda "
+                "when the run kept its class statistics, else softmax)", choices=HEADS)
     memory: int = option(DEFAULT_MEMORY,
                          "feature vectors kept per class (herding) for the next step; the "
                          "step also uses at most this many of the run's own; 0: none, only "
@@ -105,9 +122,10 @@ class ExtendConfig:
     seed: int | None = option(None, "seed of the head's training (default: the run's seed, "
                                      "which also fixes the split)", metavar="N")
     baseline: tuple[str, ...] = option(
-        (), "also measure, on the same test images: finetune (the head trained on the new "
-            "data alone, the lower bound) and/or joint (the head trained on the training "
-            "images of every class, --shots per class, the upper bound)", names=BASELINES)
+        (), "also measure, on the same test images: finetune (a fresh softmax head trained "
+            "on the new data alone, the lower bound) and/or joint (a fresh softmax head "
+            "trained on the training images of every class, --shots per class, the upper "
+            "bound)", names=BASELINES)
     eval_samples: int = option(1000, "validation images (a fixed stratified subset) the "
                                      "validation accuracy is measured on", metavar="N")
     eval_batch_size: int = option(256, "batch size of feature extraction", metavar="N")
@@ -121,6 +139,8 @@ class ExtendConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.distill < 0 or not self.temperature > 0 or not self.learning_rate > 0:
             raise ConfigError("--distill must be >= 0, --temperature and --learning-rate > 0")
+        if self.head not in HEADS:
+            raise ConfigError(f"--head {self.head} is unknown; use {'|'.join(HEADS)}")
         if self.old_head not in OLD_HEADS:
             raise ConfigError(f"--old-head {self.old_head} is unknown; use "
                               f"{'|'.join(OLD_HEADS)}")
@@ -177,12 +197,12 @@ def extend(cfg: ExtendConfig) -> Path:
     _say(cfg, f"extend: {step.old} classes + {step.dataset.num_classes - step.old} new "
               f"({', '.join(step.dataset.class_names[step.old:])}), memory {cfg.memory}/class")
     feats = _Features(cfg, parts, step, old_run)
-    head, memory = _train(cfg, parts, step, feats, old_run)
+    head, memory, stats = _train(cfg, parts, step, feats, old_run)
     figures = _evaluate(cfg, parts, step, feats, head, memory, old_run)
     if cfg.baseline:
         figures = _with_baselines(cfg, parts, step, feats, head, figures)
     model = _grown_model(parts, head)
-    _write(cfg, old_run, step, model, head, memory, feats,
+    _write(cfg, old_run, step, model, head, (memory, stats), feats,
            dataclasses.replace(figures, seconds=round(time.time() - started, 3)))
     return Path(cfg.out)
 
@@ -293,9 +313,42 @@ def _old_memory(cfg: ExtendConfig, parts: _Parts, old_run: Run) -> FeatureMemory
     return memory.truncated(cfg.memory)
 
 
+def _old_stats(cfg: ExtendConfig, parts: _Parts, old_run: Run) -> ClassStatistics | None:
+    stats = ClassStatistics.load(old_run.path)
+    if stats is None and cfg.head == "lda":
+        raise ModelError(f"{old_run.path} keeps no class statistics (class_stats.npz: the run "
+                         "predates them); extend it with --head softmax, or train it again")
+    if stats is not None and (stats.extractor != parts.digest
+                              or stats.class_names != old_run.labels):
+        raise ModelError(f"{old_run.path}/class_stats.npz was not made by this run's "
+                         "extractor and classes; delete it and extend with --head softmax")
+    return stats
+
+
 def _train(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Features,
-           old_run: Run) -> tuple[LinearHead, FeatureMemory | None]:
-    """The grown head, and the memory the new run keeps (old kept + new herded)."""
+           old_run: Run) -> tuple[LinearHead, FeatureMemory | None, ClassStatistics | None]:
+    """The grown head, the memory the new run keeps (old kept + new herded), and the class
+    statistics of every class (when the run kept those of its own)."""
+    stats = _old_stats(cfg, parts, old_run)
+    names = step.dataset.class_names
+    if stats is not None:
+        stats = stats.plus(ClassStatistics.of(feats.x_new, feats.new.y - step.old,
+                                              names[step.old:], parts.digest))
+    if cfg.head == "softmax" or stats is None:
+        head = _softmax_head(cfg, parts, step, feats, old_run)
+    else:
+        head = stats.head()
+    # items of every class, or none (a memory missing a class could not be used)
+    memory = _old_memory(cfg, parts, old_run) if (old_run.path / MEMORY_FILE).is_file() \
+        else None
+    kept = None if memory is None else memory.plus(build_memory(
+        feats.x_new, feats.new.y - step.old, names[step.old:], cfg.memory, parts.digest))
+    return head, kept, stats
+
+
+def _softmax_head(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Features,
+                  old_run: Run) -> LinearHead:
+    """The head trained on the new features plus the kept ones, with distillation."""
     memory = _old_memory(cfg, parts, old_run)
     x, y = feats.x_new, feats.new.y
     if memory is not None:
@@ -307,13 +360,7 @@ def _train(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Features,
     head = train_head(parts.head.grown(total, step.seed), x, y, how, teacher)
     if cfg.bias_correction == "wa":
         head = align_weights(head, step.old)
-    kept = None
-    if cfg.memory > 0:
-        names = step.dataset.class_names
-        new = build_memory(feats.x_new, feats.new.y - step.old, names[step.old:], cfg.memory,
-                           parts.digest)
-        kept = new if memory is None else memory.plus(new)
-    return head, kept
+    return head
 
 
 # ----------------------------------------------------------------------------- figures
@@ -363,7 +410,8 @@ def _with_baselines(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Featu
             x = np.concatenate([feats.of(old_train), feats.x_new])
             labels = np.concatenate([old_train.y, feats.new.y])
         _say(cfg, f"baseline {name}: head on {len(labels)} training vectors")
-        base = train_head(parts.head.grown(total, step.seed), x, labels, how)
+        fresh = LinearHead.initial(feats.x_new.shape[1], total, step.seed)   # not our head
+        base = train_head(fresh, x, labels, how)
         right = base.predict(feats.x_test) == y
         old = y < step.old
         out[name] = BaselineFigures(
@@ -393,7 +441,8 @@ def _history(old_run: Run) -> list[StepFigures]:
 
 
 def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: LinearHead,
-           memory: FeatureMemory | None, feats: _Features, figures: StepFigures) -> None:
+           kept: tuple[FeatureMemory | None, ClassStatistics | None], feats: _Features,
+           figures: StepFigures) -> None:
     from edge_transfer.models import save_keras_model
     from edge_transfer.samples import encode
 
@@ -424,10 +473,12 @@ def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: Linea
                test_samples=len(feats.test), test_predictions=encode(top1)
                ).dump(out / METRICS_FILE)
     write_json(out / HISTORY_FILE, {"extend": {"epochs": cfg.epochs}})
-    if memory is not None:
-        memory.save(out)
-    elif (out / "memory.npz").exists():
-        (out / "memory.npz").unlink()
+    memory, stats = kept
+    for kept_file, name in ((memory, "memory.npz"), (stats, STATS_FILE)):
+        if kept_file is not None:
+            kept_file.save(out)
+        elif (out / name).exists():
+            (out / name).unlink()
     IncrementalHistory(steps=(*_history(old_run), figures)).dump(out)
 
 

@@ -387,16 +387,19 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 def _keep_memory(out: Path, model: Any, train: Dataset, pre: Preprocessing,
                  cfg: FinetuneConfig) -> None:
-    """Herd ``cfg.memory`` training feature vectors per class (the classifier's input) into
-    ``out/memory.npz``, for a later ``extend`` (:mod:`edge_transfer.memory`)."""
-    if cfg.memory <= 0:
-        return
+    """Keep the training features' class statistics (``out/class_stats.npz``,
+    :mod:`edge_transfer.class_stats`) and herd ``cfg.memory`` feature vectors per class (the
+    classifier's input) into ``out/memory.npz``, for a later ``extend``
+    (:mod:`edge_transfer.memory`)."""
+    from edge_transfer.class_stats import ClassStatistics
     from edge_transfer.memory import build_memory, extractor_digest, features_model
 
     features = features_model(model)
+    digest = extractor_digest(features)
     x = predict_split(features, train, pre, cfg.eval_batch_size).astype(np.float32)
-    build_memory(x, train.y, train.class_names, cfg.memory,
-                 extractor_digest(features)).save(out)
+    ClassStatistics.of(x, train.y, train.class_names, digest).save(out)
+    if cfg.memory > 0:
+        build_memory(x, train.y, train.class_names, cfg.memory, digest).save(out)
 
 
 def summary_line(run_dir: Path) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import FAST, run_main
 
+from edge_transfer.class_stats import ClassStatistics
 from edge_transfer.data import load_dataset, split_dataset
 from edge_transfer.errors import DataError, ModelError
 from edge_transfer.linear_head import HeadTraining, LinearHead, align_weights, train_head
@@ -63,6 +64,29 @@ def test_frozen_classes_keep_their_weights_and_balance_weighs_classes_equally() 
     np.testing.assert_allclose(np.linalg.norm(aligned.kernel, axis=0), [5.0, 5.0])
 
 
+def test_class_statistics_kept_step_by_step_give_the_joint_lda_head(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0, 2, (6, 20))
+    y = np.repeat(np.arange(6), 30)
+    x = centres[y] + rng.normal(0, 1, (180, 20)) @ rng.normal(0, 1, (20, 20))
+    joint = ClassStatistics.of(x, y, tuple("abcdef"), "e", rank=20)
+    steps = ClassStatistics.of(x[y < 2], y[y < 2], ("a", "b"), "e", rank=20)
+    for first in (2, 4):
+        part = (y >= first) & (y < first + 2)
+        steps = steps.plus(ClassStatistics.of(x[part], y[part] - first,
+                                              tuple("abcdef"[first:first + 2]), "e", rank=20))
+    steps.save(tmp_path)
+    back = ClassStatistics.load(tmp_path)
+    assert back is not None and back.class_names == tuple("abcdef")
+    np.testing.assert_allclose(back.head().logits(x), joint.head().logits(x), atol=1e-3)
+    assert np.mean(joint.head().predict(x) == y) > 0.9
+    low = ClassStatistics.of(x, y, tuple("abcdef"), "e", rank=4)   # 4 of 20 directions kept
+    assert np.mean(low.head().predict(x) == joint.head().predict(x)) > 0.9
+    assert ClassStatistics.load(tmp_path / "nowhere") is None
+    with pytest.raises(ModelError, match="different extractors"):
+        steps.plus(ClassStatistics.of(x, y, tuple("ghijkl"), "other"))
+
+
 def test_union_splits_keep_the_first_parts_splits() -> None:
     alone = split_dataset(load_dataset("digits:0-4"), seed=3)
     union = split_dataset(load_dataset("digits:0-4 + digits:5-9"), seed=3)
@@ -100,6 +124,9 @@ def test_finetune_keeps_a_herded_memory_of_each_class(first_step: Path) -> None:
     memory = FeatureMemory.load(first_step)
     assert memory.class_names == ("0", "1", "2", "3") and memory.per_class == 10
     assert np.bincount(memory.labels).tolist() == [10, 10, 10, 10]
+    stats = ClassStatistics.load(first_step)
+    assert stats is not None and stats.class_names == memory.class_names
+    assert stats.extractor == memory.extractor
 
 
 def test_extend_grows_one_model_over_old_and_new_classes(second_step: Path) -> None:
@@ -136,8 +163,23 @@ def test_a_third_step_knows_the_whole_history(second_step: Path) -> None:
     history = IncrementalHistory.load(out)
     assert [s.total_classes for s in history.steps] == [4, 7, 10]
     assert history.last.memory_per_class == 0 and not (out / "memory.npz").exists()
-    plain = history.last.baselines["finetune"]   # frozen old weights, no memory: still far
-    assert history.last.old_accuracy > plain.old_accuracy + 0.15   # above plain fine-tuning
+    last, plain = history.last, history.last.baselines["finetune"]
+    assert last.old_before is not None and last.old_accuracy is not None
+    # no item kept: the class statistics (LDA head) keep the old classes
+    assert last.old_accuracy >= last.old_before - 0.05 > plain.old_accuracy + 0.3
+    assert (out / "class_stats.npz").exists()
+
+
+def test_softmax_head_learns_from_the_kept_items(first_step: Path) -> None:
+    from edge_transfer.incremental import ExtendConfig, extend
+    from edge_transfer.records import IncrementalHistory
+
+    out = extend(ExtendConfig(run=first_step, data="digits:4-6", head="softmax", memory=10,
+                              out=first_step.parent / "ab-softmax", baseline=("finetune",),
+                              verbose=0))
+    last = IncrementalHistory.load(out).last
+    assert last.old_accuracy is not None
+    assert last.old_accuracy > last.baselines["finetune"].old_accuracy + 0.3
 
 
 def test_extend_refuses_classes_the_run_has_and_a_missing_memory(first_step: Path,
@@ -148,11 +190,14 @@ def test_extend_refuses_classes_the_run_has_and_a_missing_memory(first_step: Pat
     bare = tmp_path / "bare"
     bare.mkdir()
     for f in first_step.iterdir():
-        if f.name != "memory.npz":
+        if f.name not in ("memory.npz", "class_stats.npz"):
             (bare / f.name).write_bytes(f.read_bytes())
     done = run_main("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
                    "--quiet")
     assert done.returncode == 2 and "--memory 0" in done.stderr
+    done = run_cli("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
+                   "--head", "lda", "--quiet")
+    assert done.returncode == 2 and "--head softmax" in done.stderr
 
 
 def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Path) -> None:
@@ -168,6 +213,20 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Old classes" in text and "forgetting" in text
+    bundle = tmp_path / "bundle"
+    done = run_cli("bundle", str(second_step), "--export-dir", str(export), "--out", str(bundle))
+    assert done.returncode == 0, done.stderr
+    from edge_transfer.bundle import open_bundle
+
+    assert open_bundle(bundle).labels == tuple(str(i) for i in range(7))
+    done = run_cli("validate", str(bundle), "--device", "local", "--json",
+                   str(tmp_path / "v.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in json.loads((tmp_path / "v.json").read_text())["artifacts"]:
+        assert row["status"] == "ok", row
+        assert abs(row["accuracy"] - row["workstation_accuracy"]) <= 0.005, row["name"]
+        per_class = np.asarray(row["confusion_matrix"])       # every class, old and new
+        assert per_class.shape == (7, 7) and per_class.sum(axis=1).min() > 0
 
 
 def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> object:

@@ -15,10 +15,15 @@ def add_parser(subparsers: Any) -> None:
         "extend",
         help="add new classes to a run's model, keeping the old classes (class-incremental)",
         description=(
-            "The run's extractor stays frozen; one head over the old and the new classes is "
-            "trained on the new images' features plus the feature vectors the run kept of "
-            "its classes (--memory per class, herding; RUN/memory.npz), with distillation "
-            "from the old head and weight aligning against the bias toward new classes. "
+            "The run's extractor stays frozen; one head over the old and the new classes. "
+            "By default (--head auto) it is the linear discriminant (LDA) of the class "
+            "means and the shared covariance of the features that the run kept "
+            "(RUN/class_stats.npz: no image and no feature vector of one), which a step "
+            "adds to exactly: no item is needed and nothing of those statistics is "
+            "forgotten. --head softmax trains it instead on the new images' features plus "
+            "the feature vectors the run kept of its classes (--memory per class, herding; "
+            "RUN/memory.npz), with distillation from the old head and a class-balanced "
+            "loss against the bias toward new classes. "
             "RUN2 is a run like finetune's (labels old then new; export, bundle, validate, "
             "report and check work on it) plus incremental.json: accuracy on all, old and "
             "new classes, the old classes before and after on the same test images, "
