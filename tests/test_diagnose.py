@@ -74,6 +74,33 @@ def test_keep_float_auto_keeps_exactly_the_trap(mixed_export: ExportResult, fmt:
     assert row["keep_float_search"]["conversions"] == 2
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_int8_mixed_file_runs_in_a_bare_client(mixed_export: ExportResult, fmt: str) -> None:
+    """An int8-mixed file takes RGB pixels like every other file, names its float layers, and
+    a client given only the file (a bare LiteRT interpreter; a default ONNX Runtime session,
+    whose WeightBiasQuantization would quantize the float trap layer back to int8 and put the
+    model at chance) gives our runtime's answers."""
+    from clients import litert, onnxruntime, rgb
+
+    from edge_transfer.metadata import read_metadata
+    from edge_transfer.runs import Run
+    from edge_transfer.runtime import EdgeModel
+
+    mixed = mixed_export.get(f"{fmt}-int8-mixed")
+    meta = read_metadata(mixed.path)
+    assert meta.in_graph is not None and meta.preprocessing.channels == 3
+    assert meta.keep_float == (TRAP,)
+    ours = EdgeModel.load(mixed.path)
+    run = Run.open(mixed_export.run)
+    x, y = run.split_arrays("test")
+    pixels = run.preprocessing.rgb_pixels(x).astype(np.uint8)   # the images, as decoded
+    got, _ = {"tflite": litert, "onnx": onnxruntime}[fmt](
+        mixed.path, rgb(pixels, ours.preprocessing.height, ours.preprocessing.width))
+    expected = ours.predict(pixels).indices
+    assert np.mean(np.asarray(got) == expected) >= 0.99
+    assert np.mean(np.asarray(got) == y) >= mixed_export.float_accuracy - 0.05
+
+
 def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
         tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same model without the trap: plain int8 is within budget, so no layer is kept,
