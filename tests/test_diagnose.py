@@ -102,6 +102,44 @@ def test_int8_mixed_file_runs_in_a_bare_client(mixed_export: ExportResult, fmt: 
     assert np.mean(same_labels(got, truth)) >= mixed_export.float_accuracy - 0.05
 
 
+def test_int8_mixed_onnx_without_its_shield_breaks_in_a_default_session(
+        mixed_export: ExportResult, tmp_path: Path) -> None:
+    """The per-channel DequantizeLinear in front of the float trap layer is what keeps a
+    default session from quantizing it (without it: at chance). A file written the old way
+    (no shield, no ``in_graph`` in our entry) still runs right in our runtime, which turns
+    WeightBiasQuantization off for such files."""
+    import onnx
+    import onnxruntime as ort
+
+    from edge_transfer.metadata import METADATA_KEY
+    from edge_transfer.runs import Run
+    from edge_transfer.runtime import EdgeModel
+
+    model = onnx.load(str(mixed_export.get("onnx-int8-mixed").path))
+    graph = model.graph
+    (shield,) = [n for n in graph.node if n.name.endswith("_input_per_channel_DequantizeLinear")]
+    (shared,) = [n for n in graph.node if n.op_type == "DequantizeLinear"
+                 and n.input[0] == shield.input[0] and n is not shield]
+    for node in graph.node:
+        node.input[:] = [shared.output[0] if i == shield.output[0] else i for i in node.input]
+    graph.node.remove(shield)
+    run = Run.open(mixed_export.run)
+    x, y = run.split_arrays("test")
+    pixels = run.preprocessing.rgb_pixels(x)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    unshielded = session.run(None, {session.get_inputs()[0].name: pixels})[0].argmax(1)
+    assert np.mean(unshielded == y) < mixed_export.float_accuracy - 0.3   # the trap again
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            entry = json.loads(prop.value)
+            del entry["in_graph"]
+            prop.value = json.dumps(entry)
+    old = tmp_path / "old-int8-mixed.onnx"
+    onnx.save(model, str(old))
+    accuracy = np.mean(EdgeModel.load(old).predict(pixels.astype(np.uint8)).indices == y)
+    assert accuracy >= mixed_export.float_accuracy - 0.05
+
+
 def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
         tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same model without the trap: plain int8 is within budget, so no layer is kept,
