@@ -97,7 +97,9 @@ class Quantizer:
 
 def quantizer(fmt: str, source: Any, calibration: Any, *, opset: int = 17,
               keras_model: Any | None = None) -> Quantizer:
-    """Calibrate ``source`` once for ``fmt`` (the expensive part of an int8 conversion)."""
+    """Calibrate ``source`` once for ``fmt`` (the expensive part of an int8 conversion), on
+    the Keras model's own input (``source.plain``: per-layer work, without the pixel adapter)."""
+    source = source.plain
     if fmt == "tflite":
         from exporters import _tflite_debug as tfl
 

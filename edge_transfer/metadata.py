@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +75,13 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
     in_graph: Preprocessing | None = None
     about: About = About()
+    keep_float: tuple[str, ...] = ()   # an int8-mixed file's layers kept in float
 
     def pixels_in(self) -> ModelMetadata:
         """The metadata of the same model wrapped by :func:`edge_transfer.models.pixel_adapter`:
         RGB pixels in, ``preprocessing`` applied inside the graph."""
         inner = self.in_graph or self.preprocessing
-        return ModelMetadata(self.labels, inner.pixels_in(), self.schema_version, inner,
-                             self.about)
+        return replace(self, preprocessing=inner.pixels_in(), in_graph=inner)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -93,6 +93,8 @@ class ModelMetadata:
             data["in_graph"] = self.in_graph.to_dict()
         if self.about != About():
             data["about"] = self.about.to_dict()
+        if self.keep_float:
+            data["keep_float"] = list(self.keep_float)
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -105,6 +107,7 @@ class ModelMetadata:
             inside = data.get("in_graph")
             in_graph = None if inside is None else Preprocessing.from_dict(inside)
             about = About.from_dict(data.get("about") or {})
+            keep_float = tuple(str(name) for name in data.get("keep_float") or ())
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed {METADATA_KEY} metadata in model file: {exc}") from exc
         if version > SCHEMA_VERSION:
@@ -112,7 +115,7 @@ class ModelMetadata:
                 f"model metadata schema {version} is newer than this edge-transfer understands "
                 f"({SCHEMA_VERSION}); upgrade edge-transfer on this device"
             )
-        return cls(labels, preprocessing, version, in_graph, about)
+        return cls(labels, preprocessing, version, in_graph, about, keep_float)
 
 
 def embed_in_tflite(model: bytes, meta: ModelMetadata) -> bytes:

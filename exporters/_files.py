@@ -3,6 +3,7 @@ them back through the device's runtime code (:mod:`edge_transfer.runtime`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
@@ -63,9 +64,11 @@ def pixels_in(source: KerasSource, spec: ExportSpec, calibration: Calibration,
               metadata: ModelMetadata) -> tuple[KerasSource, Calibration, ModelMetadata]:
     """What a variant converts, is calibrated on and says in its metadata: with the pixel
     adapter in front (``source.in_graph`` set: RGB pixels 0..255 in, normalization inside,
-    the metadata saying so), except for an int8-mixed variant, whose layers were chosen on
-    the Keras model's own input (it keeps that input and says so)."""
-    if source.in_graph is None or spec.keep_float is not None:
+    the metadata saying so). An int8-mixed variant's metadata also names the layers it keeps
+    in float (``keep_float``)."""
+    if spec.keep_float is not None:
+        metadata = dataclasses.replace(metadata, keep_float=tuple(spec.keep_float))
+    if source.in_graph is None:
         return source.plain, calibration, metadata
     return source, source.calibration(calibration), metadata.pixels_in()
 

@@ -51,9 +51,10 @@ class Prepared:
 
 
 def prepare(source: KerasSource, options: ExportOptions) -> Prepared:
-    """The source's float ONNX graph, prepared for quantization once (cached on the source)."""
-    source = source.plain   # per-layer work on the Keras model's own input
-    key = f"onnx-prepared-opset{options.opset}"
+    """The source's float ONNX graph, prepared for quantization once (cached on the source).
+    Per-layer work passes ``source.plain`` (the Keras model's own input); an int8-mixed
+    file, the source behind the pixel adapter."""
+    key = f"onnx-prepared{source.key_suffix}-opset{options.opset}"
     if key not in source.cache:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -202,4 +203,61 @@ def mixed(source: KerasSource, calibration: Calibration, keep_float: Sequence[st
         layers = list(dict.fromkeys(layer_of(n) for n, _, _ in prepared.producers.values()))
         raise UnsupportedExportError(unknown_names(
             unknown, layers, [op for _, op, _ in prepared.producers.values()]))
-    return quantize(prepared, calibration, nodes)
+    model = quantize(prepared, calibration, nodes)
+    shield_float_layers(model, nodes)
+    return model
+
+
+def shield_float_layers(model: Any, nodes: Sequence[str]) -> int:
+    """Keep the float Conv/ConvTranspose/Gemm among ``nodes`` float in any ONNX Runtime
+    session; returns how many were shielded.
+
+    ONNX Runtime's WeightBiasQuantization (on in every default session) quantizes the float
+    weights of such a node to per-tensor int8 at load time when it reads a per-tensor
+    DequantizeLinear and feeds a QuantizeLinear: it would undo the fallback (the trap layer
+    at chance again) in every client. The node gets a DequantizeLinear of its own with the
+    same scale and zero point repeated per channel: the same numbers, which that
+    optimization leaves alone (it wants a per-tensor input).
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    wanted = set(nodes)
+    added, shielded = [], 0
+    for node in model.graph.node:
+        dq = producers.get(node.input[0]) if node.input else None
+        channels = _input_channels(node, inits) if node.name in wanted else None
+        if dq is None or dq.op_type != "DequantizeLinear" or channels is None \
+                or dq.input[1] not in inits or len(inits[dq.input[1]].dims) != 0:
+            continue
+        scale = numpy_helper.to_array(inits[dq.input[1]])
+        zero = numpy_helper.to_array(inits[dq.input[2]])
+        name = f"{node.name}_input_per_channel"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.full(channels, scale, scale.dtype), f"{name}_scale"),
+            numpy_helper.from_array(np.full(channels, zero, zero.dtype), f"{name}_zero_point")])
+        added.append((node, helper.make_node(
+            "DequantizeLinear", [dq.input[0], f"{name}_scale", f"{name}_zero_point"], [name],
+            name=f"{name}_DequantizeLinear", axis=1)))
+        node.input[0] = name
+        shielded += 1
+    for node, dq_node in added:   # each right before its float node: topological order
+        model.graph.node.insert(list(model.graph.node).index(node), dq_node)
+    return shielded
+
+
+def _input_channels(node: Any, inits: dict[str, Any]) -> int | None:
+    """The channels (axis 1) of a float Conv/ConvTranspose/Gemm's input, from its weights."""
+    weight = inits.get(node.input[1]) if len(node.input) > 1 else None
+    if weight is None or weight.data_type != 1:   # a float initializer
+        return None
+    attrs = {a.name: a.i for a in node.attribute}
+    dims = list(weight.dims)
+    if node.op_type == "Conv":
+        return int(dims[1] * attrs.get("group", 1))
+    if node.op_type == "ConvTranspose":
+        return int(dims[0])
+    if node.op_type == "Gemm" and not attrs.get("transA", 0):
+        return int(dims[1] if attrs.get("transB", 0) else dims[0])
+    return None

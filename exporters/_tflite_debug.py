@@ -40,9 +40,10 @@ class Calibrated:
 
 
 def calibrate(source: KerasSource, calibration: Calibration) -> Calibrated:
-    """Calibrate ``source`` once through the QuantizationDebugger; cached on the source."""
-    source = source.plain   # per-layer work on the Keras model's own input
-    key = f"tflite-calibrated-{id(calibration)}"
+    """Calibrate ``source`` once through the QuantizationDebugger; cached on the source.
+    Per-layer work passes ``source.plain`` (the Keras model's own input); an int8-mixed
+    file, the source behind the pixel adapter with its pixel calibration."""
+    key = f"tflite-calibrated{source.key_suffix}-{id(calibration)}"
     if key not in source.cache:
         from edge_transfer._keras import load
         from exporters.tflite import _converter, _representative

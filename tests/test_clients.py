@@ -232,15 +232,18 @@ def test_the_clients_run_on_the_ssh_device(sshd: Server, digits_bundle: Path,  #
 def test_the_clients_run_on_emulated_arm64(digits_bundle: Path, tmp_path: Path) -> None:
     """The arm64 wheels of all four clients in the userland (setup --clients): the bare LiteRT
     and ONNX Runtime scripts agree with the arm64 runtime on the same images; MediaPipe and
-    OpenVINO are rows either way (seen: MediaPipe's arm64 wheel wants libEGL.so.1, absent in
-    the minimal Debian; OpenVINO's CPU plugin dies of SIGSEGV under qemu-user), never a crash
-    of the validation."""
+    OpenVINO are rows either way (seen: MediaPipe stops at tcmalloc's CPU count, OpenVINO's CPU
+    plugin dies of SIGSEGV under qemu-user), never a crash of the validation. The libraries
+    MediaPipe links (libEGL, libGLESv2: "libEGL.so.1: cannot open shared object file" in the
+    minimal Debian) are installed by the clients' setup."""
     from devices import emulated
-    from devices.emulated.clients import setup_clients
+    from devices.emulated.clients import SYSTEM_PACKAGES, setup_clients
 
     userland = emulated.setup_emulated_arm64(progress=lambda line: print(f"setup: {line}"))
     versions = setup_clients(userland, progress=lambda line: print(f"setup: {line}"))
     assert set(versions) >= {"mediapipe", "openvino", "openvino-model-api"}
+    for library in SYSTEM_PACKAGES.values():
+        assert (userland.rootfs / "usr/lib/aarch64-linux-gnu" / library).exists(), library
     out = tmp_path / "arm64.json"
     proc = run_cli("validate", str(digits_bundle), "--device", "emulated:arm64", "--threads",
                    "1", "--artifact", "tflite-int8", "--artifact", "onnx-fp32", "--client",
@@ -258,5 +261,6 @@ def test_the_clients_run_on_emulated_arm64(digits_bundle: Path, tmp_path: Path) 
     for key in (("tflite-int8", "mediapipe"), ("onnx-fp32", "openvino")):
         row = rows[key]
         assert row["status"] == "ok" or (row["status"] == "refused" and row["reason"]), row
+        assert "cannot open shared object file" not in (row["reason"] or ""), row
     refused = any(r["status"] == "refused" for r in rows.values())
     assert proc.returncode == (1 if refused else 0), proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,6 +73,72 @@ def test_keep_float_auto_keeps_exactly_the_trap(mixed_export: ExportResult, fmt:
     assert search.conversions == 2 and [t.layers for t in search.tries] == [0, 1]
     assert search.tries[0].vs_float.p_value < 0.05 and search.bytes_ratio <= 1.5
     assert row["keep_float_search"]["conversions"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_int8_mixed_file_runs_in_a_bare_client(mixed_export: ExportResult, fmt: str) -> None:
+    """An int8-mixed file takes RGB pixels like every other file, names its float layers, and
+    a client given only the file (a bare LiteRT interpreter; a default ONNX Runtime session,
+    whose WeightBiasQuantization would quantize the float trap layer back to int8 and put the
+    model at chance) gives our runtime's answers."""
+    from clients import litert, onnxruntime, rgb, same_labels
+
+    from edge_transfer.metadata import read_metadata
+    from edge_transfer.runs import Run
+    from edge_transfer.runtime import EdgeModel
+
+    mixed = mixed_export.get(f"{fmt}-int8-mixed")
+    meta = read_metadata(mixed.path)
+    assert meta.in_graph is not None and meta.preprocessing.channels == 3
+    assert meta.keep_float == (TRAP,)
+    ours = EdgeModel.load(mixed.path)
+    run = Run.open(mixed_export.run)
+    x, y = run.split_arrays("test")
+    pixels = run.preprocessing.rgb_pixels(x).astype(np.uint8)   # the images, as decoded
+    got = {"tflite": litert, "onnx": onnxruntime}[fmt](
+        mixed.path, rgb(pixels, ours.preprocessing.height, ours.preprocessing.width))
+    expected = ours.predict(pixels).indices
+    assert np.mean(same_labels(got, [ours.labels[i] for i in expected])) >= 0.99
+    truth = [ours.labels[i] for i in y]
+    assert np.mean(same_labels(got, truth)) >= mixed_export.float_accuracy - 0.05
+
+
+def test_int8_mixed_onnx_without_its_shield_breaks_in_a_default_session(
+        mixed_export: ExportResult, tmp_path: Path) -> None:
+    """The per-channel DequantizeLinear in front of the float trap layer is what keeps a
+    default session from quantizing it (without it: at chance). A file written the old way
+    (no shield, no ``in_graph`` in our entry) still runs right in our runtime, which turns
+    WeightBiasQuantization off for such files."""
+    import onnx
+    import onnxruntime as ort
+
+    from edge_transfer.metadata import METADATA_KEY
+    from edge_transfer.runs import Run
+    from edge_transfer.runtime import EdgeModel
+
+    model = onnx.load(str(mixed_export.get("onnx-int8-mixed").path))
+    graph = model.graph
+    (shield,) = [n for n in graph.node if n.name.endswith("_input_per_channel_DequantizeLinear")]
+    (shared,) = [n for n in graph.node if n.op_type == "DequantizeLinear"
+                 and n.input[0] == shield.input[0] and n is not shield]
+    for node in graph.node:
+        node.input[:] = [shared.output[0] if i == shield.output[0] else i for i in node.input]
+    graph.node.remove(shield)
+    run = Run.open(mixed_export.run)
+    x, y = run.split_arrays("test")
+    pixels = run.preprocessing.rgb_pixels(x)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    unshielded = session.run(None, {session.get_inputs()[0].name: pixels})[0].argmax(1)
+    assert np.mean(unshielded == y) < mixed_export.float_accuracy - 0.3   # the trap again
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            entry = json.loads(prop.value)
+            del entry["in_graph"]
+            prop.value = json.dumps(entry)
+    old = tmp_path / "old-int8-mixed.onnx"
+    onnx.save(model, str(old))
+    accuracy = np.mean(EdgeModel.load(old).predict(pixels.astype(np.uint8)).indices == y)
+    assert accuracy >= mixed_export.float_accuracy - 0.05
 
 
 def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
@@ -214,8 +281,27 @@ def test_a_layer_named_like_an_op_type_keeps_only_that_layer(tmp_path: Path) -> 
     assert search.file_bytes == mixed.bytes
     assert mixed.bytes < search.max_bytes_ratio * int8.bytes
     # the search sized the model before the export wrote its metadata (our entry, model_info)
-    model_bytes = mixed.bytes - _onnx_metadata_bytes(mixed.path)
-    assert abs(model_bytes - search.bytes_ratio * search.int8_bytes) < 0.02 * int8.bytes
+    # and put the pixel adapter in front (the plain int8 file has it too) and the float layer's
+    # shield (its per-channel DequantizeLinear): the bytes the float layer costs over int8 in
+    # the file are the ones it cost in the search
+    def model_bytes(artifact: Any) -> int:
+        return (int(artifact.bytes) - _onnx_metadata_bytes(artifact.path)
+                - _shield_bytes(artifact.path))
+
+    extra = model_bytes(mixed) - model_bytes(int8)
+    assert abs(extra - (search.bytes_ratio - 1) * search.int8_bytes) < 0.02 * int8.bytes
+
+
+def _shield_bytes(path: Path) -> int:
+    """Bytes of the per-channel DequantizeLinear nodes (and their scales and zero points) that
+    shield an int8-mixed .onnx's float layers from WeightBiasQuantization."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    nodes = [n for n in graph.node if n.name.endswith("_input_per_channel_DequantizeLinear")]
+    names = {name for n in nodes for name in n.input[1:]}
+    return sum(n.ByteSize() for n in nodes) + sum(t.ByteSize() for t in graph.initializer
+                                                   if t.name in names)
 
 
 def _onnx_metadata_bytes(path: Path) -> int:

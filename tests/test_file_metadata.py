@@ -46,16 +46,15 @@ def _test_images(result: ExportResult) -> tuple[np.ndarray, np.ndarray]:
     return clients.rgb(pre.to_pixels(raw), pre.height, pre.width), raw
 
 
-def _agreement(result: ExportResult, client: str) -> list[tuple[str, float, bool]]:
-    """(file, top-1 agreement with edge-transfer's runtime, labels right) per file."""
+def _agreement(result: ExportResult, client: str) -> list[tuple[str, float]]:
+    """(file, top-1 agreement with edge-transfer's runtime) per file: the client's label
+    against the label of our runtime's top-1."""
     images, raw = _test_images(result)
     rows = []
     for path in _files(result, clients.SUFFIXES[client][0]):
-        ours = EdgeModel.load(path).predict(raw).indices
-        got, names = getattr(clients, client)(path, images)
-        labels = result.labels
-        rows.append((path.name, float(np.mean(np.asarray(got) == ours)),
-                     all(name == labels[i] for i, name in zip(got, names, strict=True))))
+        ours = [result.labels[i] for i in EdgeModel.load(path).predict(raw).indices]
+        got = clients.CLIENTS[client](path, images)
+        rows.append((path.name, float(np.mean(clients.same_labels(got, ours)))))
     return rows
 
 
@@ -95,14 +94,14 @@ def test_every_file_takes_rgb_pixels_and_normalizes_inside(result: ExportResult)
 
 def test_bare_litert_agrees_with_the_runtime(result: ExportResult) -> None:
     """Raw RGB pixels as float32, argmax, labels from the file's labels.txt."""
-    for name, agreement, labels_right in _agreement(result, "litert"):
-        assert agreement >= AGREEMENT and labels_right, (name, agreement)
+    for name, agreement in _agreement(result, "litert"):
+        assert agreement >= AGREEMENT, (name, agreement)
 
 
 def test_bare_onnxruntime_agrees_with_the_runtime(result: ExportResult) -> None:
     """Raw RGB pixels as float32, argmax, labels from ``model_info labels``."""
-    for name, agreement, labels_right in _agreement(result, "onnxruntime"):
-        assert agreement >= AGREEMENT and labels_right, (name, agreement)
+    for name, agreement in _agreement(result, "onnxruntime"):
+        assert agreement >= AGREEMENT, (name, agreement)
 
 
 def test_onnx_carries_model_api_and_image_metadata(result: ExportResult) -> None:

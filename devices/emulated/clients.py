@@ -29,6 +29,10 @@ CLIENTS_WHEELHOUSE = "/opt/edge-transfer/clients-wheelhouse"
 # The clients that have arm64 wheels on PyPI (all four, checked 2026-12: mediapipe 1.2.3
 # manylinux_2_28, openvino 2026.4.1 manylinux_2_35; bookworm's glibc is 2.36).
 PACKAGES = ("mediapipe", "openvino", "openvino-model-api[onnx]", "ai-edge-litert", "onnxruntime")
+# Debian packages of the shared libraries MediaPipe's libmediapipe.so links (NEEDED: libEGL.so.1,
+# libGLESv2.so.2; without them: "libEGL.so.1: cannot open shared object file"), installed with
+# the userland's own apt, so the base rootfs (and its 25-minute debootstrap) stays as it is.
+SYSTEM_PACKAGES = {"libegl1": "libEGL.so.1", "libgles2": "libGLESv2.so.2"}
 
 
 def clients_python(userland: Userland) -> str | None:
@@ -42,6 +46,7 @@ def setup_clients(userland: Userland, progress: Progress = print) -> dict[str, s
     """Download the clients' arm64 wheels and install them into their own venv inside the
     userland (offline, under emulation); reused when done with the same packages."""
     stamp = userland.path / "clients.json"
+    system_libraries(userland, progress)
     try:
         done = json.loads(stamp.read_text())
         if done.get("packages") == list(PACKAGES) and clients_python(userland):
@@ -97,6 +102,24 @@ import mediapipe, openvino, model_api, ai_edge_litert.interpreter, onnxruntime
 print(json.dumps({n: m.version(n) for n in ("mediapipe", "openvino", "openvino-model-api",
                                             "ai-edge-litert", "onnxruntime")}))
 """
+
+
+def system_libraries(userland: Userland, progress: Progress = print) -> list[str]:
+    """``apt-get install`` :data:`SYSTEM_PACKAGES` inside the userland where their libraries are
+    missing (apt runs under emulation and downloads from the rootfs's mirror); the packages
+    installed."""
+    libdir = userland.rootfs / "usr/lib/aarch64-linux-gnu"
+    missing = [name for name, library in SYSTEM_PACKAGES.items()
+               if not (libdir / library).exists()]
+    if missing:
+        progress(f"apt-get install (arm64, inside the userland): {', '.join(missing)}")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        _check(chroot_run(userland.rootfs, ["apt-get", "update", "-q"], binds={}, env=env,
+                          timeout=1800), "apt-get update")
+        _check(chroot_run(userland.rootfs, ["apt-get", "install", "-y", "-q",
+                                             "--no-install-recommends", *missing],
+                          binds={}, env=env, timeout=3600), "apt-get install")
+    return missing
 
 
 def _check(proc: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:

@@ -162,9 +162,33 @@ class LiteRTBackend:
 
 # ONNX Runtime's WeightBiasQuantization rewrites a float Conv/Gemm that sits between a
 # DequantizeLinear and a QuantizeLinear to per-tensor int8 weights at load time. That is
-# exactly a layer an int8-mixed export kept in float on purpose (it undoes the fallback);
-# fully int8 and float models never have such nodes, so turning it off changes nothing else.
+# exactly a layer an int8-mixed export kept in float on purpose: files written since
+# int8-mixed files take pixels shield those layers from it (exporters/_onnx_debug.py,
+# shield_float_layers), and run, like every other file, with ONNX Runtime's defaults, as a
+# client's plain InferenceSession runs them (a QAT file's float biases are quantized and its
+# convolutions fused into integer kernels there too). Older files run with it off.
 ORT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+
+
+def written_before_pixels_in(props: dict[str, str]) -> bool:
+    """Whether an .onnx's ``metadata_props`` come from before files took RGB pixels (no
+    entry, or no ``in_graph`` in it): such a file may hold unshielded float layers inside
+    int8 (int8-mixed) and runs with :data:`ORT_DISABLED_OPTIMIZERS` off.
+
+    >>> written_before_pixels_in({"edge_transfer": '{"in_graph": {}, "keep_float": ["c"]}'})
+    False
+    >>> written_before_pixels_in({"edge_transfer": '{"labels": ["a"]}'})
+    True
+    >>> written_before_pixels_in({})
+    True
+    """
+    import json
+
+    try:
+        entry = json.loads(props.get("edge_transfer", "{}"))
+    except ValueError:
+        return True
+    return not isinstance(entry, dict) or "in_graph" not in entry
 
 
 class OnnxBackend:
@@ -181,10 +205,12 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no optimizer chatter on stderr
         try:
-            self.session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"],
-                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
-            )
+            self.session = ort.InferenceSession(data, sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+            if written_before_pixels_in(self.metadata()):
+                self.session = ort.InferenceSession(
+                    data, sess_options=options, providers=["CPUExecutionProvider"],
+                    disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             interrupts.check(exc)
             raise ModelError(f"ONNX Runtime cannot load this model ({one_line(exc)}); the file is "
