@@ -14,7 +14,7 @@ and one line in ``_FORMATS``. Importing this package imports neither TensorFlow 
 >>> exporters.get("coreml")
 Traceback (most recent call last):
 ...
-edge_transfer.errors.UnsupportedExportError: unknown format 'coreml'; valid formats: tflite, onnx
+edge_transfer.core.errors.UnsupportedExportError: unknown format 'coreml'; valid formats: tflite, onnx
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_transfer.errors import UnsupportedExportError
-from edge_transfer.metadata import ModelMetadata
-from exporters._types import (
+from edge_transfer.core.errors import UnsupportedExportError
+from edge_transfer.runtime.metadata import ModelMetadata
+from exporters.spec import (
     CALIBRATION_METHODS,
     IO_TYPES,
     PRECISIONS,

@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer import interrupts
-from edge_transfer.errors import ConversionError, UnsupportedExportError, one_line
-from edge_transfer.metadata import ModelMetadata
-from edge_transfer.onnx_metadata import annotate
-from edge_transfer.runtime._backends import open_backend
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import ConversionError, UnsupportedExportError, one_line
+from edge_transfer.runtime.backends import open_backend
+from edge_transfer.runtime.metadata import ModelMetadata
+from edge_transfer.runtime.onnx_metadata import annotate
 from exporters import _files
-from exporters._failures import conversion_failure
-from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
+from exporters.failures import conversion_failure
+from exporters.spec import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "onnx"
 SUFFIX = ".onnx"
@@ -95,8 +95,8 @@ def _float_model(source: KerasSource, opset: int) -> Any:
 
 
 def adapter_nodes(model: Any) -> list[str]:
-    """The nodes of the pixel adapter (:func:`edge_transfer.models.pixel_adapter`) in a graph."""
-    from edge_transfer.models import PIXEL_ADAPTER
+    """The nodes of the pixel adapter (:func:`edge_transfer.train.models.pixel_adapter`) in a graph."""
+    from edge_transfer.train.models import PIXEL_ADAPTER
 
     return [node.name for node in model.graph.node if PIXEL_ADAPTER in node.name]
 
@@ -175,7 +175,7 @@ def _tf2onnx(source: KerasSource, entry: str, opset: int) -> Any:
         model, _ = tf2onnx.convert.from_keras(
             source.converted, input_signature=source.input_signature(), opset=opset)
         return model
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, _ = load()
     keras_model = source.converted
@@ -212,7 +212,7 @@ def runtime_refusal(model: Any) -> str | None:
 def inline_grouped_convolutions(model: Any) -> Iterator[int]:
     """Trace every grouped convolution of ``model`` as a plain ``tf.nn.convolution`` (not
     tf_keras' XLA-compiled ``tf.function``) while the block runs; yields how many."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     layers = [layer for layer in model.submodules
@@ -245,7 +245,7 @@ def gelu_through_erf(model: Any) -> Iterator[int]:
 
 
 def _gelu_erf(x: Any) -> Any:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, _ = load()
     return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
@@ -313,7 +313,7 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
     import onnx
 
     if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
-        from exporters._onnx_debug import mixed
+        from exporters.onnx_debug import mixed
 
         return mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)

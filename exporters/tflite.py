@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer import interrupts
-from edge_transfer.errors import ConversionError, ExportError
-from edge_transfer.metadata import ModelMetadata, embed_in_tflite
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import ConversionError, ExportError
+from edge_transfer.runtime.metadata import ModelMetadata, embed_in_tflite
 from exporters import _files
-from exporters._failures import conversion_failure
-from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
+from exporters.failures import conversion_failure
+from exporters.spec import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "tflite"
 SUFFIX = ".tflite"
@@ -73,11 +73,11 @@ def raw_pixel_note(artifact: Artifact, metadata: ModelMetadata) -> str | None:
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, _ = load()
     if spec.keep_float is not None:   # int8-mixed: one calibration, named layers left float
-        from exporters._tflite_debug import mixed
+        from exporters.tflite_debug import mixed
 
         return mixed(source, calibration, spec.keep_float)
     converter = _converter(tf, source)

@@ -16,9 +16,9 @@ from _bad_layer import TRAP, write_bad_layer_run
 from _export_shared import weight_bytes
 from conftest import run_cli
 
-from edge_transfer.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
-from edge_transfer.errors import UnsupportedExportError
-from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.core.errors import UnsupportedExportError
+from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
+from edge_transfer.export.pipeline import ExportConfig, ExportResult, export_run
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
     """The same model without the trap: plain int8 is within budget, so no layer is kept,
     the per-layer errors are never measured (one conversion per format), and the variant
     says it is plain int8."""
-    from edge_transfer.diagnose import Quantizer
+    from edge_transfer.export.diagnose import Quantizer
 
     def measured(*_: object) -> None:
         raise AssertionError("per-layer errors measured although plain int8 is fine")
@@ -122,7 +122,7 @@ def test_int8_failure_advice_names_the_step_that_works(mixed_export: ExportResul
 def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
                                                           mixed_export: ExportResult,
                                                           tmp_path: Path) -> None:
-    from edge_transfer.report import build_report
+    from edge_transfer.report.build import build_report
 
     diagnose_run(bad_run, DiagnoseConfig(samples=16, out=mixed_export.out_dir))
     build_report(bad_run, tmp_path, export_json=mixed_export.out_dir)
@@ -155,8 +155,8 @@ def test_coral_skips_mixed_models_with_the_reason() -> None:
 
 def test_trap_really_is_float_harmless(bad_run: Path) -> None:
     """The trap changes nothing in float: the dead channel is exactly zero on the data."""
-    from edge_transfer._keras import load
-    from edge_transfer.runs import Run
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.runs import Run
 
     _, keras = load()
     run = Run.open(bad_run)
@@ -171,8 +171,10 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     """On large data neither --keep-float auto nor the diagnosis loads the validation split
     whole: each reads a fixed stratified sample of at most N images, a batch at a time, and
     the search still finds the trap on it."""
-    from edge_transfer import diagnose, export, mixed
-    from edge_transfer.runs import Run
+    from edge_transfer.export import diagnose
+    from edge_transfer.export import keep_float as mixed
+    from edge_transfer.export import pipeline as export
+    from edge_transfer.train.runs import Run
 
     def whole_split(*_: object) -> None:
         raise AssertionError("a whole split was loaded into memory")

@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
-from edge_transfer.metadata import ModelMetadata
-from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.runtime.metadata import ModelMetadata
 from exporters import Calibration, ExportSpec, KerasSource
 from exporters import onnx as onnx_exporter
 
 
 def _grouped_conv_model() -> Any:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     keras.utils.set_random_seed(0)
@@ -50,7 +50,7 @@ def test_grouped_convolution_exports_to_onnx_runtime(tmp_path: Path, precision: 
 def test_exact_gelu_exports_to_onnx(tmp_path: Path) -> None:
     """ConvNeXt's exact GELU: TensorFlow computes it with Erfc, which tf2onnx cannot convert;
     it is traced with Erf instead (same values), and the layers get their GELU back."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     keras.utils.set_random_seed(0)
@@ -85,8 +85,8 @@ def test_runtime_refusal_names_the_node() -> None:
 def test_tflite_needing_select_tf_ops_says_so_and_writes_nothing(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
     from exporters import tflite
 
     _, keras = load()
@@ -112,8 +112,8 @@ def test_a_float_graph_that_fails_fails_each_onnx_variant_once(tmp_path: Path,
     a large model)."""
     import tensorflow as tf
 
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     inputs = keras.Input((4,), name="image")

@@ -18,9 +18,9 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export import ExportConfig, ExportResult, export_run
-from edge_transfer.metadata import read_metadata
-from edge_transfer.runs import Run
+from edge_transfer.export.pipeline import ExportConfig, ExportResult, export_run
+from edge_transfer.runtime.metadata import read_metadata
+from edge_transfer.train.runs import Run
 
 TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
@@ -103,7 +103,7 @@ def test_qat_onnx_computes_on_x86_what_exact_qdq_arithmetic_does(digits_run: Pat
     reduce_range: max|diff| 0.29-0.85 on the benchmark backbones; with it, or QAT, <= 0.16)."""
     import onnxruntime as ort
 
-    from edge_transfer.runtime._backends import ORT_DISABLED_OPTIMIZERS
+    from edge_transfer.runtime.backends import ORT_DISABLED_OPTIMIZERS
 
     artifact = export_all(digits_run).get("onnx-int8-qat")
     run = Run.open(digits_run)

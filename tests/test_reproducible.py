@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import FAST
 
-from edge_transfer.data import load_dataset
-from edge_transfer.export import ExportConfig, export_run
-from edge_transfer.runs import VERSIONED_PACKAGES, Run
-from edge_transfer.transfer import FinetuneConfig, finetune
+from edge_transfer.data.dataset import load_dataset
+from edge_transfer.export.pipeline import ExportConfig, export_run
+from edge_transfer.train.runs import VERSIONED_PACKAGES, Run
+from edge_transfer.train.transfer import FinetuneConfig, finetune
 
 EXPORT = ExportConfig(formats=("tflite", "onnx"), precisions=("fp32", "int8"),
                       calibration_samples=32)

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_transfer import backbones
-    from edge_transfer.errors import UserError
-    from edge_transfer.support import COLUMNS, cells, load_matrix
+    from edge_transfer.core.errors import UserError
+    from edge_transfer.report.support import COLUMNS, cells, load_matrix
+    from edge_transfer.train import backbones
 
     specs = [backbones.get(name) for name in backbones.available()]
     if args.family:

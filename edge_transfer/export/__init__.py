@@ -1,0 +1,10 @@
+"""export: a run's model as files in every format and precision, each checked against float.
+
+The orchestration and ``ExportConfig`` (``pipeline``), the worker processes (``workers``),
+int8 with chosen layers kept float (``keep_float``), per-layer quantization diagnosis
+(``diagnose``, ``quant_signs``), the fine-tune and conversion steps of QAT/pruned files
+(``steps``) and the hints printed after an export (``advice``). The formats themselves are
+the top-level ``exporters`` package.
+
+May import: ``core``, ``runtime``, ``data``, ``train``, ``exporters``.
+"""
