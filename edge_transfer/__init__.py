@@ -9,6 +9,7 @@ Importing this package imports neither TensorFlow nor a runtime.
 5
 """
 
+from edge_transfer.core import moved
 from edge_transfer.core.errors import (
     BundleError,
     DataError,
@@ -22,6 +23,8 @@ from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.data.dataset import Dataset, Splits, load_dataset, split_dataset
 
 __version__ = "0.1.0"
+
+moved.install()  # the module paths before issue 23 import for one release (core/moved.py)
 
 __all__ = [
     "BundleError",

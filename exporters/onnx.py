@@ -95,7 +95,8 @@ def _float_model(source: KerasSource, opset: int) -> Any:
 
 
 def adapter_nodes(model: Any) -> list[str]:
-    """The nodes of the pixel adapter (:func:`edge_transfer.train.models.pixel_adapter`) in a graph."""
+    """The nodes of the pixel adapter (:func:`edge_transfer.train.models.pixel_adapter`) in a
+    graph."""
     from edge_transfer.train.models import PIXEL_ADAPTER
 
     return [node.name for node in model.graph.node if PIXEL_ADAPTER in node.name]

@@ -263,7 +263,8 @@ Check = ExportCheck
 
 @dataclass(frozen=True)
 class Artifact(ArtifactOutcome):
-    """One exported variant (its outcome fields: :class:`~edge_transfer.core.records.ArtifactOutcome`);
+    """One exported variant (its outcome fields:
+    :class:`~edge_transfer.core.records.ArtifactOutcome`);
     ``status`` is ``ok`` only after its check passed."""
 
     format: str

@@ -192,9 +192,10 @@ def test_matrix_rows_say_chance_show_input_size_and_no_temporary_paths() -> None
     from edge_transfer.report.support import markdown_table
 
     crashed = {"name": "convnext_tiny", "variants": {}, "train": {
-        "status": "failed", "reason": "process exited 1: edge_transfer.core.errors.ModelError: cannot "
-                                      "load /tmp/bench-convnext_tiny-ermvna1l/convnext_tiny/"
-                                      "model.keras: bad"}}
+        "status": "failed",
+        "reason": "process exited 1: edge_transfer.core.errors.ModelError: cannot "
+                  "load /tmp/bench-convnext_tiny-ermvna1l/convnext_tiny/"
+                  "model.keras: bad"}}
     chance = {"name": "vgg16", "family": "VGG", "input_size": 32, "float_accuracy": 0.2,
               "train": {"status": "ok", "val_accuracy": 0.2, "above_chance": False},
               "variants": {"tflite-fp32": {"status": "ok", "accuracy": 0.2, "seconds": 10.0}}}

@@ -368,7 +368,8 @@ class SampleIds(Record):
 class Comparison(Record):
     """Model B against model A on the same samples (B - A, fractions): the paired difference
     with its 95% interval (Newcombe), the exact McNemar p-value, and the discordant counts
-    (``lost``: right in A, wrong in B; ``gained``: the reverse). See :mod:`edge_transfer.core.stats`.
+    (``lost``: right in A, wrong in B; ``gained``: the reverse).
+    See :mod:`edge_transfer.core.stats`.
     """
 
     n: int
@@ -748,7 +749,8 @@ class Diagnosis(Record):
     layers: tuple[LayerDiagnosis, ...]
     plot: str | None = None
     by_depth: tuple[str, ...] = ()    # layer names in graph order
-    signs: tuple[str, ...] = ()       # what the errors' shape says (edge_transfer.export.quant_signs)
+    # what the errors' shape says (edge_transfer.export.quant_signs)
+    signs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1005,8 +1007,8 @@ class ValidationResult(FileRecord):
 
 # --------------------------------------------------------------------------- incremental.json
 # ``RUN/incremental.json``: the history of a run grown class by class (``edge-transfer
-# extend``, :mod:`edge_transfer.train.incremental`), one StepFigures per step, each on the test split
-# of that step's data. Step 0 is the run the first extension started from; each later step
+# extend``, :mod:`edge_transfer.train.incremental`), one StepFigures per step, each on the test
+# split of that step's data. Step 0 is the run the first extension started from; each later step
 # says which classes came, the memory kept per class, the accuracy on all / old / new
 # classes, the old classes' accuracy before the step on the same images (paired), the
 # forgetting per old class (before - after) and the baselines on the same images.

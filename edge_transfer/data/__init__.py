@@ -6,3 +6,9 @@ Fashion-MNIST's finder (``fashion_mnist``) and the tf.data input pipeline (``tfd
 
 May import: ``core``.
 """
+
+from edge_transfer.core.moved import forward
+
+# The module edge_transfer.data was before issue 23 is now edge_transfer.data.dataset: its names
+# still import from here for one release, with a DeprecationWarning.
+__getattr__ = forward(__name__, "edge_transfer.data.dataset")

@@ -6,7 +6,8 @@
 3. Keras' dataset cache (``$KERAS_HOME`` or ``~/.keras``, ``datasets/fashion-mnist``);
 4. Keras' own download (``keras.datasets.fashion_mnist``), which needs the network.
 
-(A folder of IDX files given as ``--data PATH`` is read directly: see :mod:`edge_transfer.data.idx`.)
+(A folder of IDX files given as ``--data PATH`` is read directly: see
+:mod:`edge_transfer.data.idx`.)
 The class names are the dataset's own (its README's label table).
 
 >>> CLASS_NAMES[5], CLASS_NAMES[9]

@@ -155,7 +155,8 @@ class Choice:
     layers: tuple[str, ...]
     search: KeepFloatSearch
     ranking: tuple[str, ...] = ()
-    signs: tuple[str, ...] = ()     # what the measured errors say (edge_transfer.export.quant_signs)
+    # what the measured errors say (edge_transfer.export.quant_signs)
+    signs: tuple[str, ...] = ()
 
     def notes(self, max_drop: float, rule: stats.Rule = "significant") -> tuple[str, ...]:
         """One line for the variant's notes: what was kept, at what size, every try."""

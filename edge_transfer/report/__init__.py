@@ -7,3 +7,9 @@ per-class and paired comparisons (``comparisons``), the regression gate of ``che
 May import: every layer below the commands (``core`` ... ``deploy``, ``exporters``,
 ``devices``).
 """
+
+from edge_transfer.core.moved import forward
+
+# The module edge_transfer.report was before issue 23 is now edge_transfer.report.build: its names
+# still import from here for one release, with a DeprecationWarning.
+__getattr__ = forward(__name__, "edge_transfer.report.build")

@@ -28,7 +28,8 @@ It stands on the JSON files the other steps write (no TensorFlow, no model loadi
                     "predictions"}]}],
      "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
 
-Per-sample figures (:mod:`edge_transfer.core.samples`, :mod:`edge_transfer.core.stats`): ``samples`` and
+Per-sample figures (:mod:`edge_transfer.core.samples`, :mod:`edge_transfer.core.stats`):
+``samples`` and
 ``device_samples`` name the samples (data fingerprint, split, positions, labels) the
 ``predictions`` (workstation, test split) and ``device_predictions`` were made on; the
 intervals are 95% Wilson intervals ``[low, high]``; ``vs_float`` (the file against the float

@@ -77,8 +77,9 @@ class ModelMetadata:
     about: About = About()
 
     def pixels_in(self) -> ModelMetadata:
-        """The metadata of the same model wrapped by :func:`edge_transfer.train.models.pixel_adapter`:
-        RGB pixels in, ``preprocessing`` applied inside the graph."""
+        """The metadata of the same model wrapped by
+        :func:`edge_transfer.train.models.pixel_adapter`: RGB pixels in, ``preprocessing`` applied
+        inside the graph."""
         inner = self.in_graph or self.preprocessing
         return ModelMetadata(self.labels, inner.pixels_in(), self.schema_version, inner,
                              self.about)
@@ -117,8 +118,9 @@ class ModelMetadata:
 
 def embed_in_tflite(model: bytes, meta: ModelMetadata) -> bytes:
     """A copy of a .tflite flatbuffer with ``meta`` as its ``edge_transfer`` metadata and,
-    when it takes RGB images, the standard TFLite metadata (:mod:`edge_transfer.runtime.tflite_metadata`:
-    normalization, labels file) that MediaPipe Tasks and the TFLite Support library read."""
+    when it takes RGB images, the standard TFLite metadata
+    (:mod:`edge_transfer.runtime.tflite_metadata`: normalization, labels file) that MediaPipe
+    Tasks and the TFLite Support library read."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     from edge_transfer.runtime import tflite_metadata as standard
