@@ -9,6 +9,6 @@ May import: ``core``.
 
 from edge_transfer.core.moved import forward
 
-# The module edge_transfer.data was before issue 23 is now edge_transfer.data.dataset: its names
-# still import from here for one release, with a DeprecationWarning.
+# Before issue 23 this was the module now at edge_transfer.data.dataset: its names still import
+# from here for one release, with a DeprecationWarning.
 __getattr__ = forward(__name__, "edge_transfer.data.dataset")

@@ -10,6 +10,6 @@ May import: every layer below the commands (``core`` ... ``deploy``, ``exporters
 
 from edge_transfer.core.moved import forward
 
-# The module edge_transfer.report was before issue 23 is now edge_transfer.report.build: its names
-# still import from here for one release, with a DeprecationWarning.
+# Before issue 23 this was the module now at edge_transfer.report.build: its names still import
+# from here for one release, with a DeprecationWarning.
 __getattr__ = forward(__name__, "edge_transfer.report.build")
