@@ -89,7 +89,7 @@ def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) 
     """A run directory of ``backbone`` (width 1.0, random weights) with a 5-class head on
     digits 0-4 upscaled to ``size`` px: what export needs, without training."""
     from edge_transfer.core.keras import load
-    from edge_transfer.data.dataset import load_dataset
+    from edge_transfer.data.load import load_dataset
     from edge_transfer.train.backbones import create
     from edge_transfer.train.models import save_keras_model
     from edge_transfer.train.runs import write_json

@@ -38,7 +38,7 @@ def make_folder(folder: Path, count: int) -> str:
     from edge_transfer.core.errors import DataError
 
     try:
-        from edge_transfer.data.dataset import load_dataset
+        from edge_transfer.data.load import load_dataset
 
         source = load_dataset("fashion-mnist:5-9")
         origin = "fashion-mnist:5-9"

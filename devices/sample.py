@@ -20,7 +20,7 @@ def validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.nd
     model does not know is a :class:`~edge_transfer.core.errors.DataError`."""
     if data is None:
         return bundle.validation_arrays()
-    from edge_transfer.data.dataset import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     pre = bundle.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))
@@ -38,7 +38,7 @@ def sample_ids(bundle: Bundle, data: str | None) -> SampleIds | None:
     split, as its manifest says), or all of ``--data``."""
     if data is None:
         return bundle.manifest.samples
-    from edge_transfer.data.dataset import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     pre = bundle.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))

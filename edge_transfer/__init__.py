@@ -20,7 +20,8 @@ from edge_transfer.core.errors import (
     UserError,
 )
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.data.dataset import Dataset, Splits, load_dataset, split_dataset
+from edge_transfer.data.dataset import Dataset, Splits, split_dataset
+from edge_transfer.data.load import load_dataset
 
 __version__ = "0.1.0"
 

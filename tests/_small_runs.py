@@ -17,7 +17,8 @@ def digits_splits(size: int) -> tuple[Any, Any, Any, Any]:
     """(keras, dataset, splits, preprocessing) of SPEC at ``size`` px, Keras seeded with 0."""
     from edge_transfer.core.keras import load
     from edge_transfer.core.preprocessing import Preprocessing
-    from edge_transfer.data.dataset import load_dataset, split_dataset
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
 
     _, keras = load()
     keras.utils.set_random_seed(0)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from edge_transfer.core.errors import DataError
-from edge_transfer.data.dataset import load_dataset, split_dataset
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def _png(path: Path, value: int, size: int = 8) -> str:

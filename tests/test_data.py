@@ -7,7 +7,8 @@ import pytest
 
 from edge_transfer.core.errors import DataError
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.data.dataset import load_dataset, split_dataset
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def test_digits_class_selection_renumbers_labels() -> None:

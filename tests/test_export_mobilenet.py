@@ -20,7 +20,8 @@ def write_mobilenet_run(out: Path, *, epochs: int = 10) -> Path:
     """A run directory of a flat functional MobileNetV2 (alpha 0.35, 32x32x3) on digits:5-9."""
     from edge_transfer.core.keras import load
     from edge_transfer.core.preprocessing import Preprocessing
-    from edge_transfer.data.dataset import load_dataset, split_dataset
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
     from edge_transfer.train.runs import write_json
 
     _, keras = load()

@@ -11,7 +11,8 @@ from conftest import run_cli
 
 from edge_transfer.core.errors import DataError
 from edge_transfer.data import idx
-from edge_transfer.data.dataset import load_dataset, split_dataset
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(

@@ -11,7 +11,8 @@ import pytest
 from conftest import FAST, run_cli
 
 from edge_transfer.core.errors import DataError, ModelError
-from edge_transfer.data.dataset import load_dataset, split_dataset
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 from edge_transfer.train.linear_head import HeadTraining, LinearHead, align_weights, train_head
 from edge_transfer.train.memory import FeatureMemory, build_memory, herding
 

@@ -26,7 +26,8 @@ def test_old_paths_import_the_moved_modules_with_a_warning() -> None:
         + "".join("    " + line + "\n" for line in OLD_README_IMPORTS.splitlines())
         + "import edge_transfer.train.transfer as t, edge_transfer.data.dataset as d\n"
         "import edge_transfer.export.pipeline as e, edge_transfer.deploy.bundle as b\n"
-        "assert finetune is t.finetune and load_dataset is d.load_dataset\n"
+        "import edge_transfer.data.load as ld\n"
+        "assert finetune is t.finetune and load_dataset is ld.load_dataset\n"
         "assert export_run is e.export_run and edge_transfer.bundle is b\n"
         "assert sys.modules['edge_transfer.transfer'] is t\n"
         "import edge_transfer.data.sources.npz as npz\n"
@@ -39,7 +40,7 @@ def test_old_paths_import_the_moved_modules_with_a_warning() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "edge_transfer.transfer moved to edge_transfer.train.transfer" in out
-    assert "edge_transfer.data.load_dataset moved to edge_transfer.data.dataset.load_dataset" in out
+    assert "edge_transfer.data.load_dataset moved to edge_transfer.data.load.load_dataset" in out
     assert "edge_transfer.export.export_run moved to edge_transfer.export.pipeline." in out
     assert "edge_transfer.sources moved to edge_transfer.data.sources" in out
     assert out.splitlines()[-1] == "False"   # the shims import nothing heavy

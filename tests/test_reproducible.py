@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import FAST
 
-from edge_transfer.data.dataset import load_dataset
+from edge_transfer.data.load import load_dataset
 from edge_transfer.export.pipeline import ExportConfig, export_run
 from edge_transfer.train.runs import VERSIONED_PACKAGES, Run
 from edge_transfer.train.transfer import FinetuneConfig, finetune

@@ -12,7 +12,8 @@ from conftest import run_cli
 from PIL import Image
 
 from edge_transfer.core.errors import DataError
-from edge_transfer.data.dataset import load_dataset, split_dataset
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int = 0,

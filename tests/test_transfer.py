@@ -75,7 +75,8 @@ def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_pa
     test split once per final model (transfer, scratch) and a fixed subset of the source
     test split twice (before, after); the frozen head stage validates on features computed
     once, and logs the same val_loss Keras computes on the restored model."""
-    from edge_transfer.data.dataset import load_dataset, split_dataset
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
     from edge_transfer.train import transfer
 
     reads: list[tuple[str, int]] = []
@@ -176,7 +177,7 @@ def _digits_folder(folder: Path) -> Path:
     """digits:5-9 as an image folder of 8x8 PNGs (one subfolder per class)."""
     from PIL import Image
 
-    from edge_transfer.data.dataset import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     ds = load_dataset("digits:5-9")
     for k, name in enumerate(ds.class_names):

@@ -118,15 +118,16 @@ def install() -> None:
         sys.meta_path.insert(0, _Finder())
 
 
-def forward(package: str, module: str) -> Callable[[str], Any]:
-    """A ``__getattr__`` for ``package`` handing out ``module``'s names with a warning: a
-    package that took the place of a module (``from edge_transfer.data import load_dataset``)."""
+def forward(package: str, *modules: str) -> Callable[[str], Any]:
+    """A ``__getattr__`` for ``package`` handing out the names of ``modules`` (the first that
+    has it) with a warning: a package that took the place of a module
+    (``from edge_transfer.data import load_dataset``)."""
     def __getattr__(name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        target = importlib.import_module(module)
-        if not hasattr(target, name):
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        _warn(f"{package}.{name}", f"{module}.{name}")
-        return getattr(target, name)
+        if not name.startswith("__"):
+            for module in modules:
+                target = importlib.import_module(module)
+                if hasattr(target, name):
+                    _warn(f"{package}.{name}", f"{module}.{name}")
+                    return getattr(target, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
     return __getattr__

@@ -39,15 +39,8 @@ from edge_transfer.core.records import (
     SplitSizes,
     StepFigures,
 )
-from edge_transfer.data.dataset import (
-    UNION,
-    Dataset,
-    Splits,
-    absolute_spec,
-    load_dataset,
-    split_dataset,
-    stratified_sample,
-)
+from edge_transfer.data.dataset import UNION, Dataset, Splits, split_dataset, stratified_sample
+from edge_transfer.data.load import absolute_spec, load_dataset
 from edge_transfer.train.linear_head import HeadTraining, LinearHead, align_weights, train_head
 from edge_transfer.train.memory import (
     FeatureMemory,

@@ -36,7 +36,8 @@ from edge_transfer.core.atomic import write_text_atomic
 from edge_transfer.core.errors import DataError, ModelError, UserError
 from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.core.records import RunInfo, RunMetrics
-from edge_transfer.data.dataset import Splits, load_dataset, split_dataset, stratified_sample
+from edge_transfer.data.dataset import Splits, split_dataset, stratified_sample
+from edge_transfer.data.load import load_dataset
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"

@@ -45,14 +45,8 @@ from edge_transfer.core.records import (
     SplitSizes,
 )
 from edge_transfer.data import sources
-from edge_transfer.data.dataset import (
-    Dataset,
-    Splits,
-    absolute_spec,
-    load_dataset,
-    split_dataset,
-    stratified_sample,
-)
+from edge_transfer.data.dataset import Dataset, Splits, split_dataset, stratified_sample
+from edge_transfer.data.load import absolute_spec, load_dataset
 from edge_transfer.train import backbones
 from edge_transfer.train.health import chance_warning, untrained_warning  # noqa: F401 (public names)
 from edge_transfer.train.input_range import INPUT_RANGES
