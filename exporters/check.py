@@ -24,8 +24,8 @@ import numpy as np
 from edge_transfer.core import stats
 from edge_transfer.core.records import Comparison
 from edge_transfer.core.samples import encode
-from edge_transfer.export.steps import measure, which_step
 from exporters.spec import Check
+from exporters.steps import measure, which_step
 
 FP32_ATOL = 1e-4
 FP32_RTOL = 1e-3
@@ -54,7 +54,7 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
 
     The float model's outputs are ``reference`` itself, unless the file was converted from a
     fine-tuned copy (``step``: ``"QAT"`` or ``"pruning"``): then they are
-    ``float_reference``, and the check also records both steps (:mod:`edge_transfer.export.steps`).
+    ``float_reference``, and the check also records both steps (:mod:`exporters.steps`).
     ``float_accuracy`` is kept for callers; the comparison is made from the outputs."""
     y = np.asarray(y).astype(np.int64)
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0

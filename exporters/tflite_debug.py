@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.core import interrupts
 from exporters.diagnosis import TensorError, channel_spread, layer_of, relative_error
 from exporters.spec import Calibration, KerasSource
 
@@ -39,20 +40,39 @@ class Calibrated:
         return sum(self.weights.get(node, 0) for node in nodes)
 
 
+def converter(tf: Any, source: KerasSource) -> Any:
+    """The TFLiteConverter every TFLite file starts from (the source's one SavedModel), here
+    so that tflite.py imports this module and not the other way round."""
+    try:
+        saved = source.saved_model
+    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
+        interrupts.check(exc)
+        return tf.lite.TFLiteConverter.from_keras_model(source.converted)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+
+
+def representative(calibration: Calibration) -> Any:
+    """The calibration as a converter's representative dataset."""
+    def dataset() -> Any:
+        for sample in calibration:
+            yield [sample[calibration.input_name]]
+
+    return dataset
+
+
 def calibrate(source: KerasSource, calibration: Calibration) -> Calibrated:
     """Calibrate ``source`` once through the QuantizationDebugger; cached on the source."""
     source = source.plain   # per-layer work on the Keras model's own input
     key = f"tflite-calibrated-{id(calibration)}"
     if key not in source.cache:
         from edge_transfer.core.keras import load
-        from exporters.tflite import _converter, _representative
 
         tf, _ = load()
-        converter = _converter(tf, source)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration)
+        conv = converter(tf, source)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative(calibration)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=_representative(calibration))
+            converter=conv, debug_dataset=representative(calibration))
         model = bytes(debugger.calibrated_model)
         source.cache[key] = Calibrated(model, *_graph(model))
     calibrated: Calibrated = source.cache[key]

@@ -60,7 +60,7 @@ def test_qat_lost_by_its_conversion_is_not_told_to_train_longer() -> None:
     more QAT epochs would not help (issue 22: the check names the step)."""
     import numpy as np
 
-    from edge_transfer.export.steps import measure
+    from exporters.steps import measure
 
     y = np.arange(225) % 5
     lost = y.copy()

@@ -65,7 +65,7 @@ MOVED: dict[str, str] = {
     "edge_transfer.mixed": "edge_transfer.export.keep_float",
     "edge_transfer.diagnose": "edge_transfer.export.diagnose",
     "edge_transfer.quant_signs": "edge_transfer.export.quant_signs",
-    "edge_transfer.steps": "edge_transfer.export.steps",
+    "edge_transfer.steps": "exporters.steps",
     "edge_transfer.advice": "edge_transfer.export.advice",
     "edge_transfer.bundle": "edge_transfer.deploy.bundle",
     "edge_transfer.bundle_measure": "edge_transfer.deploy.measure",

@@ -2,9 +2,9 @@
 
 The orchestration and ``ExportConfig`` (``pipeline``), the worker processes (``workers``),
 int8 with chosen layers kept float (``keep_float``), per-layer quantization diagnosis
-(``diagnose``, ``quant_signs``), the fine-tune and conversion steps of QAT/pruned files
-(``steps``) and the hints printed after an export (``advice``). The formats themselves are
-the top-level ``exporters`` package.
+(``diagnose``, ``quant_signs``) and the hints printed after an export (``advice``). The
+formats themselves, their checks and the QAT steps' judgement are the top-level ``exporters``
+package.
 
 May import: ``core``, ``runtime``, ``data``, ``train``, ``exporters``.
 """

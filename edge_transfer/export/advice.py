@@ -61,25 +61,6 @@ def _conversion_lost(artifact: Artifact) -> bool:
     return steps is not None and steps.conversion.difference < steps.fine_tune.difference
 
 
-def untrained_hint(has_batchnorm: bool, learning_rate: float | None = None) -> str:
-    """What to try when a model trained from random weights learned nothing (training
-    accuracy at chance too): a network without BatchNorm (VGG) needs a lower learning rate.
-
-    >>> untrained_hint(False, 1e-3)
-    'it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from random \
-weights often learns nothing at this learning rate; train again with --learning-rate 0.0001, \
-or from pretrained weights'
-    >>> untrained_hint(True)
-    'train again with more --epochs, a lower --learning-rate, or from pretrained weights'
-    """
-    if has_batchnorm:
-        return "train again with more --epochs, a lower --learning-rate, or from pretrained weights"
-    lower = f"{learning_rate / 10:g}" if learning_rate else "1e-4"
-    return ("it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from "
-            "random weights often learns nothing at this learning rate; train again with "
-            f"--learning-rate {lower}, or from pretrained weights")
-
-
 def next_step(failed: Artifact, artifacts: Sequence[Artifact], run: str | Path,
               classes: int | None = None) -> str:
     """What to do about ``failed``, given every variant of the same export (``classes``:

@@ -3,7 +3,7 @@
 For each variant: convert (exporters/<format>.py), embed labels and preprocessing, load the
 file in LiteRT / ONNX Runtime, compare it with the float Keras model on the run's test split
 (the split that chose no epoch; the bundle's sample is that same split; a QAT or pruned file
-also with its trained model, :mod:`edge_transfer.export.steps`), and record it in
+also with its trained model, :mod:`exporters.steps`), and record it in
 ``export.json`` as ``ok`` or ``failed`` with the reason. An accuracy drop fails a variant when
 it is beyond ``max_accuracy_drop`` and significant at ``alpha`` (paired, exact McNemar;
 ``decide="point"``: beyond the tolerance alone). ``export.json`` keeps the samples' identity
@@ -51,12 +51,12 @@ from edge_transfer.core.samples import encode
 from edge_transfer.data.dataset import Dataset, stratified_sample
 from edge_transfer.export import keep_float as mixed
 from edge_transfer.export import workers as export_workers
-from edge_transfer.export.steps import step_of
 from edge_transfer.runtime.metadata import About, ModelMetadata
 from edge_transfer.train.runs import Run, versions
 from exporters import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 from exporters.check import check_outputs, failure_reason
 from exporters.failures import conversion_failure
+from exporters.steps import step_of
 
 if TYPE_CHECKING:
     from edge_transfer.export.diagnose import Sample
@@ -581,8 +581,9 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
 def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) -> str | None:
     """One line when the float model is at chance, below it or predicts one class on the
     check data (:func:`stats.health_warning`): every variant "passes" by matching it, so the
-    line says that, and what to train differently (:func:`advice.untrained_hint`)."""
-    from edge_transfer.export.advice import untrained_hint
+    line says that, and what to train differently
+    (:func:`~edge_transfer.train.health.untrained_hint`)."""
+    from edge_transfer.train.health import untrained_hint
     from edge_transfer.train.models import has_batchnorm
 
     line = stats.health_of(accuracy, len(top1), len(run.labels), top1, run.labels,

@@ -85,9 +85,9 @@ from edge_transfer.core.records import (
     ValidationResult,
     ValidationRow,
 )
-from edge_transfer.export.steps import which_step
 from edge_transfer.report import comparisons, plots
 from edge_transfer.train.runs import METRICS_FILE
+from exporters.steps import which_step
 
 REPORT_FILE = Report.FILE_NAME
 MARKDOWN_FILE = "report.md"

@@ -64,12 +64,31 @@ def chance_warning(train_accuracy: float, val_accuracy: float, classes: int,
             "model's BatchNorm layers, or start from a pretrain run of this extractor")
 
 
+def untrained_hint(has_batchnorm: bool, learning_rate: float | None = None) -> str:
+    """What to try when a model trained from random weights learned nothing (training
+    accuracy at chance too): a network without BatchNorm (VGG) needs a lower learning rate.
+
+    >>> untrained_hint(False, 1e-3)
+    'it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from random \
+weights often learns nothing at this learning rate; train again with --learning-rate 0.0001, \
+or from pretrained weights'
+    >>> untrained_hint(True)
+    'train again with more --epochs, a lower --learning-rate, or from pretrained weights'
+    """
+    if has_batchnorm:
+        return "train again with more --epochs, a lower --learning-rate, or from pretrained weights"
+    lower = f"{learning_rate / 10:g}" if learning_rate else "1e-4"
+    return ("it has no BatchNorm layer: a deep network without BatchNorm (as VGG) trained from "
+            "random weights often learns nothing at this learning rate; train again with "
+            f"--learning-rate {lower}, or from pretrained weights")
+
+
 def untrained_warning(train_accuracy: float, val_accuracy: float, classes: int,
                       val_size: int, has_batchnorm: bool,
                       learning_rate: float | None = None) -> str | None:
     """A warning when validation accuracy is at chance and training accuracy is not clearly
     above it either (the case :func:`chance_warning` leaves out): the model learned nothing,
-    with what to change (:func:`edge_transfer.export.advice.untrained_hint`).
+    with what to change (:func:`untrained_hint`).
 
     >>> print(untrained_warning(0.20, 0.20, 5, 135, has_batchnorm=False, learning_rate=1e-3))
     ... # doctest: +ELLIPSIS
@@ -78,8 +97,6 @@ accuracy 0.200 is not clearly above it; it has no BatchNorm layer: ... --learnin
     >>> untrained_warning(0.98, 0.20, 5, 135, has_batchnorm=True) is None   # chance_warning's
     True
     """
-    from edge_transfer.export.advice import untrained_hint
-
     interval = _val_at_chance(val_accuracy, classes, val_size)
     if interval is None or train_accuracy >= interval.high + LEARNED_MARGIN:
         return None
