@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from exporters.diagnosis import TensorError, added_error, layer_of, relative_error
-from exporters.onnx import REDUCE_RANGE
+from exporters.onnx_graph import REDUCE_RANGE, _float_model
 from exporters.spec import Calibration, ExportOptions, KerasSource
 
 
@@ -57,8 +57,6 @@ def prepare(source: KerasSource, options: ExportOptions) -> Prepared:
     if key not in source.cache:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        from exporters.onnx import _float_model
 
         model = _float_model(source, options.opset)
         with tempfile.TemporaryDirectory(prefix="onnx-prepare-") as tmp:

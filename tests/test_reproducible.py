@@ -56,7 +56,7 @@ def test_onnx_names_do_not_depend_on_the_converting_process() -> None:
     export's own) gave different bytes. canonical_names gives both the same."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from exporters.onnx import canonical_names
+    from exporters.onnx_graph import canonical_names
 
     def converted(kept: str, order: list[str]) -> bytes:
         zeros = {name: numpy_helper.from_array(np.zeros(2, np.float32), name)

@@ -456,7 +456,7 @@ def _source(task: Task) -> Any:
     """The float model as a KerasSource: the shared SavedModel and intermediates, and the
     Keras model loaded only when a converter needs it (the first variant of a format)."""
     from exporters import KerasSource
-    from exporters.onnx import float_key
+    from exporters.onnx_graph import float_key
 
     key = ("source", task.run)
     source = _STATE.get(key)
