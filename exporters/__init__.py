@@ -4,7 +4,13 @@
     predict(path, x) -> np.ndarray          # float outputs, for the artifact's check
 
 plus ``NAME``, ``SUFFIX``, ``PRECISIONS`` and ``IO_TYPES``. A new format is one new module
-and one line in ``_FORMATS``. Importing this package imports neither TensorFlow nor a runtime.
+and one line in ``_FORMATS``; its per-layer quantizer (``*_debug``, for ``diagnose`` and
+``--keep-float auto``) is still wired by format in ``edge_transfer.export.diagnose.quantizer``.
+Importing this package imports neither TensorFlow nor a runtime.
+
+May import: ``edge_transfer.core``, ``edge_transfer.runtime``, ``edge_transfer.data`` and
+``edge_transfer.train`` (the pixel adapter); never the pipeline (``edge_transfer.export``),
+reports or commands (tests/test_layers.py).
 
 >>> import exporters
 >>> exporters.available()
