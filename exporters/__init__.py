@@ -9,7 +9,7 @@ and one line in ``_FORMATS``; its per-layer quantizer (``*_debug``, for ``diagno
 Importing this package imports neither TensorFlow nor a runtime.
 
 May import: ``edge_transfer.core``, ``edge_transfer.runtime``, ``edge_transfer.data`` and
-``edge_transfer.train`` (the pixel adapter); never the pipeline (``edge_transfer.export``),
+``edge_transfer.train`` (the pixel adapter); never the pipeline (edge_transfer's ``export/``),
 reports or commands (tests/test_layers.py).
 
 >>> import exporters
