@@ -8,9 +8,8 @@ and one line in ``_FORMATS``; its per-layer quantizer (``*_debug``, for ``diagno
 ``--keep-float auto``) is still wired by format in ``edge_transfer.export.diagnose.quantizer``.
 Importing this package imports neither TensorFlow nor a runtime.
 
-May import: ``edge_transfer.core``, ``edge_transfer.runtime``, ``edge_transfer.data`` and
-``edge_transfer.train`` (the pixel adapter); never the pipeline (edge_transfer's ``export/``),
-reports or commands (tests/test_layers.py).
+May import edge_transfer's ``core/``, ``runtime/``, ``data/`` and ``train/`` (the pixel
+adapter); never its ``export/`` (the pipeline), ``report/`` or commands (tests/test_layers.py).
 
 >>> import exporters
 >>> exporters.available()
