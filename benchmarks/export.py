@@ -50,7 +50,8 @@ def digits_run(out: Path) -> Path:
 
 
 def benchmark(run: Path, repeats: int) -> dict:
-    from edge_transfer.export.pipeline import ExportConfig, export_run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
 
     machine_at_start = machine()
     results = [export_run(run, ExportConfig(**VARIANTS, out=run / f"bench-{k}"))

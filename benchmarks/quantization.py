@@ -99,8 +99,9 @@ def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
 def measure(backbone: str, run: Path, max_drop: float, epochs: int,
             formats: tuple[str, ...] = ("tflite", "onnx"), qat: bool = True) -> dict[str, Any]:
     """Export float, int8, int8-mixed (auto) and int8-qat to both formats; time diagnose."""
+    from edge_transfer.export.config import ExportConfig
     from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run
-    from edge_transfer.export.pipeline import ExportConfig, export_run
+    from edge_transfer.export.pipeline import export_run
     from edge_transfer.train.runs import Run
 
     out = run / "bench-export"

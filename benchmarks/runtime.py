@@ -147,7 +147,8 @@ def export_dir_of(run: Run, given: str | None) -> Path:
         return Path(given)
     folder = run.path / "export"
     if not (folder / "export.json").is_file():
-        from edge_transfer.export.pipeline import ExportConfig, export_run
+        from edge_transfer.export.config import ExportConfig
+        from edge_transfer.export.pipeline import export_run
 
         export_run(run.path, ExportConfig())
     return folder

@@ -225,7 +225,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_export(tiny_run: Path) -> Path:
     """The export folder of ``tiny_run``: the four core variants (tflite and onnx, fp32 and
     int8), exported once."""
-    from edge_transfer.export.pipeline import ExportConfig, export_run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
 
     return export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
                                              precisions=("fp32", "int8"),

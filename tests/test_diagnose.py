@@ -17,8 +17,9 @@ from _export_shared import weight_bytes
 from conftest import run_cli
 
 from edge_transfer.core.errors import UnsupportedExportError
+from edge_transfer.export.config import ExportConfig
 from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
-from edge_transfer.export.pipeline import ExportConfig, ExportResult, export_run
+from edge_transfer.export.pipeline import ExportResult, export_run
 
 
 @pytest.fixture(scope="module")

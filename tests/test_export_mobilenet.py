@@ -9,7 +9,8 @@ import pytest
 from _export_shared import weight_bytes
 
 import exporters
-from edge_transfer.export.pipeline import ExportConfig, ExportResult, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
 from edge_transfer.runtime.metadata import read_metadata
 
 SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,

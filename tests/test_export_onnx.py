@@ -18,7 +18,8 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export.pipeline import ExportConfig, ExportResult, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
 from edge_transfer.runtime.metadata import read_metadata
 from edge_transfer.train.runs import Run
 

@@ -11,8 +11,8 @@ import pytest
 from edge_transfer.cli import build_parser
 from edge_transfer.commands._options import flag, option_fields
 from edge_transfer.core.errors import ConfigError, UnsupportedExportError, UserError
+from edge_transfer.export.config import ExportConfig
 from edge_transfer.export.diagnose import DiagnoseConfig
-from edge_transfer.export.pipeline import ExportConfig
 from edge_transfer.report.gate import Tolerances
 from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig
 

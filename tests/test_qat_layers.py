@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from _small_runs import digits_splits, save_run
 
-from edge_transfer.export.pipeline import ExportConfig, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run
 
 
 def _hard_swish(keras, x):  # type: ignore[no-untyped-def]

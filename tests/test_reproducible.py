@@ -11,7 +11,8 @@ import pytest
 from conftest import FAST
 
 from edge_transfer.data.load import load_dataset
-from edge_transfer.export.pipeline import ExportConfig, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run
 from edge_transfer.train.runs import VERSIONED_PACKAGES, Run
 from edge_transfer.train.transfer import FinetuneConfig, finetune
 

@@ -76,7 +76,7 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
     from _export_shared import export_all, export_post_training
 
     from edge_transfer.core.keras import load
-    from edge_transfer.export.pipeline import CheckData
+    from edge_transfer.export.variant import CheckData
 
     digits_export = (export_all if trained_again else export_post_training)(digits_run).out_dir
 

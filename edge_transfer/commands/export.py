@@ -16,7 +16,7 @@ from typing import Any
 
 import exporters
 from edge_transfer.commands._options import add_config_options, config_kwargs
-from edge_transfer.export.pipeline import ExportConfig
+from edge_transfer.export.config import ExportConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,13 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edge_transfer.export.pipeline import (
-        export_run,
-        output_dir,
-        result_notes,
-        results_table,
-        timing_line,
-    )
+    from edge_transfer.export.config import output_dir
+    from edge_transfer.export.pipeline import export_run, result_notes, results_table, timing_line
     from edge_transfer.train.runs import Run
 
     config = ExportConfig(**config_kwargs(args, ExportConfig))

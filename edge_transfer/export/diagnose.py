@@ -150,7 +150,7 @@ class Sample:
     the few images the per-layer errors are measured on. ``diagnose``'s two accuracies and
     ``--keep-float auto``'s tries (paired with float) both use it."""
 
-    data: Any                     # edge_transfer.export.pipeline.CheckData
+    data: Any                     # edge_transfer.export.variant.CheckData
     float_correct: np.ndarray     # the float model right or wrong, per image of ``data``
     x_measure: np.ndarray
 
@@ -169,7 +169,7 @@ def validation_sample(run: Any, model: Any, count: int, measure: int,
                       seed: int = 0) -> Sample:
     """At most ``count`` validation images (streamed; the float model run over them once)
     and ``measure`` of them as arrays, both fixed stratified samples of ``seed``."""
-    from edge_transfer.export.pipeline import CheckData
+    from edge_transfer.export.variant import CheckData
     from edge_transfer.train.transfer import predict_split
 
     data = CheckData.sample(run, "val", count, seed)
@@ -278,7 +278,7 @@ def diagnose_run(run_dir: str | Path, config: DiagnoseConfig | None = None) -> D
     """Measure, write ``diagnose.json`` (all diagnoses of the folder) and the depth plot."""
     import tempfile
 
-    from edge_transfer.export.pipeline import (
+    from edge_transfer.export.config import (
         ExportConfig,
         calibration_data,
         load_run_model,

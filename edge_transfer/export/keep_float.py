@@ -38,11 +38,10 @@ import numpy as np
 
 from edge_transfer.core import stats
 from edge_transfer.core.records import Comparison, KeepFloatSearch, KeepFloatTry, LayerDiagnosis
+from edge_transfer.export.config import MAX_BYTES, MAX_CONVERSIONS
 from edge_transfer.export.diagnose import Quantizer, Sample, quiet
 from edge_transfer.export.quant_signs import TensorRange, signs
 
-MAX_CONVERSIONS = 7          # the --keep-float-conversions default (stated in --help)
-MAX_BYTES = 1.5              # the --keep-float-max-bytes default: times plain int8's bytes
 MEASURE_SAMPLES = 64         # validation images the per-layer errors are measured on
 SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
 FLOAT_EXTRA = 3              # bytes a weight value costs more in float32 than in int8

@@ -9,7 +9,7 @@ ONNX graph every ONNX precision starts from. So the first variant of each format
 first, and the format's other variants once it is done.
 
 Each worker converts, writes the file atomically (:mod:`edge_transfer.core.atomic`) and runs it
-over the test split once (:meth:`~edge_transfer.export.pipeline.CheckData.predict_file`); the parent
+over the test split once (:meth:`~edge_transfer.export.variant.CheckData.predict_file`); the parent
 compares those outputs with the Keras model as the sequential path does, so ``export.json``
 is the same apart from its timings.
 
@@ -431,14 +431,14 @@ _STATE: dict[Any, Any] = {}   # per worker process: what its tasks share
 
 def run_task(task: Task) -> Outcome:
     """Convert one variant in this worker and run the file over the test split once."""
-    from edge_transfer.export import pipeline as export
+    from edge_transfer.export.variant import convert_variant
     from exporters.failures import conversion_failure
 
     pending = Artifact(task.fmt, task.spec, status="failed")  # until it is made
     start = time.perf_counter()
     try:
         source = _source(task)
-        artifact, outputs = export.convert_variant(
+        artifact, outputs = convert_variant(
             task.fmt, task.spec, source, _calibration(task), task.out_dir, task.metadata,
             task.options, _check_data(task.run))
     except Exception as exc:
@@ -526,7 +526,7 @@ def _calibration(task: Task) -> Any:
 
 
 def _check_data(run: Path) -> Any:
-    from edge_transfer.export.pipeline import CheckData
+    from edge_transfer.export.variant import CheckData
     from edge_transfer.train.runs import Run
 
     key = ("check", run)

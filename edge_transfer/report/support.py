@@ -93,7 +93,8 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     from edge_transfer.core.errors import EdgeTransferError, ModelError
     from edge_transfer.core.records import RunInfo, RunMetrics
     from edge_transfer.core.stats import at_chance, wilson
-    from edge_transfer.export.pipeline import ExportConfig, export_run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
     from edge_transfer.train.transfer import PretrainConfig, pretrain
 
     row = base_row(name, epochs, qat, input_size)
