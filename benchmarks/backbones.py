@@ -8,7 +8,7 @@ backbone, so an interrupted sweep keeps what finished and lists what did not. It
 rewrites the README's backbone table from the JSON.
 
     nice -n 5 python benchmarks/backbones.py [--all] [--only NAME ...] [--epochs 4]
-        [--no-qat] [--jobs 2] [--timeout 2400] [--out benchmarks/results/backbones.json]
+        [--no-qat] [--jobs 2] [--timeout 2400] [--out edge_transfer/report/backbones.json]
 
 ``--from-file`` measures the matrix's "from a .keras file" column instead: each backbone's
 keras.applications model saved as a ``.keras`` file (random weights, the smallest input,
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import RESULTS, ROOT, machine, write_result
+from _results import ROOT, machine, write_result
 
 sys.path.insert(0, str(ROOT))
 README_START = "<!-- backbone-matrix:start (benchmarks/backbones.py writes this table) -->"
@@ -198,7 +198,8 @@ def main() -> int:
     parser.add_argument("--no-qat", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="backbones measured at once")
     parser.add_argument("--timeout", type=int, default=2400, help="seconds per backbone")
-    parser.add_argument("--out", type=Path, default=RESULTS / "backbones.json")
+    parser.add_argument("--out", type=Path,   # package data: the installed matrix
+                        default=ROOT / "edge_transfer" / "report" / "backbones.json")
     parser.add_argument("--import-row", type=Path, metavar="ROW",
                         help="merge one row written by an interrupted sweep's child")
     parser.add_argument("--readme", action="store_true",

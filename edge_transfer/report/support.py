@@ -3,8 +3,9 @@
 :func:`probe` trains a registry backbone from random weights on digits 0-4 at a given input
 size, then exports fp32 and int8 to TFLite and ONNX (and QAT int8 when asked), each variant
 checked in its runtime. ``benchmarks/backbones.py`` runs it for every family and writes
-``benchmarks/results/backbones.json``; ``edge-transfer backbones`` and the README's backbone
-table are read from that file (:func:`load_matrix`, :func:`markdown_table`), never typed by hand.
+``edge_transfer/report/backbones.json`` (package data); ``edge-transfer backbones`` and the
+README's backbone table are read from that file (:func:`load_matrix`, :func:`markdown_table`),
+never typed by hand.
 
 >>> row = {"name": "vgg16", "family": "VGG", "input_size": 32,
 ...        "train": {"status": "ok", "val_accuracy": 0.96, "above_chance": True},
@@ -30,7 +31,7 @@ from typing import Any
 
 from edge_transfer.core import interrupts
 
-RESULTS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "backbones.json"
+RESULTS_FILE = Path(__file__).with_name("backbones.json")   # package data: installs with it
 SOURCE_DATA = "digits:0-4"
 COLUMNS = {"tflite fp32": "tflite-fp32", "tflite int8": "tflite-int8", "onnx fp32": "onnx-fp32",
            "onnx int8": "onnx-int8", "tflite qat": "tflite-int8-qat", "onnx qat": "onnx-int8-qat"}
