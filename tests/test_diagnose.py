@@ -174,7 +174,7 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     the search still finds the trap on it."""
     from edge_transfer.export import diagnose
     from edge_transfer.export import keep_float as mixed
-    from edge_transfer.export import pipeline as export
+    from edge_transfer.export.variant import CheckData
     from edge_transfer.train.runs import Run
 
     def whole_split(*_: object) -> None:
@@ -184,13 +184,13 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     monkeypatch.setattr(mixed, "SEARCH_SAMPLES", 60)
     monkeypatch.setattr(diagnose, "ACCURACY_SAMPLES", 50)
     sizes: list[int] = []
-    real = export.CheckData.predict
+    real = CheckData.predict
 
     def counting(self, function):  # type: ignore[no-untyped-def]
         sizes.append(len(self))
         return real(self, function)
 
-    monkeypatch.setattr(export.CheckData, "predict", counting)
+    monkeypatch.setattr(CheckData, "predict", counting)
     result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
                                               keep_float=("auto",), diagnose=True,
                                               out=tmp_path))

@@ -11,7 +11,7 @@ import pytest
 
 from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.runtime.metadata import ModelMetadata
-from exporters import Calibration, ExportSpec, KerasSource
+from exporters import Calibration, ExportSpec, KerasSource, onnx_graph
 from exporters import onnx as onnx_exporter
 
 
@@ -78,7 +78,7 @@ def test_runtime_refusal_names_the_node() -> None:
     graph = helper.make_graph([node], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    reason = onnx_exporter.runtime_refusal(helper.make_model(graph))
+    reason = onnx_graph.runtime_refusal(helper.make_model(graph))
     assert reason is not None and "PartitionedCall" in reason and "model/g/" in reason
 
 
@@ -121,8 +121,8 @@ def test_a_float_graph_that_fails_fails_each_onnx_variant_once(tmp_path: Path,
     x = tf.reshape(tf.linalg.svd(x, compute_uv=False), (-1, 2))   # Svd: no ONNX kernel
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     conversions: list[int] = []
-    convert = onnx_exporter.convert_float
-    monkeypatch.setattr(onnx_exporter, "convert_float",
+    convert = onnx_graph.convert_float
+    monkeypatch.setattr(onnx_graph, "convert_float",
                         lambda *args: conversions.append(1) or convert(*args))
     source = KerasSource(model, tmp_path)
     meta = ModelMetadata(labels=("a", "b"), preprocessing=Preprocessing(height=1, width=4))

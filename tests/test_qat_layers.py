@@ -269,6 +269,7 @@ def test_qat_onnx_stores_every_conv_weight_in_int8(tmp_path: Path) -> None:
     from edge_transfer.core.keras import load
     from edge_transfer.train import optimize
     from exporters import onnx as onnx_exporter
+    from exporters import onnx_graph
     from exporters.spec import KerasSource
 
     _, keras = load()
@@ -276,7 +277,7 @@ def test_qat_onnx_stores_every_conv_weight_in_int8(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((64, 8, 8, 1), dtype=np.float32)
     qat = optimize.quantization_aware(model, x, rng.integers(0, 5, 64), epochs=1)
-    graph = onnx_exporter.store_int8_weights(onnx_exporter.convert_float(
+    graph = onnx_exporter.store_int8_weights(onnx_graph.convert_float(
         KerasSource(qat, tmp_path), 17)).graph
     float_weights = [init.name for init in graph.initializer
                      if init.data_type == onnx_lib.TensorProto.FLOAT and len(init.dims) >= 2
