@@ -31,10 +31,10 @@ def repo_path(path: str | Path) -> str:
 
 
 def write_result(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as JSON atomically (folders made), through edge_transfer.atomic."""
+    """Write ``data`` as JSON atomically (folders made), through edge_transfer.core.atomic."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from edge_transfer.runs import write_json
+    from edge_transfer.train.runs import write_json
 
     path = Path(path)
     write_json(path, data, parents=True)

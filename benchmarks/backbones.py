@@ -8,7 +8,7 @@ backbone, so an interrupted sweep keeps what finished and lists what did not. It
 rewrites the README's backbone table from the JSON.
 
     nice -n 5 python benchmarks/backbones.py [--all] [--only NAME ...] [--epochs 4]
-        [--no-qat] [--jobs 2] [--timeout 2400] [--out benchmarks/results/backbones.json]
+        [--no-qat] [--jobs 2] [--timeout 2400] [--out edge_transfer/report/backbones.json]
 
 ``--from-file`` measures the matrix's "from a .keras file" column instead: each backbone's
 keras.applications model saved as a ``.keras`` file (random weights, the smallest input,
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import RESULTS, ROOT, machine, write_result
+from _results import ROOT, machine, write_result
 
 sys.path.insert(0, str(ROOT))
 README_START = "<!-- backbone-matrix:start (benchmarks/backbones.py writes this table) -->"
@@ -41,7 +41,7 @@ FIRST = ("regnetx_002", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v1",
 
 def planned(all_models: bool, only: list[str] | None) -> list[str]:
     """The smallest model of each family (the first the registry lists), then the rest."""
-    from edge_transfer import backbones
+    from edge_transfer.train import backbones
 
     if only:
         return [backbones.get(name).name for name in only]
@@ -55,7 +55,7 @@ def planned(all_models: bool, only: list[str] | None) -> list[str]:
 
 
 def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
-    from edge_transfer.support import probe
+    from edge_transfer.report.support import probe
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
         row = probe(name, Path(work), epochs=epochs, qat=qat)
@@ -63,7 +63,7 @@ def run_one(name: str, epochs: int, qat: bool, out: Path) -> None:
 
 
 def run_one_file(name: str, epochs: int, out: Path) -> None:
-    from edge_transfer.support import probe_file
+    from edge_transfer.report.support import probe_file
 
     with tempfile.TemporaryDirectory(prefix=f"bench-file-{name}-") as work:
         cell = probe_file(name, Path(work), epochs=epochs)
@@ -96,7 +96,7 @@ def add_file_cell(path: Path, name: str, cell: dict) -> dict:
     """Put ``cell`` into the row of ``name`` (a new row when there is none), under the lock."""
     import fcntl
 
-    from edge_transfer.support import base_row
+    from edge_transfer.report.support import base_row
 
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -114,7 +114,7 @@ def add_file_cell(path: Path, name: str, cell: dict) -> dict:
 def measure(name: str, args: argparse.Namespace) -> dict:
     """One backbone in a child process; a crash or timeout becomes a failed row (with the
     registry's family and input size, and paths relative to the run)."""
-    from edge_transfer.support import base_row, relative_paths
+    from edge_transfer.report.support import base_row, relative_paths
 
     base = base_row(name, args.epochs, not args.no_qat)
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,8 +170,8 @@ def write(path: Path, done: dict[str, dict], pending: list[str], started: float,
 
 
 def update_readme(matrix: dict) -> None:
-    from edge_transfer.atomic import write_text_atomic
-    from edge_transfer.support import markdown_table
+    from edge_transfer.core.atomic import write_text_atomic
+    from edge_transfer.report.support import markdown_table
 
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -198,7 +198,8 @@ def main() -> int:
     parser.add_argument("--no-qat", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="backbones measured at once")
     parser.add_argument("--timeout", type=int, default=2400, help="seconds per backbone")
-    parser.add_argument("--out", type=Path, default=RESULTS / "backbones.json")
+    parser.add_argument("--out", type=Path,   # package data: the installed matrix
+                        default=ROOT / "edge_transfer" / "report" / "backbones.json")
     parser.add_argument("--import-row", type=Path, metavar="ROW",
                         help="merge one row written by an interrupted sweep's child")
     parser.add_argument("--readme", action="store_true",
@@ -223,7 +224,7 @@ def main() -> int:
             update_readme(add_file_cell(args.out, name, cell))
         return 0
     if args.readme and not args.import_row:   # the JSON keeps its sweep's machine and seconds
-        from edge_transfer.support import load_matrix
+        from edge_transfer.report.support import load_matrix
 
         update_readme(load_matrix(args.out))
         return 0

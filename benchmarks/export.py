@@ -33,7 +33,7 @@ from typing import Any
 
 from _results import RESULTS, ROOT, machine, repo_path, write_result
 
-from edge_transfer.records import ExportRecord, RunData, RunInfo
+from edge_transfer.core.records import ExportRecord, RunData, RunInfo
 
 VARIANTS = dict(formats=("tflite", "onnx"),
                 precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
@@ -42,7 +42,7 @@ VARIANTS = dict(formats=("tflite", "onnx"),
 
 def digits_run(out: Path) -> Path:
     """The demo's target run: small-cnn pretrained on digits:0-4, fine-tuned on digits:5-9."""
-    from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
+    from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
     source = pretrain(PretrainConfig(data="digits:0-4", out=out / "source"))
     return finetune(FinetuneConfig(data="digits:5-9", backbone=str(source), shots=5,
@@ -50,7 +50,8 @@ def digits_run(out: Path) -> Path:
 
 
 def benchmark(run: Path, repeats: int) -> dict:
-    from edge_transfer.export import ExportConfig, export_run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
 
     machine_at_start = machine()
     results = [export_run(run, ExportConfig(**VARIANTS, out=run / f"bench-{k}"))
@@ -88,11 +89,11 @@ PARALLEL_BACKBONE = "mobilenet_v2"
 def random_weights_run(out: Path, size: int, backbone: str = PARALLEL_BACKBONE) -> Path:
     """A run directory of ``backbone`` (width 1.0, random weights) with a 5-class head on
     digits 0-4 upscaled to ``size`` px: what export needs, without training."""
-    from edge_transfer._keras import load
-    from edge_transfer.backbones import create
-    from edge_transfer.data import load_dataset
-    from edge_transfer.models import save_keras_model
-    from edge_transfer.runs import write_json
+    from edge_transfer.core.keras import load
+    from edge_transfer.data.load import load_dataset
+    from edge_transfer.train.backbones import create
+    from edge_transfer.train.models import save_keras_model
+    from edge_transfer.train.runs import write_json
 
     dataset = load_dataset("digits:0-4", image_size=(size, size))
     built = create(backbone, (size, size, 3), weights="none", width=1.0)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from _results import RESULTS, machine, write_result
 
-from edge_transfer.records import RunInfo, RunMetrics
-from edge_transfer.transfer import PretrainConfig, pretrain
+from edge_transfer.core.records import RunInfo, RunMetrics
+from edge_transfer.train.transfer import PretrainConfig, pretrain
 
 PUBLISHED = {"2 Conv <100K parameters": 0.925, "2 Conv ~113K parameters": 0.922,
              "MobileNet": 0.950, "ResNet18": 0.949}

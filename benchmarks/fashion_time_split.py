@@ -27,8 +27,8 @@ from typing import Any
 
 from _results import RESULTS, machine, write_result
 
-from edge_transfer.records import RunInfo, RunMetrics
-from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
+from edge_transfer.core.records import RunInfo, RunMetrics
+from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
 COMMAND = ("edge-transfer finetune --data fashion-mnist:5-9 --backbone SRC --shots 10 "
            "--baseline scratch --source-data fashion-mnist:0-4 (SRC: edge-transfer pretrain "

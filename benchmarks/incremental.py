@@ -26,9 +26,9 @@ from typing import Any
 
 from _results import RESULTS, machine, write_result
 
-from edge_transfer.incremental import ExtendConfig, cache_features, extend
-from edge_transfer.records import IncrementalHistory, RunMetrics
-from edge_transfer.transfer import FinetuneConfig, finetune
+from edge_transfer.core.records import IncrementalHistory, RunMetrics
+from edge_transfer.train.incremental import ExtendConfig, cache_features, extend
+from edge_transfer.train.transfer import FinetuneConfig, finetune
 
 TASKS: dict[str, dict[str, Any]] = {
     "fashion": {"steps": ["fashion-mnist:0-1", "fashion-mnist:2-3", "fashion-mnist:4-5",

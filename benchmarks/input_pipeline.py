@@ -21,11 +21,12 @@ import numpy as np
 from _results import RESULTS, machine, write_result
 from PIL import Image
 
-from edge_transfer._keras import load
-from edge_transfer.backbones import create
-from edge_transfer.data import list_image_folder, load_dataset, load_image_folder
-from edge_transfer.models import add_head
-from edge_transfer.tfdata import from_arrays, from_files
+from edge_transfer.core.keras import load
+from edge_transfer.data.dataset import list_image_folder, load_image_folder
+from edge_transfer.data.load import load_dataset
+from edge_transfer.data.tfdata import from_arrays, from_files
+from edge_transfer.train.backbones import create
+from edge_transfer.train.models import add_head
 
 
 def write_folder(root: Path, size: int) -> Path:

@@ -48,7 +48,7 @@ def _export(run: Path, out: Path, tmpdir: Path) -> subprocess.Popen[str]:
 
 def _record_problems(out: Path) -> list[str]:
     """What is wrong with out/export.json: an ok file whose bytes differ, a failed variant."""
-    from edge_transfer.records import ExportRecord
+    from edge_transfer.core.records import ExportRecord
 
     if not (out / ExportRecord.FILE_NAME).exists():
         return []

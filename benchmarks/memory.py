@@ -35,10 +35,10 @@ def make_folder(folder: Path, count: int) -> str:
     """``count`` PNGs in 5 class folders; returns where the pixels came from."""
     from PIL import Image
 
-    from edge_transfer.errors import DataError
+    from edge_transfer.core.errors import DataError
 
     try:
-        from edge_transfer.data import load_dataset
+        from edge_transfer.data.load import load_dataset
 
         source = load_dataset("fashion-mnist:5-9")
         origin = "fashion-mnist:5-9"

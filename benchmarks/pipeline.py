@@ -16,7 +16,7 @@ from pathlib import Path
 from _results import RESULTS, machine, repo_path, write_result
 
 from edge_transfer.commands._pipeline import load_pipeline, run_pipeline
-from edge_transfer.records import Report
+from edge_transfer.core.records import Report
 
 COLUMNS = ("name", "status", "bytes", "ratio_to_fp32", "workstation_accuracy",
            "device_accuracy", "delta_vs_float", "latency_p50_ms", "fps")

@@ -99,9 +99,10 @@ def _ms_per_image(path: Path, x: Any, repeats: int = 3) -> float:
 def measure(backbone: str, run: Path, max_drop: float, epochs: int,
             formats: tuple[str, ...] = ("tflite", "onnx"), qat: bool = True) -> dict[str, Any]:
     """Export float, int8, int8-mixed (auto) and int8-qat to both formats; time diagnose."""
-    from edge_transfer.diagnose import DiagnoseConfig, diagnose_run
-    from edge_transfer.export import ExportConfig, export_run
-    from edge_transfer.runs import Run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run
+    from edge_transfer.export.pipeline import export_run
+    from edge_transfer.train.runs import Run
 
     out = run / "bench-export"
     start = time.perf_counter()
@@ -148,8 +149,8 @@ def accuracies(run: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """
     import numpy as np
 
-    from edge_transfer import stats
-    from edge_transfer.runs import Run
+    from edge_transfer.core import stats
+    from edge_transfer.train.runs import Run
     from exporters import get
 
     splits = {name: Run.open(run).split_arrays(name) for name in ("val", "test")}
@@ -265,7 +266,7 @@ def rescore(path: Path, work: Path, input_size: int, paired_on: str = "val+test"
     exported files kept in ``work`` (no export, no training): ``--rescore``."""
     import json
 
-    from edge_transfer.records import ExportRecord
+    from edge_transfer.core.records import ExportRecord
 
     report = json.loads(path.read_text())
     for row in report["backbones"]:

@@ -32,9 +32,9 @@ from _results import RESULTS, ROOT, machine, repo_path, write_result
 
 sys.path.insert(0, str(ROOT))
 
-from edge_transfer.records import ExportRecord
-from edge_transfer.runs import Run
+from edge_transfer.core.records import ExportRecord
 from edge_transfer.runtime import EdgeModel
+from edge_transfer.train.runs import Run
 
 
 def seconds(fn: Callable[[], Any]) -> float:
@@ -119,7 +119,7 @@ def bench_artifact(path: Path, images: np.ndarray, labels: np.ndarray, threads: 
 
 
 def bench_keras(run: Run, image: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, keras = load()
     try:
@@ -147,7 +147,8 @@ def export_dir_of(run: Run, given: str | None) -> Path:
         return Path(given)
     folder = run.path / "export"
     if not (folder / "export.json").is_file():
-        from edge_transfer.export import ExportConfig, export_run
+        from edge_transfer.export.config import ExportConfig
+        from edge_transfer.export.pipeline import export_run
 
         export_run(run.path, ExportConfig())
     return folder

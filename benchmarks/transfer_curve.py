@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from _results import RESULTS, machine, write_result
 
-from edge_transfer.records import RunMetrics
-from edge_transfer.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
+from edge_transfer.core.records import RunMetrics
+from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig, finetune, pretrain
 
 TASKS: dict[str, dict[str, Any]] = {
     "digits": {"source": "digits:0-4", "target": "digits:5-9", "pretrain_epochs": 40,
@@ -108,9 +108,9 @@ def summary(args: argparse.Namespace, task: dict[str, Any], rows: list[dict[str,
 def paired_gain(run: Path, metrics: RunMetrics) -> dict[str, float]:
     """Transfer minus scratch on the same test images: the difference, its 95% interval
     and the exact McNemar p-value (a gain inside the noise has a wide interval)."""
-    from edge_transfer import stats
-    from edge_transfer.runs import Run
-    from edge_transfer.samples import decode
+    from edge_transfer.core import stats
+    from edge_transfer.core.samples import decode
+    from edge_transfer.train.runs import Run
 
     labels = Run.open(run).splits.get("test").y
     if metrics.scratch_test_predictions is None or metrics.test_predictions is None:
@@ -142,7 +142,7 @@ def plot(result: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from edge_transfer.atomic import atomic_path
+    from edge_transfer.core.atomic import atomic_path
 
     with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=120)

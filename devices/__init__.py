@@ -1,6 +1,9 @@
 """Devices: profiles (TOML data files) and the ways to reach a device (local process, SSH,
 an emulated arm64 userland: see :mod:`devices.emulated`).
 
+May import: ``edge_transfer.core``, ``runtime``, ``data``, ``train``, ``deploy`` (the bundle)
+and ``exporters``; never the pipeline, reports or commands (tests/test_layers.py).
+
 >>> from devices import list_profiles, load_profile
 >>> len(list_profiles()) >= 6
 True

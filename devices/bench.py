@@ -25,7 +25,7 @@ from devices.bench_source import as_bundle
 from devices.deploy import read_manifest, recommend_validation
 from devices.profile import DeviceProfile, resolve_profile
 from devices.validate import validate
-from edge_transfer.records import BenchRow, BenchTable, ValidationRow, as_dict
+from edge_transfer.core.records import BenchRow, BenchTable, ValidationRow, as_dict
 
 MB = 1024 * 1024
 

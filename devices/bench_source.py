@@ -7,16 +7,16 @@ export folder
 >>> as_bundle(Path("no-such-run"), Path("."))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-edge_transfer.errors.BenchSourceError: no-such-run does not exist; give a run directory, ...
+edge_transfer.core.errors.BenchSourceError: no-such-run does not exist; give a run directory, ...
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge_transfer.bundle import MANIFEST, create_bundle
-from edge_transfer.errors import BenchSourceError
-from edge_transfer.records import ExportRecord, RunInfo
+from edge_transfer.core.errors import BenchSourceError
+from edge_transfer.core.records import ExportRecord, RunInfo
+from edge_transfer.deploy.bundle import MANIFEST, create_bundle
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
 

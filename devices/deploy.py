@@ -1,7 +1,7 @@
 """Which file to deploy on a device: from a validation result (``validate``, ``bench``,
 ``report``), and for a bundle made for one profile (``bundle --for PROFILE``).
 
-The rule is :func:`edge_transfer.recommend.recommend`'s; here the device's rows become its
+The rule is :func:`edge_transfer.deploy.recommend.recommend`'s; here the device's rows become its
 candidates, the float model's predictions on the same images (the bundle's manifest) its
 reference, and a profile its budgets.
 
@@ -12,7 +12,7 @@ latency is measured here, the same way validate measures it; on another architec
 is timed and the mark is the smallest file within the tolerance, saying so.
 
 >>> from devices.profile import load_profile
->>> from edge_transfer.records import ManifestArtifact
+>>> from edge_transfer.core.records import ManifestArtifact
 >>> row = ManifestArtifact(name="onnx-fp32", file="model.onnx", format="onnx",
 ...                        precision="fp32", sha256="0" * 64, bytes=1000)
 >>> left_out_because(load_profile("coral-dev-board"), row)
@@ -31,10 +31,8 @@ from typing import Any
 import numpy as np
 
 from devices.profile import DeviceProfile, machine_arch
-from edge_transfer.bundle import DEFAULT_SAMPLES, MANIFEST, BundleOptions
-from edge_transfer.errors import UserError
-from edge_transfer.recommend import Candidate, correct, recommend, recommend_result
-from edge_transfer.records import (
+from edge_transfer.core.errors import UserError
+from edge_transfer.core.records import (
     LatencyStats,
     MalformedRecord,
     Manifest,
@@ -42,6 +40,8 @@ from edge_transfer.records import (
     Recommendation,
     ValidationResult,
 )
+from edge_transfer.deploy.bundle import DEFAULT_SAMPLES, MANIFEST, BundleOptions
+from edge_transfer.deploy.recommend import Candidate, correct, recommend, recommend_result
 
 MB = 1024 * 1024
 DEFAULT_TOLERANCE = 0.005

@@ -1,7 +1,7 @@
 """One artifact of a bundle evaluated in this process -> its validation row with the budget
 checks (what ``--device self`` runs, and each child of ``--device local``).
 
->>> from edge_transfer.bundle import BundleArtifact
+>>> from edge_transfer.deploy.bundle import BundleArtifact
 >>> artifact = BundleArtifact(name="onnx-fp16", format="onnx", precision="fp16",
 ...                           file="model_fp16.onnx", sha256="0" * 64, bytes=1)
 >>> row = skipped_row(artifact, "the profile runs int8 only")
@@ -20,11 +20,11 @@ import numpy as np
 from devices.checks import budget_checks, skipped
 from devices.profile import DeviceProfile, machine_arch
 from devices.sample import validation_data
-from edge_transfer import interrupts
-from edge_transfer.atomic import write_bytes_atomic
-from edge_transfer.bundle import Bundle, BundleArtifact
-from edge_transfer.errors import UserError
-from edge_transfer.records import ValidationRow
+from edge_transfer.core import interrupts
+from edge_transfer.core.atomic import write_bytes_atomic
+from edge_transfer.core.errors import UserError
+from edge_transfer.core.records import ValidationRow
+from edge_transfer.deploy.bundle import Bundle, BundleArtifact
 
 
 def failed_row(artifact: BundleArtifact, reason: str | None = None) -> ValidationRow:

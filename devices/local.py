@@ -21,10 +21,10 @@ from pathlib import Path
 from devices.in_process import cannot_run, failed_row, skipped_row, validate_here
 from devices.profile import DeviceProfile, machine_arch, resolve_profile, write_profile
 from devices.sample import sample_ids, validation_data
-from edge_transfer import interrupts
-from edge_transfer.bundle import Bundle, BundleArtifact, open_bundle
-from edge_transfer.errors import UserError
-from edge_transfer.records import DeviceInfo, ValidationResult, ValidationRow
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import UserError
+from edge_transfer.core.records import DeviceInfo, ValidationResult, ValidationRow
+from edge_transfer.deploy.bundle import Bundle, BundleArtifact, open_bundle
 
 
 def validate_local(

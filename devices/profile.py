@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import exporters
-from edge_transfer.errors import DeviceError
-from edge_transfer.runtime._backends import BACKENDS
+from edge_transfer.core.errors import DeviceError
+from edge_transfer.runtime.backends import BACKENDS
 
 if sys.version_info >= (3, 11):
     import tomllib

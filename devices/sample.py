@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_transfer.bundle import Bundle
-from edge_transfer.errors import DataError
-from edge_transfer.records import SampleIds
+from edge_transfer.core.errors import DataError
+from edge_transfer.core.records import SampleIds
+from edge_transfer.deploy.bundle import Bundle
 
 
 def validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels (the model's label indices) to validate on; a ``--data`` class the
-    model does not know is a :class:`~edge_transfer.errors.DataError`."""
+    model does not know is a :class:`~edge_transfer.core.errors.DataError`."""
     if data is None:
         return bundle.validation_arrays()
-    from edge_transfer.data import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     pre = bundle.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))
@@ -38,7 +38,7 @@ def sample_ids(bundle: Bundle, data: str | None) -> SampleIds | None:
     split, as its manifest says), or all of ``--data``."""
     if data is None:
         return bundle.manifest.samples
-    from edge_transfer.data import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     pre = bundle.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))

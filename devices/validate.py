@@ -39,8 +39,8 @@ from devices.profile import (
     resolve_profile,
 )
 from devices.ssh import validate_ssh
-from edge_transfer.errors import DeviceError
-from edge_transfer.records import ValidationResult, as_dict
+from edge_transfer.core.errors import DeviceError
+from edge_transfer.core.records import ValidationResult, as_dict
 
 STAND_IN = "stand-in"
 

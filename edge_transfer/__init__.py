@@ -9,8 +9,8 @@ Importing this package imports neither TensorFlow nor a runtime.
 5
 """
 
-from edge_transfer.data import Dataset, Splits, load_dataset, split_dataset
-from edge_transfer.errors import (
+from edge_transfer.core import moved
+from edge_transfer.core.errors import (
     BundleError,
     DataError,
     DeviceError,
@@ -19,9 +19,13 @@ from edge_transfer.errors import (
     ModelError,
     UserError,
 )
-from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.data.dataset import Dataset, Splits, split_dataset
+from edge_transfer.data.load import load_dataset
 
 __version__ = "0.1.0"
+
+moved.install()  # the module paths before issue 23 import for one release (core/moved.py)
 
 __all__ = [
     "BundleError",

@@ -4,10 +4,10 @@ Each command module defines ``add_parser(subparsers)``, which registers its argu
 ``set_defaults(handler=run)``; ``run(args) -> int`` does the work and imports heavy
 libraries (TensorFlow) only inside, so ``edge-transfer --help`` stays light.
 
-Error contract: a :class:`~edge_transfer.errors.UserError` prints one line and exits 2;
+Error contract: a :class:`~edge_transfer.core.errors.UserError` prints one line and exits 2;
 any other failure exits 1 with a short hint, and the traceback only under ``--debug``;
 SIGINT (Ctrl-C) or SIGTERM, wherever it lands, prints ``interrupted`` and exits 130 or 143
-(see :mod:`edge_transfer.interrupts`).
+(see :mod:`edge_transfer.core.interrupts`).
 
 Not run as a doctest (it prints the whole help, then exits):
 
@@ -22,8 +22,9 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from edge_transfer import __version__, interrupts
-from edge_transfer.errors import ConfigError, EdgeTransferError, UserError, one_line
+from edge_transfer import __version__
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import ConfigError, EdgeTransferError, UserError, one_line
 
 # Command modules, in the order `--help` lists them.
 COMMANDS = (

@@ -4,17 +4,22 @@
     predict(path, x) -> np.ndarray          # float outputs, for the artifact's check
 
 plus ``NAME``, ``SUFFIX``, ``PRECISIONS`` and ``IO_TYPES``. A new format is one new module
-and one line in ``_FORMATS``. Importing this package imports neither TensorFlow nor a runtime.
+and one line in ``_FORMATS``; its per-layer quantizer (``*_debug``, for ``diagnose`` and
+``--keep-float auto``) is still wired by format in ``edge_transfer.export.diagnose.quantizer``.
+Importing this package imports neither TensorFlow nor a runtime.
+
+May import edge_transfer's ``core/``, ``runtime/``, ``data/`` and ``train/`` (the pixel
+adapter); never its ``export/`` (the pipeline), ``report/`` or commands (tests/test_layers.py).
 
 >>> import exporters
 >>> exporters.available()
 ('tflite', 'onnx')
 >>> exporters.get("tflite").PRECISIONS
 ('fp32', 'fp16', 'dynamic', 'int8', 'int16x8')
->>> exporters.get("coreml")
+>>> exporters.get("coreml")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-edge_transfer.errors.UnsupportedExportError: unknown format 'coreml'; valid formats: tflite, onnx
+edge_transfer.core.errors.UnsupportedExportError: unknown format 'coreml'; valid formats: ...
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_transfer.errors import UnsupportedExportError
-from edge_transfer.metadata import ModelMetadata
-from exporters._types import (
+from edge_transfer.core.errors import UnsupportedExportError
+from edge_transfer.runtime.metadata import ModelMetadata
+from exporters.spec import (
     CALIBRATION_METHODS,
     IO_TYPES,
     PRECISIONS,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_transfer import interrupts
-from edge_transfer.atomic import write_bytes_atomic
-from edge_transfer.errors import ConversionError, one_line
-from edge_transfer.metadata import ModelMetadata, embedded_metadata
-from edge_transfer.records import TensorRecord
-from edge_transfer.runtime._backends import open_backend, run_float
-from exporters._types import Artifact, Calibration, ExportSpec, KerasSource
+from edge_transfer.core import interrupts
+from edge_transfer.core.atomic import write_bytes_atomic
+from edge_transfer.core.errors import ConversionError, one_line
+from edge_transfer.core.records import TensorRecord
+from edge_transfer.runtime.backends import open_backend, run_float
+from edge_transfer.runtime.metadata import ModelMetadata, embedded_metadata
+from exporters.spec import Artifact, Calibration, ExportSpec, KerasSource
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def describe(model: bytes | Path, fmt: str) -> tuple[tuple[TensorRecord, ...],
 
 def predict(path: Path, x: np.ndarray, fmt: str) -> np.ndarray:
     """Float outputs of a model file on ``x``, the Keras model's float input, through the
-    device's runtime code (:func:`edge_transfer.runtime._backends.run_float`: integer I/O
+    device's runtime code (:func:`edge_transfer.runtime.backends.run_float`: integer I/O
     quantized as there); a file that normalizes inside its graph gets ``x`` as the RGB
     pixels it stands for."""
     backend = open_backend(Path(path), format=fmt)

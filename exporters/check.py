@@ -6,7 +6,7 @@ arithmetic reordered by another runtime differs by an amount that grows with the
 size and the model's depth (regnety_002's ONNX fp32 differs by 1.1e-4 with identical top-1),
 while a real defect (wrong preprocessing, a missing layer) differs by far more.
 Every variant is compared with the float model pair by pair on the same samples
-(:func:`edge_transfer.stats.paired`): it fails when its accuracy dropped by more than
+(:func:`edge_transfer.core.stats.paired`): it fails when its accuracy dropped by more than
 ``max_drop`` *and* the drop is significant at ``alpha`` (exact McNemar), or, with
 ``rule="point"``, when the point estimate dropped by more than ``max_drop``.
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_transfer import stats
-from edge_transfer.records import Comparison
-from edge_transfer.samples import encode
-from edge_transfer.steps import measure, which_step
-from exporters._types import Check
+from edge_transfer.core import stats
+from edge_transfer.core.records import Comparison
+from edge_transfer.core.samples import encode
+from exporters.spec import Check
+from exporters.steps import measure, which_step
 
 FP32_ATOL = 1e-4
 FP32_RTOL = 1e-3
@@ -54,7 +54,7 @@ def check_outputs(outputs: np.ndarray, reference: np.ndarray, y: np.ndarray, *,
 
     The float model's outputs are ``reference`` itself, unless the file was converted from a
     fine-tuned copy (``step``: ``"QAT"`` or ``"pruning"``): then they are
-    ``float_reference``, and the check also records both steps (:mod:`edge_transfer.steps`).
+    ``float_reference``, and the check also records both steps (:mod:`exporters.steps`).
     ``float_accuracy`` is kept for callers; the comparison is made from the outputs."""
     y = np.asarray(y).astype(np.int64)
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
@@ -88,7 +88,7 @@ def failure_reason(check: Check, *, float_accuracy: float, max_drop: float,
     """One line saying why a check failed (by ``rule``, as :func:`check_outputs` judged it),
     and ``advice``: the next step to take.
 
-    >>> from exporters._types import Check
+    >>> from exporters.spec import Check
     >>> drop = Comparison(n=5000, difference=-0.03, low=-0.036, high=-0.024, p_value=1e-9,
     ...                   lost=200, gained=50)
     >>> failure_reason(Check(5000, 0.3, 0.9, 0.92, None, False, vs_float=drop),

@@ -19,16 +19,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edge_transfer import interrupts
-from edge_transfer.errors import ConversionError, ExportError
-from edge_transfer.metadata import ModelMetadata, embed_in_tflite
-from exporters import _files
-from exporters._failures import conversion_failure
-from exporters._types import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import ConversionError, ExportError
+from edge_transfer.runtime.metadata import ModelMetadata, embed_in_tflite
+from exporters import _files, tflite_debug
+from exporters.failures import conversion_failure
+from exporters.spec import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
 NAME = "tflite"
 SUFFIX = ".tflite"
@@ -73,20 +72,18 @@ def raw_pixel_note(artifact: Artifact, metadata: ModelMetadata) -> str | None:
 
 
 def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration) -> bytes:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, _ = load()
     if spec.keep_float is not None:   # int8-mixed: one calibration, named layers left float
-        from exporters._tflite_debug import mixed
-
-        return mixed(source, calibration, spec.keep_float)
-    converter = _converter(tf, source)
+        return tflite_debug.mixed(source, calibration, spec.keep_float)
+    converter = tflite_debug.converter(tf, source)
     if spec.precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if spec.precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if spec.precision in ("int8", "int16x8"):  # QAT too: for ops without fake-quant ranges
-        converter.representative_dataset = _representative(calibration)
+        converter.representative_dataset = tflite_debug.representative(calibration)
     if spec.precision == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[spec.io]
@@ -124,23 +121,6 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
             f"({custom.group(1).strip()}); no file was written; replace those ops in the "
             "model, or use the ONNX export")
     return conversion_failure(name, exc)
-
-
-def _converter(tf: Any, source: KerasSource) -> Any:
-    try:
-        saved = source.saved_model
-    except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
-        interrupts.check(exc)
-        return tf.lite.TFLiteConverter.from_keras_model(source.converted)
-    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
-
-
-def _representative(calibration: Calibration) -> Any:
-    def dataset() -> Any:
-        for sample in calibration:
-            yield [sample[calibration.input_name]]
-
-    return dataset
 
 
 def predict(path: Path, x: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ def write_bad_layer_run(out: Path, *, epochs: int = 12, size: int = 16,
     """Train the model on digits:5-9 at ``size`` px, set the trap (unless ``trap`` is False:
     the same model, fine in int8), write a run directory. ``trap_name`` names the trap layer
     (``"Conv"``, as MobileNetV3's first convolution, is also an ONNX op type)."""
-    from edge_transfer.runs import write_json
+    from edge_transfer.train.runs import write_json
 
     keras, dataset, splits, pre = digits_splits(size)
     model = build(keras, pre.input_shape, dataset.num_classes, trap_name)

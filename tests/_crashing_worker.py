@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 
-from edge_transfer.export_workers import Outcome, Task, run_task
+from edge_transfer.export.workers import Outcome, Task, run_task
 
 CRASHES_ON = "tflite-int8"
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from edge_transfer import stats
-from edge_transfer.export import ExportConfig, ExportResult, export_run
-from edge_transfer.samples import decode
+from edge_transfer.core import stats
+from edge_transfer.core.samples import decode
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
 
 # Every post-training variant the exporters can produce.
 POST_TRAINING = ExportConfig(

@@ -15,9 +15,10 @@ SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.25, "test_fraction": 
 
 def digits_splits(size: int) -> tuple[Any, Any, Any, Any]:
     """(keras, dataset, splits, preprocessing) of SPEC at ``size`` px, Keras seeded with 0."""
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
+    from edge_transfer.core.keras import load
+    from edge_transfer.core.preprocessing import Preprocessing
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
 
     _, keras = load()
     keras.utils.set_random_seed(0)
@@ -29,7 +30,7 @@ def digits_splits(size: int) -> tuple[Any, Any, Any, Any]:
 
 def save_run(out: Path, model: Any, dataset: Any, preprocessing: Any) -> Path:
     """Write ``model`` as a run directory (model, labels, preprocessing, run.json of SPEC)."""
-    from edge_transfer.runs import write_json
+    from edge_transfer.train.runs import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")

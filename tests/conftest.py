@@ -135,7 +135,7 @@ def _process_state() -> dict[str, object]:
     }
     state["tf_loaded"] = "tensorflow" in sys.modules
     if state["tf_loaded"]:
-        from edge_transfer._keras import load
+        from edge_transfer.core.keras import load
 
         state["policy"] = load()[1].mixed_precision.global_policy().name
     return state
@@ -198,7 +198,7 @@ FAST = {"learning_rate": 3e-3, "patience": 5, "verbose": 0}
 @pytest.fixture(scope="session")
 def pretrain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretrain run directory: small-cnn trained on digits:0-4 (extractor.keras inside)."""
-    from edge_transfer.transfer import PretrainConfig, pretrain
+    from edge_transfer.train.transfer import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("pretrain_run")
     return pretrain(PretrainConfig(data="digits:0-4", out=out, epochs=25, **FAST))
@@ -206,9 +206,9 @@ def pretrain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_run(pretrain_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory (see edge_transfer.runs): the digits:0-4 extractor fine-tuned on
+    """A run directory (see edge_transfer.train.runs): the digits:0-4 extractor fine-tuned on
     digits:5-9 with 10 images per class, with the scratch baseline and source accuracy."""
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("digits_run")
     return finetune(FinetuneConfig(
@@ -229,7 +229,7 @@ def digits_bundle(digits_run: Path) -> Path:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Some model, fast: small-cnn trained one epoch on digits:5-9 (no fine-tune stage, no
     baseline), saved once. For tests that need a run directory and assert no accuracy."""
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("tiny_run")
     return finetune(FinetuneConfig(data="digits:5-9", out=out, epochs=1, finetune_epochs=0,
@@ -240,7 +240,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_export(tiny_run: Path) -> Path:
     """The export folder of ``tiny_run``: the four core variants (tflite and onnx, fp32 and
     int8), exported once."""
-    from edge_transfer.export import ExportConfig, export_run
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
 
     return export_run(tiny_run, ExportConfig(formats=("tflite", "onnx"),
                                              precisions=("fp32", "int8"),
@@ -250,6 +251,6 @@ def tiny_export(tiny_run: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run: Path, tiny_export: Path) -> Path:
     """The bundle of ``tiny_export`` (tests that tamper with it copy it first)."""
-    from edge_transfer.bundle import create_bundle
+    from edge_transfer.deploy.bundle import create_bundle
 
     return create_bundle(tiny_run, tiny_run.parent / "tiny-bundle", export_dir=tiny_export)

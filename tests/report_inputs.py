@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_transfer.records import SampleIds
-from edge_transfer.samples import encode
+from edge_transfer.core.records import SampleIds
+from edge_transfer.core.samples import encode
 
 FINGERPRINT = "5d0c2b9a41e7f3c8"
 LABELS = ["5", "6", "7", "8", "9"]

@@ -1,6 +1,6 @@
 """The runtime and device tests' export and bundle: the suite's one shared export.
 
-:func:`export_folder` is ``edge_transfer.export.export_run`` of every post-training variant
+:func:`export_folder` is ``edge_transfer.export.pipeline.export_run`` of every post-training variant
 (``_export_shared.export_post_training``: every precision of every registered exporter; QAT
 and pruning train again, so only slow tests export them), computed
 once per session and shared with the export tests; :func:`bundle_folder` bundles it once.
@@ -32,7 +32,7 @@ def ok_names(export_dir: Path) -> list[str]:
 @functools.cache
 def bundle_folder(run_dir: Path) -> Path:
     """``create_bundle`` of the shared export, once per session (tests that tamper copy it)."""
-    from edge_transfer.bundle import create_bundle
+    from edge_transfer.deploy.bundle import create_bundle
 
     return create_bundle(run_dir, run_dir.parent / f"{run_dir.name}-bundle",
                          export_dir=export_folder(run_dir))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from edge_transfer.advice import next_step
-from edge_transfer.records import ExportCheck, KeepFloatSearch
-from edge_transfer.samples import encode
+from edge_transfer.core.records import ExportCheck, KeepFloatSearch
+from edge_transfer.core.samples import encode
+from edge_transfer.export.advice import next_step
 from exporters import Artifact, ExportSpec
 
 
@@ -60,7 +60,7 @@ def test_qat_lost_by_its_conversion_is_not_told_to_train_longer() -> None:
     more QAT epochs would not help (issue 22: the check names the step)."""
     import numpy as np
 
-    from edge_transfer.steps import measure
+    from exporters.steps import measure
 
     y = np.arange(225) % 5
     lost = y.copy()

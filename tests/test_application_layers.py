@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_transfer.models import APPLICATION_LAYERS, application_layers, load_keras_model
+from edge_transfer.train.models import APPLICATION_LAYERS, application_layers, load_keras_model
 
 
 def test_every_unregistered_application_layer_is_a_custom_object() -> None:
@@ -18,7 +18,7 @@ def test_every_unregistered_application_layer_is_a_custom_object() -> None:
 
 
 def test_a_model_with_those_layers_saves_and_loads_back(tmp_path: Path) -> None:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     layers = application_layers()
@@ -40,8 +40,8 @@ def test_a_model_with_those_layers_saves_and_loads_back(tmp_path: Path) -> None:
 def test_convnext_tiny_classifier_saves_and_loads_back(tmp_path: Path) -> None:
     """The smallest ConvNeXt at its smallest input (32 px), random weights, with a head:
     about 30 s (building, saving and loading 28 M parameters)."""
-    from edge_transfer import backbones
-    from edge_transfer.models import add_head, save_keras_model
+    from edge_transfer.train import backbones
+    from edge_transfer.train.models import add_head, save_keras_model
 
     extractor = backbones.create("convnext_tiny", (32, 32, 3), "none").extractor
     model = add_head(extractor, 5)
@@ -56,9 +56,9 @@ def test_qat_takes_application_layers_in_a_flattened_model() -> None:
     without knowing LayerScale), then with "Unknown object: '__typespec__'" (the input layer
     a flattened model had). Here: a nested stem as ConvNeXt's, a LayerScale, a residual sum.
     (ConvNeXt builds StochasticDepth only for a drop_path_rate above 0, its default.)"""
-    from edge_transfer._keras import load
-    from edge_transfer.models import add_head, flatten_model
-    from edge_transfer.optimize import quantization_aware
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.models import add_head, flatten_model
+    from edge_transfer.train.optimize import quantization_aware
 
     _, keras = load()
     layers = application_layers()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_transfer import backbones
+from edge_transfer.train import backbones
 
 # Grouped convolutions (ONNX path), a plain depthwise net, hard-swish + SE.
 SAMPLE = ("regnetx_002", "mobilenet_v1", "mobilenet_v3_small")
@@ -30,7 +30,7 @@ def _chosen() -> tuple[str, ...]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _chosen())
 def test_family_trains_and_exports_or_says_why(name: str, tmp_path: Path) -> None:
-    from edge_transfer.support import probe
+    from edge_transfer.report.support import probe
 
     row = probe(name, tmp_path, epochs=1, qat=False)
     assert row["input_size"] == backbones.get(name).min_size

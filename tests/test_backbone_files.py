@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_transfer import backbones
+from edge_transfer.train import backbones
 
 SAMPLE = ("efficientnet_v2_b0", "mobilenet_v3_small")   # Rescaling + Normalization; Rescaling
 EVERY_FAMILY = tuple(names[0] for family, names in backbones.families().items()
@@ -34,7 +34,7 @@ def _chosen() -> tuple[str, ...]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _chosen())
 def test_family_from_a_keras_file_trains_or_says_why(name: str, tmp_path: Path) -> None:
-    from edge_transfer.support import FILE_ACCURACY, probe_file
+    from edge_transfer.report.support import FILE_ACCURACY, probe_file
 
     cell = probe_file(name, tmp_path, epochs=4)
     assert cell["status"] == "ok", cell

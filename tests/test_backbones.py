@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_transfer import backbones
-from edge_transfer.errors import ModelError
+from edge_transfer.core.errors import ModelError
+from edge_transfer.train import backbones
 
 
 def test_registry_names_and_preprocessing() -> None:
@@ -29,7 +29,7 @@ def test_registry_names_and_preprocessing() -> None:
 def test_every_keras_applications_model_is_registered() -> None:
     """Each keras.applications model by a lower-case name, with keras' own sizes and its
     family's preprocessing (preprocess_input's mode)."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     factories = {name for name in dir(keras.applications)
@@ -82,7 +82,7 @@ def test_backbones_command_lists_all_without_tensorflow() -> None:
 
 
 def test_small_cnn_is_flat_and_uses_the_data_size() -> None:
-    from edge_transfer.models import is_flat
+    from edge_transfer.train.models import is_flat
 
     backbone = backbones.resolve("small-cnn", (8, 8, 1))
     assert backbone.preprocessing.input_shape == (8, 8, 1)
@@ -91,8 +91,8 @@ def test_small_cnn_is_flat_and_uses_the_data_size() -> None:
 
 
 def test_flatten_nested_model_keeps_outputs() -> None:
-    from edge_transfer._keras import load
-    from edge_transfer.models import cut_model, flatten_model, is_flat
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.models import cut_model, flatten_model, is_flat
 
     _, keras = load()
     inner = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c1"),
@@ -110,8 +110,8 @@ def test_flatten_nested_model_keeps_outputs() -> None:
 
 
 def test_load_keras_model_errors(tmp_path: Path) -> None:
-    from edge_transfer._keras import load
-    from edge_transfer.models import load_keras_model
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.models import load_keras_model
 
     with pytest.raises(ModelError, match="does not exist"):
         load_keras_model(tmp_path / "missing.keras")
@@ -138,8 +138,8 @@ def test_cut_layer_backbone_from_a_run(tiny_run: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_mobilenet_v2_weights_file_and_finetune(tmp_path: Path) -> None:
     """keras.applications MobileNetV2 (alpha 0.35, 32 px) from a weights file saved here."""
-    from edge_transfer.models import is_flat, load_keras_model
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.models import is_flat, load_keras_model
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     made = backbones.create("mobilenet_v2", (32, 32, 3), weights="none", width=0.35)
     conv = made.extractor.get_layer("Conv1")
@@ -167,7 +167,7 @@ def test_mobilenet_v2_weights_file_and_finetune(tmp_path: Path) -> None:
 def test_support_matrix_comes_from_the_benchmark_file(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from edge_transfer.cli import main
-    from edge_transfer.support import markdown_table
+    from edge_transfer.report.support import markdown_table
 
     row = {"name": "regnetx_002", "family": "RegNetX", "input_size": 32, "params": 2_300_000,
            "float_accuracy": 0.9,
@@ -189,12 +189,13 @@ def test_support_matrix_comes_from_the_benchmark_file(tmp_path: Path,
 
 
 def test_matrix_rows_say_chance_show_input_size_and_no_temporary_paths() -> None:
-    from edge_transfer.support import markdown_table
+    from edge_transfer.report.support import markdown_table
 
     crashed = {"name": "convnext_tiny", "variants": {}, "train": {
-        "status": "failed", "reason": "process exited 1: edge_transfer.errors.ModelError: cannot "
-                                      "load /tmp/bench-convnext_tiny-ermvna1l/convnext_tiny/"
-                                      "model.keras: bad"}}
+        "status": "failed",
+        "reason": "process exited 1: edge_transfer.core.errors.ModelError: cannot "
+                  "load /tmp/bench-convnext_tiny-ermvna1l/convnext_tiny/"
+                  "model.keras: bad"}}
     chance = {"name": "vgg16", "family": "VGG", "input_size": 32, "float_accuracy": 0.2,
               "train": {"status": "ok", "val_accuracy": 0.2, "above_chance": False},
               "variants": {"tflite-fp32": {"status": "ok", "accuracy": 0.2, "seconds": 10.0}}}

@@ -118,7 +118,7 @@ def _not_images(root: Path) -> Path:
 
 
 def _lambda_keras(path: Path) -> Path:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     inputs = keras.Input((8, 8, 1))

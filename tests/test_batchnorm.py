@@ -11,8 +11,8 @@ from conftest import run_cli
 
 
 def test_recompute_batchnorm_takes_the_data_statistics() -> None:
-    from edge_transfer._keras import load
-    from edge_transfer.models import recompute_batchnorm
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.models import recompute_batchnorm
 
     _, keras = load()
     inputs = keras.Input((3,))
@@ -30,7 +30,7 @@ def test_recompute_batchnorm_takes_the_data_statistics() -> None:
 
 
 def test_chance_warning_names_batchnorm() -> None:
-    from edge_transfer.transfer import chance_warning
+    from edge_transfer.train.transfer import chance_warning
 
     warning = chance_warning(0.98, 0.200, classes=5, val_size=135)
     assert warning is not None and "BatchNorm" in warning
@@ -42,7 +42,7 @@ def test_chance_warning_names_batchnorm() -> None:
 def test_untrained_keras_file_pretrains_above_chance(tmp_path: Path) -> None:
     """An untrained keras.applications MobileNetV3Small saved as .keras (BatchNorm momentum
     0.999), pretrained through the CLI: it evaluated at exactly chance (0.200) before."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     file = tmp_path / "mobilenet_v3_small.keras"

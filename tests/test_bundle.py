@@ -14,10 +14,10 @@ import pytest
 from conftest import run_main
 from runtime_export import export_folder, ok_names
 
-from edge_transfer.bundle import create_bundle, open_bundle
-from edge_transfer.errors import BundleError
-from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run
+from edge_transfer.core.errors import BundleError
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.deploy.bundle import create_bundle, open_bundle
+from edge_transfer.train.runs import Run
 
 
 def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: Path) -> None:

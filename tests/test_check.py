@@ -10,9 +10,9 @@ import pytest
 from conftest import run_main
 from report_inputs import edited, write_inputs
 
-from edge_transfer.check import Tolerances, check, junit_xml, load_report
-from edge_transfer.errors import DataError, UserError
-from edge_transfer.report import build_report
+from edge_transfer.core.errors import DataError, UserError
+from edge_transfer.report.build import build_report
+from edge_transfer.report.gate import Tolerances, check, junit_xml, load_report
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import pytest
 from conftest import run_main
 from report_inputs import edited, write_inputs
 
-from edge_transfer.check import Tolerances, check, junit_xml, load_report, markdown_summary
-from edge_transfer.records import SampleIds
-from edge_transfer.report import build_report
-from edge_transfer.samples import encode
+from edge_transfer.core.records import SampleIds
+from edge_transfer.core.samples import encode
+from edge_transfer.report.build import build_report
+from edge_transfer.report.gate import Tolerances, check, junit_xml, load_report, markdown_summary
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_single_class(tmp_path: Path) -> None:
 
 
 def test_unreadable_image_listed_then_skipped(tmp_path: Path) -> None:
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     folder = _folder(tmp_path / "bad", per_class=6)
     (folder / "class1" / "broken.png").write_bytes(b"not a png")

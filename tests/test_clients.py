@@ -23,8 +23,8 @@ from runtime_export import CORE, bundle_folder
 from test_ssh import REMOTE, Server, sshd  # noqa: F401 (sshd: the SSH device fixture)
 
 from devices.clients import CLIENTS, PYTHON_ENV, clients_python, parse_clients
-from edge_transfer.errors import DeviceError
-from edge_transfer.records import ClientRow, Report, ReportRow
+from edge_transfer.core.errors import DeviceError
+from edge_transfer.core.records import ClientRow, Report, ReportRow
 
 MIN_AGREEMENT = 0.99
 
@@ -68,7 +68,7 @@ def test_a_client_not_installed_is_a_row_naming_the_install(digits_bundle: Path,
 
 
 def test_check_fails_when_a_file_no_longer_runs_in_a_client() -> None:
-    from edge_transfer.check import check
+    from edge_transfer.report.gate import check
 
     def report(status: str, reason: str | None = None) -> Report:
         row = ReportRow(name="tflite-int8", status="ok", clients=(
@@ -133,7 +133,7 @@ def test_a_file_a_client_refuses_is_a_row_with_the_clients_reason(
     bare session too; the validation fails (exit 1) and every other row is still there."""
     import onnx
 
-    from edge_transfer.bundle import sha256_file
+    from edge_transfer.deploy.bundle import sha256_file
 
     bundle = tmp_path / "bundle"
     shutil.copytree(digits_bundle, bundle)
@@ -183,7 +183,7 @@ def test_the_readme_snippet_runs_a_bundle_file(client: str, digits_bundle: Path,
     it prints our runtime's label for that image."""
     from PIL import Image
 
-    from edge_transfer.bundle import open_bundle
+    from edge_transfer.deploy.bundle import open_bundle
     from edge_transfer.runtime import EdgeModel
 
     bundle = open_bundle(digits_bundle)

@@ -1,4 +1,4 @@
-"""The CSV manifest source (edge_transfer/sources/csv_manifest.py): ``path,label`` lines read
+"""The CSV manifest source (edge_transfer/data/sources/csv_manifest.py): ``path,label`` lines read
 as a dataset, paths relative to the CSV and never outside its folder; a whole finetune runs on
 one through the CLI."""
 
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_transfer.data import load_dataset, split_dataset
-from edge_transfer.errors import DataError
+from edge_transfer.core.errors import DataError
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def _png(path: Path, value: int, size: int = 8) -> str:

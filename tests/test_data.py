@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_transfer.data import load_dataset, split_dataset
-from edge_transfer.errors import DataError
-from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.core.errors import DataError
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def test_digits_class_selection_renumbers_labels() -> None:
@@ -48,7 +49,7 @@ def test_readme_lists_exactly_the_registered_sources() -> None:
 
     from conftest import REPO_ROOT
 
-    from edge_transfer import sources
+    from edge_transfer.data import sources
 
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("### Data", 1)[1].split("\n### ", 1)[0]

@@ -12,10 +12,10 @@ import pytest
 from conftest import run_main
 from runtime_export import bundle_folder, export_folder
 
-from edge_transfer.recommend import Candidate, recommend
-from edge_transfer.records import Manifest, ValidationResult
-from edge_transfer.runs import Run
-from edge_transfer.samples import decode
+from edge_transfer.core.records import Manifest, ValidationResult
+from edge_transfer.core.samples import decode
+from edge_transfer.deploy.recommend import Candidate, recommend
+from edge_transfer.train.runs import Run
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from _export_shared import POST_TRAINING
 from conftest import REPO_ROOT, run_main
 
 from devices import DeviceProfile, list_profiles, load_profile, validate_bundle
-from edge_transfer.errors import DeviceError
-from edge_transfer.interrupts import Interrupted
+from edge_transfer.core.errors import DeviceError
+from edge_transfer.core.interrupts import Interrupted
 
 # The shipped profiles: one TOML file each; adding one needs no edit here.
 PROFILES = sorted(p.stem for p in (REPO_ROOT / "devices" / "profiles").glob("*.toml"))
@@ -242,7 +242,7 @@ def test_bad_device_and_threads_are_user_errors(tiny_bundle: Path) -> None:
 
 def test_validate_on_the_users_own_data(digits_bundle: Path, digits_run: Path,
                                         tmp_path: Path) -> None:
-    from edge_transfer.runs import Run
+    from edge_transfer.train.runs import Run
 
     val = Run.open(digits_run).splits.val
     order = [4, 3, 2, 1, 0]  # class names in another order: mapped by name, not by index

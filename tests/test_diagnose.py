@@ -17,9 +17,10 @@ from _bad_layer import TRAP, write_bad_layer_run
 from _export_shared import weight_bytes
 from conftest import run_main
 
-from edge_transfer.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
-from edge_transfer.errors import UnsupportedExportError
-from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.core.errors import UnsupportedExportError
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run, load_diagnoses
+from edge_transfer.export.pipeline import ExportResult, export_run
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,9 @@ def test_int8_mixed_file_runs_in_a_bare_client(mixed_export: ExportResult, fmt: 
     model at chance) gives our runtime's answers."""
     from clients import litert, onnxruntime, rgb, same_labels
 
-    from edge_transfer.metadata import read_metadata
-    from edge_transfer.runs import Run
     from edge_transfer.runtime import EdgeModel
+    from edge_transfer.runtime.metadata import read_metadata
+    from edge_transfer.train.runs import Run
 
     mixed = mixed_export.get(f"{fmt}-int8-mixed")
     meta = read_metadata(mixed.path)
@@ -112,9 +113,9 @@ def test_int8_mixed_onnx_without_its_shield_breaks_in_a_default_session(
     import onnx
     import onnxruntime as ort
 
-    from edge_transfer.metadata import METADATA_KEY
-    from edge_transfer.runs import Run
     from edge_transfer.runtime import EdgeModel
+    from edge_transfer.runtime.metadata import METADATA_KEY
+    from edge_transfer.train.runs import Run
 
     model = onnx.load(str(mixed_export.get("onnx-int8-mixed").path))
     graph = model.graph
@@ -146,7 +147,7 @@ def test_keep_float_auto_keeps_nothing_when_int8_is_fine(
     """The same model without the trap: plain int8 is within budget, so no layer is kept,
     the per-layer errors are never measured (one conversion per format), and the variant
     says it is plain int8."""
-    from edge_transfer.diagnose import Quantizer
+    from edge_transfer.export.diagnose import Quantizer
 
     def measured(*_: object) -> None:
         raise AssertionError("per-layer errors measured although plain int8 is fine")
@@ -189,7 +190,7 @@ def test_int8_failure_advice_names_the_step_that_works(mixed_export: ExportResul
 def test_report_links_the_diagnosis_and_lists_kept_layers(bad_run: Path,
                                                           mixed_export: ExportResult,
                                                           tmp_path: Path) -> None:
-    from edge_transfer.report import build_report
+    from edge_transfer.report.build import build_report
 
     diagnose_run(bad_run, DiagnoseConfig(samples=16, out=mixed_export.out_dir))
     build_report(bad_run, tmp_path, export_json=mixed_export.out_dir)
@@ -222,8 +223,8 @@ def test_coral_skips_mixed_models_with_the_reason() -> None:
 
 def test_trap_really_is_float_harmless(bad_run: Path) -> None:
     """The trap changes nothing in float: the dead channel is exactly zero on the data."""
-    from edge_transfer._keras import load
-    from edge_transfer.runs import Run
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.runs import Run
 
     _, keras = load()
     run = Run.open(bad_run)
@@ -238,8 +239,10 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     """On large data neither --keep-float auto nor the diagnosis loads the validation split
     whole: each reads a fixed stratified sample of at most N images, a batch at a time, and
     the search still finds the trap on it."""
-    from edge_transfer import diagnose, export, mixed
-    from edge_transfer.runs import Run
+    from edge_transfer.export import diagnose
+    from edge_transfer.export import keep_float as mixed
+    from edge_transfer.export.variant import CheckData
+    from edge_transfer.train.runs import Run
 
     def whole_split(*_: object) -> None:
         raise AssertionError("a whole split was loaded into memory")
@@ -248,13 +251,13 @@ def test_search_and_diagnosis_read_bounded_samples(bad_run: Path, tmp_path: Path
     monkeypatch.setattr(mixed, "SEARCH_SAMPLES", 60)
     monkeypatch.setattr(diagnose, "ACCURACY_SAMPLES", 50)
     sizes: list[int] = []
-    real = export.CheckData.predict
+    real = CheckData.predict
 
     def counting(self, function):  # type: ignore[no-untyped-def]
         sizes.append(len(self))
         return real(self, function)
 
-    monkeypatch.setattr(export.CheckData, "predict", counting)
+    monkeypatch.setattr(CheckData, "predict", counting)
     result = export_run(bad_run, ExportConfig(formats=("tflite",), precisions=("int8",),
                                               keep_float=("auto",), diagnose=True,
                                               out=tmp_path))

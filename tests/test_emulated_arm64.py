@@ -19,7 +19,7 @@ import pytest
 from conftest import run_cli
 
 from devices import emulated
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 SAMPLES = 200
 
@@ -163,8 +163,8 @@ def models(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         quantize_static,
     )
 
-    from edge_transfer._keras import load
-    from edge_transfer.runs import Run
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.runs import Run
 
     tf, keras = load()
     import tf2onnx

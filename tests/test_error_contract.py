@@ -14,8 +14,9 @@ import time
 import pytest
 from conftest import run_cli
 
-from edge_transfer import cli, errors
+from edge_transfer import cli
 from edge_transfer.commands import devices
+from edge_transfer.core import errors
 
 
 def _raise(exc: BaseException):

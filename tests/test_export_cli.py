@@ -65,8 +65,8 @@ def test_export_writes_files_json_and_table(tiny_run: Path, tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def unquantizable_run(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits run with a model QAT cannot handle (a LayerNormalization layer)."""
-    from edge_transfer._keras import load
-    from edge_transfer.runs import Run
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.runs import Run
 
     _, keras = load()
     keras.utils.set_random_seed(0)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow   # two scripts, each spawning 2 workers that impo
 EXPORT = """
 import sys
 from pathlib import Path
-from edge_transfer.export import ExportConfig, export_run
+from edge_transfer.export.pipeline import ExportConfig, export_run
 
 def export():
     result = export_run(Path(sys.argv[1]), ExportConfig(precisions=("fp32", "int8"), jobs=2,
@@ -74,7 +74,7 @@ KILLED_WHILE_CONVERTING = """
 import sys
 import time
 from pathlib import Path
-from edge_transfer.export import ExportConfig, export_run
+from edge_transfer.export.pipeline import ExportConfig, export_run
 
 def hang(task):
     print("converting", flush=True)

@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
-from edge_transfer.metadata import ModelMetadata
-from edge_transfer.preprocessing import Preprocessing
-from exporters import Calibration, ExportSpec, KerasSource
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.runtime.metadata import ModelMetadata
+from exporters import Calibration, ExportSpec, KerasSource, onnx_graph
 from exporters import onnx as onnx_exporter
 
 
 def _grouped_conv_model() -> Any:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     keras.utils.set_random_seed(0)
@@ -50,7 +50,7 @@ def test_grouped_convolution_exports_to_onnx_runtime(tmp_path: Path, precision: 
 def test_exact_gelu_exports_to_onnx(tmp_path: Path) -> None:
     """ConvNeXt's exact GELU: TensorFlow computes it with Erfc, which tf2onnx cannot convert;
     it is traced with Erf instead (same values), and the layers get their GELU back."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     keras.utils.set_random_seed(0)
@@ -78,15 +78,15 @@ def test_runtime_refusal_names_the_node() -> None:
     graph = helper.make_graph([node], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    reason = onnx_exporter.runtime_refusal(helper.make_model(graph))
+    reason = onnx_graph.runtime_refusal(helper.make_model(graph))
     assert reason is not None and "PartitionedCall" in reason and "model/g/" in reason
 
 
 def test_tflite_needing_select_tf_ops_says_so_and_writes_nothing(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
     from exporters import tflite
 
     _, keras = load()
@@ -112,8 +112,8 @@ def test_a_float_graph_that_fails_fails_each_onnx_variant_once(tmp_path: Path,
     a large model)."""
     import tensorflow as tf
 
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     inputs = keras.Input((4,), name="image")
@@ -121,8 +121,8 @@ def test_a_float_graph_that_fails_fails_each_onnx_variant_once(tmp_path: Path,
     x = tf.reshape(tf.linalg.svd(x, compute_uv=False), (-1, 2))   # Svd: no ONNX kernel
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     conversions: list[int] = []
-    convert = onnx_exporter.convert_float
-    monkeypatch.setattr(onnx_exporter, "convert_float",
+    convert = onnx_graph.convert_float
+    monkeypatch.setattr(onnx_graph, "convert_float",
                         lambda *args: conversions.append(1) or convert(*args))
     source = KerasSource(model, tmp_path)
     meta = ModelMetadata(labels=("a", "b"), preprocessing=Preprocessing(height=1, width=4))

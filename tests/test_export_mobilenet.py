@@ -9,8 +9,9 @@ import pytest
 from _export_shared import weight_bytes
 
 import exporters
-from edge_transfer.export import ExportConfig, ExportResult, export_run
-from edge_transfer.metadata import read_metadata
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
+from edge_transfer.runtime.metadata import read_metadata
 
 SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 0.25,
         "shots": None}
@@ -18,10 +19,11 @@ SPEC = {"spec": "digits:5-9", "seed": 0, "val_fraction": 0.15, "test_fraction": 
 
 def write_mobilenet_run(out: Path, *, epochs: int = 10) -> Path:
     """A run directory of a flat functional MobileNetV2 (alpha 0.35, 32x32x3) on digits:5-9."""
-    from edge_transfer._keras import load
-    from edge_transfer.data import load_dataset, split_dataset
-    from edge_transfer.preprocessing import Preprocessing
-    from edge_transfer.runs import write_json
+    from edge_transfer.core.keras import load
+    from edge_transfer.core.preprocessing import Preprocessing
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
+    from edge_transfer.train.runs import write_json
 
     _, keras = load()
     keras.utils.set_random_seed(0)

@@ -18,9 +18,10 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export import ExportConfig, ExportResult, export_run
-from edge_transfer.metadata import read_metadata
-from edge_transfer.runs import Run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
+from edge_transfer.runtime.metadata import read_metadata
+from edge_transfer.train.runs import Run
 
 TESTED_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 VARIANTS = [*TESTED_PRECISIONS, "int8-qat", "fp32-pruned50", "int8-pruned50"]
@@ -105,7 +106,7 @@ def test_qat_onnx_computes_in_a_default_session_what_exact_qdq_arithmetic_does(
     optimizations off: dequantize, float op, quantize)."""
     import onnxruntime as ort
 
-    from edge_transfer.runtime._backends import open_backend, run_float
+    from edge_transfer.runtime.backends import open_backend, run_float
 
     artifact = export_all(digits_run).get("onnx-int8-qat")
     run = Run.open(digits_run)

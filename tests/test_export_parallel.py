@@ -11,7 +11,8 @@ import pytest
 from _crashing_worker import CRASHES_ON, crash_on_tflite_int8
 from _export_shared import POST_TRAINING, export_post_training
 
-from edge_transfer.export import ExportConfig, ExportResult, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import ExportResult, export_run
 
 # Each test starts worker processes that import TensorFlow: about a minute each on 2 loaded
 # cores (the sequential export they compare with is the fast tests' shared one).

@@ -18,10 +18,10 @@ from _export_shared import (
 )
 
 import exporters
-from edge_transfer.export import ExportResult
-from edge_transfer.metadata import read_metadata
-from edge_transfer.runs import Run
-from edge_transfer.samples import decode
+from edge_transfer.core.samples import decode
+from edge_transfer.export.pipeline import ExportResult
+from edge_transfer.runtime.metadata import read_metadata
+from edge_transfer.train.runs import Run
 
 # The precisions the tests below export; a precision added to the exporter without a test
 # fails test_every_precision_is_tested.
@@ -154,10 +154,10 @@ def test_integer_io(digits_run: Path, io: str) -> None:
 
 def test_converter_failure_names_the_op(tmp_path: Path) -> None:
     """An op TFLite's builtins lack (FFT2D) fails conversion with the op's name."""
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
-    from edge_transfer.metadata import ModelMetadata
-    from edge_transfer.preprocessing import Preprocessing
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
+    from edge_transfer.core.preprocessing import Preprocessing
+    from edge_transfer.runtime.metadata import ModelMetadata
     from exporters import Calibration, ExportSpec, KerasSource
 
     tf, keras = load()

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from _export_shared import export_integer_io, export_post_training
 
-from edge_transfer import tflite_metadata as standard
-from edge_transfer.export import ExportResult
-from edge_transfer.metadata import METADATA_KEY, read_metadata, tflite_entry
-from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.export.pipeline import ExportResult
 from edge_transfer.runtime import EdgeModel
+from edge_transfer.runtime import tflite_metadata as standard
+from edge_transfer.runtime.metadata import METADATA_KEY, read_metadata, tflite_entry
+from edge_transfer.train.runs import Run
 
 AGREEMENT = 0.99   # top-1 agreement a client must reach with edge-transfer's runtime
 
@@ -135,8 +135,8 @@ def test_uint8_file_takes_raw_pixels(digits_run: Path) -> None:
 def test_files_without_the_adapter_still_run(result: ExportResult, tmp_path: Path) -> None:
     """A file of the earlier convention (the Keras model's own input, normalization by the
     client) loads and predicts as before in the runtime, from its own metadata."""
-    from edge_transfer._keras import load
-    from edge_transfer.metadata import ModelMetadata
+    from edge_transfer.core.keras import load
+    from edge_transfer.runtime.metadata import ModelMetadata
     from exporters import Calibration, ExportSpec, KerasSource
     from exporters import tflite as exporter
 
@@ -165,8 +165,8 @@ def test_files_without_the_adapter_still_run(result: ExportResult, tmp_path: Pat
 def test_pixel_adapter_is_the_preprocessing(pre: Preprocessing) -> None:
     """On RGB pixels the adapted model computes what the model computes on the preprocessed
     image (luma, BGR order, per-channel mean and std inside), and keeps the layer names."""
-    from edge_transfer._keras import load
-    from edge_transfer.models import PIXEL_ADAPTER, pixel_adapter
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.models import PIXEL_ADAPTER, pixel_adapter
 
     _, keras = load()
     inputs = keras.Input(pre.input_shape, name="image")

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import run_main
 
-from edge_transfer import idx
-from edge_transfer.data import load_dataset, split_dataset
-from edge_transfer.errors import DataError
+from edge_transfer.core.errors import DataError
+from edge_transfer.data import idx
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(
@@ -111,7 +112,7 @@ def test_fashion_mnist_built_in_with_its_class_names(cache: Path) -> None:
 @needs_fashion
 def test_fashion_mnist_found_under_edge_transfer_data(
         tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_transfer import fashion_mnist
+    from edge_transfer.data import fashion_mnist
 
     x, y = _images(20)
     write_idx(tmp_path / "fashion-mnist", "train", x, y % 10)

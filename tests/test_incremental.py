@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from conftest import FAST, run_main
 
-from edge_transfer.class_stats import ClassStatistics
-from edge_transfer.data import load_dataset, split_dataset
-from edge_transfer.errors import DataError, ModelError
-from edge_transfer.linear_head import HeadTraining, LinearHead, align_weights, train_head
-from edge_transfer.memory import FeatureMemory, build_memory, herding
+from edge_transfer.core.errors import DataError, ModelError
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
+from edge_transfer.train.class_stats import ClassStatistics
+from edge_transfer.train.linear_head import HeadTraining, LinearHead, align_weights, train_head
+from edge_transfer.train.memory import FeatureMemory, build_memory, herding
 
 
 def test_herding_picks_items_whose_mean_is_near_the_class_mean() -> None:
@@ -103,7 +104,7 @@ def test_union_splits_keep_the_first_parts_splits() -> None:
 @pytest.fixture(scope="module")
 def first_step(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """digits 0-3 fine-tuned from random small-cnn weights, keeping 10 vectors per class."""
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("inc") / "a"
     return finetune(FinetuneConfig(data="digits:0-3", out=out, epochs=4, finetune_epochs=8,
@@ -130,8 +131,8 @@ def test_finetune_keeps_a_herded_memory_of_each_class(first_step: Path) -> None:
 
 
 def test_extend_grows_one_model_over_old_and_new_classes(second_step: Path) -> None:
-    from edge_transfer.records import IncrementalHistory
-    from edge_transfer.runs import Run
+    from edge_transfer.core.records import IncrementalHistory
+    from edge_transfer.train.runs import Run
 
     run = Run.open(second_step)
     assert run.labels == tuple(str(i) for i in range(7))
@@ -154,8 +155,8 @@ def test_extend_grows_one_model_over_old_and_new_classes(second_step: Path) -> N
 
 
 def test_a_third_step_knows_the_whole_history(second_step: Path) -> None:
-    from edge_transfer.incremental import ExtendConfig, extend
-    from edge_transfer.records import IncrementalHistory
+    from edge_transfer.core.records import IncrementalHistory
+    from edge_transfer.train.incremental import ExtendConfig, extend
 
     out = extend(ExtendConfig(run=second_step, data="digits:7-9",
                               out=second_step.parent / "abc", memory=0,
@@ -171,8 +172,8 @@ def test_a_third_step_knows_the_whole_history(second_step: Path) -> None:
 
 
 def test_softmax_head_learns_from_the_kept_items(first_step: Path) -> None:
-    from edge_transfer.incremental import ExtendConfig, extend
-    from edge_transfer.records import IncrementalHistory
+    from edge_transfer.core.records import IncrementalHistory
+    from edge_transfer.train.incremental import ExtendConfig, extend
 
     out = extend(ExtendConfig(run=first_step, data="digits:4-6", head="softmax", memory=10,
                               out=first_step.parent / "ab-softmax", baseline=("finetune",),
@@ -195,7 +196,7 @@ def test_extend_refuses_classes_the_run_has_and_a_missing_memory(first_step: Pat
     done = run_main("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
                    "--quiet")
     assert done.returncode == 2 and "--memory 0" in done.stderr
-    done = run_cli("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
+    done = run_main("extend", str(bare), "--data", "digits:4-5", "--out", str(tmp_path / "y"),
                    "--head", "lda", "--quiet")
     assert done.returncode == 2 and "--head softmax" in done.stderr
 
@@ -214,12 +215,12 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Old classes" in text and "forgetting" in text
     bundle = tmp_path / "bundle"
-    done = run_cli("bundle", str(second_step), "--export-dir", str(export), "--out", str(bundle))
+    done = run_main("bundle", str(second_step), "--export-dir", str(export), "--out", str(bundle))
     assert done.returncode == 0, done.stderr
-    from edge_transfer.bundle import open_bundle
+    from edge_transfer.deploy.bundle import open_bundle
 
     assert open_bundle(bundle).labels == tuple(str(i) for i in range(7))
-    done = run_cli("validate", str(bundle), "--device", "local", "--json",
+    done = run_main("validate", str(bundle), "--device", "local", "--json",
                    str(tmp_path / "v.json"))
     assert done.returncode == 0, done.stdout + done.stderr
     for row in json.loads((tmp_path / "v.json").read_text())["artifacts"]:
@@ -230,8 +231,8 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
 
 
 def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> object:
-    from edge_transfer import stats
-    from edge_transfer.records import Comparison, IncrementalHistory, StepFigures
+    from edge_transfer.core import stats
+    from edge_transfer.core.records import Comparison, IncrementalHistory, StepFigures
 
     right = round(before * n)
     change = stats.paired_counts(right - lost, lost, gained, n - right - gained)
@@ -243,7 +244,7 @@ def _history(lost: int, gained: int, n: int = 1000, before: float = 0.95) -> obj
 
 
 def test_check_fails_when_old_classes_drop_beyond_the_tolerance_and_significantly() -> None:
-    from edge_transfer.check import Tolerances, old_class_finding
+    from edge_transfer.report.gate import Tolerances, old_class_finding
 
     tol = Tolerances()                                   # --max-old-class-drop 0.03
     assert old_class_finding(_history(lost=60, gained=5), tol).verdict == "fail"   # -5.5 pt

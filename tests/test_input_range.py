@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from conftest import run_main
 
-from edge_transfer import backbones
-from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.train import backbones
 
 
 def _keras() -> Any:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     return load()[1]
 

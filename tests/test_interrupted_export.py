@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, run_cli
 
-from edge_transfer.bundle import create_bundle
-from edge_transfer.errors import BundleError
+from edge_transfer.core.errors import BundleError
+from edge_transfer.deploy.bundle import create_bundle
 
 pytestmark = pytest.mark.slow  # three exports through the CLI, two of them killed
 

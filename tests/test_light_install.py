@@ -57,3 +57,9 @@ def test_light_install_validates_a_bundle_without_tensorflow(digits_run: Path,
     devices = subprocess.run([str(cli), "devices"], capture_output=True, text=True, env=env,
                              cwd=elsewhere, timeout=120)
     assert devices.returncode == 0 and "coral-dev-board" in devices.stdout
+    # the measured support matrix installs with the package (edge-transfer backbones reads it)
+    matrix = subprocess.run(
+        [str(python), "-c", "from edge_transfer.report.support import load_matrix; "
+                            "print(len(load_matrix()['models']))"],
+        capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120)
+    assert matrix.returncode == 0 and int(matrix.stdout) > 10, matrix.stderr

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_transfer.check import Tolerances
 from edge_transfer.cli import build_parser
 from edge_transfer.commands._options import flag, option_fields
-from edge_transfer.diagnose import DiagnoseConfig
-from edge_transfer.errors import ConfigError, UnsupportedExportError, UserError
-from edge_transfer.export import ExportConfig
-from edge_transfer.transfer import FinetuneConfig, PretrainConfig
+from edge_transfer.core.errors import ConfigError, UnsupportedExportError, UserError
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.diagnose import DiagnoseConfig
+from edge_transfer.report.gate import Tolerances
+from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig
 
 REQUIRED = {"pretrain": ["--data", "digits", "--out", "x"],
             "finetune": ["--data", "digits", "--out", "x"], "export": ["RUN"],

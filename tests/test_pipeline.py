@@ -13,7 +13,7 @@ from report_inputs import edited, write_inputs
 
 from edge_transfer.cli import build_parser, main
 from edge_transfer.commands._pipeline import Step, load_pipeline, run_pipeline, step_argv
-from edge_transfer.errors import EdgeTransferError, UserError
+from edge_transfer.core.errors import EdgeTransferError, UserError
 
 DEMO = Path(str(files("edge_transfer").joinpath("configs/demo.toml")))
 
@@ -41,7 +41,7 @@ out = "{out}/report"
 def project(tmp_path: Path) -> Path:
     """A folder holding a run's JSON, a validation JSON, a baseline and pipeline.toml."""
     run, validation = write_inputs(tmp_path)
-    from edge_transfer.report import build_report
+    from edge_transfer.report.build import build_report
 
     baseline = json.loads(build_report(run, tmp_path / "b", validation_json=validation)
                           .read_text())

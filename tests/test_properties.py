@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edge_transfer.errors import DataError, ModelError
-from edge_transfer.preprocessing import Preprocessing, as_uint8_batch, convert_channels
-from edge_transfer.runtime._backends import TensorInfo
+from edge_transfer.core.errors import DataError, ModelError
+from edge_transfer.core.preprocessing import Preprocessing, as_uint8_batch, convert_channels
+from edge_transfer.runtime.backends import TensorInfo
 
 SETTINGS = settings(max_examples=150, deadline=None)
 INT_TYPES = [np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)]
@@ -187,7 +187,7 @@ class _InputOnly:
 @given(data=st.data())
 def test_prepare_lookup_equals_quantize_of_apply(data: st.DataObject) -> None:
     """The runtime's per-pixel lookup table is exactly ``quantize(apply(images))``."""
-    from edge_transfer.metadata import ModelMetadata
+    from edge_transfer.runtime.metadata import ModelMetadata
     from edge_transfer.runtime.model import EdgeModel
 
     pre = data.draw(preprocessings())

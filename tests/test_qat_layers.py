@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from _small_runs import digits_splits, save_run
 
-from edge_transfer.export import ExportConfig, export_run
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run
 
 
 def _hard_swish(keras, x):  # type: ignore[no-untyped-def]
@@ -47,8 +48,8 @@ def write_refused_run(out: Path, size: int = 16) -> Path:
 
 @pytest.mark.slow
 def test_qat_exports_what_tfmot_refuses(tmp_path: Path) -> None:
-    from edge_transfer.optimize import unquantizable_layer
-    from edge_transfer.runs import Run
+    from edge_transfer.train.optimize import unquantizable_layer
+    from edge_transfer.train.runs import Run
 
     run = write_refused_run(tmp_path / "run")
     assert unquantizable_layer(Run.open(run).load_model()) is not None  # tfmot alone refuses
@@ -68,7 +69,7 @@ def test_qat_exports_what_tfmot_refuses(tmp_path: Path) -> None:
 def write_raw_pixel_run(out: Path, size: int = 16) -> Path:
     """EfficientNet's stem in small: raw 0-255 input, ``Rescaling(1/255)`` in the model right
     before a convolution, squeeze-excite after it."""
-    from edge_transfer.preprocessing import Preprocessing
+    from edge_transfer.core.preprocessing import Preprocessing
 
     keras, dataset, splits, _ = digits_splits(size)
     pre = Preprocessing(size, size, channels=1, mean=(0.0,), std=(1.0,))
@@ -100,7 +101,7 @@ def _residual_preactivation_layers(inputs: Any) -> Any:
     ``tf.__operators__.add`` TFOpLambda of two tensors) right after a Rescaling stem, a
     BatchNormalization after a pooling (DenseNet's pre-activation, no conv before it), and
     a ``tf.maximum`` of two tensors that no QAT config takes (it must stay float)."""
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     tf, keras = load()
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="rescaling")(inputs)
@@ -126,8 +127,8 @@ def test_qat_takes_residual_add_and_preactivation_batchnorm() -> None:
     """tfmot and the output-only configs alone failed on the ``x + skip`` TFOpLambda (the
     error named the Rescaling) and on a BatchNormalization after no conv; now both are
     quantized, and the layer QAT cannot take stays float with a note (a few seconds)."""
-    from edge_transfer import qat_layers
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
+    from edge_transfer.train import qat_layers
 
     _, keras = load()
     inputs = keras.Input((16, 16, 1), name="image")
@@ -172,9 +173,9 @@ def test_qat_leaves_a_layer_it_fails_on_in_float_and_names_it(
     """quantize_apply fails on a layer: that layer (not the first one tfmot has no config
     for, the Rescaling) is named, left float and QAT applied again; with no layer allowed
     to stay float, the error names it (a few seconds)."""
-    from edge_transfer import qat_layers
-    from edge_transfer._keras import load
-    from edge_transfer.errors import ConversionError
+    from edge_transfer.core.errors import ConversionError
+    from edge_transfer.core.keras import load
+    from edge_transfer.train import qat_layers
 
     _, keras = load()
     model, custom = _two_outputs_model(keras)
@@ -247,8 +248,8 @@ def _conv_relu_depthwise_model(keras: Any) -> Any:
 def test_qat_conv_before_a_relu_layer_keeps_its_weight_quantization() -> None:
     """tfmot's LayerReLUQuantize gave a Conv2D followed by a ReLU layer a no-op config (float
     weights); the mended scheme fake-quantizes its kernel (a few seconds)."""
-    from edge_transfer import qat_scheme
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
+    from edge_transfer.train import qat_scheme
 
     _, keras = load()
     qat = qat_scheme.quantize_model(_conv_relu_depthwise_model(keras))
@@ -265,17 +266,18 @@ def test_qat_onnx_stores_every_conv_weight_in_int8(tmp_path: Path) -> None:
     import onnx as onnx_lib
     from onnx import numpy_helper
 
-    from edge_transfer import optimize
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
+    from edge_transfer.train import optimize
     from exporters import onnx as onnx_exporter
-    from exporters._types import KerasSource
+    from exporters import onnx_graph
+    from exporters.spec import KerasSource
 
     _, keras = load()
     model = _conv_relu_depthwise_model(keras)
     rng = np.random.default_rng(0)
     x = rng.random((64, 8, 8, 1), dtype=np.float32)
     qat = optimize.quantization_aware(model, x, rng.integers(0, 5, 64), epochs=1)
-    graph = onnx_exporter.store_int8_weights(onnx_exporter.convert_float(
+    graph = onnx_exporter.store_int8_weights(onnx_graph.convert_float(
         KerasSource(qat, tmp_path), 17)).graph
     float_weights = [init.name for init in graph.initializer
                      if init.data_type == onnx_lib.TensorProto.FLOAT and len(init.dims) >= 2
@@ -290,11 +292,11 @@ def test_qat_tflite_converts_densenet_transition_into_a_concat(tmp_path: Path) -
     """DenseNet's transition (BatchNormalization, ReLU, 1x1 conv, AveragePooling2D) feeding
     a dense block's Concatenate: the TFLite converter refused the QAT model ("violate the
     same scale constraint" on the pooling); now it converts and matches QAT Keras."""
-    from edge_transfer import optimize
-    from edge_transfer._keras import load
-    from edge_transfer.runtime._backends import open_backend, run_float
+    from edge_transfer.core.keras import load
+    from edge_transfer.runtime.backends import open_backend, run_float
+    from edge_transfer.train import optimize
     from exporters import tflite
-    from exporters._types import Calibration, ExportSpec, KerasSource
+    from exporters.spec import Calibration, ExportSpec, KerasSource
 
     _, keras = load()
     layers = keras.layers

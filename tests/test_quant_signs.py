@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _small_runs import digits_splits, save_run
 
-from edge_transfer.diagnose import DiagnoseConfig, diagnose_run
-from edge_transfer.quant_signs import TensorRange, signs
-from edge_transfer.records import LayerDiagnosis
+from edge_transfer.core.records import LayerDiagnosis
+from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run
+from edge_transfer.export.quant_signs import TensorRange, signs
 
 
 def _layer(name: str, depth: int, local: float, reading: str = "adds error") -> LayerDiagnosis:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from edge_transfer.errors import ModelError
-from edge_transfer.records import (
+from edge_transfer.core.errors import ModelError
+from edge_transfer.core.records import (
     ExportRecord,
     MalformedRecord,
     RunBackbone,
@@ -21,8 +21,8 @@ from edge_transfer.records import (
     RunStrategy,
     SplitSizes,
 )
-from edge_transfer.runs import Run
-from edge_transfer.samples import encode
+from edge_transfer.core.samples import encode
+from edge_transfer.train.runs import Run
 
 FINGERPRINT = "1025a9517fa0a376"
 
@@ -164,8 +164,8 @@ def test_only_the_run_files_may_lack_a_schema_version() -> None:
 
 def test_readers_take_an_old_run(tmp_path: Path) -> None:
     """The summary line, the health line and the report's transfer figures read an old run."""
-    from edge_transfer.report import transfer_figures
-    from edge_transfer.transfer import health_line, summary_line
+    from edge_transfer.report.build import transfer_figures
+    from edge_transfer.train.transfer import health_line, summary_line
 
     old = _old_run_dir(tmp_path / "old")
     line = summary_line(old)
@@ -185,7 +185,7 @@ def test_readers_take_an_old_run(tmp_path: Path) -> None:
 
 def test_an_old_reports_transfer_figures_load() -> None:
     """report.json's ``transfer`` as written before its record (test_samples a float)."""
-    from edge_transfer.records import TransferFigures
+    from edge_transfer.core.records import TransferFigures
 
     old = {"test_accuracy": 0.9427, "val_accuracy": 0.9776, "scratch_test_accuracy": 0.7181,
            "source_accuracy_before": None, "source_accuracy_after": None,

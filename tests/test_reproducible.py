@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import FAST
 
-from edge_transfer.data import load_dataset
-from edge_transfer.export import ExportConfig, export_run
-from edge_transfer.runs import VERSIONED_PACKAGES, Run
-from edge_transfer.transfer import FinetuneConfig, finetune
+from edge_transfer.data.load import load_dataset
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run
+from edge_transfer.train.runs import VERSIONED_PACKAGES, Run
+from edge_transfer.train.transfer import FinetuneConfig, finetune
 
 EXPORT = ExportConfig(formats=("tflite", "onnx"), precisions=("fp32", "int8"),
                       calibration_samples=32)
@@ -56,7 +57,7 @@ def test_onnx_names_do_not_depend_on_the_converting_process() -> None:
     export's own) gave different bytes. canonical_names gives both the same."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from exporters.onnx import canonical_names
+    from exporters.onnx_graph import canonical_names
 
     def converted(kept: str, order: list[str]) -> bytes:
         zeros = {name: numpy_helper.from_array(np.zeros(2, np.float32), name)

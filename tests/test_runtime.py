@@ -14,13 +14,13 @@ from _export_shared import export_integer_io
 from conftest import REPO_ROOT, run_cli, run_main
 from runtime_export import CORE, export_folder
 
-from edge_transfer.errors import ModelError
-from edge_transfer.metadata import ModelMetadata
-from edge_transfer.preprocessing import Preprocessing
-from edge_transfer.runs import Run
+from edge_transfer.core.errors import ModelError
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.core.samples import decode
 from edge_transfer.runtime import EdgeModel
-from edge_transfer.runtime._backends import TensorInfo
-from edge_transfer.samples import decode
+from edge_transfer.runtime.backends import TensorInfo
+from edge_transfer.runtime.metadata import ModelMetadata
+from edge_transfer.train.runs import Run
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def test_runtime_and_cli_help_never_import_tensorflow(digits_export: Path) -> No
     files = [str(digits_export / a["file"]) for a in ok_artifacts(digits_export)]
     code = f"""
 import sys, numpy as np
-import edge_transfer.runtime, edge_transfer.bundle, devices
+import edge_transfer.runtime, edge_transfer.deploy.bundle, devices
 from edge_transfer.cli import main
 for f in {files!r}:
     m = edge_transfer.runtime.EdgeModel.load(f)
@@ -75,8 +75,8 @@ def test_predictions_equal_the_export_check(digits_run: Path, trained_again: boo
     per-sample predictions are the exporter's; fp32 agrees with Keras on every top-1."""
     from _export_shared import export_all, export_post_training
 
-    from edge_transfer._keras import load
-    from edge_transfer.export import CheckData
+    from edge_transfer.core.keras import load
+    from edge_transfer.export.variant import CheckData
 
     digits_export = (export_all if trained_again else export_post_training)(digits_run).out_dir
 

@@ -15,16 +15,16 @@ import pytest
 from conftest import REPO_ROOT
 
 from devices.ssh import SSHTarget
-from edge_transfer.bundle import open_bundle
 from edge_transfer.cli import build_parser
-from edge_transfer.errors import BundleError, DataError, DeviceError, ModelError
+from edge_transfer.core.errors import BundleError, DataError, DeviceError, ModelError
+from edge_transfer.deploy.bundle import open_bundle
 
 SOURCES = sorted(p for folder in ("edge_transfer", "exporters", "devices")
                  for p in (REPO_ROOT / folder).rglob("*.py"))
 
 
 def _lambda_model(path: Path) -> Path:
-    from edge_transfer._keras import load
+    from edge_transfer.core.keras import load
 
     _, keras = load()
     inputs = keras.Input((4,))
@@ -34,7 +34,7 @@ def _lambda_model(path: Path) -> Path:
 
 
 def test_lambda_layers_need_unsafe_load(tmp_path: Path) -> None:
-    from edge_transfer.models import check_model_file, load_keras_model
+    from edge_transfer.train.models import check_model_file, load_keras_model
 
     path = _lambda_model(tmp_path / "lambda.keras")
     with pytest.raises(ModelError, match=r"Lambda.*--unsafe-load"):
@@ -61,7 +61,7 @@ def test_every_model_loading_command_takes_unsafe_load(command: str, flag: str) 
 
 
 def test_npz_object_arrays_are_refused_without_unpickling(tmp_path: Path) -> None:
-    from edge_transfer.data import load_npz
+    from edge_transfer.data.dataset import load_npz
 
     class Boom:
         def __reduce__(self):

@@ -19,7 +19,7 @@ from conftest import REPO_ROOT, find_tool, run_cli
 from runtime_export import CORE
 
 from devices import validate_bundle
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 # Skipped with the install command where sshd is missing (conftest.require_system).
 pytestmark = pytest.mark.ssh

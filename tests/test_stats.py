@@ -1,4 +1,4 @@
-"""edge_transfer.stats against hand-computed values, scipy, and properties (hypothesis)."""
+"""edge_transfer.core.stats against hand-computed values, scipy, and properties (hypothesis)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_transfer import stats
+from edge_transfer.core import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 SETTINGS = settings(max_examples=200, deadline=None)

@@ -11,8 +11,9 @@ import pytest
 from conftest import run_main
 from PIL import Image
 
-from edge_transfer.data import load_dataset, split_dataset
-from edge_transfer.errors import DataError
+from edge_transfer.core.errors import DataError
+from edge_transfer.data.dataset import split_dataset
+from edge_transfer.data.load import load_dataset
 
 
 def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int = 0,
@@ -31,7 +32,7 @@ def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int =
 
 def test_folder_is_lazy_and_decodes_only_what_is_read(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_transfer import data
+    from edge_transfer.data import dataset as data
 
     folder = make_folder(tmp_path / "f", {"a": 12, "b": 12})
     decoded: list[Path] = []

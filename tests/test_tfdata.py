@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge_transfer.data import list_image_folder, load_image_folder
-from edge_transfer.preprocessing import Preprocessing
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.data.dataset import list_image_folder, load_image_folder
 
 
 def test_disk_and_memory_pipelines_agree(tmp_path: Path) -> None:
-    from edge_transfer.tfdata import from_arrays, from_files
+    from edge_transfer.data.tfdata import from_arrays, from_files
 
     rng = np.random.default_rng(1)
     for c in ("a", "b"):
@@ -37,7 +37,7 @@ def test_disk_and_memory_pipelines_agree(tmp_path: Path) -> None:
 def test_flip_mirrors_some_training_images_and_changes_nothing_else() -> None:
     """``--flip``: each training image is either itself or its left-right mirror, and both
     occur; without augmentation the batches are the images as given."""
-    from edge_transfer.tfdata import from_arrays
+    from edge_transfer.data.tfdata import from_arrays
 
     image = np.zeros((6, 6, 1), np.uint8)
     image[:, 0] = 255                                   # a bright left edge only

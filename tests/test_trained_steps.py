@@ -11,10 +11,11 @@ import numpy as np
 from _bad_layer import write_bad_layer_run
 from report_inputs import SAMPLES, export_record, predictions, write_run
 
-from edge_transfer.comparisons import paired_difference
-from edge_transfer.export import ExportConfig, export_run
-from edge_transfer.records import ExportRecord
-from edge_transfer.report import build_report
+from edge_transfer.core.records import ExportRecord
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run
+from edge_transfer.report.build import build_report
+from edge_transfer.report.comparisons import paired_difference
 from exporters.check import check_outputs, failure_reason
 
 CLASSES = 5

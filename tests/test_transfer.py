@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from conftest import FAST, REPO_ROOT, run_cli
 
-from edge_transfer.runs import Run
-from edge_transfer.samples import decode
+from edge_transfer.core.samples import decode
+from edge_transfer.train.runs import Run
 
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def test_pretrain_writes_an_extractor(pretrain_run: Path) -> None:
-    from edge_transfer.models import is_flat, load_keras_model
+    from edge_transfer.train.models import is_flat, load_keras_model
 
     extractor = load_keras_model(pretrain_run / "extractor.keras")
     assert is_flat(extractor) and len(extractor.output.shape) == 2
@@ -42,7 +42,7 @@ def test_finetune_10_shots_transfers(digits_run: Path) -> None:
 
 
 def test_run_directory_contract(digits_run: Path) -> None:
-    from edge_transfer.models import is_flat
+    from edge_transfer.train.models import is_flat
 
     run = Run.open(digits_run)
     info = run.info
@@ -75,8 +75,9 @@ def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_pa
     test split once per final model (transfer, scratch) and a fixed subset of the source
     test split twice (before, after); the frozen head stage validates on features computed
     once, and logs the same val_loss Keras computes on the restored model."""
-    from edge_transfer import transfer
-    from edge_transfer.data import load_dataset, split_dataset
+    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.load import load_dataset
+    from edge_transfer.train import transfer
 
     reads: list[tuple[str, int]] = []
     real = transfer.predict_split
@@ -117,8 +118,8 @@ def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_pa
 
 def test_same_seed_same_model(pretrain_run: Path, digits_run: Path, tmp_path: Path) -> None:
     """Reproducible on a CPU: the fixture's fine-tune, repeated, gives the same weights."""
-    from edge_transfer.models import load_keras_model
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.models import load_keras_model
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     again = finetune(FinetuneConfig(data="digits:5-9", out=tmp_path / "again",
                                     backbone=str(pretrain_run), shots=10, epochs=20,
@@ -131,8 +132,8 @@ def test_same_seed_same_model(pretrain_run: Path, digits_run: Path, tmp_path: Pa
 
 
 def test_l2sp_keeps_weights_closer_to_the_start(pretrain_run: Path, tmp_path: Path) -> None:
-    from edge_transfer.models import load_keras_model
-    from edge_transfer.transfer import FinetuneConfig, finetune
+    from edge_transfer.train.models import load_keras_model
+    from edge_transfer.train.transfer import FinetuneConfig, finetune
 
     start = load_keras_model(pretrain_run / "extractor.keras")
     drift = {}
@@ -176,7 +177,7 @@ def _digits_folder(folder: Path) -> Path:
     """digits:5-9 as an image folder of 8x8 PNGs (one subfolder per class)."""
     from PIL import Image
 
-    from edge_transfer.data import load_dataset
+    from edge_transfer.data.load import load_dataset
 
     ds = load_dataset("digits:5-9")
     for k, name in enumerate(ds.class_names):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from _small_runs import digits_splits, save_run
 
-from edge_transfer.export import ExportConfig, export_run, result_notes
-from edge_transfer.records import ExportRecord
+from edge_transfer.core.records import ExportRecord
+from edge_transfer.export.config import ExportConfig
+from edge_transfer.export.pipeline import export_run, result_notes
 
 
 def _run_at_chance(out: Path) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 from conftest import run_main
 from report_inputs import SAMPLES, TRUE_LABELS, sample_ids, write_inputs
 
-from edge_transfer.samples import encode
+from edge_transfer.core.samples import encode
 
 
 def _warnings(stderr: str) -> list[str]:
@@ -23,7 +23,7 @@ def _warnings(stderr: str) -> list[str]:
 def _rotated_test_labels(tmp_path: Path) -> tuple[Path, Path]:
     """digits 0-4 as .npz files: the training data, and a test set whose labels are shifted
     by one class (each image labelled as the next class): labels inconsistent with the data."""
-    from edge_transfer.data import load_digits
+    from edge_transfer.data.dataset import load_digits
 
     digits = load_digits("digits:0-4")
     x, y = np.asarray(digits.x)[..., 0], np.asarray(digits.y)
@@ -105,8 +105,8 @@ def test_a_model_that_is_not_the_one_evaluated_is_named(tmp_path: Path) -> None:
     """Training accuracy rises while every validation pass (inference mode) sees blank images:
     per-epoch validation at chance at every epoch, and final inference accuracy far below
     the kept epoch's training-mode accuracy."""
-    from edge_transfer._keras import load
-    from edge_transfer.transfer import PretrainConfig, pretrain
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.transfer import PretrainConfig, pretrain
 
     _, keras = load()
     layer = _training_only_input(keras)
@@ -130,15 +130,15 @@ def test_a_model_that_is_not_the_one_evaluated_is_named(tmp_path: Path) -> None:
                             "541 training images it scores 0.") and "in training mode at the "
                "kept epoch" in w and "layers active only in training" in w
                and "BatchNorm" not in w for w in warnings), warnings
-    from edge_transfer.health import training_warnings  # what export and report repeat
+    from edge_transfer.train.health import training_warnings  # what export and report repeat
 
     assert training_warnings(out) == [f"from training: {w}" for w in warnings]
 
 
 def test_the_warnings_stay_quiet_on_a_good_history() -> None:
     """The figures of a healthy run (the demo's shape) earn no warning."""
-    from edge_transfer.health import run_warnings
-    from edge_transfer.records import RunMetrics
+    from edge_transfer.core.records import RunMetrics
+    from edge_transfer.train.health import run_warnings
 
     history = {"accuracy": [0.6, 0.9, 0.97], "val_accuracy": [0.7, 0.93, 0.96],
                "best_epoch": [3.0]}

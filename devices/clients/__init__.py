@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 PYTHON_ENV = "EDGE_TRANSFER_CLIENTS_PYTHON"
 SCRIPTS = Path(__file__).resolve().parent / "scripts"

@@ -1,5 +1,5 @@
 """Run a bundle's files in deploy clients and compare each client's top-1 with our runtime's
-on the same images: one :class:`~edge_transfer.records.ClientRow` per (file, client).
+on the same images: one :class:`~edge_transfer.core.records.ClientRow` per (file, client).
 
 >>> row = client_row("tflite-int8", "litert", Outcome("ok", labels=("a", "b", "b", "a")),
 ...                  labels=("a", "b"), y=np.array([0, 1, 1, 1]), ours=np.array([0, 1, 1, 0]))
@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from devices.clients import CLIENTS, Client, clients_python
-from edge_transfer import stats
-from edge_transfer.bundle import Bundle
-from edge_transfer.preprocessing import as_uint8_batch, resize_batch
-from edge_transfer.records import ClientRow, Comparison
-from edge_transfer.samples import encode
+from edge_transfer.core import stats
+from edge_transfer.core.preprocessing import as_uint8_batch, resize_batch
+from edge_transfer.core.records import ClientRow, Comparison
+from edge_transfer.core.samples import encode
+from edge_transfer.deploy.bundle import Bundle
 
 MISSING, REFUSED = 3, 4   # the scripts' exit codes (scripts/_protocol.py)
 
@@ -80,7 +80,7 @@ def client_row(artifact: str, client: str, outcome: Outcome, labels: Sequence[st
     """The row of one outcome: agreement with our runtime's top-1 ``ours`` (None when our
     runtime did not run the file) and the paired accuracy difference, on labels ``y``. A
     client less accurate than our runtime by more than ``tolerance`` and significantly
-    (:func:`edge_transfer.stats.decide`) ``disagrees``."""
+    (:func:`edge_transfer.core.stats.decide`) ``disagrees``."""
     if outcome.status != "ok":
         return ClientRow(artifact, client, outcome.status, outcome.reason, outcome.version)
     # ONNX's model_info labels are split on white space: "tabby cat" travels as "tabby_cat"

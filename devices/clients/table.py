@@ -1,5 +1,5 @@
 """The file x client table of ``validate --client`` (the report's is in
-:mod:`edge_transfer.report`), and the lines about clients that are not installed.
+:mod:`edge_transfer.report.build`), and the lines about clients that are not installed.
 
 >>> result = {"artifacts": [{"name": "tflite-fp32"}], "clients": [
 ...     {"artifact": "tflite-fp32", "client": "litert", "status": "missing",
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_transfer.records import ClientRow
+from edge_transfer.core.records import ClientRow
 
 
 def client_grid(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:

@@ -42,8 +42,8 @@ from devices.emulated.userland import (
     copy_source,
     project_source,
 )
-from edge_transfer.atomic import write_text_atomic
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.atomic import write_text_atomic
+from edge_transfer.core.errors import DeviceError
 
 
 def setup_emulated_arm64(

@@ -21,8 +21,8 @@ from devices.emulated.build import checked
 from devices.emulated.host import run_host
 from devices.emulated.inside import chroot_run
 from devices.emulated.userland import PLATFORMS, PYTHON_VERSION, Progress, Userland
-from edge_transfer.atomic import write_text_atomic
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.atomic import write_text_atomic
+from edge_transfer.core.errors import DeviceError
 
 CLIENTS_VENV = "/opt/edge-transfer/clients-venv"
 CLIENTS_WHEELHOUSE = "/opt/edge-transfer/clients-wheelhouse"

@@ -34,15 +34,15 @@ from devices.profile import (
     resolve_profile,
     write_profile,
 )
-from edge_transfer.bundle import open_bundle
-from edge_transfer.errors import DeviceError
-from edge_transfer.records import (
+from edge_transfer.core.errors import DeviceError
+from edge_transfer.core.records import (
     Agreement,
     DeviceInfo,
     MalformedRecord,
     ValidationResult,
     ValidationRow,
 )
+from edge_transfer.deploy.bundle import open_bundle
 
 LATENCY_EMULATED = ("measured under qemu emulation on the workstation, not on the device: "
                     "never checked against a latency budget; run on the device "

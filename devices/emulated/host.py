@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from devices.emulated.userland import SETUP_COMMAND, SYSTEM_PATH, Progress
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 _AARCH64_MAGIC = r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"

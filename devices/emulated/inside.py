@@ -24,7 +24,7 @@ from devices.emulated.userland import (
     default_dir,
     project_source,
 )
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 
 def check_ready(userland: Userland | None = None) -> None:

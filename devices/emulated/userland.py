@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_transfer.errors import DeviceError
+from edge_transfer.core.errors import DeviceError
 
 SUITE = "bookworm"
 INCLUDE = ("python3", "python3-venv")

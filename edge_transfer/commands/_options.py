@@ -52,7 +52,7 @@ def option_fields(config: type, *, exclude: Iterable[str] = ()) -> list[dataclas
 def flag(config: type, name: str) -> str:
     """The option that sets ``config``'s field ``name``, for messages.
 
-    >>> from edge_transfer.export import ExportConfig
+    >>> from edge_transfer.export.pipeline import ExportConfig
     >>> flag(ExportConfig, "precisions")
     '--precision'
     """
@@ -193,6 +193,6 @@ def write_json_output(target: str, data: Any) -> None:
     if target == "-":
         print(json.dumps(data, indent=2, sort_keys=True))
         return
-    from edge_transfer.runs import write_json
+    from edge_transfer.train.runs import write_json
 
     write_json(Path(target), data, parents=True)

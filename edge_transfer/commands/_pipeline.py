@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from edge_transfer import interrupts
-from edge_transfer.errors import EdgeTransferError, UserError
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import EdgeTransferError, UserError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_json(parser, "everything instead of a table")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="a support matrix written by benchmarks/backbones.py "
-                             "(default: benchmarks/results/backbones.json of this checkout)")
+                             "(default: the one installed with edge-transfer)")
     parser.add_argument("--family", metavar="NAME",
                         help="only this family (e.g. EfficientNetV2, RegNetX)")
     parser.set_defaults(handler=run)
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_transfer import backbones
-    from edge_transfer.errors import UserError
-    from edge_transfer.support import COLUMNS, cells, load_matrix
+    from edge_transfer.core.errors import UserError
+    from edge_transfer.report.support import COLUMNS, cells, load_matrix
+    from edge_transfer.train import backbones
 
     specs = [backbones.get(name) for name in backbones.available()]
     if args.family:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                       "any" if spec.widths is None else " ".join(f"{w:g}" for w in spec.widths),
                       spec.preprocessing_mode or "0..1", f"{params / 1e6:.1f}M" if params else "-",
                       text.get("trains", "-"), *(text.get(c, "-") for c in COLUMNS))
-    source = matrix.get("missing") or args.results or "benchmarks/results/backbones.json"
+    source = matrix.get("missing") or args.results or "edge_transfer/report/backbones.json"
     table.caption = (f"support measured at the smallest input, random weights, digits 0-4 "
                      f"(from {source}; '-' = not measured: run benchmarks/backbones.py)")
     Console(width=200).print(table)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from devices.bench import below_floor, bench
-    from edge_transfer.errors import ConfigError
+    from edge_transfer.core.errors import ConfigError
 
     if args.min_accuracy is not None and not 0 <= args.min_accuracy <= 1.5:
         raise ConfigError(f"--min-accuracy is a fraction (e.g. 0.95), got {args.min_accuracy}")
@@ -93,7 +93,7 @@ def _accuracy(accuracy: float, samples: int | None) -> str:
     >>> _accuracy(0.95, 225)
     '0.9500 [0.915, 0.972]'
     """
-    from edge_transfer.comparisons import interval_of
+    from edge_transfer.report.comparisons import interval_of
 
     interval = interval_of(accuracy, samples)
     bounds = "" if interval is None else f" [{interval.low:.3f}, {interval.high:.3f}]"

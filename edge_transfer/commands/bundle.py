@@ -8,7 +8,7 @@ import time
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from edge_transfer.bundle import DEFAULT_SAMPLES
+    from edge_transfer.deploy.bundle import DEFAULT_SAMPLES
 
     parser = subparsers.add_parser(
         "bundle", help="pack the exported models of a run into a verified deploy bundle",
@@ -34,14 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.bundle import (
+    from edge_transfer.deploy.bundle import (
         DEFAULT_SAMPLES,
         MANIFEST,
         BundleOptions,
         create_bundle,
         open_bundle,
     )
-    from edge_transfer.bundle_sample import parse_samples
+    from edge_transfer.deploy.sample import parse_samples
 
     samples = DEFAULT_SAMPLES if args.samples is None else parse_samples(args.samples)
     if args.profile:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_transfer.check import Tolerances
 from edge_transfer.commands._options import add_config_options, config_kwargs
+from edge_transfer.report.gate import Tolerances
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_transfer import check as gate
+    from edge_transfer.report import gate
 
     tolerances = Tolerances(**config_kwargs(args, Tolerances))
     result = gate.check(gate.load_report(args.report), gate.load_report(args.baseline),

@@ -15,7 +15,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    from edge_transfer.diagnose import ACCURACY_SAMPLES, MEASURABLE, DiagnoseConfig
+    from edge_transfer.export.diagnose import ACCURACY_SAMPLES, MEASURABLE, DiagnoseConfig
 
     defaults = DiagnoseConfig()
     parser = subparsers.add_parser(
@@ -54,8 +54,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from edge_transfer.diagnose import DiagnoseConfig, diagnose_run, table
-    from edge_transfer.runs import Run
+    from edge_transfer.export.diagnose import DiagnoseConfig, diagnose_run, table
+    from edge_transfer.train.runs import Run
 
     config = DiagnoseConfig(format=args.format, precision=args.precision, samples=args.samples,
                             calibration_samples=args.calibration_samples, top=args.top,

@@ -16,7 +16,7 @@ from typing import Any
 
 import exporters
 from edge_transfer.commands._options import add_config_options, config_kwargs
-from edge_transfer.export import ExportConfig
+from edge_transfer.export.config import ExportConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,14 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edge_transfer.export import (
-        export_run,
-        output_dir,
-        result_notes,
-        results_table,
-        timing_line,
-    )
-    from edge_transfer.runs import Run
+    from edge_transfer.export.config import output_dir
+    from edge_transfer.export.pipeline import export_run, result_notes, results_table, timing_line
+    from edge_transfer.train.runs import Run
 
     config = ExportConfig(**config_kwargs(args, ExportConfig))
     Run.open(args.run)            # bad input first, before TensorFlow is imported
@@ -67,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if line:
         print(line)
     from edge_transfer.commands._warn import warn
-    from edge_transfer.health import training_warnings
+    from edge_transfer.train.health import training_warnings
 
     for line in [*training_warnings(args.run), *result_notes(result)]:
         warn(line)

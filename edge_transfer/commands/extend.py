@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
-from edge_transfer.incremental import ExtendConfig
+from edge_transfer.train.incremental import ExtendConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_transfer.incremental import extend, summary_line
+    from edge_transfer.train.incremental import extend, summary_line
 
     cfg = ExtendConfig(run=args.run, **config_kwargs(args, ExtendConfig),
                        verbose=verbosity(args))

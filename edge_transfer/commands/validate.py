@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from devices import validate_bundle
-    from edge_transfer.runs import output_file
+    from edge_transfer.train.runs import output_file
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")  # before minutes of validation, not after
@@ -102,7 +102,7 @@ def print_recommendation(result: dict[str, Any], stderr: bool = False) -> None:
     """Which file to deploy on this device, why, how latency was measured, and the trades."""
     import sys
 
-    from edge_transfer.runtime.latency import describe_latency
+    from edge_transfer.core.latency import describe_latency
 
     rec = result.get("recommendation")
     if not rec:
@@ -138,8 +138,8 @@ def failures(result: dict[str, Any]) -> list[str]:
 def health_lines(result: dict[str, Any]) -> list[str]:
     """One line per artifact that ran at chance, or predicted one class for >= 90% of the
     samples, on the device."""
-    from edge_transfer.comparisons import health
-    from edge_transfer.records import SampleIds
+    from edge_transfer.core.records import SampleIds
+    from edge_transfer.report.comparisons import health
 
     try:
         samples = SampleIds.from_dict(result["samples"]) if result.get("samples") else None
@@ -158,7 +158,7 @@ def health_lines(result: dict[str, Any]) -> list[str]:
 
 def _accuracy(row: dict[str, Any]) -> str:
     """``'0.9478 [0.896, 0.974]'``: the accuracy with its 95% Wilson interval."""
-    from edge_transfer.stats import wilson
+    from edge_transfer.core.stats import wilson
 
     n = int(row.get("samples") or 0)
     if not n:

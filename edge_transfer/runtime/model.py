@@ -21,21 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer import interrupts
-from edge_transfer.errors import DataError, ModelError, one_line
-from edge_transfer.metadata import (
-    ModelMetadata,
-    check_tflite_weights,
-    read_from_onnx_map,
-    read_from_tflite,
-)
-from edge_transfer.preprocessing import Preprocessing, as_uint8_batch
-from edge_transfer.runtime._backends import (
+from edge_transfer.core import interrupts
+from edge_transfer.core.errors import DataError, ModelError, one_line
+from edge_transfer.core.preprocessing import Preprocessing, as_uint8_batch
+from edge_transfer.runtime.backends import (
     Backend,
     LiteRTBackend,
     OnnxBackend,
     TensorInfo,
     read_model_bytes,
+)
+from edge_transfer.runtime.metadata import (
+    ModelMetadata,
+    check_tflite_weights,
+    read_from_onnx_map,
+    read_from_tflite,
 )
 
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -86,7 +86,7 @@ class Evaluation:
     latency: dict[str, Any] | None = None   # how latency_ms was measured (runtime.latency)
 
     def to_dict(self) -> dict[str, Any]:
-        from edge_transfer.samples import encode
+        from edge_transfer.core.samples import encode
 
         return {
             "predictions": None if self.predictions is None else encode(self.predictions),
@@ -182,7 +182,7 @@ class EdgeModel:
         """Accuracy over all of ``x`` (batched), latency over single images (batch of 1).
 
         Latency is the time of ``predict`` on one image, preprocessing included, as
-        :func:`edge_transfer.runtime.latency.measure_latency` measures it (warm-up runs, then
+        :func:`edge_transfer.core.latency.measure_latency` measures it (warm-up runs, then
         timed runs cycling over up to ``latency_samples`` images); throughput is images per
         second of the batched pass.
         """
@@ -217,8 +217,8 @@ class EdgeModel:
 
     def latency(self, images: np.ndarray, runs: int | None = None) -> dict[str, Any]:
         """Milliseconds per image (batch of 1) and how they were measured, the same way
-        everywhere (:mod:`edge_transfer.runtime.latency`)."""
-        from edge_transfer.runtime.latency import RUNS, measure_latency
+        everywhere (:mod:`edge_transfer.core.latency`)."""
+        from edge_transfer.core.latency import RUNS, measure_latency
 
         return measure_latency(self.predict, as_uint8_batch(images), self.threads,
                                runs=runs or RUNS)

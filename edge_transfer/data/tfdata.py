@@ -1,0 +1,237 @@
+"""tf.data input pipelines: from a (lazy) dataset, in-memory arrays, or image files.
+
+All apply :meth:`Preprocessing.apply` (the one transform used everywhere), shuffle by seed,
+batch and prefetch. :func:`from_dataset` is what training, evaluation and export read: a
+small split is decoded once and cached in memory; a large one is streamed (shuffled
+indices, batches read and decoded in a parallel map), optionally through a file cache of the
+decoded images, so memory stays flat in the number of images.
+
+Multi-worker: a training stream is sharded by index across the workers before anything is
+read (``Dataset.shard(workers, index)``, auto-shard policy OFF), so each worker decodes only
+its own images; evaluation streams use the DATA auto-shard policy (every worker reads the
+indices, keeps its share of the batches).
+
+>>> import numpy as np
+>>> from edge_transfer.core.preprocessing import Preprocessing
+>>> pre = Preprocessing(8, 8, 1)
+>>> ds = from_arrays(np.zeros((10, 8, 8, 1), np.uint8), np.zeros(10, int), pre, batch_size=4)
+>>> [tuple(x.shape) for x, _ in ds]
+[(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_transfer.core.errors import DataError
+from edge_transfer.core.keras import load
+from edge_transfer.core.preprocessing import Preprocessing
+from edge_transfer.data.dataset import Dataset, read_image
+
+MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
+                                # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
+READ_BATCH = 64                 # images read and decoded per call of the parallel map
+SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, not the split)
+
+
+_DATA_ERROR = re.compile(r"\bDataError: (.*?)(?:\n|$)")
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Around whatever iterates a stream (``fit``, a prediction loop): an image that fails to
+    decode inside the pipeline (a :class:`DataError` raised in the parallel map, which
+    TensorFlow wraps in an ``OpError`` with a traceback) is raised again as that one
+    ``DataError`` naming the file."""
+    tf, _ = load()
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        found = _DATA_ERROR.search(exc.message or "")
+        if found is None:
+            raise
+        raise DataError(found.group(1)) from None
+
+
+def cached_in_memory(dataset: Dataset, preprocessing: Preprocessing) -> bool:
+    """Whether :func:`from_dataset` keeps this split's preprocessed images in memory."""
+    per_image = int(np.prod(preprocessing.input_shape)) * 4
+    budget = float(os.environ.get("EDGE_TRANSFER_MEMORY_CACHE_MB", MEMORY_CACHE_MB))
+    return len(dataset) * per_image <= budget * (1 << 20)
+
+
+def from_dataset(
+    dataset: Dataset,
+    preprocessing: Preprocessing,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Sequence[str] = (),
+    repeat: bool = False,
+    cache_file: Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Any:
+    """A split -> batched, prefetched (image, label) ``tf.data.Dataset``, endless when
+    ``repeat``. Small splits are cached in memory (the same batches as :func:`from_arrays`);
+    large ones are streamed, through ``cache_file`` (decoded uint8 images on disk) when given.
+    ``shard=(workers, index)`` keeps this worker's share of the images (read only those)."""
+    tf, _ = load()
+    images = dataset.x
+    n = len(dataset)
+    shape = preprocessing.input_shape
+    labels = tf.constant(dataset.y.astype(np.int64))
+
+    def read(index: np.ndarray) -> np.ndarray:
+        return preprocessing.apply(images.read(index))
+
+    def read_raw(index: np.ndarray) -> np.ndarray:
+        return images.read(index)
+
+    def prepare(batch: np.ndarray) -> np.ndarray:
+        return preprocessing.apply(batch)
+
+    def fetch(index: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read, [index], tf.float32, stateful=False)
+        x.set_shape((None, *shape))
+        return x, tf.gather(labels, index)
+
+    def fetch_raw(index: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read_raw, [index], tf.uint8, stateful=False)
+        x.set_shape((None, *images.image_shape))
+        return x, tf.gather(labels, index)
+
+    def preprocess(x: Any, y: Any) -> tuple[Any, Any]:
+        out = tf.numpy_function(prepare, [x], tf.float32, stateful=False)
+        out.set_shape((None, *shape))
+        return out, y
+
+    index = tf.data.Dataset.range(n)
+    if shard is not None and shard[0] > 1:
+        index = index.shard(*shard)
+        n = len(range(shard[1], len(dataset), shard[0]))
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    if cached_in_memory(dataset, preprocessing):
+        ds = index.batch(READ_BATCH).map(fetch, **parallel).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n)).cache()
+        return _finish(ds, n, batch_size, shuffle, seed, augment, repeat, sharded=shard)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        ds = index.batch(READ_BATCH).map(fetch_raw, **parallel).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+        ds = ds.cache(str(cache_file))
+        if shuffle:
+            ds = ds.shuffle(min(n, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size).map(preprocess, **parallel)
+        return _finish(ds, n, batch_size, False, seed, augment, False, batched=True,
+                       sharded=shard)
+    ds = index
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size).map(fetch, **parallel)
+    return _finish(ds, n, batch_size, False, seed, augment, False, batched=True, sharded=shard)
+
+
+def from_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    preprocessing: Preprocessing,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Sequence[str] = (),
+    repeat: bool = False,
+) -> Any:
+    """uint8 images (N, H, W, C) + labels -> a batched, cached, prefetched ``tf.data.Dataset``
+    (endless when ``repeat``)."""
+    tf, _ = load()
+    ds = tf.data.Dataset.from_tensor_slices((preprocessing.apply(x), y.astype(np.int64)))
+    return _finish(ds.cache(), len(y), batch_size, shuffle, seed, augment, repeat)
+
+
+def from_files(
+    paths: Sequence[Path],
+    y: np.ndarray,
+    preprocessing: Preprocessing,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Sequence[str] = (),
+    repeat: bool = False,
+) -> Any:
+    """Image files streamed from disk (decoded and preprocessed in parallel, cached after the
+    first epoch) -> the same batches as :func:`from_arrays` on the decoded images."""
+    tf, _ = load()
+    shape = preprocessing.input_shape
+    size = (preprocessing.height, preprocessing.width)
+
+    def decode(path: bytes) -> np.ndarray:
+        image = read_image(Path(path.decode()), size)
+        return preprocessing.apply(image[np.newaxis])[0]
+
+    def tf_decode(path: Any, label: Any) -> tuple[Any, Any]:
+        image = tf.numpy_function(decode, [path], tf.float32, stateful=False)
+        image.set_shape(shape)
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], y.astype(np.int64)))
+    ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _finish(ds.cache(), len(y), batch_size, shuffle, seed, augment, repeat)
+
+
+def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int,
+            augment: Sequence[str],
+            repeat: bool, batched: bool = False, sharded: tuple[int, int] | None = None) -> Any:
+    tf, _ = load()
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if not batched:
+        ds = ds.batch(batch_size)
+    if augment:
+        augmenter = augmentation(augment, seed)
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = (
+        policy.OFF if sharded is not None else policy.DATA
+    )
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+AUGMENTATIONS = ("shift", "flip")
+
+
+def augmentation(names: Sequence[str], seed: int = 0) -> Any:
+    """Random changes of training images, by name: ``shift`` (small shifts, zooms and
+    rotations, fit for any image) and ``flip`` (left-right mirror: for photos and clothing,
+    never for digits or text, which it changes).
+
+    >>> augmentation(["flip"]).name  # doctest: +SKIP
+    'augmentation'
+    """
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; use {', '.join(AUGMENTATIONS)}")
+    _, keras = load()
+    layers = {
+        "shift": lambda: [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
+            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 2)],
+        "flip": lambda: [keras.layers.RandomFlip("horizontal", seed=seed + 3)],
+    }
+    return keras.Sequential([layer for name in names for layer in layers[name]()],
+                            name="augmentation")

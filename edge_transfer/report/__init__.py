@@ -1,0 +1,15 @@
+"""report: what a run, its export and its devices came to, and whether it regressed.
+
+The report (``build``: markdown, plots; ``devices``: the per-device sections; ``plots``),
+per-class and paired comparisons (``comparisons``), the regression gate of ``check``
+(``gate``) and the backbone support matrix (``support``).
+
+May import: every layer below the commands (``core`` ... ``deploy``, ``exporters``,
+``devices``).
+"""
+
+from edge_transfer.core.moved import forward
+
+# Before issue 23 this was the module now at edge_transfer.report.build: its names still import
+# from here for one release, with a DeprecationWarning.
+__getattr__ = forward(__name__, "edge_transfer.report.build")

@@ -1,0 +1,742 @@
+"""One report per run: ``report.json``, ``report.md`` and the accuracy-vs-size plot.
+
+It stands on the JSON files the other steps write (no TensorFlow, no model loading):
+
+    RUN/run.json, RUN/metrics.json     data fingerprint; transfer figures when asked for
+    RUN/export/export.json             one record per exported artifact (schema 1)
+    validation JSON (optional)         what the device measured (``edge-transfer validate``)
+
+``report.json`` (schema_version 1)::
+
+    {"schema_version": 1, "run": "...", "data_fingerprint": "...", "labels": [...],
+     "float_accuracy": 0.97, "device": {...} | null,
+     "transfer": {"test_accuracy", "val_accuracy", "scratch_test_accuracy", "transfer_gain",
+                  "source_accuracy_before", "source_accuracy_after", "forgetting"} | null,
+     "files": {"markdown": "report.md", "plot": "accuracy_vs_size.png",
+               "confusion": "confusion_float_vs_int8.png" | null},
+     "artifacts": [{"name", "format", "precision", "qat", "sparsity", "status", "reason",
+                    "export_status", "device_status", "file", "bytes", "gzip_bytes",
+                    "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
+                    "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",
+                    "latency_p50_ms", "fps", "peak_memory_mb",
+                    "checks": {"storage": "pass", ...}, "agreement_top1", "max_abs_diff",
+                    "predictions", "device_predictions", "reference_predictions",
+                    "workstation_interval", "device_interval", "vs_float",
+                    "device_vs_workstation", "health", "steps" (QAT / pruned only),
+                    "clients": [{"artifact", "client", "status", "reason", "version", "samples",
+                    "agreement", "agreement_low", "agreement_high", "accuracy", "vs_runtime",
+                    "predictions"}]}],
+     "samples", "device_samples", "float_predictions", "float_interval", "warnings"}
+
+Per-sample figures (:mod:`edge_transfer.core.samples`, :mod:`edge_transfer.core.stats`):
+``samples`` and
+``device_samples`` name the samples (data fingerprint, split, positions, labels) the
+``predictions`` (workstation, test split) and ``device_predictions`` were made on; the
+intervals are 95% Wilson intervals ``[low, high]``; ``vs_float`` (the file against the float
+model) and ``device_vs_workstation`` are paired comparisons on the same samples (difference,
+95% Newcombe interval, exact McNemar p, lost and gained samples); ``health`` and
+``warnings`` name models at chance or predicting one class. ``steps`` (a QAT or pruned file)
+pairs its fine-tune (the trained Keras model against the float model) and its conversion (the
+file against that trained model); its ``vs_float`` is against the float model the user had,
+recomputed from the predictions for an export.json older than ``steps``.
+
+``workstation_accuracy`` is export.json's (the run's test split); ``delta_vs_float`` is
+it minus ``float_accuracy``. ``device_accuracy`` was measured on the bundle's validation sample,
+``reference_accuracy`` is the workstation's on that same sample, ``device_gap`` the difference.
+``agreement_top1`` and ``max_abs_diff`` compare the device's outputs with the workstation's on
+that sample (validation JSON ``agreement``, from ``--device emulated:arm64``), else null.
+
+``clients`` are the file's rows of ``validate --client`` (a deploy client's own API on the
+device's images; ``agreement``: top-1 equal to our runtime's, 95% Wilson interval;
+``vs_runtime``: the paired accuracy difference client - runtime).
+
+A figure nobody measured is ``null`` in the JSON and "—" in the Markdown, never invented.
+
+Not run as a doctest (it needs a run and its export; tests/test_report.py writes them):
+
+>>> path = build_report("runs/target", "runs/target/report")      # doctest: +SKIP
+>>> json.loads(path.read_text())["artifacts"][0]["ratio_to_fp32"]  # doctest: +SKIP
+0.27
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_transfer.core import stats
+from edge_transfer.core.errors import DataError, UserError
+from edge_transfer.core.records import (
+    Comparison,
+    ExportArtifact,
+    ExportDecision,
+    ExportRecord,
+    IncrementalHistory,
+    Report,
+    ReportFiles,
+    ReportRow,
+    RunInfo,
+    RunMetrics,
+    SampleIds,
+    TransferFigures,
+    ValidationResult,
+    ValidationRow,
+)
+from edge_transfer.report import comparisons, plots
+from edge_transfer.train.runs import METRICS_FILE
+from exporters.steps import which_step
+
+REPORT_FILE = Report.FILE_NAME
+MARKDOWN_FILE = "report.md"
+PLOT_FILE = "accuracy_vs_size.png"
+CONFUSION_FILE = "confusion_float_vs_int8.png"
+MISSING = "—"
+
+# How each format looks in the plot.
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The files a report stands on, read and checked against each other."""
+
+    run_dir: Path
+    fingerprint: str
+    metrics: RunMetrics
+    export_path: Path
+    export: ExportRecord
+    validation_path: Path | None = None
+    validation: ValidationResult | None = None
+
+    @property
+    def device_rows(self) -> dict[str, ValidationRow]:
+        return {a.name: a for a in (self.validation.artifacts if self.validation else ())}
+
+
+def build_report(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    export_json: str | Path | None = None,
+    validation_json: str | Path | Sequence[str | Path] | None = None,
+) -> Path:
+    """Write report.json, report.md, the plot(s) into ``out_dir``; return report.json's path.
+
+    ``export_json`` is export.json or its folder (default ``RUN/export``);
+    ``validation_json`` one validation JSON or several (one per device: the first fills the
+    artifact table; each gets its recommended file and accuracy-vs-latency plot).
+    """
+    from edge_transfer.report import devices as report_devices
+
+    out_dir = Path(out_dir)
+    paths = ([] if validation_json is None else [validation_json]
+             if isinstance(validation_json, str | Path) else list(validation_json))
+    inputs = load_inputs(run_dir, export_json, paths[0] if paths else None)
+    report = assemble(inputs)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a folder for the report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    validations = ([inputs.validation] if inputs.validation else []) + [
+        report_devices.load_validation(p, inputs.fingerprint) for p in paths[1:]]
+    recs = report_devices.recommendations(inputs.export, validations)
+    confusion = _confusion_pair(report.artifacts, inputs.device_rows)
+    report = dataclasses.replace(report, recommendations=recs, files=ReportFiles(
+        markdown=MARKDOWN_FILE, plot=PLOT_FILE, confusion=CONFUSION_FILE if confusion else None,
+        latency_plots=report_devices.write_plots(validations, recs, out_dir)))
+    plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
+    if confusion:
+        plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
+    from edge_transfer.export.diagnose import markdown_section
+
+    diagnosis = markdown_section(_export_path(Path(run_dir), export_json).parent, out_dir)
+    deploy = report_devices.markdown(validations, recs, report.files.latency_plots
+                                     if report.files else ())
+    _write_text(out_dir / MARKDOWN_FILE,
+                render_markdown(report) + "\n".join(["", *deploy]) + diagnosis)
+    return report.dump(out_dir / REPORT_FILE)
+
+
+def load_inputs(run_dir: str | Path, export_json: str | Path | None = None,
+                validation_json: str | Path | None = None) -> Inputs:
+    """Read run.json, metrics.json, export.json and the validation JSON; same data or UserError."""
+    run_dir = Path(run_dir)
+    retrain = "fine-tune the run again (`edge-transfer finetune --out RUN`)"
+    run_info = RunInfo.load(run_dir / RunInfo.FILE_NAME, error=UserError, fix=retrain,
+                            missing=f"{run_dir} is not a run directory; create it with "
+                                    "`edge-transfer finetune --out`")
+    fingerprint = run_info.data.fingerprint
+    if not fingerprint:
+        raise UserError(f"{run_dir / RunInfo.FILE_NAME} has no data fingerprint; {retrain}")
+    metrics_path = run_dir / METRICS_FILE
+    metrics = (RunMetrics.load(metrics_path, error=UserError, fix=retrain)
+               if metrics_path.is_file() else RunMetrics())
+    export_path = _export_path(run_dir, export_json)
+    export = ExportRecord.load(
+        export_path, error=UserError,
+        fix=f"run `edge-transfer export {run_dir}` first, or pass --export DIR")
+    _check_fingerprint(fingerprint, export.data_fingerprint, export_path,
+                       f"export the run again: `edge-transfer export {run_dir}`")
+    if validation_json is None:
+        return Inputs(run_dir, fingerprint, metrics, export_path, export)
+    validation_path = Path(validation_json)
+    validation = ValidationResult.load(
+        validation_path, error=UserError,
+        fix="write it with `edge-transfer validate BUNDLE --json OUT`")
+    _check_fingerprint(fingerprint, validation.data_fingerprint, validation_path,
+                       "bundle and validate this run's export again")
+    return Inputs(run_dir, fingerprint, metrics, export_path, export, validation_path,
+                  validation)
+
+
+def assemble(inputs: Inputs) -> Report:
+    """The report record (nothing written)."""
+    from edge_transfer.train.health import training_warnings
+
+    export, device_rows = inputs.export, inputs.device_rows
+    float_accuracy = export.float_accuracy
+    samples = export.samples
+    device_samples = inputs.validation.samples if inputs.validation else None
+    context = _Context(samples, export.float_predictions, device_samples, export.labels)
+    rows = _with_ratios([_row(a, device_rows.get(a.name), float_accuracy, context)
+                         for a in export.artifacts])
+    if inputs.validation and inputs.validation.clients:
+        rows = [dataclasses.replace(r, clients=tuple(
+            c for c in inputs.validation.clients if c.artifact == r.name)) for r in rows]
+    float_iv = (comparisons.accuracy_interval(samples, export.float_predictions)
+                or comparisons.interval_of(float_accuracy, samples.count if samples else None))
+    return Report(
+        samples=samples, device_samples=device_samples,
+        float_predictions=export.float_predictions,
+        float_interval=_pair(float_iv),
+        warnings=tuple(training_warnings(inputs.run_dir) + _warnings(export, rows, context)),
+        run=str(inputs.run_dir),
+        export=str(inputs.export_path),
+        validation=str(inputs.validation_path) if inputs.validation_path else None,
+        data_fingerprint=inputs.fingerprint,
+        labels=export.labels,
+        float_accuracy=float_accuracy,
+        device=inputs.validation.device if inputs.validation else None,
+        transfer=transfer_figures(inputs.metrics, samples),
+        artifacts=tuple(rows),
+        incremental=_incremental(inputs.run_dir),
+    )
+
+
+def _incremental(run_dir: Path) -> IncrementalHistory | None:
+    """The run's class-incremental history (``extend``), if it has one."""
+    path = Path(run_dir) / IncrementalHistory.FILE_NAME
+    return IncrementalHistory.load(path, error=UserError) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every row is compared against: the test samples and the float model's top-1
+    on them, the samples the device ran, and the class names."""
+
+    samples: SampleIds | None
+    float_predictions: str | None
+    device_samples: SampleIds | None
+    labels: tuple[str, ...]
+
+
+def _counts(samples: SampleIds | None, n: int | None) -> bool:
+    """True when a figure measured on ``n`` samples was measured on ``samples``' count."""
+    return samples is not None and n == samples.count
+
+
+def _pair(interval: stats.Interval | None) -> tuple[float, ...] | None:
+    return None if interval is None else (round(interval.low, 6), round(interval.high, 6))
+
+
+def _comparison(paired: stats.Paired | None) -> Comparison | None:
+    return None if paired is None else Comparison.of(paired)
+
+
+def _warnings(export: ExportRecord, rows: Sequence[ReportRow], context: _Context) -> list[str]:
+    """One line each: a model at chance or collapsed onto one class, and export checks too
+    small to resolve a drop of their tolerance."""
+    out = []
+    float_line = comparisons.health(context.samples, context.float_predictions,
+                                    context.labels, "the float model")
+    if float_line:
+        out.append(float_line)
+    out += [r.health for r in rows if r.health and r.health not in out]
+    under = sorted({a.check.underpowered for a in export.artifacts
+                    if a.check is not None and a.check.underpowered})
+    out += [f"export checks: {u}" for u in under[:1]]
+    return out + _unjudged(export, rows)
+
+
+def _unjudged(export: ExportRecord, rows: Sequence[ReportRow]) -> list[str]:
+    """An export.json older than ``steps`` judged its QAT and pruned files against their own
+    trained model: one line for each ``ok`` one that is a regression against the float model
+    (paired, by the export's own tolerance and rule)."""
+    decision = export.decision or ExportDecision(max_accuracy_drop=0.05)
+    out = []
+    for row in rows:
+        cmp = row.vs_float
+        if (row.status != "ok" or row.steps is not None or cmp is None
+                or not (row.qat or row.sparsity is not None)):
+            continue
+        significant = decision.decide == "point" or cmp.p_value < decision.alpha
+        if cmp.difference < -decision.max_accuracy_drop and significant:
+            out.append(f"{row.name} is {cmp.describe()} against the float model, but its "
+                       "export.json (older than the step-by-step check) judged it only against "
+                       "its own trained model: export again to judge it")
+    return out
+
+
+def transfer_figures(metrics: RunMetrics, samples: SampleIds | None = None
+                     ) -> TransferFigures | None:
+    """Transfer against scratch and the forgetting figure, when the run measured them.
+
+    With the test split's predictions of both models (metrics.json) and the test samples'
+    identity, the transfer gain is paired: ``transfer_gain_low``/``_high`` (95% interval) and
+    ``transfer_gain_p`` (exact McNemar); ``test_samples`` is the size of the test split.
+
+    >>> m = RunMetrics(test_accuracy=0.95, scratch_test_accuracy=0.80)
+    >>> transfer_figures(m).transfer_gain
+    0.15
+    >>> transfer_figures(RunMetrics(test_accuracy=0.95)) is None
+    True
+    """
+    if not metrics.transfer_measured:
+        return None
+    m = metrics
+    out = TransferFigures(
+        test_accuracy=m.test_accuracy, val_accuracy=m.val_accuracy,
+        scratch_test_accuracy=m.scratch_test_accuracy,
+        source_accuracy_before=m.source_accuracy_before,
+        source_accuracy_after=m.source_accuracy_after,
+        transfer_gain=_diff(m.test_accuracy, m.scratch_test_accuracy),
+        forgetting=_diff(m.source_accuracy_before, m.source_accuracy_after),
+        test_samples=_num(m.test_samples))
+    gain = comparisons.paired_difference(samples, m.scratch_test_predictions,
+                                         m.test_predictions)
+    if gain is None:
+        return out
+    return dataclasses.replace(out, transfer_gain_low=round(gain.interval.low, 6),
+                               transfer_gain_high=round(gain.interval.high, 6),
+                               transfer_gain_p=gain.p_value)
+
+
+def _row(art: ExportArtifact, dev: ValidationRow | None,
+         float_accuracy: float | None, context: _Context) -> ReportRow:
+    export_ok = art.ok
+    device_status = dev.status if dev else None
+    status = "ok" if export_ok and device_status in (None, "ok") else "failed"
+    reason = art.reason if not export_ok else (dev.reason if dev else None)
+    work_acc = art.accuracy if export_ok else None
+    ran = dev if dev is not None and dev.ok else None
+    # The device's accuracy is held to the workstation's on the same sample (the bundle's
+    # validation sample), which need not be the split export.json measured on.
+    dev_acc = ran.accuracy if ran else None
+    ref_acc = ran.workstation_accuracy if ran else None
+    latency = (ran.latency_ms or {}) if ran else {}
+    agreement = ran.agreement if ran else None  # emulated devices
+    check = art.check if export_ok else None
+    predictions = check.predictions if check and _counts(context.samples, check.samples) else None
+    work_iv = (comparisons.accuracy_interval(context.samples, predictions)
+               or comparisons.interval_of(work_acc, check.samples if check else None))
+    steps = art.check.steps if art.check is not None else None
+    # an older export.json compared a QAT / pruned file with its own trained model only
+    own = check is not None and check.vs_float is not None and (
+        steps is not None or not (art.qat or art.sparsity is not None))
+    vs_float = check.vs_float if check and own else _comparison(
+        comparisons.paired_difference(context.samples, context.float_predictions, predictions))
+    ran_here = ran if ran and _counts(context.device_samples, ran.samples) else None
+    dev_preds = ran_here.predictions if ran_here else None
+    ref_preds = ran_here.workstation_predictions if ran_here else None
+    dev_iv = (comparisons.accuracy_interval(context.device_samples, dev_preds)
+              or comparisons.interval_of(dev_acc, ran.samples if ran else None))
+    device_vs = _comparison(comparisons.paired_difference(context.device_samples, ref_preds,
+                                                          dev_preds))
+    health = (comparisons.health(context.samples, predictions, context.labels, art.name)
+              or comparisons.health(context.device_samples, dev_preds, context.labels,
+                                    f"{art.name} on the device"))
+    return ReportRow(
+        predictions=predictions, device_predictions=dev_preds, reference_predictions=ref_preds,
+        workstation_interval=_pair(work_iv), device_interval=_pair(dev_iv),
+        vs_float=vs_float, device_vs_workstation=device_vs, health=health, steps=steps,
+        name=art.name, format=art.format, precision=art.precision, qat=art.qat,
+        sparsity=art.sparsity, status=status, reason=reason,
+        export_status=art.status, device_status=device_status, file=art.file,
+        bytes=art.bytes if export_ok else None,
+        gzip_bytes=art.gzip_bytes if export_ok else None,
+        workstation_accuracy=work_acc,
+        device_accuracy=dev_acc,
+        device_samples=ran.samples if ran else None,
+        reference_accuracy=ref_acc,
+        delta_vs_float=_diff(work_acc, float_accuracy),
+        device_gap=_diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
+        latency_p50_ms=_num(latency.get("p50")),
+        fps=ran.throughput_fps if ran else None,
+        peak_memory_mb=ran.peak_memory_mb if ran else None,
+        checks={c.name: c.status for c in (dev.checks if dev else ())},
+        agreement_top1=agreement.top1 if agreement else None,
+        max_abs_diff=agreement.max_abs_diff if agreement else None,
+        latency=ran.latency if ran else None,
+    )
+
+
+def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
+    """Size over the same format's plain fp32 artifact (``<format>-fp32``)."""
+    fp32 = {r.format: r.bytes for r in rows if r.name == f"{r.format}-fp32"}
+    out = []
+    for r in rows:
+        ref = fp32.get(r.format)
+        ratio = round(r.bytes / ref, 4) if r.bytes is not None and ref else None
+        out.append(dataclasses.replace(r, ratio_to_fp32=ratio))
+    return out
+
+
+# ---------------------------------------------------------------- Markdown
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown: summary, warnings, transfer figures, the artifact table, what
+    quantization changed per class, failures; a "how to read this" line under each table."""
+    device = report.device
+    samples = report.samples
+    where = f"test split, {samples.count:,} samples" if samples else "test split"
+    lines = [
+        "# edge-transfer report", "",
+        f"- run: `{report.run}`",
+        f"- data fingerprint: `{report.data_fingerprint}`",
+        f"- float model accuracy ({where}): "
+        f"{_with_interval(report.float_accuracy, report.float_interval)}",
+        f"- device: {device.name} ({device.profile or MISSING}, {device.arch or MISSING})"
+        if device else "- device: not validated",
+        "",
+    ]
+    if report.warnings:
+        lines += ["## Warnings", ""]
+        lines += [f"- ⚠ {w}" for w in report.warnings]
+        lines.append("")
+    t = report.transfer
+    if t:
+        n = t.test_samples
+        lines += ["## Transfer", "", "| figure | value |", "|---|---|",
+                  f"| test accuracy (transfer) | {_with_interval(t.test_accuracy, _iv(t.test_accuracy, n))} |",  # noqa: E501
+                  f"| test accuracy (scratch) | {_with_interval(t.scratch_test_accuracy, _iv(t.scratch_test_accuracy, n))} |",  # noqa: E501
+                  f"| transfer gain | {_gain(t)} |",
+                  f"| source accuracy before | {_pct(t.source_accuracy_before)} |",
+                  f"| source accuracy after | {_pct(t.source_accuracy_after)} |",
+                  f"| forgetting (before − after) | {_pts(t.forgetting)} |", "",
+                  f"*How to read this:* accuracies on the test split{_of(n)} with their 95% "
+                  "Wilson interval; the transfer gain is paired (the same test images, both "
+                  "models): its 95% interval and exact McNemar p. An interval that spans 0 is "
+                  "no evidence either way.", ""]
+    if report.incremental:
+        from edge_transfer.train.incremental import markdown_lines
+
+        lines += markdown_lines(report.incremental)
+    lines += ["## Artifacts", "", _table(report.artifacts), "",
+              "*How to read this:* accuracies in % with their 95% Wilson interval (workstation: "
+              "the test split; device: the bundle's sample, the same test images). Δ vs float "
+              "and device gap are paired differences on the same images, in points, with a "
+              "95% Newcombe interval and the exact McNemar p-value; a difference whose "
+              "interval spans 0 (p ≥ 0.05) may be noise.", ""]
+    lines += _class_table(report)
+    trained = [r for r in report.artifacts if r.steps is not None and r.status == "ok"]
+    if trained:
+        lines += ["## QAT and pruned files, step by step", ""]
+        lines += [f"- **{r.name}**: {which_step(r.steps)}" for r in trained if r.steps]
+        lines += ["", "*How to read this:* such a file is judged against the float model; "
+                  "in between, the fine-tune (its trained Keras model against the float model)"
+                  " and the conversion (the file against that trained model) are each paired "
+                  "on the same test images.", ""]
+    lines += client_table(report.artifacts)
+    failed = [r for r in report.artifacts if r.status != "ok"]
+    if failed:
+        lines += ["## Failed artifacts", ""]
+        lines += [f"- **{r.name}**: {r.reason or 'no reason recorded'}" for r in failed]
+        lines.append("")
+    files = report.files or ReportFiles(plot=None)
+    if files.plot:
+        lines += ["## Accuracy against size", "", f"![accuracy against size]({files.plot})",
+                  "", "*How to read this:* each point is one file; the bars are 95% intervals "
+                  "of its accuracy. Points whose bars overlap heavily cannot be told apart on "
+                  "this many samples.", ""]
+    if files.confusion:
+        lines += ["## Confusion matrices, float against int8", "",
+                  f"![confusion matrices]({files.confusion})", ""]
+    return "\n".join(lines)
+
+
+def client_table(rows: Sequence[ReportRow]) -> list[str]:
+    """The files in the deploy clients (``validate --client``): a file x client table of
+    top-1 agreement with our runtime, then why a client did not run a file.
+
+    >>> from edge_transfer.core.records import ClientRow
+    >>> row = ReportRow(name="onnx-fp32", status="ok", clients=(
+    ...     ClientRow("onnx-fp32", "openvino", "refused", "no model_type"),))
+    >>> print("\\n".join(client_table([row])[2:5]))
+    | file | openvino |
+    |---|---|
+    | onnx-fp32 | refused |
+    """
+    runs = [c for r in rows for c in r.clients]
+    if not runs:
+        return []
+    clients = list(dict.fromkeys(c.client for c in runs))
+    lines = ["## Deploy clients", "", f"| file | {' | '.join(clients)} |",
+             "|---" * (len(clients) + 1) + "|"]
+    for r in rows:
+        if r.clients:
+            cells = {c.client: c.cell() for c in r.clients}
+            lines.append(f"| {r.name} | {' | '.join(cells.get(c, '—') for c in clients)} |")
+    lines += ["", "*How to read this:* each file run by the client's own API on the device's "
+              "images (pixels in, the client's own preprocessing and labels from the file): "
+              "the share of images whose top-1 label equals our runtime's, with its 95% Wilson "
+              "interval, and the exact McNemar p of the paired accuracy difference. — : the "
+              "client does not read that format.", ""]
+    lines += [f"- **{c.artifact}** in {c.client}: {c.status}: {c.reason}" for c in runs
+              if c.reason]
+    return [*lines, ""] if any(c.reason for c in runs) else lines
+
+
+def _class_table(report: Report) -> list[str]:
+    """What quantization changed, class by class: per quantized file, the test images of
+    each class it got right that the float model got wrong (gained) and the reverse (lost)."""
+    if report.samples is None or report.float_predictions is None:
+        return []
+    changed = []
+    for row in report.artifacts:
+        if row.status != "ok" or (row.precision == "fp32" and not row.qat and not row.sparsity):
+            continue
+        per_class = comparisons.class_changes(report.samples, report.float_predictions,
+                                              row.predictions, report.labels)
+        if per_class and any(c.lost or c.gained for c in per_class):
+            changed.append((row.name, per_class))
+    head = ["## What quantization changed, per class", ""]
+    if not changed:
+        return [*head, "No quantized file changed whether any test image was classified "
+                "correctly.", ""]
+    first = changed[0][1]
+    out = [*head, "| class | images | float correct | " + " | ".join(n for n, _ in changed)
+           + " |", "|---|---|---|" + "---|" * len(changed)]
+    for i, c in enumerate(first):
+        cells = [_change(per_class[i]) for _, per_class in changed]
+        out.append(f"| {c.label} | {c.samples} | {c.before} | " + " | ".join(cells) + " |")
+    total = [sum(c.change for c in per_class) for _, per_class in changed]
+    out.append("| all | " + f"{sum(c.samples for c in first)} | {sum(c.before for c in first)}"
+               + " | " + " | ".join(f"**{t:+d}**" for t in total) + " |")
+    out += ["", "*How to read this:* each cell is the change in correctly classified test "
+            "images of that class against the float model (net, then lost/gained images); "
+            "0 means the file agrees with the float model on every image of the "
+            "class. Files that changed nothing are left out.", ""]
+    return out
+
+
+def _change(c: comparisons.ClassChange) -> str:
+    return f"{c.change:+d} (−{c.lost}/+{c.gained})" if c.lost or c.gained else "0"
+
+
+TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
+                 "acc. workstation", "acc. device", "Δ vs float", "p50 ms", "FPS",
+                 "peak MB", "device gap", "budgets", "top-1 agree", "max diff")
+
+
+def table_cells(row: ReportRow) -> list[str]:
+    """One artifact row as display strings (shared by Markdown and the terminal table)."""
+    return [
+        row.name, row.format or MISSING, row.precision or MISSING,
+        row.status, _size(row.bytes), _fmt(row.ratio_to_fp32, "{:.2f}×"),
+        _with_interval(row.workstation_accuracy, row.workstation_interval),
+        _with_interval(row.device_accuracy, row.device_interval),
+        _paired(row.delta_vs_float, row.vs_float), _fmt(row.latency_p50_ms, "{:.3f}"),
+        _fmt(row.fps, "{:.0f}"), _fmt(row.peak_memory_mb, "{:.1f}"),
+        _paired(row.device_gap, row.device_vs_workstation),
+        ", ".join(f"{k} {v}" for k, v in row.checks.items()) or MISSING,
+        _fmt(row.agreement_top1, "{:.4f}"), _fmt(row.max_abs_diff, "{:.2g}"),
+    ]
+
+
+def _with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+    """``'97.0% [92.6, 98.8]'`` (percent, interval in percent), or the bare percentage."""
+    if value is None or not interval:
+        return _pct(value)
+    return f"{value:.1%} [{interval[0] * 100:.1f}, {interval[1] * 100:.1f}]"
+
+
+def _paired(value: float | None, cmp: Comparison | None) -> str:
+    """``'-0.7 pt [-4.2, +2.3] p=1'``, or the bare points without a paired comparison."""
+    if value is None or cmp is None:
+        return _pts(value)
+    return (f"{value * 100:+.1f} pt [{cmp.low * 100:+.1f}, {cmp.high * 100:+.1f}] "
+            f"p={stats.format_p(cmp.p_value)}")
+
+
+def _iv(accuracy: float | None, n: float | None) -> tuple[float, float] | None:
+    interval = comparisons.interval_of(accuracy, int(n) if n else None)
+    return None if interval is None else (interval.low, interval.high)
+
+
+def _gain(t: TransferFigures) -> str:
+    if (t.transfer_gain is None or t.transfer_gain_p is None or t.transfer_gain_low is None
+            or t.transfer_gain_high is None):
+        return _pts(t.transfer_gain)
+    return (f"{t.transfer_gain * 100:+.1f} pt [{t.transfer_gain_low * 100:+.1f}, "
+            f"{t.transfer_gain_high * 100:+.1f}] p={stats.format_p(t.transfer_gain_p)}")
+
+
+def _of(n: Any) -> str:
+    return f" ({int(n):,} images)" if n else ""
+
+
+def _table(rows: Iterable[ReportRow]) -> str:
+    out = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    out += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- plots
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (smaller or equal size AND more accurate).
+
+    >>> pareto_front([(100, 0.9), (50, 0.95), (30, 0.80), (60, 0.94)])
+    [2, 1]
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_accuracy_vs_size(report: Report, path: Path) -> None:
+    """Accuracy against file size per artifact, one marker/colour per format, its 95%
+    interval as an error bar, and the Pareto front."""
+    sized = [r for r in report.artifacts if r.bytes is not None]
+    device = any(r.device_accuracy is not None for r in sized)
+    measured = [(r, r.bytes, r.device_accuracy if device else r.workstation_accuracy)
+                for r in sized]
+    rows = [r for r, _, acc in measured if acc is not None]
+    points = [(size / 1024, acc) for _, size, acc in measured
+              if size is not None and acc is not None]
+    fig = plots.figure((7, 4.5))
+    ax = fig.subplots()
+    styles = plots.styles(sorted({str(r.format) for r in rows}))
+    for fmt, (marker, colour) in styles.items():
+        mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
+        ax.scatter([p[0] for _, p in mine], [p[1] for _, p in mine], marker=marker,
+                   color=colour, s=50, label=fmt, zorder=3)
+        bars = [(p, iv) for r, p in mine
+                if (iv := r.device_interval if device else r.workstation_interval)]
+        if bars:  # the 95% interval of each accuracy
+            ax.errorbar([p[0] for p, _ in bars], [p[1] for p, _ in bars],
+                        yerr=[[max(0.0, p[1] - iv[0]) for p, iv in bars],
+                              [max(0.0, iv[1] - p[1]) for p, iv in bars]],
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.6,
+                        zorder=2)
+    log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
+    for r, point, lift in zip(rows, points, plots.label_lifts(points, log_x), strict=True):
+        ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
+                    fontsize=7)
+    front = [points[i] for i in pareto_front(points)]
+    if front:
+        ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
+                label="Pareto front", zorder=2)
+    if not device and report.float_accuracy is not None:  # same split as the points
+        ax.axhline(report.float_accuracy, linestyle=":", color="black", linewidth=1,
+                   label="float model (workstation)")
+    if log_x:
+        ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.25)
+    ax.set_xlabel("file size (KiB)")
+    ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'}), 95% interval")
+    ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
+    ax.grid(True, alpha=0.3)
+    if rows:
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    plots.save(fig, path)
+
+
+
+def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
+    """Confusion matrices side by side (rows: true class, columns: predicted)."""
+    import numpy as np
+
+    fig = plots.figure((4.2 * len(pair), 4))
+    axes = fig.subplots(1, len(pair))
+    for ax, (name, matrix) in zip(np.atleast_1d(axes), pair, strict=True):
+        m = np.asarray(matrix)
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > m.max() / 2 else "black")
+        ticks = range(m.shape[0])
+        names = list(labels) if len(labels) == m.shape[0] else [str(t) for t in ticks]
+        ax.set_xticks(ticks, names, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+    plots.save(fig, path)
+
+
+def _confusion_pair(rows: Sequence[ReportRow],
+                    device_rows: Mapping[str, ValidationRow]) -> list[tuple[str, Any]]:
+    """(float, int8) confusion matrices from the validation JSON, preferring one format."""
+    def matrix(name: str) -> Any:
+        dev = device_rows.get(name)
+        return dev.confusion_matrix if dev is not None and dev.ok else None
+
+    names = [r.name for r in rows]
+    for fmt in ("tflite", "onnx"):
+        f32, i8 = f"{fmt}-fp32", f"{fmt}-int8"
+        if f32 in names and i8 in names and matrix(f32) and matrix(i8):
+            return [(f32, matrix(f32)), (i8, matrix(i8))]
+    return []
+
+
+
+
+
+def _write_text(path: Path, text: str) -> None:
+    from edge_transfer.core.atomic import write_text_atomic
+
+    write_text_atomic(path, text if text.endswith("\n") else text + "\n")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _export_path(run_dir: Path, given: str | Path | None) -> Path:
+    path = Path(given) if given else run_dir / "export"
+    return path / "export.json" if path.is_dir() or not path.suffix else path
+
+
+def _check_fingerprint(expected: str, got: str | None, path: Path, fix: str) -> None:
+    if got and got != expected:
+        raise DataError(f"{path} was made from other data than the run (fingerprint {got} != "
+                        f"{expected}); {fix}")
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 6)
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return MISSING if value is None else pattern.format(value)
+
+
+def _pct(value: float | None) -> str:
+    return _fmt(value, "{:.1%}")
+
+
+def _pts(value: float | None) -> str:
+    return _fmt(None if value is None else value * 100, "{:+.1f} pt")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{value / 1024:.1f} KiB" if value < 1024 * 1024 else f"{value / 2**20:.2f} MiB"
