@@ -13,7 +13,9 @@ rewrites the README's backbone table from the JSON.
 ``--from-file`` measures the matrix's "from a .keras file" column instead: each backbone's
 keras.applications model saved as a ``.keras`` file (random weights, the smallest input,
 every argument at its default), pretrained from that file as a user would; the cell is its
-test accuracy, or the warning that says why it is low (``support.probe_file``).
+test accuracy, or the warning that says why it is low (``support.probe_file``). The JSON and
+the README are rewritten after each backbone; backbones that already have a cell are skipped
+unless ``--redo``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,14 @@ def add_file_cell(path: Path, name: str, cell: dict) -> dict:
     return data
 
 
+def measured_files(path: Path) -> set[str]:
+    """The backbones whose "from a .keras file" cell ``path`` already holds (a finished
+    measurement, not a failure), which ``--from-file`` skips unless ``--redo``."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    return {row["name"] for row in data.get("models", [])
+            if (row.get("from_file") or {}).get("status") == "ok"}
+
+
 def measure(name: str, args: argparse.Namespace) -> dict:
     """One backbone in a child process; a crash or timeout becomes a failed row (with the
     registry's family and input size, and paths relative to the run)."""
@@ -206,6 +216,8 @@ def main() -> int:
                         help="only rewrite the README table from the JSON (left unchanged)")
     parser.add_argument("--from-file", action="store_true",
                         help="measure the 'from a .keras file' column only")
+    parser.add_argument("--redo", action="store_true",
+                        help="with --from-file: measure again the backbones that have a cell")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--one-file", help=argparse.SUPPRESS)
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
@@ -217,7 +229,8 @@ def main() -> int:
         run_one_file(args.one_file, args.epochs, args.row)
         return 0
     if args.from_file:
-        for name in [n for n in planned(args.all, args.only) if n not in args.skip]:
+        for name in [n for n in planned(args.all, args.only)
+                     if n not in args.skip and (args.redo or n not in measured_files(args.out))]:
             print(f"{name} (from a .keras file) ...", flush=True)
             cell = measure_file(name, args)
             print(f"{name}: {json.dumps(cell)[:400]}", flush=True)
