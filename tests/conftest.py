@@ -92,15 +92,41 @@ TRAINED_FIXTURES = ("pretrain_run", "digits_run", "digits_bundle")
 TINY_FIXTURES = ("tiny_run", "tiny_export", "tiny_bundle")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test ``trained`` or ``tiny`` by the fixtures it uses (directly or through
-    other fixtures), so the tiers need no marker to be kept by hand."""
+    other fixtures), so the tiers need no marker to be kept by hand; under
+    ``pytest -n 2 --dist loadgroup`` (pytest-xdist) also give each test its group."""
+    grouped = getattr(config.option, "dist", "no") == "loadgroup"
     for item in items:
         names = getattr(item, "fixturenames", ())
         if any(name in names for name in TRAINED_FIXTURES):
             item.add_marker("trained")
         elif any(name in names for name in TINY_FIXTURES):
             item.add_marker("tiny")
+        if grouped:
+            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The worker group of a test under ``--dist loadgroup``: the tests of the trained session
+    fixtures (pretrain, fine-tune and their shared exports, built once) and those that use
+    the emulated arm64 userland (its binds must not overlap) in one group; any other test
+    with the tests of its module, so a module-scoped fixture is built once."""
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("emulated") or any(n in names for n in TRAINED_FIXTURES):
+        return "trained"
+    return item.nodeid.split("::")[0]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker of several, TensorFlow's intra-op pool gets one thread (here
+    and in the CLI children, which inherit the variable), so two workers on two cores do not
+    run four busy threads."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+
 
 
 @pytest.hookimpl(tryfirst=True)
