@@ -172,23 +172,27 @@ ORT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 
 def written_before_pixels_in(props: dict[str, str]) -> bool:
     """Whether an .onnx's ``metadata_props`` come from before files took RGB pixels (no
-    entry, or no ``in_graph`` in it): such a file may hold unshielded float layers inside
-    int8 (int8-mixed) and runs with :data:`ORT_DISABLED_OPTIMIZERS` off.
+    readable entry of ours, or no ``in_graph`` in it): such a file may hold unshielded float
+    layers inside int8 (int8-mixed) and runs with :data:`ORT_DISABLED_OPTIMIZERS` off.
 
-    >>> written_before_pixels_in({"edge_transfer": '{"in_graph": {}, "keep_float": ["c"]}'})
+    >>> from edge_transfer.core.preprocessing import Preprocessing
+    >>> from edge_transfer.runtime.metadata import ModelMetadata
+    >>> meta = ModelMetadata(("a",), Preprocessing(8, 8))
+    >>> written_before_pixels_in({"edge_transfer": meta.pixels_in().to_json()})
     False
-    >>> written_before_pixels_in({"edge_transfer": '{"labels": ["a"]}'})
+    >>> written_before_pixels_in({"edge_transfer": meta.to_json()})
     True
     >>> written_before_pixels_in({})
     True
     """
-    import json
+    from edge_transfer.runtime.metadata import METADATA_KEY, ModelMetadata
 
-    try:
-        entry = json.loads(props.get("edge_transfer", "{}"))
-    except ValueError:
+    if METADATA_KEY not in props:
         return True
-    return not isinstance(entry, dict) or "in_graph" not in entry
+    try:
+        return ModelMetadata.from_json(props[METADATA_KEY]).in_graph is None
+    except ModelError:
+        return True
 
 
 class OnnxBackend:
