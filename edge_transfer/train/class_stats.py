@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_transfer.core.atomic import atomic_path
 from edge_transfer.core.errors import ModelError
 from edge_transfer.train.linear_head import LinearHead
 
@@ -95,12 +96,11 @@ class ClassStatistics:
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / STATS_FILE
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, means=self.means.astype(np.float32), counts=self.counts,
-                 basis=self.basis.astype(np.float32), spectrum=self.spectrum,
-                 trace=np.float64(self.trace), class_names=np.asarray(self.class_names, str),
-                 extractor=np.asarray(self.extractor))
-        tmp.replace(path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            np.savez(tmp, means=self.means.astype(np.float32), counts=self.counts,
+                     basis=self.basis.astype(np.float32), spectrum=self.spectrum,
+                     trace=np.float64(self.trace), class_names=np.asarray(self.class_names, str),
+                     extractor=np.asarray(self.extractor))
         return path
 
     @classmethod

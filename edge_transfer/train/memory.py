@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.core.atomic import atomic_path
 from edge_transfer.core.errors import ModelError
 
 MEMORY_FILE = "memory.npz"
@@ -96,12 +97,11 @@ class FeatureMemory:
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / MEMORY_FILE
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, features=self.features.astype(np.float16),
-                 labels=self.labels.astype(np.int32),
-                 class_names=np.asarray(self.class_names, dtype=str),
-                 per_class=np.int32(self.per_class), extractor=np.asarray(self.extractor))
-        tmp.replace(path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            np.savez(tmp, features=self.features.astype(np.float16),
+                     labels=self.labels.astype(np.int32),
+                     class_names=np.asarray(self.class_names, dtype=str),
+                     per_class=np.int32(self.per_class), extractor=np.asarray(self.extractor))
         return path
 
     @classmethod
