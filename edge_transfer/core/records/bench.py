@@ -1,0 +1,56 @@
+"""What ``edge-transfer bench --json OUT`` writes (:class:`BenchTable`): one :class:`BenchRow`
+per artifact (FPS = 1000 / p50 ms at batch 1) and the validation beside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from edge_transfer.core.errors import DeviceError, UserError
+from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
+from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
+from edge_transfer.core.records.validation import ValidationResult
+
+
+@dataclass(frozen=True)
+class BenchRow(Record):
+    """One artifact of the benchmark table (FPS = 1000 / p50 ms at batch 1)."""
+
+    name: str
+    format: str
+    precision: str
+    status: str
+    size_mb: float
+    reason: str | None = None
+    samples: int | None = None
+    accuracy: float | None = None
+    workstation_accuracy: float | None = None
+    ms_per_image: float | None = None
+    fps: float | None = None
+    batched_fps: float | None = None
+    emulated: bool = False
+    agreement_top1: float | None = None
+    latency: LatencyStats | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class BenchTable(FileRecord):
+    """What ``edge-transfer bench --json OUT`` writes: the rows and the validation beside."""
+
+    FILE_NAME: ClassVar[str] = "bench.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ERROR: ClassVar[type[UserError]] = DeviceError
+    MAKE: ClassVar[str] = "write it again with `edge-transfer bench SOURCE --json OUT`"
+
+    source: str
+    device: DeviceInfo
+    rows: tuple[BenchRow, ...]
+    validation: ValidationResult
+    data: str | None = None
+    min_accuracy: float | None = None
+    below_min_accuracy: tuple[str, ...] = ()
+    recommendation: Recommendation | None = field(default=None, metadata=OMIT_NONE)
