@@ -25,7 +25,9 @@ from devices.bench_source import as_bundle
 from devices.deploy import read_manifest, recommend_validation
 from devices.profile import DeviceProfile, resolve_profile
 from devices.validate import validate
-from edge_transfer.core.records import BenchRow, BenchTable, ValidationRow, as_dict
+from edge_transfer.core.records.base import as_dict
+from edge_transfer.core.records.bench import BenchRow, BenchTable
+from edge_transfer.core.records.validation import ValidationRow
 
 MB = 1024 * 1024
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_transfer.core.errors import BenchSourceError
-from edge_transfer.core.records import ExportRecord, RunInfo
+from edge_transfer.core.records.export import ExportRecord
+from edge_transfer.core.records.run import RunInfo
 from edge_transfer.deploy.bundle import MANIFEST, create_bundle
 
 MODEL_SUFFIXES = (".tflite", ".onnx")

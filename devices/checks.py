@@ -1,7 +1,7 @@
 """A profile's budgets -> pass / fail / skip rows for one validated artifact.
 
 >>> from devices.profile import load_profile
->>> from edge_transfer.core.records import ValidationRow
+>>> from edge_transfer.core.records.validation import ValidationRow
 >>> row = ValidationRow(name="tflite-int8", format="tflite", precision="int8", status="ok",
 ...                     bytes=30_000, peak_memory_mb=80.0, latency_ms={"p90": 0.2},
 ...                     accuracy=0.97, workstation_accuracy=0.975)
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from devices.profile import DeviceProfile
-from edge_transfer.core.records import BudgetCheck, ValidationRow
+from edge_transfer.core.records.validation import BudgetCheck, ValidationRow
 
 MB = 1024 * 1024
 BUDGETS = ("storage", "memory", "latency", "accuracy")

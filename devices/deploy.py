@@ -12,7 +12,7 @@ latency is measured here, the same way validate measures it; on another architec
 is timed and the mark is the smallest file within the tolerance, saying so.
 
 >>> from devices.profile import load_profile
->>> from edge_transfer.core.records import ManifestArtifact
+>>> from edge_transfer.core.records.manifest import ManifestArtifact
 >>> row = ManifestArtifact(name="onnx-fp32", file="model.onnx", format="onnx",
 ...                        precision="fp32", sha256="0" * 64, bytes=1000)
 >>> left_out_because(load_profile("coral-dev-board"), row)
@@ -32,14 +32,10 @@ import numpy as np
 
 from devices.profile import DeviceProfile, machine_arch
 from edge_transfer.core.errors import UserError
-from edge_transfer.core.records import (
-    LatencyStats,
-    MalformedRecord,
-    Manifest,
-    ManifestArtifact,
-    Recommendation,
-    ValidationResult,
-)
+from edge_transfer.core.records.base import MalformedRecord
+from edge_transfer.core.records.device import LatencyStats, Recommendation
+from edge_transfer.core.records.manifest import Manifest, ManifestArtifact
+from edge_transfer.core.records.validation import ValidationResult
 from edge_transfer.deploy.bundle import DEFAULT_SAMPLES, MANIFEST, BundleOptions
 from edge_transfer.deploy.recommend import Candidate, correct, recommend, recommend_result
 

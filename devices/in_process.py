@@ -23,7 +23,7 @@ from devices.sample import validation_data
 from edge_transfer.core import interrupts
 from edge_transfer.core.atomic import write_bytes_atomic
 from edge_transfer.core.errors import UserError
-from edge_transfer.core.records import ValidationRow
+from edge_transfer.core.records.validation import ValidationRow
 from edge_transfer.deploy.bundle import Bundle, BundleArtifact
 
 

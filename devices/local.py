@@ -23,7 +23,8 @@ from devices.profile import DeviceProfile, machine_arch, resolve_profile, write_
 from devices.sample import sample_ids, validation_data
 from edge_transfer.core import interrupts
 from edge_transfer.core.errors import UserError
-from edge_transfer.core.records import DeviceInfo, ValidationResult, ValidationRow
+from edge_transfer.core.records.device import DeviceInfo
+from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.deploy.bundle import Bundle, BundleArtifact, open_bundle
 
 

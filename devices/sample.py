@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_transfer.core.errors import DataError
-from edge_transfer.core.records import SampleIds
+from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.deploy.bundle import Bundle
 
 

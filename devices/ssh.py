@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from devices.profile import DeviceProfile, load_profile, write_profile
 from edge_transfer.core.errors import DeviceError
-from edge_transfer.core.records import ValidationResult
+from edge_transfer.core.records.validation import ValidationResult
 from edge_transfer.deploy.bundle import open_bundle
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

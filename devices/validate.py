@@ -40,7 +40,8 @@ from devices.profile import (
 )
 from devices.ssh import validate_ssh
 from edge_transfer.core.errors import DeviceError
-from edge_transfer.core.records import ValidationResult, as_dict
+from edge_transfer.core.records.base import as_dict
+from edge_transfer.core.records.validation import ValidationResult
 
 STAND_IN = "stand-in"
 

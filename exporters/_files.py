@@ -14,7 +14,7 @@ import numpy as np
 from edge_transfer.core import interrupts
 from edge_transfer.core.atomic import write_bytes_atomic
 from edge_transfer.core.errors import ConversionError, one_line
-from edge_transfer.core.records import TensorRecord
+from edge_transfer.core.records.export import TensorRecord
 from edge_transfer.runtime.backends import open_backend, run_float
 from edge_transfer.runtime.metadata import ModelMetadata, embedded_metadata
 from exporters.spec import Artifact, Calibration, ExportSpec, KerasSource

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import Comparison
+from edge_transfer.core.records.paired import Comparison
 from edge_transfer.core.samples import encode
 from exporters.spec import Check
 from exporters.steps import measure, which_step

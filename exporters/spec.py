@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_transfer.core.errors import UnsupportedExportError
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records import ArtifactOutcome, ExportArtifact, ExportCheck
+from edge_transfer.core.records.export import ArtifactOutcome, ExportArtifact, ExportCheck
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("float", "int8", "uint8")

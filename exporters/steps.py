@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import Comparison, TrainedSteps
+from edge_transfer.core.records.export import TrainedSteps
+from edge_transfer.core.records.paired import Comparison
 from edge_transfer.core.samples import encode
 
 

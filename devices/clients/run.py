@@ -30,7 +30,8 @@ import numpy as np
 from devices.clients import CLIENTS, Client, clients_python
 from edge_transfer.core import stats
 from edge_transfer.core.preprocessing import as_uint8_batch, resize_batch
-from edge_transfer.core.records import ClientRow, Comparison
+from edge_transfer.core.records.paired import Comparison
+from edge_transfer.core.records.validation import ClientRow
 from edge_transfer.core.samples import encode
 from edge_transfer.deploy.bundle import Bundle
 

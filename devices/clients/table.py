@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_transfer.core.records import ClientRow
+from edge_transfer.core.records.validation import ClientRow
 
 
 def client_grid(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from devices.clients.run import run_clients
 from devices.sample import validation_data
-from edge_transfer.core.records import ValidationResult, ValidationRow
+from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.core.samples import SamplesError, decode
 from edge_transfer.deploy.bundle import open_bundle
 

@@ -35,13 +35,9 @@ from devices.profile import (
     write_profile,
 )
 from edge_transfer.core.errors import DeviceError
-from edge_transfer.core.records import (
-    Agreement,
-    DeviceInfo,
-    MalformedRecord,
-    ValidationResult,
-    ValidationRow,
-)
+from edge_transfer.core.records.base import MalformedRecord
+from edge_transfer.core.records.device import DeviceInfo
+from edge_transfer.core.records.validation import Agreement, ValidationResult, ValidationRow
 from edge_transfer.deploy.bundle import open_bundle
 
 LATENCY_EMULATED = ("measured under qemu emulation on the workstation, not on the device: "

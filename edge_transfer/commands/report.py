@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_transfer.core.records import Report, ReportFiles
+    from edge_transfer.core.records.report import Report, ReportFiles
     from edge_transfer.report.build import build_report, table_cells
 
     path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)

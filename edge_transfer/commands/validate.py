@@ -138,7 +138,7 @@ def failures(result: dict[str, Any]) -> list[str]:
 def health_lines(result: dict[str, Any]) -> list[str]:
     """One line per artifact that ran at chance, or predicted one class for >= 90% of the
     samples, on the device."""
-    from edge_transfer.core.records import SampleIds
+    from edge_transfer.core.records.paired import SampleIds
     from edge_transfer.report.comparisons import health
 
     try:

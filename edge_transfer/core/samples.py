@@ -13,7 +13,7 @@ the zlib-compressed little-endian values>"``. numpy and the standard library onl
 True
 >>> decode(text).tolist()
 [5, 6, 7, 5]
->>> from edge_transfer.core.records import SampleIds     # which samples: data, split, positions
+>>> from edge_transfer.core.records.paired import SampleIds  # which samples: data, split, positions
 >>> ids = SampleIds.of("1025a9517fa0a376", "test", labels=[0, 1, 1])
 >>> ids.count, decode(ids.indices).tolist(), ids.same_samples(ids)
 (3, [0, 1, 2], True)

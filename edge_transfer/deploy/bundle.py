@@ -48,13 +48,9 @@ import numpy as np
 from edge_transfer.core.atomic import atomic_path
 from edge_transfer.core.errors import BundleError, UserError
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records import (
-    ExportArtifact,
-    ExportRecord,
-    Manifest,
-    ManifestArtifact,
-    SampleIds,
-)
+from edge_transfer.core.records.export import ExportArtifact, ExportRecord
+from edge_transfer.core.records.manifest import Manifest, ManifestArtifact
+from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.data.images import Images
 from edge_transfer.deploy.measure import float_top1, workstation_top1
 from edge_transfer.deploy.sample import default_samples, stratified_positions

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_transfer.core.records import ExportArtifact, ExportRecord, SampleIds
+from edge_transfer.core.records.export import ExportArtifact, ExportRecord
+from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.core.samples import SamplesError
 from edge_transfer.data.images import Images
 

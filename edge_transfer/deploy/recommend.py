@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import Recommendation, ValidationResult, ValidationRow
+from edge_transfer.core.records.device import Recommendation
+from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.core.samples import SamplesError, decode_or_none
 
 TIED = 1.05       # latencies within 5% of the fastest are a tie: the smaller file wins

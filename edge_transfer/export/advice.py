@@ -40,7 +40,7 @@ def broken(artifact: Artifact, classes: int | None) -> str | None:
     the same file does not fix.
 
     >>> from exporters import ExportSpec
-    >>> from edge_transfer.core.records import ExportCheck
+    >>> from edge_transfer.core.records.export import ExportCheck
     >>> from edge_transfer.core.samples import encode
     >>> check = ExportCheck(samples=100, max_abs_diff=0.9, top1_agreement=0.2, accuracy=0.2,
     ...                     tolerance=0.01, passed=False, predictions=encode([4] * 100))

@@ -33,7 +33,7 @@ import numpy as np
 
 from edge_transfer.core.errors import UnsupportedExportError
 from edge_transfer.core.fields import renamed
-from edge_transfer.core.records import DiagnoseRecord, Diagnosis, LayerDiagnosis
+from edge_transfer.core.records.diagnose import DiagnoseRecord, Diagnosis, LayerDiagnosis
 from exporters.diagnosis import TensorError
 
 DIAGNOSE_FILE = DiagnoseRecord.FILE_NAME
@@ -352,7 +352,7 @@ def markdown_section(export_dir: Path, out_dir: Path) -> str:
     layers int8-mixed variants kept in float. Empty when there is neither."""
     import shutil
 
-    from edge_transfer.core.records import ExportRecord
+    from edge_transfer.core.records.export import ExportRecord
 
     lines: list[str] = []
     for d in load_diagnoses(export_dir):

@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import Comparison, KeepFloatSearch, KeepFloatTry, LayerDiagnosis
+from edge_transfer.core.records.diagnose import LayerDiagnosis
+from edge_transfer.core.records.export import KeepFloatSearch, KeepFloatTry
+from edge_transfer.core.records.paired import Comparison
 from edge_transfer.export.config import MAX_BYTES, MAX_CONVERSIONS
 from edge_transfer.export.diagnose import Quantizer, Sample, quiet
 from edge_transfer.export.quant_signs import TensorRange, signs

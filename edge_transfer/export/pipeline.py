@@ -45,7 +45,8 @@ import exporters
 from edge_transfer.core import interrupts, stats
 from edge_transfer.core.errors import ExportError, ModelError, UserError
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records import ExportDecision, ExportRecord, ExportTiming, SampleIds
+from edge_transfer.core.records.export import ExportDecision, ExportRecord, ExportTiming
+from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.core.samples import encode
 from edge_transfer.export import keep_float as mixed
 from edge_transfer.export import workers as export_workers
@@ -574,7 +575,7 @@ def results_table(result: ExportResult) -> Any:
 def timing_line(timing: ExportTiming | None) -> str | None:
     """Where the time went, in one line: wall time against the variants' summed seconds.
 
-    >>> from edge_transfer.core.records import ExportTiming
+    >>> from edge_transfer.core.records.export import ExportTiming
     >>> timing = ExportTiming(wall_seconds=50.0, jobs=2, convert_seconds=80.0,
     ...                       check_seconds=4.0, preparation_seconds={"load": 3.0})
     >>> print(timing_line(timing))  # doctest: +NORMALIZE_WHITESPACE

@@ -18,7 +18,7 @@ Three signs (:func:`signs`), read from the per-layer errors of
 2.04
 >>> int8_steps(0.0, 6.0)
 255.0
->>> from edge_transfer.core.records import LayerDiagnosis
+>>> from edge_transfer.core.records.diagnose import LayerDiagnosis
 >>> def la(name, depth, local):
 ...     return LayerDiagnosis(name, "CONV_2D", depth, local, local, "")
 >>> even = [la(f"conv{k}", k, 0.1) for k in range(40)]
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_transfer.core.records import LayerDiagnosis
+from edge_transfer.core.records.diagnose import LayerDiagnosis
 
 FEW_STEPS = 16          # a tensor spanning fewer int8 steps than this has lost its signal
 TINY_SPAN = 0.01        # an early tensor narrower than this: pixels scaled twice (1/255 = 0.004)

@@ -69,22 +69,12 @@ from typing import Any
 
 from edge_transfer.core import stats
 from edge_transfer.core.errors import DataError, UserError
-from edge_transfer.core.records import (
-    Comparison,
-    ExportArtifact,
-    ExportDecision,
-    ExportRecord,
-    IncrementalHistory,
-    Report,
-    ReportFiles,
-    ReportRow,
-    RunInfo,
-    RunMetrics,
-    SampleIds,
-    TransferFigures,
-    ValidationResult,
-    ValidationRow,
-)
+from edge_transfer.core.records.export import ExportArtifact, ExportDecision, ExportRecord
+from edge_transfer.core.records.incremental import IncrementalHistory
+from edge_transfer.core.records.paired import Comparison, SampleIds
+from edge_transfer.core.records.report import Report, ReportFiles, ReportRow, TransferFigures
+from edge_transfer.core.records.run import RunInfo, RunMetrics
+from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.report import comparisons, plots
 from edge_transfer.train.runs import METRICS_FILE
 from exporters.steps import which_step
@@ -468,7 +458,7 @@ def client_table(rows: Sequence[ReportRow]) -> list[str]:
     """The files in the deploy clients (``validate --client``): a file x client table of
     top-1 agreement with our runtime, then why a client did not run a file.
 
-    >>> from edge_transfer.core.records import ClientRow
+    >>> from edge_transfer.core.records.validation import ClientRow
     >>> row = ReportRow(name="onnx-fp32", status="ok", clients=(
     ...     ClientRow("onnx-fp32", "openvino", "refused", "no model_type"),))
     >>> print("\\n".join(client_table([row])[2:5]))

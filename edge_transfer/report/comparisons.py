@@ -5,7 +5,7 @@ Predictions are :func:`edge_transfer.core.samples.encode` strings of top-1 class
 the samples a :class:`~edge_transfer.core.samples.SampleIds` names; two sets of predictions are
 compared only when they were made on the very same samples.
 
->>> from edge_transfer.core.records import SampleIds
+>>> from edge_transfer.core.records.paired import SampleIds
 >>> from edge_transfer.core.samples import encode
 >>> ids = SampleIds.of("f00d", "test", labels=[0, 0, 1, 1, 2, 2])
 >>> accuracy_interval(ids, encode([0, 0, 1, 1, 2, 0])).points()
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import SampleIds
+from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.core.samples import SamplesError, decode, decode_or_none
 
 

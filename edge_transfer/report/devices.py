@@ -21,13 +21,10 @@ import numpy as np
 
 from edge_transfer.core import stats
 from edge_transfer.core.errors import UserError
-from edge_transfer.core.records import (
-    ExportRecord,
-    Recommendation,
-    SampleIds,
-    ValidationResult,
-    ValidationRow,
-)
+from edge_transfer.core.records.device import Recommendation
+from edge_transfer.core.records.export import ExportRecord
+from edge_transfer.core.records.paired import SampleIds
+from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.core.samples import SamplesError, decode, encode
 from edge_transfer.deploy.recommend import recommend_result
 

@@ -42,7 +42,9 @@ from typing import Any, Literal
 from edge_transfer.core import stats
 from edge_transfer.core.errors import ConfigError, DataError, UserError
 from edge_transfer.core.fields import option
-from edge_transfer.core.records import IncrementalHistory, MalformedRecord, Report, ReportRow
+from edge_transfer.core.records.base import MalformedRecord
+from edge_transfer.core.records.incremental import IncrementalHistory
+from edge_transfer.core.records.report import Report, ReportRow
 from edge_transfer.report import comparisons
 
 Verdict = Literal["pass", "fail", "skip"]

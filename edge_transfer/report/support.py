@@ -92,7 +92,7 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     seconds) and ``variants`` (per artifact: status, accuracy, seconds, reason).
     """
     from edge_transfer.core.errors import EdgeTransferError, ModelError
-    from edge_transfer.core.records import RunInfo, RunMetrics
+    from edge_transfer.core.records.run import RunInfo, RunMetrics
     from edge_transfer.core.stats import at_chance, wilson
     from edge_transfer.export.config import ExportConfig
     from edge_transfer.export.pipeline import export_run
@@ -174,7 +174,7 @@ def probe_file(name: str, workdir: Path, epochs: int = 4, seed: int = 0) -> dict
     on digits 0-4 as a user would (``--backbone FILE``): the matrix's :data:`FILE_COLUMN`
     cell: status, test accuracy, the ``input:`` decision and the run's warnings."""
     from edge_transfer.core.errors import EdgeTransferError
-    from edge_transfer.core.records import RunInfo, RunMetrics
+    from edge_transfer.core.records.run import RunInfo, RunMetrics
     from edge_transfer.train.transfer import PretrainConfig, health_line, pretrain
 
     start = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_transfer.core import interrupts
 from edge_transfer.core.errors import ModelError, one_line
-from edge_transfer.core.records import TensorRecord
+from edge_transfer.core.records.export import TensorRecord
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_transfer.core import stats
-from edge_transfer.core.records import RunInfo, RunMetrics
+from edge_transfer.core.records.run import RunInfo, RunMetrics
 from edge_transfer.core.stats import Interval
 
 LEARNED_MARGIN = 0.2   # training accuracy this far above the chance interval: it learned

@@ -32,16 +32,9 @@ import numpy as np
 
 from edge_transfer.core.errors import ConfigError, DataError, ModelError
 from edge_transfer.core.fields import option, required
-from edge_transfer.core.records import (
-    BaselineFigures,
-    Comparison,
-    IncrementalHistory,
-    RunData,
-    RunInfo,
-    RunMetrics,
-    SplitSizes,
-    StepFigures,
-)
+from edge_transfer.core.records.incremental import BaselineFigures, IncrementalHistory, StepFigures
+from edge_transfer.core.records.paired import Comparison
+from edge_transfer.core.records.run import RunData, RunInfo, RunMetrics, SplitSizes
 from edge_transfer.data.dataset import UNION, Dataset, Splits, split_dataset, stratified_sample
 from edge_transfer.data.load import absolute_spec, load_dataset
 from edge_transfer.train.class_stats import STATS_FILE, ClassStatistics

@@ -35,7 +35,7 @@ import numpy as np
 from edge_transfer.core.atomic import write_text_atomic
 from edge_transfer.core.errors import DataError, ModelError, UserError
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records import RunInfo, RunMetrics
+from edge_transfer.core.records.run import RunInfo, RunMetrics
 from edge_transfer.data.dataset import Splits, split_dataset, stratified_sample
 from edge_transfer.data.load import load_dataset
 

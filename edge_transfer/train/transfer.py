@@ -36,7 +36,7 @@ from edge_transfer.core.atomic import write_text_atomic
 from edge_transfer.core.errors import ConfigError
 from edge_transfer.core.fields import option, renamed, required
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records import (
+from edge_transfer.core.records.run import (
     RunBackbone,
     RunData,
     RunInfo,
