@@ -166,6 +166,7 @@ def test_still_improving_fires_only_when_the_budget_ran_out_on_a_clear_rise() ->
     assert still_improving_warning(_rising([1.0] * 60, best=60), 135) is None  # the demo's
     assert still_improving_warning(_rising([0.2, 0.9]), 135) is None      # two epochs
     assert still_improving_warning(_rising([0.3]), 135) is None           # the tiny fixtures
+    assert still_improving_warning(_rising([0.4, 0.6, float("nan")]), 135) is None
     # a rise of 2 points an epoch is noise on 135 images, not on 9000
     noise = [0.70, 0.72, 0.74, 0.76]
     assert still_improving_warning(_rising(noise), 135) is None

@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from edge_transfer.core import stats
@@ -209,7 +210,7 @@ last epoch has the lowest validation loss; ... train again with --epochs 8 or mo
     """
     val = history.get("val_accuracy") or []
     epochs = len(val)
-    if epochs < MIN_EPOCHS or val_size < 1:
+    if epochs < MIN_EPOCHS or val_size < 1 or not all(math.isfinite(v) for v in val):
         return None
     if int(history.get("best_epoch", [0.0])[0]) != epochs:
         return None
