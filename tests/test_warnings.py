@@ -145,3 +145,87 @@ def test_the_warnings_stay_quiet_on_a_good_history() -> None:
     metrics = RunMetrics(train_accuracy=0.99, val_accuracy=0.96, val_samples=135,
                          test_accuracy=0.95, test_samples=225)
     assert run_warnings(history, metrics, 541, 135, 5, has_batchnorm=True) == []
+
+
+def _rising(val: list[float], best: int | None = None) -> dict[str, list[float]]:
+    return {"val_accuracy": val, "best_epoch": [float(best or len(val))]}
+
+
+def test_still_improving_fires_only_when_the_budget_ran_out_on_a_clear_rise() -> None:
+    """The rule on histories: the last epoch kept (early stopping did not end the run) and
+    its validation accuracy above every earlier epoch's beyond its Wilson interval."""
+    from edge_transfer.train.health import still_improving_warning
+
+    regnety = [0.4667, 0.6593, 0.6815, 0.7556]     # regnety_002 from a .keras file, measured
+    line = still_improving_warning(_rising(regnety), 135)
+    assert line is not None and line.startswith(
+        "validation accuracy was still rising when the 4 epochs ran out: 0.756 "), line
+    assert "best before 0.681 at epoch 3; one-sided 95% bound 0.690" in line
+    assert "train again with --epochs 8 or more" in line
+    assert still_improving_warning(_rising(regnety[:3]), 135) is None       # +2 pt: noise
+    assert still_improving_warning(_rising(regnety, best=2), 135) is None   # early stopping
+    assert still_improving_warning(_rising(regnety, best=3), 135) is None   # last not kept
+    assert still_improving_warning(_rising([1.0] * 60, best=60), 135) is None  # the demo's
+    assert still_improving_warning(_rising([0.2, 0.9]), 135) is None      # two epochs
+    assert still_improving_warning(_rising([0.3]), 135) is None           # the tiny fixtures
+    assert still_improving_warning(_rising([0.4, 0.6, float("nan")]), 135) is None
+    # a rise of 2 points an epoch is noise on 135 images, not on 9000
+    noise = [0.70, 0.72, 0.74, 0.76]
+    assert still_improving_warning(_rising(noise), 135) is None
+    assert still_improving_warning(_rising(noise), 9000) is not None
+    # a last up-tick back to an earlier level is not a rise
+    assert still_improving_warning(_rising([0.5, 0.9, 0.8, 0.91]), 135) is None
+
+
+def test_still_improving_names_the_stage_kept_and_its_option() -> None:
+    """In finetune only the stage whose model is kept counts: a head stage that ran out
+    while rising is followed by stage 2, which trains on."""
+    from edge_transfer.core.records import RunMetrics
+    from edge_transfer.train.health import run_warnings
+
+    metrics = RunMetrics(train_accuracy=0.95, val_accuracy=0.93, val_samples=134,
+                         test_accuracy=0.92, test_samples=225)
+    rising, settled = _rising([0.4, 0.6, 0.9]), _rising([0.92, 0.93, 0.93], best=1)
+    stages = {"stage 1 (head)": rising, "stage 2": settled}
+    assert run_warnings(settled, metrics, 541, 134, 5, True, stages=stages) == []
+    stages = {"stage 1 (head)": settled, "stage 2": rising}
+    lines = run_warnings(rising, metrics, 541, 134, 5, True, stages=stages)
+    assert len(lines) == 1 and "when the 3 epochs of stage 2 ran out" in lines[0]
+    assert "--finetune-epochs 6 or more" in lines[0], lines
+    head_only = {"stage 1 (head)": rising, "stage 2": {}}
+    lines = run_warnings(rising, metrics, 541, 134, 5, True, stages=head_only)
+    assert len(lines) == 1 and "of stage 1 (head) ran out" in lines[0]
+    assert "--epochs 6 or more" in lines[0], lines
+
+
+def test_a_run_cut_short_says_train_longer_and_the_longer_run_does_not(tmp_path: Path
+                                                                       ) -> None:
+    """A small dense model at 8x8 px learns digits 0-4 over a few epochs: stopped after 3 its
+    validation accuracy is still rising (0.73 -> 0.89 on 135 images here); trained for the 6
+    epochs the warning asks for, it has levelled off and nothing is said."""
+    from edge_transfer.core.keras import load
+    from edge_transfer.train.health import training_warnings
+
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, activation="relu", name="features")(x)
+    file = tmp_path / "dense.keras"
+    keras.Model(inputs, keras.layers.Dense(5)(x)).save(file)
+    runs = {}
+    for epochs in ("3", "6"):
+        runs[epochs] = run_main("pretrain", "--data", "digits:0-4", "--backbone", str(file),
+                                "--out", str(tmp_path / epochs), "--epochs", epochs,
+                                "--learning-rate", "2e-3", "--quiet")
+        assert runs[epochs].returncode == 0, runs[epochs].stderr
+    printed = _warnings(runs["3"].stderr)
+    assert len(printed) == 1 and printed[0].startswith(
+        "validation accuracy was still rising when the 3 epochs ran out: 0.8"), printed
+    assert "train again with --epochs 6 or more" in printed[0]
+    assert json.loads((tmp_path / "3" / "run.json").read_text())["warnings"] == printed
+    assert training_warnings(tmp_path / "3") == [f"from training: {printed[0]}"]
+    history = json.loads((tmp_path / "6" / "history.json").read_text())["pretrain"]
+    assert len(history["val_accuracy"]) == 6 and max(history["val_accuracy"]) > 0.95, history
+    assert _warnings(runs["6"].stderr) == [], runs["6"].stderr
+    assert json.loads((tmp_path / "6" / "run.json").read_text())["warnings"] == []

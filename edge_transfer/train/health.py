@@ -9,6 +9,8 @@ Pure functions of a run's figures (numpy and the standard library; no TensorFlow
   that trained (BatchNorm statistics, preprocessing inside the model, dropout).
 - :func:`validation_chance_warning` - per-epoch validation at chance at every epoch while
   training accuracy rose: early stopping chose an epoch on figures that mean nothing.
+- :func:`still_improving_warning` - validation accuracy still rising, beyond noise, when the
+  epochs ran out: training stopped on its budget, not on convergence; train longer.
 
 Below-chance accuracy is :func:`edge_transfer.core.stats.health_warning`'s (every command's).
 
@@ -22,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from edge_transfer.core import stats
@@ -171,17 +174,94 @@ def validation_chance_warning(history: dict[str, list[float]], classes: int, val
             f"pass does not see the model that trains: {cause}); {_fix(has_batchnorm)}")
 
 
+# The fewest epochs a "still improving" judgement needs: the last step must rise against a
+# curve that already had a step to rise in. The first step (epoch 1 -> 2) rises in nearly every
+# run that learns at all, converged or not, so two epochs tell nothing about the slope.
+MIN_EPOCHS = 3
+# The option that sets each training stage's epoch budget, in stage order (pretrain and
+# finetune's head stage; finetune's stage 2).
+EPOCH_OPTIONS = ("--epochs", "--finetune-epochs")
+
+
+# The Wilson interval whose lower bound the last epoch must clear: two-sided 90%, so that its
+# lower bound is a one-sided 95% bound ("still rising" is a claim about one direction).
+RISING_CONFIDENCE = 0.90
+
+
+def still_improving_warning(history: dict[str, list[float]], val_size: int, stage: str = "",
+                            option: str = "--epochs") -> str | None:
+    """A warning when training ran out of epochs while validation accuracy was still rising:
+    the run stopped on its epoch budget, not on convergence. It fires only when all hold:
+
+    - ``history`` has :data:`MIN_EPOCHS` epochs or more (the first step says nothing);
+    - the kept epoch (``best_epoch``: the lowest validation loss, the weights restored) is
+      the last one. Early stopping ends a run only after ``--patience`` (1 or more) epochs
+      without a lower validation loss, so a run whose last epoch is the best ran its whole
+      budget, still improving by early stopping's own measure;
+    - the last epoch's validation accuracy beats every earlier epoch's by more than noise:
+      the best earlier figure lies below the last one's one-sided 95% Wilson lower bound on
+      ``val_size`` images (:data:`RISING_CONFIDENCE`, :func:`edge_transfer.core.stats.wilson`),
+      a one-sided test of "rising" that takes the earlier figure as known. The loss keeps
+      falling on a model that has levelled off (the demo's validation sits at 1.0 while it
+      does), so accuracy must move too: a plateau, or a last up-tick within the noise of the
+      validation size, stays silent.
+
+    >>> h = {"val_accuracy": [0.4667, 0.6593, 0.6815, 0.7556], "best_epoch": [4.0]}
+    >>> print(still_improving_warning(h, 135))   # doctest: +ELLIPSIS
+    validation accuracy was still rising when the 4 epochs ran out: 0.756 at the last \
+epoch on 135 images, above every earlier epoch by more than noise (best before 0.681 at \
+epoch 3; one-sided 95% bound 0.690), with the lowest validation loss; ... train again with \
+--epochs 8 or more ...
+    >>> still_improving_warning({**h, "best_epoch": [2.0]}, 135) is None   # early stopping
+    True
+    >>> still_improving_warning({**h, "val_accuracy": [0.40, 0.70, 0.74, 0.76]}, 135) is None
+    True
+    """
+    val = history.get("val_accuracy") or []
+    epochs = len(val)
+    if epochs < MIN_EPOCHS or val_size < 1 or not all(math.isfinite(v) for v in val):
+        return None
+    if int(history.get("best_epoch", [0.0])[0]) != epochs:
+        return None
+    last = stats.wilson(round(val[-1] * val_size), val_size, RISING_CONFIDENCE)
+    before = max(range(epochs - 1), key=lambda i: val[i])
+    best = round(val[before] * val_size) / val_size
+    if best >= last.low:
+        return None
+    where = f" of {stage}" if stage else ""
+    return (f"validation accuracy was still rising when the {epochs} epochs{where} ran out: "
+            f"{last.estimate:.3f} at the last epoch on {val_size} images, above every earlier "
+            f"epoch by more than noise (best before {best:.3f} at epoch {before + 1}; "
+            f"one-sided 95% bound {last.low:.3f}), with the lowest validation loss; training "
+            "stopped on its epoch budget, not because it converged: train again with "
+            f"{option} {2 * epochs} or more (early stopping, --patience, ends it when "
+            "validation stops improving)")
+
+
+def _kept_stage(history: dict[str, list[float]],
+                stages: dict[str, dict[str, list[float]]] | None) -> tuple[str, str]:
+    """The name of the stage whose model is kept (``history``) and its epoch option."""
+    for index, (name, stage) in enumerate((stages or {}).items()):
+        if stage is history:
+            return name, EPOCH_OPTIONS[min(index, len(EPOCH_OPTIONS) - 1)]
+    return "", EPOCH_OPTIONS[0]
+
+
 def run_warnings(history: dict[str, list[float]], metrics: RunMetrics, train_size: int,
                  val_size: int, classes: int, has_batchnorm: bool,
                  learning_rate: float | None = None,
                  stages: dict[str, dict[str, list[float]]] | None = None) -> list[str]:
     """Every warning a finished training earns: per-epoch validation at chance in any of
-    ``stages`` (name -> history); then one of the inference gap (kept epoch of
-    ``history`` vs ``metrics.train_accuracy``), :func:`chance_warning` or
-    :func:`untrained_warning`."""
+    ``stages`` (name -> history); validation still rising when the epochs of ``history``
+    (the stage whose model is kept) ran out (:func:`still_improving_warning`); then one of
+    the inference gap (kept epoch of ``history`` vs ``metrics.train_accuracy``),
+    :func:`chance_warning` or :func:`untrained_warning`."""
     out = [line for name, stage in (stages or {"": history}).items()
            if (line := validation_chance_warning(stage, classes, metrics.val_samples
                                                  or val_size, name, has_batchnorm))]
+    rising = still_improving_warning(history, metrics.val_samples or val_size,
+                                     *_kept_stage(history, stages))
+    out += [rising] if rising else []
     if metrics.val_accuracy is None:
         return out
     accuracy = history.get("accuracy") or [0.0]
