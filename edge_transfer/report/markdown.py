@@ -20,7 +20,7 @@ from edge_transfer.report import comparisons
 from exporters.steps import which_step
 
 MISSING = "—"
-READ = "*How to read this:* "
+HOW_TO_READ = "*How to read this:* "
 
 
 def render_markdown(report: Report) -> str:
@@ -35,7 +35,7 @@ def render_markdown(report: Report) -> str:
 def _section(title: str, body: Sequence[str], note: str | None = None) -> list[str]:
     """``## title``, its lines, and the "how to read this" ``note`` under them."""
     lines = [f"## {title}", "", *body, ""]
-    return [*lines, READ + note, ""] if note else lines
+    return [*lines, HOW_TO_READ + note, ""] if note else lines
 
 
 def _summary(report: Report) -> list[str]:
