@@ -1,5 +1,5 @@
 """The file x client table of ``validate --client`` (the report's is in
-:mod:`edge_transfer.report.build`), and the lines about clients that are not installed.
+:mod:`edge_transfer.report.markdown`), and the lines about clients that are not installed.
 
 >>> result = {"artifacts": [{"name": "tflite-fp32"}], "clients": [
 ...     {"artifact": "tflite-fp32", "client": "litert", "status": "missing",

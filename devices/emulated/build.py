@@ -23,13 +23,13 @@ from devices.emulated.host import (
     ensure_binfmt,
     host_debian_mirror,
     install_interpreter,
-    run_host,
+    pip_download,
+    run_host_or_raise,
 )
 from devices.emulated.inside import chroot_run
 from devices.emulated.userland import (
     INCLUDE,
     PINNED,
-    PLATFORMS,
     PROJECT_WHEELS,
     PYTHON_VERSION,
     SETUP_COMMAND,
@@ -64,10 +64,7 @@ def setup_emulated_arm64(
     userland.path.mkdir(parents=True, exist_ok=True)
     with _locked(userland.path / ".lock"):
         if force:
-            progress(f"--force: removing {userland.rootfs} and rebuilding everything")
-            _remove_tree(userland.rootfs)
-            for stale in (userland.marker, userland.path / "rootfs.json"):
-                stale.unlink(missing_ok=True)
+            _remove_all(userland, progress)
         timings = _build_rootfs(userland, progress)
         previous = userland.info() or {}
         with tempfile.TemporaryDirectory(prefix="edge-transfer-wheel-") as tmp:
@@ -97,6 +94,14 @@ def setup_emulated_arm64(
              f"ai-edge-litert {versions['ai-edge-litert']}, "
              f"onnxruntime {versions['onnxruntime']})")
     return userland
+
+
+def _remove_all(userland: Userland, progress: Progress) -> None:
+    """``--force``: the rootfs and the stamps that would reuse any stage, removed."""
+    progress(f"--force: removing {userland.rootfs} and rebuilding everything")
+    _remove_tree(userland.rootfs)
+    for stale in (userland.marker, userland.path / "rootfs.json"):
+        stale.unlink(missing_ok=True)
 
 
 _DEBOOTSTRAP_PHASE = re.compile(
@@ -159,12 +164,8 @@ def _build_rootfs(userland: Userland, progress: Progress) -> dict[str, float]:
 def _build_project_wheel(copy: Path, out: Path, progress: Progress) -> dict[str, str]:
     """``pip wheel --no-deps`` of the source copy into ``out``."""
     progress("building the edge-transfer wheel")
-    try:
-        run_host([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-              str(copy)])
-    except subprocess.CalledProcessError as exc:
-        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise DeviceError(f"building the edge-transfer wheel failed: {tail[0]}") from None
+    run_host_or_raise([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                       str(copy)], "building the edge-transfer wheel")
     wheel = next(out.glob("edge_transfer-*.whl"))
     return {"wheel": wheel.name, "version": wheel.name.split("-")[1]}
 
@@ -188,15 +189,8 @@ def _download_wheels(userland: Userland, project_wheel: Path, requirements: list
     partial = userland.path / "wheelhouse.partial"
     _remove_tree(partial)
     start = time.monotonic()
-    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    try:
-        run_host([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-              "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
-              "-d", str(partial), str(project_wheel), *requirements, "pip"])
-    except subprocess.CalledProcessError as exc:
-        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise DeviceError(f"pip download of the aarch64 wheels failed: {tail[0]} (check the "
-                          "network or the package index, then rerun the setup)") from None
+    pip_download(partial, [str(project_wheel), *requirements], "the aarch64 wheels",
+                 " (check the network or the package index, then rerun the setup)")
     (partial / project_wheel.name).unlink(missing_ok=True)
     _remove_tree(userland.wheelhouse)
     partial.rename(userland.wheelhouse)
@@ -303,8 +297,6 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 @contextlib.contextmanager
-
-
 def _locked(path: Path) -> Iterator[None]:
     """One setup at a time per folder."""
     with path.open("w") as handle:

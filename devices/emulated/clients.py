@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
+from pathlib import Path
 
 from devices.emulated.build import checked
-from devices.emulated.host import run_host
+from devices.emulated.host import pip_download
 from devices.emulated.inside import chroot_run
-from devices.emulated.userland import PLATFORMS, PYTHON_VERSION, Progress, Userland
+from devices.emulated.userland import Progress, Userland
 from edge_transfer.core.atomic import write_text_atomic
-from edge_transfer.core.errors import DeviceError
 
 CLIENTS_VENV = "/opt/edge-transfer/clients-venv"
 CLIENTS_WHEELHOUSE = "/opt/edge-transfer/clients-wheelhouse"
@@ -47,6 +46,26 @@ def setup_clients(userland: Userland, progress: Progress = print) -> dict[str, s
     userland (offline, under emulation); reused when done with the same packages."""
     stamp = userland.path / "clients.json"
     system_libraries(userland, progress)
+    reused = _reused(userland, stamp, progress)
+    if reused is not None:
+        return reused
+    stamp.unlink(missing_ok=True)
+    wheels = userland.path / "clients-wheelhouse"
+    progress(f"pip download (aarch64): {', '.join(PACKAGES)}")
+    start = time.monotonic()
+    pip_download(wheels, PACKAGES, "the clients' aarch64 wheels")
+    progress(f"creating {CLIENTS_VENV} and installing the clients offline (under emulation)")
+    versions = _install(userland, wheels)
+    seconds = round(time.monotonic() - start, 1)
+    write_text_atomic(stamp, json.dumps({"packages": list(PACKAGES), "versions": versions,
+                                         "seconds": seconds}, indent=2) + "\n")
+    progress(f"clients ready in {seconds:.0f} s: "
+             f"{', '.join(f'{k} {v}' for k, v in versions.items())}")
+    return versions
+
+
+def _reused(userland: Userland, stamp: Path, progress: Progress) -> dict[str, str] | None:
+    """The clients' versions when their venv is there, set up with these packages."""
     try:
         done = json.loads(stamp.read_text())
         if done.get("packages") == list(PACKAGES) and clients_python(userland):
@@ -54,20 +73,12 @@ def setup_clients(userland: Userland, progress: Progress = print) -> dict[str, s
             return dict(done["versions"])
     except (OSError, ValueError):
         pass
-    stamp.unlink(missing_ok=True)
-    wheels = userland.path / "clients-wheelhouse"
-    progress(f"pip download (aarch64): {', '.join(PACKAGES)}")
-    start = time.monotonic()
-    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    try:
-        run_host([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                  "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
-                  "-d", str(wheels), *PACKAGES, "pip"])
-    except subprocess.CalledProcessError as exc:
-        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise DeviceError(f"pip download of the clients' aarch64 wheels failed: {tail[0]}") \
-            from None
-    progress(f"creating {CLIENTS_VENV} and installing the clients offline (under emulation)")
+    return None
+
+
+def _install(userland: Userland, wheels: Path) -> dict[str, str]:
+    """Install the clients from ``wheels`` into their venv (created if missing), offline;
+    the versions that import."""
     pip_wheel = next(wheels.glob("pip-*.whl")).name
     binds: dict[str | os.PathLike[str], str] = {wheels: CLIENTS_WHEELHOUSE}
     if not (userland.rootfs / CLIENTS_VENV.lstrip("/") / "bin" / "python").exists():
@@ -85,15 +96,9 @@ def setup_clients(userland: Userland, progress: Progress = print) -> dict[str, s
     _check(chroot_run(userland.rootfs, [*pip, "--force-reinstall", "--no-deps",
                                          "opencv-python-headless"], binds=binds, timeout=3600),
            "pip install opencv-python-headless")
-    versions = json.loads(_check(chroot_run(userland.rootfs, [
+    return json.loads(_check(chroot_run(userland.rootfs, [
         f"{CLIENTS_VENV}/bin/python", "-c", _PROBE], binds={}, timeout=1800),
         "the clients' import check").stdout.strip().splitlines()[-1])
-    seconds = round(time.monotonic() - start, 1)
-    write_text_atomic(stamp, json.dumps({"packages": list(PACKAGES), "versions": versions,
-                                         "seconds": seconds}, indent=2) + "\n")
-    progress(f"clients ready in {seconds:.0f} s: "
-             f"{', '.join(f'{k} {v}' for k, v in versions.items())}")
-    return versions
 
 
 _PROBE = """

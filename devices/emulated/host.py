@@ -9,10 +9,17 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from devices.emulated.userland import SETUP_COMMAND, SYSTEM_PATH, Progress
+from devices.emulated.userland import (
+    PLATFORMS,
+    PYTHON_VERSION,
+    SETUP_COMMAND,
+    SYSTEM_PATH,
+    Progress,
+)
 from edge_transfer.core.errors import DeviceError
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -186,3 +193,22 @@ def run_host(command: list[str]) -> subprocess.CompletedProcess[str]:
     path = os.environ.get("PATH", "") + ":" + SYSTEM_PATH
     return subprocess.run(command, check=True, capture_output=True, text=True,
                           env={**os.environ, "PATH": path})
+
+
+def run_host_or_raise(command: list[str], failed: str, fix: str = "") -> None:
+    """:func:`run_host`, or a DeviceError ``'<failed> failed: <its last line of stderr><fix>'``."""
+    try:
+        run_host(command)
+    except subprocess.CalledProcessError as exc:
+        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise DeviceError(f"{failed} failed: {tail[0]}{fix}") from None
+
+
+def pip_download(dest: Path, packages: Sequence[str], what: str, fix: str = "") -> None:
+    """``pip download`` on the host the aarch64 CPython wheels of ``packages`` and of pip
+    itself into ``dest``; a DeviceError naming ``what`` when pip fails."""
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    run_host_or_raise([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                       "--python-version", PYTHON_VERSION, "--implementation", "cp",
+                       *platforms, "-d", str(dest), *packages, "pip"],
+                      f"pip download of {what}", fix)

@@ -295,26 +295,33 @@ def run_pipeline(
             results.append(StepResult(step.name, tuple(argv), 0, 0.0))
             continue
         pipeline.out.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        try:
-            code = int(args.handler(args) or 0)
-        except EdgeTransferError as exc:
-            interrupts.check(exc)   # --keep-going never carries on past Ctrl-C
-            if isinstance(exc, UserError) or not pipeline.keep_going:
-                echo(f"[{i}/{len(planned)}] {step.name} failed")
-                raise
-            echo(f"error: {exc}")
-            code = exc.exit_code
-        except Exception:
-            echo(f"[{i}/{len(planned)}] {step.name} failed")
-            raise
-        seconds = time.perf_counter() - start
-        results.append(StepResult(step.name, tuple(argv), code, seconds))
-        echo(f"[{i}/{len(planned)}] {step.name}: "
-             f"{'done' if code == 0 else f'exit code {code}'} in {seconds:.1f} s")
-        if code != 0 and not (pipeline.keep_going and code == 1):
+        result = _run_step(pipeline, step, argv, args, f"[{i}/{len(planned)}]", echo)
+        results.append(result)
+        if result.exit_code != 0 and not (pipeline.keep_going and result.exit_code == 1):
             break
     return results
+
+
+def _run_step(pipeline: Pipeline, step: Step, argv: list[str], args: argparse.Namespace,
+              counter: str, echo: Callable[[str], None]) -> StepResult:
+    """Run one parsed step; its exit code and time, said in one line after ``counter``."""
+    start = time.perf_counter()
+    try:
+        code = int(args.handler(args) or 0)
+    except EdgeTransferError as exc:
+        interrupts.check(exc)   # --keep-going never carries on past Ctrl-C
+        if isinstance(exc, UserError) or not pipeline.keep_going:
+            echo(f"{counter} {step.name} failed")
+            raise
+        echo(f"error: {exc}")
+        code = exc.exit_code
+    except Exception:
+        echo(f"{counter} {step.name} failed")
+        raise
+    seconds = time.perf_counter() - start
+    echo(f"{counter} {step.name}: {'done' if code == 0 else f'exit code {code}'} in "
+         f"{seconds:.1f} s")
+    return StepResult(step.name, tuple(argv), code, seconds)
 
 
 def _parse(parser: argparse.ArgumentParser, pipeline: Pipeline, step: Step,

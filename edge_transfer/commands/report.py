@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from edge_transfer.core.records.report import Report, ReportFiles
-    from edge_transfer.report.build import build_report, table_cells
+    from edge_transfer.report.build import build_report
+    from edge_transfer.report.markdown import table_cells
 
     path = build_report(args.run, args.out or args.run / "report", args.export, args.validation)
     report = Report.load(path)

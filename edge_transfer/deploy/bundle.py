@@ -41,7 +41,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.data.images import Images
 from edge_transfer.deploy.measure import float_top1, workstation_top1
 from edge_transfer.deploy.sample import default_samples, stratified_positions
+
+if TYPE_CHECKING:
+    from edge_transfer.train.runs import Run
 
 MANIFEST = Manifest.FILE_NAME
 VALIDATION_SAMPLE = "validation.npz"
@@ -165,39 +168,64 @@ def create_bundle(
     run = Run.open(run_dir)
     export_dir = Path(export_dir) if export_dir else run.path / "export"
     export = _export_of(run, export_dir)
-    test = run.splits.test
-    test_ids = SampleIds.of(run.data_fingerprint, "test", test.y)
-    positions = stratified_positions(test.y, options.samples)
-    x, y = test.x[positions], np.asarray(test.y)[positions]
+    sample = _Sample.of(run, options.samples)
     out = Path(out_dir)
     _check_out_dir(out)
-    ids = SampleIds.of(run.data_fingerprint, "test", y, positions)
-    previous = _previous(out, ids)
+    previous = _previous(out, sample.ids)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
-        entries, left_out = _stage_artifacts(
-            export, export_dir, staging, options,
-            lambda e, a: _again(previous, e, options.progress) or _measured(
-                e, a, staging, export, test_ids, x, positions, options.progress))
-        with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
-            write_sample(tmp, x, y, run.labels)
-        manifest = Manifest(
-            run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
-            data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
-            validation_sample=VALIDATION_SAMPLE,
-            validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
-            artifacts=tuple(entries),
-            samples=ids, split_samples=test_ids.count,
-            float_predictions=float_top1(export, test_ids, positions),
-            profile=options.profile, left_out=left_out)
-        if options.mark is not None:
-            manifest = options.mark(manifest, staging)
-        manifest.dump(staging / MANIFEST)
+        _stage(staging, run, export, export_dir, sample, options, previous)
         _replace(out, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return archive_bundle(out) if tar else out
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """The bundle's validation sample: ``positions`` in the run's test split (``split``),
+    their images and labels, and their identity (``ids``)."""
+
+    split: SampleIds
+    ids: SampleIds
+    positions: np.ndarray
+    x: Images
+    y: np.ndarray
+
+    @classmethod
+    def of(cls, run: Run, samples: int | None) -> _Sample:
+        """A stratified sample of ``samples`` test images of ``run`` (None: all of them)."""
+        test = run.splits.test
+        positions = stratified_positions(test.y, samples)
+        y = np.asarray(test.y)[positions]
+        return cls(split=SampleIds.of(run.data_fingerprint, "test", test.y),
+                   ids=SampleIds.of(run.data_fingerprint, "test", y, positions),
+                   positions=positions, x=test.x[positions], y=y)
+
+
+def _stage(staging: Path, run: Run, export: ExportRecord, export_dir: Path, sample: _Sample,
+           options: BundleOptions, previous: dict[tuple[str, str], ManifestArtifact]) -> None:
+    """Write the bundle into ``staging``: the files, each with the workstation's top-1 on the
+    sample (the replaced bundle's, export.json's or measured), the sample, the manifest."""
+    entries, left_out = _stage_artifacts(
+        export, export_dir, staging, options,
+        lambda e, a: _again(previous, e, options.progress) or _measured(
+            e, a, staging, export, sample.split, sample.x, sample.positions, options.progress))
+    with atomic_path(staging / VALIDATION_SAMPLE, keep_suffix=True) as tmp:
+        write_sample(tmp, sample.x, sample.y, run.labels)
+    manifest = Manifest(
+        run=str(run.path), labels=run.labels, preprocessing=run.preprocessing,
+        data_fingerprint=run.data_fingerprint, tolerance=DEFAULT_TOLERANCE,
+        validation_sample=VALIDATION_SAMPLE,
+        validation_sha256=sha256_file(staging / VALIDATION_SAMPLE),
+        artifacts=tuple(entries),
+        samples=sample.ids, split_samples=sample.split.count,
+        float_predictions=float_top1(export, sample.split, sample.positions),
+        profile=options.profile, left_out=left_out)
+    if options.mark is not None:
+        manifest = options.mark(manifest, staging)
+    manifest.dump(staging / MANIFEST)
 
 
 def _previous(out: Path, ids: SampleIds) -> dict[tuple[str, str], ManifestArtifact]:
@@ -222,7 +250,7 @@ def _again(previous: dict[tuple[str, str], ManifestArtifact], entry: ManifestArt
     return row
 
 
-def _export_of(run: Any, export_dir: Path) -> ExportRecord:
+def _export_of(run: Run, export_dir: Path) -> ExportRecord:
     export = ExportRecord.load(export_dir / ExportRecord.FILE_NAME, error=BundleError,
                                missing="run `edge-transfer export RUN` first")
     if export.data_fingerprint not in (None, run.data_fingerprint):

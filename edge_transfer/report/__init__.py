@@ -1,8 +1,8 @@
 """report: what a run, its export and its devices came to, and whether it regressed.
 
-The report (``build``: markdown, plots; ``devices``: the per-device sections; ``plots``),
-per-class and paired comparisons (``comparisons``), the regression gate of ``check``
-(``gate``) and the backbone support matrix (``support``).
+The report (``build``: the record and its plots; ``markdown``: report.md; ``devices``: the
+per-device sections; ``plots``), per-class and paired comparisons (``comparisons``), the
+regression gate of ``check`` (``gate``) and the backbone support matrix (``support``).
 
 May import: every layer below the commands (``core`` ... ``deploy``, ``exporters``,
 ``devices``).
@@ -10,6 +10,6 @@ May import: every layer below the commands (``core`` ... ``deploy``, ``exporters
 
 from edge_transfer.core.moved import forward
 
-# Before issue 23 this was the module now at edge_transfer.report.build: its names still import
-# from here for one release, with a DeprecationWarning.
-__getattr__ = forward(__name__, "edge_transfer.report.build")
+# Before issue 23 this was the module now split into edge_transfer.report.build and .markdown:
+# its names still import from here for one release, with a DeprecationWarning.
+__getattr__ = forward(__name__, "edge_transfer.report.build", "edge_transfer.report.markdown")

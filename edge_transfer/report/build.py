@@ -1,4 +1,5 @@
-"""One report per run: ``report.json``, ``report.md`` and the accuracy-vs-size plot.
+"""One report per run: ``report.json``, ``report.md`` (rendered by
+:mod:`edge_transfer.report.markdown`) and the accuracy-vs-size plot.
 
 It stands on the JSON files the other steps write (no TensorFlow, no model loading):
 
@@ -62,7 +63,7 @@ Not run as a doctest (it needs a run and its export; tests/test_report.py writes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,16 +77,13 @@ from edge_transfer.core.records.report import Report, ReportFiles, ReportRow, Tr
 from edge_transfer.core.records.run import RunInfo, RunMetrics
 from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.report import comparisons, plots
+from edge_transfer.report.markdown import render_markdown
 from edge_transfer.train.runs import METRICS_FILE
-from exporters.steps import which_step
 
 REPORT_FILE = Report.FILE_NAME
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "accuracy_vs_size.png"
 CONFUSION_FILE = "confusion_float_vs_int8.png"
-MISSING = "—"
-
-# How each format looks in the plot.
 
 
 @dataclass(frozen=True)
@@ -313,61 +311,70 @@ def transfer_figures(metrics: RunMetrics, samples: SampleIds | None = None
 
 def _row(art: ExportArtifact, dev: ValidationRow | None,
          float_accuracy: float | None, context: _Context) -> ReportRow:
-    export_ok = art.ok
+    """One artifact: export.json's figures (on the test split), then the device's (on the
+    bundle's sample), then a warning if either is at chance or predicts one class."""
     device_status = dev.status if dev else None
-    status = "ok" if export_ok and device_status in (None, "ok") else "failed"
-    reason = art.reason if not export_ok else (dev.reason if dev else None)
-    work_acc = art.accuracy if export_ok else None
-    ran = dev if dev is not None and dev.ok else None
-    # The device's accuracy is held to the workstation's on the same sample (the bundle's
-    # validation sample), which need not be the split export.json measured on.
-    dev_acc = ran.accuracy if ran else None
-    ref_acc = ran.workstation_accuracy if ran else None
-    latency = (ran.latency_ms or {}) if ran else {}
-    agreement = ran.agreement if ran else None  # emulated devices
-    check = art.check if export_ok else None
+    row = ReportRow(
+        name=art.name, format=art.format, precision=art.precision, qat=art.qat,
+        sparsity=art.sparsity, file=art.file, export_status=art.status,
+        device_status=device_status,
+        status="ok" if art.ok and device_status in (None, "ok") else "failed",
+        reason=art.reason if not art.ok else (dev.reason if dev else None),
+        checks={c.name: c.status for c in (dev.checks if dev else ())},
+        steps=art.check.steps if art.check is not None else None)
+    if art.ok:
+        row = _with_export(row, art, float_accuracy, context)
+    if dev is not None and dev.ok:
+        row = _with_device(row, dev, context)
+    health = (comparisons.health(context.samples, row.predictions, context.labels, art.name)
+              or comparisons.health(context.device_samples, row.device_predictions,
+                                    context.labels, f"{art.name} on the device"))
+    return dataclasses.replace(row, health=health)
+
+
+def _with_export(row: ReportRow, art: ExportArtifact, float_accuracy: float | None,
+                 context: _Context) -> ReportRow:
+    """``row`` with what export.json measured of a file it exported: size, accuracy on the
+    test split with its interval, and the paired comparison with the float model."""
+    check = art.check
     predictions = check.predictions if check and _counts(context.samples, check.samples) else None
     work_iv = (comparisons.accuracy_interval(context.samples, predictions)
-               or comparisons.interval_of(work_acc, check.samples if check else None))
-    steps = art.check.steps if art.check is not None else None
+               or comparisons.interval_of(art.accuracy, check.samples if check else None))
     # an older export.json compared a QAT / pruned file with its own trained model only
     own = check is not None and check.vs_float is not None and (
-        steps is not None or not (art.qat or art.sparsity is not None))
+        row.steps is not None or not (art.qat or art.sparsity is not None))
     vs_float = check.vs_float if check and own else _comparison(
         comparisons.paired_difference(context.samples, context.float_predictions, predictions))
-    ran_here = ran if ran and _counts(context.device_samples, ran.samples) else None
-    dev_preds = ran_here.predictions if ran_here else None
-    ref_preds = ran_here.workstation_predictions if ran_here else None
+    return dataclasses.replace(
+        row, bytes=art.bytes, gzip_bytes=art.gzip_bytes, workstation_accuracy=art.accuracy,
+        delta_vs_float=_diff(art.accuracy, float_accuracy), predictions=predictions,
+        workstation_interval=_pair(work_iv), vs_float=vs_float)
+
+
+def _with_device(row: ReportRow, ran: ValidationRow, context: _Context) -> ReportRow:
+    """``row`` with what a device that ran the file measured. Its accuracy is held to the
+    workstation's on the same sample (the bundle's validation sample), which need not be the
+    split export.json measured on."""
+    here = _counts(context.device_samples, ran.samples)
+    dev_preds = ran.predictions if here else None
+    ref_preds = ran.workstation_predictions if here else None
     dev_iv = (comparisons.accuracy_interval(context.device_samples, dev_preds)
-              or comparisons.interval_of(dev_acc, ran.samples if ran else None))
-    device_vs = _comparison(comparisons.paired_difference(context.device_samples, ref_preds,
-                                                          dev_preds))
-    health = (comparisons.health(context.samples, predictions, context.labels, art.name)
-              or comparisons.health(context.device_samples, dev_preds, context.labels,
-                                    f"{art.name} on the device"))
-    return ReportRow(
-        predictions=predictions, device_predictions=dev_preds, reference_predictions=ref_preds,
-        workstation_interval=_pair(work_iv), device_interval=_pair(dev_iv),
-        vs_float=vs_float, device_vs_workstation=device_vs, health=health, steps=steps,
-        name=art.name, format=art.format, precision=art.precision, qat=art.qat,
-        sparsity=art.sparsity, status=status, reason=reason,
-        export_status=art.status, device_status=device_status, file=art.file,
-        bytes=art.bytes if export_ok else None,
-        gzip_bytes=art.gzip_bytes if export_ok else None,
-        workstation_accuracy=work_acc,
-        device_accuracy=dev_acc,
-        device_samples=ran.samples if ran else None,
-        reference_accuracy=ref_acc,
-        delta_vs_float=_diff(work_acc, float_accuracy),
-        device_gap=_diff(dev_acc, ref_acc if ref_acc is not None else work_acc),
-        latency_p50_ms=_num(latency.get("p50")),
-        fps=ran.throughput_fps if ran else None,
-        peak_memory_mb=ran.peak_memory_mb if ran else None,
-        checks={c.name: c.status for c in (dev.checks if dev else ())},
+              or comparisons.interval_of(ran.accuracy, ran.samples))
+    reference = (ran.workstation_accuracy if ran.workstation_accuracy is not None
+                 else row.workstation_accuracy)
+    agreement = ran.agreement  # emulated devices
+    return dataclasses.replace(
+        row, device_predictions=dev_preds, reference_predictions=ref_preds,
+        device_interval=_pair(dev_iv),
+        device_vs_workstation=_comparison(comparisons.paired_difference(
+            context.device_samples, ref_preds, dev_preds)),
+        device_accuracy=ran.accuracy, device_samples=ran.samples,
+        reference_accuracy=ran.workstation_accuracy,
+        device_gap=_diff(ran.accuracy, reference),
+        latency_p50_ms=_num((ran.latency_ms or {}).get("p50")), fps=ran.throughput_fps,
+        peak_memory_mb=ran.peak_memory_mb,
         agreement_top1=agreement.top1 if agreement else None,
-        max_abs_diff=agreement.max_abs_diff if agreement else None,
-        latency=ran.latency if ran else None,
-    )
+        max_abs_diff=agreement.max_abs_diff if agreement else None, latency=ran.latency)
 
 
 def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
@@ -379,206 +386,6 @@ def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
         ratio = round(r.bytes / ref, 4) if r.bytes is not None and ref else None
         out.append(dataclasses.replace(r, ratio_to_fp32=ratio))
     return out
-
-
-# ---------------------------------------------------------------- Markdown
-
-def render_markdown(report: Report) -> str:
-    """The report as Markdown: summary, warnings, transfer figures, the artifact table, what
-    quantization changed per class, failures; a "how to read this" line under each table."""
-    device = report.device
-    samples = report.samples
-    where = f"test split, {samples.count:,} samples" if samples else "test split"
-    lines = [
-        "# edge-transfer report", "",
-        f"- run: `{report.run}`",
-        f"- data fingerprint: `{report.data_fingerprint}`",
-        f"- float model accuracy ({where}): "
-        f"{_with_interval(report.float_accuracy, report.float_interval)}",
-        f"- device: {device.name} ({device.profile or MISSING}, {device.arch or MISSING})"
-        if device else "- device: not validated",
-        "",
-    ]
-    if report.warnings:
-        lines += ["## Warnings", ""]
-        lines += [f"- ⚠ {w}" for w in report.warnings]
-        lines.append("")
-    t = report.transfer
-    if t:
-        n = t.test_samples
-        lines += ["## Transfer", "", "| figure | value |", "|---|---|",
-                  f"| test accuracy (transfer) | {_with_interval(t.test_accuracy, _iv(t.test_accuracy, n))} |",  # noqa: E501
-                  f"| test accuracy (scratch) | {_with_interval(t.scratch_test_accuracy, _iv(t.scratch_test_accuracy, n))} |",  # noqa: E501
-                  f"| transfer gain | {_gain(t)} |",
-                  f"| source accuracy before | {_pct(t.source_accuracy_before)} |",
-                  f"| source accuracy after | {_pct(t.source_accuracy_after)} |",
-                  f"| forgetting (before − after) | {_pts(t.forgetting)} |", "",
-                  f"*How to read this:* accuracies on the test split{_of(n)} with their 95% "
-                  "Wilson interval; the transfer gain is paired (the same test images, both "
-                  "models): its 95% interval and exact McNemar p. An interval that spans 0 is "
-                  "no evidence either way.", ""]
-    if report.incremental:
-        from edge_transfer.train.incremental import markdown_lines
-
-        lines += markdown_lines(report.incremental)
-    lines += ["## Artifacts", "", _table(report.artifacts), "",
-              "*How to read this:* accuracies in % with their 95% Wilson interval (workstation: "
-              "the test split; device: the bundle's sample, the same test images). Δ vs float "
-              "and device gap are paired differences on the same images, in points, with a "
-              "95% Newcombe interval and the exact McNemar p-value; a difference whose "
-              "interval spans 0 (p ≥ 0.05) may be noise.", ""]
-    lines += _class_table(report)
-    trained = [r for r in report.artifacts if r.steps is not None and r.status == "ok"]
-    if trained:
-        lines += ["## QAT and pruned files, step by step", ""]
-        lines += [f"- **{r.name}**: {which_step(r.steps)}" for r in trained if r.steps]
-        lines += ["", "*How to read this:* such a file is judged against the float model; "
-                  "in between, the fine-tune (its trained Keras model against the float model)"
-                  " and the conversion (the file against that trained model) are each paired "
-                  "on the same test images.", ""]
-    lines += client_table(report.artifacts)
-    failed = [r for r in report.artifacts if r.status != "ok"]
-    if failed:
-        lines += ["## Failed artifacts", ""]
-        lines += [f"- **{r.name}**: {r.reason or 'no reason recorded'}" for r in failed]
-        lines.append("")
-    files = report.files or ReportFiles(plot=None)
-    if files.plot:
-        lines += ["## Accuracy against size", "", f"![accuracy against size]({files.plot})",
-                  "", "*How to read this:* each point is one file; the bars are 95% intervals "
-                  "of its accuracy. Points whose bars overlap heavily cannot be told apart on "
-                  "this many samples.", ""]
-    if files.confusion:
-        lines += ["## Confusion matrices, float against int8", "",
-                  f"![confusion matrices]({files.confusion})", ""]
-    return "\n".join(lines)
-
-
-def client_table(rows: Sequence[ReportRow]) -> list[str]:
-    """The files in the deploy clients (``validate --client``): a file x client table of
-    top-1 agreement with our runtime, then why a client did not run a file.
-
-    >>> from edge_transfer.core.records.validation import ClientRow
-    >>> row = ReportRow(name="onnx-fp32", status="ok", clients=(
-    ...     ClientRow("onnx-fp32", "openvino", "refused", "no model_type"),))
-    >>> print("\\n".join(client_table([row])[2:5]))
-    | file | openvino |
-    |---|---|
-    | onnx-fp32 | refused |
-    """
-    runs = [c for r in rows for c in r.clients]
-    if not runs:
-        return []
-    clients = list(dict.fromkeys(c.client for c in runs))
-    lines = ["## Deploy clients", "", f"| file | {' | '.join(clients)} |",
-             "|---" * (len(clients) + 1) + "|"]
-    for r in rows:
-        if r.clients:
-            cells = {c.client: c.cell() for c in r.clients}
-            lines.append(f"| {r.name} | {' | '.join(cells.get(c, '—') for c in clients)} |")
-    lines += ["", "*How to read this:* each file run by the client's own API on the device's "
-              "images (pixels in, the client's own preprocessing and labels from the file): "
-              "the share of images whose top-1 label equals our runtime's, with its 95% Wilson "
-              "interval, and the exact McNemar p of the paired accuracy difference. — : the "
-              "client does not read that format.", ""]
-    lines += [f"- **{c.artifact}** in {c.client}: {c.status}: {c.reason}" for c in runs
-              if c.reason]
-    return [*lines, ""] if any(c.reason for c in runs) else lines
-
-
-def _class_table(report: Report) -> list[str]:
-    """What quantization changed, class by class: per quantized file, the test images of
-    each class it got right that the float model got wrong (gained) and the reverse (lost)."""
-    if report.samples is None or report.float_predictions is None:
-        return []
-    changed = []
-    for row in report.artifacts:
-        if row.status != "ok" or (row.precision == "fp32" and not row.qat and not row.sparsity):
-            continue
-        per_class = comparisons.class_changes(report.samples, report.float_predictions,
-                                              row.predictions, report.labels)
-        if per_class and any(c.lost or c.gained for c in per_class):
-            changed.append((row.name, per_class))
-    head = ["## What quantization changed, per class", ""]
-    if not changed:
-        return [*head, "No quantized file changed whether any test image was classified "
-                "correctly.", ""]
-    first = changed[0][1]
-    out = [*head, "| class | images | float correct | " + " | ".join(n for n, _ in changed)
-           + " |", "|---|---|---|" + "---|" * len(changed)]
-    for i, c in enumerate(first):
-        cells = [_change(per_class[i]) for _, per_class in changed]
-        out.append(f"| {c.label} | {c.samples} | {c.before} | " + " | ".join(cells) + " |")
-    total = [sum(c.change for c in per_class) for _, per_class in changed]
-    out.append("| all | " + f"{sum(c.samples for c in first)} | {sum(c.before for c in first)}"
-               + " | " + " | ".join(f"**{t:+d}**" for t in total) + " |")
-    out += ["", "*How to read this:* each cell is the change in correctly classified test "
-            "images of that class against the float model (net, then lost/gained images); "
-            "0 means the file agrees with the float model on every image of the "
-            "class. Files that changed nothing are left out.", ""]
-    return out
-
-
-def _change(c: comparisons.ClassChange) -> str:
-    return f"{c.change:+d} (−{c.lost}/+{c.gained})" if c.lost or c.gained else "0"
-
-
-TABLE_COLUMNS = ("artifact", "format", "precision", "status", "size", "× fp32",
-                 "acc. workstation", "acc. device", "Δ vs float", "p50 ms", "FPS",
-                 "peak MB", "device gap", "budgets", "top-1 agree", "max diff")
-
-
-def table_cells(row: ReportRow) -> list[str]:
-    """One artifact row as display strings (shared by Markdown and the terminal table)."""
-    return [
-        row.name, row.format or MISSING, row.precision or MISSING,
-        row.status, _size(row.bytes), _fmt(row.ratio_to_fp32, "{:.2f}×"),
-        _with_interval(row.workstation_accuracy, row.workstation_interval),
-        _with_interval(row.device_accuracy, row.device_interval),
-        _paired(row.delta_vs_float, row.vs_float), _fmt(row.latency_p50_ms, "{:.3f}"),
-        _fmt(row.fps, "{:.0f}"), _fmt(row.peak_memory_mb, "{:.1f}"),
-        _paired(row.device_gap, row.device_vs_workstation),
-        ", ".join(f"{k} {v}" for k, v in row.checks.items()) or MISSING,
-        _fmt(row.agreement_top1, "{:.4f}"), _fmt(row.max_abs_diff, "{:.2g}"),
-    ]
-
-
-def _with_interval(value: float | None, interval: Sequence[float] | None) -> str:
-    """``'97.0% [92.6, 98.8]'`` (percent, interval in percent), or the bare percentage."""
-    if value is None or not interval:
-        return _pct(value)
-    return f"{value:.1%} [{interval[0] * 100:.1f}, {interval[1] * 100:.1f}]"
-
-
-def _paired(value: float | None, cmp: Comparison | None) -> str:
-    """``'-0.7 pt [-4.2, +2.3] p=1'``, or the bare points without a paired comparison."""
-    if value is None or cmp is None:
-        return _pts(value)
-    return (f"{value * 100:+.1f} pt [{cmp.low * 100:+.1f}, {cmp.high * 100:+.1f}] "
-            f"p={stats.format_p(cmp.p_value)}")
-
-
-def _iv(accuracy: float | None, n: float | None) -> tuple[float, float] | None:
-    interval = comparisons.interval_of(accuracy, int(n) if n else None)
-    return None if interval is None else (interval.low, interval.high)
-
-
-def _gain(t: TransferFigures) -> str:
-    if (t.transfer_gain is None or t.transfer_gain_p is None or t.transfer_gain_low is None
-            or t.transfer_gain_high is None):
-        return _pts(t.transfer_gain)
-    return (f"{t.transfer_gain * 100:+.1f} pt [{t.transfer_gain_low * 100:+.1f}, "
-            f"{t.transfer_gain_high * 100:+.1f}] p={stats.format_p(t.transfer_gain_p)}")
-
-
-def _of(n: Any) -> str:
-    return f" ({int(n):,} images)" if n else ""
-
-
-def _table(rows: Iterable[ReportRow]) -> str:
-    out = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    out += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- plots
@@ -646,7 +453,6 @@ def plot_accuracy_vs_size(report: Report, path: Path) -> None:
     plots.save(fig, path)
 
 
-
 def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
     """Confusion matrices side by side (rows: true class, columns: predicted)."""
     import numpy as np
@@ -684,9 +490,6 @@ def _confusion_pair(rows: Sequence[ReportRow],
     return []
 
 
-
-
-
 def _write_text(path: Path, text: str) -> None:
     from edge_transfer.core.atomic import write_text_atomic
 
@@ -712,21 +515,3 @@ def _num(value: Any) -> float | None:
 
 def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 6)
-
-
-def _fmt(value: float | None, pattern: str) -> str:
-    return MISSING if value is None else pattern.format(value)
-
-
-def _pct(value: float | None) -> str:
-    return _fmt(value, "{:.1%}")
-
-
-def _pts(value: float | None) -> str:
-    return _fmt(None if value is None else value * 100, "{:+.1f} pt")
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return MISSING
-    return f"{value / 1024:.1f} KiB" if value < 1024 * 1024 else f"{value / 2**20:.2f} MiB"

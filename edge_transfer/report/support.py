@@ -91,26 +91,30 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     Returns one row of the support matrix: ``train`` (status, val accuracy, above chance,
     seconds) and ``variants`` (per artifact: status, accuracy, seconds, reason).
     """
+    row = base_row(name, epochs, qat, input_size)
+    run = Path(workdir) / name
+    row |= _pretrained(run, workdir, row["input_size"], epochs, seed)
+    if row["train"]["status"] != "ok":
+        return row | {"variants": {}}
+    return row | _exported(run, workdir, qat, seed)
+
+
+def _pretrained(run: Path, workdir: Path, size: int, epochs: int, seed: int
+                ) -> dict[str, Any]:
+    """A row's ``train`` (and ``params``): the backbone ``run.name`` pretrained from random
+    weights into ``run``, or why it failed."""
     from edge_transfer.core.errors import EdgeTransferError, ModelError
     from edge_transfer.core.records.run import RunInfo, RunMetrics
     from edge_transfer.core.stats import at_chance, wilson
-    from edge_transfer.export.config import ExportConfig
-    from edge_transfer.export.pipeline import export_run
     from edge_transfer.train.transfer import PretrainConfig, pretrain
 
-    row = base_row(name, epochs, qat, input_size)
-    size = row["input_size"]
-    run = Path(workdir) / name
     start = time.perf_counter()
     try:
-        pretrain(PretrainConfig(data=SOURCE_DATA, out=run, backbone=name, weights="none",
+        pretrain(PretrainConfig(data=SOURCE_DATA, out=run, backbone=run.name, weights="none",
                                 input_size=size, epochs=epochs, patience=epochs, seed=seed,
                                 verbose=0))
     except (EdgeTransferError, ValueError, RuntimeError) as exc:
-        row["train"] = {"status": "failed", "reason": _line(exc, workdir),
-                        "seconds": round(time.perf_counter() - start, 1)}
-        row["variants"] = {}
-        return row
+        return {"train": _failed(exc, workdir, start)}
     metrics = RunMetrics.load(run)
     val, train = metrics.val_accuracy, metrics.train_accuracy
     if val is None or train is None:
@@ -121,30 +125,44 @@ def probe(name: str, workdir: Path, input_size: int | None = None, epochs: int =
     sizes = info.data.sizes
     val_size = metrics.val_samples or (sizes.val if sizes else 0)
     val_at_chance = bool(val_size) and at_chance(wilson(round(val * val_size), val_size), 5)
-    row["params"] = _params(run)
-    row["train"] = {"status": "ok", "val_accuracy": round(val, 4),
-                    "train_accuracy": round(train, 4), "chance": 0.2,
-                    "above_chance": not val_at_chance,
-                    "warnings": [relative_paths(w, workdir) for w in info.warnings],
-                    "seconds": round(time.perf_counter() - start, 1)}
+    params = _params(run)
+    return {"params": params, "train": {
+        "status": "ok", "val_accuracy": round(val, 4), "train_accuracy": round(train, 4),
+        "chance": 0.2, "above_chance": not val_at_chance,
+        "warnings": [relative_paths(w, workdir) for w in info.warnings],
+        "seconds": _since(start)}}
+
+
+def _exported(run: Path, workdir: Path, qat: bool, seed: int) -> dict[str, Any]:
+    """A row's export figures and ``variants``: fp32 and int8 (and QAT) of ``run``, each
+    checked in its runtime, or why the export failed."""
+    from edge_transfer.core.errors import EdgeTransferError
+    from edge_transfer.export.config import ExportConfig
+    from edge_transfer.export.pipeline import export_run
+
     start = time.perf_counter()
     try:
         result = export_run(run, ExportConfig(precisions=("fp32", "int8"), qat=qat,
                                               calibration_samples=64, qat_epochs=1, seed=seed))
     except EdgeTransferError as exc:   # e.g. the saved model cannot be loaded back
-        row["export"] = {"status": "failed", "reason": _line(exc, workdir),
-                         "seconds": round(time.perf_counter() - start, 1)}
-        row["variants"] = {}
-        return row
-    row["export_seconds"] = round(time.perf_counter() - start, 1)
-    row["float_accuracy"] = round(result.float_accuracy, 4)
-    row["float_health"] = result.float_health   # the float model at chance on the test split
-    row["variants"] = {a.name: {"status": a.status, "accuracy": _round(a.accuracy),
-                                "seconds": a.seconds, "bytes": a.bytes,
-                                "reason": None if a.reason is None
-                                else relative_paths(a.reason, workdir)}
-                       for a in result.artifacts}
-    return row
+        return {"export": _failed(exc, workdir, start), "variants": {}}
+    return {"export_seconds": _since(start), "float_accuracy": round(result.float_accuracy, 4),
+            "float_health": result.float_health,   # the float model at chance on the test split
+            "variants": {a.name: {"status": a.status, "accuracy": _round(a.accuracy),
+                                  "seconds": a.seconds, "bytes": a.bytes,
+                                  "reason": None if a.reason is None
+                                  else relative_paths(a.reason, workdir)}
+                         for a in result.artifacts}}
+
+
+def _since(start: float) -> float:
+    """Seconds since ``start`` (``time.perf_counter()``), to a tenth."""
+    return round(time.perf_counter() - start, 1)
+
+
+def _failed(exc: BaseException, workdir: Path, start: float) -> dict[str, Any]:
+    """A step of a row that raised ``exc``: its status, its reason's first line, its time."""
+    return {"status": "failed", "reason": _line(exc, workdir), "seconds": _since(start)}
 
 
 FILE_COLUMN = "from a .keras file"
@@ -184,15 +202,14 @@ def probe_file(name: str, workdir: Path, epochs: int = 4, seed: int = 0) -> dict
         pretrain(PretrainConfig(data=SOURCE_DATA, out=run, backbone=str(file), epochs=epochs,
                                 patience=epochs, seed=seed, verbose=0))
     except (EdgeTransferError, ValueError, RuntimeError) as exc:
-        return {"status": "failed", "reason": _line(exc, workdir),
-                "seconds": round(time.perf_counter() - start, 1)}
+        return _failed(exc, workdir, start)
     metrics = RunMetrics.load(run)
     record = json.loads((run / "preprocessing.json").read_text()).get("input") or {}
     warnings = [*RunInfo.load(run).warnings, *filter(None, [health_line(run)])]
     return {"status": "ok", "test_accuracy": _round(metrics.test_accuracy),
             "test_samples": metrics.test_samples, "input": record.get("line"),
             "warnings": [relative_paths(w, workdir) for w in warnings],
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": _since(start)}
 
 
 def file_cell(row: dict[str, Any]) -> str:
