@@ -548,62 +548,84 @@ def split_dataset(
     """Stratified train/val/test split by seed; ``shots`` keeps K training images per class.
     Pre-split data keeps its splits; without a val split, ``val_fraction`` of each class's
     training images is set aside for validation."""
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise DataError("val and test fractions must be in (0, 1) and sum to less than 1")
-    if shots is not None and shots < 1:
-        raise DataError(f"--shots must be at least 1, got {shots}")
+    _check_split_options(val_fraction, test_fraction, shots)
     rng = np.random.default_rng(seed)
-    marks = dataset.split_of
-    given_val = marks is not None and bool(np.any(marks == VAL))
-    given_test = marks is not None and bool(np.any(marks == TEST))
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for label in range(dataset.num_classes):
-        of_class = dataset.y == label
-        if marks is None:
-            index = rng.permutation(np.flatnonzero(of_class))
-            if len(index) < 3:
-                raise DataError(
-                    f"class {dataset.class_names[label]!r} has {len(index)} image(s); "
-                    "each class needs at least 3 (train, val, test)"
-                )
-            n_test = max(1, round(len(index) * test_fraction))
-            n_val = max(1, round(len(index) * val_fraction))
-            test, val, train = index[:n_test], index[n_test:n_test + n_val], \
-                index[n_test + n_val:]
+        if dataset.split_of is None:
+            train, val, test = _split_class(dataset, label, rng, val_fraction, test_fraction)
         else:
-            test = np.flatnonzero(of_class & (marks == TEST))
-            pool = rng.permutation(np.flatnonzero(of_class & (marks == TRAIN)))
-            if not given_test:  # train/ and val/ only: the test split comes out of train
-                n_test = max(1, round(len(pool) * test_fraction)) if len(pool) > 2 else 0
-                test, pool = pool[:n_test], pool[n_test:]
-            if given_val:
-                val, train = np.flatnonzero(of_class & (marks == VAL)), pool
-            else:
-                if len(pool) < 2:
-                    raise DataError(
-                        f"class {dataset.class_names[label]!r} has {len(pool)} training "
-                        "image(s); it needs at least 2 (train, val)")
-                n_val = max(1, round(len(pool) * val_fraction))
-                val, train = pool[:n_val], pool[n_val:]
+            train, val, test = _split_marked_class(dataset, label, rng, val_fraction,
+                                                   test_fraction)
+        name = dataset.class_names[label]
         if len(train) == 0:
-            raise DataError(f"class {dataset.class_names[label]!r} has no training images; "
+            raise DataError(f"class {name!r} has no training images; "
                             "add some, or leave the class out")
-        if shots is not None:
-            if shots > len(train):
-                raise DataError(
-                    f"--shots {shots} is more than class {dataset.class_names[label]!r} has "
-                    f"for training ({len(train)}); use --shots {len(train)} or fewer"
-                )
-            train = train[:shots]
         parts["test"].append(test)
         parts["val"].append(val)
-        parts["train"].append(train)
+        parts["train"].append(_shots(train, shots, name))
     subsets = {name: dataset.subset(np.sort(np.concatenate(idx)).astype(np.int64))
                for name, idx in parts.items()}
     for name, subset in subsets.items():
         if len(subset) == 0:
             raise DataError(f"the {name} split of the data is empty; give it images")
     return Splits(**subsets)
+
+
+def _check_split_options(val_fraction: float, test_fraction: float, shots: int | None) -> None:
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError("val and test fractions must be in (0, 1) and sum to less than 1")
+    if shots is not None and shots < 1:
+        raise DataError(f"--shots must be at least 1, got {shots}")
+
+
+def _split_class(dataset: Dataset, label: int, rng: np.random.Generator, val_fraction: float,
+                 test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices of one class of data that is not pre-split."""
+    index = rng.permutation(np.flatnonzero(dataset.y == label))
+    if len(index) < 3:
+        raise DataError(
+            f"class {dataset.class_names[label]!r} has {len(index)} image(s); "
+            "each class needs at least 3 (train, val, test)"
+        )
+    n_test = max(1, round(len(index) * test_fraction))
+    n_val = max(1, round(len(index) * val_fraction))
+    return index[n_test + n_val:], index[n_test:n_test + n_val], index[:n_test]
+
+
+def _split_marked_class(dataset: Dataset, label: int, rng: np.random.Generator,
+                        val_fraction: float,
+                        test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices of one class of pre-split data: its given splits; a split
+    not given comes out of its training images."""
+    marks = dataset.split_of
+    assert marks is not None
+    of_class = dataset.y == label
+    test = np.flatnonzero(of_class & (marks == TEST))
+    pool = rng.permutation(np.flatnonzero(of_class & (marks == TRAIN)))
+    if not np.any(marks == TEST):  # train/ and val/ only: the test split comes out of train
+        n_test = max(1, round(len(pool) * test_fraction)) if len(pool) > 2 else 0
+        test, pool = pool[:n_test], pool[n_test:]
+    if np.any(marks == VAL):
+        return pool, np.flatnonzero(of_class & (marks == VAL)), test
+    if len(pool) < 2:
+        raise DataError(
+            f"class {dataset.class_names[label]!r} has {len(pool)} training "
+            "image(s); it needs at least 2 (train, val)")
+    n_val = max(1, round(len(pool) * val_fraction))
+    return pool[n_val:], pool[:n_val], test
+
+
+def _shots(train: np.ndarray, shots: int | None, name: str) -> np.ndarray:
+    """The first ``shots`` training indices of a class (all when None)."""
+    if shots is None:
+        return train
+    if shots > len(train):
+        raise DataError(
+            f"--shots {shots} is more than class {name!r} has "
+            f"for training ({len(train)}); use --shots {len(train)} or fewer"
+        )
+    return train[:shots]
 
 
 def stratified_sample(dataset: Dataset, count: int, seed: int = 0) -> Dataset:
