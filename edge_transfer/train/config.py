@@ -128,15 +128,9 @@ class TrainingConfig:
         """Refuse bad options before anything heavy runs."""
         renamed(self, "precision", "mixed_precision", precision)
         renamed(self, "unsafe", "unsafe_load", unsafe)
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"--strategy {self.strategy} is unknown; use "
-                              f"{'|'.join(STRATEGIES)}")
-        if self.input_range not in INPUT_RANGES:
-            raise ConfigError(f"--input-range {self.input_range} is unknown; use "
-                              f"{'|'.join(INPUT_RANGES)}")
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ConfigError(f"--mixed-precision {self.mixed_precision} is unknown; use "
-                              f"{'|'.join(MIXED_PRECISIONS)}")
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("input-range", self.input_range, INPUT_RANGES)
+        _check_choice("mixed-precision", self.mixed_precision, MIXED_PRECISIONS)
         for name in ("epochs", "batch_size", "patience", "eval_samples", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -211,6 +205,10 @@ class FinetuneConfig(TrainingConfig):
             raise ConfigError("--source-samples must be at least 1")
         if self.memory < 0:
             raise ConfigError(f"--memory must be 0 or more, got {self.memory}")
-        if self.baseline is not None and self.baseline not in BASELINES:
-            raise ConfigError(f"--baseline {self.baseline} is unknown; use "
-                              f"{'|'.join(BASELINES)}")
+        if self.baseline is not None:
+            _check_choice("baseline", self.baseline, BASELINES)
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{flag} {value} is unknown; use {'|'.join(choices)}")

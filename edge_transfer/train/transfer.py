@@ -127,26 +127,18 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 @dataclass(frozen=True)
 class _Start:
-    """What ``finetune`` trains: the backbone, its extractor with a new head (``model``), the
-    extractor alone on the model's inputs (``features``), and the number of classes."""
+    """What ``finetune`` trains: the backbone (its ``extractor`` and preprocessing ``pre``),
+    the extractor with a new head (``model``), the extractor alone on the model's inputs
+    (``features``), the number of classes, and whether BatchNorm trains (only in an
+    extractor that is untrained)."""
 
     backbone: backbones.Backbone
+    extractor: Any
+    pre: Preprocessing
     model: Any
     features: Any
     classes: int
-
-    @property
-    def extractor(self) -> Any:
-        return self.backbone.extractor
-
-    @property
-    def pre(self) -> Preprocessing:
-        return self.backbone.preprocessing
-
-    @property
-    def bn_trainable(self) -> bool:
-        """BatchNorm trains (with a low momentum) only in an extractor that is untrained."""
-        return not self.backbone.pretrained
+    bn_trainable: bool
 
 
 def _backbone(cfg: TrainingConfig, dataset: Dataset) -> backbones.Backbone:
@@ -168,7 +160,8 @@ def _start(cfg: FinetuneConfig, keras: Any, strategy: Any, dataset: Dataset) -> 
                       momentum=backbones.SCRATCH_BN_MOMENTUM if bn_trainable else None)
         model = add_head(extractor, dataset.num_classes, cfg.dropout)
         features = keras.Model(model.inputs, extractor.outputs, name="features")
-    return _Start(backbone, model, features, dataset.num_classes)
+    return _Start(backbone, extractor, backbone.preprocessing, model, features,
+                  dataset.num_classes, bn_trainable)
 
 
 def _head_stage(cfg: FinetuneConfig, keras: Any, strategy: Any, start: _Start, splits: Splits,
