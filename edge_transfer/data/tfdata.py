@@ -33,7 +33,8 @@ import numpy as np
 from edge_transfer.core.errors import DataError
 from edge_transfer.core.keras import load
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.data.dataset import Dataset, read_image
+from edge_transfer.data.dataset import Dataset
+from edge_transfer.data.image_files import read_image
 
 MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
                                 # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
