@@ -22,7 +22,7 @@ from _results import RESULTS, machine, write_result
 from PIL import Image
 
 from edge_transfer.core.keras import load
-from edge_transfer.data.dataset import list_image_folder, load_image_folder
+from edge_transfer.data.image_files import list_image_folder, load_image_folder
 from edge_transfer.data.load import load_dataset
 from edge_transfer.data.tfdata import from_arrays, from_files
 from edge_transfer.train.backbones import create

@@ -30,7 +30,7 @@ def test_recompute_batchnorm_takes_the_data_statistics() -> None:
 
 
 def test_chance_warning_names_batchnorm() -> None:
-    from edge_transfer.train.transfer import chance_warning
+    from edge_transfer.train.health import chance_warning
 
     warning = chance_warning(0.98, 0.200, classes=5, val_size=135)
     assert warning is not None and "BatchNorm" in warning

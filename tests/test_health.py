@@ -9,7 +9,7 @@ from conftest import run_main
 from report_inputs import SAMPLES, write_inputs
 
 from edge_transfer.core.samples import encode
-from edge_transfer.train.transfer import health_line
+from edge_transfer.train.messages import health_line
 
 
 def test_a_run_at_chance_gets_one_line(tmp_path: Path) -> None:

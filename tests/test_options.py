@@ -14,7 +14,7 @@ from edge_transfer.core.errors import ConfigError, UnsupportedExportError, UserE
 from edge_transfer.export.config import ExportConfig
 from edge_transfer.export.diagnose import DiagnoseConfig
 from edge_transfer.report.gate import Tolerances
-from edge_transfer.train.transfer import FinetuneConfig, PretrainConfig
+from edge_transfer.train.config import FinetuneConfig, PretrainConfig
 
 REQUIRED = {"pretrain": ["--data", "digits", "--out", "x"],
             "finetune": ["--data", "digits", "--out", "x"], "export": ["RUN"],

@@ -165,7 +165,7 @@ def test_only_the_run_files_may_lack_a_schema_version() -> None:
 def test_readers_take_an_old_run(tmp_path: Path) -> None:
     """The summary line, the health line and the report's transfer figures read an old run."""
     from edge_transfer.report.build import transfer_figures
-    from edge_transfer.train.transfer import health_line, summary_line
+    from edge_transfer.train.messages import health_line, summary_line
 
     old = _old_run_dir(tmp_path / "old")
     line = summary_line(old)

@@ -61,7 +61,7 @@ def test_every_model_loading_command_takes_unsafe_load(command: str, flag: str) 
 
 
 def test_npz_object_arrays_are_refused_without_unpickling(tmp_path: Path) -> None:
-    from edge_transfer.data.dataset import load_npz
+    from edge_transfer.data.npz_file import load_npz
 
     class Boom:
         def __reduce__(self):

@@ -32,7 +32,7 @@ def make_folder(root: Path, classes: dict[str, int], size: int = 10, seed: int =
 
 def test_folder_is_lazy_and_decodes_only_what_is_read(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_transfer.data import dataset as data
+    from edge_transfer.data import image_files as data
 
     folder = make_folder(tmp_path / "f", {"a": 12, "b": 12})
     decoded: list[Path] = []

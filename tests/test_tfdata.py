@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.data.dataset import list_image_folder, load_image_folder
+from edge_transfer.data.image_files import list_image_folder, load_image_folder
 
 
 def test_disk_and_memory_pipelines_agree(tmp_path: Path) -> None:

@@ -75,25 +75,25 @@ def test_final_figures_read_each_split_once_per_model(pretrain_run: Path, tmp_pa
     test split once per final model (transfer, scratch) and a fixed subset of the source
     test split twice (before, after); the frozen head stage validates on features computed
     once, and logs the same val_loss Keras computes on the restored model."""
-    from edge_transfer.data.dataset import split_dataset
+    from edge_transfer.data.dataset import split_dataset, stratified_sample
     from edge_transfer.data.load import load_dataset
-    from edge_transfer.train import transfer
+    from edge_transfer.train import inference, transfer
 
     reads: list[tuple[str, int]] = []
-    real = transfer.predict_split
+    real = inference.predict_split
 
     def counting(model, split, pre, batch_size=256):  # type: ignore[no-untyped-def]
         reads.append((model.name, len(split)))
         return real(model, split, pre, batch_size)
 
-    monkeypatch.setattr(transfer, "predict_split", counting)
+    monkeypatch.setattr(inference, "predict_split", counting)
     out = transfer.finetune(transfer.FinetuneConfig(
         data="digits:5-9", out=tmp_path / "run", backbone=str(pretrain_run), shots=10,
         epochs=6, finetune_epochs=0, baseline="scratch", source_data="digits:0-4",
         source_samples=60, eval_samples=100, **FAST))
     splits = split_dataset(load_dataset("digits:5-9"), seed=0, val_fraction=0.15,
                            test_fraction=0.25, shots=10)
-    val = transfer.stratified_sample(splits.val, 100, 0)          # the fixed subset
+    val = stratified_sample(splits.val, 100, 0)                   # the fixed subset
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_samples"] == len(splits.test) > 200      # the whole test split
     assert len(decode(metrics["scratch_test_predictions"])) == len(splits.test)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
-from edge_transfer.train.transfer import FinetuneConfig
+from edge_transfer.train.config import FinetuneConfig
 
 
 def _unfreeze(text: str) -> int | None:
@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_transfer.commands._warn import warn
-    from edge_transfer.train.transfer import finetune, health_line, summary_line
+    from edge_transfer.train.messages import health_line, summary_line
+    from edge_transfer.train.transfer import finetune
 
     cfg = FinetuneConfig(**config_kwargs(args, FinetuneConfig), verbose=verbosity(args))
     out = finetune(cfg)

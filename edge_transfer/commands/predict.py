@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge_transfer.core.errors import ConfigError
-    from edge_transfer.data.dataset import read_image
+    from edge_transfer.data.image_files import read_image
     from edge_transfer.runtime import EdgeModel
 
     if args.top_k < 1:

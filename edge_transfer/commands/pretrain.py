@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
-from edge_transfer.train.transfer import PretrainConfig
+from edge_transfer.train.config import PretrainConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_transfer.commands._warn import warn
-    from edge_transfer.train.transfer import health_line, pretrain, summary_line
+    from edge_transfer.train.messages import health_line, summary_line
+    from edge_transfer.train.transfer import pretrain
 
     out = pretrain(PretrainConfig(**config_kwargs(args, PretrainConfig), verbose=verbosity(args)))
     print(f"pretrain: {summary_line(out)}")

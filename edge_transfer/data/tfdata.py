@@ -33,7 +33,8 @@ import numpy as np
 from edge_transfer.core.errors import DataError
 from edge_transfer.core.keras import load
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.data.dataset import Dataset, read_image
+from edge_transfer.data.dataset import Dataset
+from edge_transfer.data.image_files import read_image
 
 MEMORY_CACHE_MB = 64            # splits whose preprocessed images fit are cached in memory
                                 # ($EDGE_TRANSFER_MEMORY_CACHE_MB overrides; 0: always stream)
@@ -83,63 +84,91 @@ def from_dataset(
     large ones are streamed, through ``cache_file`` (decoded uint8 images on disk) when given.
     ``shard=(workers, index)`` keeps this worker's share of the images (read only those)."""
     tf, _ = load()
+    index, n = _indices(tf, len(dataset), shard)
+    if cached_in_memory(dataset, preprocessing):
+        ds = _read(tf, index, n, _fetch(tf, dataset, preprocessing)).cache()
+        return _finish(ds, n, batch_size, shuffle, seed, augment, repeat, sharded=shard)
+    if cache_file is not None:
+        ds = _through_file(tf, index, n, dataset, preprocessing, cache_file, batch_size,
+                           shuffle, seed, repeat)
+    else:
+        ds = _streamed(tf, index, n, _fetch(tf, dataset, preprocessing), batch_size, shuffle,
+                       seed, repeat)
+    return _finish(ds, n, batch_size, False, seed, augment, False, batched=True, sharded=shard)
+
+
+def _indices(tf: Any, size: int, shard: tuple[int, int] | None) -> tuple[Any, int]:
+    """The image indices this worker reads (its share under ``shard``) and how many."""
+    index = tf.data.Dataset.range(size)
+    if shard is not None and shard[0] > 1:
+        return index.shard(*shard), len(range(shard[1], size, shard[0]))
+    return index, size
+
+
+def _fetch(tf: Any, dataset: Dataset, preprocessing: Preprocessing,
+           raw: bool = False) -> Any:
+    """A map from a batch of indices to (images, labels): the images read and decoded by
+    numpy, preprocessed (float32) unless ``raw`` (uint8 as decoded)."""
     images = dataset.x
-    n = len(dataset)
-    shape = preprocessing.input_shape
     labels = tf.constant(dataset.y.astype(np.int64))
+    shape = images.image_shape if raw else preprocessing.input_shape
 
     def read(index: np.ndarray) -> np.ndarray:
-        return preprocessing.apply(images.read(index))
+        batch = images.read(index)
+        return batch if raw else preprocessing.apply(batch)
 
-    def read_raw(index: np.ndarray) -> np.ndarray:
-        return images.read(index)
+    def fetch(index: Any) -> tuple[Any, Any]:
+        x = tf.numpy_function(read, [index], tf.uint8 if raw else tf.float32, stateful=False)
+        x.set_shape((None, *shape))
+        return x, tf.gather(labels, index)
+
+    return fetch
+
+
+def _parallel(tf: Any) -> dict[str, Any]:
+    return {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+
+
+def _read(tf: Any, index: Any, n: int, fetch: Any) -> Any:
+    """One (image, label) at a time, read ``READ_BATCH`` at a time by a parallel map."""
+    ds = index.batch(READ_BATCH).map(fetch, **_parallel(tf)).unbatch()
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
+
+
+def _through_file(tf: Any, index: Any, n: int, dataset: Dataset, preprocessing: Preprocessing,
+                  cache_file: Path, batch_size: int, shuffle: bool, seed: int,
+                  repeat: bool) -> Any:
+    """Batches of a large split whose decoded images are cached in ``cache_file`` (shuffled
+    within ``SHUFFLE_BUFFER`` images), preprocessed after the cache."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    ds = _read(tf, index, n, _fetch(tf, dataset, preprocessing, raw=True))
+    ds = ds.cache(str(cache_file))
+    if shuffle:
+        ds = ds.shuffle(min(n, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
 
     def prepare(batch: np.ndarray) -> np.ndarray:
         return preprocessing.apply(batch)
 
-    def fetch(index: Any) -> tuple[Any, Any]:
-        x = tf.numpy_function(read, [index], tf.float32, stateful=False)
-        x.set_shape((None, *shape))
-        return x, tf.gather(labels, index)
-
-    def fetch_raw(index: Any) -> tuple[Any, Any]:
-        x = tf.numpy_function(read_raw, [index], tf.uint8, stateful=False)
-        x.set_shape((None, *images.image_shape))
-        return x, tf.gather(labels, index)
-
     def preprocess(x: Any, y: Any) -> tuple[Any, Any]:
         out = tf.numpy_function(prepare, [x], tf.float32, stateful=False)
-        out.set_shape((None, *shape))
+        out.set_shape((None, *preprocessing.input_shape))
         return out, y
 
-    index = tf.data.Dataset.range(n)
-    if shard is not None and shard[0] > 1:
-        index = index.shard(*shard)
-        n = len(range(shard[1], len(dataset), shard[0]))
-    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
-    if cached_in_memory(dataset, preprocessing):
-        ds = index.batch(READ_BATCH).map(fetch, **parallel).unbatch()
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n)).cache()
-        return _finish(ds, n, batch_size, shuffle, seed, augment, repeat, sharded=shard)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        ds = index.batch(READ_BATCH).map(fetch_raw, **parallel).unbatch()
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
-        ds = ds.cache(str(cache_file))
-        if shuffle:
-            ds = ds.shuffle(min(n, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.batch(batch_size).map(preprocess, **parallel)
-        return _finish(ds, n, batch_size, False, seed, augment, False, batched=True,
-                       sharded=shard)
+    return ds.batch(batch_size).map(preprocess, **_parallel(tf))
+
+
+def _streamed(tf: Any, index: Any, n: int, fetch: Any, batch_size: int, shuffle: bool,
+              seed: int, repeat: bool) -> Any:
+    """Batches of a large split read straight from its images: the indices shuffled (the
+    whole split), batched, then each batch read by a parallel map."""
     ds = index
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size).map(fetch, **parallel)
-    return _finish(ds, n, batch_size, False, seed, augment, False, batched=True, sharded=shard)
+    return ds.batch(batch_size).map(fetch, **_parallel(tf))
 
 
 def from_arrays(

@@ -172,7 +172,7 @@ def validation_sample(run: Any, model: Any, count: int, measure: int,
     """At most ``count`` validation images (streamed; the float model run over them once)
     and ``measure`` of them as arrays, both fixed stratified samples of ``seed``."""
     from edge_transfer.export.variant import CheckData
-    from edge_transfer.train.transfer import predict_split
+    from edge_transfer.train.inference import predict_split
 
     data = CheckData.sample(run, "val", count, seed)
     float_out = predict_split(model, data.split, data.preprocessing)

@@ -193,7 +193,8 @@ def probe_file(name: str, workdir: Path, epochs: int = 4, seed: int = 0) -> dict
     cell: status, test accuracy, the ``input:`` decision and the run's warnings."""
     from edge_transfer.core.errors import EdgeTransferError
     from edge_transfer.core.records.run import RunInfo, RunMetrics
-    from edge_transfer.train.transfer import PretrainConfig, health_line, pretrain
+    from edge_transfer.train.messages import health_line
+    from edge_transfer.train.transfer import PretrainConfig, pretrain
 
     start = time.perf_counter()
     file = save_application(name, Path(workdir) / f"{name}.keras")

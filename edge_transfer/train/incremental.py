@@ -236,7 +236,7 @@ class _Features:
         self.x_val = self.of(self.val)
 
     def of(self, split: Dataset) -> np.ndarray:
-        from edge_transfer.train.transfer import predict_split
+        from edge_transfer.train.inference import predict_split
 
         key = (self.parts.digest, split.fingerprint())
         if _CACHE is not None and key in _CACHE:

@@ -42,6 +42,58 @@ def quantize_model(model: Any) -> Any:
 @cache
 def scheme_class() -> type:
     """The scheme class, defined on first use (TensorFlow needed)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_layout_transform as layout,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_scheme as scheme,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
+        model_transformer,
+    )
+
+    class Layout(layout.Default8BitQuantizeLayoutTransform):  # type: ignore[misc]
+        """tfmot 0.8.1's default transforms, in its order, the two ReLU ones mended."""
+
+        def apply(self, model: Any, layer_quantize_map: Any) -> Any:
+            return model_transformer.ModelTransformer(
+                model, _transforms(), set(layer_quantize_map.keys()), layer_quantize_map
+            ).transform()
+
+    class Scheme(scheme.Default8BitQuantizeScheme):  # type: ignore[misc]
+        def get_layout_transformer(self) -> Any:
+            return Layout()
+
+    return Scheme
+
+
+def _transforms() -> list[Any]:
+    """tfmot 0.8.1's default transforms, in its order, the two ReLU ones mended and the
+    pooling one added last."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_transforms as t,
+    )
+
+    relu, relu_activation, pool_after_conv = _mended_transforms()
+    return [
+        t.InputLayerQuantize(), t.SeparableConv1DQuantize(), t.SeparableConvQuantize(),
+        t.Conv2DReshapeBatchNormReLUQuantize(),
+        t.Conv2DReshapeBatchNormActivationQuantize(),
+        t.Conv2DBatchNormReLUQuantize(), t.Conv2DBatchNormActivationQuantize(),
+        t.Conv2DReshapeBatchNormQuantize(), t.Conv2DBatchNormQuantize(),
+        t.ConcatTransform6Inputs(), t.ConcatTransform5Inputs(),
+        t.ConcatTransform4Inputs(), t.ConcatTransform3Inputs(), t.ConcatTransform(),
+        t.DenseBatchNormQuantize(), t.DenseBatchNormReLUQuantize(),
+        t.DenseBatchNormActivationQuantize(), relu(), relu_activation(),
+        pool_after_conv(),
+    ]
+
+
+@cache
+def _mended_transforms() -> tuple[type, type, type]:
+    """The transform classes (defined once): tfmot's two ReLU ones, whose matched convolution
+    now keeps its weight quantization (its own activation becomes ``NoOpActivation``), and
+    the same for a convolution followed by an average pooling."""
     from tensorflow_model_optimization.python.core.quantization.keras import (
         quantize_aware_activation,
     )
@@ -49,16 +101,7 @@ def scheme_class() -> type:
         utils as quantize_utils,
     )
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_layout_transform as layout,
-    )
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_scheme as scheme,
-    )
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_transforms as t,
-    )
-    from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
-        model_transformer,
     )
 
     no_op = quantize_aware_activation.NoOpActivation
@@ -89,29 +132,4 @@ def scheme_class() -> type:
                 {"replacement": replacement, "custom_objects": custom_objects})
     relu_activation = type("ReluActivationKeepsWeights", (t.LayerReluActivationQuantize,),
                            {"replacement": replacement, "custom_objects": custom_objects})
-
-    class Layout(layout.Default8BitQuantizeLayoutTransform):  # type: ignore[misc]
-        """tfmot 0.8.1's default transforms, in its order, the two ReLU ones mended."""
-
-        def apply(self, model: Any, layer_quantize_map: Any) -> Any:
-            transforms = [
-                t.InputLayerQuantize(), t.SeparableConv1DQuantize(), t.SeparableConvQuantize(),
-                t.Conv2DReshapeBatchNormReLUQuantize(),
-                t.Conv2DReshapeBatchNormActivationQuantize(),
-                t.Conv2DBatchNormReLUQuantize(), t.Conv2DBatchNormActivationQuantize(),
-                t.Conv2DReshapeBatchNormQuantize(), t.Conv2DBatchNormQuantize(),
-                t.ConcatTransform6Inputs(), t.ConcatTransform5Inputs(),
-                t.ConcatTransform4Inputs(), t.ConcatTransform3Inputs(), t.ConcatTransform(),
-                t.DenseBatchNormQuantize(), t.DenseBatchNormReLUQuantize(),
-                t.DenseBatchNormActivationQuantize(), relu(), relu_activation(),
-                pool_after_conv(),
-            ]
-            return model_transformer.ModelTransformer(
-                model, transforms, set(layer_quantize_map.keys()), layer_quantize_map
-            ).transform()
-
-    class Scheme(scheme.Default8BitQuantizeScheme):  # type: ignore[misc]
-        def get_layout_transformer(self) -> Any:
-            return Layout()
-
-    return Scheme
+    return relu, relu_activation, pool_after_conv

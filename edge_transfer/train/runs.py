@@ -45,6 +45,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 RUN_FILE = RunInfo.FILE_NAME
 METRICS_FILE = RunMetrics.FILE_NAME
 HISTORY_FILE = "history.json"
+SOURCE_HEAD_FILE = "source_head.keras"      # pretrain's head, for finetune --source-data
 
 
 # Every package whose version can change a trained model, an exported file or a measurement.

@@ -57,6 +57,7 @@ def load(request: Request) -> Dataset:
     import numpy as np
 
     from edge_transfer.data import dataset as data
+    from edge_transfer.data import image_files
     from edge_transfer.data.images import Images
 
     manifest = request.path
@@ -67,7 +68,7 @@ def load(request: Request) -> Dataset:
     paths = [inside(root, name, str(manifest)) for name, _ in rows]
     classes = tuple(sorted({label for _, label in rows}))
     labels = np.asarray([classes.index(label) for _, label in rows], np.int64)
-    scan = data.scan_images(paths, root)
+    scan = image_files.scan_images(paths, root)
     if scan.bad and not request.skip_bad_files:
         raise DataError(f"{len(scan.bad)} unreadable image(s) listed in {manifest}: "
                         f"{', '.join(scan.bad[:5])} (first: {scan.reason}); fix or remove "
@@ -76,7 +77,7 @@ def load(request: Request) -> Dataset:
         raise DataError(f"no readable images listed in {manifest}")
     size = request.image_size or scan.size or (1, 1)
     keep = np.asarray(scan.ok)
-    reader = data.FileReader([paths[i] for i in keep], size, scan.channels)
+    reader = image_files.FileReader([paths[i] for i in keep], size, scan.channels)
     images = Images(reader, np.arange(len(keep)), (size[0], size[1], scan.channels))
     dataset = data.Dataset(images, labels[keep], classes, source_digest=scan.digest)
     return data.checked(dataset, str(manifest)) if request.whole else dataset

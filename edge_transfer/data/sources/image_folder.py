@@ -19,7 +19,7 @@ def any_folder(_: Path) -> bool:
 
 
 def load(request: Request) -> Dataset:
-    from edge_transfer.data.dataset import load_image_folder
+    from edge_transfer.data.image_files import load_image_folder
 
     assert request.path is not None
     return load_image_folder(request.path, request.image_size, request.skip_bad_files,

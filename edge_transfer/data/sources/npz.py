@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def load(request: Request) -> Dataset:
-    from edge_transfer.data.dataset import load_npz
+    from edge_transfer.data.npz_file import load_npz
 
     assert request.path is not None
     return load_npz(request.path, request.whole)
