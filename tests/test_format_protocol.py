@@ -34,7 +34,7 @@ def test_every_format_implements_the_protocol(name: str) -> None:
     for function in FUNCTIONS:
         assert _parameters(getattr(module, function)) == _parameters(
             getattr(Exporter, function)), f"{name}.{function} differs from the protocol"
-    assert module.NAME == name
+    assert name == module.NAME
     assert MEASURABLE[name] == ("int8",)   # diagnose takes every registered format
 
 
