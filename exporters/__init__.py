@@ -67,7 +67,11 @@ class Exporter(Protocol):
 
     def quantizer(self, source: KerasSource, calibration: Calibration, *,
                   options: ExportOptions | None = None,
-                  keras_model: Any | None = None) -> Quantizer: ...
+                  keras_model: Any | None = None) -> Quantizer:
+        """``source`` calibrated once for int8 on the Keras model's own input (the caller
+        passes ``KerasSource.plain``); ``keras_model`` lets the readings name weights that
+        int8 rounds to zero."""
+        ...
 
 
 def available() -> tuple[str, ...]:
