@@ -1,11 +1,16 @@
-"""Exporters: one module per file format, all with the same two functions.
+"""Exporters: one module per file format, all with the same three functions.
 
     export(source, spec, calibration, out_dir, *, metadata, options=None) -> Artifact
     predict(path, x) -> np.ndarray          # float outputs, for the artifact's check
+    quantizer(source, calibration, *, options=None, keras_model=None) -> Quantizer
+                                            # per-layer int8, for diagnose, --keep-float auto
 
-plus ``NAME``, ``SUFFIX``, ``PRECISIONS`` and ``IO_TYPES``. A new format is one new module
-and one line in ``_FORMATS``; its per-layer quantizer (``*_debug``, for ``diagnose`` and
-``--keep-float auto``) is still wired by format in ``edge_transfer.export.diagnose.quantizer``.
+plus ``NAME``, ``SUFFIX``, ``PRECISIONS`` and ``IO_TYPES`` (the :class:`Exporter` protocol).
+A new format is one new module and one line in ``_FORMATS``: the pipeline, ``diagnose`` and
+``--keep-float auto`` find all of it through :func:`get`. The per-layer work of
+``quantizer`` (calibrate once, re-quantize with layers kept in float, measure) lives in the
+format's ``*_debug`` module; :class:`~exporters.diagnosis.Quantizer`, the type it returns,
+and the grouping of tensor errors by Keras layer in :mod:`exporters.diagnosis`.
 Importing this package imports neither TensorFlow nor a runtime.
 
 May import edge_transfer's ``core/``, ``runtime/``, ``data/`` and ``train/`` (the pixel
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_transfer.core.errors import UnsupportedExportError
 from edge_transfer.runtime.metadata import ModelMetadata
+from exporters.diagnosis import Quantizer
 from exporters.spec import (
     CALIBRATION_METHODS,
     IO_TYPES,
@@ -58,6 +64,14 @@ class Exporter(Protocol):
                options: ExportOptions | None = None) -> Artifact: ...
 
     def predict(self, path: Path, x: np.ndarray) -> np.ndarray: ...
+
+    def quantizer(self, source: KerasSource, calibration: Calibration, *,
+                  options: ExportOptions | None = None,
+                  keras_model: Any | None = None) -> Quantizer:
+        """``source`` calibrated once for int8 on the Keras model's own input (the caller
+        passes ``KerasSource.plain``); ``keras_model`` lets the readings name weights that
+        int8 rounds to zero."""
+        ...
 
 
 def available() -> tuple[str, ...]:
@@ -96,6 +110,7 @@ __all__ = [
     "ExportSpec",
     "Exporter",
     "KerasSource",
+    "Quantizer",
     "available",
     "get",
     "precisions",

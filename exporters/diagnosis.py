@@ -5,6 +5,11 @@ Errors are *relative*: the RMS of (quantized - float) over the RMS of the float 
 layout is known, the median over channels is taken too, so one outlier channel cannot hide
 that all the others were crushed.
 
+Each format's per-layer quantizer (``quantizer`` of the :class:`exporters.Exporter`
+protocol) returns a :class:`Quantizer`; it groups its tensor errors by Keras layer and reads
+each layer (:func:`by_layer`, :func:`reading`) here, the same for every format. The layer
+records are :class:`~edge_transfer.core.records.LayerDiagnosis` (``diagnose.json``).
+
 >>> f = np.array([[1.0, 2.0], [3.0, 4.0]])
 >>> round(relative_error(f, f + 0.1), 4)
 0.0382
@@ -19,9 +24,13 @@ that all the others were crushed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from edge_transfer.core.records.diagnose import LayerDiagnosis
 
 # Below this signal (relative to the tensor's largest channel) a channel counts as dead.
 _DEAD = 1e-6
@@ -102,3 +111,115 @@ def unknown_names(names: list[str], layers: list[str], op_types: list[str]) -> s
             f"layers: {', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}; op types: "
             f"{', '.join(sorted(set(op_types)))} (or run `edge-transfer diagnose` to see "
             "which layers quantize badly)")
+
+
+@dataclass(frozen=True, eq=False)
+class Quantizer:
+    """One format's int8 of one calibration: re-quantize it keeping layers in float (cheap),
+    run a quantized model, and measure the per-layer errors (the costly part, on demand).
+    What ``exporters.get(fmt).quantizer(...)`` returns, for ``diagnose`` and
+    ``--keep-float auto``."""
+
+    fmt: str
+    quantize: Callable[[tuple[str, ...]], Any]  # layer names -> model (bytes or onnx proto)
+    serialize: Callable[[Any], bytes]           # a quantized model as its file's bytes
+    _measure: Callable[[np.ndarray, Any], tuple[LayerDiagnosis, ...]]
+
+    def size(self, model: Any) -> int:
+        """The bytes of a quantized model's file."""
+        return len(self.serialize(model))
+
+    def measure(self, x: np.ndarray, int8: Any | None = None) -> tuple[LayerDiagnosis, ...]:
+        """Per-layer local and cumulative int8 error on ``x``, in graph order (``int8``: the
+        plain int8 model, when it is already made)."""
+        return self._measure(x, int8)
+
+
+def by_layer(errors: list[TensorError], nodes: Callable[[str], list[str]],
+             op_types: Callable[[str], list[str]], weights: Callable[[list[str]], int],
+             keras_model: Any | None) -> tuple[LayerDiagnosis, ...]:
+    """Group tensor errors by Keras layer (graph order), read each one: ``nodes`` of a
+    layer, their ``op_types`` and ``weights`` come from the format's calibrated graph;
+    ``keras_model`` (if given) lets a reading name weights that int8 rounds to zero."""
+    groups: dict[str, list[TensorError]] = {}
+    for error in errors:
+        if not nodes(error.layer):     # graph inputs/outputs that belong to no layer
+            continue
+        groups.setdefault(error.layer, []).append(error)
+    names = list(groups)
+    ranges = [max(e.value_range for e in groups[n]) for n in names]
+    out = []
+    for depth, name in enumerate(names):
+        group = groups[name]
+        local = max(_finite(e.local) for e in group)
+        cumulative = _finite(group[-1].cumulative)
+        neighbours = [ranges[k] for k in (depth - 1, depth + 1) if 0 <= k < len(names)]
+        spread = max((e.channel_spread or 0.0) for e in group)
+        kinds = list(dict.fromkeys(op_types(name)))
+        out.append(LayerDiagnosis(
+            layer=name, op_type="+".join(kinds) or group[0].op_type, depth=depth,
+            local=round(local, 6), cumulative=round(cumulative, 6),
+            reading=reading(local=local, cumulative=cumulative, channel_spread=spread,
+                            range_ratio=(ranges[depth] / max(float(np.median(neighbours)),
+                                                             1e-12) if neighbours else 1.0),
+                            weights=_kernel(keras_model, name)),
+            nodes=tuple(nodes(name)), weights=weights(nodes(name))))
+    return tuple(out)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _kernel(model: Any | None, layer: str) -> np.ndarray | None:
+    if model is None:
+        return None
+    try:
+        weights = model.get_layer(layer).get_weights()
+    except (ValueError, AttributeError):
+        return None
+    return weights[0] if weights and np.ndim(weights[0]) >= 2 else None
+
+
+def zeroed_weights(kernel: np.ndarray) -> tuple[float, float]:
+    """(fraction of weights int8 per-output-channel rounding sends to 0, largest |w| over
+    the median |w|) of a kernel whose last axis is the output channel.
+
+    >>> k = np.full((3, 3, 4, 2), 0.1); k[0, 0, 0, :] = 100.0
+    >>> zeroed, ratio = zeroed_weights(k)
+    >>> round(zeroed, 3), round(ratio)
+    (0.972, 1000)
+    """
+    w = np.abs(np.asarray(kernel, np.float64)).reshape(-1, np.shape(kernel)[-1])
+    scale = w.max(axis=0) / 127.0
+    zeroed = float(np.mean(w < 0.5 * np.where(scale > 0, scale, np.inf)))
+    nonzero = w[w > 0]
+    ratio = float(w.max() / np.median(nonzero)) if nonzero.size else 1.0
+    return zeroed, ratio
+
+
+def reading(*, local: float, cumulative: float, channel_spread: float = 0.0,
+            range_ratio: float = 1.0, weights: np.ndarray | None = None) -> str:
+    """One line saying why a layer's error is what it is.
+
+    >>> reading(local=0.4, cumulative=0.4, range_ratio=40.0)
+    'activation range 40x wider than its neighbours: its int8 steps are coarse'
+    >>> reading(local=0.01, cumulative=0.6)
+    'adds 1% itself; 60% arrives from earlier layers'
+    """
+    if weights is not None:
+        zeroed, ratio = zeroed_weights(weights)
+        if zeroed > 0.3 and local > 0.05:
+            return (f"int8 rounds {zeroed:.0%} of its weights to zero "
+                    f"(largest weight {ratio:.0f}x the median)")
+    if channel_spread > 20 and local > 0.05:
+        return (f"one channel's range is {channel_spread:.0f}x the median channel's: "
+                "the others get few int8 steps")
+    if range_ratio > 10 and local > 0.05:
+        return (f"activation range {range_ratio:.0f}x wider than its neighbours: "
+                "its int8 steps are coarse")
+    if local > 0.1:
+        return f"adds {local:.0%} error by itself (rounding of its weights or output)"
+    if cumulative > 0.1 and cumulative > 3 * local:
+        return f"adds {local:.0%} itself; {cumulative:.0%} arrives from earlier layers"
+    return "rounding noise only"

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_transfer.core.records.diagnose import LayerDiagnosis
 from edge_transfer.runtime.metadata import ModelMetadata
 from edge_transfer.runtime.onnx_metadata import annotate
-from exporters import _files
+from exporters import _files, onnx_debug
+from exporters.diagnosis import Quantizer, by_layer
 from exporters.failures import conversion_failure
 from exporters.onnx_graph import REDUCE_RANGE, _float16, _float_model, adapter_nodes
 from exporters.spec import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
@@ -70,9 +72,7 @@ def _convert(source: KerasSource, spec: ExportSpec, calibration: Calibration,
     import onnx
 
     if spec.keep_float is not None:   # int8-mixed: named layers excluded from quantization
-        from exporters.onnx_debug import mixed
-
-        return mixed(source, calibration, spec.keep_float, options)
+        return onnx_debug.mixed(source, calibration, spec.keep_float, options)
     model = _float_model(source, options.opset)
     if spec.qat:
         return store_int8_weights(model)
@@ -242,3 +242,30 @@ class _Reader:
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Float outputs on float input ``x``, through the device's runtime code."""
     return _files.predict(path, x, NAME)
+
+
+def quantizer(source: KerasSource, calibration: Calibration, *,
+              options: ExportOptions | None = None,
+              keras_model: Any | None = None) -> Quantizer:
+    """The per-layer int8 quantizer (``diagnose``, ``--keep-float auto``): ``source``'s (the
+    Keras model's own input) float graph prepared once for static QDQ int8 with the
+    exporter's settings; a layer kept in float is its nodes excluded."""
+    prepared = onnx_debug.prepare(source, options or ExportOptions())
+
+    def op_types(layer: str) -> list[str]:
+        names = set(prepared.nodes_of(layer))
+        return [op for node, op, _ in prepared.producers.values() if node in names]
+
+    def quantize(layers: tuple[str, ...]) -> Any:
+        return onnx_debug.quantize(prepared, calibration,
+                                   [n for la in layers for n in prepared.nodes_of(la)])
+
+    def measure(x: np.ndarray, int8: Any) -> tuple[LayerDiagnosis, ...]:
+        return by_layer(onnx_debug.measure(prepared, calibration, x, quantized=int8),
+                        prepared.nodes_of, op_types, prepared.weights_of, keras_model)
+
+    return Quantizer(NAME, quantize, _serialized, measure)
+
+
+def _serialized(model: Any) -> bytes:
+    return bytes(model.SerializeToString())

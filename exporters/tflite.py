@@ -19,13 +19,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_transfer.core import interrupts
 from edge_transfer.core.errors import ConversionError, ExportError
+from edge_transfer.core.records.diagnose import LayerDiagnosis
 from edge_transfer.runtime.metadata import ModelMetadata, embed_in_tflite
 from exporters import _files, tflite_debug
+from exporters.diagnosis import Quantizer, by_layer
 from exporters.failures import conversion_failure
 from exporters.spec import Artifact, Calibration, ExportOptions, ExportSpec, KerasSource
 
@@ -126,3 +129,28 @@ def explain_failure(name: str, exc: BaseException) -> ExportError:
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Float outputs on float input ``x``, through the device's runtime code."""
     return _files.predict(path, x, NAME)
+
+
+def quantizer(source: KerasSource, calibration: Calibration, *,
+              options: ExportOptions | None = None,
+              keras_model: Any | None = None) -> Quantizer:
+    """The per-layer int8 quantizer (``diagnose``, ``--keep-float auto``): ``source`` (the
+    Keras model's own input) calibrated once through the QuantizationDebugger; a layer kept
+    in float is its op outputs denylisted. ``options``: none apply to TFLite."""
+    calibrated = tflite_debug.calibrate(source, calibration)
+
+    def nodes(layer: str) -> list[str]:
+        return tflite_debug.nodes_of(calibrated, layer)
+
+    def op_types(layer: str) -> list[str]:
+        return [calibrated.op_outputs[n] for n in nodes(layer)]
+
+    def quantize(layers: tuple[str, ...]) -> bytes:
+        return tflite_debug.quantize(calibrated, denylisted_nodes=[n for la in layers
+                                                                   for n in nodes(la)])
+
+    def measure(x: np.ndarray, _int8: Any) -> tuple[LayerDiagnosis, ...]:
+        return by_layer(tflite_debug.measure(calibrated, x), nodes, op_types,
+                        calibrated.weights_of, keras_model)
+
+    return Quantizer(NAME, quantize, bytes, measure)

@@ -1,4 +1,4 @@
-"""JSON inputs of a report, written as export, bundle and validate write them (edge_transfer.core.records).
+"""JSON inputs of a report, written as export, bundle and validate write them (core.records).
 
 The figures are those of a small CNN fine-tuned on digits:5-9 (8x8, 5 classes, 134 test
 images): exports of every TFLite and ONNX precision, one QAT conversion that failed, and a

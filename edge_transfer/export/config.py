@@ -108,6 +108,18 @@ class ExportConfig:
     def __post_init__(self, finetune_epochs: int | None, out_dir: Path | None) -> None:
         renamed(self, "finetune_epochs", "qat_epochs", finetune_epochs)
         renamed(self, "out_dir", "out", out_dir)
+        modules = self._check_formats()
+        self._check_io(modules)
+        self._check_calibration()
+        self._check_pruning()
+        self._check_decision()
+        self._check_keep_float(modules)
+        if self.jobs is not None and self.jobs < 1:
+            raise UnsupportedExportError(
+                f"--jobs {self.jobs} must be at least 1 (1: one variant after another)")
+
+    def _check_formats(self) -> list[exporters.Exporter]:
+        """The asked formats' modules, each asked precision made by at least one of them."""
         if not self.formats:
             raise UnsupportedExportError(
                 f"no format asked; valid formats: {', '.join(exporters.available())}")
@@ -125,6 +137,9 @@ class ExportConfig:
                 raise UnsupportedExportError(
                     f"precision {precision} cannot be exported to {', '.join(self.formats)} "
                     f"({can}); {fix}")
+        return modules
+
+    def _check_io(self, modules: list[exporters.Exporter]) -> None:
         if self.io not in exporters.IO_TYPES:
             raise UnsupportedExportError(
                 f"unknown --io {self.io!r}; valid: {', '.join(exporters.IO_TYPES)}")
@@ -135,6 +150,9 @@ class ExportConfig:
             raise UnsupportedExportError(
                 f"--io {self.io} applies to fully integer TFLite models; add --formats tflite "
                 "and --precision int8 (or --qat)")
+
+    def _check_calibration(self) -> None:
+        """The calibration's size and method, and the ONNX opset."""
         if self.calibration_samples < 1:
             raise UnsupportedExportError(
                 f"--calibration-samples must be at least 1, got {self.calibration_samples}; "
@@ -144,6 +162,8 @@ class ExportConfig:
                 f"unknown calibration method {self.calibration_method!r}; valid: "
                 f"{', '.join(exporters.CALIBRATION_METHODS)}")
         ExportOptions(opset=self.opset)
+
+    def _check_pruning(self) -> None:
         if self.prune is not None:
             ExportSpec("fp32").pruned(self.prune)
         unasked = set(self.prune_precisions or ()) - set(self.precisions)
@@ -151,6 +171,9 @@ class ExportConfig:
             raise UnsupportedExportError(
                 f"pruned precisions {', '.join(sorted(unasked))} are not among the asked "
                 f"precisions {', '.join(self.precisions)}; add them to --precision")
+
+    def _check_decision(self) -> None:
+        """The check's tolerance, significance and rule, and the QAT / pruning epochs."""
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise UnsupportedExportError(
                 f"max accuracy drop {self.max_accuracy_drop} must be a fraction in 0..1")
@@ -162,6 +185,8 @@ class ExportConfig:
         if self.qat_epochs < 1:
             raise UnsupportedExportError("--qat-epochs (fine-tune epochs of --qat and --prune) "
                                          "must be >= 1")
+
+    def _check_keep_float(self, modules: list[exporters.Exporter]) -> None:
         if self.keep_float is not None:
             if not self.keep_float or ("auto" in self.keep_float and len(self.keep_float) > 1):
                 raise UnsupportedExportError(
@@ -174,9 +199,6 @@ class ExportConfig:
             raise UnsupportedExportError(
                 f"--keep-float-max-bytes {self.keep_float_max_bytes} must be at least 1 (times "
                 "the plain int8 file's bytes); 1.5 is the default")
-        if self.jobs is not None and self.jobs < 1:
-            raise UnsupportedExportError(
-                f"--jobs {self.jobs} must be at least 1 (1: one variant after another)")
 
     @property
     def rule(self) -> stats.Rule:

@@ -21,23 +21,24 @@ edge_transfer.core.errors.UnsupportedExportError: diagnose cannot measure onnx i
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import exporters
 from edge_transfer.core.errors import UnsupportedExportError
 from edge_transfer.core.fields import renamed
 from edge_transfer.core.records.diagnose import DiagnoseRecord, Diagnosis, LayerDiagnosis
-from exporters.diagnosis import TensorError
+from exporters import ExportOptions
+from exporters.diagnosis import Quantizer
 
 DIAGNOSE_FILE = DiagnoseRecord.FILE_NAME
-MEASURABLE = {"tflite": ("int8",), "onnx": ("int8",)}
+MEASURABLE = {name: ("int8",) for name in exporters.available()}  # each has a quantizer
 ACCURACY_SAMPLES = 2000      # validation images (at most) the two accuracies are measured on
 
 
@@ -75,74 +76,14 @@ class DiagnoseConfig:
 # --- measuring -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class Quantizer:
-    """One format's int8 of one calibration: re-quantize it keeping layers in float (cheap),
-    run a quantized model, and measure the per-layer errors (the costly part, on demand)."""
-
-    fmt: str
-    quantize: Callable[[tuple[str, ...]], Any]  # layer names -> model (bytes or onnx proto)
-    serialize: Callable[[Any], bytes]           # a quantized model as its file's bytes
-    _measure: Callable[[np.ndarray, Any], tuple[LayerDiagnosis, ...]]
-
-    def size(self, model: Any) -> int:
-        """The bytes of a quantized model's file."""
-        return len(self.serialize(model))
-
-    def measure(self, x: np.ndarray, int8: Any | None = None) -> tuple[LayerDiagnosis, ...]:
-        """Per-layer local and cumulative int8 error on ``x``, in graph order (``int8``: the
-        plain int8 model, when it is already made)."""
-        return self._measure(x, int8)
-
-
 def quantizer(fmt: str, source: Any, calibration: Any, *, opset: int = 17,
               keras_model: Any | None = None) -> Quantizer:
     """Calibrate ``source`` once for ``fmt`` (the expensive part of an int8 conversion), on
-    the Keras model's own input (``source.plain``: per-layer work, without the pixel adapter)."""
-    source = source.plain
-    if fmt == "tflite":
-        from exporters import tflite_debug as tfl
-
-        calibrated = tfl.calibrate(source, calibration)
-
-        def nodes(layer: str) -> list[str]:
-            return tfl.nodes_of(calibrated, layer)
-
-        def op_types(layer: str) -> list[str]:
-            return [calibrated.op_outputs[n] for n in nodes(layer)]
-
-        def quantize_tfl(layers: tuple[str, ...]) -> bytes:
-            return tfl.quantize(calibrated, denylisted_nodes=[n for la in layers
-                                                              for n in nodes(la)])
-
-        def measure_tfl(x: np.ndarray, _int8: Any) -> tuple[LayerDiagnosis, ...]:
-            return _by_layer(tfl.measure(calibrated, x), nodes, op_types,
-                             calibrated.weights_of, keras_model)
-
-        return Quantizer(fmt, quantize_tfl, bytes, measure_tfl)
-
-    from exporters import onnx_debug as onx
-    from exporters.spec import ExportOptions
-
-    prepared = onx.prepare(source, ExportOptions(opset=opset))
-
-    def op_types_onnx(layer: str) -> list[str]:
-        names = set(prepared.nodes_of(layer))
-        return [op for node, op, _ in prepared.producers.values() if node in names]
-
-    def quantize_onnx(layers: tuple[str, ...]) -> Any:
-        return onx.quantize(prepared, calibration,
-                            [n for la in layers for n in prepared.nodes_of(la)])
-
-    def measure_onnx(x: np.ndarray, int8: Any) -> tuple[LayerDiagnosis, ...]:
-        return _by_layer(onx.measure(prepared, calibration, x, quantized=int8),
-                         prepared.nodes_of, op_types_onnx, prepared.weights_of, keras_model)
-
-    return Quantizer(fmt, quantize_onnx, _onnx_bytes, measure_onnx)
-
-
-def _onnx_bytes(model: Any) -> bytes:
-    return bytes(model.SerializeToString())
+    the Keras model's own input (``source.plain``: per-layer work, without the pixel adapter),
+    through the format's own per-layer quantizer (:class:`exporters.Exporter`)."""
+    return exporters.get(fmt).quantizer(source.plain, calibration,
+                                        options=ExportOptions(opset=opset),
+                                        keras_model=keras_model)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,94 +119,6 @@ def validation_sample(run: Any, model: Any, count: int, measure: int,
     float_out = predict_split(model, data.split, data.preprocessing)
     return Sample(data, np.asarray(float_out.argmax(1) == data.y),
                   run.sample_arrays("val", measure, seed)[0])
-
-
-def _by_layer(errors: list[TensorError], nodes: Callable[[str], list[str]],
-              op_types: Callable[[str], list[str]], weights: Callable[[list[str]], int],
-              keras_model: Any | None) -> tuple[LayerDiagnosis, ...]:
-    """Group tensor errors by Keras layer (graph order), read each one."""
-    groups: dict[str, list[TensorError]] = {}
-    for error in errors:
-        if not nodes(error.layer):     # graph inputs/outputs that belong to no layer
-            continue
-        groups.setdefault(error.layer, []).append(error)
-    names = list(groups)
-    ranges = [max(e.value_range for e in groups[n]) for n in names]
-    out = []
-    for depth, name in enumerate(names):
-        group = groups[name]
-        local = max(_finite(e.local) for e in group)
-        cumulative = _finite(group[-1].cumulative)
-        neighbours = [ranges[k] for k in (depth - 1, depth + 1) if 0 <= k < len(names)]
-        spread = max((e.channel_spread or 0.0) for e in group)
-        kinds = list(dict.fromkeys(op_types(name)))
-        out.append(LayerDiagnosis(
-            layer=name, op_type="+".join(kinds) or group[0].op_type, depth=depth,
-            local=round(local, 6), cumulative=round(cumulative, 6),
-            reading=reading(local=local, cumulative=cumulative, channel_spread=spread,
-                            range_ratio=(ranges[depth] / max(float(np.median(neighbours)),
-                                                             1e-12) if neighbours else 1.0),
-                            weights=_kernel(keras_model, name)),
-            nodes=tuple(nodes(name)), weights=weights(nodes(name))))
-    return tuple(out)
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0
-
-
-def _kernel(model: Any | None, layer: str) -> np.ndarray | None:
-    if model is None:
-        return None
-    try:
-        weights = model.get_layer(layer).get_weights()
-    except (ValueError, AttributeError):
-        return None
-    return weights[0] if weights and np.ndim(weights[0]) >= 2 else None
-
-
-def zeroed_weights(kernel: np.ndarray) -> tuple[float, float]:
-    """(fraction of weights int8 per-output-channel rounding sends to 0, largest |w| over
-    the median |w|) of a kernel whose last axis is the output channel.
-
-    >>> k = np.full((3, 3, 4, 2), 0.1); k[0, 0, 0, :] = 100.0
-    >>> zeroed, ratio = zeroed_weights(k)
-    >>> round(zeroed, 3), round(ratio)
-    (0.972, 1000)
-    """
-    w = np.abs(np.asarray(kernel, np.float64)).reshape(-1, np.shape(kernel)[-1])
-    scale = w.max(axis=0) / 127.0
-    zeroed = float(np.mean(w < 0.5 * np.where(scale > 0, scale, np.inf)))
-    nonzero = w[w > 0]
-    ratio = float(w.max() / np.median(nonzero)) if nonzero.size else 1.0
-    return zeroed, ratio
-
-
-def reading(*, local: float, cumulative: float, channel_spread: float = 0.0,
-            range_ratio: float = 1.0, weights: np.ndarray | None = None) -> str:
-    """One line saying why a layer's error is what it is.
-
-    >>> reading(local=0.4, cumulative=0.4, range_ratio=40.0)
-    'activation range 40x wider than its neighbours: its int8 steps are coarse'
-    >>> reading(local=0.01, cumulative=0.6)
-    'adds 1% itself; 60% arrives from earlier layers'
-    """
-    if weights is not None:
-        zeroed, ratio = zeroed_weights(weights)
-        if zeroed > 0.3 and local > 0.05:
-            return (f"int8 rounds {zeroed:.0%} of its weights to zero "
-                    f"(largest weight {ratio:.0f}x the median)")
-    if channel_spread > 20 and local > 0.05:
-        return (f"one channel's range is {channel_spread:.0f}x the median channel's: "
-                "the others get few int8 steps")
-    if range_ratio > 10 and local > 0.05:
-        return (f"activation range {range_ratio:.0f}x wider than its neighbours: "
-                "its int8 steps are coarse")
-    if local > 0.1:
-        return f"adds {local:.0%} error by itself (rounding of its weights or output)"
-    if cumulative > 0.1 and cumulative > 3 * local:
-        return f"adds {local:.0%} itself; {cumulative:.0%} arrives from earlier layers"
-    return "rounding noise only"
 
 
 def ranked(layers: tuple[LayerDiagnosis, ...]) -> tuple[LayerDiagnosis, ...]:

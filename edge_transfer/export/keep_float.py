@@ -31,7 +31,7 @@ than plain int8 on the same images, else plain int8 (no layer is kept for noise)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,8 +41,9 @@ from edge_transfer.core.records.diagnose import LayerDiagnosis
 from edge_transfer.core.records.export import KeepFloatSearch, KeepFloatTry
 from edge_transfer.core.records.paired import Comparison
 from edge_transfer.export.config import MAX_BYTES, MAX_CONVERSIONS
-from edge_transfer.export.diagnose import Quantizer, Sample, quiet
+from edge_transfer.export.diagnose import Sample, quiet
 from edge_transfer.export.quant_signs import TensorRange, signs
+from exporters import Quantizer
 
 MEASURE_SAMPLES = 64         # validation images the per-layer errors are measured on
 SEARCH_SAMPLES = 2000        # validation images (at most) each try is judged on (in --help)
@@ -182,6 +183,42 @@ class Choice:
                 *(f"--keep-float auto: {sign}" for sign in self.signs))
 
 
+@dataclass(frozen=True, eq=False)
+class _Tries:
+    """The tries of one search, each judged on ``sample`` paired with float, in order."""
+
+    quantizer: Quantizer
+    sample: Sample
+    max_drop: float
+    alpha: float
+    rule: stats.Rule
+    judged: list[_Judged] = field(default_factory=list)
+
+    def attempt(self, layers: tuple[str, ...], model: Any) -> bool:
+        """Judge ``model`` (``layers`` kept in float); whether it is within budget."""
+        correct = self.sample.correct(self.quantizer, model)
+        comparison = stats.paired(self.sample.float_correct, correct)
+        done = KeepFloatTry(layers=len(layers), bytes=self.quantizer.size(model),
+                            accuracy=float(np.mean(correct)), vs_float=Comparison.of(comparison))
+        ok = within_budget(comparison, self.max_drop, self.alpha, self.rule)
+        self.judged.append(_Judged(layers, done, ok, correct))
+        return ok
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """How a search ended: why, the option that bounded it (if one did), the layers it
+    ranked and could afford, the signs of the measured errors, whether they were measured,
+    and the conversions made."""
+
+    stopped: str
+    limit: str | None = None
+    order: tuple[str, ...] = ()
+    found: tuple[str, ...] = ()
+    measured: bool = False
+    made: int = 1
+
+
 def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: float = 0.05,
            rule: stats.Rule = "significant", conversions: int = MAX_CONVERSIONS,
            max_bytes: float = MAX_BYTES, ranges: Sequence[TensorRange] = ()) -> Choice:
@@ -189,73 +226,67 @@ def choose(quantizer: Quantizer, sample: Sample, *, max_drop: float, alpha: floa
     (:func:`edge_transfer.export.diagnose.validation_sample`); with the per-layer errors measured,
     the choice also carries their signs (:func:`edge_transfer.export.quant_signs.signs`, with the
     first layers' float ``ranges``)."""
-    judged: list[_Judged] = []
-
-    def attempt(layers: tuple[str, ...], model: Any) -> bool:
-        correct = sample.correct(quantizer, model)
-        comparison = stats.paired(sample.float_correct, correct)
-        done = KeepFloatTry(layers=len(layers), bytes=quantizer.size(model),
-                            accuracy=float(np.mean(correct)), vs_float=Comparison.of(comparison))
-        ok = within_budget(comparison, max_drop, alpha, rule)
-        judged.append(_Judged(layers, done, ok, correct))
-        return ok
-
+    tries = _Tries(quantizer, sample, max_drop, alpha, rule)
     with quiet():
         int8 = quantizer.quantize(())
     int8_bytes = quantizer.size(int8)
-    cap = max_bytes * int8_bytes
-    order: tuple[str, ...] = ()
-    found: tuple[str, ...] = ()
-    measured, made = False, 1
-    limit: str | None = None      # the option that bounded the search, if one did
-    if attempt((), int8):
-        stopped = "plain int8 is within the budget: no layer needed"
+    if tries.attempt((), int8):
+        stop = _Stop("plain int8 is within the budget: no layer needed")
     elif conversions < 2:
-        stopped, limit = "--keep-float-conversions 1 allows plain int8 only", "conversions"
+        stop = _Stop("--keep-float-conversions 1 allows plain int8 only", "conversions")
     else:
-        with quiet():
-            layers = quantizer.measure(sample.x_measure, int8)
-        measured = True
-        found = signs(layers, ranges)
-        ranked = ranking(layers, int8_bytes)
-        order = affordable(ranked, int8_bytes, cap)
-        passed_over = len(ranked) - len(order)
-        over = (f"; {passed_over} more would take the file past {max_bytes:g}x int8"
-                if passed_over else "")
-        stopped = ("no layer adds measurable error" if not ranked else
-                   f"every layer that adds error would take the file past {max_bytes:g}x int8"
-                   if not order else "")
-        limit = "max_bytes" if ranked and not order else None
-        steps = sizes(conversions - 1, len(order)) if order else []
-        for k, n in enumerate(steps):
-            keep = order[:n]
-            with quiet():
-                model = quantizer.quantize(keep)
-            made += 1
-            size = quantizer.size(model)
-            if size > cap:
-                stopped = (f"keeping {n} layer(s) makes a file {size / int8_bytes:.2f}x int8, "
-                           f"past the {max_bytes:g}x cap")
-                limit = "max_bytes"
-                break
-            if attempt(keep, model):
-                stopped = f"{n} layer(s) in float bring it within the budget"
-                break
-            if k == len(steps) - 1 and n == len(order):
-                stopped = f"every layer that adds error and fits the byte cap is float{over}"
-                limit = "max_bytes" if passed_over else None
-            elif k == len(steps) - 1:
-                stopped = f"the conversion limit ({conversions}) is reached{over}"
-                limit = "conversions"
-    chosen = _pick(judged, alpha, rule)
-    layers_kept, best, ok = chosen.layers, chosen.outcome, chosen.ok
+        stop = _search(tries, int8, int8_bytes, conversions, max_bytes, ranges)
+    chosen = _pick(tries.judged, alpha, rule)
     search = KeepFloatSearch(
         samples=len(sample.float_correct), float_accuracy=sample.float_accuracy,
         int8_bytes=int8_bytes, max_bytes_ratio=max_bytes,
-        bytes_ratio=round(best.bytes / int8_bytes, 4), conversions=made,
-        measured=measured, within_budget=ok, stopped=stopped,
-        tries=tuple(j.outcome for j in judged), limit=None if ok else limit)
-    return Choice(layers_kept, search, order, found)
+        bytes_ratio=round(chosen.outcome.bytes / int8_bytes, 4), conversions=stop.made,
+        measured=stop.measured, within_budget=chosen.ok, stopped=stop.stopped,
+        tries=tuple(j.outcome for j in tries.judged), limit=None if chosen.ok else stop.limit)
+    return Choice(chosen.layers, search, stop.order, stop.found)
+
+
+def _search(tries: _Tries, int8: Any, int8_bytes: int, conversions: int, max_bytes: float,
+            ranges: Sequence[TensorRange]) -> _Stop:
+    """Steps 2 and 3 of the module docstring, after plain int8 was not within budget."""
+    with quiet():
+        layers = tries.quantizer.measure(tries.sample.x_measure, int8)
+    found = signs(layers, ranges)
+    ranked = ranking(layers, int8_bytes)
+    order = affordable(ranked, int8_bytes, max_bytes * int8_bytes)
+    if not order:
+        stopped = ("no layer adds measurable error" if not ranked else
+                   f"every layer that adds error would take the file past {max_bytes:g}x int8")
+        return _Stop(stopped, "max_bytes" if ranked else None, order, found, measured=True)
+    stopped, limit, made = _try_layers(tries, order, int8_bytes, conversions, max_bytes,
+                                       passed_over=len(ranked) - len(order))
+    return _Stop(stopped, limit, order, found, measured=True, made=made)
+
+
+def _try_layers(tries: _Tries, order: tuple[str, ...], int8_bytes: int, conversions: int,
+                max_bytes: float, passed_over: int) -> tuple[str, str | None, int]:
+    """Keep the first 1, 2, 3, 5, ... layers of ``order`` in float until a try is within
+    budget: (why it stopped, the option that bounded it, the conversions made in all)."""
+    cap = max_bytes * int8_bytes
+    over = (f"; {passed_over} more would take the file past {max_bytes:g}x int8"
+            if passed_over else "")
+    steps = sizes(conversions - 1, len(order))
+    made = 1
+    for n in steps:
+        keep = order[:n]
+        with quiet():
+            model = tries.quantizer.quantize(keep)
+        made += 1
+        size = tries.quantizer.size(model)
+        if size > cap:
+            return (f"keeping {n} layer(s) makes a file {size / int8_bytes:.2f}x int8, "
+                    f"past the {max_bytes:g}x cap", "max_bytes", made)
+        if tries.attempt(keep, model):
+            return f"{n} layer(s) in float bring it within the budget", None, made
+    if steps[-1] == len(order):
+        return (f"every layer that adds error and fits the byte cap is float{over}",
+                "max_bytes" if passed_over else None, made)
+    return f"the conversion limit ({conversions}) is reached{over}", "conversions", made
 
 
 def file_mismatch(search: KeepFloatSearch, file_bytes: int) -> str | None:

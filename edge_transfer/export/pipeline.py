@@ -241,87 +241,168 @@ def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,
     variants = config.variants()
     report: Progress = progress or (lambda _name, _done, _total: None)
     report("loading model", 0, len(variants))
-    # a worker converts what needs nothing trained or searched first: the post-training ones
-    side_by_side = [k for k, (_, spec) in enumerate(variants) if spec.post_training]
-    model_file = run.model_path
-    jobs = export_workers.choose_jobs(config.jobs, len(side_by_side),
-                                      model_file.stat().st_size if model_file.is_file() else 0)
     by_index: dict[int, Artifact] = {}
     with contextlib.ExitStack() as stack:
-        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-transfer-export-"))
-        workers = (stack.enter_context(export_workers.Workers(jobs, Path(work), run.path,
-                                                              worker))
-                   if jobs > 1 else None)   # they start while the model loads here
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="edge-transfer-export-")))
+        workers = _workers(stack, run, config, variants, work, worker)
         model = load_run_model(run, unsafe_load=config.unsafe_load)
         _check_model(model, run)
         loaded = time.perf_counter() - started
-        output_dir(run_dir, config, create=True)
-        _retire_record(out)
-        test = run.splits.test
-        x_val, y_val = CheckData(test, run.preprocessing), test.y
-        meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing,
-                             about=About.of(run.path.name, run.labels, config.model_name,
-                                            config.model_version, config.author,
-                                            config.license))
-        options = ExportOptions(opset=config.opset)
-        calibration = calibration_data(run, config, str(model.input_names[0]))
+        job = _job(run_dir, run, config, out, variants, report, work, model)
         workers = _started(workers)
         jobs = workers.jobs if workers is not None else 1
-        done = 0
-        try:
-            converting = (None if workers is None else _start_in_workers(
-                [(k, *variants[k]) for k in side_by_side], workers, run, config, calibration,
-                out, meta, options, lambda name, n: report(name, n, len(variants))))
-            start = time.perf_counter()   # the float model's outputs, while workers convert
-            sources = _Sources(model, run, config, Path(work), x_val,
-                               lambda what: report(what, done, len(variants)))
-            sources.seconds["load"] = loaded
-            float_out = sources.get(ExportSpec.fp32())[1]
-            float_top1 = np.argmax(float_out, axis=1)
-            float_accuracy = float(np.mean(float_top1 == y_val))
-            float_health = float_model_health(float_accuracy, float_top1, run, model)
-            sources.seconds["float"] = time.perf_counter() - start
-            judge = _Judge(y_val, float_accuracy, config, float_out)
-            if workers is not None and converting is not None:
-                by_index = _judge_all(converting.result(), judge, float_out)
-                if len(by_index) < len(variants):   # the rest convert here: from the
-                    export_workers.adopt_shared(    # workers' SavedModel and ONNX graph
-                        sources.get(ExportSpec.fp32())[0], workers.shared)
-        except BaseException:
-            if workers is not None:
-                workers.stop()
-            _remove_temporaries(out)   # what a terminated worker was writing
-            raise
+        reference = _float_and_workers(job, model, workers, loaded, by_index)
         if workers is not None:
             workers.close()   # before QAT / pruning train here: their memory is free again
         interrupts.check()
-        for k, (fmt, spec) in enumerate(variants):
-            if k in by_index:
-                continue
-            done = len(by_index)
-            report(f"{fmt}-{spec.name}", done, len(variants))
-            by_index[k] = _export_variant(fmt, spec, sources, calibration, out, meta,
-                                          options, judge, config)
+        _convert_here(job, reference, by_index)
         report("done", len(variants), len(variants))
-    artifacts = _advise([by_index[k] for k in range(len(variants))], run.path,
-                        float_accuracy, config, len(run.labels))
-    preparation = {k: round(v, 3) for k, v in sources.seconds.items()}
-    result = ExportResult(run=run.path, out_dir=out, data_fingerprint=run.data_fingerprint,
-                          labels=run.labels, preprocessing=run.preprocessing,
-                          float_accuracy=float_accuracy, artifacts=tuple(artifacts),
-                          preparation_seconds=preparation,
-                          samples=SampleIds.of(run.data_fingerprint, "test", y_val),
-                          float_predictions=encode(float_top1),
-                          decision=ExportDecision(config.max_accuracy_drop, config.alpha,
-                                                  config.decide),
-                          timing=_timing(artifacts, started, jobs, preparation),
-                          float_health=float_health)
-    _remove_stale(out, {a.path.name for a in artifacts if a.path is not None})
+    result = _result(job, reference, by_index, started, jobs)
+    _remove_stale(out, {a.path.name for a in result.artifacts if a.path is not None})
     result.to_record().dump(result.path)
     (out / PREVIOUS_FILE).unlink(missing_ok=True)
     if config.diagnose:
         _diagnose(run_dir, config, out, report)
     return result
+
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """One export's inputs every step shares, once the model has loaded."""
+
+    run: Run
+    config: ExportConfig
+    out: Path
+    variants: list[tuple[str, ExportSpec]]
+    report: Progress
+    workdir: Path
+    x_val: CheckData
+    y_val: np.ndarray
+    meta: ModelMetadata
+    options: ExportOptions
+    calibration: Calibration
+
+
+@dataclass(frozen=True, eq=False)
+class _Float:
+    """The float model on the test split, which every variant is judged against, and the
+    sources the variants convert from."""
+
+    sources: _Sources
+    outputs: np.ndarray
+    top1: np.ndarray
+    accuracy: float
+    health: str | None
+    judge: _Judge
+
+
+def _side_by_side(variants: list[tuple[str, ExportSpec]]) -> list[int]:
+    """The variants a worker converts: those that need nothing trained or searched first
+    (the post-training ones)."""
+    return [k for k, (_, spec) in enumerate(variants) if spec.post_training]
+
+
+def _workers(stack: contextlib.ExitStack, run: Run, config: ExportConfig,
+             variants: list[tuple[str, ExportSpec]], work: Path,
+             worker: export_workers.Worker | None) -> export_workers.Workers | None:
+    """The worker processes (None: one variant after another here); they start while the
+    model loads here."""
+    model_file = run.model_path
+    jobs = export_workers.choose_jobs(config.jobs, len(_side_by_side(variants)),
+                                      model_file.stat().st_size if model_file.is_file() else 0)
+    if jobs <= 1:
+        return None
+    return stack.enter_context(export_workers.Workers(jobs, work, run.path, worker))
+
+
+def _job(run_dir: str | Path, run: Run, config: ExportConfig, out: Path,
+         variants: list[tuple[str, ExportSpec]], report: Progress, work: Path,
+         model: Any) -> _Job:
+    """The output folder made and its old record retired (the model has loaded), the test
+    split to check on, the files' metadata and the calibration."""
+    output_dir(run_dir, config, create=True)
+    _retire_record(out)
+    test = run.splits.test
+    x_val, y_val = CheckData(test, run.preprocessing), test.y
+    meta = ModelMetadata(labels=run.labels, preprocessing=run.preprocessing,
+                         about=About.of(run.path.name, run.labels, config.model_name,
+                                        config.model_version, config.author, config.license))
+    options = ExportOptions(opset=config.opset)
+    calibration = calibration_data(run, config, str(model.input_names[0]))
+    return _Job(run, config, out, variants, report, work, x_val, y_val, meta, options,
+                calibration)
+
+
+def _float_and_workers(job: _Job, model: Any, workers: export_workers.Workers | None,
+                       loaded: float, by_index: dict[int, Artifact]) -> _Float:
+    """The float model's outputs while the workers (if any) convert the post-training
+    variants; theirs judged into ``by_index``. On any failure the workers stop and what
+    they were writing is removed."""
+    total = len(job.variants)
+    try:
+        converting = (None if workers is None else _start_in_workers(
+            [(k, *job.variants[k]) for k in _side_by_side(job.variants)], workers, job.run,
+            job.config, job.calibration, job.out, job.meta, job.options,
+            lambda name, n: job.report(name, n, total)))
+        reference = _float_outputs(job, model, loaded,
+                                   lambda what: job.report(what, len(by_index), total))
+        if workers is not None and converting is not None:
+            by_index.update(_judge_all(converting.result(), reference.judge,
+                                       reference.outputs))
+            if len(by_index) < total:   # the rest convert here: from the
+                export_workers.adopt_shared(    # workers' SavedModel and ONNX graph
+                    reference.sources.get(ExportSpec.fp32())[0], workers.shared)
+    except BaseException:
+        if workers is not None:
+            workers.stop()
+        _remove_temporaries(job.out)   # what a terminated worker was writing
+        raise
+    return reference
+
+
+def _float_outputs(job: _Job, model: Any, loaded: float,
+                   progress: Callable[[str], None]) -> _Float:
+    """The float model run over the test split (while workers convert), and its health."""
+    start = time.perf_counter()
+    sources = _Sources(model, job.run, job.config, job.workdir, job.x_val, progress)
+    sources.seconds["load"] = loaded
+    outputs = sources.get(ExportSpec.fp32())[1]
+    top1 = np.argmax(outputs, axis=1)
+    accuracy = float(np.mean(top1 == job.y_val))
+    health = float_model_health(accuracy, top1, job.run, model)
+    sources.seconds["float"] = time.perf_counter() - start
+    return _Float(sources, outputs, top1, accuracy, health,
+                  _Judge(job.y_val, accuracy, job.config, outputs))
+
+
+def _convert_here(job: _Job, reference: _Float, by_index: dict[int, Artifact]) -> None:
+    """The variants no worker converted, one after another in this process."""
+    for k, (fmt, spec) in enumerate(job.variants):
+        if k in by_index:
+            continue
+        job.report(f"{fmt}-{spec.name}", len(by_index), len(job.variants))
+        by_index[k] = _export_variant(fmt, spec, reference.sources, job.calibration, job.out,
+                                      job.meta, job.options, reference.judge, job.config)
+
+
+def _result(job: _Job, reference: _Float, by_index: dict[int, Artifact], started: float,
+            jobs: int) -> ExportResult:
+    """The export's result (``export.json``), the failures' advice reworded."""
+    run, config = job.run, job.config
+    artifacts = _advise([by_index[k] for k in range(len(job.variants))], run.path,
+                        reference.accuracy, config, len(run.labels))
+    preparation = {k: round(v, 3) for k, v in reference.sources.seconds.items()}
+    return ExportResult(run=run.path, out_dir=job.out, data_fingerprint=run.data_fingerprint,
+                        labels=run.labels, preprocessing=run.preprocessing,
+                        float_accuracy=reference.accuracy, artifacts=tuple(artifacts),
+                        preparation_seconds=preparation,
+                        samples=SampleIds.of(run.data_fingerprint, "test", job.y_val),
+                        float_predictions=encode(reference.top1),
+                        decision=ExportDecision(config.max_accuracy_drop, config.alpha,
+                                                config.decide),
+                        timing=_timing(artifacts, started, jobs, preparation),
+                        float_health=reference.health)
 
 
 def float_model_health(accuracy: float, top1: np.ndarray, run: Run, model: Any) -> str | None:
