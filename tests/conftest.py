@@ -148,15 +148,20 @@ def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedP
     )
 
 
+# Variables libraries set in os.environ themselves: tf2onnx on each conversion
+# (TF_CPP_MIN_LOG_LEVEL, which TensorFlow reads only when first imported), joblib and sklearn
+# when first imported (the KMP_ pair, for Intel's OpenMP). Not a leak of the CLI call.
+SET_BY_LIBRARIES = frozenset({"TF_CPP_MIN_LOG_LEVEL", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"})
+
+
 def _process_state() -> dict[str, object]:
     """What one CLI call must not change for the next one in the same process (but
-    TF_CPP_MIN_LOG_LEVEL, which tf2onnx sets on each conversion and TensorFlow reads only when
-    it is first imported)."""
+    :data:`SET_BY_LIBRARIES`)."""
     import signal
 
     state: dict[str, object] = {
         "cwd": os.getcwd(),
-        "environ": {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        "environ": {k: v for k, v in os.environ.items() if k not in SET_BY_LIBRARIES},
         "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
     }
     state["tf_loaded"] = "tensorflow" in sys.modules
