@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_main
 
 
 def test_recompute_batchnorm_takes_the_data_statistics() -> None:
@@ -41,18 +41,19 @@ def test_chance_warning_names_batchnorm() -> None:
 @pytest.mark.slow
 def test_untrained_keras_file_pretrains_above_chance(tmp_path: Path) -> None:
     """An untrained keras.applications MobileNetV3Small saved as .keras (BatchNorm momentum
-    0.999), pretrained through the CLI: it evaluated at exactly chance (0.200) before."""
-    from edge_transfer.core.keras import load
+    0.999), pretrained through the CLI: it evaluated at exactly chance (0.200) before. The
+    file is the support matrix's (random weights, seeded; the smallest input, 32 px)."""
+    from edge_transfer.report.support import save_application
 
-    _, keras = load()
-    file = tmp_path / "mobilenet_v3_small.keras"
-    keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False,
-                                        weights=None, pooling="avg").save(file)
+    file = save_application("mobilenet_v3_small", tmp_path / "mobilenet_v3_small.keras")
     out = tmp_path / "run"
-    result = run_cli("pretrain", "--data", "digits:0-4", "--backbone", str(file), "--out",
-                     str(out), "--epochs", "5", "--quiet")
+    result = run_main("pretrain", "--data", "digits:0-4", "--backbone", str(file), "--out",
+                      str(out), "--epochs", "5", "--quiet")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val_accuracy"] > 0.9 and metrics["test_accuracy"] > 0.9, metrics
     assert json.loads((out / "run.json").read_text())["warnings"] == []
     assert "BatchNorm" not in result.stderr
+    # Its Rescaling layer scales pixels: fed 0..255, said once (test_backbone_files' case too).
+    line = json.loads((out / "preprocessing.json").read_text())["input"]["line"]
+    assert line.startswith("input: the model scales pixels itself (Rescaling"), line

@@ -169,17 +169,20 @@ FILE_COLUMN = "from a .keras file"
 FILE_ACCURACY = 0.8    # test accuracy a family trained from its own .keras file must reach
 
 
-def save_application(name: str, path: Path, input_size: int | None = None) -> Path:
+def save_application(name: str, path: Path, input_size: int | None = None,
+                     seed: int = 0) -> Path:
     """The keras.applications model of registry backbone ``name``, as a user saves one:
-    random weights, ``include_top=False``, average pooling, every other argument left at its
-    default (so ``include_preprocessing`` models keep their scaling layers), at
-    ``input_size`` (default: the smallest it accepts)."""
+    random weights (drawn from ``seed``, so a cell or a test can be measured again),
+    ``include_top=False``, average pooling, every other argument left at its default (so
+    ``include_preprocessing`` models keep their scaling layers), at ``input_size`` (default:
+    the smallest it accepts)."""
     from edge_transfer.core.keras import load
     from edge_transfer.train import backbones
 
     _, keras = load()
     spec = backbones.get(name)
     size = input_size or spec.min_size
+    keras.utils.set_random_seed(seed)
     model = getattr(keras.applications, spec.application)(
         input_shape=(size, size, 3), include_top=False, weights=None, pooling="avg")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +200,7 @@ def probe_file(name: str, workdir: Path, epochs: int = 4, seed: int = 0) -> dict
     from edge_transfer.train.transfer import PretrainConfig, pretrain
 
     start = time.perf_counter()
-    file = save_application(name, Path(workdir) / f"{name}.keras")
+    file = save_application(name, Path(workdir) / f"{name}.keras", seed=seed)
     run = Path(workdir) / f"{name}-file"
     try:
         pretrain(PretrainConfig(data=SOURCE_DATA, out=run, backbone=str(file), epochs=epochs,
