@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-# (header, index into report.TABLE_COLUMNS): the Markdown table, narrowed for 80 columns.
+# (header, index into report.markdown.TABLE_COLUMNS): the Markdown table, narrowed for 80 columns.
 _TERMINAL_COLUMNS = (("artifact", 0), ("status", 3), ("size", 4), ("×fp32", 5), ("acc", 6),
                      ("device", 7), ("Δ float", 8), ("p50 ms", 9), ("FPS", 10), ("MB", 11))
 

@@ -121,9 +121,11 @@ def install() -> None:
 def forward(package: str, *modules: str) -> Callable[[str], Any]:
     """A ``__getattr__`` for ``package`` handing out the names of ``modules`` (the first that
     has it) with a warning: a package that took the place of a module
-    (``from edge_transfer.data import load_dataset``)."""
+    (``from edge_transfer.data import load_dataset``). A name that is a submodule of
+    ``package`` is not forwarded: ``from package import submodule`` must import it, even
+    while one of ``modules`` is still being imported."""
     def __getattr__(name: str) -> Any:
-        if not name.startswith("__"):
+        if not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is None:
             for module in modules:
                 target = importlib.import_module(module)
                 if hasattr(target, name):

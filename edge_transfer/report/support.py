@@ -172,7 +172,8 @@ FILE_ACCURACY = 0.8    # test accuracy a family trained from its own .keras file
 def save_application(name: str, path: Path, input_size: int | None = None,
                      seed: int = 0) -> Path:
     """The keras.applications model of registry backbone ``name``, as a user saves one:
-    random weights (drawn from ``seed``, so a cell or a test can be measured again),
+    random weights (drawn from ``seed``, so a cell or a test can be measured again; this
+    seeds Python's, NumPy's and TensorFlow's global generators, as a training run does),
     ``include_top=False``, average pooling, every other argument left at its default (so
     ``include_preprocessing`` models keep their scaling layers), at ``input_size`` (default:
     the smallest it accepts)."""

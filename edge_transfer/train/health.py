@@ -240,9 +240,10 @@ epoch 3; one-sided 95% bound 0.690), with the lowest validation loss; ... train 
 
 def _kept_stage(history: dict[str, list[float]],
                 stages: dict[str, dict[str, list[float]]] | None) -> tuple[str, str]:
-    """The name of the stage whose model is kept (``history``) and its epoch option."""
+    """The name of the stage whose model is kept (``history``, found among ``stages`` by its
+    figures, so a copy finds it too) and its epoch option."""
     for index, (name, stage) in enumerate((stages or {}).items()):
-        if stage is history:
+        if stage == history:
             return name, EPOCH_OPTIONS[min(index, len(EPOCH_OPTIONS) - 1)]
     return "", EPOCH_OPTIONS[0]
 
