@@ -46,6 +46,7 @@ from edge_transfer.train.memory import (
     classifier_layer,
     extractor_digest,
 )
+from edge_transfer.train.messages import say
 from edge_transfer.train.runs import (
     HISTORY_FILE,
     LABELS_FILE,
@@ -180,7 +181,7 @@ def extend(cfg: ExtendConfig) -> Path:
     old_run = Run.open(cfg.run)
     step = _load_step(cfg, old_run)
     parts = _cut(old_run)
-    _say(cfg, f"extend: {step.old} classes + {step.dataset.num_classes - step.old} new "
+    say(cfg, f"extend: {step.old} classes + {step.dataset.num_classes - step.old} new "
               f"({', '.join(step.dataset.class_names[step.old:])}), memory {cfg.memory}/class")
     feats = _Features(cfg, parts, step, old_run)
     head, memory, stats = _train(cfg, parts, step, feats, old_run)
@@ -395,7 +396,7 @@ def _with_baselines(cfg: ExtendConfig, parts: _Parts, step: _Step, feats: _Featu
                 [np.flatnonzero(train.y == c)[:cfg.shots] for c in range(step.old)])))
             x = np.concatenate([feats.of(old_train), feats.x_new])
             labels = np.concatenate([old_train.y, feats.new.y])
-        _say(cfg, f"baseline {name}: head on {len(labels)} training vectors")
+        say(cfg, f"baseline {name}: head on {len(labels)} training vectors")
         fresh = LinearHead.initial(feats.x_new.shape[1], total, step.seed)   # not our head
         base = train_head(fresh, x, labels, how)
         right = base.predict(feats.x_test) == y
@@ -483,11 +484,6 @@ def summary_line(run_dir: Path) -> str:
 
 def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _say(cfg: ExtendConfig, message: str) -> None:
-    if cfg.verbose:
-        print(message, flush=True)
 
 
 def markdown_lines(history: IncrementalHistory) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge_transfer.core.records.run import RunInfo, RunMetrics
 from edge_transfer.data.dataset import Splits
@@ -22,7 +22,14 @@ from edge_transfer.train.config import TrainingConfig
 from edge_transfer.train.runs import LABELS_FILE, METRICS_FILE
 
 
-def say(cfg: TrainingConfig, message: str) -> None:
+class Verbosity(Protocol):
+    """Options that say how much to print: the training configs, ``extend``'s."""
+
+    @property
+    def verbose(self) -> int: ...
+
+
+def say(cfg: Verbosity, message: str) -> None:
     """``message`` on stdout unless the run is silent (``verbose`` 0)."""
     if cfg.verbose:
         print(message, flush=True)
