@@ -199,22 +199,34 @@ def load_image_folder(
     if layout:
         return _load_presplit(folder, layout, image_size, skip_bad_files)
     paths, labels, classes = list_image_folder(folder)
-    scan = scan_images(paths, folder)
+    return files_dataset(paths, labels, classes, folder, image_size, skip_bad_files, whole)
+
+
+def files_dataset(paths: Sequence[Path], labels: np.ndarray, classes: tuple[str, ...],
+                  root: Path, image_size: tuple[int, int] | None, skip_bad_files: bool,
+                  whole: bool, manifest: Path | None = None) -> Dataset:
+    """Image files under ``root`` with their labels as a lazy stack: read once here (checked
+    and hashed; an unreadable one refused, or left out with ``skip_bad_files``) and decoded,
+    resized to ``image_size``, when batches are read. ``manifest``: the file that listed
+    them (named in the errors), else the files are ``root``'s folder."""
+    scan = scan_images(paths, root)
     if scan.bad and not skip_bad_files:
         shown = ", ".join(scan.bad[:5]) + (
             f" and {len(scan.bad) - 5} more" if len(scan.bad) > 5 else "")
+        listed = f" listed in {manifest}" if manifest else ""
         raise DataError(
-            f"{len(scan.bad)} unreadable image(s): {shown} (first: {scan.reason}); fix or "
-            "remove them, or pass --skip-bad-files"
+            f"{len(scan.bad)} unreadable image(s){listed}: {shown} (first: {scan.reason}); "
+            "fix or remove them, or pass --skip-bad-files"
         )
     if not scan.ok:
-        raise DataError(f"no readable images in {folder}")
+        raise DataError(f"no readable images listed in {manifest}" if manifest
+                        else f"no readable images in {root}")
     size = image_size or scan.size or (1, 1)
     keep = np.asarray(scan.ok)
     reader = FileReader([paths[i] for i in keep], size, scan.channels)
     images = Images(reader, np.arange(len(keep)), (size[0], size[1], scan.channels))
     dataset = Dataset(images, labels[keep], classes, source_digest=scan.digest)
-    return checked(dataset, str(folder)) if whole else dataset
+    return checked(dataset, str(manifest or root)) if whole else dataset
 
 
 def _split_layout(folder: Path) -> dict[int, Path]:

@@ -56,9 +56,7 @@ def inside(root: Path, relative: str, what: str) -> Path:
 def load(request: Request) -> Dataset:
     import numpy as np
 
-    from edge_transfer.data import dataset as data
     from edge_transfer.data import image_files
-    from edge_transfer.data.images import Images
 
     manifest = request.path
     assert manifest is not None
@@ -68,19 +66,8 @@ def load(request: Request) -> Dataset:
     paths = [inside(root, name, str(manifest)) for name, _ in rows]
     classes = tuple(sorted({label for _, label in rows}))
     labels = np.asarray([classes.index(label) for _, label in rows], np.int64)
-    scan = image_files.scan_images(paths, root)
-    if scan.bad and not request.skip_bad_files:
-        raise DataError(f"{len(scan.bad)} unreadable image(s) listed in {manifest}: "
-                        f"{', '.join(scan.bad[:5])} (first: {scan.reason}); fix or remove "
-                        "them, or pass --skip-bad-files")
-    if not scan.ok:
-        raise DataError(f"no readable images listed in {manifest}")
-    size = request.image_size or scan.size or (1, 1)
-    keep = np.asarray(scan.ok)
-    reader = image_files.FileReader([paths[i] for i in keep], size, scan.channels)
-    images = Images(reader, np.arange(len(keep)), (size[0], size[1], scan.channels))
-    dataset = data.Dataset(images, labels[keep], classes, source_digest=scan.digest)
-    return data.checked(dataset, str(manifest)) if request.whole else dataset
+    return image_files.files_dataset(paths, labels, classes, root, request.image_size,
+                                     request.skip_bad_files, request.whole, manifest=manifest)
 
 
 SOURCE = Source(syntax="FILE.csv", suffix=".csv", load=load,
