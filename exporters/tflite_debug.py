@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,49 @@ def converter(tf: Any, source: KerasSource) -> Any:
     except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
         interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.converted)
+    _load_once(saved)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+
+
+_LOADED: dict[tuple[str, frozenset[str], int, int], Any] = {}   # the last SavedModel loaded
+
+
+def _load_once(saved: Path) -> None:
+    """Load the SavedModel ``saved`` once for all the converters made from it.
+
+    TensorFlow's converter loads a SavedModel in full twice per file (``from_saved_model``
+    for its signatures, ``convert`` for the debug info; 2 s each for a 32 px MobileNetV2),
+    through its module's ``_load``. That loader is wrapped once per process to answer from
+    the one load kept here (the last SavedModel only); any other path, or a SavedModel
+    written again, loads as before, and where TensorFlow has no such loader nothing changes.
+    The files are the same bytes (tests/test_export_tflite.py)."""
+    from tensorflow.lite.python import lite
+
+    real = getattr(lite, "_load", None)
+    if real is None:
+        return
+    real = getattr(real, "__wrapped__", real)
+    if not hasattr(lite._load, "__wrapped__"):
+        def load(path: Any, tags: Any = None) -> Any:
+            hit = _LOADED.get(_load_key(path, tags))
+            return hit if hit is not None else real(path, tags)
+
+        load.__wrapped__ = real   # type: ignore[attr-defined]
+        lite._load = load
+    key = _load_key(saved, None)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = real(str(saved), set(key[1]))
+
+
+def _load_key(path: Any, tags: Any) -> tuple[str, frozenset[str], int, int]:
+    """What identifies one load: the folder, the tags (the converter's default: serve), and
+    the graph file's inode and time (a folder written again is loaded again)."""
+    try:
+        stat = (Path(path) / "saved_model.pb").stat()
+    except (OSError, TypeError):
+        return str(path), frozenset(), -1, -1
+    return str(path), frozenset(tags or ("serve",)), stat.st_ino, stat.st_mtime_ns
 
 
 def representative(calibration: Calibration) -> Any:

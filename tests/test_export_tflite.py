@@ -172,3 +172,41 @@ def test_converter_failure_names_the_op(tmp_path: Path) -> None:
         exporters.get("tflite").export(source, ExportSpec.fp32(), calibration, tmp_path,
                                        metadata=meta)
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_a_source_loads_its_savedmodel_once_for_every_precision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorFlow's converter loads the SavedModel in full twice per file; the exporter has
+    it loaded once per source, and each precision's file is the same bytes as before."""
+    from tensorflow.lite.python import lite
+
+    from edge_transfer.core.keras import load
+    from exporters import Calibration, ExportSpec, KerasSource, tflite, tflite_debug
+
+    _, keras = load()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(keras.layers.DepthwiseConv2D(3, padding="same")(x))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    source = KerasSource(keras.Model(inputs, outputs), tmp_path)
+    calibration = Calibration(np.random.default_rng(0).random((16, 8, 8, 3), np.float32),
+                              source.input_name)
+    specs = [ExportSpec.fp32(), ExportSpec.fp16(), ExportSpec.dynamic(), ExportSpec.int8(),
+             ExportSpec.int8(io="uint8"), ExportSpec.int16x8()]
+    real = getattr(lite._load, "__wrapped__", lite._load)
+    loads: list[str] = []
+
+    def convert_all() -> list[bytes]:
+        loads.clear()
+        monkeypatch.setattr(tflite_debug, "_LOADED", {})
+        monkeypatch.setattr(lite, "_load", lambda path, tags=None: (
+            loads.append(str(path)), real(path, tags))[1])
+        return [tflite._convert(source, spec, calibration) for spec in specs]
+
+    with monkeypatch.context() as before:
+        before.setattr(tflite_debug, "_load_once", lambda saved: None)
+        unshared = convert_all()
+    assert len(loads) == 2 * len(specs)          # TensorFlow's own way: twice per file
+    assert convert_all() == unshared
+    assert loads == [str(source.saved_model)]    # once in all
