@@ -37,6 +37,7 @@ from edge_transfer.core.records.paired import Comparison
 from edge_transfer.core.records.run import RunData, RunInfo, RunMetrics, SplitSizes
 from edge_transfer.data.dataset import UNION, Dataset, Splits, split_dataset, stratified_sample
 from edge_transfer.data.load import absolute_spec, load_dataset
+from edge_transfer.train import runs
 from edge_transfer.train.class_stats import STATS_FILE, ClassStatistics
 from edge_transfer.train.linear_head import HeadTraining, LinearHead, align_weights, train_head
 from edge_transfer.train.memory import (
@@ -47,17 +48,7 @@ from edge_transfer.train.memory import (
     extractor_digest,
 )
 from edge_transfer.train.messages import say
-from edge_transfer.train.runs import (
-    HISTORY_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    PREPROCESSING_FILE,
-    RUN_FILE,
-    Run,
-    versions,
-    write_json,
-)
+from edge_transfer.train.runs import Run, versions, write_json
 
 HEADS = ("auto", "lda", "softmax")
 BIAS_CORRECTIONS = ("balanced", "wa", "none")
@@ -435,9 +426,9 @@ def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: Linea
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_keras_model(model, out / MODEL_FILE)
-    (out / LABELS_FILE).write_text("\n".join(step.dataset.class_names) + "\n")
-    shutil.copyfile(old_run.path / PREPROCESSING_FILE, out / PREPROCESSING_FILE)
+    save_keras_model(model, out / runs.MODEL_FILE)
+    (out / runs.LABELS_FILE).write_text("\n".join(step.dataset.class_names) + "\n")
+    shutil.copyfile(old_run.path / runs.PREPROCESSING_FILE, out / runs.PREPROCESSING_FILE)
     info = old_run.info
     data = info.data
     RunInfo(command="extend", seconds=figures.seconds,
@@ -452,14 +443,14 @@ def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: Linea
                                           val=len(step.splits.val),
                                           test=len(step.splits.test))),
             backbone=info.backbone, strategy=info.strategy, precision=info.precision,
-            versions=versions()).dump(out / RUN_FILE)
+            versions=versions()).dump(out / runs.RUN_FILE)
     top1 = head.predict(feats.x_test)
     RunMetrics(train_accuracy=float(np.mean(head.predict(feats.x_new) == feats.new.y)),
                val_accuracy=float(np.mean(head.predict(feats.x_val) == feats.val.y)),
                val_samples=len(feats.val), test_accuracy=float(np.mean(top1 == feats.test.y)),
                test_samples=len(feats.test), test_predictions=encode(top1)
-               ).dump(out / METRICS_FILE)
-    write_json(out / HISTORY_FILE, {"extend": {"epochs": cfg.epochs}})
+               ).dump(out / runs.METRICS_FILE)
+    write_json(out / runs.HISTORY_FILE, {"extend": {"epochs": cfg.epochs}})
     memory, stats = kept
     for kept_file, name in ((memory, "memory.npz"), (stats, STATS_FILE)):
         if kept_file is not None:

@@ -24,14 +24,7 @@ import numpy as np
 
 from edge_transfer.core.atomic import write_text_atomic
 from edge_transfer.core.preprocessing import Preprocessing
-from edge_transfer.core.records.run import (
-    RunBackbone,
-    RunData,
-    RunInfo,
-    RunMetrics,
-    RunStrategy,
-    SplitSizes,
-)
+from edge_transfer.core.records import run as record
 from edge_transfer.data.dataset import Dataset, Splits
 from edge_transfer.data.load import absolute_spec
 from edge_transfer.train import backbones, inference
@@ -73,8 +66,8 @@ def save_model(model: Any, path: Path) -> None:
 
 def write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, splits: Splits,
               pre: Preprocessing, backbone: backbones.Backbone, model: Any,
-              history: dict[str, Any], metrics: RunMetrics, seconds: float, strategy: Any,
-              warnings: list[str], timer: Timer | None = None) -> None:
+              history: dict[str, Any], metrics: record.RunMetrics, seconds: float,
+              strategy: Any, warnings: list[str], timer: Timer | None = None) -> None:
     """The run directory; the wall ``seconds`` go to run.json, so that metrics.json (the
     figures alone) is the same bytes for the same seed."""
     save_model(model, out / MODEL_FILE)
@@ -82,25 +75,25 @@ def write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, sp
     decision = backbone.input.to_dict() if backbone.input else None
     write_json(out / PREPROCESSING_FILE, {**pre.to_dict(), "input": decision})
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    RunInfo(
+    record.RunInfo(
         command=command,
         seconds=seconds,
         seconds_by_phase=({k: round(v, 3) for k, v in timer.seconds.items()}
                           if timer else None),
         args=args,
         seed=cfg.seed,
-        data=RunData(spec=absolute_spec(cfg.data), seed=cfg.seed,
-                     val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                     shots=cfg.shots,
-                     val_data=cfg.val_data and absolute_spec(cfg.val_data),
-                     test_data=cfg.test_data and absolute_spec(cfg.test_data),
-                     fingerprint=dataset.fingerprint(), skip_bad_files=cfg.skip_bad_files,
-                     sizes=SplitSizes(train=len(splits.train), val=len(splits.val),
-                                      test=len(splits.test))),
-        backbone=RunBackbone(name=backbone.name, source=backbone.source,
-                             weights=backbone.weights, input_shape=tuple(pre.input_shape)),
-        strategy=RunStrategy(name=cfg.strategy, class_name=type(strategy).__name__,
-                             replicas=int(strategy.num_replicas_in_sync)),
+        data=record.RunData(
+            spec=absolute_spec(cfg.data), seed=cfg.seed, val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction, shots=cfg.shots,
+            val_data=cfg.val_data and absolute_spec(cfg.val_data),
+            test_data=cfg.test_data and absolute_spec(cfg.test_data),
+            fingerprint=dataset.fingerprint(), skip_bad_files=cfg.skip_bad_files,
+            sizes=record.SplitSizes(train=len(splits.train), val=len(splits.val),
+                                    test=len(splits.test))),
+        backbone=record.RunBackbone(name=backbone.name, source=backbone.source,
+                                    weights=backbone.weights, input_shape=tuple(pre.input_shape)),
+        strategy=record.RunStrategy(name=cfg.strategy, class_name=type(strategy).__name__,
+                                    replicas=int(strategy.num_replicas_in_sync)),
         precision=str(_policy_name(model)),
         versions=versions(),
         warnings=tuple(warnings),

@@ -123,7 +123,11 @@ def as_dict(make: Callable[P, Record]) -> Callable[P, dict[str, Any]]:
 
 
 class FileRecord(Record):
-    """A record that is a whole file: ``schema_version`` is written and checked here."""
+    """A record that is a whole file: ``schema_version`` is written and checked here.
+
+    A subclass names its file in the class line: ``class Bench(FileRecord, file="bench.json",
+    version=1, error=DeviceError, make="how the user writes it again")``; a file that
+    existed before its record adds ``unversioned_is_current=True`` (see below)."""
 
     FILE_NAME: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int]
@@ -132,6 +136,16 @@ class FileRecord(Record):
     # True for files that existed before their record: one without ``schema_version``
     # (written by an older release) is read as this version.
     UNVERSIONED_IS_CURRENT: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, file: str | None = None, version: int | None = None,
+                          error: type[UserError] | None = None, make: str | None = None,
+                          unversioned_is_current: bool | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        given = {"FILE_NAME": file, "SCHEMA_VERSION": version, "ERROR": error, "MAKE": make,
+                 "UNVERSIONED_IS_CURRENT": unversioned_is_current}
+        for name, value in given.items():
+            if value is not None:
+                setattr(cls, name, value)
 
     @classmethod
     def _check_dict(cls, data: Mapping[str, Any]) -> None:

@@ -4,9 +4,8 @@ per artifact (FPS = 1000 / p50 ms at batch 1) and the validation beside."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
-from edge_transfer.core.errors import DeviceError, UserError
+from edge_transfer.core.errors import DeviceError
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
 from edge_transfer.core.records.validation import ValidationResult
@@ -38,13 +37,9 @@ class BenchRow(Record):
 
 
 @dataclass(frozen=True)
-class BenchTable(FileRecord):
+class BenchTable(FileRecord, file="bench.json", version=1, error=DeviceError,
+                 make="write it again with `edge-transfer bench SOURCE --json OUT`"):
     """What ``edge-transfer bench --json OUT`` writes: the rows and the validation beside."""
-
-    FILE_NAME: ClassVar[str] = "bench.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = DeviceError
-    MAKE: ClassVar[str] = "write it again with `edge-transfer bench SOURCE --json OUT`"
 
     source: str
     device: DeviceInfo

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from edge_transfer.core.errors import ExportError, UserError
+from edge_transfer.core.errors import ExportError
 from edge_transfer.core.records.base import FileRecord, Record
 
 
@@ -43,12 +42,8 @@ class Diagnosis(Record):
 
 
 @dataclass(frozen=True)
-class DiagnoseRecord(FileRecord):
+class DiagnoseRecord(FileRecord, file="diagnose.json", version=1, error=ExportError,
+                     make="run `edge-transfer diagnose RUN` again"):
     """``RUN/export/diagnose.json``: every diagnosis of ``edge-transfer diagnose``."""
-
-    FILE_NAME: ClassVar[str] = "diagnose.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = ExportError
-    MAKE: ClassVar[str] = "run `edge-transfer diagnose RUN` again"
 
     diagnoses: tuple[Diagnosis, ...] = ()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from edge_transfer.core.errors import ExportError, UserError
+from edge_transfer.core.errors import ExportError
 from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.paired import Comparison, SampleIds
@@ -163,13 +163,9 @@ class ExportTiming(Record):
 
 
 @dataclass(frozen=True)
-class ExportRecord(FileRecord):
+class ExportRecord(FileRecord, file="export.json", version=1, error=ExportError,
+                   make="export the run again (`edge-transfer export RUN`)"):
     """``RUN/export/export.json``: every variant an export produced or failed to produce."""
-
-    FILE_NAME: ClassVar[str] = "export.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = ExportError
-    MAKE: ClassVar[str] = "export the run again (`edge-transfer export RUN`)"
 
     run: str
     data_fingerprint: str | None

@@ -8,9 +8,8 @@ forgetting per old class (before - after) and the baselines on the same images."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
-from edge_transfer.core.errors import ModelError, UserError
+from edge_transfer.core.errors import ModelError
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.paired import Comparison
 
@@ -50,7 +49,8 @@ class StepFigures(Record):
 
 
 @dataclass(frozen=True)
-class IncrementalHistory(FileRecord):
+class IncrementalHistory(FileRecord, file="incremental.json", version=1, error=ModelError,
+                         make="extend the run again with `edge-transfer extend`"):
     """``RUN/incremental.json`` (see the module's docstring).
 
     >>> step = StepFigures(step=0, run="runs/a", classes=("0", "1"), total_classes=2,
@@ -59,11 +59,6 @@ class IncrementalHistory(FileRecord):
     >>> IncrementalHistory(steps=(step,)).curve()
     [(0, 2, 0.97)]
     """
-
-    FILE_NAME: ClassVar[str] = "incremental.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = ModelError
-    MAKE: ClassVar[str] = "extend the run again with `edge-transfer extend`"
 
     steps: tuple[StepFigures, ...]
 

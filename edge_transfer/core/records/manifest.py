@@ -5,9 +5,8 @@ written by ``bundle``, read by ``validate`` on the device."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
-from edge_transfer.core.errors import BundleError, UserError
+from edge_transfer.core.errors import BundleError
 from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.device import LatencyStats, Recommendation
@@ -35,13 +34,9 @@ class ManifestArtifact(Record):
 
 
 @dataclass(frozen=True)
-class Manifest(FileRecord):
+class Manifest(FileRecord, file="manifest.json", version=1, error=BundleError,
+               make="create the bundle again (`edge-transfer bundle RUN --out DIR`)"):
     """``BUNDLE/manifest.json``: what a bundle holds, with every file's sha256."""
-
-    FILE_NAME: ClassVar[str] = "manifest.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = BundleError
-    MAKE: ClassVar[str] = "create the bundle again (`edge-transfer bundle RUN --out DIR`)"
 
     labels: tuple[str, ...]
     preprocessing: Preprocessing

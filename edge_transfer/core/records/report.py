@@ -5,7 +5,6 @@ written by ``report``, compared by ``check``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
@@ -93,12 +92,9 @@ class ReportFiles(Record):
 
 
 @dataclass(frozen=True)
-class Report(FileRecord):
+class Report(FileRecord, file="report.json", version=1,
+             make="build it again with `edge-transfer report RUN`"):
     """``REPORT/report.json``: one row per artifact, the figures ``check`` compares."""
-
-    FILE_NAME: ClassVar[str] = "report.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    MAKE: ClassVar[str] = "build it again with `edge-transfer report RUN`"
 
     data_fingerprint: str
     artifacts: tuple[ReportRow, ...]

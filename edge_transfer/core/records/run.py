@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from edge_transfer.core.errors import ModelError, UserError
+from edge_transfer.core.errors import ModelError
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record, json_key
 
 _RETRAIN = "train the run again (`edge-transfer finetune --out RUN`, or pretrain)"
@@ -60,7 +60,8 @@ class RunStrategy(Record):
 
 
 @dataclass(frozen=True)
-class RunInfo(FileRecord):
+class RunInfo(FileRecord, file="run.json", version=1, error=ModelError, make=_RETRAIN,
+              unversioned_is_current=True):
     """``RUN/run.json``: how a run was made: the command, its arguments, the data that
     reproduces its splits, the backbone, strategy, precision policy, the versions of every
     package that matters, the wall seconds (all and by phase) and the warnings it printed.
@@ -72,12 +73,6 @@ class RunInfo(FileRecord):
     >>> info.data.shots, info.seconds, info.warnings
     (10, None, ())
     """
-
-    FILE_NAME: ClassVar[str] = "run.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = ModelError
-    MAKE: ClassVar[str] = _RETRAIN
-    UNVERSIONED_IS_CURRENT: ClassVar[bool] = True
 
     command: str
     data: RunData
@@ -93,7 +88,8 @@ class RunInfo(FileRecord):
 
 
 @dataclass(frozen=True)
-class RunMetrics(FileRecord):
+class RunMetrics(FileRecord, file="metrics.json", version=1, error=ModelError, make=_RETRAIN,
+                 unversioned_is_current=True):
     """``RUN/metrics.json``: a run's figures (fractions in [0, 1]). A figure the run did not
     measure (no ``--baseline scratch``, no ``--source-data``, pretrain's L2-SP) is None here
     and absent from the file, as it always was; older files load with what they hold.
@@ -113,12 +109,6 @@ class RunMetrics(FileRecord):
     ...
     edge_transfer.core.records.base.MalformedRecord: test_accuracy: expected float, got 'high'
     """
-
-    FILE_NAME: ClassVar[str] = "metrics.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = ModelError
-    MAKE: ClassVar[str] = _RETRAIN
-    UNVERSIONED_IS_CURRENT: ClassVar[bool] = True
 
     train_accuracy: float | None = field(default=None, metadata=OMIT_NONE)
     val_accuracy: float | None = field(default=None, metadata=OMIT_NONE)

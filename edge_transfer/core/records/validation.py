@@ -5,9 +5,9 @@ with the workstation) and one :class:`ClientRow` per file run in a deploy client
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from edge_transfer.core.errors import DeviceError, UserError
+from edge_transfer.core.errors import DeviceError
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
 from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
 from edge_transfer.core.records.paired import Comparison, SampleIds
@@ -115,13 +115,9 @@ class ValidationRow(Record):
 
 
 @dataclass(frozen=True)
-class ValidationResult(FileRecord):
+class ValidationResult(FileRecord, file="validation.json", version=1, error=DeviceError,
+                       make="write it again with `edge-transfer validate BUNDLE --json OUT`"):
     """What ``edge-transfer validate --json OUT`` writes."""
-
-    FILE_NAME: ClassVar[str] = "validation.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-    ERROR: ClassVar[type[UserError]] = DeviceError
-    MAKE: ClassVar[str] = "write it again with `edge-transfer validate BUNDLE --json OUT`"
 
     device: DeviceInfo
     bundle: str
