@@ -1,7 +1,9 @@
 """TFLite: fp32, fp16, dynamic range, full int8, int16x8 (and QAT / pruned models as int8 etc.).
 
 Each variant converts from the source's one SavedModel (saved once, faster than
-``from_keras_model`` per variant), embeds labels and preprocessing, and is written atomically.
+``from_keras_model`` per variant, and loaded once: TensorFlow's converter alone loads it twice
+per file, see :func:`exporters.tflite_debug.converter`), embeds labels and preprocessing, and
+is written atomically.
 
 >>> from exporters import tflite
 >>> tflite.PRECISIONS
