@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,22 +175,32 @@ def test_converter_failure_names_the_op(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tflite"))
 
 
-def test_a_source_loads_its_savedmodel_once_for_every_precision(
+def test_tflite_files_are_the_bytes_of_tensorflows_own_way(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """TensorFlow's converter loads the SavedModel in full twice per file; the exporter has
-    it loaded once per source, and each precision's file is the same bytes as before."""
+    """The exporter saves a source's SavedModel without Keras's per-layer functions and loads
+    it once for all its files (TensorFlow's converter alone loads it twice per file); each
+    precision's file is the same bytes as the Keras model saved and converted TensorFlow's
+    own way."""
     from tensorflow.lite.python import lite
 
     from edge_transfer.core.keras import load
     from exporters import Calibration, ExportSpec, KerasSource, tflite, tflite_debug
 
-    _, keras = load()
+    tf, keras = load()
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
     x = keras.layers.BatchNormalization()(keras.layers.DepthwiseConv2D(3, padding="same")(x))
-    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
-    source = KerasSource(keras.Model(inputs, outputs), tmp_path)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Flatten()(x)))
+    source, keras_way = KerasSource(model, tmp_path), KerasSource(model, tmp_path)
+
+    @tf.function(input_signature=source.input_signature())
+    def serve(x: Any) -> dict[str, Any]:
+        return {"probabilities": model(x, training=False)}
+
+    tf.saved_model.save(model, str(tmp_path / "keras-way"), signatures=serve)
+    keras_way.__dict__["saved_model"] = tmp_path / "keras-way"
     calibration = Calibration(np.random.default_rng(0).random((16, 8, 8, 3), np.float32),
                               source.input_name)
     specs = [ExportSpec.fp32(), ExportSpec.fp16(), ExportSpec.int8(io="uint8"),
@@ -197,16 +208,18 @@ def test_a_source_loads_its_savedmodel_once_for_every_precision(
     real = getattr(lite._load, "__wrapped__", lite._load)
     loads: list[str] = []
 
-    def convert_all() -> list[bytes]:
+    def convert_all(source: KerasSource) -> list[bytes]:
         loads.clear()
         monkeypatch.setattr(tflite_debug, "_LOADED", {})
         monkeypatch.setattr(lite, "_load", lambda path, tags=None: (
             loads.append(str(path)), real(path, tags))[1])
         return [tflite._convert(source, spec, calibration) for spec in specs]
 
-    with monkeypatch.context() as before:
-        before.setattr(tflite_debug, "_load_once", lambda saved: None)
-        unshared = convert_all()
+    with monkeypatch.context() as own_way:
+        own_way.setattr(tflite_debug, "_load_once", lambda saved: None)
+        expected = convert_all(keras_way)
     assert len(loads) == 2 * len(specs)          # TensorFlow's own way: twice per file
-    assert convert_all() == unshared
+    assert convert_all(source) == expected
     assert loads == [str(source.saved_model)]    # once in all
+    graph = (source.saved_model / "saved_model.pb").stat().st_size   # no per-layer functions
+    assert graph < (keras_way.saved_model / "saved_model.pb").stat().st_size / 2
