@@ -276,8 +276,8 @@ class Workers:
             self._note_processes()
 
         submit(first)
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        while running and not self._stopped:   # stopped: a killed worker's future may never end
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
                 try:
@@ -295,7 +295,7 @@ class Workers:
                     broken += follow
                 else:
                     submit(follow)
-        broken += [t for rest in waiting.values() for t in rest]
+        broken += [*running.values(), *(t for rest in waiting.values() for t in rest)]
         return sorted(broken, key=lambda t: t.index)
 
     def _note_processes(self) -> None:
