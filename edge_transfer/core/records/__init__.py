@@ -25,7 +25,8 @@ re-exports every public name for one release, so ``edge_transfer.core.records.X`
 deprecated ``edge_transfer.records.X``, :mod:`edge_transfer.core.moved`) keep working;
 release 0.3 may drop the re-exports.
 
-Each file record has its ``FILE_NAME`` and ``SCHEMA_VERSION`` once; ``load(path)``
+Each file record names its file, schema version, error and fix once, in its class line
+(``class Manifest(FileRecord, file="manifest.json", version=1, ...)``); ``load(path)``
 reads and checks it, ``dump(path)`` writes it through :mod:`edge_transfer.core.atomic`;
 ``from_dict`` / ``to_dict`` convert by the fields' types. The JSON keys are the field names.
 A missing, unreadable, malformed or too-new file is a :class:`~edge_transfer.core.errors.UserError`
