@@ -4,11 +4,11 @@
 (``from_dict`` / ``to_dict``: records, tuples, dicts, optionals, literals, scalars and the
 :class:`~edge_transfer.core.preprocessing.Preprocessing` record); the JSON keys are the field
 names. :class:`FileRecord` is a record that is a whole file: its ``FILE_NAME`` and
-``SCHEMA_VERSION`` once (given in the class line), ``load(path)`` reads and checks it, ``dump(path)`` writes it through
-:mod:`edge_transfer.core.atomic`. A missing, unreadable, malformed or too-new file is a
-:class:`~edge_transfer.core.errors.UserError` subclass (the record's ``ERROR``, or the
-caller's ``error=``) whose message names the fix; a value of the wrong type is
-:class:`MalformedRecord` until ``load`` turns it into that error.
+``SCHEMA_VERSION`` once (given in the class line), ``load(path)`` reads and checks it,
+``dump(path)`` writes it through :mod:`edge_transfer.core.atomic`. A missing, unreadable,
+malformed or too-new file is a :class:`~edge_transfer.core.errors.UserError` subclass (the
+record's ``ERROR``, or the caller's ``error=``) whose message names the fix; a value of the
+wrong type is :class:`MalformedRecord` until ``load`` turns it into that error.
 
 A field declared with ``field(default=None, metadata=OMIT_NONE)`` is left out of the JSON while
 it is None; one declared with ``metadata=json_key("class")`` is written under that key (a
