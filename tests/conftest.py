@@ -150,8 +150,11 @@ def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedP
 
 # Variables libraries set in os.environ themselves: tf2onnx on each conversion
 # (TF_CPP_MIN_LOG_LEVEL, which TensorFlow reads only when first imported), joblib and sklearn
-# when first imported (the KMP_ pair, for Intel's OpenMP). Not a leak of the CLI call.
-SET_BY_LIBRARIES = frozenset({"TF_CPP_MIN_LOG_LEVEL", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"})
+# when first imported (the KMP_ pair, for Intel's OpenMP), tensorflow-model-optimization when
+# first imported (TF_USE_LEGACY_KERAS=1: a worker that imported TensorFlow before any call of
+# core.keras.load, then ran a first QAT export, saw it "leak"). Not a leak of the CLI call.
+SET_BY_LIBRARIES = frozenset({"TF_CPP_MIN_LOG_LEVEL", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK",
+                              "TF_USE_LEGACY_KERAS"})
 
 
 def _process_state() -> dict[str, object]:
