@@ -97,7 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark each test ``trained`` or ``tiny`` by the fixtures it uses (directly or through
     other fixtures), so the tiers need no marker to be kept by hand; under
     ``pytest -n 2 --dist loadgroup`` (pytest-xdist) also give each test its group."""
-    grouped = getattr(config.option, "dist", "no") == "loadgroup"
+    # pytest-xdist collects in each worker, where it sets ``dist`` to "no" and ``loadgroup``.
+    grouped = (getattr(config.option, "loadgroup", False)
+               or getattr(config.option, "dist", "no") == "loadgroup")
     for item in items:
         names = getattr(item, "fixturenames", ())
         if any(name in names for name in TRAINED_FIXTURES):
