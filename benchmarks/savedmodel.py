@@ -64,7 +64,7 @@ def tensorflows_way(source: Any) -> Iterator[None]:
 
     tf.saved_model.save(source.model, str(path), signatures=serve)
     source.__dict__["saved_model"] = path
-    load_once, tflite_debug._load_once = tflite_debug._load_once, lambda saved: None
+    load_once, tflite_debug._load_once = tflite_debug._load_once, lambda *args: None
     try:
         yield
     finally:

@@ -269,7 +269,7 @@ class KerasSource:
         except Exception as exc:   # a resource the variables do not hold: the Keras way
             interrupts.check(exc)
             shutil.rmtree(path)
-            path.mkdir()
+            path.mkdir(mode=0o700)   # as mkdtemp made it
             tf.saved_model.save(model, str(path), signatures=serve)
         return path
 

@@ -2,7 +2,7 @@
 
 Each variant converts from the source's one SavedModel (saved once, faster than
 ``from_keras_model`` per variant, and loaded once: TensorFlow's converter alone loads it twice
-per file, see :func:`exporters.tflite_debug.converter`), embeds labels and preprocessing, and
+per file, see ``tflite_debug._load_once``), embeds labels and preprocessing, and
 is written atomically.
 
 >>> from exporters import tflite

@@ -13,6 +13,7 @@ float). int16x8 uses the same calibration with 16-bit activations.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,48 +50,62 @@ def converter(tf: Any, source: KerasSource) -> Any:
     except Exception as exc:  # a model that cannot be saved as a SavedModel converts directly
         interrupts.check(exc)
         return tf.lite.TFLiteConverter.from_keras_model(source.converted)
-    _load_once(saved)
+    _load_once(tf, source, saved)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved))
 
 
-_LOADED: dict[tuple[str, frozenset[str], int, int], Any] = {}   # the last SavedModel loaded
+class _Loaded:
+    """One loaded SavedModel, held by its source's cache (and so freed with the source)."""
+
+    def __init__(self, trackable: Any) -> None:
+        self.trackable = trackable
 
 
-def _load_once(saved: Path) -> None:
-    """Load the SavedModel ``saved`` once for all the converters made from it.
+# The SavedModels loaded by _load_once, while their sources live.
+_LOADED: weakref.WeakValueDictionary[tuple[str, frozenset[str], int, int], _Loaded] = (
+    weakref.WeakValueDictionary())
+
+
+def _load_once(tf: Any, source: KerasSource, saved: Path) -> None:
+    """Load the SavedModel ``saved`` once for all the converters made from ``source``.
 
     TensorFlow's converter loads a SavedModel in full twice per file (``from_saved_model``
     for its signatures, ``convert`` for the debug info; 2 s each for a 32 px MobileNetV2),
-    through its module's ``_load``. That loader is wrapped once per process to answer from
-    the one load kept here (the last SavedModel only); any other path, or a SavedModel
-    written again, loads as before, and where TensorFlow has no such loader nothing changes.
-    The files are the same bytes (tests/test_export_tflite.py)."""
-    from tensorflow.lite.python import lite
-
-    real = getattr(lite, "_load", None)
-    if real is None:
+    through its module's private ``_load``. That loader is wrapped once per process to answer
+    from the one load kept in ``source.cache`` while the source lives; any other path, or a
+    SavedModel written again, loads as before, and where TensorFlow has no such loader (or
+    is not eager, where it converts another way) nothing changes. The files are the same
+    bytes (tests/test_export_tflite.py)."""
+    try:
+        from tensorflow.lite.python import lite
+    except ImportError:
         return
-    real = getattr(real, "__wrapped__", real)
-    if not hasattr(lite._load, "__wrapped__"):
-        def load(path: Any, tags: Any = None) -> Any:
-            hit = _LOADED.get(_load_key(path, tags))
-            return hit if hit is not None else real(path, tags)
-
-        load.__wrapped__ = real   # type: ignore[attr-defined]
-        lite._load = load
+    real = getattr(lite, "_load", None)
     key = _load_key(saved, None)
+    if real is None or key is None or not tf.executing_eagerly():
+        return
+    real = getattr(real, "_edge_transfer_real", real)
+    if not hasattr(lite._load, "_edge_transfer_real"):
+        def load(path: Any, tags: Any = None, *args: Any, **kwargs: Any) -> Any:
+            hit = _LOADED.get(_load_key(path, tags) or ("", frozenset(), -1, -1))
+            return hit.trackable if hit is not None else real(path, tags, *args, **kwargs)
+
+        load._edge_transfer_real = real   # type: ignore[attr-defined]
+        lite._load = load
     if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = real(str(saved), set(key[1]))
+        loaded = _Loaded(real(str(saved), set(key[1])))
+        source.cache[f"tflite-loaded-{saved}"] = loaded   # alive as long as the source
+        _LOADED[key] = loaded
 
 
-def _load_key(path: Any, tags: Any) -> tuple[str, frozenset[str], int, int]:
+def _load_key(path: Any, tags: Any) -> tuple[str, frozenset[str], int, int] | None:
     """What identifies one load: the folder, the tags (the converter's default: serve), and
-    the graph file's inode and time (a folder written again is loaded again)."""
+    the graph file's inode and time (a folder written again is loaded again); None for a
+    folder without ``saved_model.pb``."""
     try:
         stat = (Path(path) / "saved_model.pb").stat()
     except (OSError, TypeError):
-        return str(path), frozenset(), -1, -1
+        return None
     return str(path), frozenset(tags or ("serve",)), stat.st_ino, stat.st_mtime_ns
 
 

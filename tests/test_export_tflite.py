@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -205,21 +207,53 @@ def test_tflite_files_are_the_bytes_of_tensorflows_own_way(
                               source.input_name)
     specs = [ExportSpec.fp32(), ExportSpec.fp16(), ExportSpec.int8(io="uint8"),
              ExportSpec.int16x8()]   # every branch of tflite._convert (dynamic: fp16's first)
-    real = getattr(lite._load, "__wrapped__", lite._load)
+    real = getattr(lite._load, "_edge_transfer_real", lite._load)
     loads: list[str] = []
 
     def convert_all(source: KerasSource) -> list[bytes]:
         loads.clear()
-        monkeypatch.setattr(tflite_debug, "_LOADED", {})
+        monkeypatch.setattr(tflite_debug, "_LOADED", weakref.WeakValueDictionary())
         monkeypatch.setattr(lite, "_load", lambda path, tags=None: (
             loads.append(str(path)), real(path, tags))[1])
         return [tflite._convert(source, spec, calibration) for spec in specs]
 
     with monkeypatch.context() as own_way:
-        own_way.setattr(tflite_debug, "_load_once", lambda saved: None)
+        own_way.setattr(tflite_debug, "_load_once", lambda *args: None)
         expected = convert_all(keras_way)
     assert len(loads) == 2 * len(specs)          # TensorFlow's own way: twice per file
     assert convert_all(source) == expected
     assert loads == [str(source.saved_model)]    # once in all
     graph = (source.saved_model / "saved_model.pb").stat().st_size   # no per-layer functions
     assert graph < (keras_way.saved_model / "saved_model.pb").stat().st_size / 2
+    assert len(tflite_debug._LOADED) == 1
+    del source, keras_way                        # the load lives as long as its source
+    gc.collect()
+    assert len(tflite_debug._LOADED) == 0
+
+
+def test_a_model_holding_a_resource_outside_its_variables_is_saved_the_keras_way(
+        tmp_path: Path) -> None:
+    """A layer that keeps a lookup table (a resource, not a variable): the SavedModel of the
+    signature and variables alone cannot hold it, so the source saves the Keras model, and
+    the SavedModel computes what the model computes."""
+    from edge_transfer.core.keras import load
+    from exporters import KerasSource
+
+    tf, keras = load()
+
+    class Lookup(keras.layers.Layer):   # multiplies by a factor kept in a hash table
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer([0], [3.0]), default_value=1.0)
+
+        def call(self, x: Any) -> Any:
+            return x * self.table.lookup(tf.constant(0))
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(Lookup()(inputs)))
+    source = KerasSource(model, tmp_path)
+    x = np.random.default_rng(0).random((3, 4), np.float32)
+    served = tf.saved_model.load(str(source.saved_model)).signatures["serving_default"]
+    np.testing.assert_allclose(served(x=tf.constant(x))["probabilities"].numpy(),
+                               model.predict(x, verbose=0), atol=1e-6)

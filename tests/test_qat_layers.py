@@ -90,7 +90,9 @@ def test_qat_tflite_with_rescaling_before_a_conv_is_not_at_chance(tmp_path: Path
     result = export_run(run, ExportConfig(formats=("tflite",), precisions=(), qat=True,
                                           qat_epochs=1, out=tmp_path / "export"))
     qat = result.get("tflite-int8-qat")
-    assert result.float_accuracy >= 0.8
+    # Trained, far above chance (0.2): 0.74 to 0.8+ with the same seed, by the number of
+    # TensorFlow threads and what the process ran before (0.8 here failed now and then).
+    assert result.float_accuracy >= 0.6
     assert qat.ok, qat.reason
     assert qat.accuracy >= result.float_accuracy - 0.05   # 11 of 225 test images
     assert any("rescaling (Rescaling)" in note for note in qat.notes)

@@ -245,7 +245,7 @@ class Workers:
                 self._retry = alone
                 while pending and not self._stopped:
                     task = pending.pop(0)
-                    if alone._run([task], outcomes, done):
+                    if alone._run([task], outcomes, done) and not self._stopped:
                         outcome = Outcome(Artifact(task.fmt, task.spec, status="failed").failed(
                             f"{task.name}: its worker process died while converting "
                             f"({_how_it_ended(alone._processes)}), e.g. a crash in the "

@@ -125,7 +125,7 @@ def as_dict(make: Callable[P, Record]) -> Callable[P, dict[str, Any]]:
 class FileRecord(Record):
     """A record that is a whole file: ``schema_version`` is written and checked here.
 
-    A subclass names its file in the class line: ``class Bench(FileRecord, file="bench.json",
+    A subclass names its file in the class line: ``class BenchTable(FileRecord, file="bench.json",
     version=1, error=DeviceError, make="how the user writes it again")``; a file that
     existed before its record adds ``unversioned_is_current=True`` (see below)."""
 
