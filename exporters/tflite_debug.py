@@ -87,7 +87,8 @@ def _load_once(tf: Any, source: KerasSource, saved: Path) -> None:
     real = getattr(real, "_edge_transfer_real", real)
     if not hasattr(lite._load, "_edge_transfer_real"):
         def load(path: Any, tags: Any = None, *args: Any, **kwargs: Any) -> Any:
-            hit = _LOADED.get(_load_key(path, tags) or ("", frozenset(), -1, -1))
+            key = _load_key(path, tags)
+            hit = _LOADED.get(key) if key is not None else None
             return hit.trackable if hit is not None else real(path, tags, *args, **kwargs)
 
         load._edge_transfer_real = real   # type: ignore[attr-defined]

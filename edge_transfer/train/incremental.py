@@ -173,7 +173,7 @@ def extend(cfg: ExtendConfig) -> Path:
     step = _load_step(cfg, old_run)
     parts = _cut(old_run)
     say(cfg, f"extend: {step.old} classes + {step.dataset.num_classes - step.old} new "
-              f"({', '.join(step.dataset.class_names[step.old:])}), memory {cfg.memory}/class")
+             f"({', '.join(step.dataset.class_names[step.old:])}), memory {cfg.memory}/class")
     feats = _Features(cfg, parts, step, old_run)
     head, memory, stats = _train(cfg, parts, step, feats, old_run)
     figures = _evaluate(cfg, parts, step, feats, head, memory, old_run)
