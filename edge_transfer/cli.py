@@ -1,8 +1,8 @@
 """The ``edge-transfer`` command line: one module per command under ``edge_transfer.commands``.
 
-Each command module defines ``add_parser(subparsers)``, which registers its arguments and
-``set_defaults(handler=run)``; ``run(args) -> int`` does the work and imports heavy
-libraries (TensorFlow) only inside, so ``edge-transfer --help`` stays light.
+Each command module defines ``HELP`` (its line in ``edge-transfer --help``), ``DESCRIPTION``
+(the top of its own ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``, which does
+the work and imports heavy libraries (TensorFlow) only inside, so ``--help`` stays light.
 
 Error contract: a :class:`~edge_transfer.core.errors.UserError` prints one line and exits 2;
 any other failure exits 1 with a short hint, and the traceback only under ``--debug``;
@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     for name in COMMANDS:
-        importlib.import_module(f"edge_transfer.commands.{name}").add_parser(subparsers)
+        command = importlib.import_module(f"edge_transfer.commands.{name}")
+        sub = subparsers.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command.run)
     return parser
 
 

@@ -71,13 +71,14 @@ def test_a_script_without_main_guard_exports_in_its_own_process(small_run: Path,
 
 
 KILLED_WHILE_CONVERTING = """
+import os
 import sys
 import time
 from pathlib import Path
 from edge_transfer.export.pipeline import ExportConfig, export_run
 
 def hang(task):
-    print("converting", flush=True)
+    os.write(1, b"converting\n")   # one write: two workers' lines never interleave
     time.sleep(600)
 
 if __name__ == "__main__":

@@ -7,24 +7,22 @@ from pathlib import Path
 
 from edge_transfer.commands._options import add_json, write_json_output
 
+HELP = "list the backbones and what each one supports"
+DESCRIPTION = ("List every backbone --backbone accepts (small-cnn and each "
+               "keras.applications model by a lower-case name) with its family, default "
+               "and smallest input, width options and preprocessing, and the support "
+               "matrix measured by benchmarks/backbones.py (trains from random weights "
+               "above chance; TFLite and ONNX fp32 / int8 / QAT: ok with accuracy and "
+               "seconds, or the reason it failed).")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "backbones", help="list the backbones and what each one supports",
-        description="List every backbone --backbone accepts (small-cnn and each "
-                    "keras.applications model by a lower-case name) with its family, default "
-                    "and smallest input, width options and preprocessing, and the support "
-                    "matrix measured by benchmarks/backbones.py (trains from random weights "
-                    "above chance; TFLite and ONNX fp32 / int8 / QAT: ok with accuracy and "
-                    "seconds, or the reason it failed).",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json(parser, "everything instead of a table")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="a support matrix written by benchmarks/backbones.py "
                              "(default: the one installed with edge-transfer)")
     parser.add_argument("--family", metavar="NAME",
                         help="only this family (e.g. EfficientNetV2, RegNetX)")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,13 +15,13 @@ from typing import Any
 
 from edge_transfer.commands._options import add_device_options, add_json, write_json_output
 
+HELP = "benchmark table of every artifact on a device (size, accuracy, ms, FPS)"
+DESCRIPTION = ("Run every artifact of a run, export folder, model file or bundle on a "
+               "device (through validate) and print format, status, size, accuracy, "
+               "ms per image and FPS; --min-accuracy fails the run.")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench", help="benchmark table of every artifact on a device (size, accuracy, ms, FPS)",
-        description="Run every artifact of a run, export folder, model file or bundle on a "
-                    "device (through validate) and print format, status, size, accuracy, "
-                    "ms per image and FPS; --min-accuracy fails the run.")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="RUN|MODEL|BUNDLE",
                         help="run directory, export folder, .tflite/.onnx in an export "
                              "folder, or bundle (folder or .tar.gz)")
@@ -30,7 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="fail (exit 1) naming every artifact below this accuracy "
                              "(a fraction, e.g. 0.95)")
     add_json(parser, "the table (and the validation result)")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,18 +6,17 @@ from __future__ import annotations
 import argparse
 import time
 
+HELP = "pack the exported models of a run into a verified deploy bundle"
+DESCRIPTION = ("Copy the status-ok artifacts of RUN/export/export.json into DIR with a "
+               "manifest.json (sha256 of every file, labels, preprocessing, workstation "
+               "accuracy and predictions: export.json's when they are the same file's on "
+               "the same images, else measured) and validation.npz (a stratified sample "
+               "of the run's test split, its positions in the manifest).")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_transfer.deploy.bundle import DEFAULT_SAMPLES
 
-    parser = subparsers.add_parser(
-        "bundle", help="pack the exported models of a run into a verified deploy bundle",
-        description="Copy the status-ok artifacts of RUN/export/export.json into DIR with a "
-                    "manifest.json (sha256 of every file, labels, preprocessing, workstation "
-                    "accuracy and predictions: export.json's when they are the same file's on "
-                    "the same images, else measured) and validation.npz (a stratified sample "
-                    "of the run's test split, its positions in the manifest).",
-    )
     parser.add_argument("run", help="run directory (made by `edge-transfer finetune`)")
     parser.add_argument("--out", required=True, help="bundle folder to create")
     parser.add_argument("--export-dir", default=None,
@@ -30,7 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--for", dest="profile", default=None, metavar="PROFILE",
                         help="ship only the files this device profile (name or .toml) can "
                              "use, and mark the one to deploy in the manifest")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

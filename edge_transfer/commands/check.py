@@ -8,20 +8,18 @@ from pathlib import Path
 from edge_transfer.commands._options import add_config_options, config_kwargs
 from edge_transfer.report.gate import Tolerances
 
+HELP = "compare a report with a baseline; exit 1 on a regression"
+DESCRIPTION = ("Compare REPORT with BASELINE row by row (artifact name). Exit 0 when all "
+               "holds, 1 when an artifact lost accuracy, grew, drifted on the device, "
+               "failed or disappeared, 2 on bad input.")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "check", help="compare a report with a baseline; exit 1 on a regression",
-        description="Compare REPORT with BASELINE row by row (artifact name). Exit 0 when all "
-                    "holds, 1 when an artifact lost accuracy, grew, drifted on the device, "
-                    "failed or disappeared, 2 on bad input.",
-    )
-    p.add_argument("report", type=Path, metavar="REPORT", help="report.json to check")
-    p.add_argument("--baseline", type=Path, required=True, metavar="BASELINE",
-                   help="the report.json to hold it to")
-    add_config_options(p, Tolerances)
-    p.add_argument("--junit", type=Path, metavar="OUT.xml", help="also write JUnit XML")
-    p.set_defaults(handler=run)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("report", type=Path, metavar="REPORT", help="report.json to check")
+    parser.add_argument("--baseline", type=Path, required=True, metavar="BASELINE",
+                        help="the report.json to hold it to")
+    add_config_options(parser, Tolerances)
+    parser.add_argument("--junit", type=Path, metavar="OUT.xml", help="also write JUnit XML")
 
 
 def run(args: argparse.Namespace) -> int:

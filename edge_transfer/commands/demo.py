@@ -8,17 +8,16 @@ from pathlib import Path
 DEMO_CONFIG = "configs/demo.toml"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "demo", help="pretrain on digits 0-4, fine-tune on 5-9 (5 shots), export, "
-                     "validate locally, report",
-        description="Run the shipped pipeline (edge_transfer/configs/demo.toml) on the "
-                    "built-in digits data and print where the report is.",
-    )
-    p.add_argument("--out", type=Path, default=Path("edge-transfer-demo"), metavar="DIR",
-                   help="work folder (default: ./edge-transfer-demo)")
-    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.set_defaults(handler=run)
+HELP = ("pretrain on digits 0-4, fine-tune on 5-9 (5 shots), export, "
+        "validate locally, report")
+DESCRIPTION = ("Run the shipped pipeline (edge_transfer/configs/demo.toml) on the "
+               "built-in digits data and print where the report is.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("edge-transfer-demo"), metavar="DIR",
+                        help="work folder (default: ./edge-transfer-demo)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
 
 def run(args: argparse.Namespace) -> int:

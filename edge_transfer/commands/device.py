@@ -18,11 +18,12 @@ from edge_transfer.commands._options import add_json, write_json_output
 EMULATED = ("emulated-arm64",)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "device", help="set up and inspect emulated devices (an arm64 userland under qemu)",
-        description="Build the emulated arm64 device once (Debian arm64 + qemu-user-static, "
-                    "needs root) and show its state.")
+HELP = "set up and inspect emulated devices (an arm64 userland under qemu)"
+DESCRIPTION = ("Build the emulated arm64 device once (Debian arm64 + qemu-user-static, "
+               "needs root) and show its state.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
                                     parser_class=type(parser))
     setup = actions.add_parser(
@@ -40,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     status = actions.add_parser("status", help="what the host has and what is set up")
     status.add_argument("--dir", help="cache folder of the emulated arm64 userland")
     add_json(status, "the status instead of a table")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

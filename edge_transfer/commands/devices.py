@@ -6,15 +6,13 @@ import argparse
 
 from edge_transfer.commands._options import add_json, write_json_output
 
+HELP = "list the device profiles"
+DESCRIPTION = ("List the built-in device profiles (devices/profiles/*.toml). Pass a name "
+               "or your own .toml file to `edge-transfer validate --profile`.")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "devices", help="list the device profiles",
-        description="List the built-in device profiles (devices/profiles/*.toml). Pass a name "
-                    "or your own .toml file to `edge-transfer validate --profile`.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json(parser, "the profiles instead of a table")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+
+HELP = "per-layer quantization error of a run, worst layers first"
+DESCRIPTION = ("Quantize RUN's model and measure, layer by layer on validation images, "
+               "the error each layer adds (local) and the error built up by its output "
+               "(cumulative) against the float model. Prints the worst layers with a "
+               "one-line reading, writes diagnose.json and a plot of error against depth. "
+               "Then keep the worst layers in float with `export --keep-float auto` (or "
+               "their names), or try `export --qat`.")
 
 
-def add_parser(subparsers: Any) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_transfer.export.diagnose import ACCURACY_SAMPLES, MEASURABLE, DiagnoseConfig
 
     defaults = DiagnoseConfig()
-    parser = subparsers.add_parser(
-        "diagnose", help="per-layer quantization error of a run, worst layers first",
-        description="Quantize RUN's model and measure, layer by layer on validation images, "
-                    "the error each layer adds (local) and the error built up by its output "
-                    "(cumulative) against the float model. Prints the worst layers with a "
-                    "one-line reading, writes diagnose.json and a plot of error against depth. "
-                    "Then keep the worst layers in float with `export --keep-float auto` (or "
-                    "their names), or try `export --qat`.",
-    )
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory from finetune")
     parser.add_argument("--format", default=defaults.format, choices=sorted(MEASURABLE),
                         help=f"converter to diagnose (default {defaults.format})")
@@ -48,7 +46,6 @@ def add_parser(subparsers: Any) -> None:
                         help="allow Lambda layers (arbitrary code) in a run's model you trust")
     parser.add_argument("--unsafe", dest="unsafe_load", action="store_true",
                         help=argparse.SUPPRESS)  # the old spelling, for one release
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,27 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import exporters
 from edge_transfer.commands._options import add_config_options, config_kwargs
 from edge_transfer.export.config import ExportConfig
 
+HELP = "quantize and export a run to TFLite / ONNX, checking every file"
+DESCRIPTION = ("Export RUN's model to each format and precision, embed labels and "
+               "preprocessing in each file, and check each file against the Keras model "
+               "on the run's test split, pair by pair against the float model. Writes "
+               "export.json (with each file's per-sample predictions) beside the files.")
 
-def add_parser(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     per_format = "; ".join(f"{name}: {', '.join(exporters.get(name).PRECISIONS)}"
                            for name in exporters.available())
-    parser = subparsers.add_parser(
-        "export", help="quantize and export a run to TFLite / ONNX, checking every file",
-        description="Export RUN's model to each format and precision, embed labels and "
-                    "preprocessing in each file, and check each file against the Keras model "
-                    "on the run's test split, pair by pair against the float model. Writes "
-                    "export.json (with each file's per-sample predictions) beside the files. "
-                    f"Precisions per format: {per_format}.",
-    )
+    parser.epilog = f"Precisions per format: {per_format}."
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory from finetune")
     add_config_options(parser, ExportConfig)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

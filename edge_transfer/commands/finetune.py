@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
 from edge_transfer.train.config import FinetuneConfig
@@ -17,22 +16,18 @@ def _unfreeze(text: str) -> int | None:
     return int(text)
 
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "finetune",
-        help="fine-tune a backbone on your (small) dataset",
-        description=(
-            "Stage 1 trains a new classifier on the frozen extractor; stage 2 unfreezes the "
-            "top layers at a lower learning rate with BatchNorm in inference mode. Both stop "
-            "early on validation loss and keep the best weights. Writes RUN/model.keras, "
-            "labels.txt, preprocessing.json, history.json, run.json, metrics.json. "
-            "Example: edge-transfer finetune --data digits:5-9 --backbone runs/src --shots 10 "
-            "--out runs/target"
-        ),
-    )
+HELP = "fine-tune a backbone on your (small) dataset"
+DESCRIPTION = ("Stage 1 trains a new classifier on the frozen extractor; stage 2 unfreezes the "
+               "top layers at a lower learning rate with BatchNorm in inference mode. Both stop "
+               "early on validation loss and keep the best weights. Writes RUN/model.keras, "
+               "labels.txt, preprocessing.json, history.json, run.json, metrics.json. "
+               "Example: edge-transfer finetune --data digits:5-9 --backbone runs/src --shots 10 "
+               "--out runs/target")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, FinetuneConfig, types={"unfreeze": _unfreeze})
     add_quiet(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

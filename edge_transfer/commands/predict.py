@@ -6,20 +6,18 @@ import argparse
 
 from edge_transfer.commands._options import add_json, write_json_output
 
+HELP = "classify images with a .tflite / .onnx model (no TensorFlow)"
+DESCRIPTION = ("Classify image files with a model exported by edge-transfer; the labels "
+               "and preprocessing are read from inside the model file.")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="classify images with a .tflite / .onnx model (no TensorFlow)",
-        description="Classify image files with a model exported by edge-transfer; the labels "
-                    "and preprocessing are read from inside the model file.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .tflite or .onnx file made by `edge-transfer export`")
     parser.add_argument("images", nargs="*", metavar="IMAGE",
                         help="image files (.png, .jpg, .bmp, .gif), one or more")
     parser.add_argument("--top-k", type=int, default=1, help="labels per image (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
     add_json(parser, "the labels instead of a table")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
 from edge_transfer.train.config import PretrainConfig
 
+HELP = "train a feature extractor on a source task"
+DESCRIPTION = ("Train a backbone with a temporary classifier on the SOURCE data and save "
+               "RUN/extractor.keras (start finetune from it with --backbone RUN), "
+               "RUN/source_head.keras (for finetune --source-data), preprocessing.json, run.json "
+               "and metrics.json. Example: edge-transfer pretrain --data digits:0-4 --out runs/src")
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "pretrain",
-        help="train a feature extractor on a source task",
-        description=(
-            "Train a backbone with a temporary classifier on the SOURCE data and save "
-            "RUN/extractor.keras (start finetune from it with --backbone RUN), "
-            "RUN/source_head.keras (for finetune --source-data), preprocessing.json, run.json "
-            "and metrics.json. Example: edge-transfer pretrain --data digits:0-4 --out runs/src"
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, PretrainConfig)
     add_quiet(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

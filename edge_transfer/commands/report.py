@@ -14,21 +14,21 @@ _TERMINAL_COLUMNS = (("artifact", 0), ("status", 3), ("size", 4), ("×fp32", 5),
 _INTERVAL = re.compile(r" \[[^\]]*\]")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "report", help="accuracy-vs-size report of a run's artifacts (JSON, Markdown, plots)",
-        description="Collect a run's metrics, its export record and (optionally) a device "
-                    "validation into report.json, report.md and accuracy_vs_size.png.",
-    )
-    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by finetune")
-    p.add_argument("--export", type=Path, metavar="DIR",
-                   help="export folder or export.json (default: RUN/export)")
-    p.add_argument("--validation", type=Path, metavar="JSON", action="append",
-                   help="validation JSON from `edge-transfer validate --json`; repeat it for "
+HELP = "accuracy-vs-size report of a run's artifacts (JSON, Markdown, plots)"
+DESCRIPTION = ("Collect a run's metrics, its export record and (optionally) a device "
+               "validation into report.json, report.md and accuracy_vs_size.png.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, metavar="RUN", help="run directory written by finetune")
+    parser.add_argument("--export", type=Path, metavar="DIR",
+                        help="export folder or export.json (default: RUN/export)")
+    parser.add_argument("--validation", type=Path, metavar="JSON", action="append",
+                        help="validation JSON from `edge-transfer validate --json`; repeat it for "
                         "more devices (the first fills the table; each gets the file to "
                         "deploy and an accuracy-vs-latency plot)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="report folder (default: RUN/report)")
-    p.set_defaults(handler=run)
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="report folder (default: RUN/report)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,23 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+HELP = ("run a pipeline file: pretrain, finetune, export, bundle, validate, "
+        "report, check")
+DESCRIPTION = ("Run the steps of PIPELINE.toml in order. Each table is a step; its keys "
+               "are the long options of that command (shots = 10 is --shots 10).")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "run", help="run a pipeline file: pretrain, finetune, export, bundle, validate, "
-                    "report, check",
-        description="Run the steps of PIPELINE.toml in order. Each table is a step; its keys "
-                    "are the long options of that command (shots = 10 is --shots 10).",
-    )
-    p.add_argument("pipeline", type=Path, metavar="PIPELINE.toml", help="the pipeline file")
-    p.add_argument("--only", type=_steps, default=(), metavar="STEP,...",
-                   help="run only these steps (even if the file skips them)")
-    p.add_argument("--skip", type=_steps, default=(), metavar="STEP,...",
-                   help="skip these steps")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="work folder ({out}); default: [pipeline] out in the file")
-    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.set_defaults(handler=run)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", type=Path, metavar="PIPELINE.toml", help="the pipeline file")
+    parser.add_argument("--only", type=_steps, default=(), metavar="STEP,...",
+                        help="run only these steps (even if the file skips them)")
+    parser.add_argument("--skip", type=_steps, default=(), metavar="STEP,...",
+                        help="skip these steps")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="work folder ({out}); default: [pipeline] out in the file")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
 
 def _steps(text: str) -> tuple[str, ...]:

@@ -12,14 +12,13 @@ from typing import Any
 
 from edge_transfer.commands._options import add_device_options, add_json, write_json_output
 
+HELP = "validate a bundle on a device (local or ssh://) against a profile"
+DESCRIPTION = ("Check every sha256 of a bundle, run each model on the device with its "
+               "validation sample (or --data), and compare size, peak memory, latency and "
+               "accuracy with the device profile's budgets and the workstation's accuracy.")
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "validate", help="validate a bundle on a device (local or ssh://) against a profile",
-        description="Check every sha256 of a bundle, run each model on the device with its "
-                    "validation sample (or --data), and compare size, peak memory, latency and "
-                    "accuracy with the device profile's budgets and the workstation's accuracy.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle folder or .tar.gz (`edge-transfer bundle`)")
     add_device_options(parser, what="validate")
     add_json(parser, "the validation result")
@@ -48,7 +47,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="extra ssh -o option, e.g. Port=2222 (repeatable)")
     ssh.add_argument("--identity", default=None, help="ssh identity (private key) file")
     ssh.add_argument("--connect-timeout", type=int, default=10, help="seconds (default 10)")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
