@@ -11,12 +11,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edge_transfer.core import stats
 from edge_transfer.core.samples import decode
 from edge_transfer.export.config import ExportConfig
 from edge_transfer.export.pipeline import ExportResult, export_run
+from exporters import Artifact
 
 # Every post-training variant the exporters can produce.
 POST_TRAINING = ExportConfig(
@@ -64,6 +66,24 @@ def export_integer_io(run_dir: Path, io: str) -> ExportResult:
 def export_holding(run_dir: Path, variant: str) -> ExportResult:
     """The shared export that holds ``variant``: the post-training one where it can."""
     return (export_all if trained_again(variant) else export_post_training)(run_dir)
+
+
+def exported_and_rerun(run_dir: Path, format: str,
+                       variant: str) -> tuple[ExportResult, Artifact, np.ndarray, np.ndarray]:
+    """The held export's ``format-variant`` file, asserted ``ok`` and passed its check, then
+    run on the test split in its own runtime, whose accuracy must be the record's: the
+    result, the artifact, the probabilities and the labels."""
+    import exporters
+    from edge_transfer.train.runs import Run
+
+    result = export_holding(run_dir, variant)
+    artifact = result.get(f"{format}-{variant}")
+    assert artifact.status == "ok", artifact.reason
+    assert artifact.check is not None and artifact.check.passed
+    x, y = Run.open(result.run).split_arrays("test")
+    probabilities = exporters.get(format).predict(artifact.path, x)
+    assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
+    return result, artifact, probabilities, y
 
 
 def variant_params(variants: list[str]) -> list[Any]:

@@ -11,8 +11,8 @@ import onnx
 import pytest
 from _export_shared import (
     export_all,
-    export_holding,
     export_post_training,
+    exported_and_rerun,
     paired,
     variant_params,
 )
@@ -44,13 +44,7 @@ def test_every_registered_format_has_a_test_module() -> None:
 
 @pytest.mark.parametrize("variant", variant_params(VARIANTS))
 def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: str) -> None:
-    result = export_holding(digits_run, variant)
-    artifact = result.get(f"onnx-{variant}")
-    assert artifact.status == "ok", artifact.reason
-    assert artifact.check is not None and artifact.check.passed
-    x, y = Run.open(result.run).split_arrays("test")
-    probabilities = exporters.get("onnx").predict(artifact.path, x)
-    assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
+    result, artifact, _, _ = exported_and_rerun(digits_run, "onnx", variant)
     meta = read_metadata(artifact.path)
     assert meta.labels == result.labels and meta.in_graph == result.preprocessing
     assert meta.preprocessing == result.preprocessing.pixels_in()   # RGB pixels in

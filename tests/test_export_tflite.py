@@ -15,6 +15,7 @@ from _export_shared import (
     export_holding,
     export_integer_io,
     export_post_training,
+    exported_and_rerun,
     paired,
     variant_params,
     weight_bytes,
@@ -50,16 +51,10 @@ def test_every_precision_is_tested() -> None:
 
 @pytest.mark.parametrize("variant", variant_params(VARIANTS))
 def test_variant_exports_loads_and_passes_its_check(digits_run: Path, variant: str) -> None:
-    result = export_holding(digits_run, variant)
-    artifact = result.get(f"tflite-{variant}")
-    assert artifact.status == "ok", artifact.reason
-    assert artifact.check is not None and artifact.check.passed
-    assert artifact.check.samples == len(Run.open(result.run).split_arrays("test")[1])
     # Loads in LiteRT, and what it computes is what the record says.
-    x, y = Run.open(result.run).split_arrays("test")
-    probabilities = exporters.get("tflite").predict(artifact.path, x)
+    result, artifact, probabilities, y = exported_and_rerun(digits_run, "tflite", variant)
+    assert artifact.check is not None and artifact.check.samples == len(y)
     assert probabilities.shape == (len(y), len(result.labels))
-    assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
     # The record keeps each sample's top-1 and the paired comparison with the float model.
     assert decode(artifact.check.predictions).tolist() == probabilities.argmax(1).tolist()
     cmp = artifact.check.vs_float
