@@ -14,8 +14,8 @@
 One module per job: :mod:`~edge_transfer.core.records.base` is the typed-JSON framework
 (``Record``, ``FileRecord``, ``MalformedRecord``, ``OMIT_NONE``, ``json_key``, ``as_dict``);
 each schema module describes one file (above); :mod:`~edge_transfer.core.records.paired`
-(``SampleIds``, ``Comparison``) and :mod:`~edge_transfer.core.records.device`
-(``DeviceInfo``, ``LatencyStats``, ``Recommendation``) hold the rows several files share.
+(``SampleIds``, ``Comparison``) and :mod:`~edge_transfer.core.records.device` (``DeviceInfo``,
+``DeviceRow``, ``LatencyStats``, ``Recommendation``) hold the rows several files share.
 The schemas import the framework and the shared rows, never the reverse, and no module of
 the package imports this ``__init__``.
 
@@ -60,7 +60,7 @@ from edge_transfer.core.records.base import (
     json_key,
 )
 from edge_transfer.core.records.bench import BenchRow, BenchTable
-from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
+from edge_transfer.core.records.device import DeviceInfo, DeviceRow, LatencyStats, Recommendation
 from edge_transfer.core.records.diagnose import DiagnoseRecord, Diagnosis, LayerDiagnosis
 from edge_transfer.core.records.export import (
     ArtifactOutcome,
@@ -109,6 +109,7 @@ __all__ = [
     "ClientRow",
     "Comparison",
     "DeviceInfo",
+    "DeviceRow",
     "DiagnoseRecord",
     "Diagnosis",
     "ExportArtifact",

@@ -6,19 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge_transfer.core.errors import DeviceError
-from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
-from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
+from edge_transfer.core.records.base import OMIT_NONE, FileRecord
+from edge_transfer.core.records.device import DeviceInfo, DeviceRow, LatencyStats, Recommendation
 from edge_transfer.core.records.validation import ValidationResult
 
 
 @dataclass(frozen=True)
-class BenchRow(Record):
+class BenchRow(DeviceRow):
     """One artifact of the benchmark table (FPS = 1000 / p50 ms at batch 1)."""
 
-    name: str
-    format: str
-    precision: str
-    status: str
     size_mb: float
     reason: str | None = None
     samples: int | None = None

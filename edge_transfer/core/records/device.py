@@ -1,12 +1,24 @@
 """What a device measured and chose, in the rows manifest.json, validate --json, report.json
 and bench --json share: where a validation ran (:class:`DeviceInfo`), how one file's latency
-was measured (:class:`LatencyStats`) and which file to deploy (:class:`Recommendation`)."""
+was measured (:class:`LatencyStats`), which file to deploy (:class:`Recommendation`) and the
+fields every row of one file run on a device begins with (:class:`DeviceRow`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from edge_transfer.core.records.base import OMIT_NONE, Record
+
+
+@dataclass(frozen=True)
+class DeviceRow(Record):
+    """One file run on a device, as a validation or a benchmark row begins: ``status`` is
+    ``ok``, ``failed`` (with the row's ``reason``) or ``skipped``."""
+
+    name: str
+    format: str
+    precision: str
+    status: str
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from edge_transfer.core.errors import DeviceError
 from edge_transfer.core.records.base import OMIT_NONE, FileRecord, Record
-from edge_transfer.core.records.device import DeviceInfo, LatencyStats, Recommendation
+from edge_transfer.core.records.device import DeviceInfo, DeviceRow, LatencyStats, Recommendation
 from edge_transfer.core.records.paired import Comparison, SampleIds
 
 
@@ -84,13 +84,9 @@ class ClientRow(Record):
 
 
 @dataclass(frozen=True)
-class ValidationRow(Record):
+class ValidationRow(DeviceRow):
     """One artifact run on a device: ``ok``, ``failed`` (with ``reason``) or ``skipped``."""
 
-    name: str
-    format: str
-    precision: str
-    status: str
     file: str | None = None
     bytes: int | None = None
     reason: str | None = None
