@@ -73,7 +73,7 @@ def validate_here(
                                    "status": "ok"})
     if data is not None:  # other samples than the workstation's predictions were made on
         row = dataclasses.replace(row, workstation_predictions=None)
-    tolerance = bundle.tolerance
+    tolerance = bundle.manifest.tolerance
     if profile and profile.accuracy_tolerance is not None:
         tolerance = profile.accuracy_tolerance
     emulated = bool(profile and profile.arch != machine_arch())

@@ -43,7 +43,7 @@ def validate_local(
     resolved = resolve_profile(profile)
     with tempfile.TemporaryDirectory(prefix="edge-transfer-") as tmp:
         bundle = open_bundle(bundle_dir, extract_to=tmp)  # every sha256, before anything runs
-        chosen = [bundle.artifact(name) for name in artifacts] or list(bundle.artifacts)
+        chosen = [bundle.artifact(name) for name in artifacts] or list(bundle.manifest.artifacts)
         if device == "local" and data is not None:
             validation_data(bundle, data)  # a bad --data fails here, once, not per child
         if outputs is not None:
@@ -57,7 +57,7 @@ def validate_local(
         device=DeviceInfo(name=device, profile=resolved.name if resolved else None,
                           arch=machine_arch(),
                           emulated=bool(resolved and resolved.arch != machine_arch())),
-        bundle=str(bundle_dir), data_fingerprint=bundle.data_fingerprint, data=data,
+        bundle=str(bundle_dir), data_fingerprint=bundle.manifest.data_fingerprint, data=data,
         artifacts=tuple(rows), samples=sample_ids(bundle, data))
 
 

@@ -22,14 +22,14 @@ def validation_data(bundle: Bundle, data: str | None) -> tuple[np.ndarray, np.nd
         return bundle.validation_arrays()
     from edge_transfer.data.load import load_dataset
 
-    pre = bundle.preprocessing
+    pre, labels = bundle.manifest.preprocessing, bundle.manifest.labels
     dataset = load_dataset(data, image_size=(pre.height, pre.width))
-    unknown = [n for n in dataset.class_names if n not in bundle.labels]
+    unknown = [n for n in dataset.class_names if n not in labels]
     if unknown:
         raise DataError(f"{data} has classes {unknown} the model does not know; its classes "
-                        f"are {', '.join(bundle.labels)}: give --data a dataset whose class "
+                        f"are {', '.join(labels)}: give --data a dataset whose class "
                         "names are among the model's labels")
-    remap = np.array([bundle.labels.index(n) for n in dataset.class_names])
+    remap = np.array([labels.index(n) for n in dataset.class_names])
     return dataset.x.read(), remap[dataset.y]
 
 
@@ -40,8 +40,8 @@ def sample_ids(bundle: Bundle, data: str | None) -> SampleIds | None:
         return bundle.manifest.samples
     from edge_transfer.data.load import load_dataset
 
-    pre = bundle.preprocessing
+    pre = bundle.manifest.preprocessing
     dataset = load_dataset(data, image_size=(pre.height, pre.width))
-    known = {name: i for i, name in enumerate(bundle.labels)}
+    known = {name: i for i, name in enumerate(bundle.manifest.labels)}
     remap = np.array([known.get(n, -1) for n in dataset.class_names])
     return SampleIds.of(dataset.fingerprint(), "all", np.maximum(remap[dataset.y], 0))

@@ -52,10 +52,10 @@ def test_bundle_cli_writes_manifest_sample_and_tar(digits_run: Path, tmp_path: P
     archive = tmp_path / "bundle.tar.gz"
     assert f"wrote {archive}" in proc.stdout
     opened = open_bundle(archive, extract_to=tmp_path / "unpacked")
-    assert [a.name for a in opened.artifacts] == names
+    assert [a.name for a in opened.manifest.artifacts] == names
     assert opened.path.is_relative_to(tmp_path / "unpacked")
     again = create_bundle(digits_run, out, export_dir=export_dir)  # an older one is replaced
-    assert open_bundle(again).labels == run.labels
+    assert open_bundle(again).manifest.labels == run.labels
 
 
 @pytest.mark.parametrize("victim", ["model-int8.tflite", "validation.npz"])

@@ -219,7 +219,7 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     from edge_transfer.deploy.bundle import open_bundle
 
-    assert open_bundle(bundle).labels == tuple(str(i) for i in range(7))
+    assert open_bundle(bundle).manifest.labels == tuple(str(i) for i in range(7))
     done = run_main("validate", str(bundle), "--device", "local", "--json",
                    str(tmp_path / "v.json"))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -134,7 +134,7 @@ def run_clients(
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-transfer-clients-") as tmp:
         images = Path(tmp) / "images.npy"
-        pre = bundle.preprocessing
+        pre = bundle.manifest.preprocessing
         np.save(images, rgb_images(x, pre.height, pre.width))
         for name in artifacts:
             artifact = bundle.artifact(name)
@@ -145,7 +145,7 @@ def run_clients(
                     progress(f"{artifact.name} in {client.name} ({len(y)} images)")
                 outcome = run_client(client, bundle.artifact_path(artifact), images, python,
                                      timeout)
-                rows.append(client_row(artifact.name, client.name, outcome, bundle.labels,
+                rows.append(client_row(artifact.name, client.name, outcome, bundle.manifest.labels,
                                        np.asarray(y), ours.get(artifact.name),
-                                       bundle.tolerance))
+                                       bundle.manifest.tolerance))
     return tuple(rows)

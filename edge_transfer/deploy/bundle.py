@@ -26,7 +26,7 @@ Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one
 >>> folder = create_bundle("runs/target", "bundles/target")      # doctest: +SKIP
 >>> archive = create_bundle("runs/target", "bundles/target", tar=True)   # doctest: +SKIP
 >>> bundle = open_bundle(archive)                                 # doctest: +SKIP
->>> [a.name for a in bundle.artifacts]                            # doctest: +SKIP
+>>> [a.name for a in bundle.manifest.artifacts]                            # doctest: +SKIP
 ['tflite-fp32', 'tflite-int8', 'onnx-fp32', 'onnx-int8']
 """
 
@@ -47,7 +47,6 @@ import numpy as np
 
 from edge_transfer.core.atomic import atomic_path
 from edge_transfer.core.errors import BundleError, UserError
-from edge_transfer.core.preprocessing import Preprocessing
 from edge_transfer.core.records.export import ExportArtifact, ExportRecord
 from edge_transfer.core.records.manifest import Manifest, ManifestArtifact
 from edge_transfer.core.records.paired import SampleIds
@@ -75,43 +74,19 @@ class Bundle:
     path: Path
     manifest: Manifest
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.manifest.labels
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return self.manifest.preprocessing
-
-    @property
-    def data_fingerprint(self) -> str:
-        return self.manifest.data_fingerprint
-
-    @property
-    def tolerance(self) -> float:
-        return self.manifest.tolerance
-
-    @property
-    def artifacts(self) -> tuple[BundleArtifact, ...]:
-        return self.manifest.artifacts
-
-    @property
-    def validation_sample(self) -> str:
-        return self.manifest.validation_sample
-
     def artifact_path(self, artifact: BundleArtifact) -> Path:
         return self.path / artifact.file
 
     def artifact(self, name: str) -> BundleArtifact:
-        for artifact in self.artifacts:
+        for artifact in self.manifest.artifacts:
             if artifact.name == name:
                 return artifact
-        known = ", ".join(a.name for a in self.artifacts)
+        known = ", ".join(a.name for a in self.manifest.artifacts)
         raise BundleError(f"the bundle has no artifact {name!r}; it has {known}")
 
     def validation_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The validation sample: uint8 raw pixels (N, H, W, C) and integer labels."""
-        with np.load(self.path / self.validation_sample, allow_pickle=False) as data:
+        with np.load(self.path / self.manifest.validation_sample, allow_pickle=False) as data:
             return data["x"], data["y"]
 
 
