@@ -24,7 +24,7 @@ from PIL import Image
 from edge_transfer.core.keras import load
 from edge_transfer.data.image_files import list_image_folder, load_image_folder
 from edge_transfer.data.load import load_dataset
-from edge_transfer.data.tfdata import from_arrays, from_files
+from edge_transfer.data.tfdata import Batching, from_arrays, from_files
 from edge_transfer.train.backbones import create
 from edge_transfer.train.models import add_head
 
@@ -77,11 +77,11 @@ def main() -> None:
         steps = -(-len(labels) // args.batch_size)
         for repeat in range(args.repeats):
             for name in ("memory", "disk"):  # alternate, so load drifts hit both alike
+                batching = Batching(args.batch_size, shuffle=True, seed=repeat)
                 if name == "disk":
-                    ds = from_files(paths, labels, pre, args.batch_size, shuffle=True, seed=repeat)
+                    ds = from_files(paths, labels, pre, batching)
                 else:
-                    ds = from_arrays(memory.x, memory.y, pre, args.batch_size, shuffle=True,
-                                     seed=repeat)
+                    ds = from_arrays(memory.x, memory.y, pre, batching)
                 rates = epoch_rates(ds, steps, args.epochs, repeat, pre.input_shape)
                 results[name]["first"].append(rates[0])
                 results[name]["later"].append(statistics.median(rates[1:]))

@@ -14,7 +14,7 @@ indices, keeps its share of the batches).
 >>> import numpy as np
 >>> from edge_transfer.core.preprocessing import Preprocessing
 >>> pre = Preprocessing(8, 8, 1)
->>> ds = from_arrays(np.zeros((10, 8, 8, 1), np.uint8), np.zeros(10, int), pre, batch_size=4)
+>>> ds = from_arrays(np.zeros((10, 8, 8, 1), np.uint8), np.zeros(10, int), pre, Batching(4))
 >>> [tuple(x.shape) for x, _ in ds]
 [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
 """
@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,23 @@ SHUFFLE_BUFFER = 4096           # after a file cache: shuffle buffer (images, no
 
 
 _DATA_ERROR = re.compile(r"\bDataError: (.*?)(?:\n|$)")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a split's images are served: ``size`` a batch, shuffled by ``seed`` when
+    ``shuffle``, changed by the ``augment`` names (:func:`augmentation`), endless when
+    ``repeat``.
+
+    >>> Batching(64, shuffle=True, seed=3)
+    Batching(size=64, shuffle=True, seed=3, augment=(), repeat=False)
+    """
+
+    size: int = 32
+    shuffle: bool = False
+    seed: int = 0
+    augment: tuple[str, ...] = ()
+    repeat: bool = False
 
 
 @contextmanager
@@ -71,30 +89,26 @@ def cached_in_memory(dataset: Dataset, preprocessing: Preprocessing) -> bool:
 def from_dataset(
     dataset: Dataset,
     preprocessing: Preprocessing,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 0,
-    augment: Sequence[str] = (),
-    repeat: bool = False,
+    batching: Batching = Batching(),
     cache_file: Path | None = None,
     shard: tuple[int, int] | None = None,
 ) -> Any:
     """A split -> batched, prefetched (image, label) ``tf.data.Dataset``, endless when
-    ``repeat``. Small splits are cached in memory (the same batches as :func:`from_arrays`);
-    large ones are streamed, through ``cache_file`` (decoded uint8 images on disk) when given.
+    ``batching.repeat``. Small splits are cached in memory (the same batches as
+    :func:`from_arrays`); large ones are streamed, through ``cache_file`` (decoded uint8
+    images on disk) when given.
     ``shard=(workers, index)`` keeps this worker's share of the images (read only those)."""
     tf, _ = load()
     index, n = _indices(tf, len(dataset), shard)
     if cached_in_memory(dataset, preprocessing):
         ds = _read(tf, index, n, _fetch(tf, dataset, preprocessing)).cache()
-        return _finish(ds, n, batch_size, shuffle, seed, augment, repeat, sharded=shard)
+        return _finish(ds, n, batching, sharded=shard)
     if cache_file is not None:
-        ds = _through_file(tf, index, n, dataset, preprocessing, cache_file, batch_size,
-                           shuffle, seed, repeat)
+        ds = _through_file(tf, index, n, dataset, preprocessing, cache_file, batching)
     else:
-        ds = _streamed(tf, index, n, _fetch(tf, dataset, preprocessing), batch_size, shuffle,
-                       seed, repeat)
-    return _finish(ds, n, batch_size, False, seed, augment, False, batched=True, sharded=shard)
+        ds = _streamed(tf, index, n, _fetch(tf, dataset, preprocessing), batching)
+    return _finish(ds, n, replace(batching, shuffle=False, repeat=False), batched=True,
+                   sharded=shard)
 
 
 def _indices(tf: Any, size: int, shard: tuple[int, int] | None) -> tuple[Any, int]:
@@ -136,17 +150,12 @@ def _read(tf: Any, index: Any, n: int, fetch: Any) -> Any:
 
 
 def _through_file(tf: Any, index: Any, n: int, dataset: Dataset, preprocessing: Preprocessing,
-                  cache_file: Path, batch_size: int, shuffle: bool, seed: int,
-                  repeat: bool) -> Any:
+                  cache_file: Path, batching: Batching) -> Any:
     """Batches of a large split whose decoded images are cached in ``cache_file`` (shuffled
     within ``SHUFFLE_BUFFER`` images), preprocessed after the cache."""
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     ds = _read(tf, index, n, _fetch(tf, dataset, preprocessing, raw=True))
-    ds = ds.cache(str(cache_file))
-    if shuffle:
-        ds = ds.shuffle(min(n, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _order(ds.cache(str(cache_file)), min(n, SHUFFLE_BUFFER), batching)
 
     def prepare(batch: np.ndarray) -> np.ndarray:
         return preprocessing.apply(batch)
@@ -156,47 +165,41 @@ def _through_file(tf: Any, index: Any, n: int, dataset: Dataset, preprocessing: 
         out.set_shape((None, *preprocessing.input_shape))
         return out, y
 
-    return ds.batch(batch_size).map(preprocess, **_parallel(tf))
+    return ds.batch(batching.size).map(preprocess, **_parallel(tf))
 
 
-def _streamed(tf: Any, index: Any, n: int, fetch: Any, batch_size: int, shuffle: bool,
-              seed: int, repeat: bool) -> Any:
+def _streamed(tf: Any, index: Any, n: int, fetch: Any, batching: Batching) -> Any:
     """Batches of a large split read straight from its images: the indices shuffled (the
     whole split), batched, then each batch read by a parallel map."""
-    ds = index
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    return ds.batch(batch_size).map(fetch, **_parallel(tf))
+    return _order(index, n, batching).batch(batching.size).map(fetch, **_parallel(tf))
+
+
+def _order(ds: Any, buffer: int, batching: Batching) -> Any:
+    """``ds`` shuffled within ``buffer`` items when ``batching.shuffle``, endless when
+    ``batching.repeat``."""
+    if batching.shuffle:
+        ds = ds.shuffle(buffer, seed=batching.seed, reshuffle_each_iteration=True)
+    return ds.repeat() if batching.repeat else ds
 
 
 def from_arrays(
     x: np.ndarray,
     y: np.ndarray,
     preprocessing: Preprocessing,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 0,
-    augment: Sequence[str] = (),
-    repeat: bool = False,
+    batching: Batching = Batching(),
 ) -> Any:
     """uint8 images (N, H, W, C) + labels -> a batched, cached, prefetched ``tf.data.Dataset``
-    (endless when ``repeat``)."""
+    (endless when ``batching.repeat``)."""
     tf, _ = load()
     ds = tf.data.Dataset.from_tensor_slices((preprocessing.apply(x), y.astype(np.int64)))
-    return _finish(ds.cache(), len(y), batch_size, shuffle, seed, augment, repeat)
+    return _finish(ds.cache(), len(y), batching)
 
 
 def from_files(
     paths: Sequence[Path],
     y: np.ndarray,
     preprocessing: Preprocessing,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 0,
-    augment: Sequence[str] = (),
-    repeat: bool = False,
+    batching: Batching = Batching(),
 ) -> Any:
     """Image files streamed from disk (decoded and preprocessed in parallel, cached after the
     first epoch) -> the same batches as :func:`from_arrays` on the decoded images."""
@@ -215,21 +218,17 @@ def from_files(
 
     ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], y.astype(np.int64)))
     ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _finish(ds.cache(), len(y), batch_size, shuffle, seed, augment, repeat)
+    return _finish(ds.cache(), len(y), batching)
 
 
-def _finish(ds: Any, n: int, batch_size: int, shuffle: bool, seed: int,
-            augment: Sequence[str],
-            repeat: bool, batched: bool = False, sharded: tuple[int, int] | None = None) -> Any:
+def _finish(ds: Any, n: int, batching: Batching, batched: bool = False,
+            sharded: tuple[int, int] | None = None) -> Any:
     tf, _ = load()
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _order(ds, n, batching)
     if not batched:
-        ds = ds.batch(batch_size)
-    if augment:
-        augmenter = augmentation(augment, seed)
+        ds = ds.batch(batching.size)
+    if batching.augment:
+        augmenter = augmentation(batching.augment, batching.seed)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()

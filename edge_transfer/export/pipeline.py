@@ -213,13 +213,13 @@ class _Sources:
 
 def _training_data(run: Run, seed: int) -> tuple[Any, np.ndarray]:
     """QAT / pruning data: the training split as arrays when small, else a stream."""
-    from edge_transfer.data.tfdata import cached_in_memory, from_dataset
+    from edge_transfer.data.tfdata import Batching, cached_in_memory, from_dataset
     from edge_transfer.train.optimize import BATCH_SIZE
 
     train, pre = run.splits.train, run.preprocessing
     if cached_in_memory(train, pre):
         return pre.apply(train.x.read()), train.y
-    return from_dataset(train, pre, BATCH_SIZE, shuffle=True, seed=seed), train.y
+    return from_dataset(train, pre, Batching(BATCH_SIZE, shuffle=True, seed=seed)), train.y
 
 
 def export_run(run_dir: str | Path, config: ExportConfig | None = None, *,

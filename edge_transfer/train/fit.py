@@ -79,13 +79,14 @@ def fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepro
     While BatchNorm layers train, their statistics are recomputed before each validation pass
     (:mod:`edge_transfer.train.batchnorm`): the epoch kept is judged on the model then
     evaluated."""
-    from edge_transfer.data.tfdata import from_dataset, reading
+    from edge_transfer.data.tfdata import Batching, from_dataset, reading
 
     steps = -(-len(splits.train) // cfg.batch_size)
     shards = workers(model)
-    train = from_dataset(splits.train, pre, cfg.batch_size, shuffle=True, seed=seed,
-                         augment=cfg.augmentations,
-                         repeat=steps < MIN_STEPS_PER_EPOCH or shards is not None,
+    batching = Batching(cfg.batch_size, shuffle=True, seed=seed,
+                        augment=cfg.augmentations,
+                        repeat=steps < MIN_STEPS_PER_EPOCH or shards is not None)
+    train = from_dataset(splits.train, pre, batching,
                          cache_file=_cache_file(cfg, splits.train, pre, "train"),
                          shard=shards)
     subset = stratified_sample(splits.val, cfg.eval_samples, cfg.seed)
@@ -99,7 +100,7 @@ def fit(cfg: TrainingConfig, keras: Any, model: Any, splits: Splits, pre: Prepro
                                      timer)
         callbacks.insert(0, check)          # before EarlyStopping, which reads its logs
     else:
-        val = from_dataset(subset, pre, cfg.eval_batch_size)
+        val = from_dataset(subset, pre, Batching(cfg.eval_batch_size))
         from edge_transfer.train import batchnorm
 
         if batchnorm.trains_batchnorm(model):   # after the timer's: counted as evaluation

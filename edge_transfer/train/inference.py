@@ -31,11 +31,11 @@ def predict_split(model: Any, split: Dataset, pre: Preprocessing,
                   batch_size: int = 256) -> np.ndarray:
     """Model outputs on a split, read through its stream (decoded in parallel, prefetched),
     eagerly and locally."""
-    from edge_transfer.data.tfdata import from_dataset, reading
+    from edge_transfer.data.tfdata import Batching, from_dataset, reading
 
     call = _inference(model, pre)
     with reading():
-        outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, batch_size)]
+        outputs = [np.asarray(call(x)) for x, _ in from_dataset(split, pre, Batching(batch_size))]
     return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
