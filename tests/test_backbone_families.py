@@ -7,28 +7,19 @@ smallest model of every family. ``benchmarks/backbones.py`` is the full sweep.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from _families import chosen
 
 from edge_transfer.train import backbones
 
 # Grouped convolutions (ONNX path), a plain depthwise net, hard-swish + SE.
 SAMPLE = ("regnetx_002", "mobilenet_v1", "mobilenet_v3_small")
-EVERY_FAMILY = tuple(names[0] for names in backbones.families().values()
-                     if backbones.get(names[0]).application)
-
-
-def _chosen() -> tuple[str, ...]:
-    wanted = os.environ.get("EDGE_TRANSFER_FAMILIES", "")
-    if wanted == "all":
-        return EVERY_FAMILY
-    return tuple(n.strip() for n in wanted.split(",") if n.strip()) or SAMPLE
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _chosen())
+@pytest.mark.parametrize("name", chosen("EDGE_TRANSFER_FAMILIES", SAMPLE))
 def test_family_trains_and_exports_or_says_why(name: str, tmp_path: Path) -> None:
     from edge_transfer.report.support import probe
 

@@ -12,29 +12,18 @@ smallest model of every family. ``benchmarks/backbones.py --from-file`` is the f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-from edge_transfer.train import backbones
+from _families import chosen
 
 # Rescaling + Normalization. MobileNetV3Small (Rescaling) from its file is
 # tests/test_batchnorm.py's case: the same file, trained through the CLI, the same assertions.
 SAMPLE = ("efficientnet_v2_b0",)
-EVERY_FAMILY = tuple(names[0] for family, names in backbones.families().items()
-                     if family != "small-cnn")
-
-
-def _chosen() -> tuple[str, ...]:
-    wanted = os.environ.get("EDGE_TRANSFER_FILE_FAMILIES", "")
-    if wanted == "all":
-        return EVERY_FAMILY
-    return tuple(n.strip() for n in wanted.split(",") if n.strip()) or SAMPLE
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _chosen())
+@pytest.mark.parametrize("name", chosen("EDGE_TRANSFER_FILE_FAMILIES", SAMPLE))
 def test_family_from_a_keras_file_trains_or_says_why(name: str, tmp_path: Path) -> None:
     from edge_transfer.report.support import FILE_ACCURACY, probe_file
 
