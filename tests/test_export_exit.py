@@ -78,7 +78,7 @@ from pathlib import Path
 from edge_transfer.export.pipeline import ExportConfig, export_run
 
 def hang(task):
-    os.write(1, b"converting\n")   # one write: two workers' lines never interleave
+    os.write(1, b"converting\\n")   # one write: two workers' lines never interleave
     time.sleep(600)
 
 if __name__ == "__main__":
