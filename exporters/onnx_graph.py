@@ -214,7 +214,8 @@ _GENERATED = re.compile(r"__(\d+)(?=(:\d+)?$)")
 def canonical_names(graph: Any) -> None:
     """Names and order that do not depend on the converting process, so the same model gives
     the same bytes: the ``NAME__<n>`` suffixes tf2onnx gives the nodes it inserts renumbered
-    1, 2, 3... in graph order (tf2onnx draws ``n`` from a process-wide counter); constants
+    1, 2, 3... in the order the nodes use them (tf2onnx draws ``n`` from a process-wide
+    counter, and stores the initializers in an order of its own); constants
     that several nodes share named ``shared_constant__<k>`` in order of first use (tf2onnx
     merges equal constants under whichever name its hash order puts first); initializers
     sorted by name. Every renaming is one-to-one.
@@ -228,6 +229,9 @@ def canonical_names(graph: Any) -> None:
         new = numbers.setdefault(match.group(1), str(len(numbers) + 1))
         return name[: match.start(1)] + new + name[match.end(1):]
 
+    for node in graph.node:          # numbered by the nodes, not the initializers' order
+        for name in (node.name, *node.input, *node.output):
+            renumber(name)
     _rename(graph, renumber)
     shared = _shared_constants(graph)
     _rename(graph, lambda name: shared.get(name, name))

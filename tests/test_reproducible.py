@@ -65,27 +65,31 @@ def test_run_and_export_records_name_versions_and_data(digits_run: Path) -> None
 
 
 def test_onnx_names_do_not_depend_on_the_converting_process() -> None:
-    """tf2onnx merges equal constants under whichever name its hash order puts first, and
-    orders initializers so too: the same model converted in two processes (a worker and the
-    export's own) gave different bytes. canonical_names gives both the same."""
+    """tf2onnx merges equal constants under whichever name its hash order puts first, orders
+    initializers so too, and numbers the names it makes from a process-wide counter: the same
+    model converted in two processes (a worker and the export's own) gave different bytes.
+    canonical_names gives both the same."""
     from onnx import TensorProto, helper, numpy_helper
 
     from exporters.onnx_graph import canonical_names
 
-    def converted(kept: str, order: list[str]) -> bytes:
-        zeros = {name: numpy_helper.from_array(np.zeros(2, np.float32), name)
-                 for name in ("a/bias", "b/bias", "scale__7")}
-        zeros["scale__7"] = numpy_helper.from_array(np.ones(2, np.float32), "scale__7")
+    def converted(kept: str, scale: str, shift: str, first: str) -> bytes:
+        values = {kept: np.zeros(2, np.float32), scale: np.ones(2, np.float32),
+                  shift: np.full(2, 2.0, np.float32)}
         nodes = [helper.make_node("Add", ["x", kept], ["y"], name="a"),
                  helper.make_node("Add", ["y", kept], ["z"], name="b"),
-                 helper.make_node("Mul", ["z", "scale__7"], ["out"], name="c")]
+                 helper.make_node("Mul", ["z", scale], ["w"], name="c"),
+                 helper.make_node("Add", ["w", shift], ["out"], name="d")]
+        order = sorted(values, key=lambda name: name != first)      # ``first`` stored first
         graph = helper.make_graph(
             nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
             [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])],
-            [zeros[name] for name in order if name != ({"a/bias", "b/bias"} - {kept}).pop()])
+            [numpy_helper.from_array(values[name], name) for name in order])
         canonical_names(graph)
         return helper.make_model(graph).SerializeToString()
 
-    one = converted("a/bias", ["a/bias", "scale__7"])
-    other = converted("b/bias", ["scale__7", "b/bias"])
+    # The merged constant under either name; the counter's numbers in either order; the
+    # initializers stored in another order.
+    one = converted("a/bias", "scale__7", "shift__9", first="a/bias")
+    other = converted("b/bias", "scale__12", "shift__4", first="shift__4")
     assert one == other
