@@ -12,7 +12,8 @@ from report_inputs import EXPORTS, FINGERPRINT, SAMPLES, write_inputs
 
 from edge_transfer.core import stats
 from edge_transfer.core.errors import DataError, UserError
-from edge_transfer.report.build import build_report, pareto_front
+from edge_transfer.report.build import build_report
+from edge_transfer.report.plots import pareto_front
 
 FIGURES = ("bytes", "gzip_bytes", "ratio_to_fp32", "workstation_accuracy", "device_accuracy",
            "device_samples", "reference_accuracy", "delta_vs_float", "device_gap",

@@ -1,8 +1,9 @@
 """report: what a run, its export and its devices came to, and whether it regressed.
 
-The report (``build``: the record and its plots; ``markdown``: report.md; ``devices``: the
-per-device sections; ``plots``), per-class and paired comparisons (``comparisons``), the
-regression gate of ``check`` (``gate``) and the backbone support matrix (``support``).
+The report (``build``: the record; ``markdown``: report.md; ``plots``: accuracy against size
+and the confusion matrices; ``devices``: the per-device sections), per-class and paired
+comparisons (``comparisons``), the regression gate of ``check`` (``gate``) and the backbone
+support matrix (``support``).
 
 May import: every layer below the commands (``core`` ... ``deploy``, ``exporters``,
 ``devices``).

@@ -1,5 +1,5 @@
 """One report per run: ``report.json``, ``report.md`` (rendered by
-:mod:`edge_transfer.report.markdown`) and the accuracy-vs-size plot.
+:mod:`edge_transfer.report.markdown`) and the plots (drawn by :mod:`edge_transfer.report.plots`).
 
 It stands on the JSON files the other steps write (no TensorFlow, no model loading):
 
@@ -132,9 +132,9 @@ def build_report(
     report = dataclasses.replace(report, recommendations=recs, files=ReportFiles(
         markdown=MARKDOWN_FILE, plot=PLOT_FILE, confusion=CONFUSION_FILE if confusion else None,
         latency_plots=report_devices.write_plots(validations, recs, out_dir)))
-    plot_accuracy_vs_size(report, out_dir / PLOT_FILE)
+    plots.accuracy_vs_size(report, out_dir / PLOT_FILE)
     if confusion:
-        plot_confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
+        plots.confusion(confusion, report.labels, out_dir / CONFUSION_FILE)
     from edge_transfer.export.diagnose import markdown_section
 
     diagnosis = markdown_section(_export_path(Path(run_dir), export_json).parent, out_dir)
@@ -386,93 +386,6 @@ def _with_ratios(rows: list[ReportRow]) -> list[ReportRow]:
         ratio = round(r.bytes / ref, 4) if r.bytes is not None and ref else None
         out.append(dataclasses.replace(r, ratio_to_fp32=ratio))
     return out
-
-
-# ---------------------------------------------------------------- plots
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats (smaller or equal size AND more accurate).
-
-    >>> pareto_front([(100, 0.9), (50, 0.95), (30, 0.80), (60, 0.94)])
-    [2, 1]
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def plot_accuracy_vs_size(report: Report, path: Path) -> None:
-    """Accuracy against file size per artifact, one marker/colour per format, its 95%
-    interval as an error bar, and the Pareto front."""
-    sized = [r for r in report.artifacts if r.bytes is not None]
-    device = any(r.device_accuracy is not None for r in sized)
-    measured = [(r, r.bytes, r.device_accuracy if device else r.workstation_accuracy)
-                for r in sized]
-    rows = [r for r, _, acc in measured if acc is not None]
-    points = [(size / 1024, acc) for _, size, acc in measured
-              if size is not None and acc is not None]
-    fig = plots.figure((7, 4.5))
-    ax = fig.subplots()
-    styles = plots.styles(sorted({str(r.format) for r in rows}))
-    for fmt, (marker, colour) in styles.items():
-        mine = [(r, p) for r, p in zip(rows, points, strict=True) if r.format == fmt]
-        ax.scatter([p[0] for _, p in mine], [p[1] for _, p in mine], marker=marker,
-                   color=colour, s=50, label=fmt, zorder=3)
-        bars = [(p, iv) for r, p in mine
-                if (iv := r.device_interval if device else r.workstation_interval)]
-        if bars:  # the 95% interval of each accuracy
-            ax.errorbar([p[0] for p, _ in bars], [p[1] for p, _ in bars],
-                        yerr=[[max(0.0, p[1] - iv[0]) for p, iv in bars],
-                              [max(0.0, iv[1] - p[1]) for p, iv in bars]],
-                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.6,
-                        zorder=2)
-    log_x = bool(points) and max(p[0] for p in points) > 8 * min(p[0] for p in points)
-    for r, point, lift in zip(rows, points, plots.label_lifts(points, log_x), strict=True):
-        ax.annotate(r.name, point, textcoords="offset points", xytext=(5, 4 + 9 * lift),
-                    fontsize=7)
-    front = [points[i] for i in pareto_front(points)]
-    if front:
-        ax.plot(*zip(*front, strict=True), linestyle="--", color="gray", drawstyle="steps-post",
-                label="Pareto front", zorder=2)
-    if not device and report.float_accuracy is not None:  # same split as the points
-        ax.axhline(report.float_accuracy, linestyle=":", color="black", linewidth=1,
-                   label="float model (workstation)")
-    if log_x:
-        ax.set_xscale("log")
-    ax.margins(x=0.12, y=0.25)
-    ax.set_xlabel("file size (KiB)")
-    ax.set_ylabel(f"accuracy ({'device' if device else 'workstation'}), 95% interval")
-    ax.set_title("accuracy against size" + ("" if rows else " (no artifact measured)"))
-    ax.grid(True, alpha=0.3)
-    if rows:
-        ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    plots.save(fig, path)
-
-
-def plot_confusion(pair: Sequence[tuple[str, Any]], labels: Sequence[str], path: Path) -> None:
-    """Confusion matrices side by side (rows: true class, columns: predicted)."""
-    import numpy as np
-
-    fig = plots.figure((4.2 * len(pair), 4))
-    axes = fig.subplots(1, len(pair))
-    for ax, (name, matrix) in zip(np.atleast_1d(axes), pair, strict=True):
-        m = np.asarray(matrix)
-        ax.imshow(m, cmap="Blues")
-        for (i, j), v in np.ndenumerate(m):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > m.max() / 2 else "black")
-        ticks = range(m.shape[0])
-        names = list(labels) if len(labels) == m.shape[0] else [str(t) for t in ticks]
-        ax.set_xticks(ticks, names, fontsize=7)
-        ax.set_yticks(ticks, names, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(name)
-    plots.save(fig, path)
 
 
 def _confusion_pair(rows: Sequence[ReportRow],
