@@ -214,6 +214,7 @@ def test_export_report_and_check_see_every_class(second_step: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Old classes" in text and "forgetting" in text
+    assert "## Classes added step by step" in text and "*How to read this:* every step" in text
     bundle = tmp_path / "bundle"
     done = run_main("bundle", str(second_step), "--export-dir", str(export), "--out", str(bundle))
     assert done.returncode == 0, done.stderr

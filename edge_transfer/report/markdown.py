@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from edge_transfer.core import stats
+from edge_transfer.core.records.incremental import IncrementalHistory
 from edge_transfer.core.records.paired import Comparison
 from edge_transfer.core.records.report import Report, ReportFiles, ReportRow, TransferFigures
 from edge_transfer.report import comparisons
@@ -77,11 +78,49 @@ def _transfer(report: Report) -> list[str]:
 
 
 def _incremental(report: Report) -> list[str]:
-    if not report.incremental:
+    """The report's section: old / new / all classes of the last step with intervals, the
+    old classes before and after (paired), forgetting per class, the baselines, and the
+    curve of all-class accuracy over the steps."""
+    history = report.incremental
+    if not history:
         return []
-    from edge_transfer.train.incremental import markdown_lines
+    last = history.last
+    n, old_n = last.test_samples, last.old_samples or 0
+    new_n = n - old_n
 
-    return markdown_lines(report.incremental)
+    def cell(value: float | None, count: int) -> str:
+        if value is None or not count:
+            return "—"
+        return stats.wilson(round(value * count), count).points()
+
+    lines = ["| classes | test images | accuracy % [95% CI] |", "|---|---|---|",
+             f"| Old classes ({', '.join(_old_names(history))}) | {old_n} | "
+             f"{cell(last.old_accuracy, old_n)} |",
+             f"| Old classes before this step | {old_n} | {cell(last.old_before, old_n)} |",
+             f"| New classes ({', '.join(last.classes)}) | {new_n} | "
+             f"{cell(last.new_accuracy, new_n)} |",
+             f"| All classes | {n} | {cell(last.all_accuracy, n)} |"]
+    for name, base in last.baselines.items():
+        lines.append(f"| All classes, baseline {name} | {n} | {cell(base.all_accuracy, n)}"
+                     + (f"; method − baseline {base.method_vs.describe()}"
+                        if base.method_vs else "") + " |")
+    lines += ["", f"Old classes after − before (same images): "
+              f"{last.old_change.describe() if last.old_change else '—'}; forgetting per "
+              "class (before − after, points): "
+              + ", ".join(f"{k} {v * 100:+.1f}" for k, v in last.forgetting.items()), "",
+              "| step | classes added | classes | memory/class | all classes % |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {s.step} | {', '.join(s.classes)} | {s.total_classes} | "
+              f"{s.memory_per_class} | {s.all_accuracy * 100:.1f} |" for s in history.steps]
+    return _section("Classes added step by step", lines,
+                    "every step is measured on the test images of the classes seen so far; "
+                    "the old classes' change is paired (95% Newcombe interval, exact McNemar "
+                    "p); `edge-transfer check` fails when it drops beyond "
+                    "--max-old-class-drop and significantly.")
+
+
+def _old_names(history: IncrementalHistory) -> list[str]:
+    return [name for s in history.steps[:-1] for name in s.classes]
 
 
 def _artifacts(report: Report) -> list[str]:
