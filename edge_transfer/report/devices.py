@@ -27,6 +27,7 @@ from edge_transfer.core.records.paired import SampleIds
 from edge_transfer.core.records.validation import ValidationResult, ValidationRow
 from edge_transfer.core.samples import SamplesError, decode, encode
 from edge_transfer.deploy.recommend import recommend_result
+from edge_transfer.report.markdown import HOW_TO_READ
 
 LATENCY_PLOT = "accuracy_vs_latency.png"
 DEFAULT_TOLERANCE = 0.005
@@ -167,7 +168,7 @@ def markdown(validations: Sequence[ValidationResult], recs: Sequence[Recommendat
         lines += [f"- {t}" for t in rec.trades]
         lines += [f"- not {k}: {v}" for k, v in rec.excluded.items()]
         lines += ["", f"![accuracy against latency on {result.device.name}]({plot})", ""]
-    lines += ["*How to read this:* a file qualifies when it ran, fits the profile's budgets and "
+    lines += [HOW_TO_READ + "a file qualifies when it ran, fits the profile's budgets and "
               "its accuracy is within the tolerance of the float model on the same images "
               "(paired: beyond the tolerance *and* significant fails); of those the fastest "
               "median latency wins (within 5% counts as a tie, the smaller file wins).", ""]
