@@ -34,7 +34,7 @@ from edge_transfer.core.errors import ConfigError, DataError, ModelError
 from edge_transfer.core.fields import option, required
 from edge_transfer.core.records.incremental import BaselineFigures, IncrementalHistory, StepFigures
 from edge_transfer.core.records.paired import Comparison
-from edge_transfer.core.records.run import RunData, RunInfo, RunMetrics, SplitSizes
+from edge_transfer.core.records.run import RunData, RunInfo, RunMetrics
 from edge_transfer.data.dataset import UNION, Dataset, Splits, split_dataset, stratified_sample
 from edge_transfer.data.load import absolute_spec, load_dataset
 from edge_transfer.train import runs
@@ -422,26 +422,21 @@ def _write(cfg: ExtendConfig, old_run: Run, step: _Step, model: Any, head: Linea
            kept: tuple[FeatureMemory | None, ClassStatistics | None], feats: _Features,
            figures: StepFigures) -> None:
     from edge_transfer.core.samples import encode
-    from edge_transfer.train.models import save_keras_model
+    from edge_transfer.train.run_writer import config_args, split_sizes, write_model
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_keras_model(model, out / runs.MODEL_FILE)
-    (out / runs.LABELS_FILE).write_text("\n".join(step.dataset.class_names) + "\n")
+    write_model(out, model, step.dataset.class_names)
     shutil.copyfile(old_run.path / runs.PREPROCESSING_FILE, out / runs.PREPROCESSING_FILE)
     info = old_run.info
     data = info.data
     RunInfo(command="extend", seconds=figures.seconds,
-            args={k: (str(v) if isinstance(v, Path) else v)
-                  for k, v in dataclasses.asdict(cfg).items()},
-            seed=step.seed,
+            args=config_args(cfg), seed=step.seed,
             data=RunData(spec=step.spec, seed=data.seed, val_fraction=data.val_fraction,
                          test_fraction=data.test_fraction, shots=None,
                          fingerprint=step.dataset.fingerprint(),
                          skip_bad_files=data.skip_bad_files,
-                         sizes=SplitSizes(train=len(step.splits.train),
-                                          val=len(step.splits.val),
-                                          test=len(step.splits.test))),
+                         sizes=split_sizes(step.splits)),
             backbone=info.backbone, strategy=info.strategy, precision=info.precision,
             versions=versions()).dump(out / runs.RUN_FILE)
     top1 = head.predict(feats.x_test)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -70,17 +70,15 @@ def write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, sp
               strategy: Any, warnings: list[str], timer: Timer | None = None) -> None:
     """The run directory; the wall ``seconds`` go to run.json, so that metrics.json (the
     figures alone) is the same bytes for the same seed."""
-    save_model(model, out / MODEL_FILE)
-    write_text_atomic(out / LABELS_FILE, "\n".join(dataset.class_names) + "\n")
+    write_model(out, model, dataset.class_names)
     decision = backbone.input.to_dict() if backbone.input else None
     write_json(out / PREPROCESSING_FILE, {**pre.to_dict(), "input": decision})
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     record.RunInfo(
         command=command,
         seconds=seconds,
         seconds_by_phase=({k: round(v, 3) for k, v in timer.seconds.items()}
                           if timer else None),
-        args=args,
+        args=config_args(cfg),
         seed=cfg.seed,
         data=record.RunData(
             spec=absolute_spec(cfg.data), seed=cfg.seed, val_fraction=cfg.val_fraction,
@@ -88,8 +86,7 @@ def write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, sp
             val_data=cfg.val_data and absolute_spec(cfg.val_data),
             test_data=cfg.test_data and absolute_spec(cfg.test_data),
             fingerprint=dataset.fingerprint(), skip_bad_files=cfg.skip_bad_files,
-            sizes=record.SplitSizes(train=len(splits.train), val=len(splits.val),
-                                    test=len(splits.test))),
+            sizes=split_sizes(splits)),
         backbone=record.RunBackbone(name=backbone.name, source=backbone.source,
                                     weights=backbone.weights, input_shape=tuple(pre.input_shape)),
         strategy=record.RunStrategy(name=cfg.strategy, class_name=type(strategy).__name__,
@@ -100,6 +97,22 @@ def write_run(out: Path, command: str, cfg: TrainingConfig, dataset: Dataset, sp
     ).dump(out / RUN_FILE)
     write_json(out / HISTORY_FILE, history)
     metrics.dump(out / METRICS_FILE)
+
+
+def write_model(out: Path, model: Any, class_names: Sequence[str]) -> None:
+    """``out/model.keras`` and ``out/labels.txt`` (one class name a line)."""
+    save_model(model, out / MODEL_FILE)
+    write_text_atomic(out / LABELS_FILE, "\n".join(class_names) + "\n")
+
+
+def config_args(cfg: Any) -> dict[str, Any]:
+    """A config's fields as run.json's ``args`` records them (paths as strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+
+
+def split_sizes(splits: Splits) -> record.SplitSizes:
+    return record.SplitSizes(train=len(splits.train), val=len(splits.val),
+                             test=len(splits.test))
 
 
 def _policy_name(model: Any) -> str:
