@@ -47,8 +47,7 @@ def planned(all_models: bool, only: list[str] | None) -> list[str]:
 
     if only:
         return [backbones.get(name).name for name in only]
-    groups = [names for names in backbones.families().values()
-              if backbones.get(names[0]).application]      # keras.applications families
+    groups = list(backbones.families(applications=True).values())
     names = [group[0] for group in groups]
     names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
     if all_models:

@@ -1,8 +1,9 @@
 """The ``edge-transfer`` command line: one module per command under ``edge_transfer.commands``.
 
 Each command module defines ``HELP`` (its line in ``edge-transfer --help``), ``DESCRIPTION``
-(the top of its own ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``, which does
-the work and imports heavy libraries (TensorFlow) only inside, so ``--help`` stays light.
+(the top of its own ``--help``), ``add_arguments(parser)`` (its options, and an epilog where
+the help names what a registry holds) and ``run(args) -> int``, which does the work and
+imports heavy libraries (TensorFlow) only inside, so ``--help`` stays light.
 
 Error contract: a :class:`~edge_transfer.core.errors.UserError` prints one line and exits 2;
 any other failure exits 1 with a short hint, and the traceback only under ``--debug``;

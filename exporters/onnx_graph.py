@@ -229,9 +229,6 @@ def canonical_names(graph: Any) -> None:
         new = numbers.setdefault(match.group(1), str(len(numbers) + 1))
         return name[: match.start(1)] + new + name[match.end(1):]
 
-    for node in graph.node:          # numbered by the nodes, not the initializers' order
-        for name in (node.name, *node.input, *node.output):
-            renumber(name)
     _rename(graph, renumber)
     shared = _shared_constants(graph)
     _rename(graph, lambda name: shared.get(name, name))
@@ -241,9 +238,8 @@ def canonical_names(graph: Any) -> None:
 
 
 def _rename(graph: Any, rename: Callable[[str], str]) -> None:
-    """Apply ``rename`` to every value and node name of ``graph`` and of its subgraphs."""
-    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
-        value.name = rename(value.name)
+    """Apply ``rename`` to every node and value name of ``graph`` and of its subgraphs, the
+    nodes first, in graph order (a ``rename`` that numbers names numbers them so)."""
     for node in graph.node:
         node.name = rename(node.name)
         node.input[:] = [rename(n) for n in node.input]
@@ -251,6 +247,8 @@ def _rename(graph: Any, rename: Callable[[str], str]) -> None:
         for attribute in node.attribute:
             for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
                 _rename(sub, rename)
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        value.name = rename(value.name)
 
 
 def _shared_constants(graph: Any) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import exporters
 from edge_transfer.core import stats
 from edge_transfer.core.samples import decode
 from edge_transfer.export.config import ExportConfig
@@ -68,20 +69,19 @@ def export_holding(run_dir: Path, variant: str) -> ExportResult:
     return (export_all if trained_again(variant) else export_post_training)(run_dir)
 
 
-def exported_and_rerun(run_dir: Path, format: str,
+def exported_and_rerun(run_dir: Path, fmt: str,
                        variant: str) -> tuple[ExportResult, Artifact, np.ndarray, np.ndarray]:
-    """The held export's ``format-variant`` file, asserted ``ok`` and passed its check, then
+    """The held export's ``fmt-variant`` file, asserted ``ok`` and passed its check, then
     run on the test split in its own runtime, whose accuracy must be the record's: the
     result, the artifact, the probabilities and the labels."""
-    import exporters
     from edge_transfer.train.runs import Run
 
     result = export_holding(run_dir, variant)
-    artifact = result.get(f"{format}-{variant}")
+    artifact = result.get(f"{fmt}-{variant}")
     assert artifact.status == "ok", artifact.reason
     assert artifact.check is not None and artifact.check.passed
     x, y = Run.open(result.run).split_arrays("test")
-    probabilities = exporters.get(format).predict(artifact.path, x)
+    probabilities = exporters.get(fmt).predict(artifact.path, x)
     assert np.mean(probabilities.argmax(1) == y) == pytest.approx(artifact.accuracy)
     return result, artifact, probabilities, y
 

@@ -9,16 +9,10 @@ import os
 from edge_transfer.train import backbones
 
 
-def every_family() -> tuple[str, ...]:
-    """The first backbone of every family built from keras.applications."""
-    return tuple(names[0] for names in backbones.families().values()
-                 if backbones.get(names[0]).application)
-
-
 def chosen(variable: str, sample: tuple[str, ...]) -> tuple[str, ...]:
-    """``$variable`` = ``all``: :func:`every_family`; a comma list: those names; unset or
-    empty: ``sample``."""
+    """``$variable`` = ``all``: the first backbone of every keras.applications family; a comma
+    list: those names; unset or empty: ``sample``."""
     wanted = os.environ.get(variable, "")
     if wanted == "all":
-        return every_family()
+        return tuple(names[0] for names in backbones.families(applications=True).values())
     return tuple(n.strip() for n in wanted.split(",") if n.strip()) or sample

@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     bundle = open_bundle(args.out)
     manifest = bundle.manifest
-    for artifact in bundle.manifest.artifacts:
+    for artifact in manifest.artifacts:
         print(f"{artifact.name:<20} {artifact.bytes:>10,} bytes  workstation accuracy "
               f"{artifact.workstation_accuracy:.4f}")
     for name, why in manifest.left_out.items():
         print(f"{name:<20} left out: {why}")
-    sample = bundle.path / bundle.manifest.validation_sample
+    sample = bundle.path / manifest.validation_sample
     count = manifest.samples.count if manifest.samples else 0
     print(f"validation sample: {count:,} of {manifest.split_samples or count:,} test images "
           f"(stratified), {sample.stat().st_size:,} bytes")
@@ -70,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
         for line in rec.trades:
             print(f"  {line}")
     print(f"wrote {path} in {seconds:.1f} s"
-          + ("" if args.tar else f" ({MANIFEST} + {len(bundle.manifest.artifacts)} models)"))
+          + ("" if args.tar else f" ({MANIFEST} + {len(manifest.artifacts)} models)"))
     return 0

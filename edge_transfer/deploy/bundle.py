@@ -26,7 +26,7 @@ Not run as a doctest (it needs an exported run; tests/test_bundle.py bundles one
 >>> folder = create_bundle("runs/target", "bundles/target")      # doctest: +SKIP
 >>> archive = create_bundle("runs/target", "bundles/target", tar=True)   # doctest: +SKIP
 >>> bundle = open_bundle(archive)                                 # doctest: +SKIP
->>> [a.name for a in bundle.manifest.artifacts]                            # doctest: +SKIP
+>>> [a.name for a in bundle.manifest.artifacts]                  # doctest: +SKIP
 ['tflite-fp32', 'tflite-int8', 'onnx-fp32', 'onnx-int8']
 """
 

@@ -11,6 +11,7 @@ May import: every layer below the commands (``core`` ... ``deploy``, ``exporters
 
 from edge_transfer.core.moved import forward
 
-# Before issue 23 this was the module now split into edge_transfer.report.build and .markdown:
-# its names still import from here for one release, with a DeprecationWarning.
-__getattr__ = forward(__name__, "edge_transfer.report.build", "edge_transfer.report.markdown")
+# Before issue 23 this was the module now split into edge_transfer.report.build, .markdown and
+# .plots: its names still import from here for one release, with a DeprecationWarning.
+__getattr__ = forward(__name__, "edge_transfer.report.build", "edge_transfer.report.markdown",
+                      "edge_transfer.report.plots")

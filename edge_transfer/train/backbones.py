@@ -229,15 +229,19 @@ _REGISTRY: dict[str, BackboneSpec] = {
 }
 
 
-def families() -> dict[str, tuple[str, ...]]:
-    """Registered names by family, in registry order.
+def families(*, applications: bool = False) -> dict[str, tuple[str, ...]]:
+    """Registered names by family, in registry order; with ``applications``, only the
+    families built from keras.applications (what the family sweeps test).
 
     >>> families()["RegNetX"][:2]
     ('regnetx_002', 'regnetx_004')
+    >>> "small-cnn" in families(applications=True)
+    False
     """
     out: dict[str, list[str]] = {}
     for spec in _REGISTRY.values():
-        out.setdefault(spec.family, []).append(spec.name)
+        if spec.application or not applications:
+            out.setdefault(spec.family, []).append(spec.name)
     return {family: tuple(names) for family, names in out.items()}
 
 

@@ -111,6 +111,7 @@ def config_args(cfg: Any) -> dict[str, Any]:
 
 
 def split_sizes(splits: Splits) -> record.SplitSizes:
+    """How many images each split holds, as run.json records them."""
     return record.SplitSizes(train=len(splits.train), val=len(splits.val),
                              test=len(splits.test))
 
