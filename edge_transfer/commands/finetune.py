@@ -7,15 +7,6 @@ import argparse
 from edge_transfer.commands._options import add_config_options, add_quiet, config_kwargs, verbosity
 from edge_transfer.train.config import FinetuneConfig
 
-
-def _unfreeze(text: str) -> int | None:
-    if text == "all":
-        return None
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of layers or 'all'")
-    return int(text)
-
-
 HELP = "fine-tune a backbone on your (small) dataset"
 DESCRIPTION = ("Stage 1 trains a new classifier on the frozen extractor; stage 2 unfreezes the "
                "top layers at a lower learning rate with BatchNorm in inference mode. Both stop "
@@ -28,6 +19,14 @@ DESCRIPTION = ("Stage 1 trains a new classifier on the frozen extractor; stage 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, FinetuneConfig, types={"unfreeze": _unfreeze})
     add_quiet(parser)
+
+
+def _unfreeze(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of layers or 'all'")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("run a pipeline file: pretrain, finetune, export, bundle, validate, "
-        "report, check")
+HELP = "run a pipeline file: pretrain, finetune, export, bundle, validate, report, check"
 DESCRIPTION = ("Run the steps of PIPELINE.toml in order. Each table is a step; its keys "
                "are the long options of that command (shots = 10 is --shots 10).")
 
