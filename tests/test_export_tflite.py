@@ -200,8 +200,8 @@ def test_tflite_files_are_the_bytes_of_tensorflows_own_way(
     keras_way.__dict__["saved_model"] = tmp_path / "keras-way"
     calibration = Calibration(np.random.default_rng(0).random((16, 8, 8, 3), np.float32),
                               source.input_name)
-    specs = [ExportSpec.fp32(), ExportSpec.fp16(), ExportSpec.int8(io="uint8"),
-             ExportSpec.int16x8()]   # every branch of tflite._convert (dynamic: fp16's first)
+    specs = [ExportSpec.fp32(), ExportSpec.fp16(), ExportSpec.dynamic(), ExportSpec.int8(),
+             ExportSpec.int8(io="uint8"), ExportSpec.int16x8()]
     real = getattr(lite._load, "_edge_transfer_real", lite._load)
     loads: list[str] = []
 

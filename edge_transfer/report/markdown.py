@@ -90,7 +90,7 @@ def _incremental(report: Report) -> list[str]:
 
     def cell(value: float | None, count: int) -> str:
         if value is None or not count:
-            return "—"
+            return MISSING
         return stats.wilson(round(value * count), count).points()
 
     lines = ["| classes | test images | accuracy % [95% CI] |", "|---|---|---|",
@@ -105,7 +105,7 @@ def _incremental(report: Report) -> list[str]:
                      + (f"; method − baseline {base.method_vs.describe()}"
                         if base.method_vs else "") + " |")
     lines += ["", f"Old classes after − before (same images): "
-              f"{last.old_change.describe() if last.old_change else '—'}; forgetting per "
+              f"{last.old_change.describe() if last.old_change else MISSING}; forgetting per "
               "class (before − after, points): "
               + ", ".join(f"{k} {v * 100:+.1f}" for k, v in last.forgetting.items()), "",
               "| step | classes added | classes | memory/class | all classes % |",
